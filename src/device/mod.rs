@@ -1,0 +1,1 @@
+//! The TUN device: creating it and configuring addresses, MTU and link state.

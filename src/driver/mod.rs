@@ -1,0 +1,1 @@
+//! The mio event loop: the only code that reads the clock or makes syscalls.

@@ -1,0 +1,100 @@
+//! The per-connection TCP state machine (RFC 9293), sans-IO.
+//!
+//! A [`Connection`] is fed segments with `now` ([`Connection::on_segment`]), is asked for what
+//! to send ([`Connection::poll_transmit`]) and when to wake next ([`Connection::poll_timeout`]),
+//! and is read and written by its application through the [`Socket`] trait.
+
+mod seq;
+mod state;
+
+pub use seq::SeqNum;
+pub use state::State;
+
+use crate::time::Duration;
+use crate::wire::Quad;
+
+/// Tunables of a connection; the defaults follow RFC 9293 and RFC 6298.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The MSS we announce: what we can receive (MTU − 40 for IPv4, MTU − 60 for IPv6).
+    pub mss_v4: u16,
+    pub mss_v6: u16,
+    /// How long TIME-WAIT lasts: 2·MSL (RFC 9293 §3.4.2, MUST-13).
+    pub time_wait: Duration,
+    /// Receive buffer size in bytes; the window we offer is its free space.
+    pub recv_buffer: usize,
+    /// Send buffer size in bytes; writes beyond it are refused until the peer ACKs.
+    pub send_buffer: usize,
+    /// RFC 6298 §2.1: the initial RTO, 1 s.
+    pub initial_rto: Duration,
+    /// RFC 6298 §2.4: the lower bound of the RTO.
+    pub min_rto: Duration,
+    /// RFC 6298 §2.5: an upper bound of the RTO.
+    pub max_rto: Duration,
+    /// How many times an unanswered SYN+ACK is retransmitted before the half-open
+    /// connection is dropped (Linux's tcp_synack_retries defaults to 5).
+    pub synack_retries: u32,
+    /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
+    pub r2: Duration,
+    /// Delayed-ACK timeout (RFC 9293 §3.8.6.3, MUST-40: under 0.5 s).
+    pub delayed_ack: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mss_v4: 1460,
+            mss_v6: 1440,
+            time_wait: Duration::from_secs(60),
+            recv_buffer: 256 * 1024,
+            send_buffer: 256 * 1024,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            synack_retries: 5,
+            r2: Duration::from_secs(100),
+            delayed_ack: Duration::from_millis(40),
+        }
+    }
+}
+
+/// What a connection negotiated, for the HTTP service's page and for `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub quad: Quad,
+    pub state: State,
+    /// Our initial send sequence number (ISS).
+    pub iss: SeqNum,
+    /// The peer's initial sequence number (IRS).
+    pub irs: SeqNum,
+    /// The MSS we announced in our SYN or SYN+ACK.
+    pub local_mss: u16,
+    /// The MSS the peer announced, if it did.
+    pub peer_mss: Option<u16>,
+    /// The MSS we send with: the smaller of the peer's (or the default 536/1220) and ours.
+    pub send_mss: u16,
+    /// Window-scale shifts (ours, the peer's), when both sides offered the option.
+    pub window_scale: Option<(u8, u8)>,
+    pub sack_permitted: bool,
+    pub timestamps: bool,
+}
+
+/// What an application (a built-in service) sees of its connection.
+pub trait Socket {
+    /// Copy up to `buf.len()` received bytes, in order, into `buf`; returns how many.
+    fn recv(&mut self, buf: &mut [u8]) -> usize;
+    /// Bytes received and not yet read.
+    fn recv_queue(&self) -> usize;
+    /// The peer has sent FIN and every byte before it has been read.
+    fn peer_closed(&self) -> bool;
+    /// Queue bytes for sending; returns how many fit in the send buffer.
+    fn send(&mut self, data: &[u8]) -> usize;
+    /// Free space in the send buffer.
+    fn send_capacity(&self) -> usize;
+    /// No more data from us: a FIN follows what is queued (RFC 9293 §3.10.4 CLOSE).
+    fn close(&mut self);
+    /// Abort with a RST (RFC 9293 §3.10.5 ABORT).
+    fn abort(&mut self);
+    /// The connection's negotiated parameters and current state.
+    fn info(&self) -> ConnInfo;
+}

@@ -1,0 +1,239 @@
+//! Parsing and emitting IP packets: IPv4/IPv6, TCP, ICMP/ICMPv6 echo.
+//!
+//! Everything that comes from the network enters the crate through [`parse`], which validates
+//! every length and checksum and returns either a typed view borrowing the buffer or the
+//! [`DropReason`] it was rejected for. Nothing here panics on input.
+
+mod emit;
+mod options;
+mod parse;
+
+pub use emit::{EmitError, emit_echo_reply, emit_tcp};
+pub use options::{MAX_SACK_BLOCKS, SackBlock, TcpOptions};
+pub use parse::parse;
+
+use crate::tcp::SeqNum;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// A connection's 4-tuple, named from the endpoint's point of view (RFC 9293 §3.3.1's
+/// "local socket" and "remote socket"), so it does not flip with the direction of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quad {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl fmt::Display for Quad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} <-> {}", self.local, self.remote)
+    }
+}
+
+/// The TCP control bits (RFC 9293 §3.1, plus ECE/CWR of RFC 3168).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const FIN: Flags = Flags(0x01);
+    pub const SYN: Flags = Flags(0x02);
+    pub const RST: Flags = Flags(0x04);
+    pub const PSH: Flags = Flags(0x08);
+    pub const ACK: Flags = Flags(0x10);
+    pub const URG: Flags = Flags(0x20);
+    pub const ECE: Flags = Flags(0x40);
+    pub const CWR: Flags = Flags(0x80);
+    pub const NONE: Flags = Flags(0);
+
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn fin(self) -> bool {
+        self.contains(Flags::FIN)
+    }
+    pub const fn syn(self) -> bool {
+        self.contains(Flags::SYN)
+    }
+    pub const fn rst(self) -> bool {
+        self.contains(Flags::RST)
+    }
+    pub const fn psh(self) -> bool {
+        self.contains(Flags::PSH)
+    }
+    pub const fn ack(self) -> bool {
+        self.contains(Flags::ACK)
+    }
+    pub const fn urg(self) -> bool {
+        self.contains(Flags::URG)
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Display for Flags {
+    /// Flags as tcpdump's readers expect to see them: `SYN,ACK`, `FIN,ACK`, `RST`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(Flags, &str); 8] = [
+            (Flags::SYN, "SYN"),
+            (Flags::FIN, "FIN"),
+            (Flags::RST, "RST"),
+            (Flags::PSH, "PSH"),
+            (Flags::ACK, "ACK"),
+            (Flags::URG, "URG"),
+            (Flags::ECE, "ECE"),
+            (Flags::CWR, "CWR"),
+        ];
+        let mut first = true;
+        for (flag, name) in NAMES {
+            if self.contains(flag) {
+                if !first {
+                    f.write_str(",")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One TCP segment, either parsed from the wire (borrowing the packet) or about to be emitted
+/// (borrowing the sender's buffer). Ports are as on the wire: `src_port` is the sender's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSegment<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: SeqNum,
+    /// Meaningful only when `flags.ack()`.
+    pub ack: SeqNum,
+    pub flags: Flags,
+    /// The window field as it is on the wire (unscaled).
+    pub window: u16,
+    pub urgent: u16,
+    pub options: TcpOptions,
+    pub payload: &'a [u8],
+}
+
+impl TcpSegment<'_> {
+    /// SEG.LEN (RFC 9293 §3.3.1): the payload plus one for each of SYN and FIN.
+    pub fn seg_len(&self) -> u32 {
+        // A payload comes from one IP packet, so it is far below 2^32 bytes.
+        let payload = u32::try_from(self.payload.len()).unwrap_or(u32::MAX - 2);
+        payload + u32::from(self.flags.syn()) + u32::from(self.flags.fin())
+    }
+}
+
+/// A template for segments in tests: every field zero, no flags, no options, no payload.
+pub const SEGMENT_TEMPLATE: TcpSegment<'static> = TcpSegment {
+    src_port: 0,
+    dst_port: 0,
+    seq: SeqNum::new(0),
+    ack: SeqNum::new(0),
+    flags: Flags::NONE,
+    window: 0,
+    urgent: 0,
+    options: TcpOptions::EMPTY,
+    payload: &[],
+};
+
+/// What [`parse`] found in a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// A TCP segment with valid IP and TCP headers and checksums.
+    Tcp {
+        src: IpAddr,
+        dst: IpAddr,
+        seg: TcpSegment<'a>,
+    },
+    /// An ICMP echo request (IPv4) or ICMPv6 echo request, checksum verified.
+    EchoRequest {
+        src: IpAddr,
+        dst: IpAddr,
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    /// A well-formed packet that is not for us to answer (other protocols, other ICMP types,
+    /// IPv6 neighbour discovery, ...). Ignored without counting it as malformed.
+    Other { src: IpAddr, dst: IpAddr },
+}
+
+/// Why a packet was dropped by [`parse`]. Each reason has its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than the headers it announces, or an IP version other than 4 or 6.
+    Malformed,
+    /// IPv4 header length (IHL) below 5 or past the end of the packet.
+    BadIpv4HeaderLength,
+    /// IPv4 total length larger than what was read.
+    BadIpv4TotalLength,
+    BadIpv4Checksum,
+    /// An IPv4 or IPv6 fragment: not reassembled, never parsed as TCP.
+    Fragment,
+    /// An IPv6 extension header chain that could not be walked.
+    BadIpv6Extension,
+    /// TCP data offset below 5 or past the end of the segment.
+    BadTcpDataOffset,
+    BadTcpChecksum,
+    /// A TCP option with an illegal length (0, 1, or running past the header).
+    BadTcpOption,
+    BadIcmpChecksum,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 10] = [
+        DropReason::Malformed,
+        DropReason::BadIpv4HeaderLength,
+        DropReason::BadIpv4TotalLength,
+        DropReason::BadIpv4Checksum,
+        DropReason::Fragment,
+        DropReason::BadIpv6Extension,
+        DropReason::BadTcpDataOffset,
+        DropReason::BadTcpChecksum,
+        DropReason::BadTcpOption,
+        DropReason::BadIcmpChecksum,
+    ];
+
+    /// A stable snake_case name, used for counters.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::BadIpv4HeaderLength => "bad_ipv4_header_length",
+            DropReason::BadIpv4TotalLength => "bad_ipv4_total_length",
+            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
+            DropReason::Fragment => "fragment",
+            DropReason::BadIpv6Extension => "bad_ipv6_extension",
+            DropReason::BadTcpDataOffset => "bad_tcp_data_offset",
+            DropReason::BadTcpChecksum => "bad_tcp_checksum",
+            DropReason::BadTcpOption => "bad_tcp_option",
+            DropReason::BadIcmpChecksum => "bad_icmp_checksum",
+        }
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
