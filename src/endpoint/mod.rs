@@ -1,8 +1,23 @@
 //! The endpoint: the 4-tuple table, the listeners, ISN generation and replies to strays.
+//!
+//! It owns every [`Connection`] and its service, routes each parsed segment to its connection
+//! or answers it as LISTEN or CLOSED would (RFC 9293 §3.10.7.1–2), runs the services, and
+//! keeps the connections' timers in one heap so the driver learns a single next deadline.
 
-use crate::services::ServiceKind;
+mod counters;
+mod isn;
+
+pub use counters::Counters;
+pub use isn::IsnGenerator;
+
+use crate::services::{App, ServiceKind};
+use crate::tcp::{self, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
 use crate::time::{Duration, Instant};
-use std::net::IpAddr;
+use crate::wire::{self, Packet, Quad, TcpSegment};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use tracing::{debug, trace};
 
 /// Where the endpoint writes the packets it sends. The driver writes them to the TUN;
 /// tests collect them.
@@ -28,56 +43,466 @@ pub struct EndpointConfig {
     pub time_wait: Duration,
 }
 
+/// The most connections the table holds; SYNs beyond it are dropped and counted.
+const MAX_CONNECTIONS: usize = 65536;
+
+/// The largest packet we build: the MTU is at most 65535.
+const TX_BUFFER: usize = 65536;
+
+/// A connection and its application.
+struct Entry {
+    conn: Connection,
+    app: App,
+    /// The earliest deadline this entry has in the timer heap.
+    scheduled: Option<Instant>,
+    /// Queued in `dirty` for the next `poll`.
+    dirty: bool,
+    /// The endpoint is shutting down: the application is no longer run.
+    app_stopped: bool,
+    /// Counted as established once.
+    counted_established: bool,
+}
+
+/// A slot of the connection slab; `generation` tells stale timer entries apart.
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
 /// The endpoint. See the module docs.
 pub struct Endpoint {
-    _private: (),
+    addrs: Vec<IpAddr>,
+    listeners: Vec<(u16, ServiceKind)>,
+    accepting: bool,
+    tcp: tcp::Config,
+    mss_v4: u16,
+    mss_v6: u16,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    table: HashMap<Quad, usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    dirty: Vec<usize>,
+    isn: IsnGenerator,
+    counters: Counters,
+    tx_buf: Vec<u8>,
 }
 
 impl Endpoint {
     /// `secret` keys the RFC 6528 ISN function; the driver draws it from getrandom.
     pub fn new(config: EndpointConfig, secret: [u8; 16], now: Instant) -> Self {
-        let _ = (config, secret, now);
-        todo!("Endpoint::new")
+        let _ = now;
+        let mss_v4 = config.mtu.saturating_sub(40).max(64);
+        let mss_v6 = config.mtu.saturating_sub(60).max(64);
+        let tcp = tcp::Config {
+            mss_v4,
+            mss_v6,
+            time_wait: config.time_wait,
+            ..tcp::Config::default()
+        };
+        Endpoint {
+            addrs: config.addrs,
+            listeners: config.listeners,
+            accepting: true,
+            tcp,
+            mss_v4,
+            mss_v6,
+            slots: Vec::new(),
+            free: Vec::new(),
+            table: HashMap::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            isn: IsnGenerator::new(secret),
+            counters: Counters::default(),
+            tx_buf: vec![0; TX_BUFFER],
+        }
+    }
+
+    /// The TCP tunables every new connection gets; tests adjust them.
+    pub fn tcp_config_mut(&mut self) -> &mut tcp::Config {
+        &mut self.tcp
     }
 
     /// Process one IP packet read from the device; replies go to `tx`.
     pub fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
-        let _ = (now, packet, tx);
-        todo!("Endpoint::receive")
+        match wire::parse(packet) {
+            Err(reason) => {
+                trace!(%reason, len = packet.len(), "dropped packet");
+                self.counters.count_drop(reason);
+            }
+            Ok(Packet::Other { .. }) => self.counters.ignored += 1,
+            Ok(Packet::EchoRequest {
+                src,
+                dst,
+                ident,
+                seq_no,
+                data,
+            }) => {
+                if !self.is_local(dst) {
+                    self.counters.not_ours += 1;
+                    return;
+                }
+                match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
+                    Ok(n) => {
+                        self.counters.echo_replies += 1;
+                        tx.transmit(self.tx_buf.get(..n).unwrap_or(&[]));
+                    }
+                    Err(_) => self.counters.tx_errors += 1,
+                }
+            }
+            Ok(Packet::Tcp { src, dst, seg }) => {
+                if !self.is_local(dst) {
+                    self.counters.not_ours += 1;
+                    return;
+                }
+                self.on_segment(now, src, dst, &seg, tx);
+            }
+        }
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&ip)
+    }
+
+    fn on_segment(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpSegment<'_>,
+        tx: &mut dyn Transmit,
+    ) {
+        self.counters.segments_in += 1;
+        if seg.flags.rst() {
+            self.counters.rst_in += 1;
+        }
+        let quad = Quad {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(src, seg.src_port),
+        };
+        let mut iss_floor = None;
+        if let Some(&id) = self.table.get(&quad) {
+            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+                // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
+                // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
+                let reopen = entry.conn.state() == State::TimeWait
+                    && seg.flags.syn()
+                    && !seg.flags.ack()
+                    && !seg.flags.rst()
+                    && seg.seq.gt(entry.conn.rcv_nxt())
+                    && self.accepting;
+                if !reopen {
+                    let reply = entry.conn.on_segment(now, seg);
+                    self.mark_dirty(id);
+                    if let Some(rst) = reply {
+                        self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+                    }
+                    return;
+                }
+                iss_floor = Some(entry.conn.snd_nxt());
+                debug!(%quad, "new SYN in TIME-WAIT: reopening");
+                self.remove(id);
+            }
+        }
+        let service = self
+            .listeners
+            .iter()
+            .find(|(port, _)| *port == seg.dst_port)
+            .map(|(_, s)| *s);
+        match service {
+            Some(service) if self.accepting => {
+                self.on_listen(now, quad, seg, service, iss_floor, tx)
+            }
+            // RFC 9293 §3.10.7.1: CLOSED (no listener): reset anything but a reset.
+            _ => {
+                if let Some(rst) = rst_reply(seg) {
+                    self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+                }
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2: a segment for a listening port with no connection.
+    fn on_listen(
+        &mut self,
+        now: Instant,
+        quad: Quad,
+        seg: &TcpSegment<'_>,
+        service: ServiceKind,
+        iss_floor: Option<SeqNum>,
+        tx: &mut dyn Transmit,
+    ) {
+        // "First, check for a RST: an incoming RST should be ignored."
+        if seg.flags.rst() {
+            self.counters.listen_drops += 1;
+            return;
+        }
+        // "Second, check for an ACK: any acknowledgment is bad if it arrives on a connection
+        // still in the LISTEN state. An acceptable reset segment should be formed."
+        if seg.flags.ack() {
+            if let Some(rst) = rst_reply(seg) {
+                self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+            }
+            return;
+        }
+        // "Third, check for a SYN"; anything else "should be dropped".
+        if !seg.flags.syn() {
+            self.counters.listen_drops += 1;
+            return;
+        }
+        // MUST-57/MUST-63: a SYN from a broadcast, multicast or our own address is dropped.
+        if !valid_remote(quad.remote.ip()) || self.is_local(quad.remote.ip()) {
+            self.counters.bad_syn_source += 1;
+            return;
+        }
+        if self.table.len() >= MAX_CONNECTIONS {
+            self.counters.connection_limit += 1;
+            return;
+        }
+        let mut iss = self.isn.isn(now, &quad);
+        if let Some(floor) = iss_floor {
+            // MAY-2: the reopened connection's ISS lies above the old SND.NXT.
+            if !iss.gt(floor) {
+                iss = floor.add(1 << 16);
+            }
+        }
+        let mss = if quad.local.is_ipv4() {
+            self.mss_v4
+        } else {
+            self.mss_v6
+        };
+        let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
+        self.counters.passive_opens += 1;
+        let entry = Entry {
+            conn,
+            app: App::new(service),
+            scheduled: None,
+            dirty: false,
+            app_stopped: false,
+            counted_established: false,
+        };
+        let id = self.insert(quad, entry);
+        self.mark_dirty(id);
+    }
+
+    fn insert(&mut self, quad: Quad, entry: Entry) -> usize {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        if let Some(slot) = self.slots.get_mut(id) {
+            slot.entry = Some(entry);
+        }
+        self.table.insert(quad, id);
+        id
+    }
+
+    fn remove(&mut self, id: usize) {
+        if let Some(slot) = self.slots.get_mut(id) {
+            if let Some(entry) = slot.entry.take() {
+                self.table.remove(&entry.conn.quad());
+                slot.generation = slot.generation.wrapping_add(1);
+                self.free.push(id);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, id: usize) {
+        if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Emit a reply RST built by `rst_reply`.
+    fn send_reply(
+        &mut self,
+        local: IpAddr,
+        remote: IpAddr,
+        rst: &TcpSegment<'_>,
+        tx: &mut dyn Transmit,
+    ) {
+        Self::emit(&mut self.tx_buf, &mut self.counters, local, remote, rst, tx);
+    }
+
+    fn emit(
+        buf: &mut [u8],
+        counters: &mut Counters,
+        local: IpAddr,
+        remote: IpAddr,
+        seg: &TcpSegment<'_>,
+        tx: &mut dyn Transmit,
+    ) {
+        match wire::emit_tcp(buf, local, remote, seg) {
+            Ok(n) => {
+                counters.segments_out += 1;
+                if seg.flags.rst() {
+                    counters.rst_out += 1;
+                }
+                tx.transmit(buf.get(..n).unwrap_or(&[]));
+            }
+            Err(_) => counters.tx_errors += 1,
+        }
     }
 
     /// Run the services, the timers that are due and every pending transmission. Call after
     /// each batch of received packets and whenever `poll_timeout` is reached.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        let _ = (now, tx);
-        todo!("Endpoint::poll")
+        // Timers first: whatever they make due is sent in the same pass.
+        while let Some(&Reverse((at, id, generation))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            if slot.generation != generation {
+                continue;
+            }
+            if let Some(entry) = slot.entry.as_mut() {
+                if entry.scheduled == Some(at) {
+                    entry.scheduled = None;
+                }
+                entry.conn.handle_timeout(now);
+                self.mark_dirty(id);
+            }
+        }
+
+        while let Some(id) = self.dirty.pop() {
+            self.service(now, id, tx);
+        }
+    }
+
+    /// Run one connection's application, send what it owes, re-arm its timer, reap it if closed.
+    fn service(&mut self, now: Instant, id: usize, tx: &mut dyn Transmit) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let generation = slot.generation;
+        let Some(entry) = slot.entry.as_mut() else {
+            return;
+        };
+        entry.dirty = false;
+        let conn = &mut entry.conn;
+        if conn.state().is_synchronized() && conn.state() != State::TimeWait {
+            if !entry.counted_established {
+                entry.counted_established = true;
+                self.counters.established += 1;
+            }
+            if !entry.app_stopped {
+                entry.app.poll(conn);
+            }
+        }
+        let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());
+        let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
+        conn.poll_transmit(now, &mut |seg| {
+            Self::emit(buf, counters, local, remote, seg, tx);
+        });
+
+        if conn.state() == State::Closed {
+            match conn.reset_cause() {
+                Some(ResetCause::PeerReset) => self.counters.established_resets += 1,
+                Some(ResetCause::TimedOut) if !entry.counted_established => {
+                    self.counters.synack_timeouts += 1
+                }
+                Some(ResetCause::TimedOut) => self.counters.retransmit_timeouts += 1,
+                _ => {}
+            }
+            debug!(quad = %conn.quad(), cause = ?conn.reset_cause(), "connection closed");
+            self.remove(id);
+            return;
+        }
+        if let Some(at) = conn.poll_timeout() {
+            if entry.scheduled.is_none_or(|s| at < s) {
+                entry.scheduled = Some(at);
+                self.timers.push(Reverse((at, id, generation)));
+            }
+        }
     }
 
     /// When `poll` must be called next, if nothing arrives before.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("Endpoint::poll_timeout")
+        if !self.dirty.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Stop accepting new connections and close every open one (FIN). Call `poll` until
     /// `is_drained` or a grace period expires, then `abort_all`.
     pub fn shutdown(&mut self, now: Instant) {
         let _ = now;
-        todo!("Endpoint::shutdown")
+        self.accepting = false;
+        let ids: Vec<usize> = self.table.values().copied().collect();
+        for id in ids {
+            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+                entry.app_stopped = true;
+                match entry.conn.state() {
+                    State::SynReceived => entry.conn.abort(),
+                    _ => entry.conn.close(),
+                }
+            }
+            self.mark_dirty(id);
+        }
     }
 
     /// No connection is left except in TIME-WAIT.
     pub fn is_drained(&self) -> bool {
-        todo!("Endpoint::is_drained")
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .all(|e| matches!(e.conn.state(), State::TimeWait | State::Closed))
     }
 
     /// Reset every remaining connection (used when the shutdown grace period ends).
     pub fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        let _ = (now, tx);
-        todo!("Endpoint::abort_all")
+        let ids: Vec<usize> = self.table.values().copied().collect();
+        for id in ids {
+            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+                entry.app_stopped = true;
+                if entry.conn.state() != State::TimeWait {
+                    entry.conn.abort();
+                }
+            }
+            self.mark_dirty(id);
+        }
+        self.poll(now, tx);
     }
 
     /// The counters, as (name, value) pairs, for logging at shutdown.
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        todo!("Endpoint::counters")
+        self.counters.entries()
+    }
+
+    /// The counters themselves.
+    pub fn stats(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// How many connections the table holds (any state).
+    pub fn connection_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The state of the connection with this 4-tuple, if any.
+    pub fn connection_state(&self, quad: &Quad) -> Option<State> {
+        let id = *self.table.get(quad)?;
+        Some(self.slots.get(id)?.entry.as_ref()?.conn.state())
+    }
+}
+
+/// MUST-57/MUST-63: the remote address of a SYN must be a unicast address.
+fn valid_remote(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
     }
 }

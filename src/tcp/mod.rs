@@ -4,9 +4,17 @@
 //! to send ([`Connection::poll_transmit`]) and when to wake next ([`Connection::poll_timeout`]),
 //! and is read and written by its application through the [`Socket`] trait.
 
+mod connection;
+mod input;
+mod output;
+mod reset;
+mod rtt;
 mod seq;
 mod state;
 
+pub use connection::{Connection, ResetCause};
+pub use reset::rst_reply;
+pub use rtt::RttEstimator;
 pub use seq::SeqNum;
 pub use state::State;
 
@@ -98,3 +106,6 @@ pub trait Socket {
     /// The connection's negotiated parameters and current state.
     fn info(&self) -> ConnInfo;
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,12 @@ pub enum EmitError {
 /// Write an IPv4 or IPv6 packet carrying `seg` into `buf`, with correct IP and TCP checksums.
 /// Options are emitted in the order MSS, window scale, SACK-permitted, timestamps, SACK blocks,
 /// NOP-padded to a multiple of four. Returns the packet's length.
-pub fn emit_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, seg: &TcpSegment<'_>) -> Result<usize, EmitError> {
+pub fn emit_tcp(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &TcpSegment<'_>,
+) -> Result<usize, EmitError> {
     let _ = (buf, src, dst, seg);
     todo!("wire::emit_tcp")
 }

@@ -1,0 +1,490 @@
+//! The transmission control block (RFC 9293 §3.3.1) and what the application sees of it.
+//!
+//! Input processing lives in `input.rs`, output in `output.rs`; this file holds the TCB's
+//! data, state transitions, timers and the [`Socket`] implementation.
+
+use super::rtt::RttEstimator;
+use super::{Config, ConnInfo, SeqNum, Socket, State};
+use crate::time::Instant;
+use crate::wire::{Quad, TcpSegment};
+use std::collections::VecDeque;
+use tracing::debug;
+
+/// Send sequence space (RFC 9293 §3.3.1, Figure 3):
+///
+/// ```text
+///      1         2          3          4
+/// ----------|----------|----------|----------
+///        SND.UNA    SND.NXT    SND.UNA
+///                             +SND.WND
+/// 1 - old sequence numbers that have been acknowledged
+/// 2 - sequence numbers of unacknowledged data
+/// 3 - sequence numbers allowed for new data transmission
+/// 4 - future sequence numbers that are not yet allowed
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SendSpace {
+    /// SND.UNA: oldest unacknowledged sequence number.
+    pub una: SeqNum,
+    /// SND.NXT: next new sequence number to be sent (the highest ever sent, plus one).
+    pub nxt: SeqNum,
+    /// SND.WND: the peer's window, in bytes.
+    pub wnd: u32,
+    /// SND.WL1 / SND.WL2: segment sequence and acknowledgment numbers of the last window update.
+    pub wl1: SeqNum,
+    pub wl2: SeqNum,
+    /// ISS: our initial send sequence number.
+    pub iss: SeqNum,
+    /// MAX.SND.WND (RFC 5961 §5): the largest window the peer has offered.
+    pub max_wnd: u32,
+}
+
+/// Receive sequence space (RFC 9293 §3.3.1, Figure 4):
+///
+/// ```text
+///     1          2          3
+/// ----------|----------|----------
+///        RCV.NXT    RCV.NXT
+///                  +RCV.WND
+/// 1 - old sequence numbers that have been acknowledged
+/// 2 - sequence numbers allowed for new reception
+/// 3 - future sequence numbers that are not yet allowed
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RecvSpace {
+    /// RCV.NXT: next sequence number expected.
+    pub nxt: SeqNum,
+    /// IRS: the peer's initial sequence number.
+    pub irs: SeqNum,
+    /// RCV.NXT + RCV.WND as last advertised. RCV.WND is derived from it, so the right edge
+    /// never moves left (RFC 9293 §3.8.6, SHLD-14: do not shrink the window).
+    pub right_edge: SeqNum,
+}
+
+impl RecvSpace {
+    /// RCV.WND: what the peer may send beyond RCV.NXT, as last advertised.
+    pub fn wnd(&self) -> u32 {
+        if self.right_edge.lt(self.nxt) {
+            0
+        } else {
+            self.right_edge.distance_from(self.nxt)
+        }
+    }
+}
+
+/// When the next pure ACK is owed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AckDue {
+    None,
+    /// RFC 9293 §3.8.6.3: a delayed ACK, sent when the timer fires or with the next segment.
+    Delayed,
+    Now,
+}
+
+/// The connection's timers, as data (quinn's `TimerTable`): the next wake-up is their minimum.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Timers {
+    /// Retransmission (RFC 6298) or, with a zero window and nothing in flight, persist
+    /// (RFC 9293 §3.8.6.1).
+    pub retransmit: Option<Instant>,
+    pub delayed_ack: Option<Instant>,
+    /// 2·MSL in TIME-WAIT (RFC 9293 §3.4.2).
+    pub time_wait: Option<Instant>,
+}
+
+impl Timers {
+    pub fn next(&self) -> Option<Instant> {
+        [self.retransmit, self.delayed_ack, self.time_wait]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// One TCP connection.
+pub struct Connection {
+    pub(super) quad: Quad,
+    pub(super) state: State,
+    pub(super) cfg: Config,
+    pub(super) snd: SendSpace,
+    pub(super) rcv: RecvSpace,
+    /// The next sequence number the output path will send. Equal to SND.NXT except after a
+    /// retransmission timeout, when it goes back to SND.UNA and climbs again (go-back-N).
+    pub(super) tx_next: SeqNum,
+    /// The MSS we announced, the peer's, and the one we send with (RFC 9293 §3.7.1).
+    pub(super) local_mss: u16,
+    pub(super) peer_mss: Option<u16>,
+    pub(super) send_mss: u16,
+    /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
+    /// number `send_start`.
+    pub(super) send_buf: VecDeque<u8>,
+    pub(super) send_start: SeqNum,
+    /// In-order bytes received and not yet read by the application.
+    pub(super) recv_buf: VecDeque<u8>,
+    /// The application closed its side: a FIN follows the queued data.
+    pub(super) fin_queued: bool,
+    /// The peer's FIN has been received (it occupies RCV.NXT − 1).
+    pub(super) fin_received: bool,
+    /// RFC 9293 §3.10.7.4 (MUST-11): SYN-RECEIVED came from LISTEN.
+    pub(super) passive: bool,
+    /// A (re)transmission of our SYN,ACK is due.
+    pub(super) syn_due: bool,
+    /// An ABORT is pending: send `<SEQ=SND.NXT><CTL=RST>` and close.
+    pub(super) rst_due: bool,
+    /// The persist timer fired: probe a zero window, or override sender SWS avoidance.
+    pub(super) probe_due: bool,
+    pub(super) ack_due: AckDue,
+    /// Full-sized segments received since we last sent an ACK (SHLD-19).
+    pub(super) unacked_segments: u32,
+    pub(super) rtt: RttEstimator,
+    /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
+    /// acknowledges it, and when it was sent. Cleared on retransmission.
+    pub(super) rtt_probe: Option<(SeqNum, Instant)>,
+    /// Consecutive retransmission timeouts without progress, and when the first one happened
+    /// (RFC 9293 §3.8.3, R1/R2).
+    pub(super) retries: u32,
+    pub(super) first_timeout: Option<Instant>,
+    pub(super) timers: Timers,
+    /// Why the connection ended, if it did not close normally.
+    pub(super) reset: Option<ResetCause>,
+    pub(super) created: Instant,
+    pub(super) span: tracing::Span,
+}
+
+/// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetCause {
+    /// The peer reset it.
+    PeerReset,
+    /// Retransmissions went unanswered past R2, or the SYN,ACK past its retries.
+    TimedOut,
+    /// We aborted it.
+    Aborted,
+}
+
+impl Connection {
+    /// RFC 9293 §3.10.7.2: a SYN arrived in LISTEN. Build the TCB in SYN-RECEIVED with our
+    /// `iss`, and queue the SYN,ACK.
+    pub fn accept(
+        now: Instant,
+        quad: Quad,
+        syn: &TcpSegment<'_>,
+        iss: SeqNum,
+        local_mss: u16,
+        cfg: &Config,
+    ) -> Connection {
+        let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
+        let irs = syn.seq;
+        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 (IPv4) / 1220 (IPv6).
+        let default_mss = if quad.local.is_ipv4() { 536 } else { 1220 };
+        // A peer's MSS of 0 or a few bytes would stall or flood us; Linux clamps to 48+ bytes
+        // (TCP_MIN_MSS 88). We clamp to 64 so that a tiny MSS still makes progress.
+        let peer_mss = syn.options.mss;
+        let send_mss = peer_mss.unwrap_or(default_mss).clamp(64, local_mss);
+        let recv_window = Self::window_cap(cfg);
+        let mut conn = Connection {
+            quad,
+            state: State::Listen,
+            cfg: cfg.clone(),
+            snd: SendSpace {
+                una: iss,
+                nxt: iss,
+                // RFC 9293 §3.10.7.2: SND.WND comes from the SYN (never scaled on a SYN).
+                wnd: u32::from(syn.window),
+                wl1: irs,
+                wl2: iss,
+                iss,
+                max_wnd: u32::from(syn.window),
+            },
+            rcv: RecvSpace {
+                // RFC 9293 §3.10.7.2: RCV.NXT = SEG.SEQ + 1, IRS = SEG.SEQ. Data on a SYN is not
+                // accepted (the peer retransmits it), as Linux does without TCP Fast Open.
+                nxt: irs.add(1),
+                irs,
+                right_edge: irs.add(1).add(recv_window),
+            },
+            tx_next: iss,
+            local_mss,
+            peer_mss,
+            send_mss,
+            send_buf: VecDeque::new(),
+            send_start: iss.add(1),
+            recv_buf: VecDeque::new(),
+            fin_queued: false,
+            fin_received: false,
+            passive: true,
+            syn_due: true,
+            rst_due: false,
+            probe_due: false,
+            ack_due: AckDue::None,
+            unacked_segments: 0,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            retries: 0,
+            first_timeout: None,
+            timers: Timers::default(),
+            reset: None,
+            created: now,
+            span,
+        };
+        conn.set_state(State::SynReceived);
+        conn
+    }
+
+    /// The largest window we offer: the receive buffer, within the 16-bit window field
+    /// (window scaling is not negotiated yet).
+    fn window_cap(cfg: &Config) -> u32 {
+        u32::try_from(cfg.recv_buffer)
+            .unwrap_or(u32::MAX)
+            .min(u32::from(u16::MAX))
+    }
+
+    /// The one place every state transition passes through, and is logged.
+    pub(super) fn set_state(&mut self, next: State) {
+        if self.state == next {
+            return;
+        }
+        let _enter = self.span.enter();
+        debug!("{} -> {}", self.state, next);
+        self.state = next;
+        if next == State::Closed {
+            self.timers = Timers::default();
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn quad(&self) -> Quad {
+        self.quad
+    }
+
+    pub fn reset_cause(&self) -> Option<ResetCause> {
+        self.reset
+    }
+
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// SND.NXT, for TIME-WAIT reuse (RFC 9293 MAY-2: the new ISS must be above it).
+    pub fn snd_nxt(&self) -> SeqNum {
+        self.snd.nxt
+    }
+
+    /// RCV.NXT.
+    pub fn rcv_nxt(&self) -> SeqNum {
+        self.rcv.nxt
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The sequence number our FIN occupies once the application has closed.
+    pub(super) fn fin_seq(&self) -> SeqNum {
+        self.send_start.add(self.send_buf_len())
+    }
+
+    pub(super) fn send_buf_len(&self) -> u32 {
+        u32::try_from(self.send_buf.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Our FIN has been sent and acknowledged.
+    pub(super) fn fin_acked(&self) -> bool {
+        self.fin_queued && self.snd.una.gt(self.fin_seq())
+    }
+
+    /// Anything sent and not yet acknowledged.
+    pub(super) fn in_flight(&self) -> bool {
+        self.snd.una != self.snd.nxt
+    }
+
+    /// Free space in the receive buffer.
+    pub(super) fn recv_space(&self) -> u32 {
+        let free = self.cfg.recv_buffer.saturating_sub(self.recv_buf.len());
+        u32::try_from(free)
+            .unwrap_or(u32::MAX)
+            .min(Self::window_cap(&self.cfg))
+    }
+
+    /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, eighth step).
+    pub(super) fn enter_time_wait(&mut self, now: Instant) {
+        self.set_state(State::TimeWait);
+        self.timers.retransmit = None;
+        self.timers.delayed_ack = None;
+        self.timers.time_wait = Some(now + self.cfg.time_wait);
+    }
+
+    /// End the connection without sending anything.
+    pub(super) fn close_silently(&mut self, cause: Option<ResetCause>) {
+        if self.reset.is_none() {
+            self.reset = cause;
+        }
+        self.set_state(State::Closed);
+    }
+
+    /// Handle every timer that is due at `now` (RFC 6298 §5, RFC 9293 §3.8.3, §3.10.8).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.timers.time_wait) {
+            // RFC 9293 §3.10.8: when the time-wait timeout expires, delete the TCB.
+            self.timers.time_wait = None;
+            self.set_state(State::Closed);
+            return;
+        }
+        if due(self.timers.delayed_ack) {
+            self.timers.delayed_ack = None;
+            self.ack_due = AckDue::Now;
+        }
+        if due(self.timers.retransmit) {
+            self.timers.retransmit = None;
+            self.on_retransmit_timeout(now);
+        }
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        let first = *self.first_timeout.get_or_insert(now);
+        if self.state == State::SynReceived {
+            // A half-open connection is dropped after a bounded number of SYN,ACK
+            // retransmissions (Linux: tcp_synack_retries = 5, about 63 s).
+            if self.retries >= self.cfg.synack_retries {
+                let _enter = self.span.enter();
+                debug!("SYN,ACK unanswered after {} retransmissions", self.retries);
+                drop(_enter);
+                self.close_silently(Some(ResetCause::TimedOut));
+                return;
+            }
+            self.syn_due = true;
+        } else if self.in_flight() {
+            // RFC 9293 §3.8.3 (MUST-20): past R2, give up on the connection. Linux closes it
+            // without a RST (tcp_write_err); so do we.
+            if now.saturating_since(first) >= self.cfg.r2 {
+                let _enter = self.span.enter();
+                debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
+                drop(_enter);
+                self.close_silently(Some(ResetCause::TimedOut));
+                return;
+            }
+            // RFC 6298 §5.4: retransmit the earliest unacknowledged segment (go-back-N).
+            self.tx_next = self.snd.una;
+        } else if self.has_unsent() {
+            // RFC 9293 §3.8.6.1 (MUST-35/36): probe the zero window, backing off each time.
+            self.probe_due = true;
+        } else {
+            return;
+        }
+        self.retries += 1;
+        // RFC 6298 §3 (Karn): a retransmitted segment is never timed.
+        self.rtt_probe = None;
+        // RFC 6298 §5.5: back off the timer; §5.6: restart it (done when the segment is sent).
+        self.rtt.back_off();
+    }
+
+    /// Queued data (or a FIN) that has not been sent yet.
+    pub(super) fn has_unsent(&self) -> bool {
+        let end = self.fin_seq().add(u32::from(self.fin_queued));
+        self.snd.nxt.lt(end)
+    }
+
+    pub(super) fn arm_retransmit(&mut self, now: Instant) {
+        if self.timers.retransmit.is_none() {
+            self.timers.retransmit = Some(now + self.rtt.rto());
+        }
+    }
+}
+
+impl Socket for Connection {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.recv_buf.len());
+        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
+            *dst = src;
+        }
+        n
+    }
+
+    fn recv_queue(&self) -> usize {
+        self.recv_buf.len()
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.fin_received && self.recv_buf.is_empty()
+    }
+
+    fn send(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.send_capacity());
+        self.send_buf.extend(data.iter().take(n));
+        n
+    }
+
+    fn send_capacity(&self) -> usize {
+        // RFC 9293 §3.10.2: SEND is allowed in SYN-RECEIVED (queued), ESTABLISHED, CLOSE-WAIT.
+        let open = matches!(
+            self.state,
+            State::SynReceived | State::Established | State::CloseWait
+        );
+        if !open || self.fin_queued {
+            return 0;
+        }
+        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+    }
+
+    fn close(&mut self) {
+        if self.fin_queued {
+            return;
+        }
+        // RFC 9293 §3.10.4 (SHLD-3): closing with unread data aborts with a RST, as Linux does.
+        if !self.recv_buf.is_empty() {
+            self.abort();
+            return;
+        }
+        match self.state {
+            // RFC 9293 §3.10.4: the FIN follows the queued data; Linux changes state at close()
+            // time, and so do we.
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                if self.state == State::Established {
+                    self.set_state(State::FinWait1);
+                }
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.set_state(State::LastAck);
+            }
+            _ => {}
+        }
+    }
+
+    fn abort(&mut self) {
+        // RFC 9293 §3.10.5: in SYN-RECEIVED and the synchronized states (but for the closing
+        // ones, where the peer owes us nothing) send <SEQ=SND.NXT><CTL=RST>.
+        match self.state {
+            State::SynReceived
+            | State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::CloseWait => self.rst_due = true,
+            _ => self.close_silently(Some(ResetCause::Aborted)),
+        }
+        if self.reset.is_none() {
+            self.reset = Some(ResetCause::Aborted);
+        }
+    }
+
+    fn info(&self) -> ConnInfo {
+        ConnInfo {
+            quad: self.quad,
+            state: self.state,
+            iss: self.snd.iss,
+            irs: self.rcv.irs,
+            local_mss: self.local_mss,
+            peer_mss: self.peer_mss,
+            send_mss: self.send_mss,
+            window_scale: None,
+            sack_permitted: false,
+            timestamps: false,
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! SEGMENT ARRIVES in SYN-RECEIVED and the synchronized states (RFC 9293 §3.10.7.4).
+//! LISTEN and CLOSED (§3.10.7.1–2) are the endpoint's business: no TCB exists there.
+
+use super::connection::{AckDue, Connection, ResetCause};
+use super::reset::rst_reply;
+use super::{SeqNum, State};
+use crate::time::Instant;
+use crate::wire::TcpSegment;
+use tracing::debug;
+
+/// What the fifth step (the ACK field) decided.
+enum AckOutcome {
+    Continue,
+    Drop,
+    Reply(TcpSegment<'static>),
+}
+
+impl Connection {
+    /// Process one segment for this connection. Returns a RST to send at once when the rules
+    /// call for one; every other reply (ACKs, data) is produced by `poll_transmit`.
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment<'_>,
+    ) -> Option<TcpSegment<'static>> {
+        let span = self.span.clone();
+        let _enter = span.enter();
+        if matches!(self.state, State::Closed | State::Listen | State::SynSent) {
+            return None;
+        }
+
+        // A retransmitted SYN in SYN-RECEIVED (our SYN,ACK was lost): answer with the same
+        // SYN,ACK. RFC 9293 would ACK it as out of window; Linux (tcp_check_req) resends the
+        // SYN,ACK, which lets the peer complete the handshake sooner.
+        if self.state == State::SynReceived
+            && seg.flags.syn()
+            && !seg.flags.ack()
+            && !seg.flags.rst()
+            && seg.seq == self.rcv.irs
+        {
+            self.syn_due = true;
+            return None;
+        }
+
+        // First: check the sequence number (§3.10.7.4, Table 6).
+        let zero_window_control = self.rcv.wnd() == 0 && seg.seq == self.rcv.nxt;
+        if !self.acceptable(seg) {
+            // MUST-66: at a zero window, ACK, RST and URG are still processed when the segment
+            // sits exactly at RCV.NXT; its data is not.
+            if !zero_window_control {
+                // "If an incoming segment is not acceptable, an acknowledgment should be sent
+                // in reply (unless the RST bit is set ...)".
+                if !seg.flags.rst() {
+                    if self.state == State::TimeWait && seg.flags.fin() {
+                        // §3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is acknowledged
+                        // and the 2·MSL timeout restarted.
+                        self.enter_time_wait(now);
+                    }
+                    self.ack_due = AckDue::Now;
+                }
+                return None;
+            }
+        }
+
+        // Second: the RST bit.
+        if seg.flags.rst() {
+            self.on_rst(seg);
+            return None;
+        }
+
+        // Fourth: the SYN bit (the third, security, does not apply).
+        if seg.flags.syn() {
+            if self.state == State::SynReceived && self.passive {
+                // §3.10.7.4 fourth (MUST-11): a passive open returns to LISTEN.
+                debug!("SYN in SYN-RECEIVED: back to LISTEN");
+                self.close_silently(None);
+            } else {
+                // RFC 5961 §4 via §3.10.7.4: a SYN in a synchronized state gets a challenge ACK.
+                self.challenge_ack();
+            }
+            return None;
+        }
+
+        // Fifth: the ACK field. "If the ACK bit is off, drop the segment and return."
+        if !seg.flags.ack() {
+            return None;
+        }
+        match self.on_ack(now, seg) {
+            AckOutcome::Continue => {}
+            AckOutcome::Drop => return None,
+            AckOutcome::Reply(rst) => return Some(rst),
+        }
+
+        // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
+        // in order (MUST-30..33 only ask that the stream is not corrupted).
+
+        // Seventh: the segment text.
+        if zero_window_control && !seg.payload.is_empty() {
+            self.ack_due = AckDue::Now;
+            return None;
+        }
+        let all_taken = self.on_text(now, seg);
+
+        // Eighth: the FIN bit, only once every byte before it has been received.
+        if seg.flags.fin() && all_taken {
+            self.on_fin(now);
+        }
+        None
+    }
+
+    /// §3.10.7.4 Table 6: the four cases of segment acceptability.
+    fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
+        let (nxt, wnd, len) = (self.rcv.nxt, self.rcv.wnd(), seg.seg_len());
+        match (len, wnd) {
+            (0, 0) => seg.seq == nxt,
+            (0, _) => seg.seq.in_window(nxt, wnd),
+            // Departure: a bare FIN exactly at RCV.NXT is taken at a zero window, as Linux's
+            // tcp_sequence() allows, so a peer's close is not delayed by our full buffer.
+            (_, 0) => seg.payload.is_empty() && !seg.flags.syn() && seg.seq == nxt,
+            (_, _) => seg.seq.in_window(nxt, wnd) || seg.seq.add(len - 1).in_window(nxt, wnd),
+        }
+    }
+
+    /// §3.10.7.4 second step, with RFC 5961 §3.2.
+    fn on_rst(&mut self, seg: &TcpSegment<'_>) {
+        // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; any other in-window RST gets a
+        // challenge ACK (out-of-window ones were dropped by the acceptability test).
+        if seg.seq != self.rcv.nxt {
+            self.challenge_ack();
+            return;
+        }
+        match self.state {
+            State::SynReceived if self.passive => {
+                // MUST-11: a half-open from LISTEN just returns to LISTEN.
+                debug!("reset in SYN-RECEIVED: back to LISTEN");
+                self.close_silently(None);
+            }
+            // RFC 1337: a RST in TIME-WAIT is ignored, so that an old duplicate RST cannot
+            // "assassinate" TIME-WAIT. Departure from Linux's default (net.ipv4.tcp_rfc1337=0),
+            // which closes TIME-WAIT on a RST.
+            State::TimeWait => debug!("RST in TIME-WAIT ignored (RFC 1337)"),
+            _ => {
+                debug!("connection reset by peer");
+                self.close_silently(Some(ResetCause::PeerReset));
+            }
+        }
+    }
+
+    /// RFC 5961 §3.2, §4.2: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
+    fn challenge_ack(&mut self) {
+        self.ack_due = AckDue::Now;
+    }
+
+    /// §3.10.7.4 fifth step.
+    fn on_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) -> AckOutcome {
+        if self.state == State::SynReceived {
+            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue
+            // processing with the variables SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ,
+            // SND.WL2 <- SEG.ACK"; otherwise "form a reset segment <SEQ=SEG.ACK><CTL=RST>".
+            if !(seg.ack.gt(self.snd.una) && seg.ack.le(self.snd.nxt)) {
+                return rst_reply(seg).map_or(AckOutcome::Drop, AckOutcome::Reply);
+            }
+            self.set_state(State::Established);
+            self.update_window(seg);
+            if self.fin_queued {
+                // The application closed while the handshake was completing.
+                self.set_state(State::FinWait1);
+            }
+        }
+
+        // RFC 9293 §3.10.7.4 with RFC 5961 §5.2: an ACK beyond SND.NXT, or older than
+        // SND.UNA − MAX.SND.WND, is answered with an ACK and the segment dropped.
+        if seg.ack.gt(self.snd.nxt) || seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
+            self.ack_due = AckDue::Now;
+            return AckOutcome::Drop;
+        }
+
+        if seg.ack.gt(self.snd.una) {
+            self.on_new_ack(now, seg.ack);
+        } else if seg.ack == self.snd.una && (seg.window == 0 || !self.in_flight()) {
+            // The peer is answering our zero-window probes or keep-alives: it is alive, so
+            // probing never aborts the connection (MUST-37).
+            self.retries = 0;
+            self.first_timeout = None;
+        }
+
+        // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
+        // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
+        if self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)) {
+            self.update_window(seg);
+        }
+
+        match self.state {
+            State::FinWait1 if self.fin_acked() => self.set_state(State::FinWait2),
+            State::Closing if self.fin_acked() => self.enter_time_wait(now),
+            State::LastAck if self.fin_acked() => {
+                self.set_state(State::Closed);
+                return AckOutcome::Drop;
+            }
+            _ => {}
+        }
+        AckOutcome::Continue
+    }
+
+    fn update_window(&mut self, seg: &TcpSegment<'_>) {
+        self.snd.wnd = u32::from(seg.window);
+        self.snd.wl1 = seg.seq;
+        self.snd.wl2 = seg.ack;
+        self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
+        if self.snd.wnd > 0 {
+            self.probe_due = false;
+        }
+    }
+
+    /// SND.UNA < SEG.ACK =< SND.NXT: new data (or our SYN, or our FIN) acknowledged.
+    fn on_new_ack(&mut self, now: Instant, ack: SeqNum) {
+        // Drop the acknowledged bytes from the send buffer.
+        if ack.gt(self.send_start) {
+            let acked = ack.distance_from(self.send_start).min(self.send_buf_len());
+            let n = usize::try_from(acked).unwrap_or(usize::MAX);
+            self.send_buf.drain(..n.min(self.send_buf.len()));
+            self.send_start = self.send_start.add(acked);
+        }
+        self.snd.una = ack;
+        if self.tx_next.lt(ack) {
+            self.tx_next = ack;
+        }
+        // RFC 6298 §3 (Karn): only a segment sent once is timed.
+        if let Some((end, sent)) = self.rtt_probe {
+            if ack.ge(end) {
+                self.rtt.sample(now.saturating_since(sent));
+                self.rtt_probe = None;
+            }
+        }
+        self.retries = 0;
+        self.first_timeout = None;
+        // RFC 6298 §5.2: all data acknowledged, stop the timer; §5.3: otherwise restart it.
+        self.timers.retransmit = None;
+        if self.in_flight() {
+            self.arm_retransmit(now);
+        }
+    }
+
+    /// §3.10.7.4 seventh step. Returns whether everything up to the segment's end was taken
+    /// (so that a FIN on it may be processed).
+    fn on_text(&mut self, now: Instant, seg: &TcpSegment<'_>) -> bool {
+        if seg.payload.is_empty() {
+            if seg.flags.fin() && seg.seq.gt(self.rcv.nxt) {
+                // A FIN beyond a hole: tell the peer what we miss.
+                self.ack_due = AckDue::Now;
+            }
+            return seg.seq == self.rcv.nxt;
+        }
+        if !matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur since a FIN has
+            // been received from the remote side. Ignore the segment text."
+            return false;
+        }
+        if seg.seq.gt(self.rcv.nxt) {
+            // Out of order: not queued yet (reassembly comes with the data-path issue); an
+            // immediate duplicate ACK tells the peer what we miss (RFC 5681 §4.2).
+            self.ack_due = AckDue::Now;
+            return false;
+        }
+        // Trim what we already have from the front, and what exceeds the window from the end.
+        let skip = usize::try_from(self.rcv.nxt.distance_from(seg.seq)).unwrap_or(usize::MAX);
+        let fresh = seg.payload.get(skip..).unwrap_or(&[]);
+        let room = usize::try_from(self.rcv.wnd().min(self.recv_space())).unwrap_or(0);
+        let take = fresh.len().min(room);
+        let taken = fresh.get(..take).unwrap_or(&[]);
+        self.recv_buf.extend(taken.iter());
+        let n = u32::try_from(take).unwrap_or(0);
+        self.rcv.nxt = self.rcv.nxt.add(n);
+        if skip > 0 || take < fresh.len() || take == 0 {
+            // A duplicate or a segment past our window: acknowledge at once.
+            self.ack_due = AckDue::Now;
+        } else {
+            self.schedule_ack(now, take);
+        }
+        take == fresh.len()
+    }
+
+    /// RFC 9293 §3.8.6.3 (MUST-58, SHLD-19): delay the ACK, but ACK at least every second
+    /// full-sized segment, and never later than `delayed_ack` (MUST-40: under 0.5 s).
+    fn schedule_ack(&mut self, now: Instant, len: usize) {
+        if len >= usize::from(self.local_mss) {
+            self.unacked_segments += 1;
+        }
+        if self.unacked_segments >= 2 {
+            self.ack_due = AckDue::Now;
+        } else if self.ack_due == AckDue::None {
+            self.ack_due = AckDue::Delayed;
+            self.timers.delayed_ack = Some(now + self.cfg.delayed_ack);
+        }
+    }
+
+    /// §3.10.7.4 eighth step.
+    fn on_fin(&mut self, now: Instant) {
+        if self.fin_received {
+            self.ack_due = AckDue::Now;
+            return;
+        }
+        self.fin_received = true;
+        // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
+        self.rcv.nxt = self.rcv.nxt.add(1);
+        self.rcv.right_edge = self.rcv.right_edge.max(self.rcv.nxt);
+        self.ack_due = AckDue::Now;
+        match self.state {
+            State::SynReceived | State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 if self.fin_acked() => self.enter_time_wait(now),
+            State::FinWait1 => self.set_state(State::Closing),
+            State::FinWait2 | State::TimeWait => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+}

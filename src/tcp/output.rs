@@ -1,0 +1,244 @@
+//! What a connection sends: SYN,ACK, data, FIN, ACKs and window updates, and its RST on
+//! abort. One segment at a time through the `emit` callback, borrowing the send buffer.
+
+use super::connection::{AckDue, Connection, ResetCause};
+use super::{SeqNum, State};
+use crate::time::Instant;
+use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
+
+impl Connection {
+    /// Emit every segment that is due at `now`.
+    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        if self.rst_due {
+            // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
+            self.rst_due = false;
+            let rst = TcpSegment {
+                seq: self.snd.nxt,
+                flags: Flags::RST,
+                ..self.template()
+            };
+            emit(&rst);
+            self.close_silently(Some(ResetCause::Aborted));
+            return;
+        }
+        match self.state {
+            State::Closed | State::Listen | State::SynSent => {}
+            State::SynReceived => self.transmit_syn_ack(now, emit),
+            _ => self.transmit_data(now, emit),
+        }
+        let window_update = self.state.is_synchronized() && self.window_update_due();
+        if self.ack_due == AckDue::Now || window_update {
+            // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
+            let seq = self.snd.nxt;
+            self.emit_segment(seq, Flags::ACK, &[], emit);
+        }
+    }
+
+    /// The fields every segment of this connection shares.
+    fn template(&self) -> TcpSegment<'static> {
+        TcpSegment {
+            src_port: self.quad.local.port(),
+            dst_port: self.quad.remote.port(),
+            ..SEGMENT_TEMPLATE
+        }
+    }
+
+    /// RFC 9293 §3.10.7.2: `<SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>`, with our MSS (MUST-14).
+    fn transmit_syn_ack(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        if !self.syn_due {
+            return;
+        }
+        self.syn_due = false;
+        let window = self.advertise();
+        let seg = TcpSegment {
+            seq: self.snd.iss,
+            ack: self.rcv.nxt,
+            flags: Flags::SYN | Flags::ACK,
+            window,
+            options: TcpOptions {
+                mss: Some(self.local_mss),
+                ..TcpOptions::EMPTY
+            },
+            ..self.template()
+        };
+        emit(&seg);
+        let syn_end = self.snd.iss.add(1);
+        self.snd.nxt = self.snd.nxt.max(syn_end);
+        self.tx_next = syn_end;
+        self.ack_due = AckDue::None;
+        self.timers.delayed_ack = None;
+        // Karn: time the SYN,ACK only if it was sent once.
+        if self.retries == 0 && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((syn_end, now));
+        }
+        self.arm_retransmit(now);
+    }
+
+    /// Data and FIN within the peer's window, then the retransmission or persist timer.
+    fn transmit_data(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        loop {
+            let data_end = self.fin_seq();
+            let avail = if self.tx_next.lt(data_end) {
+                data_end.distance_from(self.tx_next)
+            } else {
+                0
+            };
+            let wnd_end = self.snd.una.add(self.snd.wnd);
+            let usable = if self.tx_next.lt(wnd_end) {
+                wnd_end.distance_from(self.tx_next)
+            } else {
+                0
+            };
+            let n = avail.min(usable).min(u32::from(self.send_mss));
+            if self.probe_due && usable == 0 {
+                // RFC 9293 §3.8.6.1 (MUST-35): probe the zero window. Departure: instead of one
+                // byte of new data beyond the window, we send <SEQ=SND.UNA-1><CTL=ACK> as Linux
+                // does (tcp_xmit_probe_skb): the peer must answer it with an ACK carrying its
+                // current window, and no byte is left outside the window to be retransmitted.
+                self.probe_due = false;
+                let seq = self.snd.una.sub(1);
+                self.emit_segment(seq, Flags::ACK, &[], emit);
+                break;
+            }
+            if self.probe_due {
+                // The persist timer also overrides sender SWS avoidance (§3.8.6.2.1).
+            } else if n > 0 && n < avail {
+                // RFC 9293 §3.8.6.2.1 (MUST-38): sender SWS avoidance: send a full segment, or
+                // at least half the largest window the peer offered, or wait.
+                let enough = n == u32::from(self.send_mss) || n >= self.snd.max_wnd / 2;
+                if !enough {
+                    break;
+                }
+            }
+            let fin = self.fin_queued && self.tx_next.add(n) == data_end;
+            if n == 0 && !fin {
+                break;
+            }
+            self.probe_due = false;
+            let seq = self.tx_next;
+            let mut flags = Flags::ACK;
+            if fin {
+                flags |= Flags::FIN;
+            }
+            if n > 0 && n == avail {
+                flags |= Flags::PSH;
+            }
+            let offset = usize::try_from(seq.distance_from(self.send_start)).unwrap_or(0);
+            let len = usize::try_from(n).unwrap_or(0);
+            let end = seq.add(n + u32::from(fin));
+            let window = self.advertise();
+            let template = self.template();
+            let ack = self.rcv.nxt;
+            // The payload borrows the send buffer until the segment is emitted.
+            let payload = contiguous(&mut self.send_buf, offset, len);
+            let seg = TcpSegment {
+                seq,
+                ack,
+                flags,
+                window,
+                payload,
+                ..template
+            };
+            emit(&seg);
+            self.after_emit();
+            // RFC 6298 §3 (Karn): time one segment of new data at a time, never a retransmission.
+            if seq == self.snd.nxt && self.rtt_probe.is_none() && self.retries == 0 {
+                self.rtt_probe = Some((end, now));
+            }
+            self.tx_next = end;
+            self.snd.nxt = self.snd.nxt.max(end);
+            // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
+            self.arm_retransmit(now);
+            if fin {
+                break;
+            }
+        }
+        // RFC 9293 §3.8.6.1: with data waiting, nothing in flight and no window to send it in,
+        // the persist timer probes the window (the retransmit timer serves as both).
+        if self.has_unsent() && !self.in_flight() {
+            self.arm_retransmit(now);
+        }
+    }
+
+    /// Send `<SEQ=seq><ACK=RCV.NXT><CTL=flags>` with the current window.
+    fn emit_segment(
+        &mut self,
+        seq: SeqNum,
+        flags: Flags,
+        payload: &[u8],
+        emit: &mut dyn FnMut(&TcpSegment<'_>),
+    ) {
+        let window = self.advertise();
+        let seg = TcpSegment {
+            seq,
+            ack: self.rcv.nxt,
+            flags,
+            window,
+            payload,
+            ..self.template()
+        };
+        emit(&seg);
+        self.after_emit();
+    }
+
+    /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.
+    fn after_emit(&mut self) {
+        self.ack_due = AckDue::None;
+        self.unacked_segments = 0;
+        self.timers.delayed_ack = None;
+    }
+
+    /// The right edge we may advertise now. RFC 9293 §3.8.6.2.2 (MUST-39): receiver SWS
+    /// avoidance moves the right edge only by at least min(buffer / 2, MSS); and it never
+    /// moves left (SHLD-14).
+    fn window_candidate(&self) -> SeqNum {
+        let free_right = self.rcv.nxt.add(self.recv_space());
+        let cap = u32::from(u16::MAX).min(u32::try_from(self.cfg.recv_buffer).unwrap_or(u32::MAX));
+        let threshold = (cap / 2).min(u32::from(self.local_mss)).max(1);
+        let current = self.rcv.right_edge.max(self.rcv.nxt);
+        if free_right.gt(current) && free_right.distance_from(current) >= threshold {
+            free_right
+        } else {
+            current
+        }
+    }
+
+    /// Record and return the window field for an outgoing segment.
+    fn advertise(&mut self) -> u16 {
+        self.rcv.right_edge = self.window_candidate();
+        u16::try_from(self.rcv.wnd()).unwrap_or(u16::MAX)
+    }
+
+    /// RFC 9293 §3.8.6.2.2: after the application reads, tell the peer about the window
+    /// when it opens by at least two segments, or from below one segment (including zero).
+    fn window_update_due(&self) -> bool {
+        if self.fin_received {
+            return false;
+        }
+        let candidate = self.window_candidate();
+        let current = self.rcv.right_edge.max(self.rcv.nxt);
+        if !candidate.gt(current) {
+            return false;
+        }
+        let mss = u32::from(self.local_mss);
+        self.rcv.wnd() < mss || candidate.distance_from(current) >= 2 * mss
+    }
+}
+
+/// `len` bytes of `buf` from `offset` as one slice; rotates the ring buffer in place (no
+/// allocation) when the range straddles its end. Out-of-range requests yield what exists.
+fn contiguous(buf: &mut std::collections::VecDeque<u8>, offset: usize, len: usize) -> &[u8] {
+    let end = offset.saturating_add(len).min(buf.len());
+    let start = offset.min(end);
+    let (front, _) = buf.as_slices();
+    if end <= front.len() {
+        let (front, _) = buf.as_slices();
+        return front.get(start..end).unwrap_or(&[]);
+    }
+    if start >= front.len() {
+        let split = front.len();
+        let (_, back) = buf.as_slices();
+        return back.get(start - split..end - split).unwrap_or(&[]);
+    }
+    buf.make_contiguous().get(start..end).unwrap_or(&[])
+}

@@ -1,0 +1,740 @@
+//! The connection's story, one transition at a time, on a virtual clock.
+//! Segments are written from templates with struct-update syntax, as smoltcp's tests are.
+
+use super::*;
+use crate::time::{Duration, Instant};
+use crate::wire::{Flags, Quad, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
+
+const ISS: SeqNum = SeqNum::new(1_000_000);
+/// The peer's ISN sits just below the wrap, so every test crosses 2^32.
+const IRS: SeqNum = SeqNum::new(u32::MAX - 5);
+const MSS: u16 = 1460;
+
+/// A segment from the peer.
+const RECV: TcpSegment<'static> = TcpSegment {
+    src_port: 40000,
+    dst_port: 7,
+    seq: IRS.add(1),
+    ack: ISS.add(1),
+    flags: Flags::ACK,
+    window: 64000,
+    ..SEGMENT_TEMPLATE
+};
+
+const SYN: TcpSegment<'static> = TcpSegment {
+    seq: IRS,
+    ack: SeqNum::new(0),
+    flags: Flags::SYN,
+    options: TcpOptions {
+        mss: Some(1400),
+        ..TcpOptions::EMPTY
+    },
+    ..RECV
+};
+
+/// A segment we sent, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Sent {
+    seq: SeqNum,
+    ack: SeqNum,
+    flags: Flags,
+    window: u16,
+    mss: Option<u16>,
+    payload: Vec<u8>,
+}
+
+struct Harness {
+    conn: Connection,
+    now: Instant,
+}
+
+fn quad() -> Quad {
+    Quad {
+        local: "198.18.0.2:7".parse().unwrap(),
+        remote: "198.18.0.1:40000".parse().unwrap(),
+    }
+}
+
+impl Harness {
+    /// A connection in SYN-RECEIVED whose SYN,ACK has been collected and checked.
+    fn syn_received() -> Harness {
+        Harness::syn_received_with(Config::default())
+    }
+
+    fn syn_received_with(cfg: Config) -> Harness {
+        let now = Instant::from_millis(10_000);
+        let conn = Connection::accept(now, quad(), &SYN, ISS, MSS, &cfg);
+        let mut h = Harness { conn, now };
+        let out = h.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+        h
+    }
+
+    /// A connection in ESTABLISHED with nothing outstanding.
+    fn established() -> Harness {
+        Harness::established_with(Config::default())
+    }
+
+    fn established_with(cfg: Config) -> Harness {
+        let mut h = Harness::syn_received_with(cfg);
+        h.input(&RECV);
+        assert_eq!(h.conn.state(), State::Established);
+        assert!(h.output().is_empty());
+        h
+    }
+
+    fn input(&mut self, seg: &TcpSegment<'_>) -> Option<TcpSegment<'static>> {
+        self.conn.on_segment(self.now, seg)
+    }
+
+    fn output(&mut self) -> Vec<Sent> {
+        let mut out = Vec::new();
+        self.conn.poll_transmit(self.now, &mut |s| {
+            out.push(Sent {
+                seq: s.seq,
+                ack: s.ack,
+                flags: s.flags,
+                window: s.window,
+                mss: s.options.mss,
+                payload: s.payload.to_vec(),
+            })
+        });
+        out
+    }
+
+    /// Jump the virtual clock to the next deadline and fire it.
+    fn advance_to_timeout(&mut self) -> Duration {
+        let at = self.conn.poll_timeout().expect("a timer is armed");
+        let waited = at - self.now;
+        self.now = at;
+        self.conn.handle_timeout(at);
+        waited
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.conn.handle_timeout(self.now);
+    }
+
+    fn read_all(&mut self) -> Vec<u8> {
+        let mut buf = vec![0; 1 << 20];
+        let n = self.conn.recv(&mut buf);
+        buf.truncate(n);
+        buf
+    }
+}
+
+fn ack_of(seq: SeqNum, ack: SeqNum) -> Sent {
+    Sent {
+        seq,
+        ack,
+        flags: Flags::ACK,
+        window: 0,
+        mss: None,
+        payload: vec![],
+    }
+}
+
+/// Compare ignoring the window field.
+fn same(a: &Sent, b: &Sent) -> bool {
+    (a.seq, a.ack, a.flags, &a.payload) == (b.seq, b.ack, b.flags, &b.payload)
+}
+
+// ---- Handshake -------------------------------------------------------------------------
+
+#[test]
+fn listen_syn_gives_syn_ack_with_our_mss_and_the_peers_taken() {
+    let now = Instant::ZERO;
+    let mut conn = Connection::accept(now, quad(), &SYN, ISS, MSS, &Config::default());
+    let mut out = vec![];
+    conn.poll_transmit(now, &mut |s| {
+        out.push((s.seq, s.ack, s.flags, s.options.mss))
+    });
+    assert_eq!(
+        out,
+        vec![(ISS, IRS.add(1), Flags::SYN | Flags::ACK, Some(MSS))]
+    );
+    assert_eq!(conn.state(), State::SynReceived);
+    assert_eq!(conn.info().send_mss, 1400);
+}
+
+#[test]
+fn syn_received_duplicate_syn_resends_same_synack() {
+    let mut h = Harness::syn_received();
+    h.input(&SYN);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].flags), (ISS, Flags::SYN | Flags::ACK));
+    assert_eq!(h.conn.state(), State::SynReceived);
+}
+
+#[test]
+fn syn_received_unanswered_synack_backs_off_then_gives_up() {
+    let mut h = Harness::syn_received();
+    let mut waits = vec![];
+    for _ in 0..5 {
+        waits.push(h.advance_to_timeout().as_secs());
+        let out = h.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].seq, out[0].flags), (ISS, Flags::SYN | Flags::ACK));
+    }
+    assert_eq!(waits, vec![1, 2, 4, 8, 16]);
+    h.advance_to_timeout();
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.reset_cause(), Some(ResetCause::TimedOut));
+    assert!(h.output().is_empty());
+}
+
+#[test]
+fn syn_received_final_ack_with_data_delivers_it() {
+    let mut h = Harness::syn_received();
+    h.input(&TcpSegment {
+        payload: b"hello",
+        flags: Flags::ACK | Flags::PSH,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    assert_eq!(h.read_all(), b"hello");
+}
+
+#[test]
+fn syn_received_bad_ack_is_answered_with_rst_at_its_ack() {
+    let mut h = Harness::syn_received();
+    let rst = h
+        .input(&TcpSegment {
+            ack: ISS.add(100),
+            ..RECV
+        })
+        .expect("a reset");
+    assert_eq!((rst.seq, rst.flags), (ISS.add(100), Flags::RST));
+    assert_eq!(h.conn.state(), State::SynReceived);
+}
+
+#[test]
+fn syn_received_exact_rst_returns_to_listen_quietly() {
+    let mut h = Harness::syn_received();
+    h.input(&TcpSegment {
+        flags: Flags::RST,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.reset_cause(), None);
+    assert!(h.output().is_empty());
+}
+
+#[test]
+fn syn_received_new_syn_with_other_isn_returns_to_listen() {
+    let mut h = Harness::syn_received();
+    h.input(&TcpSegment {
+        seq: IRS.add(1),
+        ..SYN
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+// ---- Segment acceptance and resets (RFC 9293 §3.10.7.4, RFC 5961) ------------------------
+
+#[test]
+fn established_exact_rst_aborts() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        flags: Flags::RST,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.reset_cause(), Some(ResetCause::PeerReset));
+}
+
+#[test]
+fn established_in_window_rst_gets_challenge_ack() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(100),
+        flags: Flags::RST,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+}
+
+#[test]
+fn established_out_of_window_rst_is_dropped_silently() {
+    let mut h = Harness::established();
+    for seq in [IRS, IRS.add(1 + 65535), IRS.sub(1000)] {
+        h.input(&TcpSegment {
+            seq,
+            flags: Flags::RST,
+            ..RECV
+        });
+    }
+    assert_eq!(h.conn.state(), State::Established);
+    assert!(h.output().is_empty());
+}
+
+#[test]
+fn established_syn_gets_challenge_ack_and_connection_lives() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(10),
+        ..SYN
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+}
+
+#[test]
+fn established_unacceptable_segment_gets_ack_of_rcv_nxt() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(1 + 70_000),
+        payload: b"far",
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+    assert!(h.read_all().is_empty());
+}
+
+#[test]
+fn established_ack_of_unsent_data_is_acked_and_its_data_dropped() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        ack: ISS.add(500),
+        payload: b"evil",
+        ..RECV
+    });
+    assert!(h.read_all().is_empty());
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+}
+
+#[test]
+fn established_ack_too_old_is_dropped_with_an_ack() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        ack: ISS.sub(200_000),
+        payload: b"old",
+        ..RECV
+    });
+    assert!(h.read_all().is_empty());
+    assert_eq!(h.output().len(), 1);
+}
+
+// ---- Receiving data --------------------------------------------------------------------
+
+#[test]
+fn in_order_data_is_delivered_and_acked_after_a_delay() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        payload: b"abc",
+        ..RECV
+    });
+    assert!(
+        h.output().is_empty(),
+        "a lone small segment waits for the delayed ACK"
+    );
+    let waited = h.advance_to_timeout();
+    assert!(waited < Duration::from_millis(500), "MUST-40");
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(4))));
+    assert_eq!(h.read_all(), b"abc");
+}
+
+#[test]
+fn every_second_full_sized_segment_is_acked_at_once() {
+    let mut h = Harness::established();
+    let data = vec![7u8; usize::from(MSS)];
+    h.input(&TcpSegment {
+        payload: &data,
+        ..RECV
+    });
+    assert!(h.output().is_empty());
+    h.input(&TcpSegment {
+        seq: IRS.add(1 + u32::from(MSS)),
+        payload: &data,
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS.add(1 + 2 * u32::from(MSS)));
+}
+
+#[test]
+fn out_of_order_data_is_not_delivered_and_gets_an_immediate_ack() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(4),
+        payload: b"def",
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, IRS.add(1));
+    assert!(h.read_all().is_empty());
+}
+
+#[test]
+fn overlapping_data_is_delivered_exactly_once() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        payload: b"abc",
+        ..RECV
+    });
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        payload: b"bcdef",
+        ..RECV
+    });
+    h.input(&TcpSegment {
+        payload: b"abc",
+        ..RECV
+    });
+    assert_eq!(h.read_all(), b"abcdef");
+    let out = h.output();
+    assert_eq!(out.last().map(|s| s.ack), Some(IRS.add(7)));
+}
+
+#[test]
+fn window_shrinks_as_data_waits_and_reopens_with_an_update_when_read() {
+    let cap = 16 * 1024;
+    let mut h = Harness::established_with(Config {
+        recv_buffer: cap as usize,
+        ..Config::default()
+    });
+    let chunk = vec![1u8; usize::from(MSS)];
+    let mut seq = IRS.add(1);
+    let mut last_right = None;
+    for _ in 0..10 {
+        h.input(&TcpSegment {
+            seq,
+            payload: &chunk,
+            ..RECV
+        });
+        seq = seq.add(u32::from(MSS));
+        for s in h.output() {
+            let right = s.ack.add(u32::from(s.window));
+            if let Some(prev) = last_right {
+                assert!(!right.lt(prev), "SHLD-14: the window never shrinks");
+            }
+            last_right = Some(right);
+        }
+    }
+    assert_eq!(
+        last_right,
+        Some(IRS.add(1 + cap)),
+        "the right edge stays put"
+    );
+    assert_eq!(h.read_all().len(), 10 * usize::from(MSS));
+    let out = h.output();
+    assert_eq!(out.len(), 1, "a window update follows the read");
+    assert_eq!(u32::from(out[0].window), cap);
+}
+
+// ---- Sending data ----------------------------------------------------------------------
+
+#[test]
+fn data_is_sent_in_mss_segments_within_the_peer_window() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        window: 3000,
+        ..RECV
+    });
+    let data = vec![9u8; 5000];
+    assert_eq!(h.conn.send(&data), 5000);
+    let out = h.output();
+    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(
+        lens,
+        vec![1400, 1400],
+        "MSS 1400, window 3000: the 200-byte tail waits (SWS)"
+    );
+    assert_eq!(out[0].seq, ISS.add(1));
+    assert_eq!(out[1].seq, ISS.add(1401));
+    h.input(&TcpSegment {
+        ack: ISS.add(2801),
+        window: 3000,
+        ..RECV
+    });
+    let out = h.output();
+    let lens: Vec<usize> = out.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, vec![1400, 800]);
+    assert!(out[1].flags.psh());
+}
+
+#[test]
+fn lost_data_is_retransmitted_with_backoff_and_karn_ignores_its_rtt() {
+    let mut h = Harness::established();
+    h.conn.send(b"ping");
+    assert_eq!(h.output().len(), 1);
+    let mut waits = vec![];
+    for _ in 0..3 {
+        waits.push(h.advance_to_timeout().as_millis());
+        let out = h.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].seq, &out[0].payload[..]),
+            (ISS.add(1), &b"ping"[..])
+        );
+    }
+    // The SYN,ACK's RTT was 0 (acked at once), so RTO = 200 ms min, then doubles.
+    assert_eq!(waits, vec![200, 400, 800]);
+    h.now += Duration::from_millis(10);
+    h.input(&TcpSegment {
+        ack: ISS.add(5),
+        ..RECV
+    });
+    assert_eq!(
+        h.conn.poll_timeout(),
+        None,
+        "all acknowledged: timer stopped"
+    );
+    assert_eq!(
+        h.conn.rtt.srtt(),
+        Some(Duration::ZERO),
+        "no sample from a retransmission"
+    );
+}
+
+#[test]
+fn rtt_is_measured_from_data_sent_once() {
+    let mut h = Harness::established();
+    h.conn.send(b"x");
+    h.output();
+    h.now += Duration::from_millis(30);
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        ..RECV
+    });
+    // First sample was the SYN,ACK's 0 ms; SRTT = 7/8 * 0 + 1/8 * 30.
+    assert_eq!(h.conn.rtt.srtt(), Some(Duration::from_micros(3750)));
+}
+
+#[test]
+fn zero_window_is_probed_and_probing_never_aborts_while_answered() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment { window: 0, ..RECV });
+    h.conn.send(b"data");
+    assert!(h.output().is_empty(), "nothing fits a zero window");
+    for _ in 0..12 {
+        h.advance_to_timeout();
+        let out = h.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].seq, out[0].payload.len()),
+            (ISS, 0),
+            "SEQ=SND.UNA-1, no data"
+        );
+        // The peer answers every probe, still with a zero window.
+        h.input(&TcpSegment { window: 0, ..RECV });
+        h.output();
+    }
+    assert_eq!(h.conn.state(), State::Established);
+    h.input(&TcpSegment {
+        window: 1000,
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"data");
+}
+
+#[test]
+fn unanswered_retransmissions_give_up_after_r2() {
+    let mut h = Harness::established();
+    h.conn.send(b"lost");
+    h.output();
+    let start = h.now;
+    while h.conn.state() != State::Closed {
+        h.advance_to_timeout();
+        h.output();
+        assert!(h.now - start < Duration::from_secs(400));
+    }
+    assert!(
+        h.now - start >= Duration::from_secs(100),
+        "R2 is at least 100 s"
+    );
+    assert_eq!(h.conn.reset_cause(), Some(ResetCause::TimedOut));
+}
+
+// ---- Closing ---------------------------------------------------------------------------
+
+#[test]
+fn passive_close_goes_through_close_wait_and_last_ack() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::CloseWait);
+    assert!(h.conn.peer_closed());
+    let out = h.output();
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(2))));
+    h.conn.send(b"bye");
+    h.conn.close();
+    assert_eq!(h.conn.state(), State::LastAck);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::ACK | Flags::PSH | Flags::FIN);
+    assert_eq!(out[0].payload, b"bye");
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        ack: ISS.add(5),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.reset_cause(), None);
+}
+
+#[test]
+fn active_close_goes_through_fin_wait_and_time_wait() {
+    let mut h = Harness::established();
+    h.conn.close();
+    assert_eq!(h.conn.state(), State::FinWait1);
+    let out = h.output();
+    assert_eq!(
+        (out[0].seq, out[0].flags),
+        (ISS.add(1), Flags::FIN | Flags::ACK)
+    );
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::FinWait2);
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::TimeWait);
+    let out = h.output();
+    assert!(same(&out[0], &ack_of(ISS.add(2), IRS.add(2))));
+    let waited = h.advance_to_timeout();
+    assert_eq!(waited, Duration::from_secs(60), "2·MSL");
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn time_wait_reacks_a_retransmitted_fin_and_restarts_its_timer() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    let fin = TcpSegment {
+        ack: ISS.add(2),
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    };
+    h.input(&fin);
+    assert_eq!(h.conn.state(), State::TimeWait);
+    h.output();
+    h.advance(Duration::from_secs(30));
+    h.input(&fin);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(2), IRS.add(2))));
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(60)));
+}
+
+#[test]
+fn time_wait_ignores_a_rst_per_rfc_1337() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        flags: Flags::RST,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::TimeWait);
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    // The peer's FIN crosses ours: it does not acknowledge our FIN.
+    h.input(&TcpSegment {
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closing);
+    h.output();
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        ack: ISS.add(2),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::TimeWait);
+}
+
+#[test]
+fn fin_is_retransmitted_until_acked() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    for _ in 0..3 {
+        h.advance_to_timeout();
+        let out = h.output();
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].seq, out[0].flags),
+            (ISS.add(1), Flags::FIN | Flags::ACK)
+        );
+    }
+}
+
+#[test]
+fn half_close_lets_us_keep_sending_after_the_peers_fin() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        flags: Flags::FIN | Flags::ACK,
+        payload: b"req",
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::CloseWait);
+    assert_eq!(h.read_all(), b"req");
+    assert!(h.conn.peer_closed());
+    assert_eq!(h.conn.send(b"reply"), 5);
+    let out = h.output();
+    assert_eq!(out[0].payload, b"reply");
+    assert_eq!(out[0].ack, IRS.add(5));
+}
+
+#[test]
+fn closing_with_unread_data_sends_rst() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        payload: b"unread",
+        ..RECV
+    });
+    h.conn.close();
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].flags), (ISS.add(1), Flags::RST));
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn fin_before_missing_data_is_not_taken() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(4),
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    assert_eq!(h.output()[0].ack, IRS.add(1));
+}
