@@ -2,11 +2,31 @@
 //!
 //! A service is a pure state machine over a [`Socket`]: the endpoint calls [`App::poll`] after
 //! anything happens on the connection, and the service reads what it can, writes what fits, and
-//! closes when it is done. Services never block and never allocate per packet.
+//! closes when it is done. Services never block and never allocate per packet: any buffer a
+//! service needs is allocated once, bounded, when the connection is created.
+//!
+//! # When to poll
+//! Call [`App::poll`] once right after the connection becomes ESTABLISHED (a service such as
+//! chargen speaks first), and again after every event that could let it make progress: data
+//! arrived, send-buffer space was freed by an ACK, or the peer's FIN was read. Polling when
+//! nothing changed is harmless. Every service calls [`Socket::close`] at most once and never
+//! writes after it; none of them calls [`Socket::abort`].
+
+mod chargen;
+mod discard;
+mod echo;
+mod http;
+#[cfg(test)]
+mod mock;
 
 use crate::tcp::Socket;
 use std::fmt;
 use std::str::FromStr;
+
+pub use chargen::Chargen;
+pub use discard::Discard;
+pub use echo::Echo;
+pub use http::Http;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -16,13 +36,38 @@ pub enum ServiceKind {
     Http,
 }
 
+/// The listeners synack opens when no `--listen` is given: the well-known ports of each service.
+pub const DEFAULT_LISTENERS: [(u16, ServiceKind); 4] = [
+    (7, ServiceKind::Echo),
+    (9, ServiceKind::Discard),
+    (19, ServiceKind::Chargen),
+    (80, ServiceKind::Http),
+];
+
 impl ServiceKind {
+    pub const ALL: [ServiceKind; 4] = [
+        ServiceKind::Echo,
+        ServiceKind::Discard,
+        ServiceKind::Chargen,
+        ServiceKind::Http,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             ServiceKind::Echo => "echo",
             ServiceKind::Discard => "discard",
             ServiceKind::Chargen => "chargen",
             ServiceKind::Http => "http",
+        }
+    }
+
+    /// The service's well-known port.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Echo => 7,
+            ServiceKind::Discard => 9,
+            ServiceKind::Chargen => 19,
+            ServiceKind::Http => 80,
         }
     }
 }
@@ -49,19 +94,90 @@ impl FromStr for ServiceKind {
 }
 
 /// One connection's application state.
-pub struct App {
-    _private: (),
+pub enum App {
+    Echo(Echo),
+    Discard(Discard),
+    Chargen(Chargen),
+    Http(Http),
 }
 
 impl App {
+    /// The state of a fresh connection to `kind`. This is where a service allocates its
+    /// bounded per-connection buffers (only http has any).
     pub fn new(kind: ServiceKind) -> App {
-        let _ = kind;
-        todo!("App::new")
+        match kind {
+            ServiceKind::Echo => App::Echo(Echo::new()),
+            ServiceKind::Discard => App::Discard(Discard::new()),
+            ServiceKind::Chargen => App::Chargen(Chargen::new()),
+            ServiceKind::Http => App::Http(Http::new()),
+        }
+    }
+
+    pub fn kind(&self) -> ServiceKind {
+        match self {
+            App::Echo(_) => ServiceKind::Echo,
+            App::Discard(_) => ServiceKind::Discard,
+            App::Chargen(_) => ServiceKind::Chargen,
+            App::Http(_) => ServiceKind::Http,
+        }
     }
 
     /// Make whatever progress the socket allows: read, write, close.
     pub fn poll(&mut self, sock: &mut dyn Socket) {
-        let _ = sock;
-        todo!("App::poll")
+        match self {
+            App::Echo(s) => s.poll(sock),
+            App::Discard(s) => s.poll(sock),
+            App::Chargen(s) => s.poll(sock),
+            App::Http(s) => s.poll(sock),
+        }
+    }
+
+    /// The service has called [`Socket::close`]; it will write nothing more.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            App::Echo(s) => s.is_closed(),
+            App::Discard(s) => s.is_closed(),
+            App::Chargen(s) => s.is_closed(),
+            App::Http(s) => s.is_closed(),
+        }
+    }
+}
+
+/// The size of the stack buffers services copy through.
+const COPY_BUF: usize = 4096;
+
+/// Read and drop everything the socket has received; returns how many bytes that was.
+fn drain(sock: &mut dyn Socket) -> usize {
+    let mut buf = [0u8; COPY_BUF];
+    let mut total = 0;
+    loop {
+        let n = sock.recv(&mut buf);
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// Close the socket the first time this is called; `closed` remembers that it was.
+fn close_once(sock: &mut dyn Socket, closed: &mut bool) {
+    if !*closed {
+        *closed = true;
+        sock.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_names_and_default_ports() {
+        for kind in ServiceKind::ALL {
+            assert_eq!(kind.name().parse::<ServiceKind>(), Ok(kind));
+            assert!(DEFAULT_LISTENERS.contains(&(kind.default_port(), kind)));
+            assert_eq!(App::new(kind).kind(), kind);
+        }
+        assert!("gopher".parse::<ServiceKind>().is_err());
     }
 }

@@ -1,0 +1,602 @@
+//! A small HTTP/1.1 server (RFC 9110, RFC 9112) whose one page describes the visitor's own
+//! TCP connection.
+//!
+//! `GET /` answers 200 with a plain-text page built from [`Socket::info`]; `HEAD` sends the
+//! same headers without the body; other paths get 404. Requests are read from a bounded buffer
+//! and answered one at a time, in order, so pipelined requests work and a client that stops
+//! reading stops us reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
+//! (or HTTP/1.0 without keep-alive) makes us close after the response, which is the active
+//! close of RFC 9293 §3.6. Anything malformed gets 400 and a close.
+
+use super::{COPY_BUF, close_once, drain};
+use crate::tcp::{ConnInfo, Socket, State};
+use std::io::Write;
+
+/// The largest request head (request line and header fields) we accept.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Initial room for a response and for composing a body; enough for every response we make,
+/// so neither buffer grows after the connection is created.
+const OUT_CAPACITY: usize = 4096;
+const BODY_CAPACITY: usize = 3072;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// `/`: the page about this connection.
+    Connection,
+    NotFound,
+}
+
+/// What we keep of a parsed request head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Request {
+    method: Method,
+    route: Route,
+    /// HTTP/1.0, which needs `Connection: keep-alive` echoed to stay open.
+    http10: bool,
+    keep_alive: bool,
+    /// Body length from Content-Length (RFC 9112 §6.2); 0 when absent.
+    content_length: u64,
+}
+
+impl Request {
+    /// A piece of the request body arrived. Bodies are read and dropped for now; a service
+    /// that accepts uploads counts or stores them here.
+    fn on_body(&mut self, _chunk: &[u8]) {}
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Ok,
+    BadRequest,
+    NotFound,
+    HeaderTooLarge,
+    NotImplemented,
+}
+
+impl Status {
+    const fn line(self) -> &'static str {
+        match self {
+            Status::Ok => "200 OK",
+            Status::BadRequest => "400 Bad Request",
+            Status::NotFound => "404 Not Found",
+            Status::HeaderTooLarge => "431 Request Header Fields Too Large",
+            Status::NotImplemented => "501 Not Implemented",
+        }
+    }
+}
+
+/// Why a request head was refused, and the one sentence we tell the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reject {
+    status: Status,
+    why: &'static str,
+}
+
+const fn bad(why: &'static str) -> Reject {
+    Reject {
+        status: Status::BadRequest,
+        why,
+    }
+}
+
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading `remaining` more bytes of `req`'s body; the response follows the body.
+    Body { req: Request, remaining: u64 },
+}
+
+/// Whether the poll loop can go on.
+enum Step {
+    Progress,
+    Wait,
+}
+
+/// The http service's per-connection state.
+pub struct Http {
+    /// Received bytes not yet consumed: the next request head, perhaps more. Never longer
+    /// than [`MAX_HEAD`].
+    inbuf: Vec<u8>,
+    /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
+    out: Vec<u8>,
+    out_sent: usize,
+    /// Where a body is composed before its headers, which carry its length.
+    scratch: Vec<u8>,
+    phase: Phase,
+    /// Close as soon as `out` is fully queued.
+    close_after: bool,
+    closed: bool,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Http {
+            inbuf: Vec::with_capacity(MAX_HEAD),
+            out: Vec::with_capacity(OUT_CAPACITY),
+            out_sent: 0,
+            scratch: Vec::with_capacity(BODY_CAPACITY),
+            phase: Phase::Head,
+            close_after: false,
+            closed: false,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn poll(&mut self, sock: &mut dyn Socket) {
+        loop {
+            // One response at a time: until it is queued we read nothing more, so a client
+            // that pipelines without reading meets a full receive window.
+            if !self.flush(sock) {
+                return;
+            }
+            if self.close_after {
+                // RFC 9293 §3.10.4: our FIN follows the response already queued.
+                close_once(sock, &mut self.closed);
+            }
+            if self.closed {
+                // Whatever still arrives has no one to answer it.
+                drain(sock);
+                return;
+            }
+            let step = match self.phase {
+                Phase::Head => self.read_head(sock),
+                Phase::Body { .. } => self.read_body(sock),
+            };
+            if let Step::Wait = step {
+                return;
+            }
+        }
+    }
+
+    /// Queue as much of the pending response as fits; true when none is left.
+    fn flush(&mut self, sock: &mut dyn Socket) -> bool {
+        if let Some(rest) = self.out.get(self.out_sent..).filter(|r| !r.is_empty()) {
+            self.out_sent += sock.send(rest);
+        }
+        if self.out_sent < self.out.len() {
+            return false;
+        }
+        self.out.clear();
+        self.out_sent = 0;
+        true
+    }
+
+    fn read_head(&mut self, sock: &mut dyn Socket) -> Step {
+        self.fill(sock);
+        // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the
+        // request-line (some clients send an extra CRLF after a body).
+        let blank = self
+            .inbuf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        self.inbuf.drain(..blank);
+
+        let Some(end) = head_end(&self.inbuf) else {
+            if self.inbuf.len() >= MAX_HEAD {
+                // RFC 6585 §5.
+                self.reject(
+                    sock,
+                    Reject {
+                        status: Status::HeaderTooLarge,
+                        why: "The request header is larger than 8 KiB.",
+                    },
+                );
+                return Step::Progress;
+            }
+            if sock.peer_closed() {
+                if self.inbuf.is_empty() {
+                    // The client is done and every request has its response queued.
+                    close_once(sock, &mut self.closed);
+                } else {
+                    self.reject(
+                        sock,
+                        bad("The connection ended in the middle of a request."),
+                    );
+                }
+                return Step::Progress;
+            }
+            return Step::Wait;
+        };
+
+        let parsed = self.inbuf.get(..end).map_or(Err(bad("")), parse_head);
+        self.inbuf.drain(..end.min(self.inbuf.len()));
+        match parsed {
+            Ok(req) => {
+                self.phase = Phase::Body {
+                    req,
+                    remaining: req.content_length,
+                };
+            }
+            Err(reject) => self.reject(sock, reject),
+        }
+        Step::Progress
+    }
+
+    fn read_body(&mut self, sock: &mut dyn Socket) -> Step {
+        let Phase::Body { mut req, remaining } = self.phase else {
+            return Step::Progress;
+        };
+        if remaining == 0 {
+            self.phase = Phase::Head;
+            self.respond(sock, &req);
+            return Step::Progress;
+        }
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX);
+        // Body bytes that came in with the head first, then straight from the socket.
+        let got = if self.inbuf.is_empty() {
+            let mut buf = [0u8; COPY_BUF];
+            let n = sock.recv(&mut buf[..want.min(COPY_BUF)]);
+            req.on_body(buf.get(..n).unwrap_or_default());
+            n
+        } else {
+            let n = want.min(self.inbuf.len());
+            req.on_body(self.inbuf.get(..n).unwrap_or_default());
+            self.inbuf.drain(..n);
+            n
+        };
+        if got == 0 {
+            if sock.peer_closed() {
+                // The body was cut short: there is no request to answer.
+                close_once(sock, &mut self.closed);
+                return Step::Progress;
+            }
+            return Step::Wait;
+        }
+        self.phase = Phase::Body {
+            req,
+            remaining: remaining.saturating_sub(got as u64),
+        };
+        Step::Progress
+    }
+
+    /// Read from the socket into `inbuf`, up to [`MAX_HEAD`] buffered.
+    fn fill(&mut self, sock: &mut dyn Socket) {
+        let mut buf = [0u8; COPY_BUF];
+        loop {
+            let room = MAX_HEAD.saturating_sub(self.inbuf.len()).min(buf.len());
+            if room == 0 {
+                return;
+            }
+            let n = sock.recv(&mut buf[..room]);
+            if n == 0 {
+                return;
+            }
+            self.inbuf
+                .extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+    }
+
+    fn respond(&mut self, sock: &dyn Socket, req: &Request) {
+        self.scratch.clear();
+        let status = match req.route {
+            Route::Connection => {
+                write_connection_page(&mut self.scratch, &sock.info());
+                Status::Ok
+            }
+            Route::NotFound => {
+                self.scratch.extend_from_slice(
+                    b"Not found. The only page here is /, about your TCP connection.\n",
+                );
+                Status::NotFound
+            }
+        };
+        let connection = if !req.keep_alive {
+            self.close_after = true;
+            Some("close")
+        } else if req.http10 {
+            Some("keep-alive")
+        } else {
+            None
+        };
+        self.write_response(status, connection, req.method == Method::Head);
+    }
+
+    /// Answer a request we could not parse or will not serve, then close: after a malformed
+    /// request we cannot tell where the next one would start (RFC 9112 §2.2, §6.3).
+    fn reject(&mut self, sock: &dyn Socket, reject: Reject) {
+        tracing::debug!(quad = %sock.info().quad, status = reject.status.line(), reason = reject.why, "http: request rejected");
+        self.scratch.clear();
+        self.scratch.extend_from_slice(reject.why.as_bytes());
+        self.scratch.push(b'\n');
+        self.close_after = true;
+        self.write_response(reject.status, Some("close"), false);
+    }
+
+    /// Queue status line, header fields and (unless `head_only`) the body in `scratch`.
+    fn write_response(&mut self, status: Status, connection: Option<&str>, head_only: bool) {
+        let out = &mut self.out;
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            "HTTP/1.1 {}\r\nServer: synack\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\n",
+            status.line(),
+            self.scratch.len()
+        );
+        if let Some(value) = connection {
+            let _ = write!(out, "Connection: {value}\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        // RFC 9110 §9.3.2: HEAD gets the same header fields as GET, and no content.
+        if !head_only {
+            out.extend_from_slice(&self.scratch);
+        }
+    }
+}
+
+/// The length of the request head including its empty last line, if it is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    // RFC 9112 §2.2: a recipient MAY take a bare LF as a line terminator, so the head ends at
+    // the first LF that follows another LF with at most a CR between them.
+    let mut prev_lf: Option<usize> = None;
+    for (i, &b) in buf.iter().enumerate() {
+        if b == b'\n' {
+            if let Some(p) = prev_lf
+                && (i == p + 1 || (i == p + 2 && buf.get(p + 1) == Some(&b'\r')))
+            {
+                return Some(i + 1);
+            }
+            prev_lf = Some(i);
+        }
+    }
+    None
+}
+
+/// The head's lines without terminators (CRLF or bare LF), up to the empty last line.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .take_while(|line| !line.is_empty())
+}
+
+/// RFC 9110 §5.6.2: tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_head(head: &[u8]) -> Result<Request, Reject> {
+    let mut lines = lines(head);
+    let request_line = lines.next().ok_or(bad("The request is empty."))?;
+    let (method, route, http10) = parse_request_line(request_line)?;
+
+    let mut hosts = 0usize;
+    let mut content_length: Option<u64> = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    for line in lines {
+        // RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
+        if line.iter().any(|&b| b == b'\r' || b == 0) {
+            return Err(bad("A header line contains a stray CR or NUL."));
+        }
+        // RFC 9112 §5.2: a server MUST reject obsolete line folding or replace it; we reject.
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            return Err(bad("Header lines must not be folded."));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(bad("A header line has no colon."))?;
+        let (name, value) = line.split_at(colon);
+        // RFC 9112 §5.1: no whitespace between the field name and the colon (MUST reject).
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(bad("A header field name is not valid."));
+        }
+        let value = value.get(1..).unwrap_or_default().trim_ascii();
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(value)?;
+            // RFC 9112 §6.3: differing Content-Length values are unrecoverable.
+            if content_length.is_some_and(|m| m != n) {
+                return Err(bad("The request has conflicting Content-Length fields."));
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // RFC 9112 §6.1: a transfer coding we do not decode SHOULD get 501; without
+            // decoding it we cannot find the next request, so we also close.
+            return Err(Reject {
+                status: Status::NotImplemented,
+                why: "Request bodies with Transfer-Encoding are not supported; send Content-Length.",
+            });
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            // RFC 9110 §7.6.1: a comma-separated list of case-insensitive options.
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without exactly one
+    // Host field (and to any request with more than one).
+    if hosts > 1 || (!http10 && hosts == 0) {
+        return Err(bad("An HTTP/1.1 request needs exactly one Host header."));
+    }
+    Ok(Request {
+        method,
+        route,
+        http10,
+        // RFC 9112 §9.3: HTTP/1.1 connections persist unless "close" is sent; HTTP/1.0 ones
+        // only with "keep-alive".
+        keep_alive: !close && (!http10 || keep_alive),
+        content_length: content_length.unwrap_or(0),
+    })
+}
+
+/// RFC 9112 §3: `method SP request-target SP HTTP-version`.
+fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("The request line is not 'METHOD /path HTTP/1.1'."));
+    };
+    let method = match method {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        _ => return Err(bad("Only GET and HEAD are supported.")),
+    };
+    let http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
+        _ => return Err(bad("Only HTTP/1.1 and HTTP/1.0 are supported.")),
+    };
+    if !target.iter().all(|&b| b.is_ascii_graphic()) {
+        return Err(bad("The request target is not valid."));
+    }
+    let path = match strip_prefix_ignore_case(target, b"http://") {
+        // RFC 9112 §3.2.2: a server MUST accept the absolute form; we use only its path,
+        // and an empty path means "/" (RFC 9110 §4.2.3).
+        Some(rest) => rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+            .and_then(|i| rest.get(i..))
+            .unwrap_or_default(),
+        None if target.starts_with(b"/") => target,
+        None => return Err(bad("The request target must start with '/'.")),
+    };
+    let path = path
+        .split(|&b| b == b'?' || b == b'#')
+        .next()
+        .unwrap_or_default();
+    let route = match path {
+        b"" | b"/" => Route::Connection,
+        _ => Route::NotFound,
+    };
+    Ok((method, route, http10))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
+}
+
+/// RFC 9110 §8.6: `Content-Length = 1*DIGIT`.
+fn parse_content_length(value: &[u8]) -> Result<u64, Reject> {
+    let invalid = bad("Content-Length is not a number.");
+    if value.is_empty() {
+        return Err(invalid);
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(invalid);
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(invalid)
+    })
+}
+
+/// The page at `/`: the visitor's own connection, with a few words on what each line means.
+fn write_connection_page(w: &mut Vec<u8>, info: &ConnInfo) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let _ = write!(
+        w,
+        "synack: the TCP connection that carried this request\n\
+         ====================================================\n\
+         \n\
+         You (client)         {remote}\n\
+         Me (server)          {local}\n\
+         State (my side)      {state}\n\
+         \n\
+         Initial sequence numbers\n\
+         \x20 yours (IRS)        {irs}\n\
+         \x20 mine  (ISS)        {iss}\n\
+         \n\
+         Maximum segment size (MSS)\n\
+         \x20 I announced        {local_mss}\n",
+        remote = info.quad.remote,
+        local = info.quad.local,
+        state = info.state,
+        irs = info.irs.raw(),
+        iss = info.iss.raw(),
+        local_mss = info.local_mss,
+    );
+    match info.peer_mss {
+        Some(mss) => {
+            let _ = writeln!(w, "  you announced      {mss}");
+        }
+        None => {
+            // RFC 9293 §3.7.1: without the option, the default send MSS applies.
+            let default = if info.quad.local.is_ipv4() { 536 } else { 1220 };
+            let _ = writeln!(
+                w,
+                "  you announced      nothing (so the default {default} applies)"
+            );
+        }
+    }
+    let _ = write!(
+        w,
+        "  I send at most     {send_mss} bytes per segment\n\
+         \n\
+         Options (used only when both the SYN and the SYN+ACK carry them)\n",
+        send_mss = info.send_mss,
+    );
+    match info.window_scale {
+        Some((ours, theirs)) => {
+            let _ = writeln!(
+                w,
+                "  window scale       yes (my shift {ours}, yours {theirs})"
+            );
+        }
+        None => {
+            let _ = writeln!(w, "  window scale       no");
+        }
+    }
+    let _ = write!(
+        w,
+        "  SACK permitted     {sack}\n\
+         \x20 timestamps         {ts}\n\
+         \n\
+         What you are looking at\n\
+         - A TCP connection is named by its 4-tuple: your address and port and mine.\n\
+         \x20 Every segment carries them; that is how I found this connection.\n\
+         - Each side's SYN picks a random initial sequence number. Data is numbered from\n\
+         \x20 it (the SYN itself takes one number, so your first byte was IRS+1 and mine\n\
+         \x20 ISS+1), and each ACK says \"I have everything before this number\".\n\
+         - The MSS is the most payload a side accepts in one segment. I send segments no\n\
+         \x20 larger than the smaller of the two.\n\
+         - {explain}\n\
+         - Send 'Connection: close' and I close first: then my side goes through FIN-WAIT-1,\n\
+         \x20 FIN-WAIT-2 and TIME-WAIT, while yours passes CLOSE-WAIT and LAST-ACK.\n\
+         \n\
+         Watch it on the wire: tcpdump -ni synack0 -S tcp   (-S: absolute sequence numbers)\n",
+        sack = yes_no(info.sack_permitted),
+        ts = yes_no(info.timestamps),
+        explain = explain_state(info.state),
+    );
+}
+
+fn explain_state(state: State) -> &'static str {
+    match state {
+        State::Established => {
+            "ESTABLISHED: the three-way handshake (SYN, SYN+ACK, ACK) is done and data\n  \
+             flows both ways."
+        }
+        State::CloseWait => {
+            "CLOSE-WAIT: you sent your FIN, so you will send nothing more, but I can still\n  \
+             send; I close my side once this reply is queued."
+        }
+        _ => "This is my side's state in the diagram of RFC 9293 section 3.3.2.",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,516 @@
+//! The http service driven through a [`MockSocket`].
+
+use super::*;
+use crate::services::mock::MockSocket;
+use proptest::prelude::*;
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn content_length(&self) -> usize {
+        self.header("content-length").unwrap().parse().unwrap()
+    }
+}
+
+/// Take one response off the front of `bytes`; `head_only` for the answer to HEAD.
+fn take_response(bytes: &mut &[u8], head_only: bool) -> Response {
+    let text = std::str::from_utf8(bytes).unwrap();
+    let end = text.find("\r\n\r\n").expect("a complete response head");
+    let mut lines = text[..end].split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (n, v) = l.split_once(": ").unwrap();
+            (n.to_string(), v.to_string())
+        })
+        .collect();
+    let mut resp = Response {
+        status,
+        headers,
+        body: String::new(),
+    };
+    let body_len = if head_only { 0 } else { resp.content_length() };
+    resp.body = text[end + 4..end + 4 + body_len].to_string();
+    *bytes = &bytes[end + 4 + body_len..];
+    resp
+}
+
+/// The one response in `bytes`, which must hold nothing else.
+fn only_response(bytes: &[u8], head_only: bool) -> Response {
+    let mut rest = bytes;
+    let resp = take_response(&mut rest, head_only);
+    assert!(
+        rest.is_empty(),
+        "trailing bytes: {:?}",
+        String::from_utf8_lossy(rest)
+    );
+    resp
+}
+
+fn request(method: &str, path: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: 198.18.0.2\r\nUser-Agent: test\r\n{extra}\r\n")
+}
+
+/// Send `input` in one piece and poll once.
+fn exchange(input: &str) -> (MockSocket, Http) {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    sock.push(input.as_bytes());
+    http.poll(&mut sock);
+    (sock, http)
+}
+
+#[test]
+fn get_root_describes_the_clients_own_connection() {
+    let (sock, _) = exchange(&request("GET", "/", ""));
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(resp.content_length(), resp.body.len());
+    assert_eq!(
+        resp.header("connection"),
+        None,
+        "HTTP/1.1 keeps alive by default"
+    );
+    for needle in [
+        "198.18.0.1:40000",
+        "198.18.0.2:80",
+        "IRS)        123456\n",
+        "ISS)        3000000000\n",
+        "ESTABLISHED",
+        "I announced        1460",
+        "you announced      1400",
+        "at most     1400 bytes",
+        "window scale       no",
+        "SACK permitted     no",
+        "timestamps         no",
+    ] {
+        assert!(
+            resp.body.contains(needle),
+            "missing {needle:?} in\n{}",
+            resp.body
+        );
+    }
+    assert_eq!(sock.closes, 0);
+}
+
+#[test]
+fn page_shows_negotiated_options_and_missing_peer_mss() {
+    let mut sock = MockSocket::new();
+    sock.info.window_scale = Some((7, 9));
+    sock.info.sack_permitted = true;
+    sock.info.timestamps = true;
+    sock.info.peer_mss = None;
+    sock.info.send_mss = 536;
+    sock.push(request("GET", "/", "").as_bytes());
+    Http::new().poll(&mut sock);
+    let resp = only_response(&sock.sent, false);
+    for needle in [
+        "window scale       yes (my shift 7, yours 9)",
+        "SACK permitted     yes",
+        "timestamps         yes",
+        "nothing (so the default 536 applies)",
+    ] {
+        assert!(
+            resp.body.contains(needle),
+            "missing {needle:?} in\n{}",
+            resp.body
+        );
+    }
+}
+
+#[test]
+fn page_works_over_ipv6() {
+    let mut sock = MockSocket::new();
+    sock.info.quad.local = "[2001:2::2]:80".parse().unwrap();
+    sock.info.quad.remote = "[2001:2::1]:50000".parse().unwrap();
+    sock.info.peer_mss = None;
+    sock.push(request("GET", "/", "").as_bytes());
+    Http::new().poll(&mut sock);
+    let body = only_response(&sock.sent, false).body;
+    assert!(body.contains("[2001:2::1]:50000"));
+    assert!(body.contains("[2001:2::2]:80"));
+    assert!(body.contains("default 1220"));
+}
+
+#[test]
+fn response_fits_the_buffers_allocated_up_front() {
+    let mut sock = MockSocket::new();
+    sock.info.quad.local = "[2001:2:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+        .parse()
+        .unwrap();
+    sock.info.quad.remote = "[2001:2:ffff:ffff:ffff:ffff:ffff:fffe]:65535"
+        .parse()
+        .unwrap();
+    sock.info.state = State::CloseWait;
+    sock.info.window_scale = Some((14, 14));
+    sock.info.peer_mss = None;
+    let mut http = Http::new();
+    sock.push(request("GET", "/", "").as_bytes());
+    http.poll(&mut sock);
+    assert!(sock.sent.len() <= OUT_CAPACITY, "{}", sock.sent.len());
+    assert_eq!(http.out.capacity(), OUT_CAPACITY, "out never grew");
+    assert_eq!(http.scratch.capacity(), BODY_CAPACITY, "scratch never grew");
+    assert_eq!(http.inbuf.capacity(), MAX_HEAD);
+}
+
+#[test]
+fn head_sends_the_same_headers_without_a_body() {
+    let (get, _) = exchange(&request("GET", "/", ""));
+    let (head, _) = exchange(&request("HEAD", "/", ""));
+    let get = only_response(&get.sent, false);
+    let head = only_response(&head.sent, true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.headers, get.headers);
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn keep_alive_serves_two_requests_in_turn() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    for _ in 0..2 {
+        sock.push(request("GET", "/", "").as_bytes());
+        http.poll(&mut sock);
+        let resp = only_response(&sock.take_sent(), false);
+        assert_eq!(resp.status, 200);
+        assert_eq!(sock.closes, 0);
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let input = request("GET", "/", "")
+        + &request("GET", "/nope", "")
+        + &request("HEAD", "/", "")
+        + &request("GET", "/?x=1", "");
+    let (sock, _) = exchange(&input);
+    let mut rest = &sock.sent[..];
+    assert_eq!(take_response(&mut rest, false).status, 200);
+    assert_eq!(take_response(&mut rest, false).status, 404);
+    assert_eq!(take_response(&mut rest, true).status, 200);
+    assert_eq!(take_response(&mut rest, false).status, 200);
+    assert!(rest.is_empty());
+    assert_eq!(sock.closes, 0);
+}
+
+#[test]
+fn connection_close_answers_then_closes_first() {
+    let mut sock = MockSocket::with_capacity(100);
+    let mut http = Http::new();
+    sock.push(request("GET", "/", "Connection: close\r\n").as_bytes());
+    http.poll(&mut sock);
+    assert_eq!(sock.sent.len(), 100);
+    assert_eq!(sock.closes, 0, "no FIN before the response is queued");
+    while sock.closes == 0 {
+        let before = sock.sent.len();
+        sock.ack(100);
+        http.poll(&mut sock);
+        assert!(sock.sent.len() > before, "progress on every poll");
+    }
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(sock.closes, 1);
+    assert_eq!(sock.info.state, State::FinWait1, "an active close");
+    sock.ack(10_000);
+    http.poll(&mut sock);
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn connection_close_stops_a_pipeline() {
+    let input = request("GET", "/", "Connection: keep-alive, Close\r\n") + &request("GET", "/", "");
+    let (sock, http) = exchange(&input);
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+    assert_eq!(sock.closes, 1);
+    assert!(http.is_closed());
+    assert_eq!(sock.recv_queue(), 0, "the rest is read and dropped");
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked_for() {
+    let (sock, _) = exchange("GET / HTTP/1.0\r\n\r\n");
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(sock.closes, 1);
+
+    let (sock, _) = exchange("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.header("connection"), Some("keep-alive"));
+    assert_eq!(sock.closes, 0);
+}
+
+#[test]
+fn other_paths_get_404_with_a_short_body() {
+    let (sock, _) = exchange(&request("GET", "/index.html", ""));
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 404);
+    assert!(!resp.body.is_empty() && resp.body.len() < 200);
+    assert_eq!(resp.content_length(), resp.body.len());
+    assert_eq!(sock.closes, 0, "a 404 keeps the connection");
+}
+
+#[test]
+fn absolute_form_targets_are_served_by_path() {
+    let (sock, _) = exchange(&request("GET", "http://198.18.0.2", ""));
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+    let (sock, _) = exchange(&request("GET", "HTTP://198.18.0.2/?q", ""));
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+    let (sock, _) = exchange(&request("GET", "http://198.18.0.2/x", ""));
+    assert_eq!(only_response(&sock.sent, false).status, 404);
+}
+
+#[test]
+fn garbage_gets_400_and_a_close() {
+    let cases = [
+        "HELLO\r\n\r\n",
+        "GET /\r\n\r\n",
+        "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",
+        "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        "GET / http/1.1\r\nHost: a\r\n\r\n",
+        "GET index HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "\u{1}\u{2}\u{3}\n\n",
+    ];
+    for case in cases {
+        let (sock, http) = exchange(&format!("{case}{}", request("GET", "/", "")));
+        let resp = only_response(&sock.sent, false);
+        assert_eq!(resp.status, 400, "{case:?}");
+        assert_eq!(resp.header("connection"), Some("close"), "{case:?}");
+        assert_eq!(sock.closes, 1, "{case:?}");
+        assert!(http.is_closed());
+    }
+}
+
+#[test]
+fn transfer_encoding_gets_501_and_a_close() {
+    let (sock, _) = exchange(&request("GET", "/", "Transfer-Encoding: chunked\r\n"));
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 501);
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn a_request_split_byte_by_byte_is_answered_once_complete() {
+    let input = request("GET", "/", "Accept: */*\r\n");
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    for &b in input.as_bytes() {
+        assert!(
+            sock.sent.is_empty(),
+            "answered before the head was complete"
+        );
+        sock.push(&[b]);
+        http.poll(&mut sock);
+    }
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+}
+
+#[test]
+fn bare_lf_line_endings_and_leading_blank_lines_are_accepted() {
+    let (sock, _) = exchange("\r\n\nGET / HTTP/1.1\nHost: a\n\n");
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+}
+
+#[test]
+fn oversized_header_gets_431_and_a_close() {
+    let filler = "X-Filler: ".to_string() + &"a".repeat(MAX_HEAD) + "\r\n";
+    let (sock, _) = exchange(&request("GET", "/", &filler));
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 431);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn a_full_buffer_of_complete_pipelined_requests_is_not_oversized() {
+    let one = request("GET", "/", "");
+    let count = MAX_HEAD / one.len() + 5;
+    let mut sock = MockSocket::with_capacity(usize::MAX / 2);
+    sock.push(one.repeat(count).as_bytes());
+    Http::new().poll(&mut sock);
+    let mut rest = &sock.sent[..];
+    for _ in 0..count {
+        assert_eq!(take_response(&mut rest, false).status, 200);
+    }
+    assert!(rest.is_empty());
+    assert_eq!(sock.closes, 0);
+}
+
+#[test]
+fn a_client_that_does_not_read_stops_us_reading() {
+    let one = request("GET", "/", "");
+    let mut sock = MockSocket::with_capacity(3000);
+    let mut http = Http::new();
+    let total = one.len() * 1000;
+    sock.push(one.repeat(1000).as_bytes());
+    http.poll(&mut sock);
+    assert_eq!(sock.capacity, 0);
+    let unread = sock.recv_queue();
+    assert!(
+        unread >= total - MAX_HEAD - one.len() * 3,
+        "only a bounded amount was read"
+    );
+    http.poll(&mut sock);
+    assert_eq!(
+        sock.recv_queue(),
+        unread,
+        "nothing read while output is stuck"
+    );
+    assert!(http.out.len() - http.out_sent <= OUT_CAPACITY);
+}
+
+#[test]
+fn request_bodies_are_read_and_dropped() {
+    let input = request("GET", "/", "Content-Length: 5\r\n") + "hello" + &request("GET", "/x", "");
+    let (sock, _) = exchange(&input);
+    let mut rest = &sock.sent[..];
+    assert_eq!(take_response(&mut rest, false).status, 200);
+    assert_eq!(take_response(&mut rest, false).status, 404);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn a_large_body_arriving_in_pieces_is_answered_after_its_last_byte() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    sock.push(request("GET", "/", "Content-Length: 100000\r\n").as_bytes());
+    sock.push(&[b'z'; 10]);
+    http.poll(&mut sock);
+    let mut left = 100_000 - 10;
+    while left > 0 {
+        assert!(sock.sent.is_empty(), "answered before the body ended");
+        let n = left.min(7919);
+        sock.push(&vec![b'z'; n]);
+        http.poll(&mut sock);
+        left -= n;
+    }
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+}
+
+#[test]
+fn half_close_after_a_request_answers_then_closes() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    sock.push(request("GET", "/", "").as_bytes());
+    sock.push_fin();
+    http.poll(&mut sock);
+    let resp = only_response(&sock.sent, false);
+    assert!(resp.body.contains("CLOSE-WAIT"), "{}", resp.body);
+    assert_eq!(sock.closes, 1);
+    assert_eq!(sock.info.state, State::LastAck, "a passive close");
+}
+
+#[test]
+fn half_close_waits_for_a_pending_response() {
+    let mut sock = MockSocket::with_capacity(10);
+    let mut http = Http::new();
+    sock.push(request("GET", "/", "").as_bytes());
+    sock.push_fin();
+    http.poll(&mut sock);
+    assert_eq!(sock.closes, 0);
+    sock.ack(100_000);
+    http.poll(&mut sock);
+    assert_eq!(only_response(&sock.sent, false).status, 200);
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn half_close_with_nothing_sent_just_closes() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    http.poll(&mut sock);
+    sock.push_fin();
+    http.poll(&mut sock);
+    assert!(sock.sent.is_empty());
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn half_close_mid_request_gets_400() {
+    let (mut sock, mut http) = exchange("GET / HTTP/1.1\r\nHost:");
+    assert!(sock.sent.is_empty());
+    sock.push_fin();
+    http.poll(&mut sock);
+    assert_eq!(only_response(&sock.sent, false).status, 400);
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn half_close_mid_body_closes_without_answer() {
+    let (mut sock, mut http) = exchange(&(request("GET", "/", "Content-Length: 10\r\n") + "abc"));
+    sock.push_fin();
+    http.poll(&mut sock);
+    assert!(sock.sent.is_empty());
+    assert_eq!(sock.closes, 1);
+}
+
+proptest! {
+    /// Whatever arrives, in whatever pieces, the service never panics, never writes after
+    /// closing (the mock asserts that), closes once the client has, and closes only once.
+    #[test]
+    fn any_input_in_any_pieces_ends_in_exactly_one_close(
+        input in proptest::collection::vec(
+            prop_oneof![
+                Just(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
+                Just(b"HEAD /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".to_vec()),
+                Just(b"Content-Length: 3\r\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..12,
+        ),
+        piece in 1usize..50,
+        capacity in 1usize..5000,
+    ) {
+        let input: Vec<u8> = input.concat();
+        let mut sock = MockSocket::with_capacity(capacity);
+        let mut http = Http::new();
+        for chunk in input.chunks(piece) {
+            if sock.closes == 0 {
+                sock.push(chunk);
+            }
+            http.poll(&mut sock);
+            sock.ack(capacity);
+        }
+        if sock.closes == 0 {
+            sock.push_fin();
+        }
+        for _ in 0..100 {
+            http.poll(&mut sock);
+            sock.ack(capacity);
+        }
+        prop_assert_eq!(sock.closes, 1);
+        prop_assert_eq!(sock.aborts, 0);
+    }
+}
