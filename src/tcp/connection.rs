@@ -160,6 +160,8 @@ pub enum ResetCause {
     TimedOut,
     /// We aborted it.
     Aborted,
+    /// Our SYN was answered with a RST: "connection refused".
+    Refused,
 }
 
 impl Connection {
@@ -173,46 +175,57 @@ impl Connection {
         local_mss: u16,
         cfg: &Config,
     ) -> Connection {
+        let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
+        conn.passive = true;
+        conn.learn_syn(syn);
+        conn.set_state(State::SynReceived);
+        conn
+    }
+
+    /// RFC 9293 §3.10.1 OPEN (active): build the TCB in SYN-SENT and queue our SYN.
+    pub fn connect(
+        now: Instant,
+        quad: Quad,
+        iss: SeqNum,
+        local_mss: u16,
+        cfg: &Config,
+    ) -> Connection {
+        let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
+        conn.passive = false;
+        conn.set_state(State::SynSent);
+        conn
+    }
+
+    fn new(now: Instant, quad: Quad, iss: SeqNum, local_mss: u16, cfg: &Config) -> Connection {
         let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
-        let irs = syn.seq;
-        // RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 (IPv4) / 1220 (IPv6).
-        let default_mss = if quad.local.is_ipv4() { 536 } else { 1220 };
-        // A peer's MSS of 0 or a few bytes would stall or flood us; Linux clamps to 48+ bytes
-        // (TCP_MIN_MSS 88). We clamp to 64 so that a tiny MSS still makes progress.
-        let peer_mss = syn.options.mss;
-        let send_mss = peer_mss.unwrap_or(default_mss).clamp(64, local_mss);
-        let recv_window = Self::window_cap(cfg);
-        let mut conn = Connection {
+        Connection {
             quad,
-            state: State::Listen,
+            state: State::Closed,
             cfg: cfg.clone(),
             snd: SendSpace {
                 una: iss,
                 nxt: iss,
-                // RFC 9293 §3.10.7.2: SND.WND comes from the SYN (never scaled on a SYN).
-                wnd: u32::from(syn.window),
-                wl1: irs,
+                wnd: 0,
+                wl1: SeqNum::new(0),
                 wl2: iss,
                 iss,
-                max_wnd: u32::from(syn.window),
+                max_wnd: 0,
             },
             rcv: RecvSpace {
-                // RFC 9293 §3.10.7.2: RCV.NXT = SEG.SEQ + 1, IRS = SEG.SEQ. Data on a SYN is not
-                // accepted (the peer retransmits it), as Linux does without TCP Fast Open.
-                nxt: irs.add(1),
-                irs,
-                right_edge: irs.add(1).add(recv_window),
+                nxt: SeqNum::new(0),
+                irs: SeqNum::new(0),
+                right_edge: SeqNum::new(0),
             },
             tx_next: iss,
             local_mss,
-            peer_mss,
-            send_mss,
+            peer_mss: None,
+            send_mss: Self::default_mss(&quad).min(local_mss),
             send_buf: VecDeque::new(),
             send_start: iss.add(1),
             recv_buf: VecDeque::new(),
             fin_queued: false,
             fin_received: false,
-            passive: true,
+            passive: false,
             syn_due: true,
             rst_due: false,
             probe_due: false,
@@ -226,9 +239,34 @@ impl Connection {
             reset: None,
             created: now,
             span,
-        };
-        conn.set_state(State::SynReceived);
-        conn
+        }
+    }
+
+    /// RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 (IPv4) / 1220 (IPv6).
+    fn default_mss(quad: &Quad) -> u16 {
+        if quad.local.is_ipv4() { 536 } else { 1220 }
+    }
+
+    /// Take what the peer's SYN (or SYN,ACK) tells us: IRS, RCV.NXT, its MSS and window.
+    pub(super) fn learn_syn(&mut self, syn: &TcpSegment<'_>) {
+        // RFC 9293 §3.10.7.2/3: RCV.NXT = SEG.SEQ + 1, IRS = SEG.SEQ. Data on a SYN is not
+        // accepted (the peer retransmits it), as Linux does without TCP Fast Open.
+        self.rcv.irs = syn.seq;
+        self.rcv.nxt = syn.seq.add(1);
+        self.rcv.right_edge = self.rcv.nxt.add(Self::window_cap(&self.cfg));
+        // A peer's MSS of 0 or a few bytes would stall or flood us; Linux clamps it (to 48,
+        // TCP_MIN_MSS 88). We clamp to 64 so that a tiny MSS still makes progress (MUST-16:
+        // the effective MSS is the smaller of the two).
+        self.peer_mss = syn.options.mss;
+        self.send_mss = syn
+            .options
+            .mss
+            .unwrap_or(Self::default_mss(&self.quad))
+            .clamp(64, self.local_mss.max(64));
+        // The window of a SYN is never scaled (RFC 7323 §2.2).
+        self.snd.wnd = u32::from(syn.window);
+        self.snd.max_wnd = self.snd.wnd;
+        self.snd.wl1 = syn.seq;
     }
 
     /// The largest window we offer: the receive buffer, within the 16-bit window field
@@ -347,12 +385,17 @@ impl Connection {
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
         let first = *self.first_timeout.get_or_insert(now);
-        if self.state == State::SynReceived {
-            // A half-open connection is dropped after a bounded number of SYN,ACK
-            // retransmissions (Linux: tcp_synack_retries = 5, about 63 s).
-            if self.retries >= self.cfg.synack_retries {
+        if matches!(self.state, State::SynReceived | State::SynSent) {
+            // A half-open connection is dropped after a bounded number of SYN or SYN,ACK
+            // retransmissions (Linux: tcp_syn_retries = 6, tcp_synack_retries = 5).
+            let limit = if self.state == State::SynSent {
+                self.cfg.syn_retries
+            } else {
+                self.cfg.synack_retries
+            };
+            if self.retries >= limit {
                 let _enter = self.span.enter();
-                debug!("SYN,ACK unanswered after {} retransmissions", self.retries);
+                debug!("SYN unanswered after {} retransmissions", self.retries);
                 drop(_enter);
                 self.close_silently(Some(ResetCause::TimedOut));
                 return;

@@ -5,7 +5,7 @@ use super::connection::{AckDue, Connection, ResetCause};
 use super::reset::rst_reply;
 use super::{SeqNum, State};
 use crate::time::Instant;
-use crate::wire::TcpSegment;
+use crate::wire::{Flags, TcpSegment};
 use tracing::debug;
 
 /// What the fifth step (the ACK field) decided.
@@ -25,8 +25,30 @@ impl Connection {
     ) -> Option<TcpSegment<'static>> {
         let span = self.span.clone();
         let _enter = span.enter();
-        if matches!(self.state, State::Closed | State::Listen | State::SynSent) {
-            return None;
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent => return self.on_segment_syn_sent(now, seg),
+            _ => {}
+        }
+
+        // Simultaneous open (RFC 9293 §3.5, Figure 8, MUST-10): in SYN-RECEIVED after our own
+        // SYN, the peer's SYN,ACK sits just below RCV.NXT and Table 6 would reject it. Linux
+        // (tcp_validate_incoming) lets it through as the ACK that completes the handshake.
+        if self.state == State::SynReceived
+            && !self.passive
+            && seg.flags.syn()
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && seg.seq.add(1) == self.rcv.nxt
+            && seg.ack == self.snd.nxt
+        {
+            let ack = TcpSegment {
+                seq: self.rcv.nxt,
+                flags: Flags::ACK,
+                payload: &[],
+                ..*seg
+            };
+            return self.on_segment(now, &ack);
         }
 
         // A retransmitted SYN in SYN-RECEIVED (our SYN,ACK was lost): answer with the same
@@ -104,6 +126,50 @@ impl Connection {
         // Eighth: the FIN bit, only once every byte before it has been received.
         if seg.flags.fin() && all_taken {
             self.on_fin(now);
+        }
+        None
+    }
+
+    /// RFC 9293 §3.10.7.3: SEGMENT ARRIVES in SYN-SENT.
+    fn on_segment_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment<'_>,
+    ) -> Option<TcpSegment<'static>> {
+        // "First, check the ACK bit: if SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
+        // (unless the RST bit is set) <SEQ=SEG.ACK><CTL=RST>, discard the segment."
+        if seg.flags.ack() && (seg.ack.le(self.snd.iss) || seg.ack.gt(self.snd.nxt)) {
+            return rst_reply(seg);
+        }
+        // "Second, check the RST bit: if the ACK was acceptable, signal 'connection reset',
+        // enter CLOSED; otherwise drop the segment." (RFC 5961 §3.2 leaves SYN-SENT as is.)
+        if seg.flags.rst() {
+            if seg.flags.ack() {
+                debug!("connection refused");
+                self.close_silently(Some(ResetCause::Refused));
+            }
+            return None;
+        }
+        // "Fourth, check the SYN bit"; "if neither SYN nor RST is set, drop the segment".
+        if !seg.flags.syn() {
+            return None;
+        }
+        self.learn_syn(seg);
+        if seg.flags.ack() {
+            // "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to
+            // ESTABLISHED, form an ACK segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."
+            self.snd.wl2 = seg.ack;
+            self.on_new_ack(now, seg.ack);
+            self.set_state(State::Established);
+            if self.fin_queued {
+                self.set_state(State::FinWait1);
+            }
+            self.ack_due = AckDue::Now;
+        } else {
+            // "Otherwise, enter SYN-RECEIVED, form a SYN,ACK segment <SEQ=ISS><ACK=RCV.NXT>".
+            self.set_state(State::SynReceived);
+            self.syn_due = true;
+            self.timers.retransmit = None;
         }
         None
     }

@@ -42,6 +42,9 @@ pub struct Config {
     /// How many times an unanswered SYN+ACK is retransmitted before the half-open
     /// connection is dropped (Linux's tcp_synack_retries defaults to 5).
     pub synack_retries: u32,
+    /// How many times an unanswered SYN is retransmitted before an active open fails
+    /// (Linux's tcp_syn_retries defaults to 6).
+    pub syn_retries: u32,
     /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
     pub r2: Duration,
     /// Delayed-ACK timeout (RFC 9293 §3.8.6.3, MUST-40: under 0.5 s).
@@ -60,6 +63,7 @@ impl Default for Config {
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),
             synack_retries: 5,
+            syn_retries: 6,
             r2: Duration::from_secs(100),
             delayed_ack: Duration::from_millis(40),
         }

@@ -22,8 +22,8 @@ impl Connection {
             return;
         }
         match self.state {
-            State::Closed | State::Listen | State::SynSent => {}
-            State::SynReceived => self.transmit_syn_ack(now, emit),
+            State::Closed | State::Listen => {}
+            State::SynSent | State::SynReceived => self.transmit_syn(now, emit),
             _ => self.transmit_data(now, emit),
         }
         let window_update = self.state.is_synchronized() && self.window_update_due();
@@ -43,17 +43,23 @@ impl Connection {
         }
     }
 
-    /// RFC 9293 §3.10.7.2: `<SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>`, with our MSS (MUST-14).
-    fn transmit_syn_ack(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    /// SYN-SENT: `<SEQ=ISS><CTL=SYN>` (RFC 9293 §3.10.1); SYN-RECEIVED:
+    /// `<SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>` (§3.10.7.2); both with our MSS (MUST-14).
+    fn transmit_syn(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         if !self.syn_due {
             return;
         }
         self.syn_due = false;
+        let (flags, ack) = if self.state == State::SynSent {
+            (Flags::SYN, SeqNum::new(0))
+        } else {
+            (Flags::SYN | Flags::ACK, self.rcv.nxt)
+        };
         let window = self.advertise();
         let seg = TcpSegment {
             seq: self.snd.iss,
-            ack: self.rcv.nxt,
-            flags: Flags::SYN | Flags::ACK,
+            ack,
+            flags,
             window,
             options: TcpOptions {
                 mss: Some(self.local_mss),

@@ -738,3 +738,117 @@ fn fin_before_missing_data_is_not_taken() {
     assert_eq!(h.conn.state(), State::Established);
     assert_eq!(h.output()[0].ack, IRS.add(1));
 }
+
+// ---- Active open (RFC 9293 §3.10.7.3) --------------------------------------------------
+
+/// The peer's SYN,ACK to our SYN.
+const SYN_ACK: TcpSegment<'static> = TcpSegment {
+    seq: IRS,
+    ack: ISS.add(1),
+    flags: Flags::SYN.union(Flags::ACK),
+    options: TcpOptions {
+        mss: Some(1400),
+        ..TcpOptions::EMPTY
+    },
+    ..RECV
+};
+
+fn syn_sent() -> Harness {
+    let now = Instant::from_millis(10_000);
+    let conn = Connection::connect(now, quad(), ISS, MSS, &Config::default());
+    let mut h = Harness { conn, now };
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].seq, out[0].flags, out[0].mss),
+        (ISS, Flags::SYN, Some(MSS))
+    );
+    assert_eq!(h.conn.state(), State::SynSent);
+    h
+}
+
+#[test]
+fn syn_sent_syn_ack_establishes_and_is_acked() {
+    let mut h = syn_sent();
+    h.input(&SYN_ACK);
+    assert_eq!(h.conn.state(), State::Established);
+    assert_eq!(h.conn.info().send_mss, 1400);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+}
+
+#[test]
+fn syn_sent_rst_with_acceptable_ack_is_connection_refused() {
+    let mut h = syn_sent();
+    h.input(&TcpSegment {
+        seq: SeqNum::new(0),
+        flags: Flags::RST | Flags::ACK,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.reset_cause(), Some(ResetCause::Refused));
+}
+
+#[test]
+fn syn_sent_rst_with_bad_ack_or_no_ack_is_ignored() {
+    let mut h = syn_sent();
+    for seg in [
+        TcpSegment {
+            ack: ISS.add(9),
+            flags: Flags::RST | Flags::ACK,
+            ..RECV
+        },
+        TcpSegment {
+            flags: Flags::RST,
+            ..RECV
+        },
+    ] {
+        assert_eq!(h.input(&seg), None);
+    }
+    assert_eq!(h.conn.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_bad_ack_is_answered_with_rst() {
+    let mut h = syn_sent();
+    let rst = h
+        .input(&TcpSegment {
+            ack: ISS,
+            ..SYN_ACK
+        })
+        .expect("a reset");
+    assert_eq!((rst.seq, rst.flags), (ISS, Flags::RST));
+    assert_eq!(h.conn.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_retransmits_syn_with_backoff_then_gives_up() {
+    let mut h = syn_sent();
+    let mut waits = vec![];
+    while h.conn.state() == State::SynSent {
+        waits.push(h.advance_to_timeout().as_secs());
+        for s in h.output() {
+            assert_eq!((s.seq, s.flags), (ISS, Flags::SYN));
+        }
+    }
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60]);
+    assert_eq!(h.conn.reset_cause(), Some(ResetCause::TimedOut));
+}
+
+#[test]
+fn simultaneous_open_goes_through_syn_received() {
+    let mut h = syn_sent();
+    // The peer's SYN crosses ours.
+    h.input(&SYN);
+    assert_eq!(h.conn.state(), State::SynReceived);
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].seq, out[0].ack, out[0].flags),
+        (ISS, IRS.add(1), Flags::SYN | Flags::ACK)
+    );
+    // Then its SYN,ACK to our SYN arrives.
+    h.input(&SYN_ACK);
+    assert_eq!(h.conn.state(), State::Established);
+}

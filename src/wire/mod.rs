@@ -45,6 +45,10 @@ impl Flags {
     pub const CWR: Flags = Flags(0x80);
     pub const NONE: Flags = Flags(0);
 
+    pub const fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
     pub const fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }
