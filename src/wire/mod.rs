@@ -4,12 +4,16 @@
 //! every length and checksum and returns either a typed view borrowing the buffer or the
 //! [`DropReason`] it was rejected for. Nothing here panics on input.
 
+mod bytes;
+mod checksum;
 mod emit;
 mod options;
 mod parse;
+#[cfg(test)]
+mod testutil;
 
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
-pub use options::{MAX_SACK_BLOCKS, SackBlock, TcpOptions};
+pub use options::{MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
 pub use parse::parse;
 
 use crate::tcp::SeqNum;

@@ -1,5 +1,7 @@
 //! TCP options (RFC 9293 §3.1, §3.2; RFC 7323; RFC 2018).
 
+use super::bytes::{Writer, be_u32};
+use super::{DropReason, EmitError};
 use crate::tcp::SeqNum;
 
 pub const MAX_SACK_BLOCKS: usize = 4;
@@ -50,5 +52,471 @@ impl TcpOptions {
 impl Default for TcpOptions {
     fn default() -> Self {
         TcpOptions::EMPTY
+    }
+}
+
+/// Option kinds (RFC 9293 §3.2; RFC 7323 §2.2, §3.2; RFC 2018 §2, §3).
+const KIND_EOL: u8 = 0;
+const KIND_NOP: u8 = 1;
+const KIND_MSS: u8 = 2;
+const KIND_WINDOW_SCALE: u8 = 3;
+const KIND_SACK_PERMITTED: u8 = 4;
+const KIND_SACK: u8 = 5;
+const KIND_TIMESTAMPS: u8 = 8;
+
+/// The most option bytes a TCP header can carry: data offset 15 words minus the 5 fixed.
+pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// How the options are laid out on the wire by [`TcpOptions::emit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Like Linux: NOPs in front of options so that their 32-bit fields are 4-byte aligned.
+    Aligned,
+    /// Back to back, zero-padded at the end; used only when the aligned form would not fit in
+    /// 40 bytes (unaligned options are legal, RFC 9293 §3.2 MUST-64).
+    Compact,
+}
+
+impl TcpOptions {
+    /// Parse the options area of a TCP header (the bytes between the fixed 20-byte header and
+    /// the data offset).
+    ///
+    /// - EOL ends the list; nothing after it is read (RFC 9293 §3.2).
+    /// - Options need not be aligned (MUST-64); options may appear on any segment (MUST-5).
+    /// - Unknown kinds with a valid length are skipped (MUST-6).
+    /// - A length of 0 or 1, a missing length byte or an option running past the header is an
+    ///   illegal length: RFC 9293 §3.2 MUST-7 lets us handle it by dropping the segment, which
+    ///   is also what Linux does (`tcp_parse_options` returns and `tcp_validate_incoming`
+    ///   discards). Error: [`DropReason::BadTcpOption`].
+    /// - A known kind with the wrong length (e.g. MSS with length 3) is skipped by its length
+    ///   and otherwise ignored, as Linux does; the rest of the options are still honoured.
+    /// - SACK (kind 5) must be 2 + 8n bytes with n ≥ 1; blocks past [`MAX_SACK_BLOCKS`] are
+    ///   ignored.
+    /// - A repeated option overrides the earlier one (Linux behaves the same way).
+    pub fn parse(area: &[u8]) -> Result<TcpOptions, DropReason> {
+        let mut opts = TcpOptions::EMPTY;
+        let mut rest = area;
+        while let Some((&kind, after_kind)) = rest.split_first() {
+            match kind {
+                KIND_EOL => break,
+                KIND_NOP => {
+                    rest = after_kind;
+                    continue;
+                }
+                _ => {}
+            }
+            // RFC 9293 §3.2 MUST-68: every other option carries a length octet.
+            let len = usize::from(*after_kind.first().ok_or(DropReason::BadTcpOption)?);
+            if len < 2 {
+                // RFC 9293 §3.2 MUST-7: an illegal option length; the segment is dropped.
+                return Err(DropReason::BadTcpOption);
+            }
+            let option = rest.get(..len).ok_or(DropReason::BadTcpOption)?;
+            let body = option.get(2..).unwrap_or(&[]);
+            opts.apply(kind, body);
+            rest = rest.get(len..).unwrap_or(&[]);
+        }
+        Ok(opts)
+    }
+
+    /// Record one option whose length was valid; wrong-length known kinds are ignored.
+    fn apply(&mut self, kind: u8, body: &[u8]) {
+        match kind {
+            KIND_MSS => {
+                if let Ok(b) = <[u8; 2]>::try_from(body) {
+                    self.mss = Some(u16::from_be_bytes(b));
+                }
+            }
+            KIND_WINDOW_SCALE => {
+                if let [shift] = body {
+                    self.window_scale = Some(*shift);
+                }
+            }
+            KIND_SACK_PERMITTED if body.is_empty() => self.sack_permitted = true,
+            KIND_TIMESTAMPS => {
+                if let (8, Some(tsval), Some(tsecr)) =
+                    (body.len(), be_u32(body, 0), be_u32(body, 4))
+                {
+                    self.timestamps = Some((tsval, tsecr));
+                }
+            }
+            KIND_SACK => {
+                // RFC 2018 §3: length 2 + 8n; at most four blocks fit in 40 bytes anyway.
+                if body.is_empty() || !body.len().is_multiple_of(8) {
+                    return;
+                }
+                self.sack_blocks = TcpOptions::EMPTY.sack_blocks;
+                let mut count = 0u8;
+                for (slot, block) in self.sack_blocks.iter_mut().zip(body.chunks_exact(8)) {
+                    if let (Some(left), Some(right)) = (be_u32(block, 0), be_u32(block, 4)) {
+                        *slot = SackBlock {
+                            left: SeqNum::new(left),
+                            right: SeqNum::new(right),
+                        };
+                        count += 1;
+                    }
+                }
+                self.sack_count = count;
+            }
+            // RFC 9293 §3.2 MUST-6: unknown options are ignored.
+            _ => {}
+        }
+    }
+
+    /// Bytes the options take on the wire when emitted (a multiple of 4, at most 40), i.e.
+    /// what they add to the TCP header. SACK blocks that cannot fit are left out.
+    pub fn wire_len(&self) -> usize {
+        self.plan().2
+    }
+
+    /// Choose the layout and how many SACK blocks fit: the aligned layout if it fits, else
+    /// the compact one, dropping trailing SACK blocks only if even that does not fit (RFC
+    /// 2018 §4: the first block is the most recent, so it is the one kept).
+    fn plan(&self) -> (Layout, usize, usize) {
+        let mut blocks = self.sack().len();
+        loop {
+            let aligned = self.aligned_len(blocks);
+            if aligned <= MAX_OPTIONS_LEN {
+                return (Layout::Aligned, blocks, aligned);
+            }
+            let compact = self.compact_len(blocks);
+            if compact <= MAX_OPTIONS_LEN || blocks == 0 {
+                return (Layout::Compact, blocks, compact);
+            }
+            blocks -= 1;
+        }
+    }
+
+    fn sack_len(blocks: usize) -> usize {
+        if blocks == 0 { 0 } else { 2 + 8 * blocks }
+    }
+
+    fn aligned_len(&self, blocks: usize) -> usize {
+        let mss = if self.mss.is_some() { 4 } else { 0 };
+        let ws = if self.window_scale.is_some() { 4 } else { 0 };
+        // SACK-permitted and timestamps share one 12-byte run when both are present.
+        let sp_ts = match (self.sack_permitted, self.timestamps.is_some()) {
+            (true, true) | (false, true) => 12,
+            (true, false) => 4,
+            (false, false) => 0,
+        };
+        let sack = if blocks == 0 {
+            0
+        } else {
+            2 + Self::sack_len(blocks)
+        };
+        mss + ws + sp_ts + sack
+    }
+
+    fn compact_len(&self, blocks: usize) -> usize {
+        let raw = if self.mss.is_some() { 4 } else { 0 }
+            + if self.window_scale.is_some() { 3 } else { 0 }
+            + if self.sack_permitted { 2 } else { 0 }
+            + if self.timestamps.is_some() { 10 } else { 0 }
+            + Self::sack_len(blocks);
+        raw.div_ceil(4) * 4
+    }
+
+    /// Write the options in the order MSS, window scale, SACK-permitted, timestamps, SACK
+    /// blocks, padded to a multiple of four, exactly [`TcpOptions::wire_len`] bytes.
+    ///
+    /// The aligned layout follows Linux: `MSS`, `NOP WS`, `SACK-PERM TS` (or `NOP NOP
+    /// SACK-PERM` / `NOP NOP TS` alone), `NOP NOP SACK`. A SYN with everything is 20 bytes.
+    pub(super) fn emit(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
+        let (layout, blocks, len) = self.plan();
+        let start = w.len();
+        let aligned = layout == Layout::Aligned;
+        if let Some(mss) = self.mss {
+            w.put(&[KIND_MSS, 4])?;
+            w.put(&mss.to_be_bytes())?;
+        }
+        if let Some(shift) = self.window_scale {
+            if aligned {
+                w.put(&[KIND_NOP])?;
+            }
+            w.put(&[KIND_WINDOW_SCALE, 3, shift])?;
+        }
+        if aligned && !(self.sack_permitted && self.timestamps.is_some()) {
+            // Pad SACK-permitted or timestamps alone to a 4-byte boundary.
+            if self.sack_permitted || self.timestamps.is_some() {
+                w.put(&[KIND_NOP, KIND_NOP])?;
+            }
+        }
+        if self.sack_permitted {
+            w.put(&[KIND_SACK_PERMITTED, 2])?;
+        }
+        if let Some((tsval, tsecr)) = self.timestamps {
+            w.put(&[KIND_TIMESTAMPS, 10])?;
+            w.put(&tsval.to_be_bytes())?;
+            w.put(&tsecr.to_be_bytes())?;
+        }
+        let sack = self.sack().get(..blocks).unwrap_or(&[]);
+        if !sack.is_empty() {
+            if aligned {
+                w.put(&[KIND_NOP, KIND_NOP])?;
+            }
+            // `blocks` is at most 4, so the length is at most 34.
+            let opt_len = u8::try_from(Self::sack_len(sack.len())).unwrap_or(u8::MAX);
+            w.put(&[KIND_SACK, opt_len])?;
+            for block in sack {
+                w.put(&block.left.raw().to_be_bytes())?;
+                w.put(&block.right.raw().to_be_bytes())?;
+            }
+        }
+        // RFC 9293 §3.1: the header is padded with zeros (an EOL and zero padding, MUST-69).
+        let written = w.len().saturating_sub(start);
+        w.fill(KIND_EOL, len.saturating_sub(written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sack(blocks: &[(u32, u32)]) -> TcpOptions {
+        let mut o = TcpOptions::EMPTY;
+        for (slot, &(l, r)) in o.sack_blocks.iter_mut().zip(blocks) {
+            *slot = SackBlock {
+                left: SeqNum::new(l),
+                right: SeqNum::new(r),
+            };
+        }
+        o.sack_count = blocks.len() as u8;
+        o
+    }
+
+    fn emitted(o: &TcpOptions) -> Vec<u8> {
+        let mut buf = [0xffu8; 64];
+        let mut w = Writer::new(&mut buf);
+        o.emit(&mut w).unwrap();
+        let n = w.len();
+        assert_eq!(n, o.wire_len());
+        buf[..n].to_vec()
+    }
+
+    fn full_syn() -> TcpOptions {
+        TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some((0x01020304, 0)),
+            ..TcpOptions::EMPTY
+        }
+    }
+
+    #[test]
+    fn linux_syn_options_parse() {
+        // MSS 1460, SACK-permitted, TS, NOP, WS 10: a Linux SYN's options area.
+        let area = [
+            2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0x76, 0xe2, 0x0c, 0xac, 0, 0, 0, 0, 1, 3, 3, 10,
+        ];
+        let o = TcpOptions::parse(&area).unwrap();
+        assert_eq!(o.mss, Some(1460));
+        assert_eq!(o.window_scale, Some(10));
+        assert!(o.sack_permitted);
+        assert_eq!(o.timestamps, Some((0x76e20cac, 0)));
+        assert!(o.sack().is_empty());
+    }
+
+    #[test]
+    fn empty_and_padding_only_areas_are_empty_options() {
+        assert_eq!(TcpOptions::parse(&[]), Ok(TcpOptions::EMPTY));
+        assert_eq!(TcpOptions::parse(&[1, 1, 1, 0]), Ok(TcpOptions::EMPTY));
+    }
+
+    #[test]
+    fn length_zero_or_one_drops_the_segment() {
+        // RFC 9293 MUST-7: illegal lengths; an unknown kind and a known kind alike.
+        for area in [[2, 0, 0, 0], [2, 1, 0, 0], [30, 0, 0, 0], [30, 1, 1, 1]] {
+            assert_eq!(
+                TcpOptions::parse(&area),
+                Err(DropReason::BadTcpOption),
+                "{area:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn option_running_past_the_header_drops_the_segment() {
+        assert_eq!(
+            TcpOptions::parse(&[1, 1, 2, 4, 5]),
+            Err(DropReason::BadTcpOption)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[1, 8, 10, 0]),
+            Err(DropReason::BadTcpOption)
+        );
+        assert_eq!(
+            TcpOptions::parse(&[1, 1, 1, 30]),
+            Err(DropReason::BadTcpOption)
+        );
+    }
+
+    #[test]
+    fn nothing_after_eol_is_read() {
+        // An illegal option and an MSS after EOL are both ignored.
+        assert_eq!(TcpOptions::parse(&[0, 2, 0, 9]), Ok(TcpOptions::EMPTY));
+        assert_eq!(
+            TcpOptions::parse(&[0, 2, 4, 1, 2, 0, 0, 0]),
+            Ok(TcpOptions::EMPTY)
+        );
+        let o = TcpOptions::parse(&[3, 3, 5, 0, 2, 4, 1, 2]).unwrap();
+        assert_eq!(o.window_scale, Some(5));
+        assert_eq!(o.mss, None);
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped() {
+        // Kind 30 (MPTCP) with 4 bytes of data, kind 254 (experimental) empty, then MSS.
+        let o = TcpOptions::parse(&[30, 6, 1, 2, 3, 4, 254, 2, 2, 4, 0x05, 0xdc]).unwrap();
+        assert_eq!(o.mss, Some(1500));
+    }
+
+    #[test]
+    fn unaligned_options_parse() {
+        // MUST-64: timestamps at offset 1, MSS at offset 11, window scale at offset 15.
+        let o =
+            TcpOptions::parse(&[1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 2, 4, 2, 0, 3, 3, 2]).unwrap();
+        assert_eq!(o.timestamps, Some((1, 2)));
+        assert_eq!(o.mss, Some(512));
+        assert_eq!(o.window_scale, Some(2));
+    }
+
+    #[test]
+    fn known_kind_with_wrong_length_is_ignored() {
+        // MSS with length 3, WS with length 4, SACK-permitted with length 3, TS with length 6,
+        // SACK with length 9 and with no blocks: each skipped, the rest still honoured.
+        let area = [
+            2, 3, 9, 3, 4, 1, 1, 4, 3, 0, 8, 6, 0, 0, 0, 0, 5, 9, 0, 0, 0, 0, 0, 0, 0, 5, 2, 3, 3,
+            4,
+        ];
+        let o = TcpOptions::parse(&area).unwrap();
+        assert_eq!(
+            o,
+            TcpOptions {
+                window_scale: Some(4),
+                ..TcpOptions::EMPTY
+            }
+        );
+    }
+
+    #[test]
+    fn sack_blocks_parse_and_extra_blocks_are_ignored() {
+        let mut area = vec![1, 1, 5, 2 + 8 * 5];
+        for i in 0..5u32 {
+            area.extend((i * 100).to_be_bytes());
+            area.extend((i * 100 + 50).to_be_bytes());
+        }
+        // Five blocks exceed a real header's 40 bytes, but the parser alone keeps four.
+        let o = TcpOptions::parse(&area).unwrap();
+        assert_eq!(o, sack(&[(0, 50), (100, 150), (200, 250), (300, 350)]));
+    }
+
+    #[test]
+    fn repeated_sack_replaces_earlier_blocks_entirely() {
+        let area = [
+            5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 5, 10, 0, 0, 0, 9, 0, 0, 0, 10,
+        ];
+        assert_eq!(TcpOptions::parse(&area), Ok(sack(&[(9, 10)])));
+    }
+
+    #[test]
+    fn syn_options_are_laid_out_like_linux() {
+        let o = full_syn();
+        assert_eq!(
+            emitted(&o),
+            [
+                2, 4, 5, 180, 1, 3, 3, 7, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0
+            ]
+        );
+        let ts_only = TcpOptions {
+            timestamps: Some((5, 6)),
+            ..TcpOptions::EMPTY
+        };
+        assert_eq!(emitted(&ts_only), [1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6]);
+        let mss_ws = TcpOptions {
+            mss: Some(536),
+            window_scale: Some(0),
+            ..TcpOptions::EMPTY
+        };
+        assert_eq!(emitted(&mss_ws), [2, 4, 2, 24, 1, 3, 3, 0]);
+        let sp_only = TcpOptions {
+            sack_permitted: true,
+            ..TcpOptions::EMPTY
+        };
+        assert_eq!(emitted(&sp_only), [1, 1, 4, 2]);
+        assert_eq!(
+            emitted(&sack(&[(1, 2)])),
+            [1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]
+        );
+        assert!(emitted(&TcpOptions::EMPTY).is_empty());
+    }
+
+    #[test]
+    fn every_combination_round_trips_within_40_bytes() {
+        for bits in 0..32u32 {
+            for blocks in 0..=MAX_SACK_BLOCKS {
+                let mut o = sack(&[(1, 2), (3, 4), (5, 6), (7, 8)][..blocks]);
+                if bits & 1 != 0 {
+                    o.mss = Some(1220);
+                }
+                if bits & 2 != 0 {
+                    o.window_scale = Some(14);
+                }
+                o.sack_permitted = bits & 4 != 0;
+                if bits & 8 != 0 {
+                    o.timestamps = Some((u32::MAX, 7));
+                }
+                let bytes = emitted(&o);
+                assert_eq!(bytes.len() % 4, 0);
+                assert!(bytes.len() <= MAX_OPTIONS_LEN);
+                let back = TcpOptions::parse(&bytes).unwrap();
+                // Only SACK blocks may be left out, and only when they cannot fit.
+                let kept = back.sack().len();
+                assert_eq!(back.sack(), &o.sack()[..kept]);
+                assert_eq!(
+                    TcpOptions {
+                        sack_count: o.sack_count,
+                        sack_blocks: o.sack_blocks,
+                        ..back
+                    },
+                    o
+                );
+                if kept < blocks {
+                    assert!(bytes.len() + 8 > MAX_OPTIONS_LEN, "{o:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_with_three_sack_blocks_are_aligned_and_full() {
+        // The usual data-segment case: NOP NOP TS + NOP NOP SACK(3) = 40 bytes.
+        let mut o = sack(&[(1, 2), (3, 4), (5, 6)]);
+        o.timestamps = Some((1, 2));
+        let bytes = emitted(&o);
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(&bytes[..4], &[1, 1, 8, 10]);
+        assert_eq!(TcpOptions::parse(&bytes), Ok(o));
+    }
+
+    #[test]
+    fn compact_layout_is_used_when_aligned_does_not_fit() {
+        // WS + TS + 3 SACK blocks: 44 bytes aligned, 39 back to back.
+        let mut o = sack(&[(1, 2), (3, 4), (5, 6)]);
+        o.window_scale = Some(3);
+        o.timestamps = Some((9, 9));
+        let bytes = emitted(&o);
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(&bytes[..3], &[3, 3, 3]);
+        assert_eq!(bytes[39], 0, "zero padding after the last option");
+        assert_eq!(TcpOptions::parse(&bytes), Ok(o));
+    }
+
+    #[test]
+    fn emit_fails_cleanly_into_a_short_buffer() {
+        let mut buf = [0u8; 10];
+        let mut w = Writer::new(&mut buf);
+        assert_eq!(full_syn().emit(&mut w), Err(EmitError::BufferTooSmall));
     }
 }
