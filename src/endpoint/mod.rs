@@ -506,3 +506,6 @@ fn valid_remote(ip: IpAddr) -> bool {
         IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ mod emit;
 mod options;
 mod parse;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
 pub use options::{MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};

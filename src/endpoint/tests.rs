@@ -1,0 +1,426 @@
+//! The endpoint as the kernel's clients see it: real packet bytes in, real packet bytes out,
+//! on a virtual clock.
+
+use super::*;
+use crate::tcp::SeqNum;
+use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions};
+use std::net::IpAddr;
+
+const US4: &str = "198.18.0.2";
+const PEER4: &str = "198.18.0.1";
+const US6: &str = "2001:2::2";
+const PEER6: &str = "2001:2::1";
+const PEER_ISN: SeqNum = SeqNum::new(4_000_000_000);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A segment from the peer's port 40000.
+const FROM_PEER: TcpSegment<'static> = TcpSegment {
+    src_port: 40000,
+    dst_port: 7,
+    seq: PEER_ISN,
+    window: 64240,
+    ..SEGMENT_TEMPLATE
+};
+
+/// What the endpoint sent, parsed back.
+#[derive(Debug, Clone)]
+struct Out {
+    src: IpAddr,
+    dst: IpAddr,
+    seq: SeqNum,
+    ack: SeqNum,
+    flags: Flags,
+    mss: Option<u16>,
+    payload: Vec<u8>,
+}
+
+struct Net {
+    ep: Endpoint,
+    now: Instant,
+    peer: IpAddr,
+    us: IpAddr,
+}
+
+impl Net {
+    fn new(peer: &str, us: &str) -> Net {
+        let cfg = EndpointConfig {
+            addrs: vec![ip(US4), ip(US6)],
+            listeners: vec![(7, ServiceKind::Echo), (80, ServiceKind::Http)],
+            mtu: 1500,
+            time_wait: Duration::from_secs(1),
+        };
+        let now = Instant::from_millis(5_000);
+        Net {
+            ep: Endpoint::new(cfg, [3; 16], now),
+            now,
+            peer: ip(peer),
+            us: ip(us),
+        }
+    }
+
+    fn v4() -> Net {
+        Net::new(PEER4, US4)
+    }
+
+    /// Deliver raw bytes, then poll, and return what came out.
+    fn raw(&mut self, packet: &[u8]) -> Vec<Out> {
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        self.ep.receive(self.now, packet, &mut tx);
+        self.ep.poll(self.now, &mut tx);
+        tx.iter().map(|p| parse_out(p)).collect()
+    }
+
+    fn send(&mut self, seg: &TcpSegment<'_>) -> Vec<Out> {
+        let mut buf = vec![0; 2000];
+        let n = wire::emit_tcp(&mut buf, self.peer, self.us, seg).unwrap();
+        self.raw(&buf[..n])
+    }
+
+    /// Advance the virtual clock to the endpoint's next deadline and poll.
+    fn advance(&mut self) -> Vec<Out> {
+        let at = self.ep.poll_timeout().expect("a deadline");
+        self.now = self.now.max(at);
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        self.ep.poll(self.now, &mut tx);
+        tx.iter().map(|p| parse_out(p)).collect()
+    }
+
+    /// Complete a handshake on `port`; returns our ISS.
+    fn connect(&mut self, port: u16) -> SeqNum {
+        let out = self.send(&TcpSegment {
+            dst_port: port,
+            flags: Flags::SYN,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        });
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+        let iss = out[0].seq;
+        let out = self.send(&TcpSegment {
+            dst_port: port,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK,
+            ..FROM_PEER
+        });
+        assert!(out.is_empty());
+        iss
+    }
+}
+
+fn parse_out(p: &[u8]) -> Out {
+    match wire::parse(p).expect("we emit valid packets") {
+        Packet::Tcp { src, dst, seg } => Out {
+            src,
+            dst,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags,
+            mss: seg.options.mss,
+            payload: seg.payload.to_vec(),
+        },
+        other => panic!("not TCP: {other:?}"),
+    }
+}
+
+#[test]
+fn syn_to_a_closed_port_is_refused_with_rst_ack() {
+    let mut net = Net::v4();
+    let out = net.send(&TcpSegment {
+        dst_port: 5555,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::RST | Flags::ACK);
+    assert_eq!((out[0].seq, out[0].ack), (SeqNum::new(0), PEER_ISN.add(1)));
+    assert_eq!((out[0].src, out[0].dst), (ip(US4), ip(PEER4)));
+}
+
+#[test]
+fn stray_ack_is_answered_with_rst_at_its_ack_on_open_and_closed_ports() {
+    let mut net = Net::v4();
+    for port in [7, 5555] {
+        let out = net.send(&TcpSegment {
+            dst_port: port,
+            ack: SeqNum::new(12345),
+            flags: Flags::ACK,
+            ..FROM_PEER
+        });
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].seq, out[0].flags), (SeqNum::new(12345), Flags::RST));
+    }
+}
+
+#[test]
+fn a_rst_for_no_connection_is_never_answered() {
+    let mut net = Net::v4();
+    for port in [7, 5555] {
+        for flags in [Flags::RST, Flags::RST | Flags::ACK] {
+            let out = net.send(&TcpSegment {
+                dst_port: port,
+                flags,
+                ..FROM_PEER
+            });
+            assert!(out.is_empty());
+        }
+    }
+}
+
+#[test]
+fn echo_conversation_from_syn_to_closed() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    let out = net.send(&TcpSegment {
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK | Flags::PSH,
+        payload: b"hi\n",
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"hi\n");
+    assert_eq!(out[0].ack, PEER_ISN.add(4));
+    // The client half-closes: echo finishes and closes too (FIN, ACK of the FIN).
+    let out = net.send(&TcpSegment {
+        seq: PEER_ISN.add(4),
+        ack: iss.add(4),
+        flags: Flags::ACK | Flags::FIN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::ACK | Flags::FIN);
+    assert_eq!((out[0].seq, out[0].ack), (iss.add(4), PEER_ISN.add(5)));
+    let out = net.send(&TcpSegment {
+        seq: PEER_ISN.add(5),
+        ack: iss.add(5),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    assert_eq!(net.ep.connection_count(), 0);
+    assert_eq!(net.ep.stats().passive_opens, 1);
+}
+
+#[test]
+fn ipv6_syn_gets_syn_ack_with_mss_of_mtu_minus_60() {
+    let mut net = Net::new(PEER6, US6);
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].mss, Some(1440));
+    assert_eq!(out[0].dst, ip(PEER6));
+}
+
+#[test]
+fn ipv4_syn_ack_carries_mss_of_mtu_minus_40() {
+    let mut net = Net::v4();
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out[0].mss, Some(1460));
+}
+
+#[test]
+fn packets_for_other_addresses_are_ignored() {
+    let mut net = Net::new(PEER4, "198.18.0.99");
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    assert_eq!(net.ep.stats().not_ours, 1);
+}
+
+#[test]
+fn syns_from_multicast_broadcast_or_our_own_address_are_dropped() {
+    for src in ["224.0.0.1", "255.255.255.255", US4] {
+        let mut net = Net::new(src, US4);
+        let out = net.send(&TcpSegment {
+            flags: Flags::SYN,
+            ..FROM_PEER
+        });
+        assert!(out.is_empty(), "{src}");
+        assert_eq!(net.ep.stats().bad_syn_source, 1);
+    }
+}
+
+#[test]
+fn a_corrupted_segment_is_dropped_and_counted() {
+    let mut net = Net::v4();
+    let mut buf = vec![0; 100];
+    let seg = TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    };
+    let n = wire::emit_tcp(&mut buf, net.peer, net.us, &seg).unwrap();
+    buf[n - 1] ^= 0xff;
+    assert!(net.raw(&buf[..n]).is_empty());
+    let bad = net
+        .ep
+        .counters()
+        .into_iter()
+        .find(|(name, _)| *name == "drop_bad_tcp_checksum");
+    assert_eq!(bad, Some(("drop_bad_tcp_checksum", 1)));
+}
+
+#[test]
+fn ping_is_answered_in_both_families() {
+    use crate::wire::testutil::{LINUX_PING_V4, LINUX_PING_V6, hex};
+    // Real echo requests from Linux's ping through a TUN; the reply type sits after the
+    // IP header: 0 (ICMP) and 129 (ICMPv6).
+    for (request, type_at, reply_type) in [(LINUX_PING_V4, 20, 0u8), (LINUX_PING_V6, 40, 129)] {
+        let mut net = Net::v4();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.receive(net.now, &hex(request), &mut tx);
+        assert_eq!(tx.len(), 1);
+        assert_eq!(tx[0][type_at], reply_type);
+        assert_eq!(net.ep.stats().echo_replies, 1);
+    }
+}
+
+#[test]
+fn http_connection_close_is_an_active_close_through_time_wait() {
+    let mut net = Net::v4();
+    let iss = net.connect(80);
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK | Flags::PSH,
+        payload: req,
+        ..FROM_PEER
+    });
+    let body: Vec<u8> = out.iter().flat_map(|o| o.payload.clone()).collect();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("ESTABLISHED") || text.contains("FIN-WAIT"),
+        "{text}"
+    );
+    let fin = out.last().unwrap();
+    assert!(fin.flags.fin(), "we close first");
+    let our_fin_end = fin.seq.add(fin.payload.len() as u32 + 1);
+    let rcv = PEER_ISN.add(1 + req.len() as u32);
+    // The client ACKs our FIN and sends its own.
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: rcv,
+        ack: our_fin_end,
+        flags: Flags::ACK | Flags::FIN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].flags, out[0].ack), (Flags::ACK, rcv.add(1)));
+    let quad = Quad {
+        local: "198.18.0.2:80".parse().unwrap(),
+        remote: "198.18.0.1:40000".parse().unwrap(),
+    };
+    assert_eq!(net.ep.connection_state(&quad), Some(State::TimeWait));
+    // 2·MSL (1 s here) later it is gone.
+    let entered = net.now;
+    while net.ep.connection_count() > 0 {
+        assert!(net.advance().is_empty());
+        assert!(net.now - entered <= Duration::from_secs(1));
+    }
+    assert_eq!(net.now - entered, Duration::from_secs(1));
+}
+
+#[test]
+fn a_new_syn_in_time_wait_above_rcv_nxt_reopens_with_a_higher_iss() {
+    let mut net = Net::v4();
+    let iss = net.connect(80);
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: req,
+        ..FROM_PEER
+    });
+    let fin = out.last().unwrap();
+    let our_fin_end = fin.seq.add(fin.payload.len() as u32 + 1);
+    let rcv = PEER_ISN.add(1 + req.len() as u32);
+    net.send(&TcpSegment {
+        dst_port: 80,
+        seq: rcv,
+        ack: our_fin_end,
+        flags: Flags::ACK | Flags::FIN,
+        ..FROM_PEER
+    });
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: rcv.add(1000),
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert!(
+        out[0].seq.gt(our_fin_end),
+        "MAY-2: the new ISS is above the old SND.NXT"
+    );
+}
+
+#[test]
+fn shutdown_closes_open_connections_with_fin_and_refuses_new_ones() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    net.ep.shutdown(net.now);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].flags, out[0].seq),
+        (Flags::ACK | Flags::FIN, iss.add(1))
+    );
+    assert!(!net.ep.is_drained());
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        src_port: 40001,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out[0].flags, Flags::RST | Flags::ACK, "no longer accepting");
+    net.send(&TcpSegment {
+        seq: PEER_ISN.add(1),
+        ack: iss.add(2),
+        flags: Flags::ACK | Flags::FIN,
+        ..FROM_PEER
+    });
+    assert!(net.ep.is_drained(), "only TIME-WAIT is left");
+}
+
+#[test]
+fn no_due_ack_waits_for_the_next_packet() {
+    let mut net = Net::v4();
+    let iss = net.connect(80);
+    // A partial request: the delayed ACK must come from the endpoint's own deadline.
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"GET / HT",
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    let at = net.ep.poll_timeout().expect("the delayed ACK is scheduled");
+    assert!(at - net.now <= Duration::from_millis(200));
+    let out = net.advance();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, PEER_ISN.add(9));
+}
