@@ -76,10 +76,10 @@ fn drop_name(reason: DropReason) -> &'static str {
 
 impl Counters {
     pub fn count_drop(&mut self, reason: DropReason) {
-        if let Some(i) = DropReason::ALL.iter().position(|r| *r == reason) {
-            if let Some(c) = self.parse_drops.get_mut(i) {
-                *c += 1;
-            }
+        if let Some(i) = DropReason::ALL.iter().position(|r| *r == reason)
+            && let Some(c) = self.parse_drops.get_mut(i)
+        {
+            *c += 1;
         }
     }
 }

@@ -180,28 +180,28 @@ impl Endpoint {
             remote: SocketAddr::new(src, seg.src_port),
         };
         let mut iss_floor = None;
-        if let Some(&id) = self.table.get(&quad) {
-            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
-                // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
-                // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
-                let reopen = entry.conn.state() == State::TimeWait
-                    && seg.flags.syn()
-                    && !seg.flags.ack()
-                    && !seg.flags.rst()
-                    && seg.seq.gt(entry.conn.rcv_nxt())
-                    && self.accepting;
-                if !reopen {
-                    let reply = entry.conn.on_segment(now, seg);
-                    self.mark_dirty(id);
-                    if let Some(rst) = reply {
-                        self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
-                    }
-                    return;
+        if let Some(&id) = self.table.get(&quad)
+            && let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut())
+        {
+            // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
+            // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
+            let reopen = entry.conn.state() == State::TimeWait
+                && seg.flags.syn()
+                && !seg.flags.ack()
+                && !seg.flags.rst()
+                && seg.seq.gt(entry.conn.rcv_nxt())
+                && self.accepting;
+            if !reopen {
+                let reply = entry.conn.on_segment(now, seg);
+                self.mark_dirty(id);
+                if let Some(rst) = reply {
+                    self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
                 }
-                iss_floor = Some(entry.conn.snd_nxt());
-                debug!(%quad, "new SYN in TIME-WAIT: reopening");
-                self.remove(id);
+                return;
             }
+            iss_floor = Some(entry.conn.snd_nxt());
+            debug!(%quad, "new SYN in TIME-WAIT: reopening");
+            self.remove(id);
         }
         let service = self
             .listeners
@@ -303,21 +303,21 @@ impl Endpoint {
     }
 
     fn remove(&mut self, id: usize) {
-        if let Some(slot) = self.slots.get_mut(id) {
-            if let Some(entry) = slot.entry.take() {
-                self.table.remove(&entry.conn.quad());
-                slot.generation = slot.generation.wrapping_add(1);
-                self.free.push(id);
-            }
+        if let Some(slot) = self.slots.get_mut(id)
+            && let Some(entry) = slot.entry.take()
+        {
+            self.table.remove(&entry.conn.quad());
+            slot.generation = slot.generation.wrapping_add(1);
+            self.free.push(id);
         }
     }
 
     fn mark_dirty(&mut self, id: usize) {
-        if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
-            if !entry.dirty {
-                entry.dirty = true;
-                self.dirty.push(id);
-            }
+        if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut())
+            && !entry.dirty
+        {
+            entry.dirty = true;
+            self.dirty.push(id);
         }
     }
 
@@ -420,11 +420,11 @@ impl Endpoint {
             self.remove(id);
             return;
         }
-        if let Some(at) = conn.poll_timeout() {
-            if entry.scheduled.is_none_or(|s| at < s) {
-                entry.scheduled = Some(at);
-                self.timers.push(Reverse((at, id, generation)));
-            }
+        if let Some(at) = conn.poll_timeout()
+            && entry.scheduled.is_none_or(|s| at < s)
+        {
+            entry.scheduled = Some(at);
+            self.timers.push(Reverse((at, id, generation)));
         }
     }
 

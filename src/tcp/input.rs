@@ -292,11 +292,11 @@ impl Connection {
             self.tx_next = ack;
         }
         // RFC 6298 §3 (Karn): only a segment sent once is timed.
-        if let Some((end, sent)) = self.rtt_probe {
-            if ack.ge(end) {
-                self.rtt.sample(now.saturating_since(sent));
-                self.rtt_probe = None;
-            }
+        if let Some((end, sent)) = self.rtt_probe
+            && ack.ge(end)
+        {
+            self.rtt.sample(now.saturating_since(sent));
+            self.rtt_probe = None;
         }
         self.retries = 0;
         self.first_timeout = None;
