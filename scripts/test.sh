@@ -13,7 +13,7 @@
 # python3-pytest) with apt-get. Nothing is configured in the machine's own namespace.
 set -euo pipefail
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 
 mode=all
 pytest_args=()

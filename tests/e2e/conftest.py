@@ -103,11 +103,14 @@ def synack(request, tmp_path):
     if harness.iface_exists():
         pytest.fail(f"{harness.IFACE} already exists before the test started", pytrace=False)
     daemon.start()
+    error = None
     try:
         daemon.wait_ready()
     except DaemonError as e:
+        error = str(e)
+    if error:  # its log is attached to the report by pytest_runtest_makereport
         daemon.kill()
-        pytest.fail(f"{e}\n--- {daemon.name} log ---\n{daemon.log_tail()}", pytrace=False)
+        pytest.fail(error, pytrace=False)
     yield daemon
     status = daemon.terminate(timeout=5)
     if status is None:
