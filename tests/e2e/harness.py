@@ -132,8 +132,8 @@ class _Process:
             self.proc.wait(timeout=5)
 
     def wait_ready(self, timeout=10.0, port=7):
-        """Wait until the interface is up with both host addresses and the endpoint answers a
-        TCP connection attempt on IPv4 and IPv6 (accepted or refused, both prove it is there)."""
+        """Wait until the interface is up with both host addresses and the endpoint accepts a
+        TCP connection on `port` over IPv4 and IPv6."""
         deadline = time.monotonic() + timeout
         stage = "interface"
         while time.monotonic() < deadline:
@@ -167,8 +167,6 @@ def _answers(addr, port) -> bool:
         s.settimeout(0.5)
         try:
             s.connect((addr, port))
-            return True
-        except ConnectionRefusedError:
             return True
         except OSError:
             return False
