@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Run synack's whole test suite: unit and property tests (cargo test), then the end-to-end
+# tests (tests/e2e, pytest) inside a fresh, private network namespace.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh --unit-only     cargo test only
+#   scripts/test.sh --e2e-only      build, then the end-to-end tests only
+#   scripts/test.sh --deps-only     install the system packages the tests need, nothing else
+#   scripts/test.sh -- -k http      anything after the options goes to pytest
+#
+# Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
+# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, python3-scapy,
+# python3-pytest) with apt-get. Nothing is configured in the machine's own namespace.
+set -euo pipefail
+
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+
+mode=all
+pytest_args=()
+while (($#)); do
+    case "$1" in
+        --unit-only) mode=unit ;;
+        --e2e-only) mode=e2e ;;
+        --deps-only) mode=deps ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; pytest_args+=("$@"); break ;;
+        *) pytest_args+=("$1") ;;
+    esac
+    shift
+done
+
+cd "$(dirname "$0")/.."
+say() { printf '\n==> %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "end-to-end tests need root (network namespaces and a TUN device): run as root, e.g. sudo scripts/test.sh" >&2
+    exit 1
+fi
+
+# The e2e tests use Debian's own Python, where python3-scapy and python3-pytest live.
+PYTHON=/usr/bin/python3
+
+install_deps() {
+    local missing=()
+    command -v tcpdump >/dev/null || missing+=(tcpdump)
+    { command -v nc >/dev/null && nc -h 2>&1 | grep -qE '^[[:space:]]+-N'; } || missing+=(netcat-openbsd)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v ping >/dev/null || missing+=(iputils-ping)
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v unshare >/dev/null || missing+=(util-linux)
+    command -v setpriv >/dev/null || missing+=(util-linux)
+    "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
+    "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]}"
+        if ! command -v apt-get >/dev/null; then
+            echo "missing ${missing[*]} and no apt-get here: install them with your package manager" >&2
+            exit 1
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+install_deps
+[[ $mode == deps ]] && exit 0
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install Rust (https://rustup.rs) and run this again" >&2
+    exit 1
+fi
+
+if [[ $mode != e2e ]]; then
+    say "unit and property tests: cargo test"
+    cargo test
+fi
+[[ $mode == unit ]] && exit 0
+
+say "building synack"
+cargo build --bin synack
+export SYNACK_BIN=${SYNACK_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/debug/synack}
+
+say "end-to-end tests in a private network namespace"
+export PYTHONDONTWRITEBYTECODE=1
+# unshare -n: a new network namespace with only a (down) loopback; it and everything the
+# tests create in it disappear when pytest exits.
+unshare -n -- "$PYTHON" -m pytest -v -p no:cacheprovider -rfExX tests/e2e "${pytest_args[@]}"
