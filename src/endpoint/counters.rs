@@ -55,6 +55,9 @@ counters! {
     listen_drops,
     /// SYNs refused because the connection table is full.
     connection_limit,
+    /// Challenge ACKs sent (RFC 5961), and those suppressed by the global budget (§7).
+    challenge_acks,
+    challenge_acks_limited,
     /// Packets that did not fit the output buffer or could not be written.
     tx_errors,
 }

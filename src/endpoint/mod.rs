@@ -6,9 +6,11 @@
 
 mod counters;
 mod isn;
+mod limiter;
 
 pub use counters::Counters;
 pub use isn::IsnGenerator;
+pub use limiter::ChallengeLimiter;
 
 use crate::services::{App, ServiceKind};
 use crate::tcp::{self, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
@@ -83,6 +85,7 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     dirty: Vec<usize>,
     isn: IsnGenerator,
+    challenges: ChallengeLimiter,
     counters: Counters,
     tx_buf: Vec<u8>,
 }
@@ -112,6 +115,13 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             isn: IsnGenerator::new(secret),
+            challenges: ChallengeLimiter::new(
+                ChallengeLimiter::DEFAULT_LIMIT,
+                u64::from_le_bytes([
+                    secret[0], secret[1], secret[2], secret[3], secret[4], secret[5], secret[6],
+                    secret[7],
+                ]) ^ 0x5eed,
+            ),
             counters: Counters::default(),
             tx_buf: vec![0; TX_BUFFER],
         }
@@ -399,6 +409,16 @@ impl Endpoint {
             }
             if !entry.app_stopped {
                 entry.app.poll(conn);
+            }
+        }
+        // RFC 5961 §7: challenge ACKs come out of one global budget; ACKs for unacceptable
+        // (e.g. duplicate) data do not.
+        if conn.take_challenge() {
+            if self.challenges.allow(now) {
+                conn.grant_challenge();
+                self.counters.challenge_acks += 1;
+            } else {
+                self.counters.challenge_acks_limited += 1;
             }
         }
         let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());

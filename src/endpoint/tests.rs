@@ -424,3 +424,38 @@ fn no_due_ack_waits_for_the_next_packet() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].ack, PEER_ISN.add(9));
 }
+
+#[test]
+fn challenge_acks_are_rate_limited_but_duplicate_data_acks_are_not() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    let blind_rst = TcpSegment {
+        seq: PEER_ISN.add(1000),
+        flags: Flags::RST,
+        ..FROM_PEER
+    };
+    let mut answered = 0;
+    for _ in 0..3000 {
+        answered += net.send(&blind_rst).len();
+    }
+    assert!((500..1500).contains(&answered), "{answered}");
+    assert_eq!(
+        net.ep.stats().challenge_acks_limited,
+        3000 - answered as u64
+    );
+    // The budget is spent, yet an old duplicate data segment is still acknowledged.
+    let out = net.send(&TcpSegment {
+        seq: PEER_ISN.sub(500),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"old",
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].ack, PEER_ISN.add(1));
+    let quad = Quad {
+        local: "198.18.0.2:7".parse().unwrap(),
+        remote: "198.18.0.1:40000".parse().unwrap(),
+    };
+    assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
+}

@@ -90,14 +90,21 @@ pub(super) struct Timers {
     pub delayed_ack: Option<Instant>,
     /// 2·MSL in TIME-WAIT (RFC 9293 §3.4.2).
     pub time_wait: Option<Instant>,
+    /// How long FIN-WAIT-2 may wait for the peer's FIN (Linux's tcp_fin_timeout).
+    pub fin_wait_2: Option<Instant>,
 }
 
 impl Timers {
     pub fn next(&self) -> Option<Instant> {
-        [self.retransmit, self.delayed_ack, self.time_wait]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.retransmit,
+            self.delayed_ack,
+            self.time_wait,
+            self.fin_wait_2,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -134,6 +141,8 @@ pub struct Connection {
     /// The persist timer fired: probe a zero window, or override sender SWS avoidance.
     pub(super) probe_due: bool,
     pub(super) ack_due: AckDue,
+    /// A challenge ACK (RFC 5961) is wanted; the endpoint's global rate limiter decides.
+    pub(super) challenge_due: bool,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
     pub(super) rtt: RttEstimator,
@@ -230,6 +239,7 @@ impl Connection {
             rst_due: false,
             probe_due: false,
             ack_due: AckDue::None,
+            challenge_due: false,
             unacked_segments: 0,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
@@ -348,11 +358,32 @@ impl Connection {
             .min(Self::window_cap(&self.cfg))
     }
 
+    /// A challenge ACK is wanted (RFC 5961 §3.2, §4.2, §5.2). The caller, which holds the
+    /// global rate limiter (RFC 5961 §7), answers with [`Connection::grant_challenge`] or
+    /// drops it.
+    pub fn take_challenge(&mut self) -> bool {
+        std::mem::take(&mut self.challenge_due)
+    }
+
+    /// Send the challenge ACK: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
+    pub fn grant_challenge(&mut self) {
+        self.ack_due = AckDue::Now;
+    }
+
+    /// Our FIN is acknowledged: wait in FIN-WAIT-2 for the peer's, but not forever. The
+    /// application has closed, so nobody would ever notice a peer that never closes; Linux
+    /// (tcp_fin_timeout, 60 s) resets such an orphan, and so do we.
+    pub(super) fn enter_fin_wait_2(&mut self, now: Instant) {
+        self.set_state(State::FinWait2);
+        self.timers.fin_wait_2 = Some(now + self.cfg.fin_wait_2_timeout);
+    }
+
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, eighth step).
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
         self.timers.retransmit = None;
         self.timers.delayed_ack = None;
+        self.timers.fin_wait_2 = None;
         self.timers.time_wait = Some(now + self.cfg.time_wait);
     }
 
@@ -372,6 +403,17 @@ impl Connection {
             self.timers.time_wait = None;
             self.set_state(State::Closed);
             return;
+        }
+        if due(self.timers.fin_wait_2) {
+            self.timers.fin_wait_2 = None;
+            if self.state == State::FinWait2 {
+                let _enter = self.span.enter();
+                debug!("no FIN from the peer in FIN-WAIT-2: resetting");
+                drop(_enter);
+                self.rst_due = true;
+                self.reset = Some(ResetCause::TimedOut);
+                return;
+            }
         }
         if due(self.timers.delayed_ack) {
             self.timers.delayed_ack = None;

@@ -214,7 +214,7 @@ impl Connection {
 
     /// RFC 5961 §3.2, §4.2: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
     fn challenge_ack(&mut self) {
-        self.ack_due = AckDue::Now;
+        self.challenge_due = true;
     }
 
     /// §3.10.7.4 fifth step.
@@ -234,10 +234,16 @@ impl Connection {
             }
         }
 
-        // RFC 9293 §3.10.7.4 with RFC 5961 §5.2: an ACK beyond SND.NXT, or older than
-        // SND.UNA − MAX.SND.WND, is answered with an ACK and the segment dropped.
-        if seg.ack.gt(self.snd.nxt) || seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
+        // RFC 9293 §3.10.7.4: "If the ACK acks something not yet sent (SEG.ACK > SND.NXT),
+        // then send an ACK, drop the segment, and return."
+        if seg.ack.gt(self.snd.nxt) {
             self.ack_due = AckDue::Now;
+            return AckOutcome::Drop;
+        }
+        // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND is discarded and answered
+        // with a (rate-limited, as Linux does) challenge ACK.
+        if seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
+            self.challenge_ack();
             return AckOutcome::Drop;
         }
 
@@ -257,7 +263,7 @@ impl Connection {
         }
 
         match self.state {
-            State::FinWait1 if self.fin_acked() => self.set_state(State::FinWait2),
+            State::FinWait1 if self.fin_acked() => self.enter_fin_wait_2(now),
             State::Closing if self.fin_acked() => self.enter_time_wait(now),
             State::LastAck if self.fin_acked() => {
                 self.set_state(State::Closed);

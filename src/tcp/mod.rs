@@ -47,6 +47,8 @@ pub struct Config {
     pub syn_retries: u32,
     /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
     pub r2: Duration,
+    /// How long an orphaned FIN-WAIT-2 waits for the peer's FIN (Linux: tcp_fin_timeout).
+    pub fin_wait_2_timeout: Duration,
     /// Delayed-ACK timeout (RFC 9293 §3.8.6.3, MUST-40: under 0.5 s).
     pub delayed_ack: Duration,
 }
@@ -66,6 +68,7 @@ impl Default for Config {
             syn_retries: 6,
             r2: Duration::from_secs(100),
             delayed_ack: Duration::from_millis(40),
+            fin_wait_2_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -89,6 +89,9 @@ impl Harness {
     }
 
     fn output(&mut self) -> Vec<Sent> {
+        if self.conn.take_challenge() {
+            self.conn.grant_challenge();
+        }
         let mut out = Vec::new();
         self.conn.poll_transmit(self.now, &mut |s| {
             out.push(Sent {
@@ -851,4 +854,36 @@ fn simultaneous_open_goes_through_syn_received() {
     // Then its SYN,ACK to our SYN arrives.
     h.input(&SYN_ACK);
     assert_eq!(h.conn.state(), State::Established);
+}
+
+#[test]
+fn challenge_acks_wait_for_the_rate_limiters_grant() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        seq: IRS.add(100),
+        flags: Flags::RST,
+        ..RECV
+    });
+    assert!(h.conn.take_challenge());
+    let mut out = vec![];
+    h.conn.poll_transmit(h.now, &mut |s| out.push(s.flags));
+    assert!(out.is_empty(), "a refused challenge ACK is not sent");
+    assert!(!h.conn.take_challenge());
+}
+
+#[test]
+fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::FinWait2);
+    assert_eq!(h.advance_to_timeout(), Duration::from_secs(60));
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].seq, out[0].flags), (ISS.add(2), Flags::RST));
+    assert_eq!(h.conn.state(), State::Closed);
 }
