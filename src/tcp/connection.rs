@@ -72,6 +72,23 @@ impl RecvSpace {
     }
 }
 
+/// What the SYN exchange negotiated (RFC 7323, RFC 2018). Each option is on only when both
+/// sides offered it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Negotiated {
+    /// Window scaling (RFC 7323 §2): the peer's shift applies to SND.WND, ours to RCV.WND.
+    pub ws: bool,
+    pub snd_shift: u8,
+    pub rcv_shift: u8,
+    /// Timestamps (RFC 7323 §3).
+    pub ts: bool,
+    /// SACK (RFC 2018).
+    pub sack: bool,
+}
+
+/// RFC 7323 §2.3: a shift above 14 is treated as 14.
+pub(super) const MAX_WINDOW_SHIFT: u8 = 14;
+
 /// When the next pure ACK is owed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AckDue {
@@ -120,6 +137,14 @@ pub struct Connection {
     pub(super) tx_next: SeqNum,
     /// The MSS we announced, the peer's, and the one we send with (RFC 9293 §3.7.1).
     pub(super) local_mss: u16,
+    pub(super) opts: Negotiated,
+    /// RFC 7323 §4.3: TS.Recent, and Last.ACK.sent (the ACK field we last sent).
+    pub(super) ts_recent: u32,
+    pub(super) last_ack_sent: SeqNum,
+    /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
+    pub(super) ts_offset: u32,
+    /// Segments dropped by PAWS (RFC 7323 §5).
+    pub(super) paws_drops: u64,
     pub(super) peer_mss: Option<u16>,
     pub(super) send_mss: u16,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
@@ -227,6 +252,14 @@ impl Connection {
             },
             tx_next: iss,
             local_mss,
+            opts: Negotiated {
+                rcv_shift: Self::shift_for(cfg.recv_buffer),
+                ..Negotiated::default()
+            },
+            ts_recent: 0,
+            last_ack_sent: SeqNum::new(0),
+            ts_offset: iss.raw().rotate_left(16),
+            paws_drops: 0,
             peer_mss: None,
             send_mss: Self::default_mss(&quad).min(local_mss),
             send_buf: VecDeque::new(),
@@ -263,7 +296,23 @@ impl Connection {
         // accepted (the peer retransmits it), as Linux does without TCP Fast Open.
         self.rcv.irs = syn.seq;
         self.rcv.nxt = syn.seq.add(1);
-        self.rcv.right_edge = self.rcv.nxt.add(Self::window_cap(&self.cfg));
+        // RFC 7323 §2.2, RFC 2018 §2: an option is used only if both SYNs carry it.
+        let o = &syn.options;
+        self.opts.ws = self.cfg.window_scaling && o.window_scale.is_some();
+        if self.opts.ws {
+            // RFC 7323 §2.3: a shift above 14 is used as 14.
+            self.opts.snd_shift = o.window_scale.unwrap_or(0).min(MAX_WINDOW_SHIFT);
+        } else {
+            self.opts.snd_shift = 0;
+            self.opts.rcv_shift = 0;
+        }
+        self.opts.sack = self.cfg.sack && o.sack_permitted;
+        if let (true, Some((tsval, _))) = (self.cfg.timestamps, o.timestamps) {
+            self.opts.ts = true;
+            self.ts_recent = tsval;
+        }
+        // The window on a SYN is never scaled: what the SYN or SYN,ACK offers is at most 64 KiB.
+        self.rcv.right_edge = self.rcv.nxt.add(self.window_cap().min(u32::from(u16::MAX)));
         // A peer's MSS of 0 or a few bytes would stall or flood us; Linux clamps it (to 48,
         // TCP_MIN_MSS 88). We clamp to 64 so that a tiny MSS still makes progress (MUST-16:
         // the effective MSS is the smaller of the two).
@@ -279,12 +328,27 @@ impl Connection {
         self.snd.wl1 = syn.seq;
     }
 
-    /// The largest window we offer: the receive buffer, within the 16-bit window field
-    /// (window scaling is not negotiated yet).
-    fn window_cap(cfg: &Config) -> u32 {
-        u32::try_from(cfg.recv_buffer)
+    /// The largest window we offer: the receive buffer, within what the window field can
+    /// express with our shift (RFC 7323 §2.3: at most 2^30 bytes).
+    pub(super) fn window_cap(&self) -> u32 {
+        let field_max = u32::from(u16::MAX) << self.opts.rcv_shift;
+        u32::try_from(self.cfg.recv_buffer)
             .unwrap_or(u32::MAX)
-            .min(u32::from(u16::MAX))
+            .min(field_max)
+    }
+
+    /// The smallest shift that lets the window field cover `buffer` bytes (RFC 7323 §2.3).
+    fn shift_for(buffer: usize) -> u8 {
+        let mut shift = 0;
+        while shift < MAX_WINDOW_SHIFT && (buffer >> shift) > usize::from(u16::MAX) {
+            shift += 1;
+        }
+        shift
+    }
+
+    /// Our TSval clock (RFC 7323 §5.4): milliseconds, from a per-connection offset.
+    pub(super) fn ts_now(&self, now: Instant) -> u32 {
+        ((now.as_micros() / 1000) as u32).wrapping_add(self.ts_offset)
     }
 
     /// The one place every state transition passes through, and is logged.
@@ -355,7 +419,7 @@ impl Connection {
         let free = self.cfg.recv_buffer.saturating_sub(self.recv_buf.len());
         u32::try_from(free)
             .unwrap_or(u32::MAX)
-            .min(Self::window_cap(&self.cfg))
+            .min(self.window_cap())
     }
 
     /// A challenge ACK is wanted (RFC 5961 §3.2, §4.2, §5.2). The caller, which holds the
@@ -567,9 +631,12 @@ impl Socket for Connection {
             local_mss: self.local_mss,
             peer_mss: self.peer_mss,
             send_mss: self.send_mss,
-            window_scale: None,
-            sack_permitted: false,
-            timestamps: false,
+            window_scale: self
+                .opts
+                .ws
+                .then_some((self.opts.rcv_shift, self.opts.snd_shift)),
+            sack_permitted: self.opts.sack,
+            timestamps: self.opts.ts,
         }
     }
 }

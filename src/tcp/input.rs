@@ -4,7 +4,7 @@
 use super::connection::{AckDue, Connection, ResetCause};
 use super::reset::rst_reply;
 use super::{SeqNum, State};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
 use tracing::debug;
 
@@ -64,6 +64,14 @@ impl Connection {
             return None;
         }
 
+        // RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than TS.Recent is a
+        // duplicate from an earlier wrap of the sequence space: ACK it and drop it.
+        if self.paws_rejects(seg) {
+            self.paws_drops += 1;
+            self.ack_due = AckDue::Now;
+            return None;
+        }
+
         // First: check the sequence number (§3.10.7.4, Table 6).
         let zero_window_control = self.rcv.wnd() == 0 && seg.seq == self.rcv.nxt;
         if !self.acceptable(seg) {
@@ -112,6 +120,9 @@ impl Connection {
             AckOutcome::Drop => return None,
             AckOutcome::Reply(rst) => return Some(rst),
         }
+        // RFC 7323 §4.3: update TS.Recent, but only from a segment whose ACK was acceptable,
+        // so a forged bad-ACK segment cannot move it.
+        self.update_ts_recent(seg);
 
         // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
         // in order (MUST-30..33 only ask that the stream is not corrupted).
@@ -172,6 +183,31 @@ impl Connection {
             self.timers.retransmit = None;
         }
         None
+    }
+
+    /// RFC 7323 §5.3: PAWS applies to non-RST segments carrying a timestamp, once timestamps
+    /// are in use.
+    fn paws_rejects(&self, seg: &TcpSegment<'_>) -> bool {
+        if !self.opts.ts || seg.flags.rst() {
+            return false;
+        }
+        match seg.options.timestamps {
+            Some((tsval, _)) => (tsval.wrapping_sub(self.ts_recent) as i32) < 0,
+            // RFC 7323 §3.2 says a segment without a timestamp SHOULD be dropped; Linux
+            // accepts it, and so do we, rather than stall a peer that omits one.
+            None => false,
+        }
+    }
+
+    /// RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval
+    /// is copied to TS.Recent".
+    fn update_ts_recent(&mut self, seg: &TcpSegment<'_>) {
+        if let (true, Some((tsval, _))) = (self.opts.ts, seg.options.timestamps)
+            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+            && seg.seq.le(self.last_ack_sent)
+        {
+            self.ts_recent = tsval;
+        }
     }
 
     /// §3.10.7.4 Table 6: the four cases of segment acceptability.
@@ -248,6 +284,19 @@ impl Connection {
         }
 
         if seg.ack.gt(self.snd.una) {
+            // RFC 7323 §4.1: with timestamps, the RTT is measured from the echoed TSval, which
+            // stays right even for retransmitted segments.
+            if self.opts.ts
+                && let Some((_, tsecr)) = seg.options.timestamps
+                && tsecr != 0
+                && self.rtt_probe.is_some_and(|(end, _)| seg.ack.ge(end))
+            {
+                let ms = self.ts_now(now).wrapping_sub(tsecr);
+                if ms < 60_000 {
+                    self.rtt.sample(Duration::from_millis(u64::from(ms)));
+                    self.rtt_probe = None;
+                }
+            }
             self.on_new_ack(now, seg.ack);
         } else if seg.ack == self.snd.una && (seg.window == 0 || !self.in_flight()) {
             // The peer is answering our zero-window probes or keep-alives: it is alive, so
@@ -275,7 +324,13 @@ impl Connection {
     }
 
     fn update_window(&mut self, seg: &TcpSegment<'_>) {
-        self.snd.wnd = u32::from(seg.window);
+        // RFC 7323 §2.3: the window of a non-SYN segment is scaled by the peer's shift.
+        let shift = if seg.flags.syn() {
+            0
+        } else {
+            self.opts.snd_shift
+        };
+        self.snd.wnd = u32::from(seg.window) << shift;
         self.snd.wl1 = seg.seq;
         self.snd.wl2 = seg.ack;
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
@@ -340,7 +395,9 @@ impl Connection {
         // Trim what we already have from the front, and what exceeds the window from the end.
         let skip = usize::try_from(self.rcv.nxt.distance_from(seg.seq)).unwrap_or(usize::MAX);
         let fresh = seg.payload.get(skip..).unwrap_or(&[]);
-        let room = usize::try_from(self.rcv.wnd().min(self.recv_space())).unwrap_or(0);
+        // The window we advertised is a promise: take what it covers (the buffer may exceed
+        // its size by less than one window-scale unit, see `advertise`).
+        let room = usize::try_from(self.rcv.wnd()).unwrap_or(0);
         let take = fresh.len().min(room);
         let taken = fresh.get(..take).unwrap_or(&[]);
         self.recv_buf.extend(taken.iter());

@@ -47,6 +47,11 @@ pub struct Config {
     pub syn_retries: u32,
     /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
     pub r2: Duration,
+    /// Offer window scaling, timestamps and SACK on our SYNs (RFC 7323, RFC 2018); each is
+    /// used only when the peer offers it too.
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    pub sack: bool,
     /// How long an orphaned FIN-WAIT-2 waits for the peer's FIN (Linux: tcp_fin_timeout).
     pub fin_wait_2_timeout: Duration,
     /// Delayed-ACK timeout (RFC 9293 §3.8.6.3, MUST-40: under 0.5 s).
@@ -69,6 +74,9 @@ impl Default for Config {
             r2: Duration::from_secs(100),
             delayed_ack: Duration::from_millis(40),
             fin_wait_2_timeout: Duration::from_secs(60),
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
         }
     }
 }

@@ -30,7 +30,7 @@ impl Connection {
         if self.ack_due == AckDue::Now || window_update {
             // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             let seq = self.snd.nxt;
-            self.emit_segment(seq, Flags::ACK, &[], emit);
+            self.emit_segment(now, seq, Flags::ACK, &[], emit);
         }
     }
 
@@ -55,19 +55,18 @@ impl Connection {
         } else {
             (Flags::SYN | Flags::ACK, self.rcv.nxt)
         };
-        let window = self.advertise();
+        let window = self.advertise(true);
+        let options = self.syn_options(now);
         let seg = TcpSegment {
             seq: self.snd.iss,
             ack,
             flags,
             window,
-            options: TcpOptions {
-                mss: Some(self.local_mss),
-                ..TcpOptions::EMPTY
-            },
+            options,
             ..self.template()
         };
         emit(&seg);
+        self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);
         self.snd.nxt = self.snd.nxt.max(syn_end);
         self.tx_next = syn_end;
@@ -103,7 +102,7 @@ impl Connection {
                 // current window, and no byte is left outside the window to be retransmitted.
                 self.probe_due = false;
                 let seq = self.snd.una.sub(1);
-                self.emit_segment(seq, Flags::ACK, &[], emit);
+                self.emit_segment(now, seq, Flags::ACK, &[], emit);
                 break;
             }
             if self.probe_due {
@@ -132,8 +131,11 @@ impl Connection {
             let offset = usize::try_from(seq.distance_from(self.send_start)).unwrap_or(0);
             let len = usize::try_from(n).unwrap_or(0);
             let end = seq.add(n + u32::from(fin));
-            let window = self.advertise();
-            let template = self.template();
+            let window = self.advertise(false);
+            let template = TcpSegment {
+                options: self.options(now),
+                ..self.template()
+            };
             let ack = self.rcv.nxt;
             // The payload borrows the send buffer until the segment is emitted.
             let payload = contiguous(&mut self.send_buf, offset, len);
@@ -169,18 +171,20 @@ impl Connection {
     /// Send `<SEQ=seq><ACK=RCV.NXT><CTL=flags>` with the current window.
     fn emit_segment(
         &mut self,
+        now: Instant,
         seq: SeqNum,
         flags: Flags,
         payload: &[u8],
         emit: &mut dyn FnMut(&TcpSegment<'_>),
     ) {
-        let window = self.advertise();
+        let window = self.advertise(false);
         let seg = TcpSegment {
             seq,
             ack: self.rcv.nxt,
             flags,
             window,
             payload,
+            options: self.options(now),
             ..self.template()
         };
         emit(&seg);
@@ -189,9 +193,49 @@ impl Connection {
 
     /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.
     fn after_emit(&mut self) {
+        self.last_ack_sent = self.rcv.nxt;
         self.ack_due = AckDue::None;
         self.unacked_segments = 0;
         self.timers.delayed_ack = None;
+    }
+
+    /// The options of our SYN or SYN,ACK: MSS always (MUST-14); window scale, SACK-permitted
+    /// and timestamps on a SYN, and on a SYN,ACK only if the peer's SYN offered them
+    /// (RFC 7323 §2.2, §3.2; RFC 2018 §2).
+    fn syn_options(&self, now: Instant) -> TcpOptions {
+        let active = self.state == State::SynSent;
+        let offer_ws = if active {
+            self.cfg.window_scaling
+        } else {
+            self.opts.ws
+        };
+        let offer_ts = if active {
+            self.cfg.timestamps
+        } else {
+            self.opts.ts
+        };
+        TcpOptions {
+            mss: Some(self.local_mss),
+            window_scale: offer_ws.then_some(self.opts.rcv_shift),
+            sack_permitted: if active {
+                self.cfg.sack
+            } else {
+                self.opts.sack
+            },
+            // RFC 7323 §3.2: TSecr is zero on a SYN, and echoes the peer's TSval on a SYN,ACK.
+            timestamps: offer_ts
+                .then(|| (self.ts_now(now), if active { 0 } else { self.ts_recent })),
+            ..TcpOptions::EMPTY
+        }
+    }
+
+    /// The options of every other segment: timestamps when negotiated (RFC 7323 §3.2:
+    /// "MUST be sent in every non-<RST> segment").
+    fn options(&self, now: Instant) -> TcpOptions {
+        TcpOptions {
+            timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
+            ..TcpOptions::EMPTY
+        }
     }
 
     /// The right edge we may advertise now. RFC 9293 §3.8.6.2.2 (MUST-39): receiver SWS
@@ -199,8 +243,9 @@ impl Connection {
     /// moves left (SHLD-14).
     fn window_candidate(&self) -> SeqNum {
         let free_right = self.rcv.nxt.add(self.recv_space());
-        let cap = u32::from(u16::MAX).min(u32::try_from(self.cfg.recv_buffer).unwrap_or(u32::MAX));
-        let threshold = (cap / 2).min(u32::from(self.local_mss)).max(1);
+        let threshold = (self.window_cap() / 2)
+            .min(u32::from(self.local_mss))
+            .max(1);
         let current = self.rcv.right_edge.max(self.rcv.nxt);
         if free_right.gt(current) && free_right.distance_from(current) >= threshold {
             free_right
@@ -209,10 +254,21 @@ impl Connection {
         }
     }
 
-    /// Record and return the window field for an outgoing segment.
-    fn advertise(&mut self) -> u16 {
-        self.rcv.right_edge = self.window_candidate();
-        u16::try_from(self.rcv.wnd()).unwrap_or(u16::MAX)
+    /// Record and return the window field for an outgoing segment. The window of a SYN is
+    /// never scaled (RFC 7323 §2.2); otherwise the field is RCV.WND >> shift, rounded up
+    /// rather than letting the right edge move left (SHLD-14; Linux's tcp_select_window
+    /// aligns up the same way).
+    fn advertise(&mut self, syn: bool) -> u16 {
+        let candidate = self.window_candidate();
+        let wnd = if candidate.gt(self.rcv.nxt) {
+            candidate.distance_from(self.rcv.nxt)
+        } else {
+            0
+        };
+        let shift = if syn { 0 } else { self.opts.rcv_shift };
+        let field = wnd.div_ceil(1 << shift).min(u32::from(u16::MAX));
+        self.rcv.right_edge = self.rcv.nxt.add(field << shift);
+        u16::try_from(field).unwrap_or(u16::MAX)
     }
 
     /// RFC 9293 §3.8.6.2.2: after the application reads, tell the peer about the window

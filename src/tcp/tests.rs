@@ -41,6 +41,7 @@ struct Sent {
     window: u16,
     mss: Option<u16>,
     payload: Vec<u8>,
+    opts: TcpOptions,
 }
 
 struct Harness {
@@ -101,6 +102,7 @@ impl Harness {
                 window: s.window,
                 mss: s.options.mss,
                 payload: s.payload.to_vec(),
+                opts: s.options,
             })
         });
         out
@@ -136,6 +138,7 @@ fn ack_of(seq: SeqNum, ack: SeqNum) -> Sent {
         window: 0,
         mss: None,
         payload: vec![],
+        opts: TcpOptions::EMPTY,
     }
 }
 
@@ -886,4 +889,197 @@ fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].seq, out[0].flags), (ISS.add(2), Flags::RST));
     assert_eq!(h.conn.state(), State::Closed);
+}
+
+// ---- Options: window scaling, timestamps, SACK-permitted (RFC 7323, RFC 2018) -----------
+
+const PEER_TS: u32 = 7_000;
+
+/// A Linux-like SYN: MSS, SACK-permitted, timestamps, window scale 7.
+const FULL_SYN: TcpSegment<'static> = TcpSegment {
+    options: TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((PEER_TS, 0)),
+        ..TcpOptions::EMPTY
+    },
+    ..SYN
+};
+
+fn ts(tsval: u32) -> TcpOptions {
+    TcpOptions {
+        timestamps: Some((tsval, 0)),
+        ..TcpOptions::EMPTY
+    }
+}
+
+/// ESTABLISHED after a handshake that negotiated everything.
+fn established_full() -> (Harness, Sent) {
+    let now = Instant::from_millis(10_000);
+    let conn = Connection::accept(now, quad(), &FULL_SYN, ISS, MSS, &Config::default());
+    let mut h = Harness { conn, now };
+    let synack = h.output().remove(0);
+    h.input(&TcpSegment {
+        options: ts(PEER_TS + 1),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    (h, synack)
+}
+
+#[test]
+fn syn_ack_offers_each_option_only_because_the_peer_did() {
+    let (h, synack) = established_full();
+    assert_eq!(synack.opts.mss, Some(MSS));
+    // 256 KiB of receive buffer needs a shift of 3 to fit the 16-bit field.
+    assert_eq!(synack.opts.window_scale, Some(3));
+    assert!(synack.opts.sack_permitted);
+    assert_eq!(synack.opts.timestamps.map(|(_, ecr)| ecr), Some(PEER_TS));
+    assert_eq!(synack.window, u16::MAX, "a SYN's window is never scaled");
+    let info = h.conn.info();
+    assert_eq!(info.window_scale, Some((3, 7)));
+    assert!(info.sack_permitted && info.timestamps);
+
+    // The plain SYN of the other tests gets none of them.
+    let plain = Harness::syn_received();
+    assert_eq!(plain.conn.info().window_scale, None);
+    assert!(!plain.conn.info().timestamps);
+}
+
+#[test]
+fn the_peers_window_is_scaled_and_a_shift_above_14_is_clamped() {
+    let (mut h, _) = established_full();
+    h.input(&TcpSegment {
+        window: 100,
+        options: ts(PEER_TS + 2),
+        ..RECV
+    });
+    assert_eq!(h.conn.snd.wnd, 100 << 7);
+    let syn = TcpSegment {
+        options: TcpOptions {
+            window_scale: Some(15),
+            ..FULL_SYN.options
+        },
+        ..FULL_SYN
+    };
+    let conn = Connection::accept(h.now, quad(), &syn, ISS, MSS, &Config::default());
+    assert_eq!(conn.opts.snd_shift, 14);
+}
+
+#[test]
+fn our_scaled_window_never_moves_its_right_edge_left() {
+    let (mut h, _) = established_full();
+    let mut seq = IRS.add(1);
+    let mut right = None;
+    let mut tsval = PEER_TS + 1;
+    // Odd-sized segments, so that RCV.NXT is rarely a multiple of the scale unit.
+    for len in [1usize, 7, 1000, 1459, 3, 1460, 999, 13, 1460, 1460] {
+        let data = vec![0u8; len];
+        tsval += 1;
+        h.input(&TcpSegment {
+            seq,
+            payload: &data,
+            options: ts(tsval),
+            ..RECV
+        });
+        seq = seq.add(len as u32);
+        h.advance(Duration::from_millis(100));
+        for s in h.output() {
+            let edge = s.ack.add(u32::from(s.window) << 3);
+            if let Some(prev) = right {
+                assert!(
+                    !edge.lt(prev),
+                    "right edge moved left: {prev:?} -> {edge:?}"
+                );
+            }
+            right = Some(edge);
+        }
+    }
+    assert!(right.is_some());
+}
+
+#[test]
+fn every_segment_carries_timestamps_echoing_ts_recent() {
+    let (mut h, _) = established_full();
+    h.input(&TcpSegment {
+        payload: b"x",
+        options: ts(PEER_TS + 50),
+        ..RECV
+    });
+    h.advance_to_timeout();
+    let out = h.output();
+    assert_eq!(
+        out[0].opts.timestamps.map(|(_, ecr)| ecr),
+        Some(PEER_TS + 50)
+    );
+}
+
+#[test]
+fn paws_drops_an_old_timestamp_with_an_ack_and_delivers_nothing() {
+    let (mut h, _) = established_full();
+    h.input(&TcpSegment {
+        payload: b"old",
+        options: ts(PEER_TS - 100),
+        ..RECV
+    });
+    assert!(h.read_all().is_empty());
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(same(&out[0], &ack_of(ISS.add(1), IRS.add(1))));
+    assert_eq!(h.conn.paws_drops, 1);
+    // A RST is exempt from PAWS (RFC 7323 §5.3 R1).
+    h.input(&TcpSegment {
+        flags: Flags::RST,
+        options: ts(PEER_TS - 100),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn a_bad_ack_segment_never_updates_ts_recent() {
+    let (mut h, _) = established_full();
+    // An ACK of unsent data with a far-future TSval: dropped, and TS.Recent untouched.
+    h.input(&TcpSegment {
+        ack: ISS.add(1000),
+        options: ts(PEER_TS + 1_000_000),
+        ..RECV
+    });
+    h.output();
+    // So the next genuine segment is not rejected by PAWS.
+    h.input(&TcpSegment {
+        payload: b"ok",
+        options: ts(PEER_TS + 5),
+        ..RECV
+    });
+    assert_eq!(h.read_all(), b"ok");
+    assert_eq!(h.conn.ts_recent, PEER_TS + 5);
+}
+
+#[test]
+fn active_open_offers_every_option_and_uses_what_comes_back() {
+    let mut h = syn_sent();
+    let syn = {
+        let conn = Connection::connect(h.now, quad(), ISS, MSS, &Config::default());
+        let mut out = vec![];
+        let mut c = conn;
+        c.poll_transmit(h.now, &mut |s| out.push(s.options));
+        out.remove(0)
+    };
+    assert_eq!(syn.window_scale, Some(3));
+    assert!(syn.sack_permitted);
+    assert_eq!(syn.timestamps.map(|(_, ecr)| ecr), Some(0));
+    // The peer answers with window scaling only.
+    h.input(&TcpSegment {
+        options: TcpOptions {
+            mss: Some(1400),
+            window_scale: Some(2),
+            ..TcpOptions::EMPTY
+        },
+        ..SYN_ACK
+    });
+    let info = h.conn.info();
+    assert_eq!(info.window_scale, Some((3, 2)));
+    assert!(!info.timestamps && !info.sack_permitted);
 }
