@@ -387,6 +387,45 @@ mod tests {
         ));
     }
 
+    /// The fuzz seeds were built by scapy, an independent implementation of every checksum.
+    #[test]
+    fn scapy_built_seed_corpus_parses_as_expected() {
+        macro_rules! seed {
+            ($name:literal) => {
+                include_bytes!(concat!("../../fuzz/corpus/parse/", $name)).as_slice()
+            };
+        }
+        let tcp = |p: &[u8]| match parse(p) {
+            Ok(Packet::Tcp { seg, .. }) => (seg.flags, seg.payload.len()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(tcp(seed!("v4_syn")), (Flags::SYN, 0));
+        assert_eq!(tcp(seed!("v4_syn_padded")), (Flags::SYN, 0));
+        assert_eq!(tcp(seed!("v6_syn")), (Flags::SYN, 0));
+        assert_eq!(tcp(seed!("v4_data")), (Flags::PSH | Flags::ACK, 6));
+        assert_eq!(tcp(seed!("v6_data_sack")), (Flags::ACK, 33));
+        assert_eq!(tcp(seed!("v4_fin")), (Flags::FIN | Flags::ACK, 0));
+        assert_eq!(tcp(seed!("v4_rst")), (Flags::RST, 0));
+        assert_eq!(tcp(seed!("v4_ip_options")), (Flags::SYN, 0));
+        assert_eq!(tcp(seed!("v6_ext_headers")), (Flags::SYN, 0));
+        let Ok(Packet::Tcp { seg, .. }) = parse(seed!("v6_data_sack")) else {
+            panic!()
+        };
+        assert_eq!(seg.options.sack().len(), 2);
+        for ping in [seed!("v4_ping"), seed!("v6_ping")] {
+            assert!(
+                matches!(parse(ping), Ok(Packet::EchoRequest { data, .. }) if data.len() == 16)
+            );
+        }
+        assert_eq!(parse(seed!("v4_fragment")), Err(DropReason::Fragment));
+        assert_eq!(parse(seed!("v6_fragment")), Err(DropReason::Fragment));
+        assert!(matches!(parse(seed!("v4_udp")), Ok(Packet::Other { .. })));
+        assert!(matches!(
+            parse(seed!("v6_neighbour_solicitation")),
+            Ok(Packet::Other { .. })
+        ));
+    }
+
     // --- IP layer ------------------------------------------------------------------------
 
     #[test]
