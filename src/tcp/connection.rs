@@ -151,6 +151,8 @@ pub struct Connection {
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
     pub(super) send_start: SeqNum,
+    /// The end of the last less-than-MSS segment sent (Nagle, Minshall's variant).
+    pub(super) small_end: Option<SeqNum>,
     /// In-order bytes received and not yet read by the application.
     pub(super) recv_buf: VecDeque<u8>,
     /// The application closed its side: a FIN follows the queued data.
@@ -264,6 +266,7 @@ impl Connection {
             send_mss: Self::default_mss(&quad).min(local_mss),
             send_buf: VecDeque::new(),
             send_start: iss.add(1),
+            small_end: None,
             recv_buf: VecDeque::new(),
             fin_queued: false,
             fin_received: false,

@@ -47,6 +47,9 @@ pub struct Config {
     pub syn_retries: u32,
     /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
     pub r2: Duration,
+    /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
+    /// TCP_NODELAY (MUST-17).
+    pub nagle: bool,
     /// Offer window scaling, timestamps and SACK on our SYNs (RFC 7323, RFC 2018); each is
     /// used only when the peer offers it too.
     pub window_scaling: bool,
@@ -74,6 +77,7 @@ impl Default for Config {
             r2: Duration::from_secs(100),
             delayed_ack: Duration::from_millis(40),
             fin_wait_2_timeout: Duration::from_secs(60),
+            nagle: true,
             window_scaling: true,
             timestamps: true,
             sack: true,

@@ -119,6 +119,19 @@ impl Connection {
             if n == 0 && !fin {
                 break;
             }
+            // RFC 9293 §3.7.4 (SHLD-7), Nagle in Minshall's form (as Linux's tcp_nagle_check):
+            // hold a less-than-full segment of new data while an earlier small segment is
+            // unacknowledged. A FIN or a persist-timer expiry sends it anyway.
+            let small = n < u32::from(self.send_mss);
+            if small
+                && !fin
+                && !self.probe_due
+                && self.cfg.nagle
+                && self.tx_next == self.snd.nxt
+                && self.small_end.is_some_and(|end| end.gt(self.snd.una))
+            {
+                break;
+            }
             self.probe_due = false;
             let seq = self.tx_next;
             let mut flags = Flags::ACK;
@@ -155,6 +168,9 @@ impl Connection {
             }
             self.tx_next = end;
             self.snd.nxt = self.snd.nxt.max(end);
+            if small && n > 0 {
+                self.small_end = Some(end);
+            }
             // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
             self.arm_retransmit(now);
             if fin {

@@ -1083,3 +1083,48 @@ fn active_open_offers_every_option_and_uses_what_comes_back() {
     assert_eq!(info.window_scale, Some((3, 2)));
     assert!(!info.timestamps && !info.sack_permitted);
 }
+
+#[test]
+fn nagle_holds_a_second_small_write_until_the_first_is_acked() {
+    let mut h = Harness::established();
+    h.conn.send(b"a");
+    assert_eq!(
+        h.output().len(),
+        1,
+        "nothing in flight: the first small write goes at once"
+    );
+    h.conn.send(b"b");
+    assert!(
+        h.output().is_empty(),
+        "a small segment is outstanding: hold"
+    );
+    h.conn.send(b"c");
+    assert!(h.output().is_empty());
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].payload, b"bc", "coalesced");
+}
+
+#[test]
+fn nagle_does_not_hold_the_tail_of_a_large_write() {
+    let mut h = Harness::established();
+    h.conn.send(&vec![1u8; 1400 * 2 + 100]);
+    let lens: Vec<usize> = h.output().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, vec![1400, 1400, 100]);
+}
+
+#[test]
+fn without_nagle_every_small_write_goes_at_once() {
+    let mut h = Harness::established_with(Config {
+        nagle: false,
+        ..Config::default()
+    });
+    h.conn.send(b"a");
+    h.output();
+    h.conn.send(b"b");
+    assert_eq!(h.output().len(), 1);
+}
