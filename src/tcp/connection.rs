@@ -234,6 +234,8 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = true;
+        // The TCB stands for the listener's half of the story: LISTEN -> SYN-RECEIVED.
+        conn.state = State::Listen;
         conn.learn_syn(syn);
         conn.set_state(State::SynReceived);
         conn
