@@ -98,7 +98,9 @@ pub enum App {
     Echo(Echo),
     Discard(Discard),
     Chargen(Chargen),
-    Http(Http),
+    /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
+    /// per connection, none per packet).
+    Http(Box<Http>),
 }
 
 impl App {
@@ -109,7 +111,7 @@ impl App {
             ServiceKind::Echo => App::Echo(Echo::new()),
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
-            ServiceKind::Http => App::Http(Http::new()),
+            ServiceKind::Http => App::Http(Box::new(Http::new())),
         }
     }
 
