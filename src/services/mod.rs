@@ -111,7 +111,7 @@ impl App {
             ServiceKind::Echo => App::Echo(Echo::new()),
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
-            ServiceKind::Http => App::Http(Box::new(Http::new())),
+            ServiceKind::Http => App::Http(Box::default()),
         }
     }
 
