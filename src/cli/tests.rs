@@ -222,3 +222,12 @@ fn setup_errors_say_what_failed_and_what_to_do() {
     let v6 = SetupError::configure("synack0", "add address 2001:2::1/64".into(), eacces, true);
     assert!(v6.to_string().contains("IPv6 seems disabled"));
 }
+
+#[test]
+fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
+    use crate::tcp::CcKind;
+    assert_eq!(parse(&[]).unwrap().cc, CcKind::Cubic);
+    let args = parse(&["--cc", "newreno"]).unwrap();
+    assert_eq!(args.endpoint_config().cc, CcKind::NewReno);
+    assert!(parse(&["--cc", "bbr"]).is_err());
+}
