@@ -169,8 +169,9 @@ impl Http {
             if !self.flush(sock) {
                 return;
             }
-            if self.close_after {
-                // RFC 9293 §3.10.4: our FIN follows the response already queued.
+            if self.close_after && !matches!(self.phase, Phase::Stream { .. }) {
+                // RFC 9293 §3.10.4: our FIN follows the response already queued (and, for
+                // /bytes/<N>, its streamed body).
                 close_once(sock, &mut self.closed);
             }
             if self.closed {
