@@ -481,7 +481,7 @@ impl Connection {
         let room = usize::try_from(self.rcv.wnd()).unwrap_or(0);
         let take = fresh.len().min(room);
         let taken = fresh.get(..take).unwrap_or(&[]);
-        self.recv_buf.extend(taken.iter());
+        self.recv_buf.extend(taken);
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once

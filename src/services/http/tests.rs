@@ -643,3 +643,13 @@ fn connection_close_waits_for_the_streamed_body() {
     assert_eq!(body.len(), 5000);
     assert_eq!(sock.closes, 1);
 }
+
+#[test]
+fn filling_by_words_matches_the_pattern_at_any_offset() {
+    for start in [0u64, 1, 7, 8, 13, 4096 + 3] {
+        let mut buf = vec![0u8; 61];
+        fill_pattern(start, &mut buf);
+        let expected: Vec<u8> = (start..start + 61).map(pattern_byte).collect();
+        assert_eq!(buf, expected, "start {start}");
+    }
+}
