@@ -15,8 +15,10 @@
 //! - `corrupt`: one random bit of the packet is flipped. IPv4 header and TCP checksums reject
 //!   almost every such packet; a flip in an IPv6 field no checksum covers (traffic class, flow
 //!   label, hop limit) goes through, harmlessly.
-//! - `delay`/`jitter`: each packet waits `delay ± jitter` (uniform, never below zero). Like
-//!   netem without a rate, jitter larger than the gap between packets reorders them.
+//! - `delay`/`jitter`: each packet waits `delay ± jitter` (uniform, never below zero), but
+//!   never leaves before a packet of its direction that arrived earlier: jitter varies the
+//!   delay without reordering (as netem does with a FIFO child), so that reordering happens
+//!   only where `reorder` asks for it.
 //! - `reorder`: the packet is held back and released right behind the next packet of the same
 //!   direction, or after [`REORDER_HOLD`] if none comes.
 //! - `rate`: packets of one direction are serialised at this many bits per second before
@@ -408,6 +410,9 @@ pub struct Impairer {
     held: [Option<Held>; 2],
     /// With a rate limit: when each direction's link finishes sending what it has.
     busy_until: [Instant; 2],
+    /// The latest release time given to a packet of each direction, which later packets
+    /// never precede (jitter does not reorder).
+    last_release: [Instant; 2],
     queued: usize,
     queued_bytes: usize,
     order: u64,
@@ -426,6 +431,7 @@ impl Impairer {
             queue: BinaryHeap::new(),
             held: [None, None],
             busy_until: [Instant::ZERO; 2],
+            last_release: [Instant::ZERO; 2],
             queued: 0,
             queued_bytes: 0,
             order: 0,
@@ -496,7 +502,7 @@ impl Impairer {
         }
 
         let sent = self.serialise(now, dir, len);
-        let release = self.delayed(sent, r.jitter);
+        let release = self.in_order(dir, self.delayed(sent, r.jitter));
         let d = dir.index();
         if self.spec.reorder.hit(r.reorder) {
             // The packet waits for the next one; one that was already waiting goes now, at this
@@ -526,7 +532,7 @@ impl Impairer {
                 debug!(packet = n, %dir, len, "impair: queue full, duplicate dropped");
                 return;
             };
-            let release = self.delayed(sent, r.dup_jitter);
+            let release = self.in_order(dir, self.delayed(sent, r.dup_jitter));
             self.enqueue(copy, release);
             self.counters.duplicated += 1;
             debug!(packet = n, %dir, len, "impair: duplicated");
@@ -627,6 +633,15 @@ impl Impairer {
         let done = (*busy).max(now) + Duration::from_micros(us);
         *busy = done;
         done
+    }
+
+    /// `at`, or the last release time of `dir` if that is later; records the result.
+    fn in_order(&mut self, dir: Direction, at: Instant) -> Instant {
+        let Some(last) = self.last_release.get_mut(dir.index()) else {
+            return at;
+        };
+        *last = (*last).max(at);
+        *last
     }
 
     /// `at + delay ± jitter`, never before `at`.
@@ -877,24 +892,40 @@ mod tests {
 
     #[test]
     fn delay_and_jitter_stay_within_bounds_and_cover_the_range() {
+        // Packets 100 ms apart: each one's delay is its own draw.
         let mut imp = Impairer::new(spec("delay=10ms,jitter=4ms,seed=5"));
         let mut delays = Vec::new();
         for i in 0..2000 {
-            imp.push(T0, Direction::Inbound, &packet(i));
+            let sent = T0 + Duration::from_millis(100 * u64::from(i));
+            imp.push(sent, Direction::Inbound, &packet(i));
+            let at = imp.next_release().unwrap();
+            let (dir, p) = imp.poll(at).unwrap();
+            assert_eq!((dir, id(p)), (Direction::Inbound, i));
+            delays.push(at - sent);
         }
-        while let Some(at) = imp.next_release() {
-            while let Some((dir, _)) = imp.poll(at) {
-                assert_eq!(dir, Direction::Inbound);
-                delays.push(at - T0);
-            }
-        }
-        assert_eq!(delays.len(), 2000);
         let min = *delays.iter().min().unwrap();
         let max = *delays.iter().max().unwrap();
         assert!(min >= Duration::from_millis(6) && min < Duration::from_micros(6100));
         assert!(max <= Duration::from_millis(14) && max > Duration::from_micros(13900));
-        // Released in order of release time.
-        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn jitter_varies_the_delay_without_reordering() {
+        // A burst at one instant comes out in the order it went in, spread over the jitter.
+        let mut imp = Impairer::new(spec("delay=10ms,jitter=5ms,seed=6"));
+        for i in 0..500 {
+            imp.push(T0, Direction::Outbound, &packet(i));
+        }
+        let mut got = Vec::new();
+        while let Some(at) = imp.next_release() {
+            while let Some((_, p)) = imp.poll(at) {
+                got.push((id(p), at - T0));
+            }
+        }
+        assert!(got.iter().map(|(i, _)| *i).eq(0..500));
+        let (first, last) = (got.first().unwrap().1, got.last().unwrap().1);
+        assert!(first >= Duration::from_millis(5) && first < last);
+        assert!(last > Duration::from_millis(14) && last <= Duration::from_millis(15));
     }
 
     #[test]
