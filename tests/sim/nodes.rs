@@ -3,12 +3,12 @@
 //! service. Each takes packet bytes in and produces packet bytes out, on a virtual clock.
 
 use crate::pattern::{Checker, Source};
+use std::net::SocketAddr;
 use synack::endpoint::{Endpoint, EndpointConfig};
 use synack::services::{Echo, ServiceKind};
 use synack::tcp::{Config, Connection, SeqNum, Socket, State};
 use synack::time::{Duration, Instant};
 use synack::wire::{self, Packet, Quad};
-use std::net::SocketAddr;
 
 pub const CLIENT: &str = "198.18.0.1:40000";
 pub const SERVER_IP: &str = "198.18.0.2";
@@ -32,7 +32,13 @@ pub trait Node {
     fn describe(&self) -> String;
 }
 
+thread_local! {
+    /// Lets one test (each runs on its own thread) run with another RTO ceiling.
+    pub static MAX_RTO_OVERRIDE: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
+}
+
 pub fn sim_config() -> Config {
+    let max_rto = MAX_RTO_OVERRIDE.with(|m| m.get()).unwrap_or(MAX_RTO);
     Config {
         time_wait: TIME_WAIT,
         // The stack arms Linux's orphan timeout (tcp_fin_timeout) in FIN-WAIT-2 even when the
@@ -46,7 +52,7 @@ pub fn sim_config() -> Config {
         // losses in a row then exceed R2 (100 s) and abort the connection (see
         // `bugs::ten_percent_loss_with_the_default_rto_ceiling_completes`). A lower ceiling
         // keeps R2 at dozens of retransmissions and the virtual time reasonable.
-        max_rto: MAX_RTO,
+        max_rto,
         ..Config::default()
     }
 }
@@ -313,10 +319,7 @@ impl Node for BareServer {
             ServerApp::Sink(c, _) => format!("sink received {}/{}", c.received, c.expected),
             ServerApp::Source(s, _) => format!("source sent {}/{}", s.sent, s.total),
         };
-        format!(
-            "bare server {state} {app} (unparsable {})",
-            self.unparsable
-        )
+        format!("bare server {state} {app} (unparsable {})", self.unparsable)
     }
 }
 

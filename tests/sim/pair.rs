@@ -95,7 +95,11 @@ impl Pair {
                 };
                 let mut secret = [0u8; 16];
                 secret[..8].copy_from_slice(&mix(seed ^ 0x3).to_le_bytes());
-                let down = if service == ServiceKind::Echo { sc.bytes } else { 0 };
+                let down = if service == ServiceKind::Echo {
+                    sc.bytes
+                } else {
+                    0
+                };
                 let server = EndpointServer::new(now, service, secret);
                 (service.default_port(), Box::new(server), down)
             }
@@ -183,7 +187,9 @@ impl Pair {
     }
 
     pub fn finished(&self) -> Result<bool, String> {
-        Ok(self.client.finished()? && self.server.finished()?)
+        // Both are checked (no short circuit), so that either side's failure is reported.
+        let (client, server) = (self.client.finished()?, self.server.finished()?);
+        Ok(client && server)
     }
 
     pub fn describe(&self) -> String {
@@ -204,7 +210,9 @@ pub fn run(sc: &Scenario) -> Result<Report, String> {
     let start = pair.now;
     let deadline = start + sc.budget;
     loop {
-        let more = pair.drive().map_err(|e| format!("{e}: {}", pair.describe()))?;
+        let more = pair
+            .drive()
+            .map_err(|e| format!("{e}: {}", pair.describe()))?;
         match pair.finished() {
             Ok(true) => break,
             Ok(false) => {}

@@ -132,10 +132,6 @@ impl Checker {
         }
         Ok(())
     }
-
-    pub fn done(&self) -> bool {
-        self.received == self.expected
-    }
 }
 
 #[test]
