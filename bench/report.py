@@ -291,7 +291,9 @@ def write_png(data, mtus, path):
         ax.set_xticklabels([label for _k, label in groups])
         ax.set_ylabel("Gbit/s")
         ax.set_title(f"Throughput, MTU {mtu}")
-        ax.legend(fontsize=7)
+        ax.margins(y=0.3)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
         ax.grid(axis="y", alpha=0.3)
     ax = axes[-1]
     cps = [(mtu, key) for mtu in mtus for key in ("cps_seq", "cps_par")]
@@ -301,7 +303,9 @@ def write_png(data, mtus, path):
     ax.set_xticklabels([f"{'seq' if k == 'cps_seq' else 'par'}\nMTU {m}" for m, k in cps])
     ax.set_ylabel("connections/s")
     ax.set_title("Connect-and-close rate")
-    ax.legend(fontsize=7)
+    ax.margins(y=0.3)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

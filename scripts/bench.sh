@@ -60,8 +60,6 @@ fi
 CONNS=4            # parallel connections (throughput and connections/s)
 case "$RUNS" in ''|*[!0-9]*) echo "bench.sh: --runs needs a number" >&2; exit 2 ;; esac
 [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 50 ] || { echo "bench.sh: --runs must be 1..50" >&2; exit 2; }
-# Each (TIME-WAIT-ing) client port is used once per namespace: stay well inside 64k ports.
-[ $((RUNS * COUNT * 2)) -le 60000 ] || COUNT=$((60000 / (RUNS * 2)))
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { case ",$SERVERS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -108,8 +106,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ns_new NAME: a private namespace with loopback up and a client port range wide enough for
-# the connections/s runs (each closed client port sits in TIME-WAIT for 60 s).
+# ns_new NAME: a private namespace with loopback up and the widest client port range.
 ns_new() {
     ip netns add "$1"
     NAMESPACES+=("$1")
@@ -137,127 +134,161 @@ client() {
     timeout $((CAP + 30)) ip netns exec "$ns" "$BIN/bench-client" "$@" 2>>"$WORK/client.log" || true
 }
 
-# start_server NS LOG CMD...: starts a server in NS; sets SERVER_PID.
+# Per live server: the namespace its client runs in, its PID, the address it answers on, and
+# the client-side interface and /24 (for fresh source addresses).
+declare -A S_CNS S_PID S_IP S_IFACE S_NET
+LIVE=()
+
+# start_server NAME MTU CLIENT_NS SERVER_NS IP IFACE NET CMD...: starts a server and waits
+# (at most ~10 s, less if it exits) until it accepts connections; on success NAME joins LIVE,
+# otherwise its figures are n/a.
 start_server() {
-    local ns=$1 logf=$2; shift 2
-    ip netns exec "$ns" "$@" >"$logf" 2>&1 &
-    SERVER_PID=$!
-    PIDS+=("$SERVER_PID")
+    local name=$1 mtu=$2 cns=$3 sns=$4 ip=$5 iface=$6 net=$7 pid _
+    shift 7
+    local logf="$WORK/$name-$mtu.log"
+    ip netns exec "$sns" "$@" >"$logf" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    S_CNS[$name]=$cns S_PID[$name]=$pid S_IP[$name]=$ip S_IFACE[$name]=$iface S_NET[$name]=$net
+    for _ in $(seq 1 40); do
+        kill -0 "$pid" 2>/dev/null || break
+        if [ -n "$(client "$cns" wait "$ip:9" --max-secs 0.25)" ]; then
+            LIVE+=("$name")
+            return 0
+        fi
+    done
+    log "$name (MTU $mtu) did not come up: its figures are n/a. Its log says:"
+    grep -m 2 -i 'panicked\|error' "$logf" >&2 || tail -n 5 "$logf" >&2 || true
+    stop_server "$name" "$mtu"
 }
 
-# stop_server SERVER MTU: records peak RSS, then stops SERVER_PID (TERM, then KILL).
+# stop_server NAME MTU: records its peak RSS, then stops it (TERM, then KILL).
 stop_server() {
-    local kib
-    kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || true)
-    if [ -n "$kib" ]; then
+    local pid=${S_PID[$1]} kib p keep=()
+    kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    if [ -n "$kib" ] && is_live "$1"; then
         record "$1" "$2" rss 0 "{\"kib\":$kib}"
     else
         record "$1" "$2" rss 0 ""
     fi
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 30); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$SERVER_PID" ] || keep+=("$p"); done
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
 }
 
-# measure SERVER MTU NS IP: the transfer and connection-rate figures, RUNS times.
-measure() {
-    local server=$1 mtu=$2 ns=$3 ip=$4 run line
-    local common=(--server-pid "$SERVER_PID" --max-secs "$CAP")
-    for run in $(seq 1 "$RUNS"); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "$server (MTU $mtu) died; remaining runs are n/a"
-            return
+is_live() {
+    local n
+    for n in "${LIVE[@]}"; do [ "$n" = "$1" ] && return 0; done
+    return 1
+}
+
+# fresh_source NS IFACE NET I: adds NET.(100+I)/24 on IFACE in NS and prints it. Each
+# connections/s measurement connects from its own address, hence its own port space (closed
+# client ports sit in TIME-WAIT for 60 s, and a full run makes tens of thousands).
+fresh_source() {
+    local addr="$3.$((100 + $4))"
+    ip -n "$1" addr add "$addr/24" dev "$2" 2>/dev/null || true
+    echo "$addr"
+}
+
+# measure_run NAME MTU RUN: one run of the transfer and connection-rate figures.
+measure_run() {
+    local name=$1 mtu=$2 run=$3 line src
+    local ns=${S_CNS[$name]} ip=${S_IP[$name]} iface=${S_IFACE[$name]} net=${S_NET[$name]}
+    local common=(--server-pid "${S_PID[$name]}" --max-secs "$CAP")
+    local fig
+    if ! kill -0 "${S_PID[$name]}" 2>/dev/null; then
+        log "$name (MTU $mtu) has died: run $run is n/a"
+        for fig in up1 down1 upN downN cps_seq cps_par; do record "$name" "$mtu" "$fig" "$run" ""; done
+        return
+    fi
+    line=$(client "$ns" upload "$ip:9" "$BYTES" "${common[@]}")
+    record "$name" "$mtu" up1 "$run" "$line"
+    line=$(client "$ns" download "$ip:19" "$BYTES" "${common[@]}")
+    record "$name" "$mtu" down1 "$run" "$line"
+    line=$(client "$ns" upload "$ip:9" "$BYTES" -c "$CONNS" "${common[@]}")
+    record "$name" "$mtu" upN "$run" "$line"
+    line=$(client "$ns" download "$ip:19" "$BYTES" -c "$CONNS" "${common[@]}")
+    record "$name" "$mtu" downN "$run" "$line"
+    src=$(fresh_source "$ns" "$iface" "$net" $((2 * run - 2)))
+    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c 1 --bind "$src" --max-secs "$CAP")
+    record "$name" "$mtu" cps_seq "$run" "$line"
+    src=$(fresh_source "$ns" "$iface" "$net" $((2 * run - 1)))
+    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c "$CONNS" --bind "$src" --max-secs "$CAP")
+    record "$name" "$mtu" cps_par "$run" "$line"
+    log "  $name: $(tail -n 6 "$RAW" | grep -o '"gbps":[0-9.]*\|"conns_per_s":[0-9.]*' |
+        sed 's/.*://; s/\(\.[0-9][0-9]\)[0-9]*/\1/' | tr '\n' ' ')(Gbit/s up down upN downN, conn/s seq par)"
+}
+
+# tunrate_run NS MTU RUN: one run of the raw TUN read and write ceilings.
+tunrate_run() {
+    local ns=$1 mtu=$2 run=$3 line
+    line=$(timeout 30 ip netns exec "$ns" "$BIN/tun-rate" read --name trr0 --mtu "$mtu" \
+        --secs "$TUN_SECS" 2>>"$WORK/tun-rate.log" || true)
+    record tun "$mtu" tun_read "$run" "$line"
+    line=$(timeout 30 ip netns exec "$ns" "$BIN/tun-rate" write --name trw0 --mtu "$mtu" \
+        --secs "$TUN_SECS" 2>>"$WORK/tun-rate.log" || true)
+    record tun "$mtu" tun_write "$run" "$line"
+    log "  tun: $(tail -n 2 "$RAW" | grep -o '"gbps":[0-9.]*' | sed 's/.*://; s/\(\.[0-9][0-9]\)[0-9]*/\1/' |
+        tr '\n' ' ')(Gbit/s read write)"
+}
+
+# bench_mtu MTU: starts every selected server at this MTU, each in its own namespace(s), then
+# runs the measurements round-robin (run 1 of each, run 2 of each, ...) so that a busy moment
+# of the machine hits all of them alike, then stops them.
+bench_mtu() {
+    local mtu=$1 name run n
+    LIVE=()
+    if has synack; then
+        # synack creates, addresses and brings up its own TUN (synack0).
+        ns_new "$PFX-synack-$mtu"
+        # shellcheck disable=SC2086
+        start_server synack "$mtu" "$PFX-synack-$mtu" "$PFX-synack-$mtu" 198.18.0.2 synack0 198.18.0 \
+            "$BIN/synack" --mtu "$mtu" ${SYNACK_ARGS:-}
+    fi
+    if has smoltcp; then
+        ns_new "$PFX-smoltcp-$mtu"
+        start_server smoltcp "$mtu" "$PFX-smoltcp-$mtu" "$PFX-smoltcp-$mtu" 198.18.0.2 smol0 198.18.0 \
+            "$BIN/smoltcp-server" --name smol0 --mtu "$mtu"
+    fi
+    if has kernel; then
+        local a="$PFX-kc-$mtu" s="$PFX-ks-$mtu"
+        ns_new "$a"
+        ns_new "$s"
+        if ip -n "$a" link add veth0 mtu "$mtu" type veth peer name veth1 mtu "$mtu" netns "$s" &&
+            ip -n "$a" addr add 198.18.1.1/24 dev veth0 &&
+            ip -n "$s" addr add 198.18.1.2/24 dev veth1 &&
+            ip -n "$a" link set veth0 up &&
+            ip -n "$s" link set veth1 up; then
+            start_server kernel "$mtu" "$a" "$s" 198.18.1.2 veth0 198.18.1 \
+                "$BIN/kernel-server" --addr 198.18.1.2
+        else
+            log "could not set up the veth pair at MTU $mtu: kernel figures are n/a"
         fi
-        line=$(client "$ns" upload "$ip:9" "$BYTES" "${common[@]}")
-        record "$server" "$mtu" up1 "$run" "$line"
-        line=$(client "$ns" download "$ip:19" "$BYTES" "${common[@]}")
-        record "$server" "$mtu" down1 "$run" "$line"
-        line=$(client "$ns" upload "$ip:9" "$BYTES" -c "$CONNS" "${common[@]}")
-        record "$server" "$mtu" upN "$run" "$line"
-        line=$(client "$ns" download "$ip:19" "$BYTES" -c "$CONNS" "${common[@]}")
-        record "$server" "$mtu" downN "$run" "$line"
-        line=$(client "$ns" connrate "$ip:9" "$COUNT" -c 1 --max-secs "$CAP")
-        record "$server" "$mtu" cps_seq "$run" "$line"
-        line=$(client "$ns" connrate "$ip:9" "$COUNT" -c "$CONNS" --max-secs "$CAP")
-        record "$server" "$mtu" cps_par "$run" "$line"
-        log "$server MTU $mtu run $run/$RUNS: $(tail -n 6 "$RAW" | grep -o '"gbps":[0-9.]*\|"conns_per_s":[0-9.]*' | tr '\n' ' ')"
-    done
-}
-
-# bench_tun SERVER MTU CMD...: a TUN server (answers as 198.18.0.2) in its own namespace.
-bench_tun() {
-    local server=$1 mtu=$2; shift 2
-    local ns="$PFX-$server-$mtu"
-    ns_new "$ns"
-    log "$server, MTU $mtu"
-    start_server "$ns" "$WORK/$server-$mtu.log" "$@"
-    if [ -n "$(client "$ns" wait 198.18.0.2:9 --max-secs 10)" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        measure "$server" "$mtu" "$ns" 198.18.0.2
-    else
-        log "$server (MTU $mtu) did not come up: its figures are n/a. Last log lines:"
-        tail -n 5 "$WORK/$server-$mtu.log" >&2 || true
     fi
-    stop_server "$server" "$mtu"
-    ns_del "$ns"
-}
-
-# bench_kernel MTU: kernel-server in one namespace, client in another, joined by veth.
-bench_kernel() {
-    local mtu=$1
-    local a="$PFX-kc-$mtu" s="$PFX-ks-$mtu"
-    ns_new "$a"
-    ns_new "$s"
-    log "kernel (veth), MTU $mtu"
-    ip -n "$a" link add veth0 mtu "$mtu" type veth peer name veth1 mtu "$mtu" netns "$s"
-    ip -n "$a" addr add 198.18.1.1/24 dev veth0
-    ip -n "$s" addr add 198.18.1.2/24 dev veth1
-    ip -n "$a" link set veth0 up
-    ip -n "$s" link set veth1 up
-    start_server "$s" "$WORK/kernel-$mtu.log" "$BIN/kernel-server" --addr 198.18.1.2
-    if [ -n "$(client "$a" wait 198.18.1.2:9 --max-secs 10)" ]; then
-        measure kernel "$mtu" "$a" 198.18.1.2
-    else
-        log "kernel-server (MTU $mtu) did not come up"
-    fi
-    stop_server kernel "$mtu"
-    ns_del "$a"
-    ns_del "$s"
-}
-
-# bench_tunrate MTU: the raw TUN read and write ceilings.
-bench_tunrate() {
-    local mtu=$1 ns="$PFX-tr-$mtu" run line
-    ns_new "$ns"
-    log "raw TUN ceiling, MTU $mtu"
+    if has tun; then ns_new "$PFX-tr-$mtu"; fi
     for run in $(seq 1 "$RUNS"); do
-        line=$(timeout 30 ip netns exec "$ns" "$BIN/tun-rate" read --name trr0 --mtu "$mtu" --secs "$TUN_SECS" 2>>"$WORK/tun-rate.log" || true)
-        record tun "$mtu" tun_read "$run" "$line"
-        line=$(timeout 30 ip netns exec "$ns" "$BIN/tun-rate" write --name trw0 --mtu "$mtu" --secs "$TUN_SECS" 2>>"$WORK/tun-rate.log" || true)
-        record tun "$mtu" tun_write "$run" "$line"
+        log "MTU $mtu, run $run/$RUNS"
+        for name in "${LIVE[@]}"; do measure_run "$name" "$mtu" "$run"; done
+        if has tun; then tunrate_run "$PFX-tr-$mtu" "$mtu" "$run"; fi
     done
-    ns_del "$ns"
+    for name in "${LIVE[@]}"; do stop_server "$name" "$mtu"; done
+    for n in "${NAMESPACES[@]}"; do ns_del "$n"; done
 }
 
 START=$(date +%s)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "runs=$RUNS bytes=$BYTES cap=${CAP}s count=$COUNT mtus=$MTUS servers=$SERVERS (load $LOAD)"
+if awk -v l="${LOAD%% *}" 'BEGIN { exit !(l > 0.7) }'; then
+    log "warning: the machine is busy (1-minute load ${LOAD%% *}): figures will be noisy"
+fi
 IFS=, read -r -a MTU_LIST <<<"$MTUS"
 for mtu in "${MTU_LIST[@]}"; do
     case "$mtu" in ''|*[!0-9]*) echo "bench.sh: bad MTU $mtu" >&2; exit 2 ;; esac
-    # synack creates, addresses and brings up its own TUN (synack0).
-    if has synack; then
-        # shellcheck disable=SC2086
-        bench_tun synack "$mtu" "$BIN/synack" --mtu "$mtu" ${SYNACK_ARGS:-}
-    fi
-    if has smoltcp; then
-        bench_tun smoltcp "$mtu" "$BIN/smoltcp-server" --name smol0 --mtu "$mtu"
-    fi
-    if has kernel; then bench_kernel "$mtu"; fi
-    if has tun; then bench_tunrate "$mtu"; fi
+    bench_mtu "$mtu"
 done
 log "measurements done in $(( $(date +%s) - START )) s"
 

@@ -14,7 +14,8 @@
 //! Every wait is bounded: connect, read and write time-outs and `--max-secs` for a whole run.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,6 +81,10 @@ enum Mode {
         /// Number of threads connecting concurrently.
         #[arg(short = 'c', long, default_value_t = 1)]
         concurrency: usize,
+        /// Local IPv4 address to connect from. A fresh address per measurement gives a fresh
+        /// port space: each closed client port sits in TIME-WAIT for 60 s.
+        #[arg(long)]
+        bind: Option<Ipv4Addr>,
     },
     /// Wait until ADDR accepts a connection (at most --max-secs).
     Wait { addr: SocketAddr },
@@ -103,7 +108,8 @@ fn main() -> ExitCode {
             addr,
             count,
             concurrency,
-        } => connrate(addr, count, concurrency, deadline),
+            bind,
+        } => connrate(addr, bind, count, concurrency, deadline),
         Mode::Wait { addr } => wait(addr, deadline),
     };
     match result {
@@ -288,8 +294,74 @@ fn download_one(
     Ok(true)
 }
 
+/// Connects to `dst`, from local address `src` if given (the port is still chosen at connect
+/// time, per 4-tuple, thanks to IP_BIND_ADDRESS_NO_PORT).
+fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddr) -> io::Result<TcpStream> {
+    let (Some(src), SocketAddr::V4(dst)) = (src, dst) else {
+        return TcpStream::connect_timeout(&dst, CONNECT_TIMEOUT);
+    };
+    let sockaddr = |a: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    let timeout = libc::timeval {
+        tv_sec: CONNECT_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    let local = sockaddr(SocketAddrV4::new(src, 0));
+    let remote = sockaddr(dst);
+    // SAFETY: each call gets a valid pointer to a value of the size it is told; a blocking
+    // connect is bounded by SO_SNDTIMEO.
+    let rc = unsafe {
+        let raw = fd.as_raw_fd();
+        if libc::setsockopt(
+            raw,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) < 0
+            || libc::setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            ) < 0
+            || libc::bind(raw, (&local as *const libc::sockaddr_in).cast(), len) < 0
+        {
+            -1
+        } else {
+            libc::connect(raw, (&remote as *const libc::sockaddr_in).cast(), len)
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpStream::from(fd))
+}
+
 /// Connect-and-close `count` times from `concurrency` threads.
-fn connrate(addr: SocketAddr, count: u64, concurrency: usize, max: Duration) -> io::Result<Line> {
+fn connrate(
+    addr: SocketAddr,
+    bind: Option<Ipv4Addr>,
+    count: u64,
+    concurrency: usize,
+    max: Duration,
+) -> io::Result<Line> {
     let concurrency = concurrency.max(1);
     let next = Arc::new(AtomicU64::new(0));
     let ok = Arc::new(AtomicU64::new(0));
@@ -301,7 +373,7 @@ fn connrate(addr: SocketAddr, count: u64, concurrency: usize, max: Duration) -> 
             let (next, ok, failed) = (Arc::clone(&next), Arc::clone(&ok), Arc::clone(&failed));
             thread::spawn(move || {
                 while next.fetch_add(1, Ordering::Relaxed) < count && Instant::now() < deadline {
-                    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                    match connect_from(bind, addr) {
                         // Dropping the stream closes it (FIN) at once.
                         Ok(s) => {
                             drop(s);

@@ -1,6 +1,8 @@
 //! The reference server on plain kernel sockets, with synack's port semantics: 7 echo,
 //! 9 discard (sink; closes when the client closes), 19 source (repeating printable pattern).
-//! Thread per connection. Run on one end of a veth pair so both ends are the kernel's TCP.
+//! A fixed pool of worker threads per port, each accepting and serving one connection at a
+//! time (a thread per connection cannot keep up with connect-and-close bursts). Run on one end
+//! of a veth pair so both ends are the kernel's TCP.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -20,6 +22,10 @@ struct Args {
     /// Size of each read/write call, in bytes.
     #[arg(long, default_value_t = 128 * 1024)]
     chunk: usize,
+    /// Worker threads per port (the most connections per port served at once; more wait in
+    /// the accept queue).
+    #[arg(long, default_value_t = 8)]
+    workers: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,44 +56,48 @@ fn main() -> ExitCode {
     }
     eprintln!("kernel-server: listening on {} ports 7 9 19", args.addr);
     let chunk = args.chunk.max(1);
-    let acceptors: Vec<_> = listeners
-        .into_iter()
-        .map(|(l, role)| thread::spawn(move || accept_loop(&l, role, chunk)))
-        .collect();
-    for a in acceptors {
-        let _ = a.join();
+    let mut workers = Vec::new();
+    for (listener, role) in listeners {
+        for _ in 0..args.workers.max(1) {
+            let l = match listener.try_clone() {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("kernel-server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            workers.push(thread::spawn(move || worker(&l, role, chunk)));
+        }
+    }
+    for w in workers {
+        let _ = w.join();
     }
     ExitCode::SUCCESS
 }
 
-fn accept_loop(listener: &TcpListener, role: Role, chunk: usize) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        thread::spawn(move || {
-            // Errors just end the connection (e.g. a client resetting a source).
-            let _ = serve(stream, role, chunk);
-        });
+fn worker(listener: &TcpListener, role: Role, chunk: usize) {
+    // Buffers live as long as the worker, not the connection.
+    let mut buf = vec![0u8; chunk];
+    let pattern = synack_bench::pattern_buffer(chunk);
+    // A failed accept is skipped; errors while serving just end that connection (e.g. a client
+    // resetting a source).
+    for stream in listener.incoming().flatten() {
+        let _ = serve(stream, role, &mut buf, &pattern);
     }
 }
 
-fn serve(mut s: TcpStream, role: Role, chunk: usize) -> io::Result<()> {
+fn serve(mut s: TcpStream, role: Role, buf: &mut [u8], pattern: &[u8]) -> io::Result<()> {
     match role {
-        Role::Sink => {
-            let mut buf = vec![0u8; chunk];
-            while s.read(&mut buf)? > 0 {}
-        }
-        Role::Echo => {
-            let mut buf = vec![0u8; chunk];
-            loop {
-                let n = s.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                s.write_all(&buf[..n])?;
+        Role::Sink => while s.read(buf)? > 0 {},
+        Role::Echo => loop {
+            let n = s.read(buf)?;
+            if n == 0 {
+                break;
             }
-        }
+            s.write_all(&buf[..n])?;
+        },
         Role::Source => {
-            let pattern = synack_bench::pattern_buffer(chunk);
+            let chunk = buf.len();
             let mut sent = 0u64;
             loop {
                 let off = (sent % 95) as usize;
