@@ -7,6 +7,7 @@ mod error;
 
 pub use error::SetupError;
 
+use crate::device::impair::ImpairSpec;
 use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
 use crate::tcp::CcKind;
@@ -69,6 +70,11 @@ pub struct Args {
     /// Congestion control: cubic (RFC 9438) or newreno (RFC 5681, RFC 6582)
     #[arg(long = "cc", value_name = "ALGORITHM", default_value = "cubic")]
     pub cc: CcKind,
+
+    /// Impair the link inside the daemon, both directions, e.g.
+    /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42
+    #[arg(long = "impair", value_name = "SPEC")]
+    pub impair: Option<ImpairSpec>,
 
     /// More logging (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short = 'v', action = clap::ArgAction::Count, conflicts_with = "quiet")]

@@ -5,8 +5,10 @@
 //! for up to [`SHUTDOWN_GRACE`], resets whatever is left and logs the counters.
 
 mod event_loop;
+mod impaired;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
+pub use impaired::Impaired;
 
 use crate::cli::{Args, SetupError};
 use crate::device::{Tun, ip_commands};
@@ -52,7 +54,16 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     let clock = Clock::start();
     let mut endpoint = Endpoint::new(args.endpoint_config(), secret, clock.now());
     info!("{}", startup_line(args, tun.name()));
-    event_loop.run(&mut endpoint, &clock)?;
+    match &args.impair {
+        Some(spec) => {
+            info!("impairing the link in both directions: --impair {spec}");
+            let mut core = Impaired::new(endpoint, spec.clone());
+            event_loop.run(&mut core, &clock)?;
+        }
+        None => {
+            event_loop.run(&mut endpoint, &clock)?;
+        }
+    }
     Ok(())
 }
 

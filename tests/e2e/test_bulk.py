@@ -13,6 +13,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from harness import SYNACK4, Capture
 from scapy.all import TCP
 
@@ -155,3 +157,40 @@ def test_a_client_that_stops_reading_loses_nothing(synack, tmp_path):
         s.close()
     assert received == total
     assert recv_hash.hexdigest() == sent_hash.hexdigest()
+
+
+IMPAIR = "loss=2%,reorder=2%,dup=1%,seed=7"
+MIB64 = 64 << 20
+
+
+@pytest.mark.synack_args("--impair", IMPAIR)
+def test_64_mib_through_echo_over_an_impaired_link(synack):
+    start = time.time()
+    sent, got, n = transfer_echo(MIB64, deadline=start + 240)
+    assert n == MIB64, f"received {n} of {MIB64} bytes in {time.time() - start:.0f} s"
+    assert got == sent
+    assert "impairing the link" in synack.log()
+
+
+@pytest.mark.synack_args("--impair", IMPAIR)
+def test_curl_download_64_mib_over_an_impaired_link(synack):
+    cmd = f"curl -sS --max-time 240 http://{SYNACK4}/bytes/{MIB64} | sha256sum"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                         timeout=260)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == hashlib.sha256(pattern_prefix(MIB64)).hexdigest()
+
+
+@pytest.mark.synack_args("--impair", IMPAIR)
+def test_curl_upload_64_mib_over_an_impaired_link(synack, tmp_path):
+    path = tmp_path / "upload.bin"
+    data = b"".join(block_stream(MIB64, os.urandom(1 << 20)))
+    path.write_bytes(data)
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "240", "-T", str(path), f"http://{SYNACK4}/upload"],
+        capture_output=True,
+        text=True,
+        timeout=260,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"received {MIB64} bytes\nsha256 {hashlib.sha256(data).hexdigest()}\n"

@@ -1,0 +1,191 @@
+//! `--impair`: the endpoint behind a faulty link.
+//!
+//! [`Impaired`] wraps the sans-IO core in the [`Impairer`] of `src/device/impair.rs`: every
+//! packet read from the TUN and every packet the endpoint sends passes through it, so loss,
+//! duplication, reordering, delay, jitter, corruption and a rate limit apply in both
+//! directions, seeded and reproducible. The loop's deadline is the earlier of the endpoint's
+//! and the link's next release, so a delayed packet leaves exactly when it is due.
+
+use super::Core;
+use crate::device::impair::{Direction, ImpairSpec, Impairer};
+use crate::endpoint::Transmit;
+use crate::time::Instant;
+
+/// A core whose link is impaired.
+pub struct Impaired<C> {
+    inner: C,
+    link: Impairer,
+    /// An inbound packet released by the link, copied out before the core sees it (the core's
+    /// replies go back into the link). Grows once to the largest packet; no allocation after.
+    scratch: Vec<u8>,
+}
+
+/// The endpoint's output goes into the link instead of straight to the TUN.
+struct IntoLink<'a> {
+    link: &'a mut Impairer,
+    now: Instant,
+}
+
+impl Transmit for IntoLink<'_> {
+    fn transmit(&mut self, packet: &[u8]) {
+        self.link.push(self.now, Direction::Outbound, packet);
+    }
+}
+
+impl<C: Core> Impaired<C> {
+    pub fn new(inner: C, spec: ImpairSpec) -> Self {
+        Impaired {
+            inner,
+            link: Impairer::new(spec),
+            scratch: Vec::with_capacity(65536),
+        }
+    }
+
+    /// Deliver every packet the link releases by `now`: inbound ones to the core (whose
+    /// replies enter the link), outbound ones to the TUN.
+    fn release(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        loop {
+            match self.link.poll(now) {
+                None => return,
+                Some((Direction::Outbound, packet)) => tx.transmit(packet),
+                Some((Direction::Inbound, packet)) => {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(packet);
+                    let mut into_link = IntoLink {
+                        link: &mut self.link,
+                        now,
+                    };
+                    self.inner.receive(now, &self.scratch, &mut into_link);
+                }
+            }
+        }
+    }
+}
+
+impl<C: Core> Core for Impaired<C> {
+    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
+        self.link.push(now, Direction::Inbound, packet);
+        self.release(now, tx);
+    }
+
+    fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        self.release(now, tx);
+        let mut into_link = IntoLink {
+            link: &mut self.link,
+            now,
+        };
+        self.inner.poll(now, &mut into_link);
+        self.release(now, tx);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match (self.inner.poll_timeout(), self.link.next_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        self.inner.shutdown(now);
+    }
+
+    fn is_drained(&self) -> bool {
+        self.inner.is_drained()
+    }
+
+    fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        let mut into_link = IntoLink {
+            link: &mut self.link,
+            now,
+        };
+        self.inner.abort_all(now, &mut into_link);
+        // The resets go out now, whatever the link would have done to them: the process is
+        // about to exit.
+        while let Some((_, packet)) = self.link.poll(Instant::from_micros(u64::MAX)) {
+            tx.transmit(packet);
+        }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let mut all = self.inner.counters();
+        for (name, value) in self.link.counters() {
+            all.push((impair_name(name), value));
+        }
+        all
+    }
+}
+
+/// The link's counters, named for the shutdown log.
+fn impair_name(name: &str) -> &'static str {
+    match name {
+        "packets" => "impair_packets",
+        "released" => "impair_released",
+        "lost" => "impair_lost",
+        "duplicated" => "impair_duplicated",
+        "reordered" => "impair_reordered",
+        "corrupted" => "impair_corrupted",
+        "overflow" => "impair_overflow",
+        _ => "impair_other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{Endpoint, EndpointConfig};
+    use crate::tcp::SeqNum;
+    use crate::wire::{self, Flags, SEGMENT_TEMPLATE, TcpSegment};
+
+    fn syn() -> Vec<u8> {
+        let seg = TcpSegment {
+            src_port: 40000,
+            dst_port: 7,
+            seq: SeqNum::new(1),
+            flags: Flags::SYN,
+            window: 1000,
+            ..SEGMENT_TEMPLATE
+        };
+        let mut buf = vec![0; 100];
+        let n = wire::emit_tcp(
+            &mut buf,
+            "198.18.0.1".parse().unwrap(),
+            "198.18.0.2".parse().unwrap(),
+            &seg,
+        )
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn impaired(spec: &str) -> Impaired<Endpoint> {
+        let ep = Endpoint::new(EndpointConfig::default(), [1; 16], Instant::ZERO);
+        Impaired::new(ep, spec.parse().unwrap())
+    }
+
+    #[test]
+    fn delay_applies_both_ways_and_the_deadline_follows_the_link() {
+        let mut core = impaired("delay=10ms,seed=1");
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        core.receive(Instant::ZERO, &syn(), &mut out);
+        core.poll(Instant::ZERO, &mut out);
+        assert!(out.is_empty());
+        // Inbound arrives at 10 ms, the SYN,ACK leaves the endpoint then, and the TUN at 20 ms.
+        assert_eq!(core.poll_timeout(), Some(Instant::from_millis(10)));
+        core.poll(Instant::from_millis(10), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(core.poll_timeout(), Some(Instant::from_millis(20)));
+        core.poll(Instant::from_millis(20), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(core.counters().contains(&("impair_released", 2)));
+    }
+
+    #[test]
+    fn total_loss_means_no_reply_and_is_counted() {
+        let mut core = impaired("loss=100%,seed=1");
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        core.receive(Instant::ZERO, &syn(), &mut out);
+        core.poll(Instant::from_millis(5000), &mut out);
+        assert!(out.is_empty());
+        assert!(core.counters().contains(&("impair_lost", 1)));
+    }
+}
