@@ -17,14 +17,27 @@ const LINE_LEN: usize = LINE_CHARS + 2;
 const PERIOD: usize = RING * LINE_LEN;
 
 /// The byte at `offset` (below [`PERIOD`]) of the pattern.
-fn pattern_byte(offset: usize) -> u8 {
+const fn pattern_byte(offset: usize) -> u8 {
     let (line, col) = (offset / LINE_LEN, offset % LINE_LEN);
-    match col {
-        c if c < LINE_CHARS => FIRST + ((line + c) % RING) as u8,
-        LINE_CHARS => b'\r',
-        _ => b'\n',
+    if col < LINE_CHARS {
+        FIRST + ((line + col) % RING) as u8
+    } else if col == LINE_CHARS {
+        b'\r'
+    } else {
+        b'\n'
     }
 }
+
+/// One period of the pattern, computed at compile time, so that sending is a copy.
+static PATTERN: [u8; PERIOD] = {
+    let mut p = [0u8; PERIOD];
+    let mut i = 0;
+    while i < PERIOD {
+        p[i] = pattern_byte(i);
+        i += 1;
+    }
+    p
+};
 
 /// Chargen's per-connection state: where in the pattern the stream is.
 #[derive(Debug, Default)]
@@ -56,16 +69,14 @@ impl Chargen {
             close_once(sock, &mut self.closed);
             return;
         }
-        let mut buf = [0u8; COPY_BUF];
         loop {
-            let n = sock.send_capacity().min(buf.len());
+            // Straight from the precomputed period, up to its end (the next pass wraps).
+            let rest = PATTERN.get(self.offset..).unwrap_or_default();
+            let n = sock.send_capacity().min(rest.len()).min(COPY_BUF * 4);
             if n == 0 {
                 return;
             }
-            let chunk = &mut buf[..n];
-            for (i, b) in chunk.iter_mut().enumerate() {
-                *b = pattern_byte((self.offset + i) % PERIOD);
-            }
+            let chunk = rest.get(..n).unwrap_or_default();
             let sent = sock.send(chunk);
             // Advance by what was accepted, so the stream stays continuous across polls.
             self.offset = (self.offset + sent) % PERIOD;
