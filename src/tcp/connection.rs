@@ -4,6 +4,7 @@
 //! data, state transitions, timers and the [`Socket`] implementation.
 
 use super::rtt::RttEstimator;
+use super::trace::{Direction, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -185,6 +186,10 @@ pub struct Connection {
     pub(super) reset: Option<ResetCause>,
     pub(super) created: Instant,
     pub(super) span: tracing::Span,
+    /// The segments in and out, for the sequence diagrams (`trace.rs`).
+    pub(super) trace: Trace,
+    /// Segments sent again (counted in `trace.rs`).
+    pub(super) retransmits: u64,
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -213,8 +218,10 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = true;
+        conn.trace.begin(State::Listen);
         conn.learn_syn(syn);
         conn.set_state(State::SynReceived);
+        conn.trace.record(Direction::In, now, syn, conn.state);
         conn
     }
 
@@ -285,6 +292,8 @@ impl Connection {
             reset: None,
             created: now,
             span,
+            trace: Trace::new(),
+            retransmits: 0,
         }
     }
 
@@ -641,5 +650,9 @@ impl Socket for Connection {
             sack_permitted: self.opts.sack,
             timestamps: self.opts.ts,
         }
+    }
+
+    fn ladder(&self) -> String {
+        Connection::ladder(self)
     }
 }

@@ -6,11 +6,13 @@
 
 mod connection;
 mod input;
+pub mod ladder;
 mod output;
 mod reset;
 mod rtt;
 mod seq;
 mod state;
+pub mod trace;
 
 pub use connection::{Connection, ResetCause};
 pub use reset::rst_reply;
@@ -124,6 +126,10 @@ pub trait Socket {
     fn abort(&mut self);
     /// The connection's negotiated parameters and current state.
     fn info(&self) -> ConnInfo;
+    /// The connection's sequence diagram so far (see [`ladder`]); empty where none is kept.
+    fn ladder(&self) -> String {
+        String::new()
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
 
 impl Connection {
     /// Emit every segment that is due at `now`.
-    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    pub(super) fn transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         if self.rst_due {
             // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
             self.rst_due = false;
