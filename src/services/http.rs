@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server (RFC 9110, RFC 9112) whose one page describes the visitor's own
 //! TCP connection.
 //!
-//! `GET /` answers 200 with a plain-text page built from [`Socket::info`]; `HEAD` sends the
+//! `GET /` answers 200 with a plain-text page built from [`Socket::info`], `GET /handshake` with
+//! the sequence diagram of the connection so far ([`Socket::ladder`]); `HEAD` sends the
 //! same headers without the body; other paths get 404. Requests are read from a bounded buffer
 //! and answered one at a time, in order, so pipelined requests work and a client that stops
 //! reading stops us reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
@@ -29,6 +30,8 @@ enum Method {
 enum Route {
     /// `/`: the page about this connection.
     Connection,
+    /// `/handshake`: the sequence diagram of this connection so far.
+    Handshake,
     NotFound,
 }
 
@@ -289,9 +292,14 @@ impl Http {
                 write_connection_page(&mut self.scratch, &sock.info());
                 Status::Ok
             }
+            Route::Handshake => {
+                self.scratch.extend_from_slice(sock.ladder().as_bytes());
+                Status::Ok
+            }
             Route::NotFound => {
                 self.scratch.extend_from_slice(
-                    b"Not found. The only page here is /, about your TCP connection.\n",
+                    b"Not found. The pages here are / (your TCP connection) and /handshake \
+                      (its sequence diagram).\n",
                 );
                 Status::NotFound
             }
@@ -476,6 +484,7 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         .unwrap_or_default();
     let route = match path {
         b"" | b"/" => Route::Connection,
+        b"/handshake" => Route::Handshake,
         _ => Route::NotFound,
     };
     Ok((method, route, http10))
@@ -600,3 +609,6 @@ fn explain_state(state: State) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod handshake_tests;
