@@ -173,6 +173,9 @@ pub struct Connection {
     pub(super) challenge_due: bool,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
+    /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
+    /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
+    pub(super) rcv_mss: u32,
     pub(super) rtt: RttEstimator,
     /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
     /// acknowledges it, and when it was sent. Cleared on retransmission.
@@ -284,6 +287,7 @@ impl Connection {
             ack_due: AckDue::None,
             challenge_due: false,
             unacked_segments: 0,
+            rcv_mss: 536.min(u32::from(local_mss)),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             retries: 0,

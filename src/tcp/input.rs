@@ -415,7 +415,9 @@ impl Connection {
     /// RFC 9293 §3.8.6.3 (MUST-58, SHLD-19): delay the ACK, but ACK at least every second
     /// full-sized segment, and never later than `delayed_ack` (MUST-40: under 0.5 s).
     fn schedule_ack(&mut self, now: Instant, len: usize) {
-        if len >= usize::from(self.local_mss) {
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.rcv_mss = self.rcv_mss.max(len.min(u32::from(self.local_mss)));
+        if len >= self.rcv_mss {
             self.unacked_segments += 1;
         }
         if self.unacked_segments >= 2 {

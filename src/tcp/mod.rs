@@ -4,19 +4,25 @@
 //! to send ([`Connection::poll_transmit`]) and when to wake next ([`Connection::poll_timeout`]),
 //! and is read and written by its application through the [`Socket`] trait.
 
+pub mod assembler;
+pub mod cc;
 mod connection;
 mod input;
 pub mod ladder;
 mod output;
 mod reset;
 mod rtt;
+pub mod sack;
 mod seq;
 mod state;
 pub mod trace;
 
+pub use assembler::{InsertOutcome, Reassembly};
+pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
+pub use sack::{SackReceiver, Scoreboard};
 pub use seq::SeqNum;
 pub use state::State;
 

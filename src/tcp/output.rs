@@ -287,19 +287,25 @@ impl Connection {
         u16::try_from(field).unwrap_or(u16::MAX)
     }
 
-    /// RFC 9293 §3.8.6.2.2: after the application reads, tell the peer about the window
-    /// when it opens by at least two segments, or from below one segment (including zero).
+    /// RFC 9293 §3.8.6.2.2: after the application reads, tell the peer about the opened
+    /// window. Like Linux (tcp_cleanup_rbuf), only when the window it knows has fallen to
+    /// half of the most we offer and the new one is at least twice as large (and, past
+    /// receiver SWS avoidance, at least a segment), so reading never costs an ACK per read.
     fn window_update_due(&self) -> bool {
         if self.fin_received {
             return false;
         }
-        let candidate = self.window_candidate();
-        let current = self.rcv.right_edge.max(self.rcv.nxt);
-        if !candidate.gt(current) {
+        let current = self.rcv.wnd();
+        if current.saturating_mul(2) > self.window_cap() {
             return false;
         }
-        let mss = u32::from(self.local_mss);
-        self.rcv.wnd() < mss || candidate.distance_from(current) >= 2 * mss
+        let candidate = self.window_candidate();
+        let new = if candidate.gt(self.rcv.nxt) {
+            candidate.distance_from(self.rcv.nxt)
+        } else {
+            0
+        };
+        new >= current.saturating_mul(2) && new >= u32::from(self.local_mss).min(self.window_cap())
     }
 }
 
