@@ -175,15 +175,7 @@ impl Endpoint {
         };
         let conn = Connection::connect(now, quad, iss, mss, &self.tcp);
         self.counters.active_opens += 1;
-        let entry = Entry {
-            conn,
-            app: App::Client(Client::new(data)),
-            scheduled: None,
-            dirty: false,
-            app_stopped: false,
-            counted_established: false,
-        };
-        let id = self.insert(quad, entry);
+        let id = self.insert(quad, Entry::new(conn, App::Client(Client::new(data))));
         self.mark_dirty(id);
         let client = ClientId(self.clients.next_id);
         self.clients.next_id += 1;

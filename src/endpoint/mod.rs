@@ -69,6 +69,19 @@ struct Entry {
     counted_established: bool,
 }
 
+impl Entry {
+    fn new(conn: Connection, app: App) -> Entry {
+        Entry {
+            conn,
+            app,
+            scheduled: None,
+            dirty: false,
+            app_stopped: false,
+            counted_established: false,
+        }
+    }
+}
+
 /// A slot of the connection slab; `generation` tells stale timer entries apart.
 struct Slot {
     generation: u32,
@@ -293,15 +306,7 @@ impl Endpoint {
         };
         let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
         self.counters.passive_opens += 1;
-        let entry = Entry {
-            conn,
-            app: App::new(service),
-            scheduled: None,
-            dirty: false,
-            app_stopped: false,
-            counted_established: false,
-        };
-        let id = self.insert(quad, entry);
+        let id = self.insert(quad, Entry::new(conn, App::new(service)));
         self.mark_dirty(id);
     }
 
