@@ -1,3 +1,19 @@
-fn main() {
-    todo!("main")
+//! The `synack` binary: parse the flags, start logging, run until SIGINT/SIGTERM.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when setup fails, 2 for a bad flag (from clap).
+
+use std::process::ExitCode;
+use synack::cli::{self, Args};
+
+fn main() -> ExitCode {
+    let args = Args::from_env();
+    cli::init_logging(args.log_level());
+    match synack::driver::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // User-facing: one sentence with the fix, not a diagnostic log line.
+            eprintln!("synack: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

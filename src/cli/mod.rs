@@ -1,1 +1,301 @@
-//! Command-line flags and logging setup.
+//! Command-line flags, their validation, logging setup and the setup errors shown to the user.
+//!
+//! Flag names, short flags and defaults are part of the user interface (issue #2, "Command
+//! line"): keep them as they are.
+
+mod error;
+
+pub use error::SetupError;
+
+use crate::endpoint::EndpointConfig;
+use crate::services::ServiceKind;
+use crate::time::{Duration, parse_duration};
+use clap::{CommandFactory, Parser};
+use std::ffi::OsString;
+use std::fmt;
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// The smallest MTU every IPv6 link must carry (RFC 8200 §5).
+pub const IPV6_MIN_MTU: u16 = 1280;
+/// The smallest datagram every IPv4 host must accept (RFC 791).
+pub const IPV4_MIN_MTU: u16 = 576;
+/// Longest interface name the kernel accepts (IFNAMSIZ − 1).
+const IFNAME_MAX: usize = 15;
+
+/// synack: a complete TCP endpoint in userspace, served over a TUN interface.
+///
+/// Runs in the foreground until SIGINT/SIGTERM. Try it with nc, curl and ping.
+#[derive(Parser, Debug, Clone, PartialEq, Eq)]
+#[command(name = "synack", version)]
+pub struct Args {
+    /// TUN interface to create
+    #[arg(short = 'i', long = "iface", value_name = "NAME", default_value = "synack0",
+          value_parser = parse_iface_name)]
+    pub iface: String,
+
+    /// Address the endpoint answers as (repeatable)
+    #[arg(long = "addr", value_name = "IP", default_values = ["198.18.0.2", "2001:2::2"],
+          value_parser = parse_endpoint_addr)]
+    pub addrs: Vec<IpAddr>,
+
+    /// Address given to the kernel's side of the interface (repeatable)
+    #[arg(long = "host-addr", value_name = "IP/PREFIX",
+          default_values = ["198.18.0.1/24", "2001:2::1/64"])]
+    pub host_addrs: Vec<HostAddr>,
+
+    /// Create the interface but leave addresses, MTU and link state to the user (print the `ip`
+    /// commands to run)
+    #[arg(long = "no-configure")]
+    pub no_configure: bool,
+
+    /// Interface MTU; MSS = MTU-40 (IPv4) / MTU-60 (IPv6)
+    #[arg(long = "mtu", value_name = "BYTES", default_value_t = 1500,
+          value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
+    pub mtu: u16,
+
+    /// A listening port and its built-in service: echo, discard, chargen or http (repeatable)
+    #[arg(short = 'l', long = "listen", value_name = "PORT=SERVICE",
+          default_values = ["7=echo", "9=discard", "19=chargen", "80=http"])]
+    pub listen: Vec<Listen>,
+
+    /// How long TIME-WAIT lasts (2·MSL), e.g. 500ms, 2s, 1m
+    #[arg(long = "time-wait", value_name = "DURATION", default_value = "60s",
+          value_parser = parse_duration)]
+    pub time_wait: Duration,
+
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short = 'v', action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less logging (warnings and errors only); RUST_LOG overrides
+    #[arg(short = 'q')]
+    pub quiet: bool,
+}
+
+/// One `--listen PORT=SERVICE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub port: u16,
+    pub service: ServiceKind,
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((port, service)) = s.split_once('=') else {
+            return Err(format!(
+                "'{s}' is not PORT=SERVICE (for example 7=echo or 8080=http)"
+            ));
+        };
+        let port = match port.trim().parse::<u16>() {
+            Ok(0) | Err(_) => {
+                return Err(format!("'{port}' is not a port number between 1 and 65535"));
+            }
+            Ok(p) => p,
+        };
+        let service = service.trim().parse::<ServiceKind>()?;
+        Ok(Listen { port, service })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.port, self.service)
+    }
+}
+
+/// One `--host-addr IP/PREFIX`: an address for the kernel's side of the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl HostAddr {
+    /// Whether `ip` lies inside this address's prefix (so the kernel routes it to the TUN).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for HostAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((addr, prefix)) = s.split_once('/') else {
+            return Err(format!(
+                "'{s}' needs a prefix length, like 198.18.0.1/24 or 2001:2::1/64"
+            ));
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{addr}' is not an IPv4 or IPv6 address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("'{prefix}' is not a prefix length between 0 and {max}"))?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            return Err(format!("{addr} cannot be an interface address"));
+        }
+        Ok(HostAddr { addr, prefix_len })
+    }
+}
+
+impl fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+fn parse_iface_name(s: &str) -> Result<String, String> {
+    // The kernel's dev_valid_name(): 1..IFNAMSIZ bytes, not "." or "..", no '/', ':' or space.
+    if s.is_empty() || s.len() > IFNAME_MAX {
+        return Err(format!(
+            "an interface name has 1 to {IFNAME_MAX} characters ('{s}' has {})",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." || s.contains(|c: char| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!(
+            "'{s}' is not a valid interface name (no '/', ':' or spaces)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_endpoint_addr(s: &str) -> Result<IpAddr, String> {
+    let addr: IpAddr = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!(
+            "{addr} cannot be the endpoint's address (use a unicast address)"
+        ));
+    }
+    Ok(addr)
+}
+
+impl Args {
+    /// Parse the process's arguments; on a bad flag print clap's message and exit with 2.
+    pub fn from_env() -> Args {
+        match Args::try_from_iter(std::env::args_os()) {
+            Ok(args) => args,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// Parse and validate `argv` (whose first item is the program name).
+    pub fn try_from_iter<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args = Args::try_parse_from(argv)?;
+        args.validate()
+            .map_err(|msg| Args::command().error(clap::error::ErrorKind::ValueValidation, msg))?;
+        Ok(args)
+    }
+
+    /// Checks that involve more than one flag.
+    pub fn validate(&self) -> Result<(), String> {
+        let uses_ipv6 = self.addrs.iter().any(IpAddr::is_ipv6)
+            || self.host_addrs.iter().any(|h| h.addr.is_ipv6());
+        if uses_ipv6 && self.mtu < IPV6_MIN_MTU {
+            return Err(format!(
+                "--mtu {} is below {IPV6_MIN_MTU}, the smallest MTU IPv6 allows; raise it or \
+                 give only IPv4 addresses with --addr and --host-addr",
+                self.mtu
+            ));
+        }
+        for (i, l) in self.listen.iter().enumerate() {
+            if let Some(other) = self.listen.iter().skip(i + 1).find(|o| o.port == l.port) {
+                return Err(format!(
+                    "port {} is given twice (--listen {l} and --listen {other})",
+                    l.port
+                ));
+            }
+        }
+        if let Some(h) = self
+            .host_addrs
+            .iter()
+            .find(|h| self.addrs.contains(&h.addr))
+        {
+            return Err(format!(
+                "{} is both --addr and --host-addr; the endpoint and the kernel need different \
+                 addresses",
+                h.addr
+            ));
+        }
+        Ok(())
+    }
+
+    /// Things that are allowed but probably not what the user wants, one sentence each.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.no_configure {
+            return Vec::new();
+        }
+        self.addrs
+            .iter()
+            .filter(|a| !self.host_addrs.iter().any(|h| h.contains(**a)))
+            .map(|a| {
+                format!(
+                    "--addr {a} is outside every --host-addr prefix, so the kernel will not \
+                     route to it through {} unless you add a route",
+                    self.iface
+                )
+            })
+            .collect()
+    }
+
+    /// The configuration handed to the sans-IO endpoint.
+    pub fn endpoint_config(&self) -> EndpointConfig {
+        EndpointConfig {
+            addrs: self.addrs.clone(),
+            listeners: self.listen.iter().map(|l| (l.port, l.service)).collect(),
+            mtu: self.mtu,
+            time_wait: self.time_wait,
+        }
+    }
+
+    /// The log level when RUST_LOG is not set.
+    pub fn log_level(&self) -> tracing::Level {
+        match (self.quiet, self.verbose) {
+            (true, _) => tracing::Level::WARN,
+            (false, 0) => tracing::Level::INFO,
+            (false, 1) => tracing::Level::DEBUG,
+            (false, _) => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// Log to stderr at `level`, or as RUST_LOG says if it is set; colour only on a terminal.
+pub fn init_logging(level: tracing::Level) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.as_str().to_ascii_lowercase()));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+#[cfg(test)]
+mod tests;

@@ -139,8 +139,8 @@ impl Endpoint {
                 let c = &e.conn;
                 ConnStatus {
                     state: c.state(),
-                    recv_q: c.recv_queue_len(),
-                    send_q: c.send_queue_len(),
+                    recv_q: crate::tcp::Socket::recv_queue(c),
+                    send_q: c.send_queue(),
                     local: c.quad().local,
                     peer: Some(c.quad().remote),
                     app: app_name(&e.app),

@@ -1,9 +1,11 @@
 //! A small HTTP/1.1 server (RFC 9110, RFC 9112) whose one page describes the visitor's own
-//! TCP connection.
+//! TCP connection, with two endpoints for measuring and verifying bulk transfers.
 //!
-//! `GET /` answers 200 with a plain-text page built from [`Socket::info`], `GET /handshake` with
+//! `GET /` answers 200 with a plain-text page built from [`Socket::info`]; `GET /handshake` with
 //! the sequence diagram of the connection so far ([`Socket::ladder`]); `HEAD` sends the
-//! same headers without the body; other paths get 404. Requests are read from a bounded buffer
+//! same headers without the body. `GET /bytes/<N>` sends N bytes of [`pattern_byte`];
+//! `PUT` or `POST` to any path reads the body and answers with its length and SHA-256, so
+//! curl alone can measure and verify both directions. Other paths get 404. Requests are read from a bounded buffer
 //! and answered one at a time, in order, so pipelined requests work and a client that stops
 //! reading stops us reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
 //! (or HTTP/1.0 without keep-alive) makes us close after the response, which is the active
@@ -11,7 +13,23 @@
 
 use super::{COPY_BUF, close_once, drain};
 use crate::tcp::{ConnInfo, Socket, State};
+use sha2::{Digest, Sha256};
 use std::io::Write;
+
+/// The byte at offset `i` of every `GET /bytes/<N>` body: byte `i mod 8` of the big-endian
+/// 64-bit number `i / 8`. So the body is the counter 0, 1, 2, … as 8-byte words, and a byte
+/// out of place is detectable wherever it lands. In Python:
+/// `b"".join(k.to_bytes(8, "big") for k in range(n // 8 + 1))[:n]`.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i / 8)
+        .to_be_bytes()
+        .get((i % 8) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The largest `/bytes/<N>` we serve (1 TiB): bounded, yet far beyond any test.
+pub const MAX_BYTES: u64 = 1 << 40;
 
 /// The largest request head (request line and header fields) we accept.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -24,6 +42,8 @@ const BODY_CAPACITY: usize = 3072;
 enum Method {
     Get,
     Head,
+    Put,
+    Post,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +52,10 @@ enum Route {
     Connection,
     /// `/handshake`: the sequence diagram of this connection so far.
     Handshake,
+    /// `/bytes/<N>`: N bytes of the pattern.
+    Bytes(u64),
+    /// The target of a PUT or POST: the body is counted and hashed.
+    Upload,
     NotFound,
 }
 
@@ -45,12 +69,6 @@ struct Request {
     keep_alive: bool,
     /// Body length from Content-Length (RFC 9112 §6.2); 0 when absent.
     content_length: u64,
-}
-
-impl Request {
-    /// A piece of the request body arrived. Bodies are read and dropped for now; a service
-    /// that accepts uploads counts or stores them here.
-    fn on_body(&mut self, _chunk: &[u8]) {}
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +111,8 @@ enum Phase {
     Head,
     /// Reading `remaining` more bytes of `req`'s body; the response follows the body.
     Body { req: Request, remaining: u64 },
+    /// Sending the body of `/bytes/<N>`: pattern bytes from `offset` up to `end`.
+    Stream { offset: u64, end: u64 },
 }
 
 /// Whether the poll loop can go on.
@@ -111,6 +131,9 @@ pub struct Http {
     out_sent: usize,
     /// Where a body is composed before its headers, which carry its length.
     scratch: Vec<u8>,
+    /// The request body so far: its length and SHA-256 (for PUT and POST).
+    body_len: u64,
+    body_hash: Sha256,
     phase: Phase,
     /// Close as soon as `out` is fully queued.
     close_after: bool,
@@ -130,6 +153,8 @@ impl Http {
             out: Vec::with_capacity(OUT_CAPACITY),
             out_sent: 0,
             scratch: Vec::with_capacity(BODY_CAPACITY),
+            body_len: 0,
+            body_hash: Sha256::new(),
             phase: Phase::Head,
             close_after: false,
             closed: false,
@@ -159,6 +184,7 @@ impl Http {
             let step = match self.phase {
                 Phase::Head => self.read_head(sock),
                 Phase::Body { .. } => self.read_body(sock),
+                Phase::Stream { .. } => self.stream(sock),
             };
             if let Step::Wait = step {
                 return;
@@ -231,8 +257,44 @@ impl Http {
         Step::Progress
     }
 
+    /// Send as much of the `/bytes/<N>` body as the send buffer takes.
+    fn stream(&mut self, sock: &mut dyn Socket) -> Step {
+        let Phase::Stream { offset, end } = self.phase else {
+            return Step::Progress;
+        };
+        if offset >= end {
+            self.phase = Phase::Head;
+            return Step::Progress;
+        }
+        let mut buf = [0u8; COPY_BUF];
+        let want = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let n = want.min(buf.len()).min(sock.send_capacity());
+        if n == 0 {
+            return Step::Wait;
+        }
+        for (i, b) in (offset..).zip(buf.iter_mut().take(n)) {
+            *b = pattern_byte(i);
+        }
+        let sent = sock.send(buf.get(..n).unwrap_or_default());
+        self.phase = Phase::Stream {
+            offset: offset + sent as u64,
+            end,
+        };
+        if sent == 0 {
+            Step::Wait
+        } else {
+            Step::Progress
+        }
+    }
+
+    /// A piece of the request body arrived: count it and hash it.
+    fn on_body(&mut self, chunk: &[u8]) {
+        self.body_len += chunk.len() as u64;
+        self.body_hash.update(chunk);
+    }
+
     fn read_body(&mut self, sock: &mut dyn Socket) -> Step {
-        let Phase::Body { mut req, remaining } = self.phase else {
+        let Phase::Body { req, remaining } = self.phase else {
             return Step::Progress;
         };
         if remaining == 0 {
@@ -245,11 +307,14 @@ impl Http {
         let got = if self.inbuf.is_empty() {
             let mut buf = [0u8; COPY_BUF];
             let n = sock.recv(&mut buf[..want.min(COPY_BUF)]);
-            req.on_body(buf.get(..n).unwrap_or_default());
+            self.on_body(buf.get(..n).unwrap_or_default());
             n
         } else {
             let n = want.min(self.inbuf.len());
-            req.on_body(self.inbuf.get(..n).unwrap_or_default());
+            let (len, hash) = (&mut self.body_len, &mut self.body_hash);
+            let chunk = self.inbuf.get(..n).unwrap_or_default();
+            *len += chunk.len() as u64;
+            hash.update(chunk);
             self.inbuf.drain(..n);
             n
         };
@@ -287,6 +352,7 @@ impl Http {
 
     fn respond(&mut self, sock: &dyn Socket, req: &Request) {
         self.scratch.clear();
+        let mut streamed = None;
         let status = match req.route {
             Route::Connection => {
                 write_connection_page(&mut self.scratch, &sock.info());
@@ -296,10 +362,25 @@ impl Http {
                 self.scratch.extend_from_slice(sock.ladder().as_bytes());
                 Status::Ok
             }
+            Route::Bytes(n) => {
+                streamed = Some(n);
+                Status::Ok
+            }
+            Route::Upload => {
+                let hash = std::mem::take(&mut self.body_hash).finalize();
+                let _ = write!(self.scratch, "received {} bytes\nsha256 ", self.body_len);
+                for b in hash.iter() {
+                    let _ = write!(self.scratch, "{b:02x}");
+                }
+                self.scratch.push(b'\n');
+                self.body_len = 0;
+                Status::Ok
+            }
             Route::NotFound => {
                 self.scratch.extend_from_slice(
-                    b"Not found. The pages here are / (your TCP connection) and /handshake \
-                      (its sequence diagram).\n",
+                    b"Not found. Here are / (about your TCP connection), /handshake (its \
+                      sequence diagram), /bytes/<N> (N bytes of a counting pattern), and PUT or \
+                      POST to any path (length and SHA-256 of what you sent).\n",
                 );
                 Status::NotFound
             }
@@ -312,7 +393,12 @@ impl Http {
         } else {
             None
         };
-        self.write_response(status, connection, req.method == Method::Head);
+        let head_only = req.method == Method::Head;
+        let length = streamed.unwrap_or(self.scratch.len() as u64);
+        self.write_response(status, connection, head_only, length);
+        if let (Some(end), false) = (streamed, head_only) {
+            self.phase = Phase::Stream { offset: 0, end };
+        }
     }
 
     /// Answer a request we could not parse or will not serve, then close: after a malformed
@@ -323,11 +409,19 @@ impl Http {
         self.scratch.extend_from_slice(reject.why.as_bytes());
         self.scratch.push(b'\n');
         self.close_after = true;
-        self.write_response(reject.status, Some("close"), false);
+        let length = self.scratch.len() as u64;
+        self.write_response(reject.status, Some("close"), false, length);
     }
 
-    /// Queue status line, header fields and (unless `head_only`) the body in `scratch`.
-    fn write_response(&mut self, status: Status, connection: Option<&str>, head_only: bool) {
+    /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
+    /// `length` is the Content-Length (the scratch body's, or a streamed body's).
+    fn write_response(
+        &mut self,
+        status: Status,
+        connection: Option<&str>,
+        head_only: bool,
+        length: u64,
+    ) {
         let out = &mut self.out;
         // Writing to a Vec cannot fail.
         let _ = write!(
@@ -335,7 +429,7 @@ impl Http {
             "HTTP/1.1 {}\r\nServer: synack\r\nContent-Type: text/plain; charset=utf-8\r\n\
              Content-Length: {}\r\n",
             status.line(),
-            self.scratch.len()
+            length
         );
         if let Some(value) = connection {
             let _ = write!(out, "Connection: {value}\r\n");
@@ -346,6 +440,15 @@ impl Http {
             out.extend_from_slice(&self.scratch);
         }
     }
+}
+
+/// `<N>` of `/bytes/<N>`: decimal digits only, at most [`MAX_BYTES`].
+fn parse_count(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    (n <= MAX_BYTES).then_some(n)
 }
 
 /// The length of the request head including its empty last line, if it is all there.
@@ -457,7 +560,9 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
     let method = match method {
         b"GET" => Method::Get,
         b"HEAD" => Method::Head,
-        _ => return Err(bad("Only GET and HEAD are supported.")),
+        b"PUT" => Method::Put,
+        b"POST" => Method::Post,
+        _ => return Err(bad("Only GET, HEAD, PUT and POST are supported.")),
     };
     let http10 = match version {
         b"HTTP/1.1" => false,
@@ -482,10 +587,14 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         .split(|&b| b == b'?' || b == b'#')
         .next()
         .unwrap_or_default();
-    let route = match path {
-        b"" | b"/" => Route::Connection,
-        b"/handshake" => Route::Handshake,
-        _ => Route::NotFound,
+    let route = match (method, path) {
+        (Method::Put | Method::Post, _) => Route::Upload,
+        (_, b"" | b"/") => Route::Connection,
+        (_, b"/handshake") => Route::Handshake,
+        (_, p) => match p.strip_prefix(b"/bytes/").and_then(parse_count) {
+            Some(n) => Route::Bytes(n),
+            None => Route::NotFound,
+        },
     };
     Ok((method, route, http10))
 }

@@ -3,7 +3,10 @@
 //! Input processing lives in `input.rs`, output in `output.rs`; this file holds the TCB's
 //! data, state transitions, timers and the [`Socket`] implementation.
 
+use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
+use super::cc::CongestionControl;
 use super::rtt::RttEstimator;
+use super::sack::{SackReceiver, Scoreboard};
 use super::trace::{Direction, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State};
 use crate::time::Instant;
@@ -156,6 +159,21 @@ pub struct Connection {
     pub(super) small_end: Option<SeqNum>,
     /// In-order bytes received and not yet read by the application.
     pub(super) recv_buf: VecDeque<u8>,
+    /// Out-of-order bytes beyond RCV.NXT (SHLD-31), and the SACK blocks that report them.
+    pub(super) reasm: Reassembly,
+    pub(super) sack_rx: SackReceiver,
+    /// The sender's congestion state (RFC 5681, RFC 6582, RFC 9438) and its SACK scoreboard
+    /// (RFC 6675).
+    pub(super) cc: CongestionControl,
+    pub(super) scoreboard: Scoreboard,
+    /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
+    pub(super) recover: SeqNum,
+    /// Duplicate ACKs in a row (RFC 5681 §2).
+    pub(super) dup_acks: u32,
+    /// A fast retransmission of the segment at SND.UNA is due (RFC 5681 §3.2, RFC 6582 §3.2).
+    pub(super) fast_rtx_due: bool,
+    /// Segments retransmitted, for `status`.
+    pub(super) retransmits: u64,
     /// The application closed its side: a FIN follows the queued data.
     pub(super) fin_queued: bool,
     /// The peer's FIN has been received (it occupies RCV.NXT − 1).
@@ -191,8 +209,6 @@ pub struct Connection {
     pub(super) span: tracing::Span,
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
-    /// Segments sent again (counted in `trace.rs`).
-    pub(super) retransmits: u64,
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -278,6 +294,14 @@ impl Connection {
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),
+            reasm: Reassembly::new(cfg.recv_buffer, DEFAULT_MAX_RANGES),
+            sack_rx: SackReceiver::new(),
+            cc: CongestionControl::new(cfg.cc, u32::from(Self::default_mss(&quad).min(local_mss))),
+            scoreboard: Scoreboard::new(),
+            recover: iss,
+            dup_acks: 0,
+            fast_rtx_due: false,
+            retransmits: 0,
             fin_queued: false,
             fin_received: false,
             passive: false,
@@ -297,7 +321,6 @@ impl Connection {
             created: now,
             span,
             trace: Trace::new(),
-            retransmits: 0,
         }
     }
 
@@ -338,6 +361,8 @@ impl Connection {
             .mss
             .unwrap_or(Self::default_mss(&self.quad))
             .clamp(64, self.local_mss.max(64));
+        // RFC 5681 §3.1: the initial window depends on the MSS, known only now.
+        self.cc = CongestionControl::new(self.cfg.cc, u32::from(self.eff_mss()));
         // The window of a SYN is never scaled (RFC 7323 §2.2).
         self.snd.wnd = u32::from(syn.window);
         self.snd.max_wnd = self.snd.wnd;
@@ -351,6 +376,39 @@ impl Connection {
         u32::try_from(self.cfg.recv_buffer)
             .unwrap_or(u32::MAX)
             .min(field_max)
+    }
+
+    /// The most payload a segment carries: the send MSS less the timestamp option, which is
+    /// on every segment once negotiated (RFC 9293 §3.7.1: the MSS counts data only, so our
+    /// options must fit in it too; Linux's mss_cache does the same).
+    pub(super) fn eff_mss(&self) -> u16 {
+        let ts = if self.opts.ts { 12 } else { 0 };
+        self.send_mss.saturating_sub(ts).max(1)
+    }
+
+    /// The congestion window, for `status`.
+    pub fn cwnd(&self) -> u32 {
+        self.cc.cwnd()
+    }
+
+    /// The current retransmission timeout and smoothed RTT, for `status`.
+    pub fn rto(&self) -> crate::time::Duration {
+        self.rtt.rto()
+    }
+
+    pub fn srtt(&self) -> Option<crate::time::Duration> {
+        self.rtt.srtt()
+    }
+
+    /// Segments retransmitted so far.
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmits
+    }
+
+    /// Bytes queued for sending and not yet acknowledged (Send-Q), and received but not yet
+    /// read (Recv-Q).
+    pub fn send_queue(&self) -> usize {
+        self.send_buf.len()
     }
 
     /// The smallest shift that lets the window field cover `buffer` bytes (RFC 7323 §2.3).
@@ -533,7 +591,17 @@ impl Connection {
                 self.close_silently(Some(ResetCause::TimedOut));
                 return;
             }
-            // RFC 6298 §5.4: retransmit the earliest unacknowledged segment (go-back-N).
+            // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
+            // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
+            let flight = self.snd.nxt.distance_from(self.snd.una);
+            self.cc.on_rto(now, flight);
+            self.recover = self.snd.nxt;
+            self.dup_acks = 0;
+            self.fast_rtx_due = false;
+            // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
+            self.scoreboard.clear();
+            // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows
+            // as the congestion window reopens (go-back-N, as Linux marks all lost).
             self.tx_next = self.snd.una;
         } else if self.has_unsent() {
             // RFC 9293 §3.8.6.1 (MUST-35/36): probe the zero window, backing off each time.

@@ -3,6 +3,7 @@
 
 use super::connection::{AckDue, Connection, ResetCause};
 use super::reset::rst_reply;
+use super::sack::DUP_THRESH;
 use super::{SeqNum, State};
 use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
@@ -134,8 +135,9 @@ impl Connection {
         }
         let all_taken = self.on_text(now, seg);
 
-        // Eighth: the FIN bit, only once every byte before it has been received.
-        if seg.flags.fin() && all_taken {
+        // Eighth: the FIN bit, only once every byte before it has been received (a FIN that
+        // arrived beyond a hole counts once the hole is filled).
+        if (seg.flags.fin() && all_taken) || self.reasm.fin() == Some(self.rcv.nxt) {
             self.on_fin(now);
         }
         None
@@ -283,7 +285,22 @@ impl Connection {
             return AckOutcome::Drop;
         }
 
+        let flight_before = self.snd.nxt.distance_from(self.snd.una);
+        let shift = if seg.flags.syn() {
+            0
+        } else {
+            self.opts.snd_shift
+        };
+        // RFC 5681 §2: a duplicate ACK acknowledges nothing new, carries no data, no SYN or
+        // FIN, and does not change the window, while data is outstanding.
+        let mut duplicate = seg.ack == self.snd.una
+            && self.in_flight()
+            && seg.payload.is_empty()
+            && !seg.flags.syn()
+            && !seg.flags.fin()
+            && u32::from(seg.window) << shift == self.snd.wnd;
         if seg.ack.gt(self.snd.una) {
+            let acked = seg.ack.distance_from(self.snd.una);
             // RFC 7323 §4.1: with timestamps, the RTT is measured from the echoed TSval, which
             // stays right even for retransmitted segments.
             if self.opts.ts
@@ -298,11 +315,32 @@ impl Connection {
                 }
             }
             self.on_new_ack(now, seg.ack);
+            self.congestion_on_ack(now, seg.ack, acked, flight_before);
         } else if seg.ack == self.snd.una && (seg.window == 0 || !self.in_flight()) {
             // The peer is answering our zero-window probes or keep-alives: it is alive, so
             // probing never aborts the connection (MUST-37).
             self.retries = 0;
             self.first_timeout = None;
+        }
+
+        // RFC 6675 Update(): record the SACK blocks (after SND.UNA has moved). With SACK, an
+        // ACK is a duplicate when it reports new SACKed data (RFC 6675 §2, DupAcks).
+        if self.opts.sack {
+            let mut blocks = [(SeqNum::new(0), SeqNum::new(0)); crate::wire::MAX_SACK_BLOCKS];
+            let mut n = 0;
+            for (slot, b) in blocks.iter_mut().zip(seg.options.sack()) {
+                *slot = (b.left, b.right);
+                n += 1;
+            }
+            let update =
+                self.scoreboard
+                    .on_sack(self.snd.una, self.snd.nxt, blocks.get(..n).unwrap_or(&[]));
+            if n > 0 && seg.ack == self.snd.una {
+                duplicate = update.newly_sacked > 0 && self.in_flight();
+            }
+        }
+        if duplicate {
+            self.on_duplicate_ack(now, flight_before);
         }
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
@@ -321,6 +359,48 @@ impl Connection {
             _ => {}
         }
         AckOutcome::Continue
+    }
+
+    /// An ACK advanced SND.UNA by `acked` (RFC 5681 §3.1 growth; RFC 6582 §3.2 steps 3 and 5).
+    fn congestion_on_ack(&mut self, now: Instant, ack: SeqNum, acked: u32, flight_before: u32) {
+        self.dup_acks = 0;
+        if !self.cc.in_recovery() {
+            self.cc.on_ack(now, acked, self.rtt.srtt(), flight_before);
+        } else if ack.ge(self.recover) {
+            // A full ACK: recovery ends.
+            let flight_after = self.snd.nxt.distance_from(self.snd.una);
+            self.cc.on_recovery_exit(now, flight_after);
+            self.scoreboard.end_recovery();
+        } else {
+            // A partial ACK: the next hole is lost too. Without SACK, retransmit it now
+            // (RFC 6582 §3.2 step 5); with SACK, NextSeg() finds it.
+            self.cc.on_partial_ack(acked);
+            if !self.opts.sack {
+                self.fast_rtx_due = true;
+            }
+        }
+    }
+
+    /// RFC 5681 §3.2 / RFC 6582 §3.2 / RFC 6675 §5: count duplicate ACKs and enter fast
+    /// recovery on the third (or when the scoreboard deems SND.UNA lost).
+    fn on_duplicate_ack(&mut self, now: Instant, flight: u32) {
+        self.dup_acks += 1;
+        if self.cc.in_recovery() {
+            self.cc.on_dup_ack();
+            return;
+        }
+        let smss = u32::from(self.eff_mss());
+        let lost = self.opts.sack && self.scoreboard.is_lost(self.snd.una, smss);
+        // RFC 6582 §3.2 step 2: not again for losses from before the last recovery.
+        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.gt(self.recover) {
+            debug!(dup_acks = self.dup_acks, "fast retransmit");
+            self.recover = self.snd.nxt;
+            self.cc.enter_recovery(now, flight, self.opts.sack);
+            if self.opts.sack {
+                self.scoreboard.start_recovery(self.snd.una);
+            }
+            self.fast_rtx_due = true;
+        }
     }
 
     fn update_window(&mut self, seg: &TcpSegment<'_>) {
@@ -373,8 +453,11 @@ impl Connection {
     fn on_text(&mut self, now: Instant, seg: &TcpSegment<'_>) -> bool {
         if seg.payload.is_empty() {
             if seg.flags.fin() && seg.seq.gt(self.rcv.nxt) {
-                // A FIN beyond a hole: tell the peer what we miss.
+                // A FIN beyond a hole: remember it and tell the peer what we miss.
                 self.ack_due = AckDue::Now;
+                if seg.seq.in_window(self.rcv.nxt, self.rcv.wnd().max(1)) {
+                    self.reasm.set_fin(seg.seq);
+                }
             }
             return seg.seq == self.rcv.nxt;
         }
@@ -387,9 +470,7 @@ impl Connection {
             return false;
         }
         if seg.seq.gt(self.rcv.nxt) {
-            // Out of order: not queued yet (reassembly comes with the data-path issue); an
-            // immediate duplicate ACK tells the peer what we miss (RFC 5681 §4.2).
-            self.ack_due = AckDue::Now;
+            self.on_out_of_order(seg);
             return false;
         }
         // Trim what we already have from the front, and what exceeds the window from the end.
@@ -403,13 +484,44 @@ impl Connection {
         self.recv_buf.extend(taken.iter());
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
-        if skip > 0 || take < fresh.len() || take == 0 {
+        // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
+        // (RFC 5681 §4.2).
+        let filled = if self.reasm.is_empty() {
+            0
+        } else {
+            self.reasm.take_ready(self.rcv.nxt, &mut self.recv_buf)
+        };
+        self.rcv.nxt = self.rcv.nxt.add(filled);
+        if skip > 0 || take < fresh.len() || take == 0 || filled > 0 {
             // A duplicate or a segment past our window: acknowledge at once.
             self.ack_due = AckDue::Now;
         } else {
             self.schedule_ack(now, take);
         }
         take == fresh.len()
+    }
+
+    /// SHLD-31: a segment beyond RCV.NXT (but in the window) is queued for later, and
+    /// answered at once with a duplicate ACK carrying SACK blocks (RFC 5681 §4.2, RFC 2018 §4).
+    fn on_out_of_order(&mut self, seg: &TcpSegment<'_>) {
+        self.ack_due = AckDue::Now;
+        let offset = seg.seq.distance_from(self.rcv.nxt);
+        let room = usize::try_from(self.rcv.wnd().saturating_sub(offset)).unwrap_or(0);
+        let data = seg
+            .payload
+            .get(..room.min(seg.payload.len()))
+            .unwrap_or(&[]);
+        let outcome = self.reasm.insert(self.rcv.nxt, seg.seq, data);
+        if let Some(block) = outcome.block
+            && self.opts.sack
+        {
+            self.sack_rx.on_out_of_order(block);
+        }
+        if seg.flags.fin() && data.len() == seg.payload.len() && !outcome.dropped {
+            // A FIN beyond a hole: remembered, and processed once the hole is filled.
+            self.reasm
+                .set_fin(seg.seq.add(u32::try_from(data.len()).unwrap_or(0)));
+        }
     }
 
     /// RFC 9293 §3.8.6.3 (MUST-58, SHLD-19): delay the ACK, but ACK at least every second

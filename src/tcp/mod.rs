@@ -55,6 +55,8 @@ pub struct Config {
     pub syn_retries: u32,
     /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
     pub r2: Duration,
+    /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
+    pub cc: CcKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
     /// TCP_NODELAY (MUST-17).
     pub nagle: bool,
@@ -85,6 +87,7 @@ impl Default for Config {
             r2: Duration::from_secs(100),
             delayed_ack: Duration::from_millis(40),
             fin_wait_2_timeout: Duration::from_secs(60),
+            cc: CcKind::Cubic,
             nagle: true,
             window_scaling: true,
             timestamps: true,

@@ -2,9 +2,10 @@
 //! abort. One segment at a time through the `emit` callback, borrowing the send buffer.
 
 use super::connection::{AckDue, Connection, ResetCause};
+use super::sack::{NextSeg, max_blocks};
 use super::{SeqNum, State};
 use crate::time::Instant;
-use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
+use crate::wire::{Flags, SEGMENT_TEMPLATE, SackBlock, TcpOptions, TcpSegment};
 
 impl Connection {
     /// Emit every segment that is due at `now`.
@@ -65,6 +66,10 @@ impl Connection {
             options,
             ..self.template()
         };
+        if self.snd.nxt != self.snd.iss {
+            // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`).
+            self.retransmits += 1;
+        }
         emit(&seg);
         self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);
@@ -79,8 +84,96 @@ impl Connection {
         self.arm_retransmit(now);
     }
 
-    /// Data and FIN within the peer's window, then the retransmission or persist timer.
+    /// Data and FIN: a due fast retransmission, then SACK-based recovery or new data (and
+    /// go-back-N after a timeout) within the peer's window and the congestion window, then
+    /// the retransmission or persist timer.
     fn transmit_data(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        let mss = u32::from(self.eff_mss());
+        // RFC 5681 §3.2 step 2 / RFC 6582 §3.2 steps 2 and 5 / RFC 6675 §5 step 3: retransmit
+        // the first unacknowledged segment.
+        if std::mem::take(&mut self.fast_rtx_due) && self.in_flight() {
+            let una = self.snd.una;
+            let len = self.fin_seq().distance_from(una).min(mss);
+            self.retransmit(now, una, len, emit);
+        }
+        if self.opts.sack && self.cc.in_recovery() {
+            self.transmit_sack_recovery(now, mss, emit);
+        } else {
+            self.transmit_window(now, mss, emit);
+        }
+        // RFC 9293 §3.8.6.1: with data waiting, nothing in flight and no window to send it in,
+        // the persist timer probes the window (the retransmit timer serves as both).
+        if self.has_unsent() && !self.in_flight() {
+            self.arm_retransmit(now);
+        }
+    }
+
+    /// RFC 6675 §5: while cwnd − pipe allows a segment, send what NextSeg() names.
+    fn transmit_sack_recovery(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        emit: &mut dyn FnMut(&TcpSegment<'_>),
+    ) {
+        // A bound on the loop for safety: each pass sends one segment or stops.
+        for _ in 0..1024 {
+            let pipe = self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss);
+            if self.cc.cwnd() < pipe.saturating_add(mss) {
+                break;
+            }
+            let wnd_end = self.snd.una.add(self.snd.wnd);
+            let new_ok = self.tx_next == self.snd.nxt
+                && self
+                    .snd
+                    .nxt
+                    .lt(self.fin_seq().add(u32::from(self.fin_queued)))
+                && self.snd.nxt.lt(wnd_end);
+            match self
+                .scoreboard
+                .next_seg(self.snd.una, self.snd.nxt, mss, new_ok)
+            {
+                NextSeg::Retransmit { seq, len } => {
+                    let len = len.min(mss).min(self.fin_seq().distance_from(seq));
+                    self.retransmit(now, seq, len, emit);
+                    self.scoreboard.on_retransmit(seq, len);
+                }
+                NextSeg::NewData => {
+                    let avail = self.fin_seq().distance_from(self.snd.nxt);
+                    let n = avail.min(mss).min(wnd_end.distance_from(self.snd.nxt));
+                    let fin = self.fin_queued && n == avail;
+                    if n == 0 && !fin {
+                        break;
+                    }
+                    let seq = self.snd.nxt;
+                    self.emit_data(now, seq, n, fin, emit);
+                }
+                NextSeg::Nothing => break,
+            }
+        }
+    }
+
+    /// Resend `len` bytes at `seq` (and the FIN, if they end where it sits and it was sent).
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        len: u32,
+        emit: &mut dyn FnMut(&TcpSegment<'_>),
+    ) {
+        let fin =
+            self.fin_queued && seq.add(len) == self.fin_seq() && self.snd.nxt.gt(self.fin_seq());
+        if len == 0 && !fin {
+            return;
+        }
+        self.retransmits += 1;
+        // RFC 6298 §3 (Karn): nothing retransmitted is timed.
+        self.rtt_probe = None;
+        self.emit_data(now, seq, len, fin, emit);
+    }
+
+    /// New data from `tx_next` (and, after a timeout, the go-back-N retransmissions), within
+    /// min(SND.WND, cwnd) beyond SND.UNA (RFC 5681 §3.1), sender SWS avoidance and Nagle.
+    fn transmit_window(&mut self, now: Instant, mss: u32, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         loop {
             let data_end = self.fin_seq();
             let avail = if self.tx_next.lt(data_end) {
@@ -88,14 +181,16 @@ impl Connection {
             } else {
                 0
             };
-            let wnd_end = self.snd.una.add(self.snd.wnd);
+            // The peer's window bounds the right edge; the congestion window bounds what is
+            // in flight. (During NewReno recovery cwnd is inflated by the duplicate ACKs.)
+            let wnd_end = self.snd.una.add(self.snd.wnd.min(self.cc.cwnd()));
             let usable = if self.tx_next.lt(wnd_end) {
                 wnd_end.distance_from(self.tx_next)
             } else {
                 0
             };
-            let n = avail.min(usable).min(u32::from(self.send_mss));
-            if self.probe_due && usable == 0 {
+            let n = avail.min(usable).min(mss);
+            if self.probe_due && usable == 0 && self.snd.wnd == 0 {
                 // RFC 9293 §3.8.6.1 (MUST-35): probe the zero window. Departure: instead of one
                 // byte of new data beyond the window, we send <SEQ=SND.UNA-1><CTL=ACK> as Linux
                 // does (tcp_xmit_probe_skb): the peer must answer it with an ACK carrying its
@@ -110,7 +205,7 @@ impl Connection {
             } else if n > 0 && n < avail {
                 // RFC 9293 §3.8.6.2.1 (MUST-38): sender SWS avoidance: send a full segment, or
                 // at least half the largest window the peer offered, or wait.
-                let enough = n == u32::from(self.send_mss) || n >= self.snd.max_wnd / 2;
+                let enough = n == mss || n >= self.snd.max_wnd / 2;
                 if !enough {
                     break;
                 }
@@ -122,7 +217,7 @@ impl Connection {
             // RFC 9293 §3.7.4 (SHLD-7), Nagle in Minshall's form (as Linux's tcp_nagle_check):
             // hold a less-than-full segment of new data while an earlier small segment is
             // unacknowledged. A FIN or a persist-timer expiry sends it anyway.
-            let small = n < u32::from(self.send_mss);
+            let small = n < mss;
             if small
                 && !fin
                 && !self.probe_due
@@ -134,54 +229,75 @@ impl Connection {
             }
             self.probe_due = false;
             let seq = self.tx_next;
-            let mut flags = Flags::ACK;
-            if fin {
-                flags |= Flags::FIN;
+            if seq.lt(self.snd.nxt) {
+                self.retransmits += 1;
             }
-            if n > 0 && n == avail {
-                flags |= Flags::PSH;
-            }
-            let offset = usize::try_from(seq.distance_from(self.send_start)).unwrap_or(0);
-            let len = usize::try_from(n).unwrap_or(0);
-            let end = seq.add(n + u32::from(fin));
-            let window = self.advertise(false);
-            let template = TcpSegment {
-                options: self.options(now),
-                ..self.template()
-            };
-            let ack = self.rcv.nxt;
-            // The payload borrows the send buffer until the segment is emitted.
-            let payload = contiguous(&mut self.send_buf, offset, len);
-            let seg = TcpSegment {
-                seq,
-                ack,
-                flags,
-                window,
-                payload,
-                ..template
-            };
-            emit(&seg);
-            self.after_emit();
-            // RFC 6298 §3 (Karn): time one segment of new data at a time, never a retransmission.
-            if seq == self.snd.nxt && self.rtt_probe.is_none() && self.retries == 0 {
-                self.rtt_probe = Some((end, now));
-            }
+            let end = self.emit_data(now, seq, n, fin, emit);
             self.tx_next = end;
-            self.snd.nxt = self.snd.nxt.max(end);
             if small && n > 0 {
                 self.small_end = Some(end);
             }
-            // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
-            self.arm_retransmit(now);
             if fin {
                 break;
             }
         }
-        // RFC 9293 §3.8.6.1: with data waiting, nothing in flight and no window to send it in,
-        // the persist timer probes the window (the retransmit timer serves as both).
-        if self.has_unsent() && !self.in_flight() {
-            self.arm_retransmit(now);
+    }
+
+    /// Emit `len` bytes of the send buffer at `seq` (plus the FIN), and do the bookkeeping of
+    /// every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
+    /// sequence number after the segment.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        len: u32,
+        fin: bool,
+        emit: &mut dyn FnMut(&TcpSegment<'_>),
+    ) -> SeqNum {
+        let mut flags = Flags::ACK;
+        if fin {
+            flags |= Flags::FIN;
         }
+        let end = seq.add(len + u32::from(fin));
+        if len > 0 && end.ge(self.fin_seq()) {
+            flags |= Flags::PSH;
+        }
+        let offset = usize::try_from(seq.distance_from(self.send_start)).unwrap_or(0);
+        let window = self.advertise(false);
+        let mut options = self.options(now);
+        if u32::try_from(options.wire_len()).unwrap_or(u32::MAX) + len > u32::from(self.send_mss) {
+            // SACK blocks do not fit beside a full segment; the duplicate ACKs carry them.
+            options.sack_count = 0;
+        }
+        let template = TcpSegment {
+            options,
+            ..self.template()
+        };
+        let ack = self.rcv.nxt;
+        // The payload borrows the send buffer until the segment is emitted.
+        let payload = contiguous(
+            &mut self.send_buf,
+            offset,
+            usize::try_from(len).unwrap_or(0),
+        );
+        let seg = TcpSegment {
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            ..template
+        };
+        emit(&seg);
+        self.after_emit();
+        // RFC 6298 §3 (Karn): time one segment of new data at a time, never a retransmission.
+        if seq == self.snd.nxt && self.rtt_probe.is_none() && self.retries == 0 {
+            self.rtt_probe = Some((end, now));
+        }
+        self.snd.nxt = self.snd.nxt.max(end);
+        // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
+        self.arm_retransmit(now);
+        end
     }
 
     /// Send `<SEQ=seq><ACK=RCV.NXT><CTL=flags>` with the current window.
@@ -246,12 +362,23 @@ impl Connection {
     }
 
     /// The options of every other segment: timestamps when negotiated (RFC 7323 §3.2:
-    /// "MUST be sent in every non-<RST> segment").
-    fn options(&self, now: Instant) -> TcpOptions {
-        TcpOptions {
+    /// "MUST be sent in every non-<RST> segment"), and SACK blocks while out-of-order data
+    /// is queued (RFC 2018 §4: the most recent block first).
+    fn options(&mut self, now: Instant) -> TcpOptions {
+        let mut options = TcpOptions {
             timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
             ..TcpOptions::EMPTY
+        };
+        if self.opts.sack && !self.reasm.is_empty() {
+            let blocks = self
+                .sack_rx
+                .blocks(self.rcv.nxt, &self.reasm, max_blocks(self.opts.ts));
+            for (slot, &(left, right)) in options.sack_blocks.iter_mut().zip(blocks.as_slice()) {
+                *slot = SackBlock { left, right };
+                options.sack_count += 1;
+            }
         }
+        options
     }
 
     /// The right edge we may advertise now. RFC 9293 §3.8.6.2.2 (MUST-39): receiver SWS

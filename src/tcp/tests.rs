@@ -1128,3 +1128,175 @@ fn without_nagle_every_small_write_goes_at_once() {
     h.conn.send(b"b");
     assert_eq!(h.output().len(), 1);
 }
+
+// ---- Reassembly, SACK, congestion control (issue 3) -------------------------------------
+
+/// ESTABLISHED with SACK (and no timestamps, to keep segment sizes round), MSS 1400.
+fn established_sack() -> Harness {
+    let syn = TcpSegment {
+        options: TcpOptions {
+            mss: Some(1400),
+            sack_permitted: true,
+            ..TcpOptions::EMPTY
+        },
+        ..SYN
+    };
+    let now = Instant::from_millis(10_000);
+    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &Config::default());
+    let mut h = Harness { conn, now };
+    h.output();
+    h.input(&RECV);
+    assert!(h.conn.info().sack_permitted);
+    h
+}
+
+#[test]
+fn out_of_order_segments_are_reassembled_and_sacked() {
+    let mut h = established_sack();
+    let seg = |off: u32, data: &'static [u8]| TcpSegment {
+        seq: IRS.add(1 + off),
+        payload: data,
+        ..RECV
+    };
+    h.input(&seg(6, b"ghi"));
+    let out = h.output();
+    assert_eq!(out[0].ack, IRS.add(1), "a duplicate ACK at once");
+    let sack: Vec<_> = out[0]
+        .opts
+        .sack()
+        .iter()
+        .map(|b| (b.left, b.right))
+        .collect();
+    assert_eq!(sack, vec![(IRS.add(7), IRS.add(10))]);
+    h.input(&seg(3, b"def"));
+    let out = h.output();
+    let sack: Vec<_> = out[0]
+        .opts
+        .sack()
+        .iter()
+        .map(|b| (b.left, b.right))
+        .collect();
+    assert_eq!(
+        sack,
+        vec![(IRS.add(4), IRS.add(10))],
+        "merged, most recent first"
+    );
+    assert!(h.read_all().is_empty());
+    h.input(&seg(0, b"abc"));
+    assert_eq!(h.read_all(), b"abcdefghi");
+    let out = h.output();
+    assert_eq!(out[0].ack, IRS.add(10), "the hole is filled: ACK at once");
+    assert!(out[0].opts.sack().is_empty());
+}
+
+#[test]
+fn a_fin_beyond_a_hole_is_processed_once_the_hole_is_filled() {
+    let mut h = established_sack();
+    h.input(&TcpSegment {
+        seq: IRS.add(4),
+        payload: b"def",
+        flags: Flags::ACK | Flags::FIN,
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::Established);
+    h.input(&TcpSegment {
+        payload: b"abc",
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::CloseWait);
+    assert_eq!(h.read_all(), b"abcdef");
+    assert!(h.conn.peer_closed());
+    assert_eq!(h.output()[0].ack, IRS.add(8));
+}
+
+/// Send `n` MSS-sized segments' worth of data and return what went out.
+fn send_segments(h: &mut Harness, n: usize) -> Vec<Sent> {
+    h.conn.send(&vec![0x42; n * 1400]);
+    h.output()
+}
+
+#[test]
+fn the_initial_window_is_ten_segments() {
+    let mut h = established_sack();
+    let out = send_segments(&mut h, 20);
+    assert_eq!(
+        out.len(),
+        10,
+        "RFC 6928: IW = min(10 MSS, max(2 MSS, 14600))"
+    );
+}
+
+#[test]
+fn three_duplicate_acks_trigger_a_fast_retransmit_before_the_timer() {
+    let mut h = Harness::established();
+    let out = send_segments(&mut h, 6);
+    assert_eq!(out.len(), 6);
+    // Segment 1 is lost; segments 2..4 each produce a duplicate ACK.
+    for _ in 0..3 {
+        h.input(&RECV);
+    }
+    let out = h.output();
+    assert!(!out.is_empty());
+    assert_eq!(out[0].seq, ISS.add(1), "SND.UNA is retransmitted");
+    assert_eq!(out[0].payload.len(), 1400);
+    assert_eq!(h.conn.retransmissions(), 1);
+}
+
+#[test]
+fn sack_recovery_retransmits_only_the_holes() {
+    let mut h = established_sack();
+    let out = send_segments(&mut h, 8);
+    assert_eq!(out.len(), 8);
+    let seg = |k: u32| ISS.add(1 + 1400 * k);
+    // Segments 0 and 3 are lost; the peer SACKs 1..3 and 4..8 over three ACKs.
+    for right in [seg(2), seg(3), seg(8)] {
+        let mut opts = TcpOptions::EMPTY;
+        let blocks = if right == seg(8) {
+            vec![(seg(4), seg(8)), (seg(1), seg(3))]
+        } else {
+            vec![(seg(1), right)]
+        };
+        for (i, (l, r)) in blocks.into_iter().enumerate() {
+            opts.sack_blocks[i] = crate::wire::SackBlock { left: l, right: r };
+            opts.sack_count += 1;
+        }
+        h.input(&TcpSegment {
+            options: opts,
+            ..RECV
+        });
+    }
+    let out = h.output();
+    let seqs: Vec<SeqNum> = out
+        .iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| s.seq)
+        .collect();
+    assert!(seqs.contains(&seg(0)), "the first hole: {seqs:?}");
+    assert!(seqs.contains(&seg(3)), "the second hole: {seqs:?}");
+    for k in [1, 2, 4, 5, 6, 7] {
+        assert!(
+            !seqs.contains(&seg(k)),
+            "SACKed segment {k} resent: {seqs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_timeout_collapses_the_congestion_window_to_one_segment() {
+    let mut h = established_sack();
+    let out = send_segments(&mut h, 10);
+    assert_eq!(out.len(), 10);
+    h.advance_to_timeout();
+    let out = h.output();
+    assert_eq!(out.len(), 1, "cwnd = 1 SMSS after an RTO");
+    assert_eq!(out[0].seq, ISS.add(1));
+    assert_eq!(h.conn.cwnd(), 1400);
+    // Its ACK opens the window again: slow start sends two more.
+    h.input(&TcpSegment {
+        ack: ISS.add(1401),
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].seq, ISS.add(1401));
+}

@@ -8,7 +8,7 @@
 
 use super::connection::Connection;
 use super::{SeqNum, State};
-use crate::time::{Duration, Instant};
+use crate::time::Instant;
 use crate::wire::{Flags, TcpSegment};
 
 /// How many events from the start of a connection are always kept.
@@ -98,8 +98,6 @@ pub struct Trace {
     last_state: State,
     /// Events recorded since creation, kept or folded.
     total: u64,
-    /// The end of the highest sequence number we have sent, to tell retransmissions apart.
-    sent_high: Option<SeqNum>,
 }
 
 impl Default for Trace {
@@ -111,7 +109,6 @@ impl Default for Trace {
             folded: Folded::default(),
             last_state: State::Closed,
             total: 0,
-            sent_high: None,
         }
     }
 }
@@ -233,27 +230,6 @@ impl Trace {
             }
         }
     }
-
-    /// An outgoing segment: is it a retransmission (does it occupy sequence space we already
-    /// sent)?
-    fn is_retransmission(&mut self, seg: &TcpSegment<'_>) -> bool {
-        let len = seg.seg_len();
-        if len == 0 || seg.flags.rst() {
-            return false;
-        }
-        let end = seg.seq.add(len);
-        match self.sent_high {
-            Some(high) if end.le(high) => true,
-            Some(high) => {
-                self.sent_high = Some(end.max(high));
-                false
-            }
-            None => {
-                self.sent_high = Some(end);
-                false
-            }
-        }
-    }
 }
 
 /// The hooks that feed the trace, and what `status` shows of a connection.
@@ -274,58 +250,21 @@ impl Connection {
         reply
     }
 
-    /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace
-    /// and counting retransmissions.
+    /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         let mut trace = std::mem::take(&mut self.trace);
-        let mut retransmits = 0;
         let state = self.state;
         self.transmit(now, &mut |seg| {
-            if trace.is_retransmission(seg) {
-                retransmits += 1;
-            }
             trace.record(Direction::Out, now, seg, state);
             emit(seg);
         });
         trace.settle(self.state);
         self.trace = trace;
-        self.retransmits += retransmits;
     }
 
     /// The record of the segments this connection received and sent.
     pub fn trace(&self) -> &Trace {
         &self.trace
-    }
-
-    /// Segments we sent again (SYN, SYN,ACK, data or FIN already sent once).
-    pub fn retransmissions(&self) -> u64 {
-        self.retransmits
-    }
-
-    /// The congestion window. Until congestion control lands this is the send window (the
-    /// peer's window is the only limit on what we send).
-    pub fn cwnd(&self) -> u32 {
-        self.snd.wnd
-    }
-
-    /// The smoothed round-trip time (RFC 6298), once measured.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.rtt.srtt()
-    }
-
-    /// The current retransmission timeout (RFC 6298).
-    pub fn rto(&self) -> Duration {
-        self.rtt.rto()
-    }
-
-    /// Bytes received and not read by the application (`ss`'s Recv-Q).
-    pub fn recv_queue_len(&self) -> usize {
-        self.recv_buf.len()
-    }
-
-    /// Bytes queued for sending and not yet acknowledged (`ss`'s Send-Q).
-    pub fn send_queue_len(&self) -> usize {
-        self.send_buf.len()
     }
 
     /// The connection's sequence diagram so far.

@@ -519,3 +519,113 @@ proptest! {
         prop_assert_eq!(sock.aborts, 0);
     }
 }
+
+/// Split a response whose body may be binary: (head text, body bytes).
+fn split_binary(bytes: &[u8]) -> (String, &[u8]) {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    (
+        String::from_utf8(bytes[..end].to_vec()).unwrap(),
+        &bytes[end + 4..],
+    )
+}
+
+#[test]
+fn the_pattern_is_a_counter_of_big_endian_words() {
+    let first: Vec<u8> = (0..24).map(pattern_byte).collect();
+    assert_eq!(
+        first,
+        [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2
+        ]
+    );
+    assert_eq!(pattern_byte(8 * 0x0102 + 6), 0x01);
+    assert_eq!(pattern_byte(8 * 0x0102 + 7), 0x02);
+}
+
+#[test]
+fn get_bytes_streams_n_pattern_bytes_through_a_small_send_buffer() {
+    let n = 100_003u64;
+    let mut sock = MockSocket::with_capacity(5000);
+    let mut http = Http::new();
+    sock.push(request("GET", &format!("/bytes/{n}"), "").as_bytes());
+    for _ in 0..1000 {
+        http.poll(&mut sock);
+        sock.ack(5000);
+    }
+    let (head, body) = split_binary(&sock.sent);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains(&format!("Content-Length: {n}")), "{head}");
+    assert_eq!(body.len() as u64, n);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, &b)| b == pattern_byte(i as u64))
+    );
+    assert_eq!(sock.closes, 0, "keep-alive");
+    // The connection then serves the next request.
+    sock.sent.clear();
+    sock.push(request("GET", "/bytes/3", "").as_bytes());
+    http.poll(&mut sock);
+    let (_, body) = split_binary(&sock.sent);
+    assert_eq!(body, [0, 0, 0]);
+}
+
+#[test]
+fn head_bytes_announces_the_length_and_sends_no_body() {
+    let (sock, _) = exchange(&request("HEAD", "/bytes/1073741824", ""));
+    let resp = only_response(&sock.sent, true);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.content_length(), 1 << 30);
+}
+
+#[test]
+fn bad_byte_counts_are_not_found() {
+    for path in [
+        "/bytes/",
+        "/bytes/12x",
+        "/bytes/-1",
+        "/bytes/99999999999999999999",
+    ] {
+        let (sock, _) = exchange(&request("GET", path, ""));
+        assert_eq!(only_response(&sock.sent, false).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn put_answers_with_the_length_and_sha256_of_the_body() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    sock.push(request("PUT", "/upload", "Content-Length: 11\r\n").as_bytes());
+    for piece in [&b"hel"[..], b"lo ", b"world"] {
+        http.poll(&mut sock);
+        sock.push(piece);
+    }
+    http.poll(&mut sock);
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.body,
+        "received 11 bytes\nsha256 b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9\n"
+    );
+}
+
+#[test]
+fn post_without_a_body_hashes_nothing_and_each_request_starts_afresh() {
+    let input = request("POST", "/x", "") + &request("POST", "/y", "Content-Length: 2\r\n") + "ab";
+    let (sock, _) = exchange(&input);
+    let mut rest = &sock.sent[..];
+    let empty = take_response(&mut rest, false);
+    assert!(
+        empty
+            .body
+            .starts_with("received 0 bytes\nsha256 e3b0c44298fc1c149afbf4c8996fb924")
+    );
+    let ab = take_response(&mut rest, false);
+    assert!(
+        ab.body
+            .starts_with("received 2 bytes\nsha256 fb8e20fc2e4c3f248c60c39bd652f3c1")
+    );
+}

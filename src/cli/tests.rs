@@ -1,0 +1,224 @@
+use super::*;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+    Args::try_from_iter(std::iter::once("synack").chain(extra.iter().copied()))
+}
+
+fn parse_err(extra: &[&str]) -> String {
+    parse(extra).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_match_the_documented_command_line() {
+    let a = parse(&[]).unwrap();
+    assert_eq!(a.iface, "synack0");
+    assert_eq!(
+        a.addrs,
+        [
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            IpAddr::V6("2001:2::2".parse::<Ipv6Addr>().unwrap())
+        ]
+    );
+    let hosts: Vec<String> = a.host_addrs.iter().map(ToString::to_string).collect();
+    assert_eq!(hosts, ["198.18.0.1/24", "2001:2::1/64"]);
+    assert!(!a.no_configure);
+    assert_eq!(a.mtu, 1500);
+    let listen: Vec<String> = a.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["7=echo", "9=discard", "19=chargen", "80=http"]);
+    assert_eq!(a.time_wait, Duration::from_secs(60));
+    assert_eq!(a.log_level(), tracing::Level::INFO);
+    assert!(a.warnings().is_empty());
+}
+
+#[test]
+fn repeatable_flags_replace_the_defaults() {
+    let a = parse(&[
+        "-i",
+        "tun9",
+        "--addr",
+        "198.18.1.2",
+        "--addr",
+        "198.18.1.3",
+        "--host-addr",
+        "198.18.1.1/24",
+        "-l",
+        "7=echo",
+        "--listen",
+        "8080=http",
+        "--mtu",
+        "9000",
+        "--time-wait",
+        "500ms",
+        "--no-configure",
+    ])
+    .unwrap();
+    assert_eq!(a.iface, "tun9");
+    assert_eq!(a.addrs.len(), 2);
+    assert_eq!(a.host_addrs.len(), 1);
+    assert_eq!(
+        a.listen,
+        [
+            Listen {
+                port: 7,
+                service: ServiceKind::Echo
+            },
+            Listen {
+                port: 8080,
+                service: ServiceKind::Http
+            }
+        ]
+    );
+    assert_eq!(a.mtu, 9000);
+    assert_eq!(a.time_wait, Duration::from_millis(500));
+    assert!(a.no_configure);
+}
+
+#[test]
+fn verbosity_flags_set_the_level() {
+    assert_eq!(parse(&["-v"]).unwrap().log_level(), tracing::Level::DEBUG);
+    assert_eq!(parse(&["-vv"]).unwrap().log_level(), tracing::Level::TRACE);
+    assert_eq!(parse(&["-q"]).unwrap().log_level(), tracing::Level::WARN);
+    assert!(parse(&["-v", "-q"]).is_err());
+}
+
+#[test]
+fn bad_listen_values_are_one_clear_sentence() {
+    assert!(parse_err(&["-l", "7"]).contains("is not PORT=SERVICE"));
+    assert!(parse_err(&["-l", "0=echo"]).contains("not a port number between 1 and 65535"));
+    assert!(parse_err(&["-l", "70000=echo"]).contains("not a port number"));
+    assert!(parse_err(&["-l", "7=telnet"]).contains("unknown service 'telnet'"));
+    assert!(parse_err(&["-l", "7=echo", "-l", "7=http"]).contains("port 7 is given twice"));
+}
+
+#[test]
+fn bad_time_wait_is_rejected() {
+    assert!(parse_err(&["--time-wait", "soon"]).contains("not a duration"));
+    assert!(parse_err(&["--time-wait", "5y"]).contains("unknown unit"));
+}
+
+#[test]
+fn bad_host_addr_is_rejected() {
+    assert!(parse_err(&["--host-addr", "198.18.0.1"]).contains("needs a prefix length"));
+    assert!(parse_err(&["--host-addr", "198.18.0.1/33"]).contains("between 0 and 32"));
+    assert!(parse_err(&["--host-addr", "2001:2::1/129"]).contains("between 0 and 128"));
+    assert!(parse_err(&["--host-addr", "nope/24"]).contains("not an IPv4 or IPv6 address"));
+    assert!(parse_err(&["--host-addr", "198.18.0.2/24"]).contains("both --addr and --host-addr"));
+}
+
+#[test]
+fn bad_addr_and_iface_are_rejected() {
+    assert!(parse_err(&["--addr", "0.0.0.0"]).contains("cannot be the endpoint's address"));
+    assert!(parse_err(&["--addr", "example"]).contains("not an IPv4 or IPv6 address"));
+    assert!(parse_err(&["-i", "a-very-long-interface"]).contains("1 to 15 characters"));
+    assert!(parse_err(&["-i", "a/b"]).contains("not a valid interface name"));
+}
+
+#[test]
+fn mtu_range_depends_on_ipv6() {
+    assert!(parse_err(&["--mtu", "575"]).contains("575"));
+    let low = parse_err(&["--mtu", "1000"]);
+    assert!(low.contains("below 1280"), "{low}");
+    let v4 = parse(&[
+        "--mtu",
+        "1000",
+        "--addr",
+        "198.18.0.2",
+        "--host-addr",
+        "198.18.0.1/24",
+    ]);
+    assert_eq!(v4.unwrap().mtu, 1000);
+    assert_eq!(parse(&["--mtu", "65535"]).unwrap().mtu, 65535);
+}
+
+#[test]
+fn bad_flags_exit_with_usage_code() {
+    assert_eq!(parse(&["--listen", "x"]).unwrap_err().exit_code(), 2);
+    assert_eq!(parse(&["--mtu", "1000"]).unwrap_err().exit_code(), 2);
+}
+
+#[test]
+fn args_map_to_endpoint_config() {
+    let a = parse(&[
+        "-l",
+        "7=echo",
+        "-l",
+        "8080=http",
+        "--mtu",
+        "1400",
+        "--time-wait",
+        "2s",
+    ])
+    .unwrap();
+    let c = a.endpoint_config();
+    assert_eq!(c.addrs, a.addrs);
+    assert_eq!(
+        c.listeners,
+        [(7, ServiceKind::Echo), (8080, ServiceKind::Http)]
+    );
+    assert_eq!(c.mtu, 1400);
+    assert_eq!(c.time_wait, Duration::from_secs(2));
+}
+
+#[test]
+fn addr_outside_every_host_prefix_is_warned_about() {
+    let a = parse(&["--addr", "198.19.5.5"]).unwrap();
+    let w = a.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("198.19.5.5 is outside every --host-addr prefix"),
+        "{w:?}"
+    );
+    assert!(
+        parse(&["--addr", "198.19.5.5", "--no-configure"])
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+}
+
+#[test]
+fn host_addr_prefix_containment() {
+    let h: HostAddr = "198.18.0.1/24".parse().unwrap();
+    assert!(h.contains("198.18.0.200".parse().unwrap()));
+    assert!(!h.contains("198.18.1.2".parse().unwrap()));
+    assert!(!h.contains("2001:2::2".parse().unwrap()));
+    let all: HostAddr = "198.18.0.1/0".parse().unwrap();
+    assert!(all.contains("10.0.0.1".parse().unwrap()));
+    let v6: HostAddr = "2001:2::1/64".parse().unwrap();
+    assert!(v6.contains("2001:2::ffff".parse().unwrap()));
+    assert!(!v6.contains("2001:2:0:1::1".parse().unwrap()));
+}
+
+#[test]
+fn setup_errors_say_what_failed_and_what_to_do() {
+    let taken = SetupError::NameTaken {
+        iface: "synack0".into(),
+    }
+    .to_string();
+    assert_eq!(
+        taken,
+        "interface name synack0 is already taken — pick another with --iface or remove it \
+         (ip link del synack0)"
+    );
+    assert_eq!(
+        SetupError::TunMissing.to_string(),
+        "/dev/net/tun does not exist — load the tun module (modprobe tun)"
+    );
+    let denied = SetupError::TunOpenDenied {
+        exe: "/x/synack".into(),
+    }
+    .to_string();
+    assert!(denied.starts_with("cannot open /dev/net/tun: permission denied — run as root"));
+    assert!(denied.contains("setcap cap_net_admin+ep /x/synack"));
+    let eperm = std::io::Error::from_raw_os_error(libc::EPERM);
+    let cfg = SetupError::configure("synack0", "set MTU 1500".into(), eperm, false).to_string();
+    assert_eq!(
+        cfg,
+        "cannot set MTU 1500 on synack0: operation not permitted — run as root or give the \
+         binary CAP_NET_ADMIN, or pass --no-configure and run the printed ip commands yourself"
+    );
+    let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+    let v6 = SetupError::configure("synack0", "add address 2001:2::1/64".into(), eacces, true);
+    assert!(v6.to_string().contains("IPv6 seems disabled"));
+}

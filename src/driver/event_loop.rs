@@ -1,0 +1,308 @@
+//! The mio loop itself, generic over the device and the sans-IO core so tests can drive it
+//! with a socket pair and a scripted core.
+
+use crate::cli::SetupError;
+use crate::endpoint::{Endpoint, Transmit};
+use crate::time::{Duration, Instant};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
+use tracing::{debug, info};
+
+const DEVICE: Token = Token(0);
+const SIGNALS: Token = Token(1);
+/// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
+/// flood); the rest are read on the next turn without waiting.
+const BATCH: usize = 256;
+/// Larger than any packet a TUN can deliver.
+const BUF_LEN: usize = 65536;
+
+/// What the loop needs from a packet device. [`crate::device::Tun`] is the real one.
+pub trait Device: AsRawFd {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn send(&self, packet: &[u8]) -> io::Result<usize>;
+}
+
+impl Device for crate::device::Tun {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::device::Tun::recv(self, buf)
+    }
+    fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        crate::device::Tun::send(self, packet)
+    }
+}
+
+/// What the loop needs from the sans-IO core. [`Endpoint`] is the real one.
+pub trait Core {
+    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit);
+    fn poll(&mut self, now: Instant, tx: &mut dyn Transmit);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn shutdown(&mut self, now: Instant);
+    fn is_drained(&self) -> bool;
+    fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit);
+    fn counters(&self) -> Vec<(&'static str, u64)>;
+}
+
+impl Core for Endpoint {
+    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
+        Endpoint::receive(self, now, packet, tx);
+    }
+    fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        Endpoint::poll(self, now, tx);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
+    fn shutdown(&mut self, now: Instant) {
+        Endpoint::shutdown(self, now);
+    }
+    fn is_drained(&self) -> bool {
+        Endpoint::is_drained(self)
+    }
+    fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        Endpoint::abort_all(self, now, tx);
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Endpoint::counters(self)
+    }
+}
+
+/// Maps the OS clock to [`crate::time::Instant`]: microseconds since the driver started.
+pub struct Clock {
+    start: std::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock {
+            start: std::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        let micros = self.start.elapsed().as_micros();
+        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
+    }
+}
+
+/// How the loop ended, for the shutdown log line and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    pub packets_read: u64,
+    pub packets_written: u64,
+    /// Outgoing packets the device refused (WouldBlock, ENOBUFS, ...) and that were dropped.
+    pub packets_dropped: u64,
+    /// The grace period ended (or a second signal came) with connections still open.
+    pub aborted: bool,
+}
+
+/// Writes the core's packets to the device; a packet the device cannot take is dropped and
+/// counted (TCP retransmits what matters).
+struct DeviceTx<'a, D> {
+    dev: &'a D,
+    stats: &'a mut LoopStats,
+}
+
+impl<D: Device> Transmit for DeviceTx<'_, D> {
+    fn transmit(&mut self, packet: &[u8]) {
+        match self.dev.send(packet) {
+            Ok(_) => self.stats.packets_written += 1,
+            Err(e) => {
+                self.stats.packets_dropped += 1;
+                debug!(len = packet.len(), error = %e, "device refused a packet; dropped");
+            }
+        }
+    }
+}
+
+/// The registered poll: the device's fd and the shutdown signals. Created before the startup
+/// line is logged, so a signal sent as soon as that line appears is already caught.
+pub struct EventLoop<'d, D: Device> {
+    dev: &'d D,
+    poll: Poll,
+    signals: Signals,
+    grace: Duration,
+}
+
+impl<'d, D: Device> EventLoop<'d, D> {
+    /// Register `dev` and `signals`; the first of these signals starts a graceful shutdown that
+    /// lasts at most `grace`, the second aborts at once.
+    pub fn new(dev: &'d D, signals: &[libc::c_int], grace: Duration) -> Result<Self, SetupError> {
+        let io_err = |what| move |source| SetupError::Io { what, source };
+        let poll = Poll::new().map_err(io_err("cannot create the event loop"))?;
+        let mut signals =
+            Signals::new(signals).map_err(io_err("cannot install the signal handlers"))?;
+        poll.registry()
+            .register(&mut SourceFd(&dev.as_raw_fd()), DEVICE, Interest::READABLE)
+            .map_err(io_err("cannot watch the TUN device"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(io_err("cannot watch for signals"))?;
+        Ok(EventLoop {
+            dev,
+            poll,
+            signals,
+            grace,
+        })
+    }
+
+    /// Run until shut down by a signal; then log the counters.
+    pub fn run<C: Core>(mut self, core: &mut C, clock: &Clock) -> Result<LoopStats, SetupError> {
+        let mut stats = LoopStats::default();
+        let result = self.turn_until_done(core, clock, &mut stats);
+        log_counters(core, &stats);
+        result.map(|()| stats)
+    }
+
+    fn turn_until_done<C: Core>(
+        &mut self,
+        core: &mut C,
+        clock: &Clock,
+        stats: &mut LoopStats,
+    ) -> Result<(), SetupError> {
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; BUF_LEN];
+        let mut backlog = false;
+        let mut grace_end: Option<Instant> = None;
+        loop {
+            let now = clock.now();
+            let deadline = match (core.poll_timeout(), grace_end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = if backlog {
+                Some(Duration::ZERO)
+            } else {
+                deadline.map(|d| d.saturating_since(now))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => events.clear(),
+                Err(source) => {
+                    return Err(SetupError::Io {
+                        what: "the event loop failed",
+                        source,
+                    });
+                }
+            }
+
+            let mut readable = backlog;
+            let mut signalled = Vec::new();
+            for event in events.iter() {
+                match event.token() {
+                    DEVICE => readable = true,
+                    SIGNALS => signalled.extend(self.signals.pending()),
+                    _ => {}
+                }
+            }
+
+            let mut tx = DeviceTx {
+                dev: self.dev,
+                stats: &mut *stats,
+            };
+            for signal in signalled {
+                let now = clock.now();
+                if grace_end.is_some() {
+                    info!(
+                        "{} during shutdown: resetting the remaining connections",
+                        signal_name(signal)
+                    );
+                    core.abort_all(now, &mut tx);
+                    tx.stats.aborted = true;
+                    return Ok(());
+                }
+                info!(
+                    "{}: closing open connections (at most {:?}; send it again to abort)",
+                    signal_name(signal),
+                    self.grace
+                );
+                core.shutdown(now);
+                grace_end = Some(now + self.grace);
+            }
+
+            if readable {
+                backlog = drain(self.dev, core, clock, &mut buf, &mut tx)?;
+            }
+
+            // After every batch and every timeout, so no due ACK or FIN waits for a packet.
+            let now = clock.now();
+            core.poll(now, &mut tx);
+
+            if let Some(end) = grace_end {
+                if core.is_drained() {
+                    info!("all connections closed");
+                    return Ok(());
+                }
+                if now >= end {
+                    info!("grace period over: resetting the remaining connections");
+                    core.abort_all(now, &mut tx);
+                    tx.stats.aborted = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Read up to [`BATCH`] packets into the core. Returns whether more may be waiting.
+fn drain<D: Device, C: Core>(
+    dev: &D,
+    core: &mut C,
+    clock: &Clock,
+    buf: &mut [u8],
+    tx: &mut DeviceTx<'_, D>,
+) -> Result<bool, SetupError> {
+    let mut read = 0;
+    while read < BATCH {
+        match dev.recv(buf) {
+            Ok(len) => {
+                read += 1;
+                tx.stats.packets_read += 1;
+                let packet = buf.get(..len).unwrap_or_default();
+                core.receive(clock.now(), packet, tx);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(SetupError::Io {
+                    what: "reading from the TUN device failed",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn signal_name(signal: libc::c_int) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".to_owned(),
+        libc::SIGTERM => "SIGTERM".to_owned(),
+        other => format!("signal {other}"),
+    }
+}
+
+fn log_counters<C: Core>(core: &C, stats: &LoopStats) {
+    let driver = [
+        ("packets_read", stats.packets_read),
+        ("packets_written", stats.packets_written),
+        ("packets_dropped_by_device", stats.packets_dropped),
+    ];
+    let line = core
+        .counters()
+        .into_iter()
+        .chain(driver)
+        .filter(|(_, v)| *v != 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    info!(
+        "synack stopped; counters: {}",
+        if line.is_empty() { "all zero" } else { &line }
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+//! The loop driven through a datagram socket pair standing in for the TUN, with a scripted
+//! core. Each test stops the loop with its own signal, so tests running in parallel do not see
+//! each other's signals. Every wait is bounded.
+
+use super::*;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration as StdDuration;
+
+impl Device for UnixDatagram {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        UnixDatagram::recv(self, buf)
+    }
+    fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        UnixDatagram::send(self, packet)
+    }
+}
+
+/// Echoes every received packet, but only from `poll` (so replies prove `poll` ran after the
+/// batch); sends "tick" when its timer fires and "fin" on the first poll after `shutdown`.
+#[derive(Default)]
+struct Script {
+    queued: Vec<Vec<u8>>,
+    timer: Option<Instant>,
+    shutting_down: bool,
+    fin_sent: bool,
+    drained_after_shutdown: bool,
+    aborted: bool,
+}
+
+impl Core for Script {
+    fn receive(&mut self, _now: Instant, packet: &[u8], _tx: &mut dyn Transmit) {
+        self.queued.push(packet.to_vec());
+    }
+    fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        for p in self.queued.drain(..) {
+            tx.transmit(&p);
+        }
+        if self.timer.is_some_and(|t| now >= t) {
+            self.timer = None;
+            tx.transmit(b"tick");
+        }
+        if self.shutting_down && !self.fin_sent {
+            self.fin_sent = true;
+            tx.transmit(b"fin");
+        }
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.timer
+    }
+    fn shutdown(&mut self, _now: Instant) {
+        self.shutting_down = true;
+    }
+    fn is_drained(&self) -> bool {
+        self.drained_after_shutdown
+    }
+    fn abort_all(&mut self, _now: Instant, tx: &mut dyn Transmit) {
+        self.aborted = true;
+        tx.transmit(b"rst");
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        vec![("scripted", 1)]
+    }
+}
+
+fn pair() -> (UnixDatagram, UnixDatagram) {
+    let (dev, peer) = UnixDatagram::pair().unwrap();
+    dev.set_nonblocking(true).unwrap();
+    peer.set_read_timeout(Some(StdDuration::from_secs(5)))
+        .unwrap();
+    (dev, peer)
+}
+
+fn expect(peer: &UnixDatagram, want: &[u8]) {
+    let mut buf = [0u8; 64];
+    let n = peer.recv(&mut buf).expect("reply within 5 s");
+    assert_eq!(&buf[..n], want);
+}
+
+fn raise(signal: libc::c_int) {
+    signal_hook::low_level::raise(signal).unwrap();
+}
+
+#[test]
+fn packets_reach_the_core_replies_follow_each_batch_and_drained_shutdown_is_clean() {
+    let (dev, peer) = pair();
+    let clock = Clock::start();
+    let mut core = Script {
+        timer: Some(clock.now() + Duration::from_millis(20)),
+        drained_after_shutdown: true,
+        ..Script::default()
+    };
+    let event_loop = EventLoop::new(&dev, &[libc::SIGUSR1], Duration::from_secs(10)).unwrap();
+    let stats = std::thread::scope(|s| {
+        s.spawn(|| {
+            expect(&peer, b"tick");
+            for p in [&b"one"[..], b"two", b"three"] {
+                peer.send(p).unwrap();
+            }
+            for p in [&b"one"[..], b"two", b"three"] {
+                expect(&peer, p);
+            }
+            raise(libc::SIGUSR1);
+        });
+        event_loop.run(&mut core, &clock).unwrap()
+    });
+    assert!(core.shutting_down);
+    assert!(!core.aborted, "a drained core is not reset");
+    assert!(!stats.aborted);
+    assert_eq!(stats.packets_read, 3);
+    // tick, three echoes, fin.
+    assert_eq!(stats.packets_written, 5);
+}
+
+#[test]
+fn second_signal_during_the_grace_period_aborts_at_once() {
+    let (dev, peer) = pair();
+    let clock = Clock::start();
+    let mut core = Script::default();
+    let event_loop = EventLoop::new(&dev, &[libc::SIGUSR2], Duration::from_secs(60)).unwrap();
+    let stats = std::thread::scope(|s| {
+        s.spawn(|| {
+            raise(libc::SIGUSR2);
+            expect(&peer, b"fin");
+            raise(libc::SIGUSR2);
+            expect(&peer, b"rst");
+        });
+        event_loop.run(&mut core, &clock).unwrap()
+    });
+    assert!(core.aborted);
+    assert!(stats.aborted);
+    assert!(
+        clock.now() < Instant::ZERO + Duration::from_secs(30),
+        "did not wait for grace"
+    );
+}
+
+#[test]
+fn grace_period_expiry_resets_what_is_left() {
+    let (dev, peer) = pair();
+    let clock = Clock::start();
+    let mut core = Script::default();
+    let grace = Duration::from_millis(50);
+    let event_loop = EventLoop::new(&dev, &[libc::SIGWINCH], grace).unwrap();
+    let stats = std::thread::scope(|s| {
+        s.spawn(|| {
+            raise(libc::SIGWINCH);
+            expect(&peer, b"fin");
+            expect(&peer, b"rst");
+        });
+        event_loop.run(&mut core, &clock).unwrap()
+    });
+    assert!(core.aborted);
+    assert!(stats.aborted);
+    assert!(clock.now() >= Instant::ZERO + grace);
+}
+
+#[test]
+fn refused_writes_are_dropped_and_counted() {
+    struct Full;
+    impl AsRawFd for Full {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            -1
+        }
+    }
+    impl Device for Full {
+        fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(ErrorKind::WouldBlock.into())
+        }
+        fn send(&self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::ENOBUFS))
+        }
+    }
+    let mut stats = LoopStats::default();
+    let mut tx = DeviceTx {
+        dev: &Full,
+        stats: &mut stats,
+    };
+    tx.transmit(b"x");
+    tx.transmit(b"y");
+    assert_eq!(stats.packets_dropped, 2);
+    assert_eq!(stats.packets_written, 0);
+}
+
+#[test]
+fn clock_counts_microseconds_from_start() {
+    let clock = Clock::start();
+    let a = clock.now();
+    let b = clock.now();
+    assert!(b >= a);
+    assert!(a < Instant::ZERO + Duration::from_secs(1));
+}
