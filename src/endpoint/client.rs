@@ -266,6 +266,11 @@ impl Endpoint {
         })
     }
 
+    /// Our address and port on a client connection that is not over yet.
+    pub fn client_local(&self, id: ClientId) -> Option<SocketAddr> {
+        self.clients.records.get(&id).map(|r| r.quad.local)
+    }
+
     /// The driver lost interest in a client connection (its controller went away); the
     /// connection itself goes on and closes normally.
     pub fn forget_client(&mut self, id: ClientId) {

@@ -37,12 +37,12 @@ pub struct ConnStatus {
 /// The ladders of closed connections, collected when `--ladder` asks for them.
 #[derive(Debug, Default)]
 pub(super) struct Ladders {
-    queue: Option<VecDeque<String>>,
+    queue: Option<VecDeque<(Quad, String)>>,
     dropped: u64,
 }
 
 impl Ladders {
-    fn push(&mut self, ladder: String) {
+    fn push(&mut self, ladder: (Quad, String)) {
         if let Some(q) = self.queue.as_mut() {
             if q.len() >= MAX_FINISHED_LADDERS {
                 q.pop_front();
@@ -61,6 +61,9 @@ impl Endpoint {
     /// Collect the ladder of every connection when it is removed from the table (off by
     /// default: then nothing is rendered).
     pub fn set_collect_ladders(&mut self, on: bool) {
+        if on == self.collecting_ladders() {
+            return;
+        }
         match (on, self.ladders.queue.is_some()) {
             (true, false) => self.ladders.queue = Some(VecDeque::new()),
             (false, true) => self.ladders.queue = None,
@@ -69,12 +72,16 @@ impl Endpoint {
     }
 
     /// The ladders of the connections closed since the last call, oldest first.
-    pub fn take_finished_ladders(&mut self) -> Vec<String> {
+    pub fn take_finished_ladders(&mut self) -> Vec<(Quad, String)> {
         self.ladders
             .queue
             .as_mut()
             .map(|q| q.drain(..).collect())
             .unwrap_or_default()
+    }
+
+    pub fn collecting_ladders(&self) -> bool {
+        self.ladders.queue.is_some()
     }
 
     /// Ladders dropped because the driver did not take them in time.
@@ -85,7 +92,7 @@ impl Endpoint {
     /// Called for every entry leaving the table (closed, or replaced from TIME-WAIT).
     pub(super) fn on_removed(&mut self, mut entry: Entry) {
         if self.ladders.queue.is_some() {
-            self.ladders.push(entry.conn.ladder());
+            self.ladders.push((entry.conn.quad(), entry.conn.ladder()));
         }
         if let App::Client(client) = &mut entry.app {
             if !entry.counted_established {

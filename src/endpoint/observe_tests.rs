@@ -168,11 +168,12 @@ fn a_refused_port_is_reported_as_refused() {
     assert_eq!(net.ep.stats().rst_in, 1);
     let ladders = net.ep.take_finished_ladders();
     assert_eq!(ladders.len(), 1);
-    assert!(ladders[0].contains("◀──  SYN seq=0"), "{}", ladders[0]);
+    let (quad, ladder) = &ladders[0];
+    assert_eq!(quad.remote, remote());
+    assert!(ladder.contains("◀──  SYN seq=0"), "{ladder}");
     assert!(
-        ladders[0].contains("RST,ACK seq=0 ack=1  ──▶  SYN-SENT → CLOSED"),
-        "{}",
-        ladders[0]
+        ladder.contains("RST,ACK seq=0 ack=1  ──▶  SYN-SENT → CLOSED"),
+        "{ladder}"
     );
     assert!(net.ep.take_finished_ladders().is_empty());
 }

@@ -253,12 +253,15 @@ impl Connection {
     /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         let mut trace = std::mem::take(&mut self.trace);
-        let state = self.state;
+        let (state, recorded) = (self.state, trace.total());
         self.transmit(now, &mut |seg| {
             trace.record(Direction::Out, now, seg, state);
             emit(seg);
         });
-        trace.settle(self.state);
+        if trace.total() != recorded {
+            // What we just sent changed the state (our RST closes the connection).
+            trace.settle(self.state);
+        }
         self.trace = trace;
     }
 
@@ -365,6 +368,8 @@ mod tests {
         now = conn.poll_timeout().unwrap();
         conn.handle_timeout(now);
         assert_eq!(conn.state(), State::Closed);
+        // Polling a closed connection sends nothing and does not rewrite the last arrow.
+        assert_eq!(drain(&mut conn, now), 0);
 
         let expected = "\
 198.18.0.1:40000                      198.18.0.2:80
