@@ -272,7 +272,12 @@ impl Client {
     }
 
     fn handle(&mut self, req: Request, ep: &mut Endpoint, now: Instant) {
-        debug!(?req, "control request");
+        match &req {
+            Request::Connect { addr, data } => {
+                debug!(%addr, bytes = data.len(), "control request: connect");
+            }
+            other => debug!(request = ?other, "control request"),
+        }
         self.mode = Mode::Done;
         match req {
             Request::Status => {
