@@ -172,8 +172,9 @@ impl Http {
             if !self.flush(sock) {
                 return;
             }
-            if self.close_after {
-                // RFC 9293 §3.10.4: our FIN follows the response already queued.
+            if self.close_after && !matches!(self.phase, Phase::Stream { .. }) {
+                // RFC 9293 §3.10.4: our FIN follows the response already queued (a streamed
+                // body included: `stream` returns to `Head` once it is all queued).
                 close_once(sock, &mut self.closed);
             }
             if self.closed {

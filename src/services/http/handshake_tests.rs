@@ -45,3 +45,31 @@ fn the_404_page_names_both_pages() {
     assert!(text.starts_with("HTTP/1.1 404"), "{text}");
     assert!(text.contains("/handshake"), "{text}");
 }
+
+#[test]
+fn a_streamed_body_is_sent_in_full_before_connection_close() {
+    for extra in ["Connection: close\r\n", ""] {
+        let mut sock = MockSocket::with_capacity(1000);
+        let mut http = Http::new();
+        let version = if extra.is_empty() {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
+        sock.push(format!("GET /bytes/3000 {version}\r\nHost: x\r\n{extra}\r\n").as_bytes());
+        http.poll(&mut sock);
+        let mut all = sock.take_sent();
+        for _ in 0..10 {
+            sock.ack(1000);
+            http.poll(&mut sock);
+            let more = sock.take_sent();
+            if more.is_empty() {
+                break;
+            }
+            all.extend(more);
+        }
+        let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(all.len() - head_end, 3000, "{extra:?}");
+        assert_eq!(sock.closes, 1, "closed after the body");
+    }
+}
