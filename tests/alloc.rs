@@ -80,6 +80,7 @@ impl Rig {
             listeners: vec![(9, ServiceKind::Discard), (19, ServiceKind::Chargen)],
             mtu: 1500,
             time_wait: Duration::from_secs(1),
+            ..EndpointConfig::default()
         };
         Rig {
             ep: Endpoint::new(cfg, [9; 16], Instant::ZERO),

@@ -9,6 +9,7 @@ pub use error::SetupError;
 
 use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
+use crate::tcp::CcKind;
 use crate::time::{Duration, parse_duration};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
@@ -65,6 +66,10 @@ pub struct Args {
     #[arg(long = "time-wait", value_name = "DURATION", default_value = "60s",
           value_parser = parse_duration)]
     pub time_wait: Duration,
+
+    /// Congestion control: cubic (RFC 9438) or newreno (RFC 5681, RFC 6582)
+    #[arg(long = "cc", value_name = "ALGORITHM", default_value = "cubic")]
+    pub cc: CcKind,
 
     /// More logging (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short = 'v', action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -324,6 +329,7 @@ impl Args {
             listeners: self.listen.iter().map(|l| (l.port, l.service)).collect(),
             mtu: self.mtu,
             time_wait: self.time_wait,
+            cc: self.cc,
         }
     }
 

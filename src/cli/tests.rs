@@ -276,3 +276,12 @@ fn subcommands_parse_with_their_flags() {
         "a port is needed"
     );
 }
+
+#[test]
+fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
+    use crate::tcp::CcKind;
+    assert_eq!(parse(&[]).unwrap().cc, CcKind::Cubic);
+    let args = parse(&["--cc", "newreno"]).unwrap();
+    assert_eq!(args.endpoint_config().cc, CcKind::NewReno);
+    assert!(parse(&["--cc", "bbr"]).is_err());
+}

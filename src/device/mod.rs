@@ -4,6 +4,7 @@
 //! (the last holder of its file descriptor) exits. Configuration uses the kernel's interfaces
 //! directly (rtnetlink for addresses, ioctls for MTU and link state); nothing shells out to `ip`.
 
+pub mod impair;
 mod link;
 mod netlink;
 

@@ -17,7 +17,7 @@ pub use limiter::ChallengeLimiter;
 pub use observe::ConnStatus;
 
 use crate::services::{App, ServiceKind};
-use crate::tcp::{self, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
+use crate::tcp::{self, CcKind, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
 use crate::time::{Duration, Instant};
 use crate::wire::{self, Packet, Quad, TcpSegment};
 use std::cmp::Reverse;
@@ -47,6 +47,25 @@ pub struct EndpointConfig {
     pub mtu: u16,
     /// TIME-WAIT duration (2·MSL).
     pub time_wait: Duration,
+    /// The congestion controller of every connection (`--cc`).
+    pub cc: CcKind,
+}
+
+impl Default for EndpointConfig {
+    /// The daemon's defaults: 198.18.0.2 and 2001:2::2, the four services, MTU 1500,
+    /// TIME-WAIT 60 s, CUBIC.
+    fn default() -> Self {
+        EndpointConfig {
+            addrs: vec![
+                IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2)),
+                IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            ],
+            listeners: crate::services::DEFAULT_LISTENERS.to_vec(),
+            mtu: 1500,
+            time_wait: Duration::from_secs(60),
+            cc: CcKind::Cubic,
+        }
+    }
 }
 
 /// The most connections the table holds; SYNs beyond it are dropped and counted.
@@ -121,6 +140,7 @@ impl Endpoint {
             mss_v4,
             mss_v6,
             time_wait: config.time_wait,
+            cc: config.cc,
             ..tcp::Config::default()
         };
         Endpoint {

@@ -51,6 +51,7 @@ impl Net {
             listeners: vec![(7, ServiceKind::Echo), (80, ServiceKind::Http)],
             mtu: 1500,
             time_wait: Duration::from_secs(1),
+            ..EndpointConfig::default()
         };
         let now = Instant::from_millis(5_000);
         Net {

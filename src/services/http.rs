@@ -28,6 +28,27 @@ pub fn pattern_byte(i: u64) -> u8 {
         .unwrap_or(0)
 }
 
+/// Fill `out` with the pattern from offset `start`, a 64-bit word at a time.
+fn fill_pattern(start: u64, out: &mut [u8]) {
+    // The unaligned head, byte by byte.
+    let head = usize::try_from((8 - start % 8) % 8)
+        .unwrap_or(0)
+        .min(out.len());
+    let (first, rest) = out.split_at_mut(head);
+    for (b, i) in first.iter_mut().zip(start..) {
+        *b = pattern_byte(i);
+    }
+    let mut i = start + head as u64;
+    let mut words = rest.chunks_exact_mut(8);
+    for word in &mut words {
+        word.copy_from_slice(&(i / 8).to_be_bytes());
+        i += 8;
+    }
+    for (b, i) in words.into_remainder().iter_mut().zip(i..) {
+        *b = pattern_byte(i);
+    }
+}
+
 /// The largest `/bytes/<N>` we serve (1 TiB): bounded, yet far beyond any test.
 pub const MAX_BYTES: u64 = 1 << 40;
 
@@ -173,8 +194,8 @@ impl Http {
                 return;
             }
             if self.close_after && !matches!(self.phase, Phase::Stream { .. }) {
-                // RFC 9293 §3.10.4: our FIN follows the response already queued (a streamed
-                // body included: `stream` returns to `Head` once it is all queued).
+                // RFC 9293 §3.10.4: our FIN follows the response already queued (and, for
+                // /bytes/<N>, its streamed body).
                 close_once(sock, &mut self.closed);
             }
             if self.closed {
@@ -273,9 +294,7 @@ impl Http {
         if n == 0 {
             return Step::Wait;
         }
-        for (i, b) in (offset..).zip(buf.iter_mut().take(n)) {
-            *b = pattern_byte(i);
-        }
+        fill_pattern(offset, buf.get_mut(..n).unwrap_or_default());
         let sent = sock.send(buf.get(..n).unwrap_or_default());
         self.phase = Phase::Stream {
             offset: offset + sent as u64,

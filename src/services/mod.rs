@@ -100,7 +100,9 @@ pub enum App {
     Echo(Echo),
     Discard(Discard),
     Chargen(Chargen),
-    Http(Http),
+    /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
+    /// per connection, none per packet).
+    Http(Box<Http>),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
 }
@@ -113,7 +115,7 @@ impl App {
             ServiceKind::Echo => App::Echo(Echo::new()),
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
-            ServiceKind::Http => App::Http(Http::new()),
+            ServiceKind::Http => App::Http(Box::default()),
         }
     }
 

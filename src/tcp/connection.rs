@@ -238,6 +238,8 @@ impl Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = true;
         conn.trace.begin(State::Listen);
+        // The TCB stands for the listener's half of the story: LISTEN -> SYN-RECEIVED.
+        conn.state = State::Listen;
         conn.learn_syn(syn);
         conn.set_state(State::SynReceived);
         conn.trace.record(Direction::In, now, syn, conn.state);
@@ -632,9 +634,17 @@ impl Connection {
 impl Socket for Connection {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
         let n = buf.len().min(self.recv_buf.len());
-        for (dst, src) in buf.iter_mut().zip(self.recv_buf.drain(..n)) {
-            *dst = src;
+        // Copy from the ring's (at most two) contiguous parts, then drop them.
+        let (front, back) = self.recv_buf.as_slices();
+        let from_front = n.min(front.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..from_front), front.get(..from_front)) {
+            dst.copy_from_slice(src);
         }
+        let from_back = n - from_front;
+        if let (Some(dst), Some(src)) = (buf.get_mut(from_front..n), back.get(..from_back)) {
+            dst.copy_from_slice(src);
+        }
+        self.recv_buf.drain(..n);
         n
     }
 
@@ -648,7 +658,8 @@ impl Socket for Connection {
 
     fn send(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.send_capacity());
-        self.send_buf.extend(data.iter().take(n));
+        // Extending from a slice copies in bulk (not byte by byte).
+        self.send_buf.extend(data.get(..n).unwrap_or(&[]));
         n
     }
 

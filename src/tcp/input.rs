@@ -217,6 +217,11 @@ impl Connection {
         let (nxt, wnd, len) = (self.rcv.nxt, self.rcv.wnd(), seg.seg_len());
         match (len, wnd) {
             (0, 0) => seg.seq == nxt,
+            // Departure: a zero-length segment exactly at the right edge is taken, as Linux's
+            // tcp_sequence() does (`!after(seq, rcv_nxt + window)`): a peer's ACK sent at its
+            // SND.NXT after it went back to retransmit can sit there. Not for a RST, whose
+            // window stays strict (RFC 5961 §3.2).
+            (0, _) if !seg.flags.rst() => seg.seq.in_window(nxt, wnd.saturating_add(1)),
             (0, _) => seg.seq.in_window(nxt, wnd),
             // Departure: a bare FIN exactly at RCV.NXT is taken at a zero window, as Linux's
             // tcp_sequence() allows, so a peer's close is not delayed by our full buffer.
@@ -481,7 +486,7 @@ impl Connection {
         let room = usize::try_from(self.rcv.wnd()).unwrap_or(0);
         let take = fresh.len().min(room);
         let taken = fresh.get(..take).unwrap_or(&[]);
-        self.recv_buf.extend(taken.iter());
+        self.recv_buf.extend(taken);
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once

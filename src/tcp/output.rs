@@ -101,9 +101,11 @@ impl Connection {
         } else {
             self.transmit_window(now, mss, emit);
         }
-        // RFC 9293 §3.8.6.1: with data waiting, nothing in flight and no window to send it in,
-        // the persist timer probes the window (the retransmit timer serves as both).
-        if self.has_unsent() && !self.in_flight() {
+        // RFC 6298 §5.1: whenever data is outstanding a retransmission timer runs (even if
+        // the window let nothing out this time); RFC 9293 §3.8.6.1: with data waiting,
+        // nothing in flight and no window to send it in, the persist timer probes the window
+        // (the retransmit timer serves as both).
+        if self.in_flight() || self.has_unsent() {
             self.arm_retransmit(now);
         }
     }
@@ -200,8 +202,10 @@ impl Connection {
                 self.emit_segment(now, seq, Flags::ACK, &[], emit);
                 break;
             }
-            if self.probe_due {
-                // The persist timer also overrides sender SWS avoidance (§3.8.6.2.1).
+            let new_data = self.tx_next == self.snd.nxt;
+            if self.probe_due || !new_data {
+                // The persist timer overrides sender SWS avoidance (§3.8.6.2.1), and SWS
+                // avoidance is about new data: a retransmission sends what the window takes.
             } else if n > 0 && n < avail {
                 // RFC 9293 §3.8.6.2.1 (MUST-38): sender SWS avoidance: send a full segment, or
                 // at least half the largest window the peer offered, or wait.

@@ -3,7 +3,7 @@
 Run by scripts/test.sh as root inside a fresh network namespace:
     unshare -n -- /usr/bin/python3 -m pytest -v tests/e2e
 
-`synack` starts the binary (env SYNACK_BIN, default target/debug/synack), waits until it is
+`synack` starts the binary (env SYNACK_BIN, default target/release/synack), waits until it is
 reachable, yields a harness.Daemon, and on teardown sends SIGTERM and requires exit status 0
 and the interface gone, all within bounded times. Extra arguments per test:
     @pytest.mark.synack_args("--time-wait", "1s")
@@ -78,7 +78,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def synack_binary() -> Path:
-    path = Path(os.environ.get("SYNACK_BIN", harness.REPO_ROOT / "target/debug/synack"))
+    path = Path(os.environ.get("SYNACK_BIN", harness.REPO_ROOT / "target/release/synack"))
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(
             f"synack binary not found at {path}: build it with `cargo build` "

@@ -629,3 +629,27 @@ fn post_without_a_body_hashes_nothing_and_each_request_starts_afresh() {
             .starts_with("received 2 bytes\nsha256 fb8e20fc2e4c3f248c60c39bd652f3c1")
     );
 }
+
+#[test]
+fn connection_close_waits_for_the_streamed_body() {
+    let mut sock = MockSocket::with_capacity(1000);
+    let mut http = Http::new();
+    sock.push(request("GET", "/bytes/5000", "Connection: close\r\n").as_bytes());
+    for _ in 0..100 {
+        http.poll(&mut sock);
+        sock.ack(1000);
+    }
+    let (_, body) = split_binary(&sock.sent);
+    assert_eq!(body.len(), 5000);
+    assert_eq!(sock.closes, 1);
+}
+
+#[test]
+fn filling_by_words_matches_the_pattern_at_any_offset() {
+    for start in [0u64, 1, 7, 8, 13, 4096 + 3] {
+        let mut buf = vec![0u8; 61];
+        fill_pattern(start, &mut buf);
+        let expected: Vec<u8> = (start..start + 61).map(pattern_byte).collect();
+        assert_eq!(buf, expected, "start {start}");
+    }
+}
