@@ -448,6 +448,10 @@ impl Endpoint {
             if !entry.app_stopped {
                 entry.app.poll(conn);
             }
+            if entry.app_stopped || entry.app.is_closed() {
+                // The service reads no more: FIN-WAIT-2 may time out (tcp_fin_timeout).
+                conn.orphan(now);
+            }
         }
         // RFC 5961 §7: challenge ACKs come out of one global budget; ACKs for unacceptable
         // (e.g. duplicate) data do not.

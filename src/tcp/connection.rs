@@ -147,6 +147,10 @@ pub struct Connection {
     pub(super) last_ack_sent: SeqNum,
     /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
     pub(super) ts_offset: u32,
+    /// The next RTT sample from timestamps waits for an ACK at or beyond this (one per RTT).
+    pub(super) ts_sample_mark: SeqNum,
+    /// Our TSval clock at the last retransmission timeout: older echoes are not samples.
+    pub(super) ts_rto_floor: Option<u32>,
     /// Segments dropped by PAWS (RFC 7323 §5).
     pub(super) paws_drops: u64,
     pub(super) peer_mss: Option<u16>,
@@ -180,6 +184,8 @@ pub struct Connection {
     pub(super) fin_received: bool,
     /// RFC 9293 §3.10.7.4 (MUST-11): SYN-RECEIVED came from LISTEN.
     pub(super) passive: bool,
+    /// The application is gone (it closed and reads no more): FIN-WAIT-2 may time out.
+    pub(super) orphaned: bool,
     /// A (re)transmission of our SYN,ACK is due.
     pub(super) syn_due: bool,
     /// An ABORT is pending: send `<SEQ=SND.NXT><CTL=RST>` and close.
@@ -289,6 +295,8 @@ impl Connection {
             ts_recent: 0,
             last_ack_sent: SeqNum::new(0),
             ts_offset: iss.raw().rotate_left(16),
+            ts_sample_mark: iss,
+            ts_rto_floor: None,
             paws_drops: 0,
             peer_mss: None,
             send_mss: Self::default_mss(&quad).min(local_mss),
@@ -307,6 +315,7 @@ impl Connection {
             fin_queued: false,
             fin_received: false,
             passive: false,
+            orphaned: false,
             syn_due: true,
             rst_due: false,
             probe_due: false,
@@ -510,12 +519,28 @@ impl Connection {
         self.ack_due = AckDue::Now;
     }
 
-    /// Our FIN is acknowledged: wait in FIN-WAIT-2 for the peer's, but not forever. The
-    /// application has closed, so nobody would ever notice a peer that never closes; Linux
-    /// (tcp_fin_timeout, 60 s) resets such an orphan, and so do we.
+    /// Our FIN is acknowledged: wait in FIN-WAIT-2 for the peer's. CLOSE is a half-close
+    /// (RFC 9293 §3.10.4: the user may go on receiving), so this waits as long as the
+    /// application reads; only an orphan, whose application is gone, times out.
     pub(super) fn enter_fin_wait_2(&mut self, now: Instant) {
         self.set_state(State::FinWait2);
-        self.timers.fin_wait_2 = Some(now + self.cfg.fin_wait_2_timeout);
+        self.arm_orphan_timer(now);
+    }
+
+    /// The application has closed for good and will read no more (a built-in service that
+    /// closed, or the daemon shutting down). A FIN-WAIT-2 orphan would wait forever for a
+    /// peer that never closes; Linux (tcp_fin_timeout, 60 s) resets it, and so do we.
+    pub fn orphan(&mut self, now: Instant) {
+        if !self.orphaned {
+            self.orphaned = true;
+            self.arm_orphan_timer(now);
+        }
+    }
+
+    fn arm_orphan_timer(&mut self, now: Instant) {
+        if self.orphaned && self.state == State::FinWait2 && self.timers.fin_wait_2.is_none() {
+            self.timers.fin_wait_2 = Some(now + self.cfg.fin_wait_2_timeout);
+        }
     }
 
     /// Enter TIME-WAIT, or restart its 2·MSL timer (RFC 9293 §3.10.7.4, eighth step).
@@ -584,9 +609,10 @@ impl Connection {
             }
             self.syn_due = true;
         } else if self.in_flight() {
-            // RFC 9293 §3.8.3 (MUST-20): past R2, give up on the connection. Linux closes it
-            // without a RST (tcp_write_err); so do we.
-            if now.saturating_since(first) >= self.cfg.r2 {
+            // RFC 9293 §3.8.3 (MUST-20): past R2, give up on the connection. Like Linux
+            // (tcp_retries2 = 15) R2 counts retransmissions, and it lasts at least `r2` (100 s);
+            // the connection is closed without a RST (as Linux's tcp_write_err).
+            if self.retries >= self.cfg.r2_retries && now.saturating_since(first) >= self.cfg.r2 {
                 let _enter = self.span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);
@@ -600,6 +626,7 @@ impl Connection {
             self.recover = self.snd.nxt;
             self.dup_acks = 0;
             self.fast_rtx_due = false;
+            self.ts_rto_floor = Some(self.ts_now(now));
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows

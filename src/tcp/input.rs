@@ -291,6 +291,7 @@ impl Connection {
         }
 
         let flight_before = self.snd.nxt.distance_from(self.snd.una);
+        let advances = seg.ack.gt(self.snd.una);
         let shift = if seg.flags.syn() {
             0
         } else {
@@ -307,16 +308,25 @@ impl Connection {
         if seg.ack.gt(self.snd.una) {
             let acked = seg.ack.distance_from(self.snd.una);
             // RFC 7323 §4.1: with timestamps, the RTT is measured from the echoed TSval, which
-            // stays right even for retransmitted segments.
+            // stays right even for retransmitted segments (so, unlike Karn's rule, recovery
+            // yields samples and a backed-off RTO collapses, as in Linux). Once per round trip.
+            // Karn's rule in timestamp space: after a timeout, an echo of a TSval from before
+            // it may belong to the original transmission (when only its ACK was lost, the
+            // retransmission arrives as a duplicate and the ACK echoes the old TS.Recent), so
+            // it would measure RTO + RTT; only echoes of later transmissions are samples.
             if self.opts.ts
                 && let Some((_, tsecr)) = seg.options.timestamps
                 && tsecr != 0
-                && self.rtt_probe.is_some_and(|(end, _)| seg.ack.ge(end))
+                && seg.ack.ge(self.ts_sample_mark)
+                && self
+                    .ts_rto_floor
+                    .is_none_or(|floor| (tsecr.wrapping_sub(floor) as i32) >= 0)
             {
                 let ms = self.ts_now(now).wrapping_sub(tsecr);
                 if ms < 60_000 {
                     self.rtt.sample(Duration::from_millis(u64::from(ms)));
                     self.rtt_probe = None;
+                    self.ts_sample_mark = self.snd.nxt;
                 }
             }
             self.on_new_ack(now, seg.ack);
@@ -350,7 +360,14 @@ impl Connection {
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
         // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
-        if self.snd.wl1.lt(seg.seq) || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack)) {
+        // Departure: an ACK that advances SND.UNA always carries the current window, as in
+        // Linux (tcp_may_update_window). Otherwise an ACK riding on a retransmitted segment
+        // (whose SEG.SEQ is below SND.WL1) would move SND.UNA but not SND.WND, and
+        // SND.UNA + SND.WND would reach past anything the peer offered.
+        if advances
+            || self.snd.wl1.lt(seg.seq)
+            || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack))
+        {
             self.update_window(seg);
         }
 

@@ -53,8 +53,10 @@ pub struct Config {
     /// How many times an unanswered SYN is retransmitted before an active open fails
     /// (Linux's tcp_syn_retries defaults to 6).
     pub syn_retries: u32,
-    /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s).
+    /// R2 for data segments (RFC 9293 §3.8.3, MUST-20: at least 100 s), and the number of
+    /// retransmissions it takes (Linux: tcp_retries2 = 15); both must be reached.
     pub r2: Duration,
+    pub r2_retries: u32,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
@@ -85,6 +87,7 @@ impl Default for Config {
             synack_retries: 5,
             syn_retries: 6,
             r2: Duration::from_secs(100),
+            r2_retries: 15,
             delayed_ack: Duration::from_millis(40),
             fin_wait_2_timeout: Duration::from_secs(60),
             cc: CcKind::Cubic,

@@ -558,14 +558,19 @@ fn unanswered_retransmissions_give_up_after_r2() {
     h.conn.send(b"lost");
     h.output();
     let start = h.now;
+    let mut retransmissions = 0;
     while h.conn.state() != State::Closed {
         h.advance_to_timeout();
-        h.output();
-        assert!(h.now - start < Duration::from_secs(400));
+        retransmissions += h.output().len();
+        assert!(h.now - start < Duration::from_secs(1200));
     }
     assert!(
         h.now - start >= Duration::from_secs(100),
         "R2 is at least 100 s"
+    );
+    assert_eq!(
+        retransmissions, 15,
+        "and 15 retransmissions, like tcp_retries2"
     );
     assert_eq!(h.conn.reset_cause(), Some(ResetCause::TimedOut));
 }
@@ -878,6 +883,7 @@ fn challenge_acks_wait_for_the_rate_limiters_grant() {
 fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
     let mut h = Harness::established();
     h.conn.close();
+    h.conn.orphan(h.now);
     h.output();
     h.input(&TcpSegment {
         ack: ISS.add(2),
@@ -1299,4 +1305,47 @@ fn a_timeout_collapses_the_congestion_window_to_one_segment() {
     let out = h.output();
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].seq, ISS.add(1401));
+}
+
+#[test]
+fn a_half_closed_connection_that_still_reads_never_times_out_in_fin_wait_2() {
+    let mut h = Harness::established();
+    h.conn.close();
+    h.output();
+    h.input(&TcpSegment {
+        ack: ISS.add(2),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::FinWait2);
+    assert_eq!(
+        h.conn.poll_timeout(),
+        None,
+        "no orphan timer: the application may read on"
+    );
+    // Once the application is gone, the orphan timer runs.
+    h.conn.orphan(h.now);
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(60)));
+}
+
+#[test]
+fn an_ack_on_a_retransmitted_segment_still_updates_the_window() {
+    let mut h = Harness::established();
+    h.conn.send(&vec![1u8; 4000]);
+    h.output();
+    // The peer's newest data segment (seq +100) sets SND.WL1 high...
+    h.input(&TcpSegment {
+        seq: IRS.add(101),
+        payload: b"x",
+        ..RECV
+    });
+    // ...then it retransmits older data (seq +1) whose ACK advances SND.UNA and whose window
+    // shrank: the right edge must follow what the peer now offers, not SND.UNA + old window.
+    h.input(&TcpSegment {
+        seq: IRS.add(1),
+        ack: ISS.add(1401),
+        window: 100,
+        payload: b"y",
+        ..RECV
+    });
+    assert_eq!(h.conn.snd.wnd, 100);
 }

@@ -1,6 +1,7 @@
-//! Stack bugs the simulation found, each as the smallest failing test. They are `#[ignore]`d
-//! until fixed (the core files belong to other work); run them with
-//! `cargo test --test sim bugs -- --ignored`.
+//! Stack bugs the simulation found, each kept as the smallest test that failed, now passing:
+//! regressions. (Fixed: SWS avoidance and Nagle apply to new data only and a timer runs while
+//! data is in flight; the FIN-WAIT-2 timeout is for orphans only; R2 counts retransmissions
+//! like Linux and timestamps give RTT samples during recovery.)
 
 use crate::pair::{Scenario, ServerKind, run};
 use crate::scripted::{Bare, OUR_ISS, PEER_ISN};
@@ -16,7 +17,6 @@ use synack::time::Duration;
 /// `SIM_SEED=1 cargo test --test sim large_echo_16_mib_under_mixed_faults -- --ignored`.
 /// SWS avoidance is for new data, and RFC 6298 §5.4-5.6 retransmits and restarts the timer.
 #[test]
-#[ignore = "stack bug: SWS avoidance blocks a retransmission and leaves no timer"]
 fn retransmission_into_a_small_window_is_not_blocked_by_sws_avoidance() {
     let mut b = Bare::established(4000, Config::default());
     b.send(10_000);
@@ -44,7 +44,6 @@ fn retransmission_into_a_small_window_is_not_blocked_by_sws_avoidance() {
 /// after shutdown(SHUT_WR)). Found by the sweeps with the default timeout, e.g.
 /// `SIM_SEED=27 cargo test --test sim sweep_loss_2` before `sim_config` raised it.
 #[test]
-#[ignore = "stack bug: FIN-WAIT-2 timeout resets a half-closed connection that still receives"]
 fn half_closed_download_outlives_the_fin_wait_2_timeout() {
     let mut b = Bare::established(65535, Config::default());
     b.conn.close();
@@ -87,9 +86,7 @@ fn half_closed_download_outlives_the_fin_wait_2_timeout() {
 /// sweeps run with a 2 s ceiling (`nodes::MAX_RTO`) until recovery is fixed (fast retransmit,
 /// SACK, timestamps).
 #[test]
-#[ignore = "stack weakness: RTO ratchets to 60 s under loss and R2 (100 s) aborts"]
 fn ten_percent_loss_with_the_default_rto_ceiling_completes() {
-    crate::nodes::MAX_RTO_OVERRIDE.with(|m| m.set(Some(Config::default().max_rto)));
     let sc = Scenario {
         server: ServerKind::BareSink,
         bytes: 1_037_028,

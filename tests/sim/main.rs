@@ -207,9 +207,9 @@ fn large_download_10_mib_under_10_percent_loss() {
     );
 }
 
-/// Fails on seed 1: see `bugs::retransmission_into_a_small_window_is_not_blocked_by_sws_avoidance`.
+/// Failed on seed 1 before `bugs::retransmission_into_a_small_window_is_not_blocked_by_sws_avoidance`
+/// was fixed.
 #[test]
-#[ignore = "stack bug: SWS avoidance blocks a retransmission and leaves no timer"]
 fn large_echo_16_mib_under_mixed_faults() {
     large(
         "large_echo_16_mib_under_mixed_faults",

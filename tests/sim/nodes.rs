@@ -13,12 +13,9 @@ use synack::wire::{self, Packet, Quad};
 pub const CLIENT: &str = "198.18.0.1:40000";
 pub const SERVER_IP: &str = "198.18.0.2";
 pub const MSS: u16 = 1460;
-/// 2·MSL in the simulation: long enough to re-acknowledge a peer's FIN retransmitted many
-/// times at the `MAX_RTO` ceiling (the point of TIME-WAIT, RFC 9293 §3.6), short enough not to
-/// dominate the run.
+/// 2·MSL in the simulation: long enough to re-acknowledge a peer's retransmitted FIN (the
+/// point of TIME-WAIT, RFC 9293 §3.6), short enough not to dominate the run.
 pub const TIME_WAIT: Duration = Duration::from_secs(30);
-/// The RTO ceiling in the sweeps (see `sim_config`).
-pub const MAX_RTO: Duration = Duration::from_secs(2);
 
 /// One side of the link.
 pub trait Node {
@@ -32,27 +29,11 @@ pub trait Node {
     fn describe(&self) -> String;
 }
 
-thread_local! {
-    /// Lets one test (each runs on its own thread) run with another RTO ceiling.
-    pub static MAX_RTO_OVERRIDE: std::cell::Cell<Option<Duration>> = const { std::cell::Cell::new(None) };
-}
-
+/// The stack's defaults, but for a shorter TIME-WAIT (the sweeps would otherwise spend most
+/// of their virtual time there).
 pub fn sim_config() -> Config {
-    let max_rto = MAX_RTO_OVERRIDE.with(|m| m.get()).unwrap_or(MAX_RTO);
     Config {
         time_wait: TIME_WAIT,
-        // The stack arms Linux's orphan timeout (tcp_fin_timeout) in FIN-WAIT-2 even when the
-        // application only half-closed and is still reading, which resets slow downloads
-        // after a half-close (see `bugs::half_closed_download_outlives_the_fin_wait_2_timeout`).
-        // Until that is fixed, the sweeps keep it out of the way.
-        fin_wait_2_timeout: Duration::from_secs(24 * 3600),
-        // Without fast retransmit or RTT samples from retransmissions, every loss costs a
-        // timeout, the backed-off RTO only collapses once go-back-N has caught up (RFC 6298
-        // §5, Karn), and under 5-10 % loss it ratchets up to max_rto; at the default 60 s, two
-        // losses in a row then exceed R2 (100 s) and abort the connection (see
-        // `bugs::ten_percent_loss_with_the_default_rto_ceiling_completes`). A lower ceiling
-        // keeps R2 at dozens of retransmissions and the virtual time reasonable.
-        max_rto,
         ..Config::default()
     }
 }
@@ -337,12 +318,9 @@ impl EndpointServer {
             listeners: vec![(service.default_port(), service)],
             mtu: MSS + 40,
             time_wait: TIME_WAIT,
+            ..EndpointConfig::default()
         };
-        let mut ep = Endpoint::new(cfg, secret, now);
-        let tcp = ep.tcp_config_mut();
-        let sim = sim_config();
-        tcp.fin_wait_2_timeout = sim.fin_wait_2_timeout;
-        tcp.max_rto = sim.max_rto;
+        let ep = Endpoint::new(cfg, secret, now);
         EndpointServer {
             ep,
             service,
