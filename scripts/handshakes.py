@@ -400,7 +400,7 @@ def generate(binary: Path, workdir: Path) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--binary", default=str(REPO / "target/debug/synack"))
+    ap.add_argument("--binary", default=str(REPO / "target/release/synack"))
     ap.add_argument("--out", default=str(REPO / "docs/HANDSHAKES.md"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

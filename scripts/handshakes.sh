@@ -12,5 +12,5 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "the tour needs root (a network namespace and a TUN device): run it as root" >&2
     exit 1
 fi
-cargo build --quiet
+cargo build --release --quiet --bin synack
 exec unshare -n -- /usr/bin/python3 scripts/handshakes.py "$@"
