@@ -1,6 +1,8 @@
-//! The `synack` binary: parse the flags, start logging, run until SIGINT/SIGTERM.
+//! The `synack` binary: parse the flags, start logging, run until SIGINT/SIGTERM; or, with a
+//! subcommand (`status`, `stats`, `connect`, `trace`), ask the running daemon.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when setup fails, 2 for a bad flag (from clap).
+//! Exit codes: 0 after a clean shutdown or a successful command, 1 when setup or the command
+//! fails, 2 for a bad flag (from clap).
 
 use std::process::ExitCode;
 use synack::cli::{self, Args};
@@ -8,7 +10,11 @@ use synack::cli::{self, Args};
 fn main() -> ExitCode {
     let args = Args::from_env();
     cli::init_logging(args.log_level());
-    match synack::driver::run(&args) {
+    let result = match &args.command {
+        Some(cmd) => synack::driver::commands::run(&args, cmd),
+        None => synack::driver::run(&args).map_err(|e| e.to_string()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // User-facing: one sentence with the fix, not a diagnostic log line.

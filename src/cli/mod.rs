@@ -12,11 +12,12 @@ use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
 use crate::tcp::CcKind;
 use crate::time::{Duration, parse_duration};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::IsTerminal;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The smallest MTU every IPv6 link must carry (RFC 8200 §5).
@@ -83,6 +84,58 @@ pub struct Args {
     /// Less logging (warnings and errors only); RUST_LOG overrides
     #[arg(short = 'q')]
     pub quiet: bool,
+
+    /// Write every packet received and sent to FILE in pcap format (`-` for stdout, e.g.
+    /// `synack --pcap - | tcpdump -nr -`)
+    #[arg(long = "pcap", value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Print each connection's sequence diagram when it closes
+    #[arg(long = "ladder")]
+    pub ladder: bool,
+
+    /// The control socket of the daemon [default: /run/synack/<IFACE>.sock]
+    #[arg(long = "control", value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Talk to the running daemon instead of starting one
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands that talk to a running daemon over its control socket.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// One row per connection and listener, like `ss -tan`
+    Status {
+        /// Print JSON, for scripts
+        #[arg(long = "json")]
+        json: bool,
+        /// Refresh every second until interrupted
+        #[arg(long = "watch")]
+        watch: bool,
+    },
+    /// The counters, like `nstat`
+    Stats {
+        /// Print JSON, for scripts
+        #[arg(long = "json")]
+        json: bool,
+    },
+    /// Open a connection from the endpoint, send data, print what comes back, close
+    Connect {
+        /// Where to connect, e.g. 198.18.0.1:8080 or [2001:2::1]:8080
+        #[arg(value_name = "ADDR:PORT")]
+        addr: SocketAddr,
+        /// Send the contents of FILE (`-` for standard input); nothing by default
+        #[arg(long = "send", value_name = "FILE")]
+        send: Option<PathBuf>,
+    },
+    /// The sequence diagram of every open connection
+    Trace {
+        /// Keep running and print each connection's diagram when it closes
+        #[arg(long = "follow")]
+        follow: bool,
+    },
 }
 
 /// One `--listen PORT=SERVICE`.
@@ -284,6 +337,13 @@ impl Args {
             time_wait: self.time_wait,
             cc: self.cc,
         }
+    }
+
+    /// Where the daemon's control socket is: `--control`, or `/run/synack/<iface>.sock`.
+    pub fn control_path(&self) -> PathBuf {
+        self.control
+            .clone()
+            .unwrap_or_else(|| crate::driver::control::default_socket_path(&self.iface))
     }
 
     /// The log level when RUST_LOG is not set.

@@ -224,6 +224,60 @@ fn setup_errors_say_what_failed_and_what_to_do() {
 }
 
 #[test]
+fn observation_flags_and_their_defaults() {
+    let a = parse(&[]).unwrap();
+    assert_eq!(
+        (a.pcap.clone(), a.ladder, a.command.clone()),
+        (None, false, None)
+    );
+    assert_eq!(
+        a.control_path(),
+        std::path::PathBuf::from("/run/synack/synack0.sock")
+    );
+    let a = parse(&["-i", "tun7", "--pcap", "-", "--ladder"]).unwrap();
+    assert_eq!(a.pcap, Some("-".into()));
+    assert!(a.ladder);
+    assert_eq!(
+        a.control_path(),
+        std::path::PathBuf::from("/run/synack/tun7.sock")
+    );
+    let a = parse(&["--control", "/tmp/x.sock", "status"]).unwrap();
+    assert_eq!(a.control_path(), std::path::PathBuf::from("/tmp/x.sock"));
+}
+
+#[test]
+fn subcommands_parse_with_their_flags() {
+    let cmd = |extra: &[&str]| parse(extra).unwrap().command.unwrap();
+    assert_eq!(
+        cmd(&["status", "--json", "--watch"]),
+        Command::Status {
+            json: true,
+            watch: true
+        }
+    );
+    assert_eq!(cmd(&["stats"]), Command::Stats { json: false });
+    assert_eq!(
+        cmd(&["connect", "198.18.0.1:8080", "--send", "-"]),
+        Command::Connect {
+            addr: "198.18.0.1:8080".parse().unwrap(),
+            send: Some("-".into())
+        }
+    );
+    assert_eq!(
+        cmd(&["connect", "[2001:2::1]:80"]),
+        Command::Connect {
+            addr: "[2001:2::1]:80".parse().unwrap(),
+            send: None
+        }
+    );
+    assert_eq!(cmd(&["trace", "--follow"]), Command::Trace { follow: true });
+    assert!(
+        parse(&["connect", "198.18.0.1"]).is_err(),
+        "a port is needed"
+    );
+}
+
+#[test]
 fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
     use crate::tcp::CcKind;
     assert_eq!(parse(&[]).unwrap().cc, CcKind::Cubic);

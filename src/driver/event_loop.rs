@@ -1,6 +1,7 @@
 //! The mio loop itself, generic over the device and the sans-IO core so tests can drive it
 //! with a socket pair and a scripted core.
 
+use super::observe::{Capture, Observers};
 use crate::cli::SetupError;
 use crate::endpoint::{Endpoint, Transmit};
 use crate::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use tracing::{debug, info};
 
 const DEVICE: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// The control socket's listener; its clients get the tokens after it.
+const CONTROL: Token = Token(2);
 /// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
 /// flood); the rest are read on the next turn without waiting.
 const BATCH: usize = 256;
@@ -43,6 +46,10 @@ pub trait Core {
     fn is_drained(&self) -> bool;
     fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit);
     fn counters(&self) -> Vec<(&'static str, u64)>;
+    /// The endpoint itself, for the control socket and `--ladder`; scripted cores have none.
+    fn endpoint(&mut self) -> Option<&mut Endpoint> {
+        None
+    }
 }
 
 impl Core for Endpoint {
@@ -66,6 +73,9 @@ impl Core for Endpoint {
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Endpoint::counters(self)
+    }
+    fn endpoint(&mut self) -> Option<&mut Endpoint> {
+        Some(self)
     }
 }
 
@@ -103,12 +113,17 @@ pub struct LoopStats {
 struct DeviceTx<'a, D> {
     dev: &'a D,
     stats: &'a mut LoopStats,
+    /// `--pcap`: what went out, as the interface saw it.
+    capture: &'a mut Capture,
 }
 
 impl<D: Device> Transmit for DeviceTx<'_, D> {
     fn transmit(&mut self, packet: &[u8]) {
         match self.dev.send(packet) {
-            Ok(_) => self.stats.packets_written += 1,
+            Ok(_) => {
+                self.stats.packets_written += 1;
+                self.capture.packet(packet);
+            }
             Err(e) => {
                 self.stats.packets_dropped += 1;
                 debug!(len = packet.len(), error = %e, "device refused a packet; dropped");
@@ -124,6 +139,7 @@ pub struct EventLoop<'d, D: Device> {
     poll: Poll,
     signals: Signals,
     grace: Duration,
+    obs: Observers,
 }
 
 impl<'d, D: Device> EventLoop<'d, D> {
@@ -145,13 +161,29 @@ impl<'d, D: Device> EventLoop<'d, D> {
             poll,
             signals,
             grace,
+            obs: Observers::default(),
         })
+    }
+
+    /// Capture packets, print ladders, serve the control socket, as `obs` says.
+    pub fn observe(mut self, mut obs: Observers) -> Result<Self, SetupError> {
+        if let Some(ctl) = obs.control.as_mut() {
+            ctl.register(self.poll.registry(), CONTROL)
+                .map_err(|source| SetupError::Io {
+                    what: "cannot watch the control socket",
+                    source,
+                })?;
+        }
+        self.obs = obs;
+        Ok(self)
     }
 
     /// Run until shut down by a signal; then log the counters.
     pub fn run<C: Core>(mut self, core: &mut C, clock: &Clock) -> Result<LoopStats, SetupError> {
         let mut stats = LoopStats::default();
         let result = self.turn_until_done(core, clock, &mut stats);
+        // The ladders of the connections the shutdown closed.
+        self.obs.after_poll(self.poll.registry(), core.endpoint());
         log_counters(core, &stats);
         result.map(|()| stats)
     }
@@ -190,17 +222,19 @@ impl<'d, D: Device> EventLoop<'d, D> {
 
             let mut readable = backlog;
             let mut signalled = Vec::new();
+            let mut control = Vec::new();
             for event in events.iter() {
                 match event.token() {
                     DEVICE => readable = true,
                     SIGNALS => signalled.extend(self.signals.pending()),
-                    _ => {}
+                    other => control.push(other),
                 }
             }
 
             let mut tx = DeviceTx {
                 dev: self.dev,
                 stats: &mut *stats,
+                capture: &mut self.obs.capture,
             };
             for signal in signalled {
                 let now = clock.now();
@@ -225,10 +259,32 @@ impl<'d, D: Device> EventLoop<'d, D> {
             if readable {
                 backlog = drain(self.dev, core, clock, &mut buf, &mut tx)?;
             }
+            for token in control {
+                let now = clock.now();
+                let registry = self.poll.registry();
+                Observers::on_control_event(
+                    &mut self.obs.control,
+                    token,
+                    registry,
+                    core.endpoint(),
+                    now,
+                );
+            }
 
             // After every batch and every timeout, so no due ACK or FIN waits for a packet.
             let now = clock.now();
+            let mut tx = DeviceTx {
+                dev: self.dev,
+                stats: &mut *stats,
+                capture: &mut self.obs.capture,
+            };
             core.poll(now, &mut tx);
+            self.obs.after_poll(self.poll.registry(), core.endpoint());
+            let mut tx = DeviceTx {
+                dev: self.dev,
+                stats: &mut *stats,
+                capture: &mut self.obs.capture,
+            };
 
             if let Some(end) = grace_end {
                 if core.is_drained() {
@@ -261,6 +317,7 @@ fn drain<D: Device, C: Core>(
                 read += 1;
                 tx.stats.packets_read += 1;
                 let packet = buf.get(..len).unwrap_or_default();
+                tx.capture.packet(packet);
                 core.receive(clock.now(), packet, tx);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),

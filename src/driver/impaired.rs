@@ -106,6 +106,10 @@ impl<C: Core> Core for Impaired<C> {
         }
     }
 
+    fn endpoint(&mut self) -> Option<&mut crate::endpoint::Endpoint> {
+        self.inner.endpoint()
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut all = self.inner.counters();
         for (name, value) in self.link.counters() {

@@ -4,8 +4,13 @@
 //! turns the loop until SIGINT/SIGTERM: then it stops accepting, lets open connections close
 //! for up to [`SHUTDOWN_GRACE`], resets whatever is left and logs the counters.
 
+pub mod commands;
+pub mod control;
+mod control_server;
 mod event_loop;
 mod impaired;
+mod observe;
+pub mod pcap;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
 pub use impaired::Impaired;
@@ -50,7 +55,8 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     let mut secret = [0u8; 16];
     getrandom::fill(&mut secret).map_err(|e| SetupError::Random(e.to_string()))?;
 
-    let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?;
+    let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
+        .observe(observers(args)?)?;
     let clock = Clock::start();
     let mut endpoint = Endpoint::new(args.endpoint_config(), secret, clock.now());
     info!("{}", startup_line(args, tun.name()));
@@ -65,6 +71,27 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
         }
     }
     Ok(())
+}
+
+/// `--pcap`, `--ladder` and the control socket.
+fn observers(args: &Args) -> Result<observe::Observers, SetupError> {
+    let capture = match &args.pcap {
+        Some(path) => observe::Capture::open(path)?,
+        None => observe::Capture::default(),
+    };
+    let pcap_on_stdout = args.pcap.as_deref() == Some(std::path::Path::new("-"));
+    let ladder = args.ladder.then_some(if pcap_on_stdout {
+        observe::LadderOut::Stderr
+    } else {
+        observe::LadderOut::Stdout
+    });
+    let control = control_server::ControlServer::bind(&args.control_path())?;
+    debug!(path = %control.path().display(), "control socket ready");
+    Ok(observe::Observers {
+        capture,
+        ladder,
+        control: Some(control),
+    })
 }
 
 /// The one line that says where synack is reachable and how to try it.

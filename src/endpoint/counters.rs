@@ -32,6 +32,10 @@ counters! {
     segments_out,
     /// Connections that reached SYN-RECEIVED from LISTEN.
     passive_opens,
+    /// Connections we opened (SYN-SENT), and those that never got established (refused or
+    /// timed out).
+    active_opens,
+    attempt_fails,
     /// Connections that reached ESTABLISHED.
     established,
     /// Connections reset by the peer.
@@ -43,6 +47,11 @@ counters! {
     synack_timeouts,
     /// Connections given up after R2.
     retransmit_timeouts,
+    /// Segments sent again (SYN, SYN,ACK, data or FIN).
+    retransmissions,
+    /// Payload bytes received in (valid) segments and sent.
+    bytes_in,
+    bytes_out,
     /// Packets for an address that is not ours.
     not_ours,
     /// Well-formed packets of other protocols or ICMP types.

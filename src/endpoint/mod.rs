@@ -4,13 +4,17 @@
 //! or answers it as LISTEN or CLOSED would (RFC 9293 §3.10.7.1–2), runs the services, and
 //! keeps the connections' timers in one heap so the driver learns a single next deadline.
 
+mod client;
 mod counters;
 mod isn;
 mod limiter;
+mod observe;
 
+pub use client::{ClientEvents, ClientId, ClientOutcome, ConnectError};
 pub use counters::Counters;
 pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
+pub use observe::ConnStatus;
 
 use crate::services::{App, ServiceKind};
 use crate::tcp::{self, CcKind, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
@@ -84,6 +88,19 @@ struct Entry {
     counted_established: bool,
 }
 
+impl Entry {
+    fn new(conn: Connection, app: App) -> Entry {
+        Entry {
+            conn,
+            app,
+            scheduled: None,
+            dirty: false,
+            app_stopped: false,
+            counted_established: false,
+        }
+    }
+}
+
 /// A slot of the connection slab; `generation` tells stale timer entries apart.
 struct Slot {
     generation: u32,
@@ -107,6 +124,10 @@ pub struct Endpoint {
     challenges: ChallengeLimiter,
     counters: Counters,
     tx_buf: Vec<u8>,
+    /// Ladders of closed connections for `--ladder` (observe.rs).
+    ladders: observe::Ladders,
+    /// Our own active opens (client.rs).
+    clients: client::Clients,
 }
 
 impl Endpoint {
@@ -144,6 +165,8 @@ impl Endpoint {
             ),
             counters: Counters::default(),
             tx_buf: vec![0; TX_BUFFER],
+            ladders: observe::Ladders::default(),
+            clients: client::Clients::default(),
         }
     }
 
@@ -202,6 +225,7 @@ impl Endpoint {
         tx: &mut dyn Transmit,
     ) {
         self.counters.segments_in += 1;
+        self.counters.bytes_in += seg.payload.len() as u64;
         if seg.flags.rst() {
             self.counters.rst_in += 1;
         }
@@ -302,15 +326,7 @@ impl Endpoint {
         };
         let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
         self.counters.passive_opens += 1;
-        let entry = Entry {
-            conn,
-            app: App::new(service),
-            scheduled: None,
-            dirty: false,
-            app_stopped: false,
-            counted_established: false,
-        };
-        let id = self.insert(quad, entry);
+        let id = self.insert(quad, Entry::new(conn, App::new(service)));
         self.mark_dirty(id);
     }
 
@@ -339,6 +355,7 @@ impl Endpoint {
             self.table.remove(&entry.conn.quad());
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
+            self.on_removed(entry);
         }
     }
 
@@ -373,6 +390,7 @@ impl Endpoint {
         match wire::emit_tcp(buf, local, remote, seg) {
             Ok(n) => {
                 counters.segments_out += 1;
+                counters.bytes_out += seg.payload.len() as u64;
                 if seg.flags.rst() {
                     counters.rst_out += 1;
                 }
@@ -447,9 +465,11 @@ impl Endpoint {
         }
         let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());
         let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
+        let retransmitted = conn.retransmissions();
         conn.poll_transmit(now, &mut |seg| {
             Self::emit(buf, counters, local, remote, seg, tx);
         });
+        self.counters.retransmissions += conn.retransmissions() - retransmitted;
 
         if conn.state() == State::Closed {
             match conn.reset_cause() {

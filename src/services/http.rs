@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server (RFC 9110, RFC 9112) whose one page describes the visitor's own
 //! TCP connection, with two endpoints for measuring and verifying bulk transfers.
 //!
-//! `GET /` answers 200 with a plain-text page built from [`Socket::info`]; `HEAD` sends the
+//! `GET /` answers 200 with a plain-text page built from [`Socket::info`]; `GET /handshake` with
+//! the sequence diagram of the connection so far ([`Socket::ladder`]); `HEAD` sends the
 //! same headers without the body. `GET /bytes/<N>` sends N bytes of [`pattern_byte`];
 //! `PUT` or `POST` to any path reads the body and answers with its length and SHA-256, so
 //! curl alone can measure and verify both directions. Other paths get 404. Requests are read from a bounded buffer
@@ -70,6 +71,8 @@ enum Method {
 enum Route {
     /// `/`: the page about this connection.
     Connection,
+    /// `/handshake`: the sequence diagram of this connection so far.
+    Handshake,
     /// `/bytes/<N>`: N bytes of the pattern.
     Bytes(u64),
     /// The target of a PUT or POST: the body is counted and hashed.
@@ -375,6 +378,10 @@ impl Http {
                 write_connection_page(&mut self.scratch, &sock.info());
                 Status::Ok
             }
+            Route::Handshake => {
+                self.scratch.extend_from_slice(sock.ladder().as_bytes());
+                Status::Ok
+            }
             Route::Bytes(n) => {
                 streamed = Some(n);
                 Status::Ok
@@ -391,9 +398,9 @@ impl Http {
             }
             Route::NotFound => {
                 self.scratch.extend_from_slice(
-                    b"Not found. Here are / (about your TCP connection), /bytes/<N> (N bytes \
-                      of a counting pattern), and PUT or POST to any path (length and SHA-256 \
-                      of what you sent).\n",
+                    b"Not found. Here are / (about your TCP connection), /handshake (its \
+                      sequence diagram), /bytes/<N> (N bytes of a counting pattern), and PUT or \
+                      POST to any path (length and SHA-256 of what you sent).\n",
                 );
                 Status::NotFound
             }
@@ -603,6 +610,7 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
     let route = match (method, path) {
         (Method::Put | Method::Post, _) => Route::Upload,
         (_, b"" | b"/") => Route::Connection,
+        (_, b"/handshake") => Route::Handshake,
         (_, p) => match p.strip_prefix(b"/bytes/").and_then(parse_count) {
             Some(n) => Route::Bytes(n),
             None => Route::NotFound,
@@ -730,3 +738,6 @@ fn explain_state(state: State) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod handshake_tests;

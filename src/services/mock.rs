@@ -18,6 +18,8 @@ pub struct MockSocket {
     pub closes: usize,
     pub aborts: usize,
     pub info: ConnInfo,
+    /// What [`Socket::ladder`] returns.
+    pub ladder: String,
 }
 
 impl MockSocket {
@@ -44,6 +46,7 @@ impl MockSocket {
                 sack_permitted: false,
                 timestamps: false,
             },
+            ladder: String::new(),
         }
     }
 
@@ -123,5 +126,9 @@ impl Socket for MockSocket {
 
     fn info(&self) -> ConnInfo {
         self.info
+    }
+
+    fn ladder(&self) -> String {
+        self.ladder.clone()
     }
 }

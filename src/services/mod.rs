@@ -13,6 +13,7 @@
 //! writes after it; none of them calls [`Socket::abort`].
 
 mod chargen;
+mod client;
 mod discard;
 mod echo;
 mod http;
@@ -24,6 +25,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use chargen::Chargen;
+pub use client::Client;
 pub use discard::Discard;
 pub use echo::Echo;
 pub use http::Http;
@@ -101,6 +103,8 @@ pub enum App {
     /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
     /// per connection, none per packet).
     Http(Box<Http>),
+    /// Not a service: the endpoint's own active open (`synack connect`).
+    Client(Client),
 }
 
 impl App {
@@ -115,12 +119,14 @@ impl App {
         }
     }
 
-    pub fn kind(&self) -> ServiceKind {
+    /// The service, or `None` for the endpoint's own client.
+    pub fn kind(&self) -> Option<ServiceKind> {
         match self {
-            App::Echo(_) => ServiceKind::Echo,
-            App::Discard(_) => ServiceKind::Discard,
-            App::Chargen(_) => ServiceKind::Chargen,
-            App::Http(_) => ServiceKind::Http,
+            App::Echo(_) => Some(ServiceKind::Echo),
+            App::Discard(_) => Some(ServiceKind::Discard),
+            App::Chargen(_) => Some(ServiceKind::Chargen),
+            App::Http(_) => Some(ServiceKind::Http),
+            App::Client(_) => None,
         }
     }
 
@@ -131,6 +137,7 @@ impl App {
             App::Discard(s) => s.poll(sock),
             App::Chargen(s) => s.poll(sock),
             App::Http(s) => s.poll(sock),
+            App::Client(s) => s.poll(sock),
         }
     }
 
@@ -141,6 +148,7 @@ impl App {
             App::Discard(s) => s.is_closed(),
             App::Chargen(s) => s.is_closed(),
             App::Http(s) => s.is_closed(),
+            App::Client(s) => s.is_closed(),
         }
     }
 }
@@ -178,7 +186,7 @@ mod tests {
         for kind in ServiceKind::ALL {
             assert_eq!(kind.name().parse::<ServiceKind>(), Ok(kind));
             assert!(DEFAULT_LISTENERS.contains(&(kind.default_port(), kind)));
-            assert_eq!(App::new(kind).kind(), kind);
+            assert_eq!(App::new(kind).kind(), Some(kind));
         }
         assert!("gopher".parse::<ServiceKind>().is_err());
     }

@@ -7,6 +7,7 @@ use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
 use super::cc::CongestionControl;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
+use super::trace::{Direction, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -212,6 +213,8 @@ pub struct Connection {
     pub(super) reset: Option<ResetCause>,
     pub(super) created: Instant,
     pub(super) span: tracing::Span,
+    /// The segments in and out, for the sequence diagrams (`trace.rs`).
+    pub(super) trace: Trace,
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -240,10 +243,12 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = true;
+        conn.trace.begin(State::Listen);
         // The TCB stands for the listener's half of the story: LISTEN -> SYN-RECEIVED.
         conn.state = State::Listen;
         conn.learn_syn(syn);
         conn.set_state(State::SynReceived);
+        conn.trace.record(Direction::In, now, syn, conn.state);
         conn
     }
 
@@ -326,6 +331,7 @@ impl Connection {
             reset: None,
             created: now,
             span,
+            trace: Trace::new(),
         }
     }
 
@@ -754,5 +760,9 @@ impl Socket for Connection {
             sack_permitted: self.opts.sack,
             timestamps: self.opts.ts,
         }
+    }
+
+    fn ladder(&self) -> String {
+        Connection::ladder(self)
     }
 }

@@ -19,7 +19,7 @@ enum AckOutcome {
 impl Connection {
     /// Process one segment for this connection. Returns a RST to send at once when the rules
     /// call for one; every other reply (ACKs, data) is produced by `poll_transmit`.
-    pub fn on_segment(
+    pub(super) fn process_segment(
         &mut self,
         now: Instant,
         seg: &TcpSegment<'_>,
@@ -49,7 +49,7 @@ impl Connection {
                 payload: &[],
                 ..*seg
             };
-            return self.on_segment(now, &ack);
+            return self.process_segment(now, &ack);
         }
 
         // A retransmitted SYN in SYN-RECEIVED (our SYN,ACK was lost): answer with the same

@@ -8,12 +8,14 @@ pub mod assembler;
 pub mod cc;
 mod connection;
 mod input;
+pub mod ladder;
 mod output;
 mod reset;
 mod rtt;
 pub mod sack;
 mod seq;
 mod state;
+pub mod trace;
 
 pub use assembler::{InsertOutcome, Reassembly};
 pub use cc::{CcKind, CongestionControl};
@@ -136,6 +138,10 @@ pub trait Socket {
     fn abort(&mut self);
     /// The connection's negotiated parameters and current state.
     fn info(&self) -> ConnInfo;
+    /// The connection's sequence diagram so far (see [`ladder`]); empty where none is kept.
+    fn ladder(&self) -> String {
+        String::new()
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::wire::{Flags, SEGMENT_TEMPLATE, SackBlock, TcpOptions, TcpSegment};
 
 impl Connection {
     /// Emit every segment that is due at `now`.
-    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    pub(super) fn transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         if self.rst_due {
             // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
             self.rst_due = false;
@@ -66,6 +66,10 @@ impl Connection {
             options,
             ..self.template()
         };
+        if self.snd.nxt != self.snd.iss {
+            // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`).
+            self.retransmits += 1;
+        }
         emit(&seg);
         self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);

@@ -171,9 +171,11 @@ fn refused_writes_are_dropped_and_counted() {
         }
     }
     let mut stats = LoopStats::default();
+    let mut capture = Capture::default();
     let mut tx = DeviceTx {
         dev: &Full,
         stats: &mut stats,
+        capture: &mut capture,
     };
     tx.transmit(b"x");
     tx.transmit(b"y");

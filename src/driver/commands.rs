@@ -1,0 +1,165 @@
+//! `synack status|stats|connect|trace`: the client side of the control socket. Each command
+//! sends one request to the running daemon and prints what comes back.
+
+use super::control::{
+    Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
+};
+use crate::cli::{Args, Command};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+
+/// Run `cmd` against the daemon `args` point at. The error is one sentence for the user.
+pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
+    match cmd {
+        Command::Status { json, watch } => status(args, *json, *watch),
+        Command::Stats { json } => stats(args, *json),
+        Command::Connect { addr, send } => {
+            let data = match send.as_deref() {
+                None => Vec::new(),
+                Some(p) if p == std::path::Path::new("-") => {
+                    let mut v = Vec::new();
+                    io::stdin()
+                        .read_to_end(&mut v)
+                        .map_err(|e| format!("cannot read standard input: {e}"))?;
+                    v
+                }
+                Some(p) => std::fs::read(p)
+                    .map_err(|e| format!("cannot read {}: {}", p.display(), plain(&e)))?,
+            };
+            connect(args, Request::Connect { addr: *addr, data })
+        }
+        Command::Trace { follow } => trace(args, *follow),
+    }
+}
+
+/// "Permission denied (os error 13)" -> "permission denied".
+fn plain(e: &io::Error) -> String {
+    let s = e.to_string();
+    s.split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// A connection to the daemon with `req` sent.
+fn request(args: &Args, req: &Request) -> Result<BufReader<UnixStream>, String> {
+    let path = args.control_path();
+    let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
+            "no synack running on {}? (nothing answers at {}; start it with `synack -i {}`, \
+             or point --control at its socket)",
+            args.iface,
+            path.display(),
+            args.iface
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "cannot open {}: permission denied (run this as the user running synack, \
+             usually root)",
+            path.display()
+        ),
+        _ => format!("cannot reach synack at {}: {}", path.display(), plain(&e)),
+    })?;
+    stream
+        .write_all(encode(req).as_bytes())
+        .map_err(|e| format!("cannot talk to synack: {}", plain(&e)))?;
+    Ok(BufReader::new(stream))
+}
+
+/// The next response, `None` at the end of the stream.
+fn next(reader: &mut BufReader<UnixStream>) -> Result<Option<Response>, String> {
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) => Ok(None),
+        Ok(_) => match decode_response(&line)? {
+            Response::Error { message } => Err(message),
+            r => Ok(Some(r)),
+        },
+        Err(e) => Err(format!("lost the connection to synack: {}", plain(&e))),
+    }
+}
+
+fn status_rows(args: &Args) -> Result<Vec<StatusRow>, String> {
+    let mut r = request(args, &Request::Status)?;
+    match next(&mut r)? {
+        Some(Response::Status { rows }) => Ok(rows),
+        _ => Err("synack sent no status".into()),
+    }
+}
+
+fn status(args: &Args, json: bool, watch: bool) -> Result<(), String> {
+    loop {
+        let rows = status_rows(args)?;
+        let text = if json {
+            let mut s = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+            s.push('\n');
+            s
+        } else {
+            format_status(&rows)
+        };
+        let mut out = io::stdout().lock();
+        if watch && !json {
+            // Clear the screen and go home, as `watch` does.
+            let _ = out.write_all(b"\x1b[H\x1b[2J");
+        }
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| plain(&e))?;
+        drop(out);
+        if !watch {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn stats(args: &Args, json: bool) -> Result<(), String> {
+    let mut r = request(args, &Request::Stats)?;
+    let Some(Response::Stats { counters }) = next(&mut r)? else {
+        return Err("synack sent no counters".into());
+    };
+    let text = if json {
+        // An object in the daemon's order (serde_json's map would sort the names).
+        let fields: Vec<String> = counters
+            .iter()
+            .map(|(k, v)| format!("  {}: {v}", serde_json::Value::from(k.as_str())))
+            .collect();
+        format!("{{\n{}\n}}\n", fields.join(",\n"))
+    } else {
+        format_stats(&counters)
+    };
+    io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| plain(&e))
+}
+
+fn connect(args: &Args, req: Request) -> Result<(), String> {
+    let mut r = request(args, &req)?;
+    let mut out = io::stdout().lock();
+    while let Some(resp) = next(&mut r)? {
+        match resp {
+            Response::Data { data } => {
+                out.write_all(&data)
+                    .and_then(|()| out.flush())
+                    .map_err(|e| plain(&e))?;
+            }
+            Response::Closed { outcome } if outcome == "closed" => return Ok(()),
+            Response::Closed { outcome } => return Err(outcome),
+            _ => {}
+        }
+    }
+    Err("synack stopped before the connection ended".into())
+}
+
+fn trace(args: &Args, follow: bool) -> Result<(), String> {
+    let mut r = request(args, &Request::Trace { follow })?;
+    let mut out = io::stdout().lock();
+    while let Some(resp) = next(&mut r)? {
+        if let Response::Ladder { text, .. } = resp {
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush())
+                .map_err(|e| plain(&e))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,438 @@
+//! The control protocol between the running daemon and `synack status|stats|connect|trace`.
+//!
+//! Over a Unix stream socket (default `/run/synack/<iface>.sock`), newline-delimited JSON: the
+//! client sends one [`Request`] line; the daemon answers with one or more [`Response`] lines
+//! and closes the stream when the request is done (`connect` streams the received data until
+//! the connection ends, `trace --follow` until the client goes away). Payload bytes travel as
+//! hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
+
+use crate::endpoint::{ClientEvents, ConnStatus};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The longest request line the daemon reads (a `connect` carries its data hex-encoded).
+pub const MAX_REQUEST_LINE: usize = 4 * 1024 * 1024;
+
+/// Where the daemon for `iface` listens unless `--control` says otherwise.
+pub fn default_socket_path(iface: &str) -> PathBuf {
+    PathBuf::from(format!("/run/synack/{iface}.sock"))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// One row per connection and listener.
+    Status,
+    /// The counters.
+    Stats,
+    /// Open a connection to `addr`, send `data`, half-close, stream back what arrives.
+    Connect {
+        addr: SocketAddr,
+        #[serde(with = "hex_bytes")]
+        data: Vec<u8>,
+    },
+    /// The ladder of every open connection; with `follow`, each connection's ladder again
+    /// when it closes, until the client goes away.
+    Trace { follow: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Status {
+        rows: Vec<StatusRow>,
+    },
+    Stats {
+        counters: Vec<(String, u64)>,
+    },
+    /// The active open began: our address and port.
+    Connecting {
+        local: SocketAddr,
+    },
+    /// The handshake completed.
+    Connected,
+    /// Bytes received on the connection.
+    Data {
+        #[serde(with = "hex_bytes")]
+        data: Vec<u8>,
+    },
+    /// The connection is over: `closed`, `connection refused`, `connection reset by peer`,
+    /// `connection timed out` or `connection aborted`.
+    Closed {
+        outcome: String,
+    },
+    /// A connection's sequence diagram; `finished` once it has closed.
+    Ladder {
+        local: SocketAddr,
+        peer: SocketAddr,
+        finished: bool,
+        text: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// One row of `synack status` (times in microseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRow {
+    pub state: String,
+    pub recv_q: usize,
+    pub send_q: usize,
+    pub local: SocketAddr,
+    /// `None` for a listener.
+    pub peer: Option<SocketAddr>,
+    pub app: String,
+    pub rtt_us: Option<u64>,
+    pub rto_us: Option<u64>,
+    pub cwnd: Option<u32>,
+    pub retransmissions: u64,
+    pub age_us: Option<u64>,
+}
+
+impl From<&ConnStatus> for StatusRow {
+    fn from(s: &ConnStatus) -> Self {
+        let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        StatusRow {
+            state: s.state.name().to_string(),
+            recv_q: s.recv_q,
+            send_q: s.send_q,
+            local: s.local,
+            peer: s.peer,
+            app: s.app.to_string(),
+            rtt_us: s.rtt.map(us),
+            rto_us: s.rto.map(us),
+            cwnd: s.cwnd,
+            retransmissions: s.retransmissions,
+            age_us: s.age.map(us),
+        }
+    }
+}
+
+/// What to tell a `connect` client after [`crate::endpoint::Endpoint::poll_client`].
+pub fn client_responses(events: &ClientEvents, announced_connected: &mut bool) -> Vec<Response> {
+    let mut v = Vec::new();
+    if events.established && !*announced_connected {
+        *announced_connected = true;
+        v.push(Response::Connected);
+    }
+    if !events.data.is_empty() {
+        v.push(Response::Data {
+            data: events.data.clone(),
+        });
+    }
+    if let Some(outcome) = events.outcome {
+        v.push(Response::Closed {
+            outcome: outcome.name().to_string(),
+        });
+    }
+    v
+}
+
+/// One line of JSON, newline-terminated.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    let mut s = serde_json::to_string(msg).unwrap_or_else(|e| {
+        // Our own types always serialize; keep the stream well-formed regardless.
+        format!("{{\"error\":{{\"message\":\"encoding failed: {e}\"}}}}")
+    });
+    s.push('\n');
+    s
+}
+
+pub fn decode_request(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line.trim_end()).map_err(|e| format!("bad request: {e}"))
+}
+
+pub fn decode_response(line: &str) -> Result<Response, String> {
+    serde_json::from_str(line.trim_end()).map_err(|e| format!("bad response from synack: {e}"))
+}
+
+/// `synack status` as a table, like `ss -tan` with a few more columns.
+pub fn format_status(rows: &[StatusRow]) -> String {
+    let ms =
+        |us: Option<u64>| us.map_or(String::new(), |us| format!("{:.1}ms", us as f64 / 1000.0));
+    let age = |us: Option<u64>| us.map_or(String::new(), format_age);
+    let mut table: Vec<[String; 11]> = vec![[
+        "State".into(),
+        "Recv-Q".into(),
+        "Send-Q".into(),
+        "Local Address:Port".into(),
+        "Peer Address:Port".into(),
+        "RTT".into(),
+        "RTO".into(),
+        "cwnd".into(),
+        "Retrans".into(),
+        "Age".into(),
+        "App".into(),
+    ]];
+    for r in rows {
+        table.push([
+            r.state.clone(),
+            r.recv_q.to_string(),
+            r.send_q.to_string(),
+            r.local.to_string(),
+            r.peer.map_or("*:*".into(), |p| p.to_string()),
+            ms(r.rtt_us),
+            ms(r.rto_us),
+            r.cwnd.map_or(String::new(), |c| c.to_string()),
+            if r.peer.is_some() {
+                r.retransmissions.to_string()
+            } else {
+                String::new()
+            },
+            age(r.age_us),
+            r.app.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 11];
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &table {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            // Numbers right-aligned (as ss does for the queues), text left-aligned.
+            let numeric = matches!(i, 1 | 2 | 5..=9);
+            if numeric {
+                let _ = write!(line, "{cell:>w$}  ");
+            } else {
+                let _ = write!(line, "{cell:<w$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn format_age(us: u64) -> String {
+    let s = us / 1_000_000;
+    if s < 60 {
+        format!("{}.{}s", s, (us % 1_000_000) / 100_000)
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s / 60) % 60)
+    }
+}
+
+/// `synack stats` as `nstat` prints counters: name and value, one per line.
+pub fn format_stats(counters: &[(String, u64)]) -> String {
+    let w = counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, value) in counters {
+        let _ = writeln!(out, "{name:<w$}  {value:>12}");
+    }
+    out
+}
+
+/// Bytes as lowercase hex, for JSON.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 15)]));
+        }
+        s.serialize_str(&out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        if s.len() % 2 != 0 {
+            return Err(serde::de::Error::custom("odd number of hex digits"));
+        }
+        s.as_bytes()
+            .chunks(2)
+            .map(|pair| match pair {
+                [hi, lo] => match (digit(*hi), digit(*lo)) {
+                    (Some(h), Some(l)) => Ok(h << 4 | l),
+                    _ => Err(serde::de::Error::custom("not a hex digit")),
+                },
+                _ => Err(serde::de::Error::custom("odd number of hex digits")),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::ClientOutcome;
+    use crate::tcp::State;
+    use crate::time::Duration;
+
+    #[test]
+    fn requests_round_trip_as_one_json_line() {
+        let requests = [
+            Request::Status,
+            Request::Stats,
+            Request::Connect {
+                addr: "198.18.0.1:8080".parse().unwrap(),
+                data: b"hi\n\x00\xff".to_vec(),
+            },
+            Request::Trace { follow: true },
+        ];
+        for r in requests {
+            let line = encode(&r);
+            assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+            assert_eq!(decode_request(&line), Ok(r));
+        }
+        assert_eq!(
+            encode(&Request::Connect {
+                addr: "[2001:2::1]:80".parse().unwrap(),
+                data: b"A\n".to_vec()
+            }),
+            "{\"cmd\":\"connect\",\"addr\":\"[2001:2::1]:80\",\"data\":\"410a\"}\n"
+        );
+        assert_eq!(encode(&Request::Status), "{\"cmd\":\"status\"}\n");
+    }
+
+    #[test]
+    fn bad_requests_are_errors_not_panics() {
+        for line in [
+            "",
+            "status",
+            "{\"cmd\":\"reboot\"}",
+            "{\"cmd\":\"connect\",\"addr\":\"x\",\"data\":\"\"}",
+            "{\"cmd\":\"connect\",\"addr\":\"198.18.0.1:1\",\"data\":\"abc\"}",
+            "{\"cmd\":\"connect\",\"addr\":\"198.18.0.1:1\",\"data\":\"zz\"}",
+        ] {
+            assert!(decode_request(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let responses = [
+            Response::Connecting {
+                local: "198.18.0.2:50000".parse().unwrap(),
+            },
+            Response::Connected,
+            Response::Data {
+                data: vec![0, 1, 2, 255],
+            },
+            Response::Closed {
+                outcome: "connection refused".into(),
+            },
+            Response::Stats {
+                counters: vec![("segments_in".into(), 3)],
+            },
+            Response::Ladder {
+                local: "198.18.0.2:80".parse().unwrap(),
+                peer: "198.18.0.1:4000".parse().unwrap(),
+                finished: false,
+                text: "a ──▶ b\n".into(),
+            },
+            Response::Error {
+                message: "no".into(),
+            },
+        ];
+        for r in responses {
+            assert_eq!(decode_response(&encode(&r)), Ok(r));
+        }
+    }
+
+    #[test]
+    fn client_events_become_connected_data_and_closed_once() {
+        let mut announced = false;
+        let ev = ClientEvents {
+            local: "198.18.0.2:50000".parse().unwrap(),
+            state: State::Established,
+            established: true,
+            data: b"x".to_vec(),
+            outcome: None,
+        };
+        assert_eq!(
+            client_responses(&ev, &mut announced),
+            vec![
+                Response::Connected,
+                Response::Data {
+                    data: b"x".to_vec()
+                }
+            ]
+        );
+        let ev = ClientEvents {
+            data: vec![],
+            outcome: Some(ClientOutcome::Refused),
+            ..ev
+        };
+        assert_eq!(
+            client_responses(&ev, &mut announced),
+            vec![Response::Closed {
+                outcome: "connection refused".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn status_table_looks_like_ss() {
+        let listen = ConnStatus {
+            state: State::Listen,
+            recv_q: 0,
+            send_q: 0,
+            local: "198.18.0.2:80".parse().unwrap(),
+            peer: None,
+            app: "http",
+            rtt: None,
+            rto: None,
+            cwnd: None,
+            retransmissions: 0,
+            age: None,
+        };
+        let conn = ConnStatus {
+            state: State::TimeWait,
+            recv_q: 0,
+            send_q: 12,
+            peer: Some("198.18.0.1:51234".parse().unwrap()),
+            rtt: Some(Duration::from_micros(250)),
+            rto: Some(Duration::from_millis(200)),
+            cwnd: Some(64240),
+            retransmissions: 1,
+            age: Some(Duration::from_millis(61_500)),
+            ..listen.clone()
+        };
+        let rows: Vec<StatusRow> = [&listen, &conn].into_iter().map(StatusRow::from).collect();
+        let expected = "\
+State      Recv-Q  Send-Q  Local Address:Port  Peer Address:Port    RTT      RTO   cwnd  Retrans    Age  App
+LISTEN          0       0  198.18.0.2:80       *:*                                                       http
+TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms  64240        1  1m01s  http
+";
+        let got = format_status(&rows);
+        assert_eq!(got, expected, "\n{got}");
+        let json = serde_json::to_string(&rows[1]).unwrap();
+        assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
+        assert!(json.contains("\"age_us\":61500000"), "{json}");
+    }
+
+    #[test]
+    fn stats_align_like_nstat() {
+        let got = format_stats(&[("segments_in".into(), 12), ("rst_out".into(), 3)]);
+        assert_eq!(
+            got,
+            "segments_in            12\nrst_out                 3\n"
+        );
+    }
+
+    #[test]
+    fn the_default_socket_is_named_after_the_interface() {
+        assert_eq!(
+            default_socket_path("synack0"),
+            PathBuf::from("/run/synack/synack0.sock")
+        );
+    }
+}

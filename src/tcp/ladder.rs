@@ -1,0 +1,347 @@
+//! The sequence diagram ("ladder") of a connection, drawn from its [`Trace`].
+//!
+//! Two columns: the peer on the left, the endpoint on the right, one arrow per segment.
+//! Segments from the peer are described on the left (`──▶`) with the endpoint's state after
+//! processing them on the right; our segments (`◀──`) are described on the right. Sequence and
+//! acknowledgment numbers are relative to each side's initial sequence number, as tcpdump prints
+//! them without `-S`: the SYN has seq=0.
+//!
+//! ```text
+//! 198.18.0.1:40000                    198.18.0.2:80
+//!  SYN seq=0 win=64240 <mss 1460>  ──▶  LISTEN → SYN-RECEIVED
+//!                                  ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
+//!  ACK seq=1 ack=1                 ──▶  SYN-RECEIVED → ESTABLISHED
+//! ```
+
+use super::trace::{Direction, Event, Trace};
+use super::{ResetCause, SeqNum, State};
+use crate::wire::Quad;
+use std::fmt::Write;
+
+/// What the diagram needs to know of the connection besides its trace.
+#[derive(Clone, Copy, Debug)]
+pub struct View {
+    pub quad: Quad,
+    /// Our ISS and the peer's IRS, the zeros of the relative numbers.
+    pub iss: SeqNum,
+    pub irs: SeqNum,
+    /// The connection's state now; drawn as a last line when it changed after the last segment.
+    pub state: State,
+    pub cause: Option<ResetCause>,
+}
+
+pub const ARROW_IN: &str = "──▶";
+pub const ARROW_OUT: &str = "◀──";
+
+/// Render the whole diagram, header included; every line ends with a newline.
+pub fn render(trace: &Trace, view: &View) -> String {
+    let peer = view.quad.remote.to_string();
+    let width = trace
+        .events()
+        .filter(|e| e.direction == Direction::In)
+        .map(|e| describe(e, view).len())
+        .chain([peer.len()])
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(out, "{peer:<w$}{}", view.quad.local, w = width + 8);
+    for e in trace.head() {
+        line(&mut out, e, view, width);
+    }
+    let folded = trace.folded();
+    if folded.segments() > 0 {
+        let _ = writeln!(
+            out,
+            " ⋮ {} segments folded: {} {ARROW_IN} ({} bytes), {} {ARROW_OUT} ({} bytes)",
+            folded.segments(),
+            folded.segments_in,
+            folded.bytes_in,
+            folded.segments_out,
+            folded.bytes_out,
+        );
+    }
+    for e in trace.recent() {
+        line(&mut out, e, view, width);
+    }
+    let last = trace.last_state();
+    if view.state != last {
+        let why = match (view.cause, last) {
+            (Some(ResetCause::TimedOut), _) => " (timed out)",
+            (Some(ResetCause::Aborted), _) => " (aborted)",
+            (Some(ResetCause::PeerReset), _) => " (reset)",
+            (Some(ResetCause::Refused), _) => " (refused)",
+            (None, State::TimeWait) => " (2·MSL elapsed)",
+            (None, _) => "",
+        };
+        let text = format!("{last} → {}{why}", view.state);
+        let _ = writeln!(out, " {:<width$}       {text}", "");
+    }
+    out
+}
+
+/// One arrow.
+fn line(out: &mut String, e: &Event, view: &View, width: usize) {
+    let desc = describe(e, view);
+    let change = if e.before == e.after {
+        None
+    } else {
+        Some(format!("{} → {}", e.before, e.after))
+    };
+    let text = match e.direction {
+        Direction::In => {
+            let state = change.unwrap_or_else(|| e.after.to_string());
+            format!(" {desc:<width$}  {ARROW_IN}  {state}")
+        }
+        Direction::Out => match change {
+            Some(change) => format!(" {:<width$}  {ARROW_OUT}  {desc}  ({change})", ""),
+            None => format!(" {:<width$}  {ARROW_OUT}  {desc}", ""),
+        },
+    };
+    out.push_str(text.trim_end());
+    out.push('\n');
+}
+
+/// `SYN,ACK seq=0 ack=1 win=65535 <mss 1460,sackOK,TS,wscale 7>`: flags, relative numbers,
+/// the length when there is data, the window on SYNs and when it is zero, options on SYNs.
+fn describe(e: &Event, view: &View) -> String {
+    let (seq_zero, ack_zero) = match e.direction {
+        Direction::In => (view.irs, view.iss),
+        Direction::Out => (view.iss, view.irs),
+    };
+    let mut s = format!("{} seq={}", e.flags, e.seq.distance_from(seq_zero));
+    if e.flags.ack() {
+        let _ = write!(s, " ack={}", e.ack.distance_from(ack_zero));
+    }
+    if e.len > 0 {
+        let _ = write!(s, " len={}", e.len);
+    }
+    if !e.flags.rst() && (e.flags.syn() || e.window == 0) {
+        let _ = write!(s, " win={}", e.window);
+    }
+    if e.flags.syn() && !e.options.is_empty() {
+        let o = &e.options;
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(mss) = o.mss {
+            parts.push(format!("mss {mss}"));
+        }
+        if o.sack_permitted {
+            parts.push("sackOK".into());
+        }
+        if o.timestamps {
+            parts.push("TS".into());
+        }
+        if let Some(ws) = o.window_scale {
+            parts.push(format!("wscale {ws}"));
+        }
+        let _ = write!(s, " <{}>", parts.join(","));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::trace::{HEAD, TAIL};
+    use crate::time::Instant;
+    use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
+
+    const IRS: u32 = 4_000_000_000;
+    const ISS: u32 = 1_000;
+
+    fn view(state: State, cause: Option<ResetCause>) -> View {
+        View {
+            quad: Quad {
+                local: "198.18.0.2:80".parse().unwrap(),
+                remote: "198.18.0.1:51234".parse().unwrap(),
+            },
+            iss: SeqNum::new(ISS),
+            irs: SeqNum::new(IRS),
+            state,
+            cause,
+        }
+    }
+
+    /// A segment with relative numbers: `seq` from its sender's ISN, `ack` from the other's.
+    fn seg(
+        dir: Direction,
+        flags: Flags,
+        seq: u32,
+        ack: u32,
+        payload: &'static [u8],
+    ) -> TcpSegment<'static> {
+        let (s0, a0) = match dir {
+            Direction::In => (IRS, ISS),
+            Direction::Out => (ISS, IRS),
+        };
+        TcpSegment {
+            seq: SeqNum::new(s0.wrapping_add(seq)),
+            ack: SeqNum::new(a0.wrapping_add(ack)),
+            flags,
+            window: 502,
+            payload,
+            ..SEGMENT_TEMPLATE
+        }
+    }
+
+    #[test]
+    fn handshake_data_and_close_draw_as_a_ladder() {
+        use Direction::{In, Out};
+        let mut t = Trace::new();
+        let now = Instant::from_millis(1);
+        t.begin(State::Listen);
+        let syn = TcpSegment {
+            window: 64240,
+            options: TcpOptions {
+                mss: Some(1460),
+                sack_permitted: true,
+                timestamps: Some((7, 0)),
+                window_scale: Some(7),
+                ..TcpOptions::EMPTY
+            },
+            ..seg(In, Flags::SYN, 0, 0, b"")
+        };
+        t.record(In, now, &syn, State::SynReceived);
+        let synack = TcpSegment {
+            window: 65535,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::EMPTY
+            },
+            ..seg(Out, Flags::SYN | Flags::ACK, 0, 1, b"")
+        };
+        t.record(Out, now, &synack, State::SynReceived);
+        t.record(In, now, &seg(In, Flags::ACK, 1, 1, b""), State::Established);
+        let get = seg(In, Flags::PSH | Flags::ACK, 1, 1, b"GET / HTTP/1.0\r\n\r\n");
+        t.record(In, now, &get, State::Established);
+        t.record(
+            Out,
+            now,
+            &seg(Out, Flags::ACK, 1, 19, b""),
+            State::Established,
+        );
+        // The application closed: the FIN goes out in FIN-WAIT-1.
+        let fin = seg(
+            Out,
+            Flags::FIN | Flags::PSH | Flags::ACK,
+            1,
+            19,
+            b"HTTP/1.0 200 OK\r\n",
+        );
+        t.record(Out, now, &fin, State::FinWait1);
+        t.record(In, now, &seg(In, Flags::ACK, 19, 19, b""), State::FinWait2);
+        t.record(
+            In,
+            now,
+            &seg(In, Flags::FIN | Flags::ACK, 19, 19, b""),
+            State::TimeWait,
+        );
+        t.record(
+            Out,
+            now,
+            &seg(Out, Flags::ACK, 19, 20, b""),
+            State::TimeWait,
+        );
+
+        let expected = "\
+198.18.0.1:51234                                         198.18.0.2:80
+ SYN seq=0 win=64240 <mss 1460,sackOK,TS,wscale 7>  ──▶  LISTEN → SYN-RECEIVED
+                                                    ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
+ ACK seq=1 ack=1                                    ──▶  SYN-RECEIVED → ESTABLISHED
+ PSH,ACK seq=1 ack=1 len=18                         ──▶  ESTABLISHED
+                                                    ◀──  ACK seq=1 ack=19
+                                                    ◀──  FIN,PSH,ACK seq=1 ack=19 len=17  (ESTABLISHED → FIN-WAIT-1)
+ ACK seq=19 ack=19                                  ──▶  FIN-WAIT-1 → FIN-WAIT-2
+ FIN,ACK seq=19 ack=19                              ──▶  FIN-WAIT-2 → TIME-WAIT
+                                                    ◀──  ACK seq=19 ack=20
+                                                         TIME-WAIT → CLOSED (2·MSL elapsed)
+";
+        let got = render(&t, &view(State::Closed, None));
+        assert_eq!(got, expected, "\n{got}");
+        // Still open: no closing line.
+        let got = render(&t, &view(State::TimeWait, None));
+        assert!(!got.contains("CLOSED"), "{got}");
+    }
+
+    #[test]
+    fn long_transfers_fold_into_one_line() {
+        use Direction::{In, Out};
+        let mut t = Trace::new();
+        let now = Instant::ZERO;
+        t.begin(State::Established);
+        let data: &'static [u8] = &[0; 100];
+        let n = (HEAD + TAIL + 10) as u32;
+        for i in 0..n {
+            t.record(
+                In,
+                now,
+                &seg(In, Flags::ACK, 1 + 100 * i, 1, data),
+                State::Established,
+            );
+            t.record(
+                Out,
+                now,
+                &seg(Out, Flags::ACK, 1, 101 + 100 * i, b""),
+                State::Established,
+            );
+        }
+        let total = 2 * u64::from(n);
+        assert_eq!(t.total(), total);
+        let kept = (HEAD + TAIL) as u64;
+        assert_eq!(t.folded().segments(), total - kept);
+        assert_eq!(t.events().count(), HEAD + TAIL);
+        let got = render(&t, &view(State::Established, None));
+        let lines: Vec<&str> = got.lines().collect();
+        // Header, head, one fold line, ring.
+        assert_eq!(lines.len(), 1 + HEAD + 1 + TAIL, "{got}");
+        let folded = total - kept;
+        assert_eq!(
+            lines[1 + HEAD],
+            format!(
+                " ⋮ {folded} segments folded: {} ──▶ ({} bytes), {} ◀── (0 bytes)",
+                folded / 2,
+                folded / 2 * 100,
+                folded / 2
+            )
+        );
+        // The last line is the last segment sent.
+        let last_ack = 101 + 100 * (n - 1);
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .ends_with(&format!("◀──  ACK seq=1 ack={last_ack}"))
+        );
+        // The ring is in order: the first kept after the fold is the oldest survivor.
+        let first_in_ring = lines[2 + HEAD];
+        assert!(first_in_ring.contains("──▶"), "{first_in_ring}");
+    }
+
+    #[test]
+    fn a_refused_active_open_shows_the_rst_and_the_zero_window() {
+        use Direction::{In, Out};
+        let mut t = Trace::new();
+        let syn = TcpSegment {
+            window: 0,
+            ..seg(Out, Flags::SYN, 0, 0, b"")
+        };
+        t.record(Out, Instant::ZERO, &syn, State::SynSent);
+        let rst = TcpSegment {
+            seq: SeqNum::new(0),
+            ack: SeqNum::new(ISS + 1),
+            flags: Flags::RST | Flags::ACK,
+            ..SEGMENT_TEMPLATE
+        };
+        t.record(In, Instant::ZERO, &rst, State::Closed);
+        let v = View {
+            irs: SeqNum::new(0),
+            ..view(State::Closed, Some(ResetCause::Refused))
+        };
+        let got = render(&t, &v);
+        let expected = "\
+198.18.0.1:51234           198.18.0.2:80
+                      ◀──  SYN seq=0 win=0  (CLOSED → SYN-SENT)
+ RST,ACK seq=0 ack=1  ──▶  SYN-SENT → CLOSED
+";
+        assert_eq!(got, expected, "\n{got}");
+    }
+}

@@ -1,0 +1,421 @@
+//! A connection's own record of the segments it received and sent, for the sequence diagrams
+//! (`--ladder`, `synack trace`, `GET /handshake`) and for `synack status`.
+//!
+//! The record is bounded and allocated once, when the connection is created: the first
+//! [`HEAD`] events (the handshake) are kept, then a ring of the [`TAIL`] most recent ones; what
+//! falls out of the ring is only counted ([`Folded`]). Recording a segment copies a few header
+//! fields and allocates nothing.
+
+use super::connection::Connection;
+use super::{SeqNum, State};
+use crate::time::Instant;
+use crate::wire::{Flags, TcpSegment};
+
+/// How many events from the start of a connection are always kept.
+pub const HEAD: usize = 24;
+/// How many of the most recent events are kept after the first [`HEAD`].
+pub const TAIL: usize = 40;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the peer to us.
+    In,
+    /// From us to the peer.
+    Out,
+}
+
+/// The options a segment carried, as tcpdump would list them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptionSummary {
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    pub timestamps: bool,
+}
+
+impl OptionSummary {
+    pub fn is_empty(&self) -> bool {
+        *self == OptionSummary::default()
+    }
+}
+
+/// One segment as the connection saw it: raw sequence numbers, and its state before and after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub direction: Direction,
+    pub at: Instant,
+    pub flags: Flags,
+    pub seq: SeqNum,
+    /// Meaningful only with the ACK flag.
+    pub ack: SeqNum,
+    /// Payload length (SYN and FIN not counted).
+    pub len: u32,
+    /// The window field as on the wire (unscaled).
+    pub window: u16,
+    pub options: OptionSummary,
+    /// The connection's state when the previous event was recorded (or when it was created).
+    pub before: State,
+    /// Its state once the segment was processed (incoming) or sent (outgoing).
+    pub after: State,
+}
+
+/// What was dropped from the middle of a long connection's record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Folded {
+    pub fn segments(&self) -> u64 {
+        self.segments_in + self.segments_out
+    }
+
+    fn add(&mut self, e: &Event) {
+        match e.direction {
+            Direction::In => {
+                self.segments_in += 1;
+                self.bytes_in += u64::from(e.len);
+            }
+            Direction::Out => {
+                self.segments_out += 1;
+                self.bytes_out += u64::from(e.len);
+            }
+        }
+    }
+}
+
+/// The bounded record. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    /// `events[..HEAD]` is the head; `events[HEAD..]` the ring, oldest at `HEAD + next` once
+    /// full. A trace made with `Default` has no room: it only counts (folds) events.
+    events: Vec<Event>,
+    next: usize,
+    folded: Folded,
+    last_state: State,
+    /// Events recorded since creation, kept or folded.
+    total: u64,
+}
+
+impl Default for Trace {
+    /// A record with no room, which only counts: what `std::mem::take` leaves behind.
+    fn default() -> Self {
+        Trace {
+            events: Vec::new(),
+            next: 0,
+            folded: Folded::default(),
+            last_state: State::Closed,
+            total: 0,
+        }
+    }
+}
+
+impl Trace {
+    /// An empty record with room for [`HEAD`] + [`TAIL`] events, for a connection that starts
+    /// in CLOSED.
+    pub fn new() -> Trace {
+        Trace {
+            events: Vec::with_capacity(HEAD + TAIL),
+            ..Trace::default()
+        }
+    }
+
+    /// The state the next event starts from (LISTEN for a passive open).
+    pub fn begin(&mut self, state: State) {
+        self.last_state = state;
+    }
+
+    /// The state after the last recorded event.
+    pub fn last_state(&self) -> State {
+        self.last_state
+    }
+
+    /// How many events were recorded, kept or folded.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn folded(&self) -> Folded {
+        self.folded
+    }
+
+    /// The first events of the connection, in order.
+    pub fn head(&self) -> &[Event] {
+        self.events
+            .get(..HEAD.min(self.events.len()))
+            .unwrap_or(&[])
+    }
+
+    /// The most recent events after the head, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Event> {
+        let ring = self.events.get(HEAD..).unwrap_or(&[]);
+        let split = if ring.len() == TAIL { self.next } else { 0 };
+        let (older, newer) = ring.split_at(split.min(ring.len()));
+        newer.iter().chain(older.iter())
+    }
+
+    /// Every kept event in order (the folded ones sit between the head and the rest).
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.head().iter().chain(self.recent())
+    }
+
+    /// Record a segment; its `before` state is the previous event's `after`.
+    pub fn record(
+        &mut self,
+        direction: Direction,
+        at: Instant,
+        seg: &TcpSegment<'_>,
+        after: State,
+    ) {
+        let o = &seg.options;
+        let event = Event {
+            direction,
+            at,
+            flags: seg.flags,
+            seq: seg.seq,
+            ack: seg.ack,
+            len: u32::try_from(seg.payload.len()).unwrap_or(u32::MAX),
+            window: seg.window,
+            options: OptionSummary {
+                mss: o.mss,
+                window_scale: o.window_scale,
+                sack_permitted: o.sack_permitted,
+                timestamps: o.timestamps.is_some(),
+            },
+            before: self.last_state,
+            after,
+        };
+        self.push(event);
+    }
+
+    fn push(&mut self, event: Event) {
+        self.total += 1;
+        self.last_state = event.after;
+        if self.events.len() < HEAD + TAIL && self.events.len() < self.events.capacity() {
+            self.events.push(event);
+            return;
+        }
+        if self.events.len() < HEAD + TAIL {
+            // No room was allocated: count only.
+            self.folded.add(&event);
+            return;
+        }
+        let slot = HEAD + self.next;
+        if let Some(old) = self.events.get_mut(slot) {
+            self.folded.add(old);
+            *old = event;
+        }
+        self.next = (self.next + 1) % TAIL;
+    }
+
+    /// The most recently recorded event, if it was kept.
+    fn last_mut(&mut self) -> Option<&mut Event> {
+        if self.events.len() < HEAD + TAIL {
+            return self.events.last_mut();
+        }
+        let slot = HEAD + (self.next + TAIL - 1) % TAIL;
+        self.events.get_mut(slot)
+    }
+
+    /// The state changed after the last event was recorded, as a consequence of it (a RST we
+    /// sent closes the connection).
+    fn settle(&mut self, state: State) {
+        if self.last_state != state {
+            self.last_state = state;
+            if let Some(e) = self.last_mut() {
+                e.after = state;
+            }
+        }
+    }
+}
+
+/// The hooks that feed the trace, and what `status` shows of a connection.
+impl Connection {
+    /// Process one segment for this connection (RFC 9293 §3.10.7.4, in `input.rs`) and record
+    /// it in the trace with the state it left the connection in. Returns a RST to send at once
+    /// when the rules call for one; every other reply comes from `poll_transmit`.
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment<'_>,
+    ) -> Option<TcpSegment<'static>> {
+        let reply = self.process_segment(now, seg);
+        self.trace.record(Direction::In, now, seg, self.state);
+        if let Some(rst) = &reply {
+            self.trace.record(Direction::Out, now, rst, self.state);
+        }
+        reply
+    }
+
+    /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace.
+    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        let mut trace = std::mem::take(&mut self.trace);
+        let (state, recorded) = (self.state, trace.total());
+        self.transmit(now, &mut |seg| {
+            trace.record(Direction::Out, now, seg, state);
+            emit(seg);
+        });
+        if trace.total() != recorded {
+            // What we just sent changed the state (our RST closes the connection).
+            trace.settle(self.state);
+        }
+        self.trace = trace;
+    }
+
+    /// The record of the segments this connection received and sent.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The connection's sequence diagram so far.
+    pub fn ladder(&self) -> String {
+        super::ladder::render(
+            &self.trace,
+            &super::ladder::View {
+                quad: self.quad,
+                iss: self.snd.iss,
+                irs: self.rcv.irs,
+                state: self.state,
+                cause: self.reset,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::{Config, Socket};
+    use crate::wire::{Quad, SEGMENT_TEMPLATE, TcpOptions};
+
+    const ISS: SeqNum = SeqNum::new(1_000_000);
+    const IRS: SeqNum = SeqNum::new(u32::MAX - 5);
+
+    const FROM_PEER: TcpSegment<'static> = TcpSegment {
+        src_port: 40000,
+        dst_port: 80,
+        seq: IRS.add(1),
+        ack: ISS.add(1),
+        flags: Flags::ACK,
+        window: 64000,
+        ..SEGMENT_TEMPLATE
+    };
+
+    fn quad() -> Quad {
+        Quad {
+            local: "198.18.0.2:80".parse().unwrap(),
+            remote: "198.18.0.1:40000".parse().unwrap(),
+        }
+    }
+
+    fn cfg() -> Config {
+        Config {
+            timestamps: false,
+            window_scaling: false,
+            sack: false,
+            ..Config::default()
+        }
+    }
+
+    fn drain(conn: &mut Connection, now: Instant) -> usize {
+        let mut n = 0;
+        conn.poll_transmit(now, &mut |_| n += 1);
+        n
+    }
+
+    #[test]
+    fn the_connection_records_its_own_story_from_listen_to_closed() {
+        let mut now = Instant::from_millis(1000);
+        let syn = TcpSegment {
+            seq: IRS,
+            flags: Flags::SYN,
+            options: TcpOptions {
+                mss: Some(1400),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        };
+        let mut conn = Connection::accept(now, quad(), &syn, ISS, 1460, &cfg());
+        assert_eq!(drain(&mut conn, now), 1);
+        // The SYN,ACK is lost and sent again: one retransmission.
+        now = conn.poll_timeout().unwrap();
+        conn.handle_timeout(now);
+        assert_eq!(drain(&mut conn, now), 1);
+        assert_eq!(conn.retransmissions(), 1);
+        conn.on_segment(now, &FROM_PEER);
+        let hello = TcpSegment {
+            flags: Flags::PSH | Flags::ACK,
+            payload: b"hello",
+            ..FROM_PEER
+        };
+        conn.on_segment(now, &hello);
+        let mut buf = [0u8; 16];
+        assert_eq!(conn.recv(&mut buf), 5);
+        conn.close();
+        assert_eq!(drain(&mut conn, now), 1);
+        let fin_ack = TcpSegment {
+            seq: IRS.add(6),
+            ack: ISS.add(2),
+            flags: Flags::FIN | Flags::ACK,
+            ..FROM_PEER
+        };
+        conn.on_segment(now, &fin_ack);
+        assert_eq!(drain(&mut conn, now), 1);
+        assert_eq!(conn.state(), State::TimeWait);
+        now = conn.poll_timeout().unwrap();
+        conn.handle_timeout(now);
+        assert_eq!(conn.state(), State::Closed);
+        // Polling a closed connection sends nothing and does not rewrite the last arrow.
+        assert_eq!(drain(&mut conn, now), 0);
+
+        let expected = "\
+198.18.0.1:40000                      198.18.0.2:80
+ SYN seq=0 win=64000 <mss 1400>  ──▶  LISTEN → SYN-RECEIVED
+                                 ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
+                                 ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
+ ACK seq=1 ack=1                 ──▶  SYN-RECEIVED → ESTABLISHED
+ PSH,ACK seq=1 ack=1 len=5       ──▶  ESTABLISHED
+                                 ◀──  FIN,ACK seq=1 ack=6  (ESTABLISHED → FIN-WAIT-1)
+ FIN,ACK seq=6 ack=2             ──▶  FIN-WAIT-1 → TIME-WAIT
+                                 ◀──  ACK seq=2 ack=7
+                                      TIME-WAIT → CLOSED (2·MSL elapsed)
+";
+        let got = conn.ladder();
+        assert_eq!(got, expected, "\n{got}");
+        assert_eq!(Socket::ladder(&conn), got);
+        assert_eq!(conn.trace().total(), 8);
+    }
+
+    #[test]
+    fn a_reply_rst_is_recorded_as_sent() {
+        let now = Instant::ZERO;
+        let syn = TcpSegment {
+            seq: IRS,
+            flags: Flags::SYN,
+            ..FROM_PEER
+        };
+        let mut conn = Connection::accept(now, quad(), &syn, ISS, 1460, &cfg());
+        drain(&mut conn, now);
+        // An ACK of something we never sent, in SYN-RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
+        let bad = TcpSegment {
+            ack: ISS.add(100),
+            ..FROM_PEER
+        };
+        assert!(conn.on_segment(now, &bad).is_some());
+        let last = conn.trace().events().last().copied().unwrap();
+        assert_eq!(last.direction, Direction::Out);
+        assert_eq!(last.flags, Flags::RST);
+    }
+
+    #[test]
+    fn a_trace_without_room_only_counts() {
+        let mut t = Trace::default();
+        t.record(Direction::In, Instant::ZERO, &FROM_PEER, State::Established);
+        assert_eq!(t.events().count(), 0);
+        assert_eq!(t.folded().segments_in, 1);
+        assert_eq!(t.last_state(), State::Established);
+    }
+}
