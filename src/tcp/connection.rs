@@ -197,6 +197,8 @@ pub struct Connection {
     pub(super) challenge_due: bool,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
+    /// The application has read since our last segment (a window update may be due).
+    pub(super) app_read: bool,
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
     /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
     pub(super) rcv_mss: u32,
@@ -322,6 +324,7 @@ impl Connection {
             ack_due: AckDue::None,
             challenge_due: false,
             unacked_segments: 0,
+            app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
@@ -672,6 +675,7 @@ impl Socket for Connection {
             dst.copy_from_slice(src);
         }
         self.recv_buf.drain(..n);
+        self.app_read |= n > 0;
         n
     }
 

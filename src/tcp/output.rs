@@ -330,6 +330,7 @@ impl Connection {
     /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.
     fn after_emit(&mut self) {
         self.last_ack_sent = self.rcv.nxt;
+        self.app_read = false;
         self.ack_due = AckDue::None;
         self.unacked_segments = 0;
         self.timers.delayed_ack = None;
@@ -423,7 +424,9 @@ impl Connection {
     /// half of the most we offer and the new one is at least twice as large (and, past
     /// receiver SWS avoidance, at least a segment), so reading never costs an ACK per read.
     fn window_update_due(&self) -> bool {
-        if self.fin_received {
+        // Only a read opens the window (Linux: tcp_cleanup_rbuf runs after recvmsg); so, for
+        // one, the larger scaled window after the handshake costs no lone ACK.
+        if self.fin_received || !self.app_read {
             return false;
         }
         let current = self.rcv.wnd();
