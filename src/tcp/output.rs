@@ -30,8 +30,22 @@ impl Connection {
         let window_update = self.state.is_synchronized() && self.window_update_due();
         if self.ack_due == AckDue::Now || window_update {
             // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
-            let seq = self.snd.nxt;
+            let seq = self.acceptable_seq();
             self.emit_segment(now, seq, Flags::ACK, &[], emit);
+        }
+    }
+
+    /// The sequence number of a pure ACK: SND.NXT, unless the peer's window has since shrunk
+    /// below it (a receiver short of memory may drop in-window data and then offer a window
+    /// ending before SND.NXT): then the window's right edge, so that the ACK stays acceptable
+    /// to the peer (RFC 9293 Table 6) and its data is acknowledged. Linux does the same
+    /// (tcp_acceptable_seq); without it both sides wait for each other.
+    fn acceptable_seq(&self) -> SeqNum {
+        let wnd_end = self.snd.una.add(self.snd.wnd);
+        if self.snd.nxt.le(wnd_end) {
+            self.snd.nxt
+        } else {
+            wnd_end
         }
     }
 

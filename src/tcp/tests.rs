@@ -1349,3 +1349,35 @@ fn an_ack_on_a_retransmitted_segment_still_updates_the_window() {
     });
     assert_eq!(h.conn.snd.wnd, 100);
 }
+
+#[test]
+fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        window: 2800,
+        ..RECV
+    });
+    h.conn.send(&[7u8; 2800]);
+    assert_eq!(h.output().len(), 2);
+    // The peer dropped our second segment for want of memory: it ACKs only the first, with a
+    // zero window whose right edge is now below our SND.NXT.
+    h.input(&TcpSegment {
+        ack: ISS.add(1401),
+        window: 0,
+        ..RECV
+    });
+    // Its data must still be acknowledged by a segment it will accept: SEQ = its right edge.
+    h.input(&TcpSegment {
+        ack: ISS.add(1401),
+        window: 0,
+        payload: b"data",
+        ..RECV
+    });
+    h.now += Duration::from_millis(50);
+    h.conn.handle_timeout(h.now);
+    let out = h.output();
+    let ack = out
+        .iter()
+        .find(|s| s.payload.is_empty() && s.ack == IRS.add(5));
+    assert_eq!(ack.map(|s| s.seq), Some(ISS.add(1401)));
+}
