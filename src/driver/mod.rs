@@ -50,7 +50,8 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
 
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?;
     let clock = Clock::start();
-    let mut endpoint = Endpoint::new(args.endpoint_config(), secret, clock.now());
+    let mut endpoint =
+        Endpoint::new(args.endpoint_config(), secret, clock.now()).with_limits(args.limits());
     info!("{}", startup_line(args, tun.name()));
     event_loop.run(&mut endpoint, &clock)?;
     Ok(())
