@@ -80,7 +80,11 @@ pub struct Args {
 
     /// The most memory all connections' buffers (and offered windows) may take, e.g. 512MiB,
     /// 64KiB or plain bytes
-    #[arg(long = "max-buffer-memory", value_name = "SIZE", default_value = "512MiB")]
+    #[arg(
+        long = "max-buffer-memory",
+        value_name = "SIZE",
+        default_value = "512MiB"
+    )]
     pub max_buffer_memory: ByteSize,
 
     /// Probe connections idle this long (off by default); PORT=DURATION for one listener

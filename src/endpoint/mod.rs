@@ -731,6 +731,12 @@ impl Endpoint {
         self.table.len()
     }
 
+    /// What the connection with this 4-tuple negotiated, if it exists.
+    pub fn connection_info(&self, quad: &Quad) -> Option<tcp::ConnInfo> {
+        let id = *self.table.get(quad)?;
+        Some(self.slots.get(id)?.entry.as_ref()?.conn.info())
+    }
+
     /// The state of the connection with this 4-tuple, if any.
     pub fn connection_state(&self, quad: &Quad) -> Option<State> {
         let id = *self.table.get(quad)?;

@@ -8,7 +8,11 @@
 //! - the window only grows as far as the budget allows, and it never shrinks: the right edge
 //!   we advertised stays where it is (RFC 9293 §3.8.6, SHLD-14), so bytes already promised
 //!   are always taken;
-//! - the application can queue only what the budget leaves (`Socket::send` takes less).
+//! - the application can queue only what the budget leaves (`Socket::send` takes less),
+//!   where bytes received and not yet read count as room: a service that reads them frees
+//!   them, so a relay such as echo, which sends back what it reads, never stalls on its own
+//!   receive buffer. (While a service holds both, the charge can exceed the budget by its
+//!   unread bytes; the window then does not grow until it is back under.)
 //!
 //! Because the offered window is charged, data arriving never raises a connection's charge:
 //! each byte taken moves RCV.NXT forward by one and leaves the right edge alone.
@@ -52,8 +56,12 @@ impl Connection {
             .saturating_sub(self.recv_buf.len())
     }
 
-    /// How many more bytes the application may queue within the budget.
+    /// How many more bytes the application may queue within the budget (unread bytes
+    /// count as room, see the module docs).
     pub(super) fn send_budget(&self) -> usize {
-        self.mem_budget.saturating_sub(self.memory())
+        let wnd = usize::try_from(self.rcv.wnd()).unwrap_or(usize::MAX);
+        self.mem_budget
+            .saturating_sub(self.send_buf.len())
+            .saturating_sub(wnd)
     }
 }
