@@ -1300,3 +1300,6 @@ fn a_timeout_collapses_the_congestion_window_to_one_segment() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].seq, ISS.add(1401));
 }
+
+mod edges;
+mod properties;
