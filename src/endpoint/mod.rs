@@ -9,6 +9,7 @@ mod counters;
 mod isn;
 mod limiter;
 mod limits;
+pub mod scenario;
 
 pub use cookie::{MSS_TABLE_V4, MSS_TABLE_V6, SynCookies};
 pub use counters::Counters;
@@ -735,6 +736,14 @@ impl Endpoint {
     pub fn connection_info(&self, quad: &Quad) -> Option<tcp::ConnInfo> {
         let id = *self.table.get(quad)?;
         Some(self.slots.get(id)?.entry.as_ref()?.conn.info())
+    }
+
+    /// The state of every connection in the table.
+    pub fn states(&self) -> impl Iterator<Item = State> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .map(|e| e.conn.state())
     }
 
     /// The state of the connection with this 4-tuple, if any.
