@@ -4,8 +4,10 @@
 //! line"): keep them as they are.
 
 mod error;
+mod limits;
 
 pub use error::SetupError;
+pub use limits::{ByteSize, KeepaliveArg};
 
 use crate::device::impair::ImpairSpec;
 use crate::endpoint::EndpointConfig;
@@ -76,6 +78,30 @@ pub struct Args {
     /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42
     #[arg(long = "impair", value_name = "SPEC")]
     pub impair: Option<ImpairSpec>,
+    /// Per listener: the most half-open connections (beyond it SYNs get SYN cookies) and the
+    /// most established ones not yet taken by their service
+    #[arg(long = "backlog", value_name = "N", default_value_t = 1024,
+          value_parser = limits::parse_count)]
+    pub backlog: usize,
+
+    /// The most connections in any state; past it new SYNs are dropped silently
+    #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
+          value_parser = limits::parse_count)]
+    pub max_connections: usize,
+
+    /// The most memory all connections' buffers (and offered windows) may take, e.g. 512MiB,
+    /// 64KiB or plain bytes
+    #[arg(
+        long = "max-buffer-memory",
+        value_name = "SIZE",
+        default_value = "512MiB"
+    )]
+    pub max_buffer_memory: ByteSize,
+
+    /// Probe connections idle this long (off by default); PORT=DURATION for one listener
+    /// only (repeatable); 9 unanswered probes, at most 75 s apart, abort the connection
+    #[arg(long = "keepalive", value_name = "[PORT=]DURATION")]
+    pub keepalive: Vec<KeepaliveArg>,
 
     /// More logging (-v debug, -vv trace); RUST_LOG overrides
     #[arg(short = 'v', action = clap::ArgAction::Count, conflicts_with = "quiet")]
@@ -296,6 +322,7 @@ impl Args {
                 ));
             }
         }
+        self.validate_keepalive()?;
         if let Some(h) = self
             .host_addrs
             .iter()

@@ -58,7 +58,8 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
         .observe(observers(args)?)?;
     let clock = Clock::start();
-    let mut endpoint = Endpoint::new(args.endpoint_config(), secret, clock.now());
+    let mut endpoint =
+        Endpoint::new(args.endpoint_config(), secret, clock.now()).with_limits(args.limits());
     info!("{}", startup_line(args, tun.name()));
     match &args.impair {
         Some(spec) => {

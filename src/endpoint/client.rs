@@ -150,7 +150,7 @@ impl Endpoint {
         data: Vec<u8>,
     ) -> Result<ClientId, ConnectError> {
         if !self.accepting
-            || self.table.len() >= super::MAX_CONNECTIONS
+            || self.table.len() >= self.limits.max_connections
             || self.clients.records.len() >= MAX_CLIENTS
         {
             return Err(ConnectError::Busy);

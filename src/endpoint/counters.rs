@@ -1,5 +1,6 @@
 //! Counters, like `nstat`'s: every segment, every drop by reason, every defensive action.
 
+use crate::tcp::ConnEvents;
 use crate::wire::DropReason;
 
 macro_rules! counters {
@@ -69,6 +70,35 @@ counters! {
     challenge_acks_limited,
     /// Packets that did not fit the output buffer or could not be written.
     tx_errors,
+    /// RFC 7323 §5.3 (PAWS): segments with an old timestamp, dropped and ACKed.
+    paws_rejected,
+    /// RSTs outside the receive window, dropped silently (RFC 5961 §3.2).
+    out_of_window_rst,
+    /// In-window RSTs not at RCV.NXT, and SYNs in synchronized states: challenged (RFC 5961).
+    rst_challenged,
+    syn_challenged,
+    /// Other segments outside the receive window, dropped and ACKed (RFC 9293 Table 6).
+    out_of_window,
+    /// ACKs of data not yet sent (dropped, ACKed) and older than SND.UNA − MAX.SND.WND
+    /// (dropped, challenge ACK; RFC 5961 §5.2).
+    ack_unsent,
+    ack_too_old,
+    /// SYNs that found their listener's half-open queue full (`--backlog`).
+    backlog_full,
+    /// SYN cookies sent, final ACKs that carried a valid one, and forged or stale ones.
+    syn_cookies_sent,
+    syn_cookies_accepted,
+    syn_cookies_rejected,
+    /// Final ACKs dropped because the listener's accept queue was full.
+    accept_queue_full,
+    /// Times a connection ran with less buffer memory than its caps because of
+    /// `--max-buffer-memory`.
+    buffer_memory_limited,
+    /// Keep-alive probes sent, and connections aborted after unanswered probes.
+    keepalive_probes,
+    keepalive_timeouts,
+    /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
+    fin_wait_2_timeouts,
 }
 
 fn drop_name(reason: DropReason) -> &'static str {
@@ -87,6 +117,20 @@ fn drop_name(reason: DropReason) -> &'static str {
 }
 
 impl Counters {
+    /// Add what a connection counted (see `tcp::ConnEvents`).
+    pub fn add_events(&mut self, e: &ConnEvents) {
+        self.paws_rejected += e.paws_rejected;
+        self.out_of_window_rst += e.out_of_window_rst;
+        self.rst_challenged += e.rst_challenged;
+        self.syn_challenged += e.syn_challenged;
+        self.out_of_window += e.out_of_window;
+        self.ack_unsent += e.ack_unsent;
+        self.ack_too_old += e.ack_too_old;
+        self.keepalive_probes += e.keepalive_probes;
+        self.keepalive_timeouts += e.keepalive_timeouts;
+        self.fin_wait_2_timeouts += e.fin_wait_2_timeouts;
+    }
+
     pub fn count_drop(&mut self, reason: DropReason) {
         if let Some(i) = DropReason::ALL.iter().position(|r| *r == reason)
             && let Some(c) = self.parse_drops.get_mut(i)

@@ -5,21 +5,29 @@
 //! keeps the connections' timers in one heap so the driver learns a single next deadline.
 
 mod client;
+mod cookie;
 mod counters;
 mod isn;
 mod limiter;
+mod limits;
 mod observe;
+pub mod scenario;
 
 pub use client::{ClientEvents, ClientId, ClientOutcome, ConnectError};
+pub use cookie::{MSS_TABLE_V4, MSS_TABLE_V6, SynCookies};
 pub use counters::Counters;
 pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
+pub use limits::Limits;
+use limits::{ListenQueues, Queued};
 pub use observe::ConnStatus;
 
 use crate::services::{App, ServiceKind};
-use crate::tcp::{self, CcKind, Connection, ResetCause, SeqNum, Socket, State, rst_reply};
+use crate::tcp::{
+    self, CcKind, Connection, CookieSyn, ResetCause, SeqNum, Socket, State, rst_reply,
+};
 use crate::time::{Duration, Instant};
-use crate::wire::{self, Packet, Quad, TcpSegment};
+use crate::wire::{self, Flags, Packet, Quad, TcpOptions, TcpSegment};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -68,9 +76,6 @@ impl Default for EndpointConfig {
     }
 }
 
-/// The most connections the table holds; SYNs beyond it are dropped and counted.
-const MAX_CONNECTIONS: usize = 65536;
-
 /// The largest packet we build: the MTU is at most 65535.
 const TX_BUFFER: usize = 65536;
 
@@ -84,8 +89,14 @@ struct Entry {
     dirty: bool,
     /// The endpoint is shutting down: the application is no longer run.
     app_stopped: bool,
-    /// Counted as established once.
+    /// Counted as established once; from then on the service has "accepted" it.
     counted_established: bool,
+    /// The listener it came from (an index into `listeners`), if any.
+    listener: Option<usize>,
+    /// Where it is counted in its listener's queues.
+    queued: Queued,
+    /// The bytes it was last charged for against `--max-buffer-memory`.
+    charged: usize,
 }
 
 impl Entry {
@@ -97,6 +108,9 @@ impl Entry {
             dirty: false,
             app_stopped: false,
             counted_established: false,
+            listener: None,
+            queued: Queued::No,
+            charged: 0,
         }
     }
 }
@@ -128,6 +142,14 @@ pub struct Endpoint {
     ladders: observe::Ladders,
     /// Our own active opens (client.rs).
     clients: client::Clients,
+    limits: Limits,
+    queues: ListenQueues,
+    cookies: SynCookies,
+    /// Per listener: when it last answered a SYN with a cookie. Final ACKs are checked as
+    /// cookies only within two minutes of that (Linux: tcp_synq_no_recent_overflow).
+    cookies_sent_at: Vec<Option<Instant>>,
+    /// The bytes all connections are charged for (buffers plus offered windows).
+    mem_used: usize,
 }
 
 impl Endpoint {
@@ -143,6 +165,7 @@ impl Endpoint {
             cc: config.cc,
             ..tcp::Config::default()
         };
+        let listeners = config.listeners.len();
         Endpoint {
             addrs: config.addrs,
             listeners: config.listeners,
@@ -167,7 +190,35 @@ impl Endpoint {
             tx_buf: vec![0; TX_BUFFER],
             ladders: observe::Ladders::default(),
             clients: client::Clients::default(),
+            limits: Limits::default(),
+            queues: ListenQueues::new(listeners),
+            cookies: SynCookies::new(secret),
+            cookies_sent_at: vec![None; listeners],
+            mem_used: 0,
         }
+    }
+
+    /// Set the resource limits (backlog, connections, buffer memory, keep-alive).
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The resource limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The bytes all connections are charged for against `--max-buffer-memory`.
+    pub fn memory_used(&self) -> usize {
+        self.mem_used
+    }
+
+    /// The lengths of the half-open and accept queues of the listener on `port`.
+    pub fn queue_lengths(&self, port: u16) -> Option<(usize, usize)> {
+        let i = self.listeners.iter().position(|(p, _)| *p == port)?;
+        Some((self.queues.half_open(i), self.queues.accept(i)))
     }
 
     /// The TCP tunables every new connection gets; tests adjust them.
@@ -246,7 +297,20 @@ impl Endpoint {
                 && seg.seq.gt(entry.conn.rcv_nxt())
                 && self.accepting;
             if !reopen {
+                // The accept queue is full: drop the handshake's final ACK, as Linux does on
+                // listen overflow; our SYN,ACK is retransmitted and the peer tries again.
+                if let Queued::HalfOpen(l) = entry.queued
+                    && entry.conn.state() == State::SynReceived
+                    && seg.flags.ack()
+                    && !seg.flags.rst()
+                    && !seg.flags.syn()
+                    && self.queues.accept(l) >= self.limits.backlog
+                {
+                    self.counters.accept_queue_full += 1;
+                    return;
+                }
                 let reply = entry.conn.on_segment(now, seg);
+                self.requeue(id);
                 self.mark_dirty(id);
                 if let Some(rst) = reply {
                     self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
@@ -257,14 +321,13 @@ impl Endpoint {
             debug!(%quad, "new SYN in TIME-WAIT: reopening");
             self.remove(id);
         }
-        let service = self
+        let listener = self
             .listeners
             .iter()
-            .find(|(port, _)| *port == seg.dst_port)
-            .map(|(_, s)| *s);
-        match service {
-            Some(service) if self.accepting => {
-                self.on_listen(now, quad, seg, service, iss_floor, tx)
+            .position(|(port, _)| *port == seg.dst_port);
+        match listener {
+            Some(listener) if self.accepting => {
+                self.on_listen(now, quad, seg, listener, iss_floor, tx)
             }
             // RFC 9293 §3.10.7.1: CLOSED (no listener): reset anything but a reset.
             _ => {
@@ -281,7 +344,7 @@ impl Endpoint {
         now: Instant,
         quad: Quad,
         seg: &TcpSegment<'_>,
-        service: ServiceKind,
+        listener: usize,
         iss_floor: Option<SeqNum>,
         tx: &mut dyn Transmit,
     ) {
@@ -293,6 +356,16 @@ impl Endpoint {
         // "Second, check for an ACK: any acknowledgment is bad if it arrives on a connection
         // still in the LISTEN state. An acceptable reset segment should be formed."
         if seg.flags.ack() {
+            // Unless it is the final ACK of a handshake answered with a SYN cookie.
+            if !seg.flags.rst() && !seg.flags.syn() && self.cookies_recent(listener, now) {
+                match self.cookies.check(now, &quad, seg) {
+                    Some(syn) => {
+                        self.accept_cookie(now, quad, seg, listener, syn);
+                        return;
+                    }
+                    None => self.counters.syn_cookies_rejected += 1,
+                }
+            }
             if let Some(rst) = rst_reply(seg) {
                 self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
             }
@@ -308,8 +381,15 @@ impl Endpoint {
             self.counters.bad_syn_source += 1;
             return;
         }
-        if self.table.len() >= MAX_CONNECTIONS {
+        // Past --max-connections a SYN is dropped silently (see limits.rs).
+        if self.table.len() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            return;
+        }
+        // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
+        if self.queues.half_open(listener) >= self.limits.backlog {
+            self.counters.backlog_full += 1;
+            self.send_cookie(now, quad, seg, listener, tx);
             return;
         }
         let mut iss = self.isn.isn(now, &quad);
@@ -319,15 +399,145 @@ impl Endpoint {
                 iss = floor.add(1 << 16);
             }
         }
-        let mss = if quad.local.is_ipv4() {
+        let mss = self.local_mss(&quad);
+        let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
+        self.counters.passive_opens += 1;
+        self.admit(conn, listener);
+    }
+
+    /// Put a new passive connection of `listener` in the table and its queue.
+    fn admit(&mut self, mut conn: Connection, listener: usize) {
+        let Some(&(port, service)) = self.listeners.get(listener) else {
+            return;
+        };
+        conn.set_keepalive(self.limits.keepalive_for(port));
+        conn.set_memory_budget(self.limits.max_buffer_memory.saturating_sub(self.mem_used));
+        let quad = conn.quad();
+        let entry = Entry {
+            listener: Some(listener),
+            ..Entry::new(conn, App::new(service))
+        };
+        let id = self.insert(quad, entry);
+        self.requeue(id);
+        self.mark_dirty(id);
+    }
+
+    /// The MSS we announce on this 4-tuple's family.
+    fn local_mss(&self, quad: &Quad) -> u16 {
+        if quad.local.is_ipv4() {
             self.mss_v4
         } else {
             self.mss_v6
+        }
+    }
+
+    /// Whether `listener` sent a SYN cookie in the last two minutes (a cookie's lifetime).
+    fn cookies_recent(&self, listener: usize, now: Instant) -> bool {
+        self.cookies_sent_at
+            .get(listener)
+            .copied()
+            .flatten()
+            .is_some_and(|at| now.saturating_since(at) < Duration::from_secs(120))
+    }
+
+    /// RFC 4987 §3.6: answer `syn` with `<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>` and keep
+    /// no state. Window scale and SACK are offered only with timestamps, which carry them.
+    fn send_cookie(
+        &mut self,
+        now: Instant,
+        quad: Quad,
+        syn: &TcpSegment<'_>,
+        listener: usize,
+        tx: &mut dyn Transmit,
+    ) {
+        let default_mss = if quad.local.is_ipv4() { 536 } else { 1220 };
+        let peer_mss = syn.options.mss.unwrap_or(default_mss);
+        let iss = self.cookies.make(now, &quad, syn.seq, peer_mss);
+        let tsval_peer = syn
+            .options
+            .timestamps
+            .filter(|_| self.tcp.timestamps)
+            .map(|(tsval, _)| tsval);
+        let with_ts = tsval_peer.is_some();
+        let peer_ws = syn
+            .options
+            .window_scale
+            .filter(|_| self.tcp.window_scaling && with_ts)
+            .map(|ws| ws.min(14));
+        let sack = syn.options.sack_permitted && self.tcp.sack && with_ts;
+        let timestamps = tsval_peer.map(|echo| {
+            let ts_now =
+                ((now.as_micros() / 1000) as u32).wrapping_add(Connection::ts_offset_for(iss));
+            (SynCookies::timestamp(ts_now, peer_ws, sack), echo)
+        });
+        let free = self.limits.max_buffer_memory.saturating_sub(self.mem_used);
+        let window = self.tcp.recv_buffer.min(usize::from(u16::MAX)).min(free);
+        let reply = TcpSegment {
+            src_port: quad.local.port(),
+            dst_port: quad.remote.port(),
+            seq: iss,
+            ack: syn.seq.add(1),
+            flags: Flags::SYN | Flags::ACK,
+            window: u16::try_from(window).unwrap_or(u16::MAX),
+            urgent: 0,
+            options: TcpOptions {
+                mss: Some(self.local_mss(&quad)),
+                window_scale: peer_ws.map(|_| Connection::shift_for(self.tcp.recv_buffer)),
+                sack_permitted: sack,
+                timestamps,
+                ..TcpOptions::EMPTY
+            },
+            payload: &[],
         };
-        let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
+        if let Some(at) = self.cookies_sent_at.get_mut(listener) {
+            *at = Some(now);
+        }
+        self.counters.syn_cookies_sent += 1;
+        self.send_reply(quad.local.ip(), quad.remote.ip(), &reply, tx);
+    }
+
+    /// A valid cookie came back: build the connection in ESTABLISHED from it.
+    fn accept_cookie(
+        &mut self,
+        now: Instant,
+        quad: Quad,
+        ack: &TcpSegment<'_>,
+        listener: usize,
+        syn: CookieSyn,
+    ) {
+        if self.table.len() >= self.limits.max_connections {
+            self.counters.connection_limit += 1;
+            return;
+        }
+        if self.queues.accept(listener) >= self.limits.backlog {
+            self.counters.accept_queue_full += 1;
+            return;
+        }
+        let mss = self.local_mss(&quad);
+        let conn = Connection::from_cookie(now, quad, ack, syn, mss, &self.tcp);
+        if !conn.state().is_synchronized() {
+            self.counters.syn_cookies_rejected += 1;
+            return;
+        }
+        debug!(%quad, mss = syn.mss, "connection from a SYN cookie");
+        self.counters.syn_cookies_accepted += 1;
         self.counters.passive_opens += 1;
-        let id = self.insert(quad, Entry::new(conn, App::new(service)));
-        self.mark_dirty(id);
+        self.admit(conn, listener);
+    }
+
+    /// Count the connection in the right queue of its listener for its current state.
+    fn requeue(&mut self, id: usize) {
+        let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) else {
+            return;
+        };
+        let state = entry.conn.state();
+        let want = match entry.listener {
+            Some(l) if state == State::SynReceived => Queued::HalfOpen(l),
+            Some(l) if state.is_synchronized() && !entry.counted_established => Queued::Accept(l),
+            _ => Queued::No,
+        };
+        self.queues.moved(entry.queued, want);
+        entry.queued = want;
     }
 
     fn insert(&mut self, quad: Quad, entry: Entry) -> usize {
@@ -341,6 +551,9 @@ impl Endpoint {
                 self.slots.len() - 1
             }
         };
+        let mut entry = entry;
+        entry.charged = entry.conn.memory();
+        self.mem_used = self.mem_used.saturating_add(entry.charged);
         if let Some(slot) = self.slots.get_mut(id) {
             slot.entry = Some(entry);
         }
@@ -353,6 +566,8 @@ impl Endpoint {
             && let Some(entry) = slot.entry.take()
         {
             self.table.remove(&entry.conn.quad());
+            self.queues.moved(entry.queued, Queued::No);
+            self.mem_used = self.mem_used.saturating_sub(entry.charged);
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
             self.on_removed(entry);
@@ -439,6 +654,13 @@ impl Endpoint {
             return;
         };
         entry.dirty = false;
+        // This connection's share of --max-buffer-memory: what the others leave.
+        let others = self.mem_used.saturating_sub(entry.charged);
+        let budget = self.limits.max_buffer_memory.saturating_sub(others);
+        if budget < self.tcp.recv_buffer.saturating_add(self.tcp.send_buffer) {
+            self.counters.buffer_memory_limited += 1;
+        }
+        entry.conn.set_memory_budget(budget);
         let conn = &mut entry.conn;
         if conn.state().is_synchronized() && conn.state() != State::TimeWait {
             if !entry.counted_established {
@@ -470,6 +692,9 @@ impl Endpoint {
             Self::emit(buf, counters, local, remote, seg, tx);
         });
         self.counters.retransmissions += conn.retransmissions() - retransmitted;
+        self.counters.add_events(&conn.take_events());
+        entry.charged = conn.memory();
+        self.mem_used = others.saturating_add(entry.charged);
 
         if conn.state() == State::Closed {
             match conn.reset_cause() {
@@ -490,6 +715,7 @@ impl Endpoint {
             entry.scheduled = Some(at);
             self.timers.push(Reverse((at, id, generation)));
         }
+        self.requeue(id);
     }
 
     /// When `poll` must be called next, if nothing arrives before.
@@ -554,6 +780,20 @@ impl Endpoint {
     /// How many connections the table holds (any state).
     pub fn connection_count(&self) -> usize {
         self.table.len()
+    }
+
+    /// What the connection with this 4-tuple negotiated, if it exists.
+    pub fn connection_info(&self, quad: &Quad) -> Option<tcp::ConnInfo> {
+        let id = *self.table.get(quad)?;
+        Some(self.slots.get(id)?.entry.as_ref()?.conn.info())
+    }
+
+    /// The state of every connection in the table.
+    pub fn states(&self) -> impl Iterator<Item = State> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .map(|e| e.conn.state())
     }
 
     /// The state of the connection with this 4-tuple, if any.

@@ -460,3 +460,5 @@ fn challenge_acks_are_rate_limited_but_duplicate_data_acks_are_not() {
     };
     assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
 }
+
+mod hardening;

@@ -5,6 +5,8 @@
 
 use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
 use super::cc::CongestionControl;
+use super::events::ConnEvents;
+use super::keepalive::KeepAliveState;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::trace::{Direction, Trace};
@@ -113,6 +115,8 @@ pub(super) struct Timers {
     pub time_wait: Option<Instant>,
     /// How long FIN-WAIT-2 may wait for the peer's FIN (Linux's tcp_fin_timeout).
     pub fin_wait_2: Option<Instant>,
+    /// Keep-alive (RFC 9293 §3.8.4): the next check of the idle time, when enabled.
+    pub keepalive: Option<Instant>,
 }
 
 impl Timers {
@@ -122,6 +126,7 @@ impl Timers {
             self.delayed_ack,
             self.time_wait,
             self.fin_wait_2,
+            self.keepalive,
         ]
         .into_iter()
         .flatten()
@@ -217,6 +222,13 @@ pub struct Connection {
     pub(super) span: tracing::Span,
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
+    /// Defensive actions and drops, collected by the endpoint's counters (`take_events`).
+    pub(super) events: ConnEvents,
+    /// Keep-alive settings and state (RFC 9293 §3.8.4), off unless `set_keepalive`.
+    pub(super) keepalive: KeepAliveState,
+    /// The most bytes this connection may hold in its buffers plus the window it offers
+    /// (the endpoint's share of `--max-buffer-memory`); see `memory.rs`.
+    pub(super) mem_budget: usize,
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -268,7 +280,13 @@ impl Connection {
         conn
     }
 
-    fn new(now: Instant, quad: Quad, iss: SeqNum, local_mss: u16, cfg: &Config) -> Connection {
+    pub(super) fn new(
+        now: Instant,
+        quad: Quad,
+        iss: SeqNum,
+        local_mss: u16,
+        cfg: &Config,
+    ) -> Connection {
         let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
         Connection {
             quad,
@@ -296,7 +314,7 @@ impl Connection {
             },
             ts_recent: 0,
             last_ack_sent: SeqNum::new(0),
-            ts_offset: iss.raw().rotate_left(16),
+            ts_offset: Self::ts_offset_for(iss),
             ts_sample_mark: iss,
             ts_rto_floor: None,
             paws_drops: 0,
@@ -335,7 +353,16 @@ impl Connection {
             created: now,
             span,
             trace: Trace::new(),
+            events: ConnEvents::default(),
+            keepalive: KeepAliveState::new(now),
+            mem_budget: usize::MAX,
         }
+    }
+
+    /// RFC 7323 §5.4: the per-connection offset of our TSval clock, derived from the ISS so
+    /// that a SYN cookie's SYN,ACK (sent before any TCB exists) uses the same clock.
+    pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
+        iss.raw().rotate_left(16)
     }
 
     /// RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 (IPv4) / 1220 (IPv6).
@@ -426,7 +453,7 @@ impl Connection {
     }
 
     /// The smallest shift that lets the window field cover `buffer` bytes (RFC 7323 §2.3).
-    fn shift_for(buffer: usize) -> u8 {
+    pub(crate) fn shift_for(buffer: usize) -> u8 {
         let mut shift = 0;
         while shift < MAX_WINDOW_SHIFT && (buffer >> shift) > usize::from(u16::MAX) {
             shift += 1;
@@ -504,7 +531,11 @@ impl Connection {
 
     /// Free space in the receive buffer.
     pub(super) fn recv_space(&self) -> u32 {
-        let free = self.cfg.recv_buffer.saturating_sub(self.recv_buf.len());
+        let free = self
+            .cfg
+            .recv_buffer
+            .saturating_sub(self.recv_buf.len())
+            .min(self.recv_budget());
         u32::try_from(free)
             .unwrap_or(u32::MAX)
             .min(self.window_cap())
@@ -578,8 +609,16 @@ impl Connection {
                 let _enter = self.span.enter();
                 debug!("no FIN from the peer in FIN-WAIT-2: resetting");
                 drop(_enter);
+                self.events.fin_wait_2_timeouts += 1;
                 self.rst_due = true;
                 self.reset = Some(ResetCause::TimedOut);
+                return;
+            }
+        }
+        if due(self.timers.keepalive) {
+            self.timers.keepalive = None;
+            self.on_keepalive_timeout(now);
+            if self.rst_due {
                 return;
             }
         }
@@ -703,7 +742,10 @@ impl Socket for Connection {
         if !open || self.fin_queued {
             return 0;
         }
-        self.cfg.send_buffer.saturating_sub(self.send_buf.len())
+        self.cfg
+            .send_buffer
+            .saturating_sub(self.send_buf.len())
+            .min(self.send_budget())
     }
 
     fn close(&mut self) {

@@ -69,6 +69,7 @@ impl Connection {
         // duplicate from an earlier wrap of the sequence space: ACK it and drop it.
         if self.paws_rejects(seg) {
             self.paws_drops += 1;
+            self.events.paws_rejected += 1;
             self.ack_due = AckDue::Now;
             return None;
         }
@@ -81,7 +82,11 @@ impl Connection {
             if !zero_window_control {
                 // "If an incoming segment is not acceptable, an acknowledgment should be sent
                 // in reply (unless the RST bit is set ...)".
-                if !seg.flags.rst() {
+                if seg.flags.rst() {
+                    // RFC 5961 §3.2: an out-of-window RST is dropped silently.
+                    self.events.out_of_window_rst += 1;
+                } else {
+                    self.events.out_of_window += 1;
                     if self.state == State::TimeWait && seg.flags.fin() {
                         // §3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is acknowledged
                         // and the 2·MSL timeout restarted.
@@ -107,6 +112,7 @@ impl Connection {
                 self.close_silently(None);
             } else {
                 // RFC 5961 §4 via §3.10.7.4: a SYN in a synchronized state gets a challenge ACK.
+                self.events.syn_challenged += 1;
                 self.challenge_ack();
             }
             return None;
@@ -117,7 +123,8 @@ impl Connection {
             return None;
         }
         match self.on_ack(now, seg) {
-            AckOutcome::Continue => {}
+            // An acceptable segment: the peer is alive (RFC 9293 §3.8.4, keep-alive).
+            AckOutcome::Continue => self.keepalive_heard(now),
             AckOutcome::Drop => return None,
             AckOutcome::Reply(rst) => return Some(rst),
         }
@@ -235,6 +242,7 @@ impl Connection {
         // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; any other in-window RST gets a
         // challenge ACK (out-of-window ones were dropped by the acceptability test).
         if seg.seq != self.rcv.nxt {
+            self.events.rst_challenged += 1;
             self.challenge_ack();
             return;
         }
@@ -280,12 +288,14 @@ impl Connection {
         // RFC 9293 §3.10.7.4: "If the ACK acks something not yet sent (SEG.ACK > SND.NXT),
         // then send an ACK, drop the segment, and return."
         if seg.ack.gt(self.snd.nxt) {
+            self.events.ack_unsent += 1;
             self.ack_due = AckDue::Now;
             return AckOutcome::Drop;
         }
         // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND is discarded and answered
         // with a (rate-limited, as Linux does) challenge ACK.
         if seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
+            self.events.ack_too_old += 1;
             self.challenge_ack();
             return AckOutcome::Drop;
         }

@@ -7,24 +7,31 @@
 pub mod assembler;
 pub mod cc;
 mod connection;
+mod events;
 mod input;
+mod keepalive;
 pub mod ladder;
+mod memory;
 mod output;
 mod reset;
 mod rtt;
 pub mod sack;
 mod seq;
 mod state;
+mod syncookie;
 pub mod trace;
 
 pub use assembler::{InsertOutcome, Reassembly};
 pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
+pub use events::ConnEvents;
+pub use keepalive::KeepAlive;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
 pub use seq::SeqNum;
 pub use state::State;
+pub use syncookie::CookieSyn;
 
 use crate::time::Duration;
 use crate::wire::Quad;

@@ -27,6 +27,7 @@ impl Connection {
             State::SynSent | State::SynReceived => self.transmit_syn(now, emit),
             _ => self.transmit_data(now, emit),
         }
+        self.transmit_keepalive(now, emit);
         let window_update = self.state.is_synchronized() && self.window_update_due();
         if self.ack_due == AckDue::Now || window_update {
             // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
@@ -319,7 +320,7 @@ impl Connection {
     }
 
     /// Send `<SEQ=seq><ACK=RCV.NXT><CTL=flags>` with the current window.
-    fn emit_segment(
+    pub(super) fn emit_segment(
         &mut self,
         now: Instant,
         seq: SeqNum,

@@ -1381,3 +1381,5 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
         .find(|s| s.payload.is_empty() && s.ack == IRS.add(5));
     assert_eq!(ack.map(|s| s.seq), Some(ISS.add(1401)));
 }
+mod edges;
+mod properties;

@@ -1,0 +1,162 @@
+//! Resource limits (RFC 4987 defences and memory bounds) and the per-listener queues.
+//!
+//! - **Half-open queue** (`--backlog`): connections of a listener in SYN-RECEIVED. When it is
+//!   full, further SYNs are answered with SYN cookies and create no state.
+//! - **Accept queue** (also `--backlog`, as Linux's listen(2) backlog bounds both): connections
+//!   whose handshake has completed but whose service has not run yet. The endpoint runs the
+//!   services after every batch of packets, so this queue only fills within one batch; when it
+//!   is full, a final ACK is dropped (the peer retransmits it, or its data), as Linux drops it
+//!   on accept-queue overflow.
+//! - **Connections** (`--max-connections`): the table's size, every state included. Past it a
+//!   SYN is dropped silently, as Linux drops SYNs when it cannot queue them: the client retries
+//!   and may get in later, rather than being refused outright.
+//! - **Buffer memory** (`--max-buffer-memory`): see `tcp::memory`.
+
+use crate::tcp::KeepAlive;
+use crate::time::Duration;
+
+/// The limits of an endpoint. The defaults are the command line's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Per listener: the most half-open connections, and the most established but not yet
+    /// accepted ones.
+    pub backlog: usize,
+    /// The most connections (any state) the table holds.
+    pub max_connections: usize,
+    /// The most bytes all connections together may hold in buffers plus offered windows.
+    pub max_buffer_memory: usize,
+    /// Keep-alive idle time for every listener, unless `keepalive_ports` names the port.
+    pub keepalive: Option<Duration>,
+    pub keepalive_ports: Vec<(u16, Duration)>,
+}
+
+impl Limits {
+    pub const DEFAULT_BACKLOG: usize = 1024;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 65536;
+    pub const DEFAULT_MAX_BUFFER_MEMORY: usize = 512 << 20;
+
+    /// The keep-alive settings for connections to `port`, if any.
+    pub fn keepalive_for(&self, port: u16) -> Option<KeepAlive> {
+        self.keepalive_ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, d)| *d)
+            .or(self.keepalive)
+            .map(KeepAlive::after)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            backlog: Self::DEFAULT_BACKLOG,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_buffer_memory: Self::DEFAULT_MAX_BUFFER_MEMORY,
+            keepalive: None,
+            keepalive_ports: Vec::new(),
+        }
+    }
+}
+
+/// Where a connection sits in its listener's queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Queued {
+    /// Not counted in any queue (accepted, or not from a listener).
+    No,
+    /// In listener `i`'s half-open queue (SYN-RECEIVED).
+    HalfOpen(usize),
+    /// In listener `i`'s accept queue (established, service not yet run).
+    Accept(usize),
+}
+
+/// Per-listener queue lengths, indexed like the endpoint's listeners.
+#[derive(Debug, Default)]
+pub(super) struct ListenQueues {
+    half_open: Vec<usize>,
+    accept: Vec<usize>,
+}
+
+impl ListenQueues {
+    pub fn new(listeners: usize) -> Self {
+        ListenQueues {
+            half_open: vec![0; listeners],
+            accept: vec![0; listeners],
+        }
+    }
+
+    pub fn half_open(&self, listener: usize) -> usize {
+        self.half_open.get(listener).copied().unwrap_or(0)
+    }
+
+    pub fn accept(&self, listener: usize) -> usize {
+        self.accept.get(listener).copied().unwrap_or(0)
+    }
+
+    /// Move a connection from `from` to `to`, keeping the counts right.
+    pub fn moved(&mut self, from: Queued, to: Queued) {
+        if from == to {
+            return;
+        }
+        match from {
+            Queued::HalfOpen(i) => dec(&mut self.half_open, i),
+            Queued::Accept(i) => dec(&mut self.accept, i),
+            Queued::No => {}
+        }
+        match to {
+            Queued::HalfOpen(i) => inc(&mut self.half_open, i),
+            Queued::Accept(i) => inc(&mut self.accept, i),
+            Queued::No => {}
+        }
+    }
+}
+
+fn inc(v: &mut [usize], i: usize) {
+    if let Some(n) = v.get_mut(i) {
+        *n += 1;
+    }
+}
+
+fn dec(v: &mut [usize], i: usize) {
+    if let Some(n) = v.get_mut(i) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_for_a_port_overrides_the_default() {
+        let l = Limits {
+            keepalive: Some(Duration::from_secs(600)),
+            keepalive_ports: vec![(7, Duration::from_secs(30))],
+            ..Limits::default()
+        };
+        assert_eq!(l.keepalive_for(7).unwrap().idle, Duration::from_secs(30));
+        assert_eq!(
+            l.keepalive_for(7).unwrap().interval,
+            Duration::from_secs(30)
+        );
+        assert_eq!(l.keepalive_for(80).unwrap().idle, Duration::from_secs(600));
+        assert_eq!(
+            l.keepalive_for(80).unwrap().interval,
+            Duration::from_secs(75)
+        );
+        assert_eq!(Limits::default().keepalive_for(7), None);
+    }
+
+    #[test]
+    fn queue_moves_keep_counts() {
+        let mut q = ListenQueues::new(2);
+        q.moved(Queued::No, Queued::HalfOpen(1));
+        q.moved(Queued::No, Queued::HalfOpen(1));
+        assert_eq!((q.half_open(1), q.accept(1)), (2, 0));
+        q.moved(Queued::HalfOpen(1), Queued::Accept(1));
+        assert_eq!((q.half_open(1), q.accept(1)), (1, 1));
+        q.moved(Queued::Accept(1), Queued::No);
+        q.moved(Queued::HalfOpen(1), Queued::No);
+        assert_eq!((q.half_open(1), q.accept(1), q.half_open(0)), (0, 0, 0));
+        q.moved(Queued::No, Queued::HalfOpen(9));
+    }
+}

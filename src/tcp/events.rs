@@ -1,0 +1,44 @@
+//! What a connection dropped or defended against, for the endpoint's counters.
+//!
+//! The connection counts; the endpoint collects the counts with [`Connection::take_events`]
+//! after each time it runs the connection and adds them to its global [`Counters`].
+//!
+//! [`Counters`]: crate::endpoint::Counters
+
+use super::Connection;
+
+/// Per-connection event counts since the last [`Connection::take_events`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnEvents {
+    /// RFC 7323 §5.3: segments with a TSval older than TS.Recent (dropped, ACKed).
+    pub paws_rejected: u64,
+    /// RFC 9293 §3.10.7.4, RFC 5961 §3.2: RSTs outside the receive window (dropped silently).
+    pub out_of_window_rst: u64,
+    /// RFC 5961 §3.2: in-window RSTs not exactly at RCV.NXT (answered with a challenge ACK).
+    pub rst_challenged: u64,
+    /// RFC 5961 §4.2: SYNs in a synchronized state (answered with a challenge ACK).
+    pub syn_challenged: u64,
+    /// Segments outside the receive window (Table 6), answered with an ACK.
+    pub out_of_window: u64,
+    /// RFC 9293 §3.10.7.4: ACKs of data not yet sent, dropped and answered with an ACK.
+    pub ack_unsent: u64,
+    /// RFC 5961 §5.2: ACKs older than SND.UNA − MAX.SND.WND (dropped, challenge ACK).
+    pub ack_too_old: u64,
+    /// RFC 9293 §3.8.4: keep-alive probes sent, and connections aborted after unanswered ones.
+    pub keepalive_probes: u64,
+    pub keepalive_timeouts: u64,
+    /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
+    pub fin_wait_2_timeouts: u64,
+}
+
+impl Connection {
+    /// The events counted since the last call, and reset them.
+    pub fn take_events(&mut self) -> ConnEvents {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The events counted since the last `take_events`, without resetting them.
+    pub fn events(&self) -> &ConnEvents {
+        &self.events
+    }
+}
