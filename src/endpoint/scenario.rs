@@ -200,7 +200,9 @@ pub fn run(data: &[u8]) -> Counters {
             // A challenge ACK may follow a RST; a RST may not, unless the connection is gone
             // for another reason (its service aborted it).
             for p in tx.iter().skip(replied) {
-                if let Ok(Packet::Tcp { seg: out, dst: to, .. }) = wire::parse(p)
+                if let Ok(Packet::Tcp {
+                    seg: out, dst: to, ..
+                }) = wire::parse(p)
                     && to == src
                     && out.dst_port == sport
                     && out.src_port == dport
@@ -278,7 +280,10 @@ fn check(ep: &Endpoint, limits: &Limits) {
     assert!(ep.connection_count() <= limits.max_connections);
     for (port, _) in LISTENERS {
         let (half_open, accept) = ep.queue_lengths(port).unwrap_or((0, 0));
-        assert!(half_open <= limits.backlog, "half-open queue over the backlog");
+        assert!(
+            half_open <= limits.backlog,
+            "half-open queue over the backlog"
+        );
         assert!(accept <= limits.backlog, "accept queue over the backlog");
     }
     // A service may hold its unread bytes on top of its budget (tcp::memory), so allow one
