@@ -387,7 +387,9 @@ impl Endpoint {
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
-        if self.queues.half_open(listener) >= self.limits.backlog {
+        // (A SYN reopening TIME-WAIT replaces a TCB and needs its ISS above the old SND.NXT,
+        // which a cookie cannot promise: it gets a TCB.)
+        if iss_floor.is_none() && self.queues.half_open(listener) >= self.limits.backlog {
             self.counters.backlog_full += 1;
             self.send_cookie(now, quad, seg, listener, tx);
             return;
