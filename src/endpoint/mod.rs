@@ -286,7 +286,7 @@ impl Endpoint {
         };
         let mut iss_floor = None;
         if let Some(&id) = self.table.get(&quad)
-            && let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut())
+            && let Some(entry) = entry_mut(&mut self.slots, id)
         {
             // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
             // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
@@ -529,7 +529,7 @@ impl Endpoint {
 
     /// Count the connection in the right queue of its listener for its current state.
     fn requeue(&mut self, id: usize) {
-        let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) else {
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
         };
         let state = entry.conn.state();
@@ -577,7 +577,7 @@ impl Endpoint {
     }
 
     fn mark_dirty(&mut self, id: usize) {
-        if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut())
+        if let Some(entry) = entry_mut(&mut self.slots, id)
             && !entry.dirty
         {
             entry.dirty = true;
@@ -735,7 +735,7 @@ impl Endpoint {
         self.accepting = false;
         let ids: Vec<usize> = self.table.values().copied().collect();
         for id in ids {
-            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+            if let Some(entry) = entry_mut(&mut self.slots, id) {
                 entry.app_stopped = true;
                 match entry.conn.state() {
                     State::SynReceived => entry.conn.abort(),
@@ -758,7 +758,7 @@ impl Endpoint {
     pub fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit) {
         let ids: Vec<usize> = self.table.values().copied().collect();
         for id in ids {
-            if let Some(entry) = self.slots.get_mut(id).and_then(|s| s.entry.as_mut()) {
+            if let Some(entry) = entry_mut(&mut self.slots, id) {
                 entry.app_stopped = true;
                 if entry.conn.state() != State::TimeWait {
                     entry.conn.abort();
@@ -786,8 +786,7 @@ impl Endpoint {
 
     /// What the connection with this 4-tuple negotiated, if it exists.
     pub fn connection_info(&self, quad: &Quad) -> Option<tcp::ConnInfo> {
-        let id = *self.table.get(quad)?;
-        Some(self.slots.get(id)?.entry.as_ref()?.conn.info())
+        Some(self.find(quad)?.conn.info())
     }
 
     /// The state of every connection in the table.
@@ -800,9 +799,20 @@ impl Endpoint {
 
     /// The state of the connection with this 4-tuple, if any.
     pub fn connection_state(&self, quad: &Quad) -> Option<State> {
-        let id = *self.table.get(quad)?;
-        Some(self.slots.get(id)?.entry.as_ref()?.conn.state())
+        Some(self.find(quad)?.conn.state())
     }
+
+    /// The entry of the connection with this 4-tuple.
+    fn find(&self, quad: &Quad) -> Option<&Entry> {
+        let id = *self.table.get(quad)?;
+        self.slots.get(id)?.entry.as_ref()
+    }
+}
+
+/// The live entry in slot `id`, if any. A free function over the slots (not a method) so that
+/// callers can go on using the endpoint's other fields while they hold it.
+fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
+    slots.get_mut(id)?.entry.as_mut()
 }
 
 /// MUST-57/MUST-63: the remote address of a SYN must be a unicast address.

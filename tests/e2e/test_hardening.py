@@ -158,16 +158,17 @@ def test_a_100k_syn_flood_leaves_memory_bounded_and_a_real_nc_connects(synack):
     results = {}
 
     def nc_during_flood():
-        time.sleep(0.3)
         r = subprocess.run(["nc", "-N", "-w", "10", SYNACK4, "7"], input=b"through the flood\n",
                            capture_output=True, timeout=20)
         results["nc"] = r.stdout
 
     client = threading.Thread(target=nc_during_flood)
-    client.start()
     started = time.monotonic()
     peak = rss_before
     for i, pkt in enumerate(packets):
+        if i == 10_000:
+            # The real client connects once the flood is well under way.
+            client.start()
         try:
             tx.sendto(pkt, ("synack0", 0x0800, 0, 0, b""))
         except BlockingIOError:

@@ -97,7 +97,8 @@ def test_pcap_packets_equal_what_tcpdump_captured_on_the_interface(tmp_path, cap
             with capture() as cap:
                 port, got = echo_once()
                 assert got == b"hello\n"
-                time.sleep(0.3)  # the last ACKs
+                # Until the conversation's last ACKs are in the capture.
+                cap.wait_for(lambda ps: len(_of_port([bytes(p) for p in ps], port)) >= 9, 3)
             attempts.append((port, [bytes(p) for p in cap.packets()]))
             if len(_of_port(attempts[-1][1], port)) >= 9:
                 break
