@@ -37,6 +37,8 @@ TUN_FIGURES = [
     ("tun_read_pps", "TUN read ceiling", "kpps"),
     ("tun_write", "TUN write ceiling (userspace→kernel)", "Gbit/s"),
     ("tun_write_pps", "TUN write ceiling", "kpps"),
+    ("tun_read_offload", "TUN read ceiling with offload (64 KiB super-packets)", "Gbit/s"),
+    ("tun_write_offload", "TUN write ceiling with offload (64 KiB super-packets)", "Gbit/s"),
 ]
 
 
@@ -56,7 +58,7 @@ def value_of(figure, r):
     if figure == "rss":
         kib = r.get("kib")
         return None if kib is None else kib / 1024.0
-    if figure in ("tun_read", "tun_write"):
+    if figure in ("tun_read", "tun_write", "tun_read_offload", "tun_write_offload"):
         return r.get("gbps")
     if figure in ("tun_read_pps", "tun_write_pps"):
         pps = r.get("pps")
@@ -209,6 +211,14 @@ def markdown(data, mtus, meta):
         out.append(
             f"| client→synack / TUN read ceiling | ratio | {fmt(ratio(up, ceiling))} |"
         )
+        down = median(data, "synack", mtu, "down1")
+        for title, v, key in (
+            ("client→synack / TUN read ceiling with offload", up, "tun_read_offload"),
+            ("synack→client / TUN write ceiling with offload", down, "tun_write_offload"),
+        ):
+            out.append(
+                f"| {title} | ratio | {fmt(ratio(v, median(data, 'tun', mtu, key)))} |"
+            )
     if 1500 in mtus:
         out.append("")
         out.append("## Targets (issue 3, MTU 1500)")
@@ -221,9 +231,16 @@ def markdown(data, mtus, meta):
             ("sequential connections/s ≥ smoltcp", "cps_seq", "smoltcp", 1.0),
             ("parallel connections/s ≥ smoltcp", "cps_par", "smoltcp", 1.0),
             ("client→synack ≥ 0.8 × TUN read ceiling", "up1", "tun", 0.8),
+            # Not in the issue: the same bound against a TUN endpoint that also uses offloads.
+            ("(stricter) client→synack ≥ 0.8 × TUN read ceiling with offload",
+             "up1", "tun_offload", 0.8),
         ]
+        ceiling_of = {"tun": "tun_read", "tun_offload": "tun_read_offload"}
         for title, key, other, need in checks:
-            theirs = median(data, other, 1500, "tun_read" if other == "tun" else key)
+            if other in ceiling_of:
+                theirs = median(data, "tun", 1500, ceiling_of[other])
+            else:
+                theirs = median(data, other, 1500, key)
             r = ratio(median(data, "synack", 1500, key), theirs)
             verdict = "n/a" if r is None else ("PASS" if r >= need else "FAIL")
             out.append(f"| {title} | {fmt(r)} | {verdict} |")

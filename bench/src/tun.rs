@@ -44,6 +44,15 @@ fn has_default_route() -> bool {
 /// Opens (creating if needed) the TUN device `name` in IP mode without packet info, with
 /// `O_NONBLOCK` set on the returned descriptor.
 pub fn open(name: &str) -> io::Result<OwnedFd> {
+    open_with(name, None)
+}
+
+/// The size of the virtio-net header that precedes every packet on a TUN opened with offloads.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// [`open`], and with `offloads` also `IFF_VNET_HDR` (every packet then carries a 10-byte
+/// virtio-net header) and `TUNSETOFFLOAD` with those features (`libc::TUN_F_*`).
+pub fn open_with(name: &str, offloads: Option<libc::c_uint>) -> io::Result<OwnedFd> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -62,11 +71,22 @@ pub fn open(name: &str) -> io::Result<OwnedFd> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    if offloads.is_some() {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which `req` is.
     let rc = unsafe { libc::ioctl(fd, libc::TUNSETIFF, &mut req as *mut libc::ifreq) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
+    }
+    if let Some(features) = offloads {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        let rc = unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, libc::c_ulong::from(features)) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(owned)
 }
@@ -113,7 +133,16 @@ pub fn configure_host_side(name: &str, mtu: u32) -> io::Result<()> {
 
 /// Opens TUN `name` and configures its kernel side; see [`open`] and [`configure_host_side`].
 pub fn open_configured(name: &str, mtu: u32) -> io::Result<OwnedFd> {
-    let fd = open(name)?;
+    open_configured_with(name, mtu, None)
+}
+
+/// [`open_configured`] with offloads; see [`open_with`].
+pub fn open_configured_with(
+    name: &str,
+    mtu: u32,
+    offloads: Option<libc::c_uint>,
+) -> io::Result<OwnedFd> {
+    let fd = open_with(name, offloads)?;
     configure_host_side(name, mtu)?;
     Ok(fd)
 }

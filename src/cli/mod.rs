@@ -78,6 +78,12 @@ pub struct Args {
     /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42
     #[arg(long = "impair", value_name = "SPEC")]
     pub impair: Option<ImpairSpec>,
+
+    /// Exchange only wire-sized packets with the kernel: no TCP segmentation or checksum
+    /// offload on the TUN (offloads are on by default, and off under --impair)
+    #[arg(long = "no-offload")]
+    pub no_offload: bool,
+
     /// Per listener: the most half-open connections (beyond it SYNs get SYN cookies) and the
     /// most established ones not yet taken by their service
     #[arg(long = "backlog", value_name = "N", default_value_t = 1024,
@@ -363,7 +369,14 @@ impl Args {
             mtu: self.mtu,
             time_wait: self.time_wait,
             cc: self.cc,
+            gso: false,
         }
+    }
+
+    /// Whether to ask the TUN for segmentation and checksum offload: unless `--no-offload`,
+    /// and not under `--impair`, whose faults apply to wire-sized packets.
+    pub fn offload(&self) -> bool {
+        !self.no_offload && self.impair.is_none()
     }
 
     /// Where the daemon's control socket is: `--control`, or `/run/synack/<iface>.sock`.

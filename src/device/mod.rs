@@ -9,23 +9,46 @@ mod link;
 mod netlink;
 
 use crate::cli::{HostAddr, SetupError};
+use crate::wire::{Gso, RxMeta};
 use std::ffi::CString;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use tun_tap::{Iface, Mode};
 
 const TUN_PATH: &str = "/dev/net/tun";
 
+/// The virtio-net header (`struct virtio_net_hdr`, include/uapi/linux/virtio_net.h) that
+/// precedes every packet on a TUN opened with `IFF_VNET_HDR`: 10 bytes, fields in the
+/// host's byte order (legacy virtio, the TUN's default).
+const VNET_HDR_LEN: usize = 10;
+const VNET_F_NEEDS_CSUM: u8 = 1;
+const VNET_F_DATA_VALID: u8 = 2;
+const VNET_GSO_TCPV4: u8 = 1;
+const VNET_GSO_TCPV6: u8 = 4;
+
 /// An open TUN interface in non-blocking mode, carrying raw IP packets (no packet info header).
+///
+/// With offloads (the default, see [`Tun::open`]) every packet is preceded by a virtio-net
+/// header and TCP may cross in super-segments of up to 64 KiB: the kernel hands over what its
+/// TCP sent as one GSO packet, with the checksum left partial, and takes ours the same way
+/// (`src/wire/gso.rs`). This is how wireguard-go and gVisor move bulk data through a TUN: the
+/// per-packet cost of a `read`/`write` is paid once per 64 KiB instead of once per MSS.
 pub struct Tun {
-    iface: Iface,
+    file: File,
+    name: String,
+    /// Packets carry a virtio-net header.
+    vnet_hdr: bool,
+    /// TUNSETOFFLOAD accepted checksum and TCP segmentation offload.
+    offloads: bool,
 }
 
 impl Tun {
-    /// Create the interface `name`. Fails with [`SetupError::NameTaken`] if any interface of that
-    /// name exists already (the kernel would otherwise silently attach to a persistent TUN).
-    pub fn open(name: &str) -> Result<Tun, SetupError> {
+    /// Create the interface `name`; with `offload`, ask for segmentation and checksum offload
+    /// (`IFF_VNET_HDR`, `TUNSETOFFLOAD` with `TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6`). A kernel that
+    /// refuses the offloads gets a plain TUN. Fails with [`SetupError::NameTaken`] if any
+    /// interface of that name exists already (the kernel would otherwise silently attach to a
+    /// persistent TUN).
+    pub fn open(name: &str, offload: bool) -> Result<Tun, SetupError> {
         // Open the control device once ourselves, so that its errors (missing file, file
         // permissions) are told apart from TUNSETIFF's (privilege, name in use).
         if let Err(e) = OpenOptions::new().read(true).write(true).open(TUN_PATH) {
@@ -44,7 +67,7 @@ impl Tun {
                 iface: name.to_owned(),
             });
         }
-        let iface = Iface::without_packet_info(name, Mode::Tun).map_err(|e| {
+        let mut tun = create(name, offload).map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => SetupError::TunCreateDenied {
                     iface: name.to_owned(),
@@ -61,26 +84,82 @@ impl Tun {
                 },
             }
         })?;
-        iface.set_non_blocking().map_err(|source| SetupError::Io {
+        if tun.vnet_hdr {
+            let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open.
+            let rc = unsafe {
+                libc::ioctl(
+                    tun.file.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    libc::c_ulong::from(features),
+                )
+            };
+            tun.offloads = rc == 0;
+        }
+        set_non_blocking(&tun.file).map_err(|source| SetupError::Io {
             what: "cannot make the TUN device non-blocking",
             source,
         })?;
-        Ok(Tun { iface })
+        Ok(tun)
     }
 
     /// The interface's name as the kernel knows it.
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
     }
 
-    /// Read one IP packet; `WouldBlock` when none is queued.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.iface.recv(buf)
+    /// Whether TCP super-segments may be sent (and will be received): segmentation offload
+    /// is on.
+    pub fn offloads(&self) -> bool {
+        self.offloads
+    }
+
+    /// Read one IP packet into `buf`: its length, and what the kernel said about its
+    /// checksum. `WouldBlock` when none is queued.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        if !self.vnet_hdr {
+            return read(&self.file, buf).map(|n| (n, RxMeta::default()));
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let n = readv(&self.file, &mut hdr, buf)?;
+        // A read shorter than the header carries no packet: an empty one, dropped as malformed.
+        let len = n.saturating_sub(VNET_HDR_LEN);
+        let trusted = n >= VNET_HDR_LEN && hdr[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) != 0;
+        Ok((
+            len,
+            RxMeta {
+                checksum_trusted: trusted,
+            },
+        ))
     }
 
     /// Write one IP packet; `WouldBlock` (or ENOBUFS) when the kernel cannot take it now.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        self.iface.send(packet)
+        if !self.vnet_hdr {
+            return write(&self.file, &[], packet);
+        }
+        // No flags, no GSO: a complete packet with its checksum.
+        write(&self.file, &[0u8; VNET_HDR_LEN], packet)
+    }
+
+    /// Write one TCP super-segment, which the kernel splits (or takes whole) as `gso` says.
+    /// `Unsupported` when offloads are off.
+    pub fn send_gso(&self, packet: &[u8], gso: Gso) -> io::Result<usize> {
+        if !self.offloads {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr[0] = VNET_F_NEEDS_CSUM;
+        hdr[1] = if gso.ipv6 {
+            VNET_GSO_TCPV6
+        } else {
+            VNET_GSO_TCPV4
+        };
+        hdr[2..4].copy_from_slice(&gso.hdr_len.to_ne_bytes());
+        hdr[4..6].copy_from_slice(&gso.segment_size.to_ne_bytes());
+        hdr[6..8].copy_from_slice(&gso.csum_start.to_ne_bytes());
+        hdr[8..10].copy_from_slice(&Gso::CSUM_OFFSET.to_ne_bytes());
+        write(&self.file, &hdr, packet)
     }
 
     /// Set the MTU, assign every host address (IPv6 without duplicate address detection, so
@@ -113,8 +192,99 @@ impl Tun {
 
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
-        self.iface.as_raw_fd()
+        self.file.as_raw_fd()
     }
+}
+
+/// TUNSETIFF: create the TUN `name` (IFF_TUN, no packet-info header, with `IFF_VNET_HDR` if
+/// `vnet_hdr`).
+fn create(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
+    let file = OpenOptions::new().read(true).write(true).open(TUN_PATH)?;
+    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= ifr.ifr_name.len() || name.as_bytes().contains(&0) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes the `ifreq` we pass, which outlives the call.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name: String = ifr
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| char::from(c as u8))
+        .collect();
+    Ok(Tun {
+        file,
+        name,
+        vnet_hdr,
+        offloads: false,
+    })
+}
+
+fn set_non_blocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on an open fd.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn read(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// One packet in two parts: the virtio-net header, then the IP packet (one syscall, no copy).
+fn readv(file: &File, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both buffers are valid for writes of their lengths and outlive the call.
+    let n = unsafe { libc::readv(file.as_raw_fd(), iov.as_ptr(), 2) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Write `hdr` (possibly empty) and `packet` as one packet.
+fn write(file: &File, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr().cast_mut().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: packet.as_ptr().cast_mut().cast(),
+            iov_len: packet.len(),
+        },
+    ];
+    let (ptr, count) = if hdr.is_empty() {
+        (iov[1..].as_ptr(), 1)
+    } else {
+        (iov.as_ptr(), 2)
+    };
+    // SAFETY: the buffers are valid for reads of their lengths and outlive the call; the
+    // kernel does not write through `iov_base` for writev.
+    let n = unsafe { libc::writev(file.as_raw_fd(), ptr, count) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// The `ip` commands that do what [`Tun::configure`] does, for `--no-configure`.

@@ -50,7 +50,7 @@ fn ip(args: &[&str]) -> String {
 #[test]
 fn configured_tun_has_both_addresses_usable_mtu_and_is_up() {
     let Some(show) = in_private_netns(|| {
-        let tun = Tun::open("synack0").expect("create TUN");
+        let tun = Tun::open("synack0", true).expect("create TUN");
         tun.configure(&hosts(&["198.18.0.1/24", "2001:2::1/64"]), 1400)
             .expect("configure");
         ip(&["addr", "show", "dev", "synack0"])
@@ -69,7 +69,7 @@ fn configured_tun_has_both_addresses_usable_mtu_and_is_up() {
 fn taken_name_is_reported_as_taken() {
     let Some(result) = in_private_netns(|| {
         ip(&["tuntap", "add", "dev", "synack0", "mode", "tun"]);
-        Tun::open("synack0").map(|_| ())
+        Tun::open("synack0", true).map(|_| ())
     }) else {
         return;
     };
@@ -81,37 +81,42 @@ fn taken_name_is_reported_as_taken() {
 
 #[test]
 fn packets_flow_through_the_tun() {
-    // The kernel answers our ping to its own address: a packet sent into the TUN comes back.
-    let Some(reply) = in_private_netns(|| {
-        let tun = Tun::open("synack0").expect("create TUN");
-        tun.configure(&hosts(&["198.18.0.1/24"]), 1500)
-            .expect("configure");
-        let request = icmp_echo_request([198, 18, 0, 2], [198, 18, 0, 1]);
-        tun.send(&request).expect("send");
-        let mut buf = [0u8; 2048];
-        // Bounded wait: up to 2 s, polling the non-blocking fd.
-        let mut pfd = libc::pollfd {
-            fd: tun.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        for _ in 0..20 {
-            // SAFETY: `pfd` is a valid pollfd for the duration of the call.
-            unsafe { libc::poll(&mut pfd, 1, 100) };
-            match tun.recv(&mut buf) {
-                Ok(n) if buf[0] >> 4 == 4 && buf[9] == 1 && buf[20] == 0 => {
-                    return Some(buf[..n].to_vec());
+    // The kernel answers our ping to its own address: a packet sent into the TUN comes back,
+    // with offloads (virtio-net headers around every packet) and without.
+    for offload in [false, true] {
+        let Some(reply) = in_private_netns(move || {
+            let tun = Tun::open("synack0", offload).expect("create TUN");
+            assert_eq!(tun.offloads(), offload, "this kernel takes TSO on a TUN");
+            tun.configure(&hosts(&["198.18.0.1/24"]), 1500)
+                .expect("configure");
+            let request = icmp_echo_request([198, 18, 0, 2], [198, 18, 0, 1]);
+            tun.send(&request).expect("send");
+            let mut buf = [0u8; 2048];
+            // Bounded wait: up to 2 s, polling the non-blocking fd.
+            let mut pfd = libc::pollfd {
+                fd: tun.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            for _ in 0..20 {
+                // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
+                match tun.recv(&mut buf) {
+                    Ok((n, _)) if buf[0] >> 4 == 4 && buf[9] == 1 && buf[20] == 0 => {
+                        return Some(buf[..n].to_vec());
+                    }
+                    _ => continue,
                 }
-                _ => continue,
             }
-        }
-        None
-    }) else {
-        return;
-    };
-    let reply = reply.expect("an ICMP echo reply within 2 s");
-    assert_eq!(&reply[12..16], &[198, 18, 0, 1]);
-    assert_eq!(&reply[16..20], &[198, 18, 0, 2]);
+            None
+        }) else {
+            return;
+        };
+        let reply = reply.expect("an ICMP echo reply within 2 s");
+        assert_eq!(&reply[12..16], &[198, 18, 0, 1]);
+        assert_eq!(&reply[16..20], &[198, 18, 0, 2]);
+        assert_eq!(checksum(&reply[20..]), 0, "the reply's ICMP checksum");
+    }
 }
 
 fn icmp_echo_request(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {

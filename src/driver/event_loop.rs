@@ -5,6 +5,7 @@ use super::observe::{Capture, Observers};
 use crate::cli::SetupError;
 use crate::endpoint::{Endpoint, Transmit};
 use crate::time::{Duration, Instant};
+use crate::wire::{Gso, RxMeta};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
@@ -19,27 +20,35 @@ const CONTROL: Token = Token(2);
 /// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
 /// flood); the rest are read on the next turn without waiting.
 const BATCH: usize = 256;
-/// Larger than any packet a TUN can deliver.
+/// Larger than any packet a TUN can deliver (a GSO super-segment included).
 const BUF_LEN: usize = 65536;
 
 /// What the loop needs from a packet device. [`crate::device::Tun`] is the real one.
 pub trait Device: AsRawFd {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Read one packet into `buf`: its length and what the device says about it.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)>;
     fn send(&self, packet: &[u8]) -> io::Result<usize>;
+    /// Send a TCP super-segment for the device to split; `Unsupported` without offloads.
+    fn send_gso(&self, _packet: &[u8], _gso: Gso) -> io::Result<usize> {
+        Err(ErrorKind::Unsupported.into())
+    }
 }
 
 impl Device for crate::device::Tun {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
         crate::device::Tun::recv(self, buf)
     }
     fn send(&self, packet: &[u8]) -> io::Result<usize> {
         crate::device::Tun::send(self, packet)
     }
+    fn send_gso(&self, packet: &[u8], gso: Gso) -> io::Result<usize> {
+        crate::device::Tun::send_gso(self, packet, gso)
+    }
 }
 
 /// What the loop needs from the sans-IO core. [`Endpoint`] is the real one.
 pub trait Core {
-    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit);
+    fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit);
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit);
     fn poll_timeout(&self) -> Option<Instant>;
     fn shutdown(&mut self, now: Instant);
@@ -53,8 +62,8 @@ pub trait Core {
 }
 
 impl Core for Endpoint {
-    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
-        Endpoint::receive(self, now, packet, tx);
+    fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit) {
+        Endpoint::receive_with(self, now, packet, meta, tx);
     }
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
         Endpoint::poll(self, now, tx);
@@ -127,6 +136,24 @@ impl<D: Device> Transmit for DeviceTx<'_, D> {
             Err(e) => {
                 self.stats.packets_dropped += 1;
                 debug!(len = packet.len(), error = %e, "device refused a packet; dropped");
+            }
+        }
+    }
+
+    fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
+        match self.dev.send_gso(packet, gso) {
+            Ok(_) => {
+                self.stats.packets_written += 1;
+                self.capture.packet(packet);
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                // Not configured so (the endpoint sends super-segments only when the device
+                // offloads); split in software rather than lose the data.
+                let _ = crate::wire::gso::split(packet, gso, &mut |p| self.transmit(p));
+            }
+            Err(e) => {
+                self.stats.packets_dropped += 1;
+                debug!(len = packet.len(), error = %e, "device refused a super-segment; dropped");
             }
         }
     }
@@ -316,12 +343,12 @@ fn drain<D: Device, C: Core>(
     let now = clock.now();
     while read < BATCH {
         match dev.recv(buf) {
-            Ok(len) => {
+            Ok((len, meta)) => {
                 read += 1;
                 tx.stats.packets_read += 1;
                 let packet = buf.get(..len).unwrap_or_default();
                 tx.capture.packet(packet);
-                core.receive(now, packet, tx);
+                core.receive(now, packet, meta, tx);
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}

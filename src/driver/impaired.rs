@@ -10,6 +10,7 @@ use super::Core;
 use crate::device::impair::{Direction, ImpairSpec, Impairer};
 use crate::endpoint::Transmit;
 use crate::time::Instant;
+use crate::wire::RxMeta;
 
 /// A core whose link is impaired.
 pub struct Impaired<C> {
@@ -55,7 +56,9 @@ impl<C: Core> Impaired<C> {
                         link: &mut self.link,
                         now,
                     };
-                    self.inner.receive(now, &self.scratch, &mut into_link);
+                    // Checksums are verified: the link may have corrupted the packet.
+                    self.inner
+                        .receive(now, &self.scratch, RxMeta::default(), &mut into_link);
                 }
             }
         }
@@ -63,7 +66,7 @@ impl<C: Core> Impaired<C> {
 }
 
 impl<C: Core> Core for Impaired<C> {
-    fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
+    fn receive(&mut self, now: Instant, packet: &[u8], _meta: RxMeta, tx: &mut dyn Transmit) {
         self.link.push(now, Direction::Inbound, packet);
         self.release(now, tx);
     }
@@ -170,7 +173,7 @@ mod tests {
     fn delay_applies_both_ways_and_the_deadline_follows_the_link() {
         let mut core = impaired("delay=10ms,seed=1");
         let mut out: Vec<Vec<u8>> = Vec::new();
-        core.receive(Instant::ZERO, &syn(), &mut out);
+        core.receive(Instant::ZERO, &syn(), RxMeta::default(), &mut out);
         core.poll(Instant::ZERO, &mut out);
         assert!(out.is_empty());
         // Inbound arrives at 10 ms, the SYN,ACK leaves the endpoint then, and the TUN at 20 ms.
@@ -187,7 +190,7 @@ mod tests {
     fn total_loss_means_no_reply_and_is_counted() {
         let mut core = impaired("loss=100%,seed=1");
         let mut out: Vec<Vec<u8>> = Vec::new();
-        core.receive(Instant::ZERO, &syn(), &mut out);
+        core.receive(Instant::ZERO, &syn(), RxMeta::default(), &mut out);
         core.poll(Instant::from_millis(5000), &mut out);
         assert!(out.is_empty());
         assert!(core.counters().contains(&("impair_lost", 1)));

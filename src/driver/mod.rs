@@ -17,7 +17,7 @@ pub use impaired::Impaired;
 
 use crate::cli::{Args, SetupError};
 use crate::device::{Tun, ip_commands};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, EndpointConfig};
 use crate::services::ServiceKind;
 use crate::time::Duration;
 use std::net::IpAddr;
@@ -31,7 +31,7 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     for warning in args.warnings() {
         warn!("{warning}");
     }
-    let tun = Tun::open(&args.iface)?;
+    let tun = Tun::open(&args.iface, args.offload())?;
     if args.no_configure {
         info!(
             "{} created but left unconfigured (--no-configure); run the commands printed on stdout",
@@ -58,8 +58,16 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
         .observe(observers(args)?)?;
     let clock = Clock::start();
-    let mut endpoint =
-        Endpoint::new(args.endpoint_config(), secret, clock.now()).with_limits(args.limits());
+    let config = EndpointConfig {
+        gso: tun.offloads(),
+        ..args.endpoint_config()
+    };
+    debug!(
+        offloads = tun.offloads(),
+        "TCP segmentation and checksum offload {}",
+        if tun.offloads() { "on" } else { "off" }
+    );
+    let mut endpoint = Endpoint::new(config, secret, clock.now()).with_limits(args.limits());
     info!("{}", startup_line(args, tun.name()));
     match &args.impair {
         Some(spec) => {

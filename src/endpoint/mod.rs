@@ -27,7 +27,7 @@ use crate::tcp::{
     self, CcKind, Connection, CookieSyn, ResetCause, SeqNum, Socket, State, rst_reply,
 };
 use crate::time::{Duration, Instant};
-use crate::wire::{self, Flags, Packet, Quad, TcpOptions, TcpSegment};
+use crate::wire::{self, Flags, Gso, Packet, Quad, RxMeta, TcpOptions, TcpSegment};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +37,16 @@ use tracing::{debug, trace};
 /// tests collect them.
 pub trait Transmit {
     fn transmit(&mut self, packet: &[u8]);
+
+    /// A TCP super-segment, sent only by an endpoint configured for segmentation offload
+    /// (`tcp::Config::gso_max`): the device splits it as `gso` says. By default it is split
+    /// here in software, as the kernel would (allocating a scratch buffer: for tests and
+    /// simulations, not for the driver, whose device takes super-segments whole).
+    fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
+        if wire::gso::split(packet, gso, &mut |p| self.transmit(p)).is_err() {
+            debug!(len = packet.len(), "malformed super-segment not sent");
+        }
+    }
 }
 
 impl Transmit for Vec<Vec<u8>> {
@@ -57,6 +67,9 @@ pub struct EndpointConfig {
     pub time_wait: Duration,
     /// The congestion controller of every connection (`--cc`).
     pub cc: CcKind,
+    /// The device splits TCP super-segments (segmentation offload, `src/wire/gso.rs`): bulk
+    /// transfers then send up to 64 KiB per packet handed to it.
+    pub gso: bool,
 }
 
 impl Default for EndpointConfig {
@@ -72,6 +85,7 @@ impl Default for EndpointConfig {
             mtu: 1500,
             time_wait: Duration::from_secs(60),
             cc: CcKind::Cubic,
+            gso: false,
         }
     }
 }
@@ -163,6 +177,9 @@ impl Endpoint {
             mss_v6,
             time_wait: config.time_wait,
             cc: config.cc,
+            // The largest payload whose packet fits an IP length field with a full TCP
+            // header: 65535 − 20 (IPv4) − 60.
+            gso_max: if config.gso { 65535 - 20 - 60 } else { 0 },
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -228,7 +245,19 @@ impl Endpoint {
 
     /// Process one IP packet read from the device; replies go to `tx`.
     pub fn receive(&mut self, now: Instant, packet: &[u8], tx: &mut dyn Transmit) {
-        match wire::parse(packet) {
+        self.receive_with(now, packet, RxMeta::default(), tx);
+    }
+
+    /// [`Endpoint::receive`] for a packet the device says more about (offloads: its
+    /// checksum was verified or left for offload by the local kernel).
+    pub fn receive_with(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        meta: RxMeta,
+        tx: &mut dyn Transmit,
+    ) {
+        match wire::parse_with(packet, meta) {
             Err(reason) => {
                 trace!(%reason, len = packet.len(), "dropped packet");
                 self.counters.count_drop(reason);
@@ -593,25 +622,46 @@ impl Endpoint {
         rst: &TcpSegment<'_>,
         tx: &mut dyn Transmit,
     ) {
-        Self::emit(&mut self.tx_buf, &mut self.counters, local, remote, rst, tx);
+        Self::emit(
+            &mut self.tx_buf,
+            &mut self.counters,
+            local,
+            remote,
+            rst,
+            u16::MAX,
+            tx,
+        );
     }
 
+    /// Build `seg` and send it: as one packet, or as a super-segment of `segment_size`-byte
+    /// segments when its payload is larger than that (segmentation offload).
     fn emit(
         buf: &mut [u8],
         counters: &mut Counters,
         local: IpAddr,
         remote: IpAddr,
         seg: &TcpSegment<'_>,
+        segment_size: u16,
         tx: &mut dyn Transmit,
     ) {
-        match wire::emit_tcp(buf, local, remote, seg) {
-            Ok(n) => {
-                counters.segments_out += 1;
+        let size = usize::from(segment_size.max(1));
+        let result = if seg.payload.len() > size {
+            wire::emit_tcp_gso(buf, local, remote, seg, segment_size).map(|(n, gso)| (n, Some(gso)))
+        } else {
+            wire::emit_tcp(buf, local, remote, seg).map(|n| (n, None))
+        };
+        match result {
+            Ok((n, gso)) => {
+                counters.segments_out += seg.payload.len().div_ceil(size).max(1) as u64;
                 counters.bytes_out += seg.payload.len() as u64;
                 if seg.flags.rst() {
                     counters.rst_out += 1;
                 }
-                tx.transmit(buf.get(..n).unwrap_or(&[]));
+                let packet = buf.get(..n).unwrap_or(&[]);
+                match gso {
+                    Some(gso) => tx.transmit_gso(packet, gso),
+                    None => tx.transmit(packet),
+                }
             }
             Err(_) => counters.tx_errors += 1,
         }
@@ -690,8 +740,9 @@ impl Endpoint {
         let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());
         let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
         let retransmitted = conn.retransmissions();
+        let segment_size = conn.segment_size();
         conn.poll_transmit(now, &mut |seg| {
-            Self::emit(buf, counters, local, remote, seg, tx);
+            Self::emit(buf, counters, local, remote, seg, segment_size, tx);
         });
         self.counters.retransmissions += conn.retransmissions() - retransmitted;
         self.counters.add_events(&conn.take_events());

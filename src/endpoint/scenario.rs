@@ -103,6 +103,8 @@ pub fn run(data: &[u8]) -> Counters {
         listeners: LISTENERS.to_vec(),
         mtu: 1500,
         time_wait: Duration::from_secs(2),
+        // Super-segments (split in software by the `Vec` transmitter) on odd-length inputs.
+        gso: data.len() % 2 == 1,
         ..EndpointConfig::default()
     };
     let limits = limits();

@@ -94,6 +94,11 @@ pub(super) struct Negotiated {
 
 /// RFC 7323 §2.3: a shift above 14 is treated as 14.
 pub(super) const MAX_WINDOW_SHIFT: u8 = 14;
+/// Bytes a connection must have had acknowledged before it sends super-segments (see
+/// `Connection::gso_limit`).
+pub(super) const GSO_AFTER: u32 = 64 * 1024;
+/// The smallest window the peer must have offered before super-segments are sent.
+pub(super) const GSO_MIN_WINDOW: u32 = 128 * 1024;
 
 /// When the next pure ACK is owed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,6 +430,29 @@ impl Connection {
     pub(super) fn eff_mss(&self) -> u16 {
         let ts = if self.opts.ts { 12 } else { 0 };
         self.send_mss.saturating_sub(ts).max(1)
+    }
+
+    /// The payload of each wire segment when a segment larger than that is emitted (a
+    /// super-segment for segmentation offload): the effective send MSS.
+    pub fn segment_size(&self) -> u16 {
+        self.eff_mss()
+    }
+
+    /// The most new data one emitted segment may carry: the effective MSS, or with
+    /// segmentation offload (`Config::gso_max`) a whole number of MSS-sized segments, once
+    /// the connection is a bulk transfer: more than [`GSO_AFTER`] bytes acknowledged, and a
+    /// peer that has offered a window of at least [`GSO_MIN_WINDOW`] (room for several
+    /// super-segments). Like Linux's TSO autosizing, short exchanges and small windows keep
+    /// wire-sized segments, so a capture of a handshake, a small reply or a window-limited
+    /// peer shows each segment as the peer receives it.
+    pub(super) fn gso_limit(&self, mss: u32) -> u32 {
+        if self.cfg.gso_max < 2 * mss
+            || self.snd.una.distance_from(self.snd.iss) < GSO_AFTER
+            || self.snd.max_wnd < GSO_MIN_WINDOW
+        {
+            return mss;
+        }
+        self.cfg.gso_max / mss * mss
     }
 
     /// The congestion window, for `status`.

@@ -562,7 +562,9 @@ impl Connection {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         self.rcv_mss = self.rcv_mss.max(len.min(u32::from(self.local_mss)));
         if len >= self.rcv_mss {
-            self.unacked_segments += 1;
+            // A super-segment from a device with segmentation offload (or GRO) stands for
+            // len / MSS segments, so it is ACKed at once, as Linux ACKs a GRO train.
+            self.unacked_segments += (len / self.rcv_mss.max(1)).max(1);
         }
         if self.unacked_segments >= 2 {
             self.ack_due = AckDue::Now;

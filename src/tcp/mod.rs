@@ -78,6 +78,10 @@ pub struct Config {
     pub fin_wait_2_timeout: Duration,
     /// Delayed-ACK timeout (RFC 9293 §3.8.6.3, MUST-40: under 0.5 s).
     pub delayed_ack: Duration,
+    /// Segmentation offload: the most payload one super-segment may carry, for a device that
+    /// splits it into MSS-sized segments (`src/wire/gso.rs`); 0 sends only wire-sized
+    /// segments. See `Connection::gso_limit` for when a connection uses it.
+    pub gso_max: u32,
 }
 
 impl Default for Config {
@@ -96,6 +100,7 @@ impl Default for Config {
             r2: Duration::from_secs(100),
             r2_retries: 15,
             delayed_ack: Duration::from_millis(40),
+            gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),
             cc: CcKind::Cubic,
             nagle: true,

@@ -206,7 +206,12 @@ impl Connection {
             } else {
                 0
             };
-            let n = avail.min(usable).min(mss);
+            let mut n = avail.min(usable).min(self.gso_limit(mss));
+            if n > mss && n < avail {
+                // A super-segment ends on a segment boundary unless it ends the data, so the
+                // device never cuts a short segment out of the middle (sender SWS avoidance).
+                n = n / mss * mss;
+            }
             if self.probe_due && usable == 0 && self.snd.wnd == 0 {
                 // RFC 9293 §3.8.6.1 (MUST-35): probe the zero window. Departure: instead of one
                 // byte of new data beyond the window, we send <SEQ=SND.UNA-1><CTL=ACK> as Linux
@@ -222,9 +227,10 @@ impl Connection {
                 // The persist timer overrides sender SWS avoidance (§3.8.6.2.1), and SWS
                 // avoidance is about new data: a retransmission sends what the window takes.
             } else if n > 0 && n < avail {
-                // RFC 9293 §3.8.6.2.1 (MUST-38): sender SWS avoidance: send a full segment, or
-                // at least half the largest window the peer offered, or wait.
-                let enough = n == mss || n >= self.snd.max_wnd / 2;
+                // RFC 9293 §3.8.6.2.1 (MUST-38): sender SWS avoidance: send a full segment (or
+                // a super-segment of several), or at least half the largest window the peer
+                // offered, or wait.
+                let enough = n >= mss || n >= self.snd.max_wnd / 2;
                 if !enough {
                     break;
                 }

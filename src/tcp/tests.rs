@@ -1383,3 +1383,123 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
 }
 mod edges;
 mod properties;
+
+// ---- Segmentation offload ----------------------------------------------------------------
+
+/// With `gso_max`, a bulk sender emits super-segments of whole MSS-sized segments (the tail
+/// of the data excepted) once 64 KiB are acknowledged and the peer's window is large, and
+/// wire-sized segments before.
+#[test]
+fn super_segments_come_after_64_kib_and_hold_whole_segments() {
+    let mut h = super_segment_sender(4);
+    let mss = 1400;
+    let data = vec![5u8; 600_000];
+    assert_eq!(h.conn.send(&data), data.len());
+    let (acked, supers) = send_all_acking(&mut h, data.len(), 256_000, |acked, len| {
+        if acked < 64 * 1024 {
+            assert!(
+                len <= mss,
+                "no super-segment before 64 KiB are acked: {len}"
+            );
+        }
+    });
+    assert_eq!(acked, data.len(), "everything was sent and acknowledged");
+    assert!(supers > 0, "super-segments were sent");
+}
+
+/// A peer whose window stays below 128 KiB (a small receiver, a crafted peer) gets only
+/// wire-sized segments, offload or not.
+#[test]
+fn a_small_window_peer_gets_no_super_segments() {
+    let mut h = super_segment_sender(0);
+    let data = vec![5u8; 300_000];
+    assert_eq!(h.conn.send(&data), data.len());
+    let (acked, supers) = send_all_acking(&mut h, data.len(), 64000, |_, len| {
+        assert!(
+            len <= 1400,
+            "a segment of {len} bytes to a 64000-byte window"
+        );
+    });
+    assert_eq!(acked, data.len());
+    assert_eq!(supers, 0);
+}
+
+/// An established connection with segmentation offload, a 1 MiB send buffer, and the peer's
+/// window scale `shift` from its SYN.
+fn super_segment_sender(shift: u8) -> Harness {
+    let cfg = Config {
+        gso_max: 65535 - 20 - 60,
+        send_buffer: 1 << 20,
+        ..Config::default()
+    };
+    let now = Instant::from_millis(10_000);
+    let syn = TcpSegment {
+        options: TcpOptions {
+            mss: Some(1400),
+            window_scale: (shift > 0).then_some(shift),
+            ..TcpOptions::EMPTY
+        },
+        ..SYN
+    };
+    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &cfg);
+    let mut h = Harness { conn, now };
+    assert_eq!(h.output().len(), 1);
+    h.input(&RECV);
+    assert_eq!(h.conn.state(), State::Established);
+    h
+}
+
+/// Send until `total` bytes are acknowledged, ACKing each batch at once with `window` bytes
+/// of window; `check(acked_before, len)` sees every segment. Returns the bytes acknowledged
+/// and the number of super-segments (segments above 1400 bytes).
+fn send_all_acking(
+    h: &mut Harness,
+    total: usize,
+    window: u32,
+    mut check: impl FnMut(usize, usize),
+) -> (usize, usize) {
+    let mss = 1400;
+    let shift = u32::from(h.conn.opts.snd_shift);
+    let mut acked = 0usize;
+    let mut supers = 0;
+    for _ in 0..1000 {
+        let out = h.output();
+        if out.is_empty() {
+            break;
+        }
+        let mut end = ISS.add(1);
+        for s in &out {
+            let len = s.payload.len();
+            check(acked, len);
+            if len > mss {
+                supers += 1;
+                let tail = s.seq.add(len as u32) == ISS.add(1 + total as u32);
+                assert!(len % mss == 0 || tail, "a super-segment of {len} bytes");
+                assert!(len <= 65535 - 20 - 60);
+            }
+            end = s.seq.add(len as u32);
+        }
+        acked = end.distance_from(ISS.add(1)) as usize;
+        h.input(&TcpSegment {
+            ack: end,
+            window: u16::try_from(window >> shift).unwrap_or(u16::MAX),
+            ..RECV
+        });
+    }
+    (acked, supers)
+}
+
+/// A super-segment from the peer (TSO/GRO) stands for many segments: it is ACKed at once.
+#[test]
+fn a_super_segment_from_the_peer_is_acked_at_once() {
+    let mut h = Harness::established();
+    let data = vec![3u8; 10 * usize::from(MSS)];
+    h.input(&TcpSegment {
+        payload: &data,
+        ..RECV
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1, "an immediate ACK");
+    assert_eq!(out[0].ack, IRS.add(1 + data.len() as u32));
+    assert_eq!(h.read_all(), data);
+}

@@ -73,6 +73,12 @@ fn sum_native(data: &[u8]) -> u16 {
     s as u16
 }
 
+/// The folded, uncomplemented sum of a pseudo-header: what a checksum field holds for a
+/// device that completes the checksum (it adds the segment's words and complements).
+pub(super) fn partial(sum: Sum16BitWords) -> u16 {
+    u16::from_be_bytes((!sum.ones_complement()).to_ne_bytes())
+}
+
 /// Whether `data`, checksum field included, sums (with `sum`) to all ones: RFC 1071's check.
 pub(super) fn verify(sum: Sum16BitWords, data: &[u8]) -> bool {
     compute(sum, data) == 0

@@ -2,7 +2,7 @@
 
 use super::TcpSegment;
 use super::bytes::{Writer, set_be_u16};
-use super::checksum::{compute, pseudo_header};
+use super::checksum::{compute, partial, pseudo_header};
 use etherparse::IpNumber;
 use etherparse::checksum::Sum16BitWords;
 use std::net::IpAddr;
@@ -38,6 +38,26 @@ pub fn emit_tcp(
     dst: IpAddr,
     seg: &TcpSegment<'_>,
 ) -> Result<usize, EmitError> {
+    emit_tcp_with(buf, src, dst, seg, TcpChecksum::Full)
+}
+
+/// How the TCP checksum field of an emitted segment is filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TcpChecksum {
+    /// The complete checksum (RFC 9293 §3.1).
+    Full,
+    /// Only the pseudo-header's sum, not complemented, for a device that completes it
+    /// (checksum offload: the kernel's CHECKSUM_PARTIAL, virtio's NEEDS_CSUM).
+    Partial,
+}
+
+pub(super) fn emit_tcp_with(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &TcpSegment<'_>,
+    checksum: TcpChecksum,
+) -> Result<usize, EmitError> {
     let options_len = seg.options.wire_len();
     let header_len = TCP_HEADER_LEN + options_len;
     let tcp_len = header_len + seg.payload.len();
@@ -62,7 +82,11 @@ pub fn emit_tcp(
 
     // RFC 9293 §3.1, MUST-2: the checksum covers the pseudo-header, header and data.
     let len = u32::try_from(tcp_len).map_err(|_| EmitError::BufferTooSmall)?;
-    let sum = compute(pseudo_header(src, dst, IpNumber::TCP.0, len), tcp);
+    let pseudo = pseudo_header(src, dst, IpNumber::TCP.0, len);
+    let sum = match checksum {
+        TcpChecksum::Full => compute(pseudo, tcp),
+        TcpChecksum::Partial => partial(pseudo),
+    };
     set_be_u16(tcp, 16, sum)?;
     Ok(total)
 }

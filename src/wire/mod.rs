@@ -7,14 +7,25 @@
 mod bytes;
 mod checksum;
 mod emit;
+pub mod gso;
 mod options;
 mod parse;
 #[cfg(test)]
 pub(crate) mod testutil;
 
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
+pub use gso::{Gso, emit_tcp_gso};
 pub use options::{MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
-pub use parse::parse;
+pub use parse::{parse, parse_with};
+
+/// What the device says about a packet it delivered (see `src/device`: the TUN's offloads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The local kernel vouches for the transport checksum: it left it for offload to fill in
+    /// (virtio-net `NEEDS_CSUM`) or verified it (`DATA_VALID`). Never set for packets that
+    /// cannot be trusted that way (the TUN without offloads, `--impair`).
+    pub checksum_trusted: bool,
+}
 
 use crate::tcp::SeqNum;
 use std::fmt;

@@ -8,7 +8,7 @@
 
 use super::bytes::{array, be_u16, be_u32};
 use super::checksum::{pseudo_header, verify};
-use super::{DropReason, Flags, Packet, TcpOptions, TcpSegment};
+use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment};
 use crate::tcp::SeqNum;
 use etherparse::IpNumber;
 use etherparse::checksum::Sum16BitWords;
@@ -20,16 +20,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// length are ignored, IP options skipped); IPv6 payload length and extension-header chain;
 /// fragments are dropped; TCP data offset, option lengths and checksum; ICMP checksums.
 pub fn parse(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
+    parse_with(buf, RxMeta::default())
+}
+
+/// [`parse`], told by the device what it already checked: with
+/// [`RxMeta::checksum_trusted`], TCP and ICMP checksums are not verified (the packet came
+/// from the local kernel with a checksum it left for hardware to fill in, or had verified).
+/// Everything else is validated as by [`parse`], the IPv4 header checksum included.
+pub fn parse_with(buf: &[u8], meta: RxMeta) -> Result<Packet<'_>, DropReason> {
+    let verify_l4 = !meta.checksum_trusted;
     let first = buf.first().ok_or(DropReason::Malformed)?;
     match first >> 4 {
-        4 => parse_ipv4(buf),
-        6 => parse_ipv6(buf),
+        4 => parse_ipv4(buf, verify_l4),
+        6 => parse_ipv6(buf, verify_l4),
         _ => Err(DropReason::Malformed),
     }
 }
 
 /// RFC 791 §3.1.
-fn parse_ipv4(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
+fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     let ihl = usize::from(buf.first().ok_or(DropReason::Malformed)? & 0x0f) * 4;
     if ihl < 20 {
         return Err(DropReason::BadIpv4HeaderLength);
@@ -56,14 +65,14 @@ fn parse_ipv4(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
     // RFC 9293 §3.9.2 MUST-50: IP options are passed over (the IHL skips them).
     let payload = packet.get(ihl..).unwrap_or(&[]);
     match IpNumber(fixed[9]) {
-        IpNumber::TCP => parse_tcp(src, dst, payload),
-        IpNumber::ICMP => parse_icmp(src, dst, payload, ICMPV4_ECHO_REQUEST, None),
+        IpNumber::TCP => parse_tcp(src, dst, payload, verify_l4),
+        IpNumber::ICMP => parse_icmp(src, dst, payload, ICMPV4_ECHO_REQUEST, None, verify_l4),
         _ => Ok(Packet::Other { src, dst }),
     }
 }
 
 /// RFC 8200 §3 (header) and §4 (extension headers).
-fn parse_ipv6(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
+fn parse_ipv6(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     let fixed: &[u8; 40] = array(buf, 0).ok_or(DropReason::Malformed)?;
     let payload_len = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
     // Bytes past the payload length are ignored; a payload longer than what was read is not.
@@ -80,7 +89,7 @@ fn parse_ipv6(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
     let mut first = true;
     loop {
         match next {
-            IpNumber::TCP => return parse_tcp(src, dst, rest),
+            IpNumber::TCP => return parse_tcp(src, dst, rest, verify_l4),
             IpNumber::IPV6_ICMP => {
                 return parse_icmp(
                     src,
@@ -88,6 +97,7 @@ fn parse_ipv6(buf: &[u8]) -> Result<Packet<'_>, DropReason> {
                     rest,
                     ICMPV6_ECHO_REQUEST,
                     Some(IpNumber::IPV6_ICMP.0),
+                    verify_l4,
                 );
             }
             // RFC 8200 §4.5: any fragment is dropped, atomic fragments included (we do not
@@ -147,17 +157,23 @@ fn walk_tlv_options(mut opts: &[u8]) -> Result<(), DropReason> {
 }
 
 /// RFC 9293 §3.1: the TCP header, validated and checksummed.
-fn parse_tcp(src: IpAddr, dst: IpAddr, seg: &[u8]) -> Result<Packet<'_>, DropReason> {
+fn parse_tcp(
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &[u8],
+    verify_l4: bool,
+) -> Result<Packet<'_>, DropReason> {
     let fixed: &[u8; 20] = array(seg, 0).ok_or(DropReason::Malformed)?;
     let data_offset = usize::from(fixed[12] >> 4) * 4;
     if data_offset < 20 {
         return Err(DropReason::BadTcpDataOffset);
     }
     let header = seg.get(..data_offset).ok_or(DropReason::BadTcpDataOffset)?;
-    // RFC 9293 §3.1, MUST-3: verify the checksum over the pseudo-header and the segment.
+    // RFC 9293 §3.1, MUST-3: verify the checksum over the pseudo-header and the segment
+    // (unless the device vouched for it: see `parse_with`).
     // The segment length is bounded by the IP length fields (< 2^16 + extension headers).
     let len = u32::try_from(seg.len()).map_err(|_| DropReason::Malformed)?;
-    if !verify(pseudo_header(src, dst, IpNumber::TCP.0, len), seg) {
+    if verify_l4 && !verify(pseudo_header(src, dst, IpNumber::TCP.0, len), seg) {
         return Err(DropReason::BadTcpChecksum);
     }
     let options = TcpOptions::parse(header.get(20..).unwrap_or(&[]))?;
@@ -195,6 +211,7 @@ fn parse_icmp(
     msg: &[u8],
     echo_request: u8,
     pseudo: Option<u8>,
+    verify_l4: bool,
 ) -> Result<Packet<'_>, DropReason> {
     // Every ICMP message starts with type, code and checksum.
     let [kind, code, _, _] = *array::<4>(msg, 0).ok_or(DropReason::Malformed)?;
@@ -209,7 +226,7 @@ fn parse_icmp(
         }
         None => Sum16BitWords::new(),
     };
-    if !verify(sum, msg) {
+    if verify_l4 && !verify(sum, msg) {
         return Err(DropReason::BadIcmpChecksum);
     }
     Ok(Packet::EchoRequest {
@@ -680,6 +697,23 @@ mod tests {
         let (_, d) = v4();
         let seg = tcp(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)), d, 0x10, &[], b"");
         assert_eq!(parse(&ipv4(6, &[], &seg)), Err(DropReason::BadTcpChecksum));
+    }
+
+    /// A checksum the kernel left for offload (partial) is taken only when the device says
+    /// so; the IPv4 header checksum is verified either way.
+    #[test]
+    fn a_trusted_checksum_is_not_verified_but_the_ip_header_is() {
+        let trusted = RxMeta {
+            checksum_trusted: true,
+        };
+        for mut p in [v4_tcp(&[1, 1, 1, 1], b"payload"), v6_tcp(&[], b"p")] {
+            *p.last_mut().unwrap() ^= 0x01;
+            assert_eq!(parse(&p), Err(DropReason::BadTcpChecksum));
+            assert!(matches!(parse_with(&p, trusted), Ok(Packet::Tcp { .. })));
+        }
+        let mut p = v4_tcp(&[], b"x");
+        p[8] = 63; // TTL changed, IP checksum not updated
+        assert_eq!(parse_with(&p, trusted), Err(DropReason::BadIpv4Checksum));
     }
 
     #[test]

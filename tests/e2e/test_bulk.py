@@ -194,3 +194,54 @@ def test_curl_upload_64_mib_over_an_impaired_link(synack, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"received {MIB64} bytes\nsha256 {hashlib.sha256(data).hexdigest()}\n"
+
+
+# Segmentation offload (the TUN's IFF_VNET_HDR + TUNSETOFFLOAD, on by default): bulk data
+# crosses synack0 in super-segments of up to 64 KiB; `--no-offload` keeps every packet
+# wire-sized. Only packets longer than the MTU are captured.
+OVERSIZED = "tcp and greater 1501"
+
+
+def bulk_both_ways(total: int):
+    """Download and upload `total` bytes with curl, each verified by its hash."""
+    cmd = f"curl -sS --max-time 60 http://{SYNACK4}/bytes/{total} | sha256sum"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                         timeout=70)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == hashlib.sha256(pattern_prefix(total)).hexdigest()
+    data = os.urandom(total)
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "60", "--data-binary", "@-", f"http://{SYNACK4}/upload"],
+        input=data,
+        capture_output=True,
+        timeout=70,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode() == f"received {total} bytes\nsha256 {hashlib.sha256(data).hexdigest()}\n"
+
+
+@pytest.mark.kernel_differs("the oracle's veth offloads are its own")
+def test_bulk_data_crosses_the_tun_in_super_segments_both_ways(synack, tmp_path):
+    with Capture(tmp_path / "big.pcap", bpf=OVERSIZED) as cap:
+        bulk_both_ways(8 << 20)
+
+        def both_ways(pkts):
+            ours = [p for p in pkts if p.src == SYNACK4]
+            theirs = [p for p in pkts if p.dst == SYNACK4]
+            return ours and theirs
+
+        pkts = cap.wait_for(both_ways, timeout=3)
+    ours = [p for p in pkts if p.src == SYNACK4]
+    assert ours, "synack sent no super-segment"
+    assert [p for p in pkts if p.dst == SYNACK4], "the kernel sent no super-segment"
+    assert max(len(p) for p in ours) <= 65535
+
+
+@pytest.mark.kernel_differs("the oracle has no --no-offload")
+@pytest.mark.synack_args("--no-offload")
+def test_no_offload_keeps_every_packet_wire_sized(synack, tmp_path):
+    with Capture(tmp_path / "big.pcap", bpf=OVERSIZED) as cap:
+        bulk_both_ways(8 << 20)
+        # Give tcpdump a moment to write anything it saw; none is expected.
+        pkts = cap.wait_for(lambda pkts: len(pkts) > 0, timeout=1)
+    assert pkts == [], f"{len(pkts)} packets above the MTU"

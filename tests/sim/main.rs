@@ -88,6 +88,8 @@ fn sweep_case(seed: u64, faults: &str, budget: Duration) -> Scenario {
         bytes,
         link: link.parse().unwrap_or_else(|e| panic!("{link}: {e}")),
         budget,
+        // Half the endpoint runs send super-segments (segmentation offload).
+        gso: (r >> 50) & 1 == 1,
     }
 }
 
@@ -166,12 +168,30 @@ fn sweep_mixed() {
 
 /// A single large transfer (seed 1 unless `SIM_SEED` says otherwise).
 fn large(test: &str, server: ServerKind, mib: u64, faults: &str, budget: Duration) {
+    large_with(test, server, mib, faults, budget, false);
+}
+
+fn large_with(test: &str, server: ServerKind, mib: u64, faults: &str, budget: Duration, gso: bool) {
     sweep(test, 1, |seed| Scenario {
         server,
         bytes: mib << 20,
         link: format!("{faults}seed={seed}").parse().unwrap(),
         budget,
+        gso,
     });
+}
+
+/// The endpoint sending 64 KiB super-segments, split before a lossy, reordering link.
+#[test]
+fn large_echo_16_mib_with_segmentation_offload_under_loss() {
+    large_with(
+        "large_echo_16_mib_with_segmentation_offload_under_loss",
+        ServerKind::EndpointEcho,
+        16,
+        "loss=2%,dup=1%,reorder=1%,delay=2ms,",
+        Duration::from_secs(3000),
+        true,
+    );
 }
 
 #[test]
@@ -229,6 +249,7 @@ fn every_server_kind_completes_on_a_clean_link() {
             bytes: 200_000,
             link: "delay=5ms,seed=1".parse().unwrap(),
             budget: Duration::from_secs(60),
+            gso: false,
         };
         let r = run(&sc).unwrap_or_else(|e| panic!("{server:?}: {e}"));
         tracing::info!(?server, ?r, "passed");

@@ -4,11 +4,11 @@
 
 use crate::pattern::{Checker, Source};
 use std::net::SocketAddr;
-use synack::endpoint::{Endpoint, EndpointConfig};
+use synack::endpoint::{Endpoint, EndpointConfig, Transmit};
 use synack::services::{Echo, ServiceKind};
 use synack::tcp::{Config, Connection, SeqNum, Socket, State};
 use synack::time::{Duration, Instant};
-use synack::wire::{self, Packet, Quad};
+use synack::wire::{self, Gso, Packet, Quad, gso};
 
 pub const CLIENT: &str = "198.18.0.1:40000";
 pub const SERVER_IP: &str = "198.18.0.2";
@@ -309,15 +309,38 @@ pub struct EndpointServer {
     pub ep: Endpoint,
     pub service: ServiceKind,
     seen: bool,
+    gso: bool,
+    /// Super-segments the endpoint sent (with `gso`), split before the link.
+    super_segments: u64,
+}
+
+/// The endpoint's output, counting super-segments and splitting them as the kernel would.
+struct SplitOut<'a> {
+    out: &'a mut Vec<Vec<u8>>,
+    super_segments: &'a mut u64,
+}
+
+impl Transmit for SplitOut<'_> {
+    fn transmit(&mut self, packet: &[u8]) {
+        self.out.push(packet.to_vec());
+    }
+
+    fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
+        *self.super_segments += 1;
+        let out = &mut *self.out;
+        gso::split(packet, gso, &mut |p| out.push(p.to_vec()))
+            .expect("the endpoint's super-segments are well formed");
+    }
 }
 
 impl EndpointServer {
-    pub fn new(now: Instant, service: ServiceKind, secret: [u8; 16]) -> Self {
+    pub fn new(now: Instant, service: ServiceKind, secret: [u8; 16], gso: bool) -> Self {
         let cfg = EndpointConfig {
             addrs: vec![SERVER_IP.parse().unwrap()],
             listeners: vec![(service.default_port(), service)],
             mtu: MSS + 40,
             time_wait: TIME_WAIT,
+            gso,
             ..EndpointConfig::default()
         };
         let ep = Endpoint::new(cfg, secret, now);
@@ -325,18 +348,28 @@ impl EndpointServer {
             ep,
             service,
             seen: false,
+            gso,
+            super_segments: 0,
         }
     }
 }
 
 impl Node for EndpointServer {
     fn receive(&mut self, now: Instant, packet: &[u8], out: &mut Vec<Vec<u8>>) {
-        self.ep.receive(now, packet, out);
+        let mut out = SplitOut {
+            out,
+            super_segments: &mut self.super_segments,
+        };
+        self.ep.receive(now, packet, &mut out);
         self.seen |= self.ep.connection_count() > 0;
     }
 
     fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.ep.poll(now, out);
+        let mut out = SplitOut {
+            out,
+            super_segments: &mut self.super_segments,
+        };
+        self.ep.poll(now, &mut out);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -351,14 +384,19 @@ impl Node for EndpointServer {
                 self.ep.counters()
             ));
         }
-        Ok(self.seen && self.ep.connection_count() == 0)
+        let done = self.seen && self.ep.connection_count() == 0;
+        if done && self.gso && self.service == ServiceKind::Echo && self.super_segments == 0 {
+            return Err("segmentation offload on, but no super-segment was sent".into());
+        }
+        Ok(done)
     }
 
     fn describe(&self) -> String {
         format!(
-            "endpoint ({}) connections {} counters {:?}",
+            "endpoint ({}) connections {} super-segments {} counters {:?}",
             self.service,
             self.ep.connection_count(),
+            self.super_segments,
             self.ep
                 .counters()
                 .into_iter()

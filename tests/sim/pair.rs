@@ -40,6 +40,9 @@ pub struct Scenario {
     pub link: ImpairSpec,
     /// The virtual time the transfer and both closes must fit in.
     pub budget: Duration,
+    /// The endpoint servers send TCP super-segments (segmentation offload), split into
+    /// wire-sized segments before the link as the kernel splits them.
+    pub gso: bool,
 }
 
 /// How a finished run went.
@@ -100,7 +103,7 @@ impl Pair {
                 } else {
                     0
                 };
-                let server = EndpointServer::new(now, service, secret);
+                let server = EndpointServer::new(now, service, secret, sc.gso);
                 (service.default_port(), Box::new(server), down)
             }
         };

@@ -50,7 +50,7 @@ impl EchoScript {
     pub fn connect() -> EchoScript {
         let now = Instant::from_millis(1000);
         let mut s = EchoScript {
-            server: EndpointServer::new(now, ServiceKind::Echo, [9; 16]),
+            server: EndpointServer::new(now, ServiceKind::Echo, [9; 16], false),
             now,
             snd_nxt: PEER_ISN,
             rcv_nxt: SeqNum::new(0),

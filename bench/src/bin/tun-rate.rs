@@ -8,6 +8,13 @@
 //!   into the TUN as fast as it can; a UDP socket bound on 198.18.0.1 counts what the kernel
 //!   delivered. This bounds server→client throughput.
 //!
+//! With `--offload` the TUN is opened as synack opens it by default (`IFF_VNET_HDR` and
+//! `TUNSETOFFLOAD`, here with UDP segmentation offload): `read` then takes each UDP GSO send of
+//! the kernel as one super-packet of up to 64 KiB, and `write` hands the kernel super-packets
+//! of MTU-sized datagrams (received whole by a `UDP_GRO` socket). The figures are the ceiling
+//! of a TUN endpoint that moves data in 64 KiB super-segments, as synack's TCP does with
+//! segmentation offload.
+//!
 //! Must run inside a private network namespace (it creates and configures the TUN).
 
 use std::io;
@@ -21,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use synack_bench::json::Line;
+use synack_bench::tun::VNET_HDR_LEN;
 
 /// Raw TUN packet-rate ceiling (read or write), for the synack benchmark.
 #[derive(Debug, Parser)]
@@ -37,6 +45,10 @@ struct Args {
     /// Measurement duration, in seconds (after a short warm-up).
     #[arg(long, default_value_t = 3.0)]
     secs: f64,
+    /// Open the TUN with offloads (virtio-net headers, UDP segmentation offload) and move
+    /// 64 KiB super-packets instead of single packets.
+    #[arg(long)]
+    offload: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,11 +71,14 @@ fn main() -> ExitCode {
             "mtu must be in 576..=65535",
         ))
     } else {
-        synack_bench::tun::open_configured(&args.name, args.mtu).and_then(|fd| {
+        let offloads = args
+            .offload
+            .then_some(libc::TUN_F_CSUM | libc::TUN_F_USO4 | libc::TUN_F_USO6);
+        synack_bench::tun::open_configured_with(&args.name, args.mtu, offloads).and_then(|fd| {
             let secs = Duration::from_secs_f64(args.secs.clamp(0.1, 60.0));
             match args.mode {
-                Dir::Read => read_rate(&fd, args.mtu as usize, secs),
-                Dir::Write => write_rate(&fd, args.mtu as usize, secs),
+                Dir::Read => read_rate(&fd, args.mtu as usize, secs, args.offload),
+                Dir::Write => write_rate(&fd, args.mtu as usize, secs, args.offload),
             }
         })
     };
@@ -71,6 +86,7 @@ fn main() -> ExitCode {
         Ok(line) => {
             line.str("iface", &args.name)
                 .int("mtu", args.mtu.into())
+                .bool("offload", args.offload)
                 .print();
             ExitCode::SUCCESS
         }
@@ -92,7 +108,7 @@ fn poll_in(fd: &OwnedFd, ms: i32) {
     unsafe { libc::poll(&mut p, 1, ms) };
 }
 
-fn read_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
+fn read_rate(fd: &OwnedFd, mtu: usize, secs: Duration, offload: bool) -> io::Result<Line> {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let sock = UdpSocket::bind(SocketAddrV4::new(HOST, 0))?;
@@ -130,7 +146,8 @@ fn read_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
             }
         })
     };
-    let mut buf = vec![0u8; mtu + 64];
+    let hdr = if offload { VNET_HDR_LEN } else { 0 };
+    let mut buf = vec![0u8; if offload { hdr + 65536 } else { mtu + 64 }];
     let begin = Instant::now() + WARMUP;
     let end = begin + secs;
     let (mut packets, mut bytes, mut all) = (0u64, 0u64, 0u64);
@@ -151,13 +168,21 @@ fn read_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
             if n <= 0 {
                 break;
             }
-            all += 1;
-            if all % 16 == 0 {
+            // With offload, a read is a super-packet of `segments` datagrams (its virtio-net
+            // header says how many); the bytes are its IP bytes.
+            let (len, segments) = if offload {
+                let len = (n as usize).saturating_sub(hdr);
+                (len as u64, super_packet_segments(&buf[..hdr], len))
+            } else {
+                (n as u64, 1)
+            };
+            all += segments;
+            if all % 16 < segments {
                 read_total.store(all, Ordering::Relaxed);
             }
             if counting {
-                packets += 1;
-                bytes += n as u64;
+                packets += segments;
+                bytes += len;
             }
             if packets % 1024 == 0 && Instant::now() >= end {
                 break;
@@ -179,6 +204,18 @@ fn read_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
         .bool("udp_gso", gso)
         .num("pps", packets as f64 / s)
         .num("gbps", bytes as f64 * 8.0 / s / 1e9))
+}
+
+/// How many datagrams a super-packet of `len` IP bytes read with virtio-net header `hdr`
+/// stands for: its payload over `gso_size`, or 1 when it is not a GSO packet.
+fn super_packet_segments(hdr: &[u8], len: usize) -> u64 {
+    let gso_type = hdr[1];
+    let hdr_len = usize::from(u16::from_ne_bytes([hdr[2], hdr[3]])).max(HEADERS);
+    let gso_size = usize::from(u16::from_ne_bytes([hdr[4], hdr[5]]));
+    if gso_type == 0 || gso_size == 0 {
+        return 1;
+    }
+    len.saturating_sub(hdr_len).div_ceil(gso_size).max(1) as u64
 }
 
 /// Sets an integer socket option; false if the kernel refused it.
@@ -238,11 +275,42 @@ fn udp_packet(len: usize, port: u16) -> Vec<u8> {
     p
 }
 
-fn write_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
+/// A virtio-net header and an IPv4/UDP super-packet of `count` datagrams of `seg` payload
+/// bytes each (PEER:5000 → HOST:`port`), for the kernel to split (UDP segmentation offload):
+/// the UDP length and checksum cover the whole payload, the checksum field holding only the
+/// pseudo-header sum for the kernel to complete.
+fn udp_super_packet(seg: usize, count: usize, port: u16) -> Vec<u8> {
+    let payload = seg * count;
+    let mut p = udp_packet(HEADERS + payload, port);
+    let udp_len = (8 + payload) as u16;
+    let mut sum: u32 = 0;
+    for pair in PEER.octets().chunks(2).chain(HOST.octets().chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    sum += 17 + u32::from(udp_len);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[26..28].copy_from_slice(&(sum as u16).to_be_bytes());
+    // struct virtio_net_hdr: NEEDS_CSUM, GSO_UDP_L4, hdr_len, gso_size, csum_start, csum_offset.
+    const NEEDS_CSUM: u8 = 1;
+    const GSO_UDP_L4: u8 = 5;
+    let mut out = vec![NEEDS_CSUM, GSO_UDP_L4];
+    for field in [HEADERS as u16, seg as u16, 20, 6] {
+        out.extend_from_slice(&field.to_ne_bytes());
+    }
+    out.extend_from_slice(&p);
+    out
+}
+
+fn write_rate(fd: &OwnedFd, mtu: usize, secs: Duration, offload: bool) -> io::Result<Line> {
     let sock = UdpSocket::bind(SocketAddrV4::new(HOST, 5001))?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     // Best effort (needs CAP_NET_ADMIN): a deep receive queue, so delivery is not the limit.
     set_int_option(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 16 << 20);
+    // With offload, super-packets are received whole (one recv for all their datagrams).
+    let seg = mtu - HEADERS;
+    let gro = offload && set_int_option(&sock, libc::SOL_UDP, libc::UDP_GRO, 1);
     let stop = Arc::new(AtomicBool::new(false));
     let receiver = {
         let stop = Arc::clone(&stop);
@@ -250,14 +318,20 @@ fn write_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
             let mut buf = vec![0u8; 65536];
             let mut got = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if sock.recv(&mut buf).is_ok() {
-                    got += 1;
+                if let Ok(n) = sock.recv(&mut buf) {
+                    got += n.div_ceil(seg).max(1) as u64;
                 }
             }
             got
         })
     };
-    let packet = udp_packet(mtu, 5001);
+    // Offload: one write carries `per_write` datagrams of `seg` payload bytes.
+    let per_write = if offload { 65507 / seg } else { 1 };
+    let packet = if offload {
+        udp_super_packet(seg, per_write, 5001)
+    } else {
+        udp_packet(mtu, 5001)
+    };
     // No warm-up here: every written packet and every delivery is counted over the same span.
     let start = Instant::now();
     let end = start + secs;
@@ -269,7 +343,7 @@ fn write_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
         // SAFETY: `packet` is valid for `packet.len()` bytes.
         let n = unsafe { libc::write(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
         if n == packet.len() as isize {
-            written += 1;
+            written += per_write as u64;
         } else {
             errors += 1;
         }
@@ -286,6 +360,7 @@ fn write_rate(fd: &OwnedFd, mtu: usize, secs: Duration) -> io::Result<Line> {
         .int("bytes", written * mtu as u64)
         .int("errors", errors)
         .int("delivered", delivered)
+        .bool("udp_gro", gro)
         .num("pps", written as f64 / s)
         .num("gbps", (written * mtu as u64) as f64 * 8.0 / s / 1e9)
         .num(

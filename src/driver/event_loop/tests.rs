@@ -7,8 +7,8 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration as StdDuration;
 
 impl Device for UnixDatagram {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        UnixDatagram::recv(self, buf)
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        UnixDatagram::recv(self, buf).map(|n| (n, RxMeta::default()))
     }
     fn send(&self, packet: &[u8]) -> io::Result<usize> {
         UnixDatagram::send(self, packet)
@@ -28,7 +28,7 @@ struct Script {
 }
 
 impl Core for Script {
-    fn receive(&mut self, _now: Instant, packet: &[u8], _tx: &mut dyn Transmit) {
+    fn receive(&mut self, _now: Instant, packet: &[u8], _meta: RxMeta, _tx: &mut dyn Transmit) {
         self.queued.push(packet.to_vec());
     }
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
@@ -163,7 +163,7 @@ fn refused_writes_are_dropped_and_counted() {
         }
     }
     impl Device for Full {
-        fn recv(&self, _: &mut [u8]) -> io::Result<usize> {
+        fn recv(&self, _: &mut [u8]) -> io::Result<(usize, RxMeta)> {
             Err(ErrorKind::WouldBlock.into())
         }
         fn send(&self, _: &[u8]) -> io::Result<usize> {
