@@ -18,7 +18,7 @@ macro_rules! counters {
             pub fn entries(&self) -> Vec<(&'static str, u64)> {
                 let mut v = vec![$((stringify!($name), self.$name),)*];
                 for (reason, n) in DropReason::ALL.iter().zip(self.parse_drops.iter()) {
-                    v.push((drop_name(*reason), *n));
+                    v.push((reason.counter_name(), *n));
                 }
                 v
             }
@@ -91,29 +91,14 @@ counters! {
     syn_cookies_rejected,
     /// Final ACKs dropped because the listener's accept queue was full.
     accept_queue_full,
-    /// Times a connection ran with less buffer memory than its caps because of
-    /// `--max-buffer-memory`.
+    /// Times a connection began to run with less buffer memory than its caps because of
+    /// `--max-buffer-memory` (episodes, not passes).
     buffer_memory_limited,
     /// Keep-alive probes sent, and connections aborted after unanswered probes.
     keepalive_probes,
     keepalive_timeouts,
     /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
     fin_wait_2_timeouts,
-}
-
-fn drop_name(reason: DropReason) -> &'static str {
-    match reason {
-        DropReason::Malformed => "drop_malformed",
-        DropReason::BadIpv4HeaderLength => "drop_bad_ipv4_header_length",
-        DropReason::BadIpv4TotalLength => "drop_bad_ipv4_total_length",
-        DropReason::BadIpv4Checksum => "drop_bad_ipv4_checksum",
-        DropReason::Fragment => "drop_fragment",
-        DropReason::BadIpv6Extension => "drop_bad_ipv6_extension",
-        DropReason::BadTcpDataOffset => "drop_bad_tcp_data_offset",
-        DropReason::BadTcpChecksum => "drop_bad_tcp_checksum",
-        DropReason::BadTcpOption => "drop_bad_tcp_option",
-        DropReason::BadIcmpChecksum => "drop_bad_icmp_checksum",
-    }
 }
 
 impl Counters {
@@ -129,6 +114,7 @@ impl Counters {
         self.keepalive_probes += e.keepalive_probes;
         self.keepalive_timeouts += e.keepalive_timeouts;
         self.fin_wait_2_timeouts += e.fin_wait_2_timeouts;
+        self.retransmissions += e.retransmissions;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

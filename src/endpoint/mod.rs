@@ -111,6 +111,9 @@ struct Entry {
     queued: Queued,
     /// The bytes it was last charged for against `--max-buffer-memory`.
     charged: usize,
+    /// It last ran with less buffer memory than its caps (`buffer_memory_limited` counts
+    /// each time this becomes true).
+    memory_limited: bool,
 }
 
 impl Entry {
@@ -122,6 +125,7 @@ impl Entry {
             dirty: false,
             app_stopped: false,
             counted_established: false,
+            memory_limited: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
@@ -709,9 +713,11 @@ impl Endpoint {
         // This connection's share of --max-buffer-memory: what the others leave.
         let others = self.mem_used.saturating_sub(entry.charged);
         let budget = self.limits.max_buffer_memory.saturating_sub(others);
-        if budget < self.tcp.recv_buffer.saturating_add(self.tcp.send_buffer) {
+        let limited = budget < self.tcp.recv_buffer.saturating_add(self.tcp.send_buffer);
+        if limited && !entry.memory_limited {
             self.counters.buffer_memory_limited += 1;
         }
+        entry.memory_limited = limited;
         entry.conn.set_memory_budget(budget);
         let conn = &mut entry.conn;
         if conn.state().is_synchronized() && conn.state() != State::TimeWait {
@@ -739,12 +745,10 @@ impl Endpoint {
         }
         let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());
         let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
-        let retransmitted = conn.retransmissions();
         let segment_size = conn.segment_size();
         conn.poll_transmit(now, &mut |seg| {
             Self::emit(buf, counters, local, remote, seg, segment_size, tx);
         });
-        self.counters.retransmissions += conn.retransmissions() - retransmitted;
         self.counters.add_events(&conn.take_events());
         entry.charged = conn.memory();
         self.mem_used = others.saturating_add(entry.charged);

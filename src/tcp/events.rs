@@ -29,12 +29,21 @@ pub struct ConnEvents {
     pub keepalive_timeouts: u64,
     /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
     pub fin_wait_2_timeouts: u64,
+    /// Segments sent again: SYN or SYN,ACK, data, FIN (the connection also keeps its own
+    /// total, for `status`).
+    pub retransmissions: u64,
 }
 
 impl Connection {
     /// The events counted since the last call, and reset them.
     pub fn take_events(&mut self) -> ConnEvents {
         std::mem::take(&mut self.events)
+    }
+
+    /// Count one retransmitted segment, in the connection's total and its events.
+    pub(super) fn count_retransmission(&mut self) {
+        self.retransmits += 1;
+        self.events.retransmissions += 1;
     }
 
     /// The events counted since the last `take_events`, without resetting them.

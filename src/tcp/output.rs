@@ -83,7 +83,7 @@ impl Connection {
         };
         if self.snd.nxt != self.snd.iss {
             // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`).
-            self.retransmits += 1;
+            self.count_retransmission();
         }
         emit(&seg);
         self.last_ack_sent = self.rcv.nxt;
@@ -182,7 +182,7 @@ impl Connection {
         if len == 0 && !fin {
             return;
         }
-        self.retransmits += 1;
+        self.count_retransmission();
         // RFC 6298 §3 (Karn): nothing retransmitted is timed.
         self.rtt_probe = None;
         self.emit_data(now, seq, len, fin, emit);
@@ -255,7 +255,7 @@ impl Connection {
             self.probe_due = false;
             let seq = self.tx_next;
             if seq.lt(self.snd.nxt) {
-                self.retransmits += 1;
+                self.count_retransmission();
             }
             let end = self.emit_data(now, seq, n, fin, emit);
             self.tx_next = end;

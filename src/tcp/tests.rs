@@ -1246,6 +1246,10 @@ fn three_duplicate_acks_trigger_a_fast_retransmit_before_the_timer() {
     assert_eq!(out[0].seq, ISS.add(1), "SND.UNA is retransmitted");
     assert_eq!(out[0].payload.len(), 1400);
     assert_eq!(h.conn.retransmissions(), 1);
+    // The endpoint's counters see it through the connection's events, once.
+    assert_eq!(h.conn.take_events().retransmissions, 1);
+    assert_eq!(h.conn.take_events().retransmissions, 0);
+    assert_eq!(h.conn.retransmissions(), 1, "the total for `status` stays");
 }
 
 #[test]

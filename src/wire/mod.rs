@@ -234,20 +234,26 @@ impl DropReason {
         DropReason::BadIcmpChecksum,
     ];
 
-    /// A stable snake_case name, used for counters.
-    pub const fn name(self) -> &'static str {
+    /// The counter this reason is counted under (`synack stats`, the shutdown line).
+    pub const fn counter_name(self) -> &'static str {
         match self {
-            DropReason::Malformed => "malformed",
-            DropReason::BadIpv4HeaderLength => "bad_ipv4_header_length",
-            DropReason::BadIpv4TotalLength => "bad_ipv4_total_length",
-            DropReason::BadIpv4Checksum => "bad_ipv4_checksum",
-            DropReason::Fragment => "fragment",
-            DropReason::BadIpv6Extension => "bad_ipv6_extension",
-            DropReason::BadTcpDataOffset => "bad_tcp_data_offset",
-            DropReason::BadTcpChecksum => "bad_tcp_checksum",
-            DropReason::BadTcpOption => "bad_tcp_option",
-            DropReason::BadIcmpChecksum => "bad_icmp_checksum",
+            DropReason::Malformed => "drop_malformed",
+            DropReason::BadIpv4HeaderLength => "drop_bad_ipv4_header_length",
+            DropReason::BadIpv4TotalLength => "drop_bad_ipv4_total_length",
+            DropReason::BadIpv4Checksum => "drop_bad_ipv4_checksum",
+            DropReason::Fragment => "drop_fragment",
+            DropReason::BadIpv6Extension => "drop_bad_ipv6_extension",
+            DropReason::BadTcpDataOffset => "drop_bad_tcp_data_offset",
+            DropReason::BadTcpChecksum => "drop_bad_tcp_checksum",
+            DropReason::BadTcpOption => "drop_bad_tcp_option",
+            DropReason::BadIcmpChecksum => "drop_bad_icmp_checksum",
         }
+    }
+
+    /// A stable snake_case name: the counter's, without its `drop_` prefix.
+    pub fn name(self) -> &'static str {
+        let counter = self.counter_name();
+        counter.strip_prefix("drop_").unwrap_or(counter)
     }
 }
 

@@ -396,7 +396,12 @@ fn the_buffer_memory_cap_bounds_offered_windows_and_never_shrinks_one() {
         seq.distance_from(PEER_ISN.add(1)) <= 40_000,
         "no more than the cap was taken"
     );
-    assert!(net.ep.stats().buffer_memory_limited > 0);
+    // Counted once per connection that became limited, not once per pass (60 exchanges).
+    let limited = net.ep.stats().buffer_memory_limited;
+    assert!(
+        (1..=2).contains(&limited),
+        "buffer_memory_limited = {limited}"
+    );
 }
 
 #[test]
