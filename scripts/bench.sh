@@ -214,10 +214,10 @@ measure_run() {
     line=$(client "$ns" download "$ip:19" "$BYTES" -c "$CONNS" "${common[@]}")
     record "$name" "$mtu" downN "$run" "$line"
     src=$(fresh_source "$ns" "$iface" "$net" $((2 * run - 2)))
-    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c 1 --bind "$src" --max-secs "$CAP")
+    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c 1 --bind "$src" "${common[@]}")
     record "$name" "$mtu" cps_seq "$run" "$line"
     src=$(fresh_source "$ns" "$iface" "$net" $((2 * run - 1)))
-    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c "$CONNS" --bind "$src" --max-secs "$CAP")
+    line=$(client "$ns" connrate "$ip:9" "$COUNT" -c "$CONNS" --bind "$src" "${common[@]}")
     record "$name" "$mtu" cps_par "$run" "$line"
     log "  $name: $(tail -n 6 "$RAW" | grep -o '"gbps":[0-9.]*\|"conns_per_s":[0-9.]*' |
         sed 's/.*://; s/\(\.[0-9][0-9]\)[0-9]*/\1/' | tr '\n' ' ')(Gbit/s up down upN downN, conn/s seq par)"
@@ -251,7 +251,10 @@ bench_mtu() {
     LIVE=()
     if has synack; then
         # synack creates, addresses and brings up its own TUN (synack0). Its control socket
-        # is private to the run, so a daemon or test elsewhere on the machine is not in the way.
+        # goes in the work directory: the default, /run/synack/synack0.sock, is shared by every
+        # synack on the machine (namespaces do not separate paths), and a daemon already
+        # running there (a test, another worktree's benchmark) would make this one refuse
+        # to start.
         ns_new "$PFX-synack-$mtu"
         # shellcheck disable=SC2086
         start_server synack "$mtu" "$PFX-synack-$mtu" "$PFX-synack-$mtu" 198.18.0.2 synack0 198.18.0 \

@@ -93,6 +93,10 @@ impl Default for EndpointConfig {
 /// The largest packet we build: the MTU is at most 65535.
 const TX_BUFFER: usize = 65536;
 
+/// Stale timer-heap entries tolerated beyond twice the connection count before the heap is
+/// compacted (`Endpoint::compact_timers`).
+const TIMER_SLACK: usize = 64;
+
 /// A connection and its application.
 struct Entry {
     conn: Connection,
@@ -674,22 +678,20 @@ impl Endpoint {
     /// Run the services, the timers that are due and every pending transmission. Call after
     /// each batch of received packets and whenever `poll_timeout` is reached.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        // Timers first: whatever they make due is sent in the same pass.
+        // Timers first: whatever they make due is sent in the same pass. Entries that no
+        // longer stand for their connection's deadline are dropped on the way (see
+        // `timer_is_live`).
         while let Some(&Reverse((at, id, generation))) = self.timers.peek() {
-            if at > now {
+            let live = timer_is_live(&self.slots, at, id, generation);
+            if live && at > now {
                 break;
             }
             self.timers.pop();
-            let Some(slot) = self.slots.get_mut(id) else {
-                continue;
-            };
-            if slot.generation != generation {
+            if !live {
                 continue;
             }
-            if let Some(entry) = slot.entry.as_mut() {
-                if entry.scheduled == Some(at) {
-                    entry.scheduled = None;
-                }
+            if let Some(entry) = entry_mut(&mut self.slots, id) {
+                entry.scheduled = None;
                 entry.conn.handle_timeout(now);
                 self.mark_dirty(id);
             }
@@ -697,6 +699,15 @@ impl Endpoint {
 
         while let Some(id) = self.dirty.pop() {
             self.service(now, id, tx);
+        }
+        // What the services reaped may sit at the top of the heap now: drop it, so that
+        // `poll_timeout` names a deadline some connection still has, not a stale one (which
+        // would wake the driver for nothing).
+        while let Some(&Reverse((at, id, generation))) = self.timers.peek() {
+            if timer_is_live(&self.slots, at, id, generation) {
+                break;
+            }
+            self.timers.pop();
         }
     }
 
@@ -771,8 +782,24 @@ impl Endpoint {
         {
             entry.scheduled = Some(at);
             self.timers.push(Reverse((at, id, generation)));
+            self.compact_timers();
         }
         self.requeue(id);
+    }
+
+    /// Drop the heap's stale entries once they outnumber the live ones. A reaped connection
+    /// leaves its entry behind (a SYN,ACK's retransmission timer lives for a second), and a
+    /// connection whose deadline moved earlier leaves the later one: at tens of thousands of
+    /// short connections a second the heap would hold tens of thousands of dead entries,
+    /// each pop a walk through cold memory. At most one entry per connection is live, so
+    /// rebuilding at twice that (plus slack) costs O(1) per push, amortized.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= TIMER_SLACK + 2 * self.table.len() {
+            return;
+        }
+        let slots = &self.slots;
+        self.timers
+            .retain(|&Reverse((at, id, generation))| timer_is_live(slots, at, id, generation));
     }
 
     /// When `poll` must be called next, if nothing arrives before.
@@ -862,6 +889,21 @@ impl Endpoint {
         let id = *self.table.get(quad)?;
         self.slots.get(id)?.entry.as_ref()
     }
+}
+
+/// Whether the timer-heap entry `(at, id, generation)` is the deadline its connection is
+/// waiting for: the connection still exists (same generation) and `at` is its `scheduled`.
+/// Every other entry is redundant: `service` runs after every change to a connection and
+/// pushes its deadline whenever that is earlier than `scheduled`, so a connection never needs
+/// a wake-up other than at `scheduled`.
+fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> bool {
+    slots.get(id).is_some_and(|slot| {
+        slot.generation == generation
+            && slot
+                .entry
+                .as_ref()
+                .is_some_and(|entry| entry.scheduled == Some(at))
+    })
 }
 
 /// The live entry in slot `id`, if any. A free function over the slots (not a method) so that

@@ -461,4 +461,85 @@ fn challenge_acks_are_rate_limited_but_duplicate_data_acks_are_not() {
     assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
 }
 
+/// One connect-and-close from `src_port` to echo, as `bench-client connrate` makes them: SYN,
+/// ACK, FIN; our FIN,ACK; the last ACK. The connection is reaped at the end.
+fn connect_and_close(net: &mut Net, src_port: u16) {
+    let from = TcpSegment {
+        src_port,
+        ..FROM_PEER
+    };
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..from
+    });
+    assert_eq!(out.len(), 1);
+    let iss = out[0].seq;
+    let established = TcpSegment {
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..from
+    };
+    assert!(net.send(&established).is_empty());
+    let out = net.send(&TcpSegment {
+        flags: Flags::ACK | Flags::FIN,
+        ..established
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::ACK | Flags::FIN);
+    let out = net.send(&TcpSegment {
+        seq: PEER_ISN.add(2),
+        ack: iss.add(2),
+        flags: Flags::ACK,
+        ..from
+    });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn a_reaped_connection_leaves_no_deadline_behind() {
+    let mut net = Net::v4();
+    connect_and_close(&mut net, 40000);
+    assert_eq!(net.ep.connection_count(), 0);
+    // Its SYN,ACK and FIN retransmission timers went with it: nothing to wake up for.
+    assert_eq!(net.ep.poll_timeout(), None);
+}
+
+#[test]
+fn many_short_connections_keep_the_timer_heap_small() {
+    let mut net = Net::v4();
+    let mut largest = 0;
+    for i in 0..5_000u16 {
+        net.now += Duration::from_micros(20);
+        connect_and_close(&mut net, 10_000 + i);
+        largest = largest.max(net.ep.timers.len());
+    }
+    assert_eq!(net.ep.connection_count(), 0);
+    // Each connection is gone within a second, well before its timers would have fired.
+    assert!(largest <= TIMER_SLACK + 2, "{largest} timer entries");
+}
+
+#[test]
+fn a_fired_timer_leaves_no_stale_deadline_behind() {
+    let mut net = Net::v4();
+    let iss = net.connect(80);
+    // The SYN,ACK's retransmission deadline is superseded once the handshake completes; a
+    // partial request then arms the delayed ACK.
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"GET / HT",
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    let out = net.advance();
+    assert_eq!(out.len(), 1, "the delayed ACK");
+    assert_eq!(out[0].ack, PEER_ISN.add(9));
+    // Nothing is in flight and keep-alive is off: the connection has no deadline, and the
+    // endpoint does not wake for the superseded one.
+    assert_eq!(net.ep.poll_timeout(), None);
+}
+
 mod hardening;

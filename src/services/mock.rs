@@ -17,6 +17,8 @@ pub struct MockSocket {
     pub capacity: usize,
     pub closes: usize,
     pub aborts: usize,
+    /// How many times the service called [`Socket::recv`].
+    pub recvs: usize,
     pub info: ConnInfo,
     /// What [`Socket::ladder`] returns.
     pub ladder: String,
@@ -31,6 +33,7 @@ impl MockSocket {
             capacity: 64 * 1024,
             closes: 0,
             aborts: 0,
+            recvs: 0,
             info: ConnInfo {
                 quad: Quad {
                     local: "198.18.0.2:80".parse().unwrap(),
@@ -84,6 +87,7 @@ impl MockSocket {
 
 impl Socket for MockSocket {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.recvs += 1;
         let n = buf.len().min(self.rx.len());
         for (dst, src) in buf.iter_mut().zip(self.rx.drain(..n)) {
             *dst = src;

@@ -158,6 +158,10 @@ const COPY_BUF: usize = 4096;
 
 /// Read and drop everything the socket has received; returns how many bytes that was.
 fn drain(sock: &mut dyn Socket) -> usize {
+    // Most polls find nothing to read (a handshake's ACK, a FIN): skip zeroing the buffer.
+    if sock.recv_queue() == 0 {
+        return 0;
+    }
     let mut buf = [0u8; COPY_BUF];
     let mut total = 0;
     loop {
@@ -189,5 +193,16 @@ mod tests {
             assert_eq!(App::new(kind).kind(), Some(kind));
         }
         assert!("gopher".parse::<ServiceKind>().is_err());
+    }
+
+    #[test]
+    fn drain_reads_everything_and_skips_an_empty_socket() {
+        let mut sock = mock::MockSocket::new();
+        // A handshake's ACK or a bare FIN leaves nothing to read: no recv, no buffer.
+        assert_eq!(drain(&mut sock), 0);
+        assert_eq!(sock.recvs, 0);
+        sock.push(&[7; 3 * COPY_BUF + 5]);
+        assert_eq!(drain(&mut sock), 3 * COPY_BUF + 5);
+        assert_eq!(sock.recv_queue(), 0);
     }
 }
