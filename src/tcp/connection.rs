@@ -442,13 +442,15 @@ impl Connection {
     /// segmentation offload (`Config::gso_max`) a whole number of MSS-sized segments, once
     /// the connection is a bulk transfer: more than [`GSO_AFTER`] bytes acknowledged, and a
     /// peer that has offered a window of at least [`GSO_MIN_WINDOW`] (room for several
-    /// super-segments). Like Linux's TSO autosizing, short exchanges and small windows keep
-    /// wire-sized segments, so a capture of a handshake, a small reply or a window-limited
-    /// peer shows each segment as the peer receives it.
+    /// super-segments) and takes full-sized segments of our link (its MSS is not below
+    /// ours). Like Linux's TSO autosizing, short exchanges and small windows keep wire-sized
+    /// segments, so a capture of a handshake, a small reply, a window-limited peer or one
+    /// that clamped its MSS shows each segment as the peer receives it.
     pub(super) fn gso_limit(&self, mss: u32) -> u32 {
         if self.cfg.gso_max < 2 * mss
             || self.snd.una.distance_from(self.snd.iss) < GSO_AFTER
             || self.snd.max_wnd < GSO_MIN_WINDOW
+            || self.send_mss < self.local_mss
         {
             return mss;
         }

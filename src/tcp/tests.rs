@@ -1395,8 +1395,8 @@ mod properties;
 /// wire-sized segments before.
 #[test]
 fn super_segments_come_after_64_kib_and_hold_whole_segments() {
-    let mut h = super_segment_sender(4);
-    let mss = 1400;
+    let mut h = super_segment_sender(4, MSS);
+    let mss = usize::from(MSS);
     let data = vec![5u8; 600_000];
     assert_eq!(h.conn.send(&data), data.len());
     let (acked, supers) = send_all_acking(&mut h, data.len(), 256_000, |acked, len| {
@@ -1415,12 +1415,12 @@ fn super_segments_come_after_64_kib_and_hold_whole_segments() {
 /// wire-sized segments, offload or not.
 #[test]
 fn a_small_window_peer_gets_no_super_segments() {
-    let mut h = super_segment_sender(0);
+    let mut h = super_segment_sender(0, MSS);
     let data = vec![5u8; 300_000];
     assert_eq!(h.conn.send(&data), data.len());
     let (acked, supers) = send_all_acking(&mut h, data.len(), 64000, |_, len| {
         assert!(
-            len <= 1400,
+            len <= usize::from(MSS),
             "a segment of {len} bytes to a 64000-byte window"
         );
     });
@@ -1428,9 +1428,23 @@ fn a_small_window_peer_gets_no_super_segments() {
     assert_eq!(supers, 0);
 }
 
+/// A peer that asked for segments smaller than our own MSS (a clamped MSS, TCP_MAXSEG) gets
+/// them one by one, as it asked, even with a large window.
+#[test]
+fn a_peer_with_a_smaller_mss_gets_no_super_segments() {
+    let mut h = super_segment_sender(4, 1400);
+    let data = vec![5u8; 600_000];
+    assert_eq!(h.conn.send(&data), data.len());
+    let (acked, supers) = send_all_acking(&mut h, data.len(), 256_000, |_, len| {
+        assert!(len <= 1400, "a segment of {len} bytes to MSS 1400");
+    });
+    assert_eq!(acked, data.len());
+    assert_eq!(supers, 0);
+}
+
 /// An established connection with segmentation offload, a 1 MiB send buffer, and the peer's
-/// window scale `shift` from its SYN.
-fn super_segment_sender(shift: u8) -> Harness {
+/// window scale `shift` and MSS `peer_mss` from its SYN (ours is `MSS`).
+fn super_segment_sender(shift: u8, peer_mss: u16) -> Harness {
     let cfg = Config {
         gso_max: 65535 - 20 - 60,
         send_buffer: 1 << 20,
@@ -1439,7 +1453,7 @@ fn super_segment_sender(shift: u8) -> Harness {
     let now = Instant::from_millis(10_000);
     let syn = TcpSegment {
         options: TcpOptions {
-            mss: Some(1400),
+            mss: Some(peer_mss),
             window_scale: (shift > 0).then_some(shift),
             ..TcpOptions::EMPTY
         },
@@ -1455,14 +1469,14 @@ fn super_segment_sender(shift: u8) -> Harness {
 
 /// Send until `total` bytes are acknowledged, ACKing each batch at once with `window` bytes
 /// of window; `check(acked_before, len)` sees every segment. Returns the bytes acknowledged
-/// and the number of super-segments (segments above 1400 bytes).
+/// and the number of super-segments (segments above the effective MSS).
 fn send_all_acking(
     h: &mut Harness,
     total: usize,
     window: u32,
     mut check: impl FnMut(usize, usize),
 ) -> (usize, usize) {
-    let mss = 1400;
+    let mss = usize::from(h.conn.segment_size());
     let shift = u32::from(h.conn.opts.snd_shift);
     let mut acked = 0usize;
     let mut supers = 0;
