@@ -245,3 +245,27 @@ def test_no_offload_keeps_every_packet_wire_sized(synack, tmp_path):
         # Give tcpdump a moment to write anything it saw; none is expected.
         pkts = cap.wait_for(lambda pkts: len(pkts) > 0, timeout=1)
     assert pkts == [], f"{len(pkts)} packets above the MTU"
+
+
+def test_a_clamped_mss_gets_wire_sized_segments_even_in_bulk(synack, tmp_path):
+    """A client that clamps its MSS (TCP_MAXSEG 1000) gets no segment above it from synack,
+    through an 8 MiB download: no super-segment either."""
+    total = 8 << 20
+    with Capture(tmp_path / "big.pcap", bpf=f"tcp and src host {SYNACK4} and greater 1053") as cap:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
+        s.settimeout(30)
+        s.connect((SYNACK4, 80))
+        s.sendall(f"GET /bytes/{total} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        got = bytearray()
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += b
+        s.close()
+        body = bytes(got).split(b"\r\n\r\n", 1)[1]
+        assert body == pattern_prefix(total)
+        pkts = cap.wait_for(lambda pkts: len(pkts) > 0, timeout=1)
+    # IPv4 20 + TCP 20 + timestamps 12 + 1000 bytes of payload = 1052.
+    assert pkts == [], f"{len(pkts)} segments above the clamped MSS"
