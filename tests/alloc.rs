@@ -259,5 +259,6 @@ fn sending_super_segments_allocates_nothing_per_packet() {
     assert!(supers_before > 0, "super-segments after the warm-up");
     let allocations = measure(|| acked(&mut rig, 5_000));
     assert!(rig.tx.supers - supers_before >= 5_000);
+    assert_eq!(rig.ep.stats().super_segments_out, rig.tx.supers);
     assert_eq!(allocations, 0, "allocations while sending super-segments");
 }

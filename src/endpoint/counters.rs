@@ -27,10 +27,14 @@ macro_rules! counters {
 }
 
 counters! {
-    /// TCP segments received (valid, addressed to us).
+    /// TCP segments received (valid, addressed to us) and sent, as on the wire: a
+    /// super-segment counts as the segments it stands for (as Linux's TcpInSegs/TcpOutSegs).
     segments_in,
-    /// TCP segments sent.
     segments_out,
+    /// Super-segments received from and sent to the kernel (segmentation offload): packets
+    /// carrying more than one MSS of payload.
+    super_segments_in,
+    super_segments_out,
     /// Connections that reached SYN-RECEIVED from LISTEN.
     passive_opens,
     /// Connections we opened (SYN-SENT), and those that never got established (refused or

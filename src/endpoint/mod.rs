@@ -312,7 +312,21 @@ impl Endpoint {
         seg: &TcpSegment<'_>,
         tx: &mut dyn Transmit,
     ) {
-        self.counters.segments_in += 1;
+        // A super-segment (the kernel's GSO through the TUN's offload) counts as the
+        // full-sized segments it stands for.
+        let mss = if src.is_ipv6() {
+            self.mss_v6
+        } else {
+            self.mss_v4
+        };
+        let size = usize::from(mss)
+            .saturating_sub(seg.options.wire_len())
+            .max(1);
+        let segments = seg.payload.len().div_ceil(size).max(1) as u64;
+        self.counters.segments_in += segments;
+        if segments > 1 {
+            self.counters.super_segments_in += 1;
+        }
         self.counters.bytes_in += seg.payload.len() as u64;
         if seg.flags.rst() {
             self.counters.rst_in += 1;
@@ -667,7 +681,10 @@ impl Endpoint {
                 }
                 let packet = buf.get(..n).unwrap_or(&[]);
                 match gso {
-                    Some(gso) => tx.transmit_gso(packet, gso),
+                    Some(gso) => {
+                        counters.super_segments_out += 1;
+                        tx.transmit_gso(packet, gso);
+                    }
                     None => tx.transmit(packet),
                 }
             }

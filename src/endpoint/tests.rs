@@ -543,3 +543,36 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
 }
 
 mod hardening;
+
+/// A super-segment from the kernel (GSO through the TUN's offload) is taken whole, ACKed at
+/// once and counted as the segments it stands for; echo sends it back as wire-sized segments
+/// (this endpoint has no offload).
+#[test]
+fn a_super_segment_is_counted_as_its_segments_and_echoed() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    let data: Vec<u8> = (0..10 * 1460u32).map(|i| (i % 253) as u8).collect();
+    let mut buf = vec![0; 20_000];
+    let seg = TcpSegment {
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: &data,
+        ..FROM_PEER
+    };
+    let n = wire::emit_tcp(&mut buf, net.peer, net.us, &seg).unwrap();
+    let before = net.ep.stats().segments_in;
+    let out = net.raw(&buf[..n]);
+    assert_eq!(net.ep.stats().segments_in - before, 10);
+    assert_eq!(net.ep.stats().super_segments_in, 1);
+    assert_eq!(net.ep.stats().super_segments_out, 0);
+    let end = PEER_ISN.add(1 + data.len() as u32);
+    assert!(
+        out.iter().all(|o| o.ack == end),
+        "ACKed at once, by every segment"
+    );
+    assert!(out.iter().all(|o| o.payload.len() <= 1460));
+    let echoed: Vec<u8> = out.iter().flat_map(|o| o.payload.clone()).collect();
+    assert_eq!(echoed, data[..echoed.len()]);
+    assert!(!echoed.is_empty());
+}
