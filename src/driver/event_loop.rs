@@ -20,8 +20,9 @@ const CONTROL: Token = Token(2);
 /// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
 /// flood); the rest are read on the next turn without waiting.
 const BATCH: usize = 256;
-/// Larger than any packet a TUN can deliver (a GSO super-segment included).
-const BUF_LEN: usize = 65536;
+/// Larger than any packet a TUN can deliver: an IPv6 packet's payload alone may be 65535
+/// bytes, and a GSO super-segment is at most 64 KiB (the TUN's `gso_max_size`).
+const BUF_LEN: usize = 65536 + 256;
 
 /// What the loop needs from a packet device. [`crate::device::Tun`] is the real one.
 pub trait Device: AsRawFd {
