@@ -34,12 +34,20 @@ const VNET_GSO_TCPV6: u8 = 4;
 /// (`src/wire/gso.rs`). This is how wireguard-go and gVisor move bulk data through a TUN: the
 /// per-packet cost of a `read`/`write` is paid once per 64 KiB instead of once per MSS.
 pub struct Tun {
-    file: File,
+    handle: Handle,
     name: String,
     /// Packets carry a virtio-net header.
     vnet_hdr: bool,
     /// TUNSETOFFLOAD accepted checksum and TCP segmentation offload.
     offloads: bool,
+}
+
+/// Who holds the TUN's file descriptor.
+enum Handle {
+    /// A plain TUN, opened by the `tun-tap` crate (offload off).
+    TunTap(tun_tap::Iface),
+    /// A TUN with virtio-net headers, opened here: `tun-tap` cannot ask for `IFF_VNET_HDR`.
+    Vnet(File),
 }
 
 impl Tun {
@@ -67,7 +75,17 @@ impl Tun {
                 iface: name.to_owned(),
             });
         }
-        let mut tun = create(name, offload).map_err(|e| {
+        let created = if offload {
+            create_vnet(name)
+        } else {
+            tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tun).map(|iface| Tun {
+                name: iface.name().to_owned(),
+                handle: Handle::TunTap(iface),
+                vnet_hdr: false,
+                offloads: false,
+            })
+        };
+        let mut tun = created.map_err(|e| {
             match e.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => SetupError::TunCreateDenied {
                     iface: name.to_owned(),
@@ -89,14 +107,14 @@ impl Tun {
             // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open.
             let rc = unsafe {
                 libc::ioctl(
-                    tun.file.as_raw_fd(),
+                    tun.as_raw_fd(),
                     libc::TUNSETOFFLOAD,
                     libc::c_ulong::from(features),
                 )
             };
             tun.offloads = rc == 0;
         }
-        set_non_blocking(&tun.file).map_err(|source| SetupError::Io {
+        set_non_blocking(tun.as_raw_fd()).map_err(|source| SetupError::Io {
             what: "cannot make the TUN device non-blocking",
             source,
         })?;
@@ -117,11 +135,12 @@ impl Tun {
     /// Read one IP packet into `buf`: its length, and what the kernel said about its
     /// checksum. `WouldBlock` when none is queued.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
-        if !self.vnet_hdr {
-            return read(&self.file, buf).map(|n| (n, RxMeta::default()));
-        }
+        let fd = match &self.handle {
+            Handle::TunTap(iface) => return iface.recv(buf).map(|n| (n, RxMeta::default())),
+            Handle::Vnet(file) => file.as_raw_fd(),
+        };
         let mut hdr = [0u8; VNET_HDR_LEN];
-        let n = readv(&self.file, &mut hdr, buf)?;
+        let n = readv(fd, &mut hdr, buf)?;
         // A read shorter than the header carries no packet: an empty one, dropped as malformed.
         let len = n.saturating_sub(VNET_HDR_LEN);
         let trusted = n >= VNET_HDR_LEN && hdr[0] & (VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID) != 0;
@@ -135,11 +154,11 @@ impl Tun {
 
     /// Write one IP packet; `WouldBlock` (or ENOBUFS) when the kernel cannot take it now.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        if !self.vnet_hdr {
-            return write(&self.file, &[], packet);
+        match &self.handle {
+            Handle::TunTap(iface) => iface.send(packet),
+            // No flags, no GSO: a complete packet with its checksum.
+            Handle::Vnet(file) => write(file.as_raw_fd(), &[0u8; VNET_HDR_LEN], packet),
         }
-        // No flags, no GSO: a complete packet with its checksum.
-        write(&self.file, &[0u8; VNET_HDR_LEN], packet)
     }
 
     /// Write one TCP super-segment, which the kernel splits (or takes whole) as `gso` says.
@@ -159,7 +178,7 @@ impl Tun {
         hdr[4..6].copy_from_slice(&gso.segment_size.to_ne_bytes());
         hdr[6..8].copy_from_slice(&gso.csum_start.to_ne_bytes());
         hdr[8..10].copy_from_slice(&Gso::CSUM_OFFSET.to_ne_bytes());
-        write(&self.file, &hdr, packet)
+        write(self.as_raw_fd(), &hdr, packet)
     }
 
     /// Set the MTU, assign every host address (IPv6 without duplicate address detection, so
@@ -192,13 +211,15 @@ impl Tun {
 
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        match &self.handle {
+            Handle::TunTap(iface) => iface.as_raw_fd(),
+            Handle::Vnet(file) => file.as_raw_fd(),
+        }
     }
 }
 
-/// TUNSETIFF: create the TUN `name` (IFF_TUN, no packet-info header, with `IFF_VNET_HDR` if
-/// `vnet_hdr`).
-fn create(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
+/// TUNSETIFF: create the TUN `name` with `IFF_TUN | IFF_NO_PI | IFF_VNET_HDR`.
+fn create_vnet(name: &str) -> io::Result<Tun> {
     let file = OpenOptions::new().read(true).write(true).open(TUN_PATH)?;
     // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -208,11 +229,8 @@ fn create(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
         *dst = *src as libc::c_char;
     }
-    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
-    if vnet_hdr {
-        flags |= libc::IFF_VNET_HDR;
-    }
-    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes the `ifreq` we pass, which outlives the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
         return Err(io::Error::last_os_error());
@@ -224,15 +242,14 @@ fn create(name: &str, vnet_hdr: bool) -> io::Result<Tun> {
         .map(|&c| char::from(c as u8))
         .collect();
     Ok(Tun {
-        file,
+        handle: Handle::Vnet(file),
         name,
-        vnet_hdr,
+        vnet_hdr: true,
         offloads: false,
     })
 }
 
-fn set_non_blocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
+fn set_non_blocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL on an open fd.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
@@ -241,14 +258,8 @@ fn set_non_blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-fn read(file: &File, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
 /// One packet in two parts: the virtio-net header, then the IP packet (one syscall, no copy).
-fn readv(file: &File, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+fn readv(fd: RawFd, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
     let iov = [
         libc::iovec {
             iov_base: hdr.as_mut_ptr().cast(),
@@ -260,12 +271,12 @@ fn readv(file: &File, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
         },
     ];
     // SAFETY: both buffers are valid for writes of their lengths and outlive the call.
-    let n = unsafe { libc::readv(file.as_raw_fd(), iov.as_ptr(), 2) };
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Write `hdr` (possibly empty) and `packet` as one packet.
-fn write(file: &File, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
+/// Write `hdr` and `packet` as one packet (one syscall, no copy).
+fn write(fd: RawFd, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
     let iov = [
         libc::iovec {
             iov_base: hdr.as_ptr().cast_mut().cast(),
@@ -276,14 +287,9 @@ fn write(file: &File, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
             iov_len: packet.len(),
         },
     ];
-    let (ptr, count) = if hdr.is_empty() {
-        (iov[1..].as_ptr(), 1)
-    } else {
-        (iov.as_ptr(), 2)
-    };
     // SAFETY: the buffers are valid for reads of their lengths and outlive the call; the
     // kernel does not write through `iov_base` for writev.
-    let n = unsafe { libc::writev(file.as_raw_fd(), ptr, count) };
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 

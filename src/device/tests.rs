@@ -67,15 +67,18 @@ fn configured_tun_has_both_addresses_usable_mtu_and_is_up() {
 
 #[test]
 fn taken_name_is_reported_as_taken() {
-    let Some(result) = in_private_netns(|| {
-        ip(&["tuntap", "add", "dev", "synack0", "mode", "tun"]);
-        Tun::open("synack0", true).map(|_| ())
-    }) else {
-        return;
-    };
-    match result {
-        Err(SetupError::NameTaken { iface }) => assert_eq!(iface, "synack0"),
-        other => panic!("expected NameTaken, got {other:?}"),
+    // With offload (our TUNSETIFF) and without (tun-tap's).
+    for offload in [true, false] {
+        let Some(result) = in_private_netns(move || {
+            ip(&["tuntap", "add", "dev", "synack0", "mode", "tun"]);
+            Tun::open("synack0", offload).map(|_| ())
+        }) else {
+            return;
+        };
+        match result {
+            Err(SetupError::NameTaken { iface }) => assert_eq!(iface, "synack0"),
+            other => panic!("expected NameTaken, got {other:?}"),
+        }
     }
 }
 
