@@ -36,8 +36,6 @@ const VNET_GSO_TCPV6: u8 = 4;
 pub struct Tun {
     handle: Handle,
     name: String,
-    /// Packets carry a virtio-net header.
-    vnet_hdr: bool,
     /// TUNSETOFFLOAD accepted checksum and TCP segmentation offload.
     offloads: bool,
 }
@@ -46,7 +44,8 @@ pub struct Tun {
 enum Handle {
     /// A plain TUN, opened by the `tun-tap` crate (offload off).
     TunTap(tun_tap::Iface),
-    /// A TUN with virtio-net headers, opened here: `tun-tap` cannot ask for `IFF_VNET_HDR`.
+    /// A TUN whose packets carry a virtio-net header, opened here: `tun-tap` cannot ask for
+    /// `IFF_VNET_HDR`.
     Vnet(File),
 }
 
@@ -81,7 +80,6 @@ impl Tun {
             tun_tap::Iface::without_packet_info(name, tun_tap::Mode::Tun).map(|iface| Tun {
                 name: iface.name().to_owned(),
                 handle: Handle::TunTap(iface),
-                vnet_hdr: false,
                 offloads: false,
             })
         };
@@ -102,7 +100,7 @@ impl Tun {
                 },
             }
         })?;
-        if tun.vnet_hdr {
+        if matches!(tun.handle, Handle::Vnet(_)) {
             let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
             // SAFETY: TUNSETOFFLOAD takes its argument by value; the fd is open.
             let rc = unsafe {
@@ -244,7 +242,6 @@ fn create_vnet(name: &str) -> io::Result<Tun> {
     Ok(Tun {
         handle: Handle::Vnet(file),
         name,
-        vnet_hdr: true,
         offloads: false,
     })
 }

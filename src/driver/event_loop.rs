@@ -127,9 +127,10 @@ struct DeviceTx<'a, D> {
     capture: &'a mut Capture,
 }
 
-impl<D: Device> Transmit for DeviceTx<'_, D> {
-    fn transmit(&mut self, packet: &[u8]) {
-        match self.dev.send(packet) {
+impl<D> DeviceTx<'_, D> {
+    /// Count and capture what the device took; count and log what it refused.
+    fn sent(&mut self, result: io::Result<usize>, packet: &[u8]) {
+        match result {
             Ok(_) => {
                 self.stats.packets_written += 1;
                 self.capture.packet(packet);
@@ -140,22 +141,22 @@ impl<D: Device> Transmit for DeviceTx<'_, D> {
             }
         }
     }
+}
+
+impl<D: Device> Transmit for DeviceTx<'_, D> {
+    fn transmit(&mut self, packet: &[u8]) {
+        let result = self.dev.send(packet);
+        self.sent(result, packet);
+    }
 
     fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
         match self.dev.send_gso(packet, gso) {
-            Ok(_) => {
-                self.stats.packets_written += 1;
-                self.capture.packet(packet);
-            }
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 // Not configured so (the endpoint sends super-segments only when the device
                 // offloads); split in software rather than lose the data.
                 let _ = crate::wire::gso::split(packet, gso, &mut |p| self.transmit(p));
             }
-            Err(e) => {
-                self.stats.packets_dropped += 1;
-                debug!(len = packet.len(), error = %e, "device refused a super-segment; dropped");
-            }
+            result => self.sent(result, packet),
         }
     }
 }

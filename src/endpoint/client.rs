@@ -168,12 +168,7 @@ impl Endpoint {
             .free_quad(local_ip, remote)
             .ok_or(ConnectError::NoPort)?;
         let iss = self.isn.isn(now, &quad);
-        let mss = if quad.local.is_ipv4() {
-            self.mss_v4
-        } else {
-            self.mss_v6
-        };
-        let conn = Connection::connect(now, quad, iss, mss, &self.tcp);
+        let conn = Connection::connect(now, quad, iss, self.local_mss(&quad), &self.tcp);
         self.counters.active_opens += 1;
         let id = self.insert(quad, Entry::new(conn, App::Client(Client::new(data))));
         self.mark_dirty(id);

@@ -185,9 +185,11 @@ impl Endpoint {
             mss_v6,
             time_wait: config.time_wait,
             cc: config.cc,
-            // The largest payload whose packet fits an IP length field with a full TCP
-            // header: 65535 − 20 (IPv4) − 60.
-            gso_max: if config.gso { 65535 - 20 - 60 } else { 0 },
+            gso_max: if config.gso {
+                wire::gso::MAX_PAYLOAD
+            } else {
+                0
+            },
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -312,18 +314,15 @@ impl Endpoint {
         seg: &TcpSegment<'_>,
         tx: &mut dyn Transmit,
     ) {
+        let quad = Quad {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(src, seg.src_port),
+        };
         // A super-segment (the kernel's GSO through the TUN's offload) counts as the
         // full-sized segments it stands for.
-        let mss = if src.is_ipv6() {
-            self.mss_v6
-        } else {
-            self.mss_v4
-        };
-        let size = usize::from(mss)
-            .saturating_sub(seg.options.wire_len())
-            .max(1);
-        let segments = seg.payload.len().div_ceil(size).max(1) as u64;
-        self.counters.segments_in += segments;
+        let size = usize::from(self.local_mss(&quad)).saturating_sub(seg.options.wire_len());
+        let segments = wire::gso::segment_count(seg.payload.len(), size);
+        self.counters.segments_in += segments as u64;
         if segments > 1 {
             self.counters.super_segments_in += 1;
         }
@@ -331,10 +330,6 @@ impl Endpoint {
         if seg.flags.rst() {
             self.counters.rst_in += 1;
         }
-        let quad = Quad {
-            local: SocketAddr::new(dst, seg.dst_port),
-            remote: SocketAddr::new(src, seg.src_port),
-        };
         let mut iss_floor = None;
         if let Some(&id) = self.table.get(&quad)
             && let Some(entry) = entry_mut(&mut self.slots, id)
@@ -650,7 +645,7 @@ impl Endpoint {
             local,
             remote,
             rst,
-            u16::MAX,
+            u16::MAX, // a RST carries no payload: never a super-segment
             tx,
         );
     }
@@ -674,7 +669,7 @@ impl Endpoint {
         };
         match result {
             Ok((n, gso)) => {
-                counters.segments_out += seg.payload.len().div_ceil(size).max(1) as u64;
+                counters.segments_out += wire::gso::segment_count(seg.payload.len(), size) as u64;
                 counters.bytes_out += seg.payload.len() as u64;
                 if seg.flags.rst() {
                     counters.rst_out += 1;

@@ -75,7 +75,7 @@ impl Net {
     }
 
     fn send(&mut self, seg: &TcpSegment<'_>) -> Vec<Out> {
-        let mut buf = vec![0; 2000];
+        let mut buf = vec![0; 65536];
         let n = wire::emit_tcp(&mut buf, self.peer, self.us, seg).unwrap();
         self.raw(&buf[..n])
     }
@@ -108,6 +108,22 @@ impl Net {
             seq: PEER_ISN.add(1),
             ack: iss.add(1),
             flags: Flags::ACK,
+            ..FROM_PEER
+        });
+        assert!(out.is_empty());
+        iss
+    }
+
+    /// Connect to the HTTP service and send the start of a request, which waits for the
+    /// rest (so only a delayed ACK is due); returns our ISS.
+    fn partial_request(&mut self) -> SeqNum {
+        let iss = self.connect(80);
+        let out = self.send(&TcpSegment {
+            dst_port: 80,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK,
+            payload: b"GET / HT",
             ..FROM_PEER
         });
         assert!(out.is_empty());
@@ -408,17 +424,8 @@ fn shutdown_closes_open_connections_with_fin_and_refuses_new_ones() {
 #[test]
 fn no_due_ack_waits_for_the_next_packet() {
     let mut net = Net::v4();
-    let iss = net.connect(80);
     // A partial request: the delayed ACK must come from the endpoint's own deadline.
-    let out = net.send(&TcpSegment {
-        dst_port: 80,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        payload: b"GET / HT",
-        ..FROM_PEER
-    });
-    assert!(out.is_empty());
+    net.partial_request();
     let at = net.ep.poll_timeout().expect("the delayed ACK is scheduled");
     assert!(at - net.now <= Duration::from_millis(200));
     let out = net.advance();
@@ -522,18 +529,9 @@ fn many_short_connections_keep_the_timer_heap_small() {
 #[test]
 fn a_fired_timer_leaves_no_stale_deadline_behind() {
     let mut net = Net::v4();
-    let iss = net.connect(80);
     // The SYN,ACK's retransmission deadline is superseded once the handshake completes; a
     // partial request then arms the delayed ACK.
-    let out = net.send(&TcpSegment {
-        dst_port: 80,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        payload: b"GET / HT",
-        ..FROM_PEER
-    });
-    assert!(out.is_empty());
+    net.partial_request();
     let out = net.advance();
     assert_eq!(out.len(), 1, "the delayed ACK");
     assert_eq!(out[0].ack, PEER_ISN.add(9));
@@ -552,17 +550,14 @@ fn a_super_segment_is_counted_as_its_segments_and_echoed() {
     let mut net = Net::v4();
     let iss = net.connect(7);
     let data: Vec<u8> = (0..10 * 1460u32).map(|i| (i % 253) as u8).collect();
-    let mut buf = vec![0; 20_000];
-    let seg = TcpSegment {
+    let before = net.ep.stats().segments_in;
+    let out = net.send(&TcpSegment {
         seq: PEER_ISN.add(1),
         ack: iss.add(1),
         flags: Flags::ACK,
         payload: &data,
         ..FROM_PEER
-    };
-    let n = wire::emit_tcp(&mut buf, net.peer, net.us, &seg).unwrap();
-    let before = net.ep.stats().segments_in;
-    let out = net.raw(&buf[..n]);
+    });
     assert_eq!(net.ep.stats().segments_in - before, 10);
     assert_eq!(net.ep.stats().super_segments_in, 1);
     assert_eq!(net.ep.stats().super_segments_out, 0);

@@ -1446,7 +1446,7 @@ fn a_peer_with_a_smaller_mss_gets_no_super_segments() {
 /// window scale `shift` and MSS `peer_mss` from its SYN (ours is `MSS`).
 fn super_segment_sender(shift: u8, peer_mss: u16) -> Harness {
     let cfg = Config {
-        gso_max: 65535 - 20 - 60,
+        gso_max: crate::wire::gso::MAX_PAYLOAD,
         send_buffer: 1 << 20,
         ..Config::default()
     };
@@ -1493,7 +1493,7 @@ fn send_all_acking(
                 supers += 1;
                 let tail = s.seq.add(len as u32) == ISS.add(1 + total as u32);
                 assert!(len % mss == 0 || tail, "a super-segment of {len} bytes");
-                assert!(len <= 65535 - 20 - 60);
+                assert!(len <= crate::wire::gso::MAX_PAYLOAD as usize);
             }
             end = s.seq.add(len as u32);
         }

@@ -37,6 +37,16 @@ impl Gso {
     pub const CSUM_OFFSET: u16 = 16;
 }
 
+/// The most payload one super-segment may carry: what fits an IPv4 total length (65535) with
+/// a 20-byte IPv4 header and a full 60-byte TCP header (an IPv6 payload length leaves more).
+pub const MAX_PAYLOAD: u32 = 65535 - 20 - 60;
+
+/// How many wire segments of `size` payload bytes a segment of `len` payload bytes stands
+/// for: one for anything up to `size` (an empty segment included), more for a super-segment.
+pub fn segment_count(len: usize, size: usize) -> usize {
+    len.div_ceil(size.max(1)).max(1)
+}
+
 /// Write `seg` as a super-segment of `segment_size`-byte segments into `buf`: headers as
 /// [`super::emit_tcp`] writes them (lengths covering the whole payload), and the TCP checksum
 /// field holding only the pseudo-header sum, which the device completes per segment.
@@ -81,7 +91,7 @@ pub fn segment(
     let seq0 = be_u32(tcp_hdr, 4).ok_or(EmitError::BufferTooSmall)?;
     let flags = Flags(*tcp_hdr.get(13).ok_or(EmitError::BufferTooSmall)?);
     let size = usize::from(gso.segment_size.max(1));
-    let count = payload.len().div_ceil(size).max(1);
+    let count = segment_count(payload.len(), size);
     let chunks = payload
         .chunks(size)
         .chain(payload.is_empty().then_some(&[][..]));
