@@ -154,7 +154,7 @@ impl<D: Device> Transmit for DeviceTx<'_, D> {
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 // Not configured so (the endpoint sends super-segments only when the device
                 // offloads); split in software rather than lose the data.
-                let _ = crate::wire::gso::split(packet, gso, &mut |p| self.transmit(p));
+                crate::endpoint::transmit_split(self, packet, gso);
             }
             result => self.sent(result, packet),
         }

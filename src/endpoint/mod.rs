@@ -43,9 +43,15 @@ pub trait Transmit {
     /// here in software, as the kernel would (allocating a scratch buffer: for tests and
     /// simulations, not for the driver, whose device takes super-segments whole).
     fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
-        if wire::gso::split(packet, gso, &mut |p| self.transmit(p)).is_err() {
-            debug!(len = packet.len(), "malformed super-segment not sent");
-        }
+        transmit_split(self, packet, gso);
+    }
+}
+
+/// Split a super-segment in software, as the kernel would, and transmit each segment: the
+/// default `transmit_gso`, and the driver's fallback when its device does not offload.
+pub fn transmit_split<T: Transmit + ?Sized>(tx: &mut T, packet: &[u8], gso: Gso) {
+    if wire::gso::split(packet, gso, &mut |p| tx.transmit(p)).is_err() {
+        debug!(len = packet.len(), "malformed super-segment not sent");
     }
 }
 
@@ -645,32 +651,37 @@ impl Endpoint {
             local,
             remote,
             rst,
-            u16::MAX, // a RST carries no payload: never a super-segment
+            None,
             tx,
         );
     }
 
-    /// Build `seg` and send it: as one packet, or as a super-segment of `segment_size`-byte
-    /// segments when its payload is larger than that (segmentation offload).
+    /// Build `seg` and send it: as one packet, or, given a `segment_size` its payload
+    /// exceeds, as a super-segment of `segment_size`-byte segments (segmentation offload).
+    /// Reply RSTs pass `None`: they are always one packet.
     fn emit(
         buf: &mut [u8],
         counters: &mut Counters,
         local: IpAddr,
         remote: IpAddr,
         seg: &TcpSegment<'_>,
-        segment_size: u16,
+        segment_size: Option<u16>,
         tx: &mut dyn Transmit,
     ) {
-        let size = usize::from(segment_size.max(1));
-        let result = if seg.payload.len() > size {
-            wire::emit_tcp_gso(buf, local, remote, seg, segment_size).map(|(n, gso)| (n, Some(gso)))
-        } else {
-            wire::emit_tcp(buf, local, remote, seg).map(|n| (n, None))
+        let len = seg.payload.len();
+        let gso_size = segment_size.filter(|&size| size > 0 && len > usize::from(size));
+        let result = match gso_size {
+            Some(size) => {
+                wire::emit_tcp_gso(buf, local, remote, seg, size).map(|(n, gso)| (n, Some(gso)))
+            }
+            None => wire::emit_tcp(buf, local, remote, seg).map(|n| (n, None)),
         };
         match result {
             Ok((n, gso)) => {
-                counters.segments_out += wire::gso::segment_count(seg.payload.len(), size) as u64;
-                counters.bytes_out += seg.payload.len() as u64;
+                let segments =
+                    gso_size.map_or(1, |size| wire::gso::segment_count(len, size.into()));
+                counters.segments_out += segments as u64;
+                counters.bytes_out += len as u64;
                 if seg.flags.rst() {
                     counters.rst_out += 1;
                 }
@@ -770,7 +781,7 @@ impl Endpoint {
         let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
         let segment_size = conn.segment_size();
         conn.poll_transmit(now, &mut |seg| {
-            Self::emit(buf, counters, local, remote, seg, segment_size, tx);
+            Self::emit(buf, counters, local, remote, seg, Some(segment_size), tx);
         });
         self.counters.add_events(&conn.take_events());
         entry.charged = conn.memory();

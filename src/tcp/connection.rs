@@ -97,10 +97,11 @@ pub(super) const MAX_WINDOW_SHIFT: u8 = 14;
 /// Bytes a connection must have had acknowledged before it sends super-segments (see
 /// `Connection::gso_limit`).
 pub(super) const GSO_AFTER: u32 = 64 * 1024;
-/// The smallest window the peer must have offered before super-segments are sent: more than
-/// an unscaled window field can carry (RFC 7323 §2.2), so only a peer that scales its window
-/// and has opened it past 64 KiB gets them. Linux opens its window past 64 KiB within the
-/// first few ACKs of a bulk download; a crafted peer without window scaling never does.
+/// The smallest window the peer must have offered before super-segments are sent: 64 KiB,
+/// more than a 16-bit window field can carry unscaled (RFC 7323 §2.2), so only a peer that
+/// scales its window and has opened it that far gets them. Linux opens its window past 64 KiB
+/// within the first few ACKs of a bulk download; a crafted peer without window scaling never
+/// does.
 pub(super) const GSO_MIN_WINDOW: u32 = 1 << 16;
 
 /// When the next pure ACK is owed.
@@ -444,8 +445,8 @@ impl Connection {
     /// The most new data one emitted segment may carry: the effective MSS, or with
     /// segmentation offload (`Config::gso_max`) a whole number of MSS-sized segments, once
     /// the connection is a bulk transfer: more than [`GSO_AFTER`] bytes acknowledged, and a
-    /// peer that has offered a window of at least [`GSO_MIN_WINDOW`] (more than 64 KiB,
-    /// which needs window scaling) and takes full-sized segments of our link (its MSS is not below
+    /// peer that has offered a window of at least [`GSO_MIN_WINDOW`] (64 KiB, which needs
+    /// window scaling) and takes full-sized segments of our link (its MSS is not below
     /// ours). Like Linux's TSO autosizing, short exchanges and small windows keep wire-sized
     /// segments, so a capture of a handshake, a small reply, a window-limited peer or one
     /// that clamped its MSS shows each segment as the peer receives it.

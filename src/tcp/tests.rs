@@ -1411,38 +1411,38 @@ fn super_segments_come_after_64_kib_and_hold_whole_segments() {
     assert!(supers > 0, "super-segments were sent");
 }
 
-/// A peer whose window never exceeds 64 KiB (a small receiver, a crafted peer without
+/// A peer whose window never reaches 64 KiB (a small receiver, a crafted peer without
 /// window scaling) gets only wire-sized segments, offload or not.
 #[test]
 fn a_small_window_peer_gets_no_super_segments() {
-    let mut h = super_segment_sender(0, MSS);
-    let data = vec![5u8; 300_000];
-    assert_eq!(h.conn.send(&data), data.len());
-    let (acked, supers) = send_all_acking(&mut h, data.len(), 65535, |_, len| {
-        assert!(
-            len <= usize::from(MSS),
-            "a segment of {len} bytes to a 65535-byte window"
-        );
-    });
-    assert_eq!(acked, data.len());
-    assert_eq!(supers, 0);
+    assert_eq!(supers_to_window(0, 65535, usize::from(MSS)), 0);
 }
 
 /// A window just past 64 KiB (where Linux's receive window stands a few ACKs into a bulk
 /// download) is enough for super-segments.
 #[test]
 fn a_window_just_past_64_kib_gets_super_segments() {
-    let mut h = super_segment_sender(4, MSS);
+    assert!(
+        supers_to_window(4, 70_000, 70_000) > 0,
+        "super-segments were sent"
+    );
+}
+
+/// Sends 300,000 bytes with offload to a peer of window scale `shift` that keeps offering
+/// `window`, checking that no segment exceeds `max_len`; returns how many were
+/// super-segments.
+fn supers_to_window(shift: u8, window: u32, max_len: usize) -> usize {
+    let mut h = super_segment_sender(shift, MSS);
     let data = vec![5u8; 300_000];
     assert_eq!(h.conn.send(&data), data.len());
-    let (acked, supers) = send_all_acking(&mut h, data.len(), 70_000, |_, len| {
+    let (acked, supers) = send_all_acking(&mut h, data.len(), window, |_, len| {
         assert!(
-            len <= 70_000,
-            "a segment of {len} bytes to a 70000-byte window"
+            len <= max_len,
+            "a segment of {len} bytes to a {window}-byte window"
         );
     });
     assert_eq!(acked, data.len());
-    assert!(supers > 0, "super-segments were sent");
+    supers
 }
 
 /// A peer that asked for segments smaller than our own MSS (a clamped MSS, TCP_MAXSEG) gets

@@ -16,6 +16,7 @@ there, and assertions on synack's log are not made.
 """
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,12 @@ def synack_binary() -> Path:
             pytrace=False,
         )
     return path
+
+
+def synack_cmd(*args, input=None, timeout=10):
+    """Run a synack subcommand (`stats`, `status`, `connect`, ...) and return its result."""
+    return subprocess.run([str(synack_binary()), *args], input=input, capture_output=True,
+                          timeout=timeout)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import synack_binary
+from conftest import synack_cmd
 from harness import SYNACK4, Capture
 from scapy.all import TCP
 
@@ -244,8 +244,7 @@ def bulk_both_ways(total: int):
 
 
 def super_segment_counters() -> dict:
-    out = subprocess.run([str(synack_binary()), "stats", "--json"], capture_output=True,
-                         timeout=10)
+    out = synack_cmd("stats", "--json")
     counters = json.loads(out.stdout) if out.returncode == 0 else {}
     return {k: v for k, v in counters.items() if k.startswith("super_segments")}
 

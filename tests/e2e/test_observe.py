@@ -12,7 +12,7 @@ from scapy.all import PcapReader
 
 import harness
 from harness import HOST4, IFACE, SYNACK4, TCP, Daemon, ip_layer, run, wait_until
-from conftest import synack_binary
+from conftest import synack_binary, synack_cmd
 
 pytestmark = pytest.mark.kernel_differs("synack's own observation features")
 
@@ -44,11 +44,6 @@ def _start_with_stdout(d, stdout):
     logf = open(d.log_path, "wb")
     d.proc = subprocess.Popen(d.argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=logf,
                               env=env)
-
-
-def synack_cmd(*args, input=None, timeout=10):
-    return subprocess.run([str(synack_binary()), *args], input=input, capture_output=True,
-                          timeout=timeout)
 
 
 def read_pcap(path):
