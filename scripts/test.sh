@@ -85,5 +85,10 @@ export SYNACK_BIN=${SYNACK_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/release/synac
 say "end-to-end tests in a private network namespace"
 export PYTHONDONTWRITEBYTECODE=1
 # unshare -n: a new network namespace with only a (down) loopback; it and everything the
-# tests create in it disappear when pytest exits.
-unshare -n -- "$PYTHON" -m pytest -v -p no:cacheprovider -rfExX tests/e2e "${pytest_args[@]}"
+# tests create in it disappear when pytest exits. Unix sockets are not per network namespace,
+# so the run also gets a private mount namespace with its own tmpfs on /run/synack: the
+# daemons' default control sockets can never meet another run's (or a real daemon's).
+mkdir -p /run/synack
+unshare -n -m --propagation private -- /bin/sh -c \
+    'mount -t tmpfs -o mode=0755 synack-test /run/synack && exec "$@"' sh \
+    "$PYTHON" -m pytest -v -p no:cacheprovider -rfExX tests/e2e "${pytest_args[@]}"
