@@ -236,11 +236,10 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        use std::fmt::Write;
         let mut out = String::with_capacity(bytes.len() * 2);
         for b in bytes {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 15)]));
+            let _ = write!(out, "{b:02x}");
         }
         s.serialize_str(&out)
     }
