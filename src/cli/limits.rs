@@ -122,6 +122,7 @@ impl Args {
                 .iter()
                 .filter_map(|k| k.port.map(|p| (p, k.idle)))
                 .collect(),
+            max_exec: self.max_exec,
         }
     }
 

@@ -63,7 +63,8 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
     pub mtu: u16,
 
-    /// A listening port and its built-in service: echo, discard, chargen or http (repeatable)
+    /// A listening port and its service (repeatable): echo, discard, chargen, http, or
+    /// `exec:COMMAND [ARGS...]` (quote it: a program per connection on its stdin/stdout)
     #[arg(short = 'l', long = "listen", value_name = "PORT=SERVICE",
           default_values = ["7=echo", "9=discard", "19=chargen", "80=http"])]
     pub listen: Vec<Listen>,
@@ -97,6 +98,12 @@ pub struct Args {
     #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
           value_parser = limits::parse_count)]
     pub max_connections: usize,
+
+    /// The most programs running at once for `exec:` listeners; past it new connections to
+    /// exec ports are refused with RST (counted as exec_limit)
+    #[arg(long = "max-exec", value_name = "N", default_value_t = 1024,
+          value_parser = limits::parse_count)]
+    pub max_exec: usize,
 
     /// The most memory all connections' buffers (and offered windows) may take, e.g. 512MiB,
     /// 64KiB or plain bytes
@@ -274,6 +281,11 @@ impl Args {
             }
         }
         self.validate_keepalive()?;
+        for l in &self.listen {
+            if let ServiceKind::Exec(spec) = l.service {
+                crate::driver::check_program(spec)?;
+            }
+        }
         if let Some(h) = self
             .host_addrs
             .iter()

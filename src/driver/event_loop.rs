@@ -1,6 +1,7 @@
 //! The mio loop itself, generic over the device and the sans-IO core so tests can drive it
 //! with a socket pair and a scripted core.
 
+use super::exec::{self, Programs};
 use super::observe::{Capture, Observers};
 use crate::config::SetupError;
 use crate::endpoint::{Endpoint, Transmit};
@@ -17,6 +18,9 @@ const DEVICE: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// The control socket's listener; its clients get the tokens after it.
 const CONTROL: Token = Token(2);
+/// SIGCHLD: a program behind an `exec:` listener exited (its pipes take the tokens from
+/// `exec::FIRST_TOKEN`).
+const CHILD: Token = Token(exec::FIRST_TOKEN - 1);
 /// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
 /// flood); the rest are read on the next turn without waiting.
 const BATCH: usize = 256;
@@ -167,6 +171,9 @@ pub struct EventLoop<'d, D: Device> {
     dev: &'d D,
     poll: Poll,
     signals: Signals,
+    /// SIGCHLD, kept apart from the shutdown signals.
+    children: Signals,
+    programs: Programs,
     grace: Duration,
     obs: Observers,
 }
@@ -185,10 +192,17 @@ impl<'d, D: Device> EventLoop<'d, D> {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(io_err("cannot watch for signals"))?;
+        let mut children =
+            Signals::new([libc::SIGCHLD]).map_err(io_err("cannot install the signal handlers"))?;
+        poll.registry()
+            .register(&mut children, CHILD, Interest::READABLE)
+            .map_err(io_err("cannot watch for signals"))?;
         Ok(EventLoop {
             dev,
             poll,
             signals,
+            children,
+            programs: Programs::default(),
             grace,
             obs: Observers::default(),
         })
@@ -211,6 +225,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
     pub fn run<C: Core>(mut self, core: &mut C, clock: &Clock) -> Result<LoopStats, SetupError> {
         let mut stats = LoopStats::default();
         let result = self.turn_until_done(core, clock, &mut stats);
+        // The programs of the connections the shutdown closed or reset.
+        self.programs.stop_all();
         // The ladders of the connections the shutdown closed.
         self.obs.after_poll(self.poll.registry(), core.endpoint());
         log_counters(core, &stats);
@@ -252,10 +268,13 @@ impl<'d, D: Device> EventLoop<'d, D> {
             let mut readable = backlog;
             let mut signalled = Vec::new();
             let mut control = Vec::new();
+            let mut child_exited = false;
             for event in events.iter() {
                 match event.token() {
                     DEVICE => readable = true,
                     SIGNALS => signalled.extend(self.signals.pending()),
+                    CHILD => child_exited = self.children.pending().count() > 0 || child_exited,
+                    token if Programs::owns(token) => self.programs.on_event(token),
                     other => control.push(other),
                 }
             }
@@ -308,6 +327,14 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 capture: &mut self.obs.capture,
             };
             core.poll(now, &mut tx);
+            if let Some(ep) = core.endpoint() {
+                // Programs behind `exec:`: reap, start, stop, move bytes. What moved marks its
+                // connection for the next `poll`, which then comes at once.
+                if child_exited {
+                    self.programs.reap(ep, self.poll.registry());
+                }
+                self.programs.sync(ep, self.poll.registry());
+            }
             self.obs.after_poll(self.poll.registry(), core.endpoint());
             let mut tx = DeviceTx {
                 dev: self.dev,

@@ -8,6 +8,8 @@
 pub mod control;
 mod control_server;
 mod event_loop;
+mod exec;
+pub use exec::check_program;
 mod impaired;
 mod observe;
 pub mod pcap;

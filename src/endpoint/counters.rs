@@ -103,6 +103,10 @@ counters! {
     keepalive_timeouts,
     /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
     fin_wait_2_timeouts,
+    /// SYNs to `exec:` ports refused with RST past `--max-exec`.
+    exec_limit,
+    /// Programs that could not be started (spawn failed): their connections were reset.
+    exec_spawn_failures,
 }
 
 impl Counters {

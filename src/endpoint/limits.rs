@@ -28,12 +28,16 @@ pub struct Limits {
     /// Keep-alive idle time for every listener, unless `keepalive_ports` names the port.
     pub keepalive: Option<Duration>,
     pub keepalive_ports: Vec<(u16, Duration)>,
+    /// `--max-exec`: the most connections to `exec:` ports at once (each runs a program).
+    /// Past it a SYN to an exec port is answered with RST and counted (`exec_limit`).
+    pub max_exec: usize,
 }
 
 impl Limits {
     pub const DEFAULT_BACKLOG: usize = 1024;
     pub const DEFAULT_MAX_CONNECTIONS: usize = 65536;
     pub const DEFAULT_MAX_BUFFER_MEMORY: usize = 512 << 20;
+    pub const DEFAULT_MAX_EXEC: usize = 1024;
 
     /// The keep-alive settings for connections to `port`, if any.
     pub fn keepalive_for(&self, port: u16) -> Option<KeepAlive> {
@@ -54,6 +58,7 @@ impl Default for Limits {
             max_buffer_memory: Self::DEFAULT_MAX_BUFFER_MEMORY,
             keepalive: None,
             keepalive_ports: Vec::new(),
+            max_exec: Self::DEFAULT_MAX_EXEC,
         }
     }
 }

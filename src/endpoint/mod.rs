@@ -11,6 +11,7 @@ mod isn;
 mod limiter;
 mod limits;
 mod observe;
+mod relay;
 // The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
 // `--cfg fuzzing`), not into the daemon.
 #[cfg(any(test, fuzzing))]
@@ -24,6 +25,7 @@ pub use limiter::ChallengeLimiter;
 pub use limits::Limits;
 use limits::{ListenQueues, Queued};
 pub use observe::ConnStatus;
+pub use relay::RelayEvent;
 
 use crate::services::{App, ServiceKind};
 use crate::tcp::{
@@ -173,6 +175,10 @@ pub struct Endpoint {
     cookies_sent_at: Vec<Option<Instant>>,
     /// The bytes all connections are charged for (buffers plus offered windows).
     mem_used: usize,
+    /// What the driver must do for `exec:` connections (relay.rs).
+    relay_events: Vec<RelayEvent>,
+    /// Connections to `exec:` ports in the table (`--max-exec`).
+    exec_count: usize,
 }
 
 impl Endpoint {
@@ -223,6 +229,8 @@ impl Endpoint {
             cookies: SynCookies::new(secret),
             cookies_sent_at: vec![None; listeners],
             mem_used: 0,
+            relay_events: Vec::new(),
+            exec_count: 0,
         }
     }
 
@@ -433,6 +441,16 @@ impl Endpoint {
             self.counters.connection_limit += 1;
             return;
         }
+        // --max-exec: a program per connection; past the limit the client hears "refused".
+        if let Some((_, ServiceKind::Exec(_))) = self.listeners.get(listener)
+            && self.exec_count >= self.limits.max_exec
+        {
+            self.counters.exec_limit += 1;
+            if let Some(rst) = rst_reply(seg) {
+                self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+            }
+            return;
+        }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
         // (A SYN reopening TIME-WAIT replaces a TCB and needs its ISS above the old SND.NXT,
         // which a cookie cannot promise: it gets a TCB.)
@@ -462,6 +480,9 @@ impl Endpoint {
         conn.set_keepalive(self.limits.keepalive_for(port));
         conn.set_memory_budget(self.limits.max_buffer_memory.saturating_sub(self.mem_used));
         let quad = conn.quad();
+        if let ServiceKind::Exec(_) = service {
+            self.exec_count += 1;
+        }
         let entry = Entry {
             listener: Some(listener),
             ..Entry::new(conn, App::new(service))
@@ -727,6 +748,12 @@ impl Endpoint {
             if !entry.counted_established {
                 entry.counted_established = true;
                 self.counters.established += 1;
+                if let App::Relay(ServiceKind::Exec(spec), _) = &entry.app {
+                    self.relay_events.push(RelayEvent::Start {
+                        quad: conn.quad(),
+                        spec,
+                    });
+                }
             }
             if !entry.app_stopped {
                 entry.app.poll(conn);

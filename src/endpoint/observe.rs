@@ -91,6 +91,7 @@ impl Endpoint {
 
     /// Called for every entry leaving the table (closed, or replaced from TIME-WAIT).
     pub(super) fn on_removed(&mut self, mut entry: Entry) {
+        self.relay_removed(&entry);
         if self.ladders.queue.is_some() {
             self.ladders.push((entry.conn.quad(), entry.conn.ladder()));
         }

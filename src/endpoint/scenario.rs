@@ -55,6 +55,7 @@ pub fn limits() -> Limits {
         max_buffer_memory: 1 << 20,
         keepalive: None,
         keepalive_ports: vec![(7, Duration::from_secs(2))],
+        ..Limits::default()
     }
 }
 

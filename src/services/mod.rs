@@ -16,9 +16,11 @@ mod chargen;
 mod client;
 mod discard;
 mod echo;
+mod exec;
 mod http;
 #[cfg(test)]
 mod mock;
+mod relay;
 
 use crate::tcp::Socket;
 use std::fmt;
@@ -28,7 +30,9 @@ pub use chargen::Chargen;
 pub use client::Client;
 pub use discard::Discard;
 pub use echo::Echo;
+pub use exec::ExecSpec;
 pub use http::Http;
+pub use relay::{RELAY_BUF, Relay};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -36,6 +40,10 @@ pub enum ServiceKind {
     Discard,
     Chargen,
     Http,
+    /// `exec:COMMAND [ARGS...]`: a program per connection on its stdin/stdout (the driver
+    /// spawns it; the connection runs a [`Relay`]). The spec is parsed once at startup and
+    /// lives as long as the process.
+    Exec(&'static ExecSpec),
 }
 
 /// The listeners synack opens when no `--listen` is given: the well-known ports of each service.
@@ -54,12 +62,13 @@ impl ServiceKind {
         ServiceKind::Http,
     ];
 
-    pub const fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Echo => "echo",
             ServiceKind::Discard => "discard",
             ServiceKind::Chargen => "chargen",
             ServiceKind::Http => "http",
+            ServiceKind::Exec(spec) => spec.label(),
         }
     }
 
@@ -70,6 +79,8 @@ impl ServiceKind {
             ServiceKind::Discard => 9,
             ServiceKind::Chargen => 19,
             ServiceKind::Http => 80,
+            // No well-known port: exec listeners are always given one.
+            ServiceKind::Exec(_) => 0,
         }
     }
 }
@@ -88,9 +99,12 @@ impl FromStr for ServiceKind {
             "discard" => Ok(ServiceKind::Discard),
             "chargen" => Ok(ServiceKind::Chargen),
             "http" => Ok(ServiceKind::Http),
-            other => Err(format!(
-                "unknown service '{other}' (choose echo, discard, chargen or http)"
-            )),
+            other => match other.strip_prefix("exec:") {
+                Some(command) => Ok(ServiceKind::Exec(ExecSpec::parse(command)?.leak())),
+                None => Err(format!(
+                    "unknown service '{other}' (choose echo, discard, chargen, http or exec:COMMAND)"
+                )),
+            },
         }
     }
 }
@@ -103,6 +117,8 @@ pub enum App {
     /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
     /// per connection, none per packet).
     Http(Box<Http>),
+    /// `exec:`: bytes relayed to and from a peer stream the driver owns.
+    Relay(ServiceKind, Box<Relay>),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
 }
@@ -116,6 +132,7 @@ impl App {
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
             ServiceKind::Http => App::Http(Box::default()),
+            ServiceKind::Exec(_) => App::Relay(kind, Box::default()),
         }
     }
 
@@ -126,6 +143,7 @@ impl App {
             App::Discard(_) => Some(ServiceKind::Discard),
             App::Chargen(_) => Some(ServiceKind::Chargen),
             App::Http(_) => Some(ServiceKind::Http),
+            App::Relay(kind, _) => Some(*kind),
             App::Client(_) => None,
         }
     }
@@ -137,6 +155,7 @@ impl App {
             App::Discard(s) => s.poll(sock),
             App::Chargen(s) => s.poll(sock),
             App::Http(s) => s.poll(sock),
+            App::Relay(_, s) => s.poll(sock),
             App::Client(s) => s.poll(sock),
         }
     }
@@ -148,7 +167,16 @@ impl App {
             App::Discard(s) => s.is_closed(),
             App::Chargen(s) => s.is_closed(),
             App::Http(s) => s.is_closed(),
+            App::Relay(_, s) => s.is_closed(),
             App::Client(s) => s.is_closed(),
+        }
+    }
+
+    /// The relay of an `exec:` connection.
+    pub fn relay_mut(&mut self) -> Option<&mut Relay> {
+        match self {
+            App::Relay(_, relay) => Some(relay),
+            _ => None,
         }
     }
 }
