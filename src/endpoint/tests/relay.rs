@@ -1,0 +1,112 @@
+//! `exec:` connections: the endpoint tells the driver when to start and stop programs, moves
+//! bytes only through the relay, and refuses past `--max-exec`.
+
+use super::*;
+use crate::services::ExecSpec;
+
+const EXEC_PORT: u16 = 5000;
+
+fn exec_net(max_exec: usize) -> Net {
+    let mut net = Net::v4();
+    let spec = ExecSpec::parse("cat").unwrap().leak();
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4), ip(US6)],
+        listeners: vec![(7, ServiceKind::Echo), (EXEC_PORT, ServiceKind::Exec(spec))],
+        time_wait: Duration::from_secs(1),
+        ..EndpointConfig::default()
+    };
+    net.ep = Endpoint::new(cfg, [3; 16], net.now).with_limits(Limits {
+        max_exec,
+        ..Limits::default()
+    });
+    net
+}
+
+fn quad(port: u16) -> Quad {
+    Quad {
+        local: SocketAddr::new(ip(US4), port),
+        remote: SocketAddr::new(ip(PEER4), 40000),
+    }
+}
+
+#[test]
+fn established_exec_connection_starts_a_program_and_relays_through_the_driver() {
+    let mut net = exec_net(8);
+    assert!(!net.ep.has_relay_events());
+    let iss = net.connect(EXEC_PORT);
+    let events = net.ep.take_relay_events();
+    assert!(
+        matches!(&events[..], [RelayEvent::Start { quad: q, spec }] if *q == quad(EXEC_PORT) && spec.label() == "exec:cat")
+    );
+
+    // The client's bytes wait in the relay for the driver; the program's come back.
+    net.send(&TcpSegment {
+        dst_port: EXEC_PORT,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK | Flags::PSH,
+        payload: b"ping",
+        ..FROM_PEER
+    });
+    let relay = net.ep.relay_mut(&quad(EXEC_PORT)).unwrap();
+    assert_eq!(relay.peer_pending(), b"ping");
+    relay.peer_wrote(4);
+    relay.peer_read(b"pong");
+    net.ep.relay_changed(&quad(EXEC_PORT));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert!(out.iter().any(|o| o.payload == b"pong"), "{out:?}");
+
+    // The client resets: the driver is told to kill the program.
+    net.send(&TcpSegment {
+        dst_port: EXEC_PORT,
+        seq: PEER_ISN.add(5),
+        flags: Flags::RST,
+        ..FROM_PEER
+    });
+    assert_eq!(
+        net.ep.take_relay_events(),
+        [RelayEvent::End {
+            quad: quad(EXEC_PORT),
+            reset: true
+        }]
+    );
+    assert!(net.ep.relay_mut(&quad(EXEC_PORT)).is_none());
+}
+
+#[test]
+fn a_failed_spawn_resets_the_client_and_is_counted() {
+    let mut net = exec_net(8);
+    net.connect(EXEC_PORT);
+    net.ep.take_relay_events();
+    net.ep.relay_spawn_failed(&quad(EXEC_PORT));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert!(out.iter().any(|o| o.flags.rst()), "{out:?}");
+    assert_eq!(net.ep.stats().exec_spawn_failures, 1);
+}
+
+#[test]
+fn past_max_exec_syns_to_exec_ports_are_refused_and_counted() {
+    let mut net = exec_net(1);
+    net.connect(EXEC_PORT);
+    let out = net.send(&TcpSegment {
+        src_port: 40001,
+        dst_port: EXEC_PORT,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert!(out[0].flags.rst(), "{out:?}");
+    assert_eq!(net.ep.stats().exec_limit, 1);
+    // Other services are not limited by it.
+    let out = net.send(&TcpSegment {
+        src_port: 40002,
+        dst_port: 7,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+}
