@@ -2,6 +2,7 @@
 //! with a socket pair and a scripted core.
 
 use super::exec::{self, Programs};
+use super::forward::Upstreams;
 use super::observe::{Capture, Observers};
 use crate::config::SetupError;
 use crate::endpoint::{Endpoint, Transmit};
@@ -174,6 +175,8 @@ pub struct EventLoop<'d, D: Device> {
     /// SIGCHLD, kept apart from the shutdown signals.
     children: Signals,
     programs: Programs,
+    /// The upstream sockets of `forward:` connections.
+    upstreams: Upstreams,
     grace: Duration,
     obs: Observers,
 }
@@ -203,6 +206,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
             signals,
             children,
             programs: Programs::default(),
+            upstreams: Upstreams::default(),
             grace,
             obs: Observers::default(),
         })
@@ -227,6 +231,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
         let result = self.turn_until_done(core, clock, &mut stats);
         // The programs of the connections the shutdown closed or reset.
         self.programs.stop_all();
+        self.upstreams.stop_all();
         // The ladders of the connections the shutdown closed.
         self.obs.after_poll(self.poll.registry(), core.endpoint());
         log_counters(core, &stats);
@@ -275,6 +280,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                     SIGNALS => signalled.extend(self.signals.pending()),
                     CHILD => child_exited = self.children.pending().count() > 0 || child_exited,
                     token if Programs::owns(token) => self.programs.on_event(token),
+                    token if Upstreams::owns(token) => self.upstreams.on_event(token),
                     other => control.push(other),
                 }
             }
@@ -330,10 +336,18 @@ impl<'d, D: Device> EventLoop<'d, D> {
             if let Some(ep) = core.endpoint() {
                 // Programs behind `exec:`: reap, start, stop, move bytes. What moved marks its
                 // connection for the next `poll`, which then comes at once.
+                let registry = self.poll.registry();
                 if child_exited {
-                    self.programs.reap(ep, self.poll.registry());
+                    self.programs.reap(ep, registry);
                 }
-                self.programs.sync(ep, self.poll.registry());
+                if ep.has_relay_events() {
+                    for event in ep.take_relay_events() {
+                        self.programs.on_relay_event(&event, ep, registry);
+                        self.upstreams.on_relay_event(&event, ep, registry);
+                    }
+                }
+                self.programs.pump(ep, registry);
+                self.upstreams.pump(ep, registry, now);
             }
             self.obs.after_poll(self.poll.registry(), core.endpoint());
             let mut tx = DeviceTx {

@@ -90,7 +90,7 @@ pub struct Programs {
 impl Programs {
     /// Whether `token` belongs to a program's pipe.
     pub fn owns(token: Token) -> bool {
-        token.0 >= FIRST_TOKEN
+        (FIRST_TOKEN..super::forward::FIRST_TOKEN).contains(&token.0)
     }
 
     /// A pipe is ready: try it again.
@@ -105,16 +105,17 @@ impl Programs {
         }
     }
 
-    /// Start and stop programs as the endpoint says, then move what can be moved.
-    pub fn sync(&mut self, ep: &mut Endpoint, registry: &Registry) {
-        if ep.has_relay_events() {
-            for event in ep.take_relay_events() {
-                match event {
-                    RelayEvent::Start { quad, spec } => self.start(ep, registry, quad, spec),
-                    RelayEvent::End { quad, reset } => self.end(registry, &quad, reset),
-                }
-            }
+    /// Start or stop a program as the endpoint says (other events are not for programs).
+    pub fn on_relay_event(&mut self, event: &RelayEvent, ep: &mut Endpoint, registry: &Registry) {
+        match *event {
+            RelayEvent::Start { quad, spec } => self.start(ep, registry, quad, spec),
+            RelayEvent::End { quad, reset } => self.end(registry, &quad, reset),
+            RelayEvent::Connect { .. } => {}
         }
+    }
+
+    /// Move what can be moved between the pipes and the relays.
+    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry) {
         for p in self.by_token.values_mut() {
             if !p.ended {
                 p.pump(ep, registry);

@@ -9,6 +9,7 @@ pub mod control;
 mod control_server;
 mod event_loop;
 mod exec;
+mod forward;
 pub use exec::check_program;
 mod impaired;
 mod observe;

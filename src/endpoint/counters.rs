@@ -107,6 +107,14 @@ counters! {
     exec_limit,
     /// Programs that could not be started (spawn failed): their connections were reset.
     exec_spawn_failures,
+    /// `forward:` connects refused by the upstream (the client got RST), and those that
+    /// failed otherwise (unreachable, timed out: the client's SYN went unanswered).
+    forward_refused,
+    forward_connect_failures,
+    /// SYNs to forward ports retransmitted while their connect was under way (absorbed),
+    /// and those dropped because too many connects were under way (`--backlog`).
+    forward_syn_absorbed,
+    forward_pending_full,
 }
 
 impl Counters {

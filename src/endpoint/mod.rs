@@ -179,6 +179,10 @@ pub struct Endpoint {
     relay_events: Vec<RelayEvent>,
     /// Connections to `exec:` ports in the table (`--max-exec`).
     exec_count: usize,
+    /// SYNs to `forward:` ports waiting for their upstream connect (relay.rs).
+    pending: HashMap<Quad, relay::PendingSyn>,
+    /// Held SYNs whose upstream refused: answered with RST at the next poll.
+    refusals: Vec<(Quad, TcpSegment<'static>)>,
 }
 
 impl Endpoint {
@@ -231,6 +235,8 @@ impl Endpoint {
             mem_used: 0,
             relay_events: Vec::new(),
             exec_count: 0,
+            pending: HashMap::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -449,6 +455,13 @@ impl Endpoint {
             if let Some(rst) = rst_reply(seg) {
                 self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
             }
+            return;
+        }
+        // forward: the SYN is answered only once the upstream connect succeeded (relay.rs).
+        if let Some(&(_, ServiceKind::Forward(spec))) = self.listeners.get(listener)
+            && iss_floor.is_none()
+        {
+            self.hold_syn(quad, seg, listener, spec);
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
@@ -691,6 +704,9 @@ impl Endpoint {
     /// Run the services, the timers that are due and every pending transmission. Call after
     /// each batch of received packets and whenever `poll_timeout` is reached.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        if !self.refusals.is_empty() {
+            self.send_refusals(tx);
+        }
         // Timers first: whatever they make due is sent in the same pass. Entries that no
         // longer stand for their connection's deadline are dropped on the way (see
         // `timer_is_live`).
@@ -823,7 +839,7 @@ impl Endpoint {
 
     /// When `poll` must be called next, if nothing arrives before.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || !self.refusals.is_empty() {
             return Some(Instant::ZERO);
         }
         self.timers.peek().map(|Reverse((at, _, _))| *at)

@@ -2,18 +2,35 @@
 //! started or stopped, and lets the driver move bytes through the connection's [`Relay`].
 //! The endpoint itself stays sans-IO: the driver owns the processes and their pipes.
 
-use super::{Endpoint, Entry};
-use crate::services::{App, ExecSpec, Relay, ServiceKind};
-use crate::tcp::ResetCause;
-use crate::wire::Quad;
+use super::{Endpoint, Entry, Transmit};
+use crate::services::{App, ExecSpec, ForwardSpec, Relay, ServiceKind};
+use crate::tcp::{Connection, ResetCause, rst_reply};
+use crate::time::Instant;
+use crate::wire::{Quad, TcpSegment};
 
-/// What the driver must do for an `exec:` connection.
+/// A SYN to a `forward:` port held until the upstream connect succeeds or fails.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PendingSyn {
+    /// The SYN, without any data it carried (the client sends it again).
+    syn: TcpSegment<'static>,
+    listener: usize,
+}
+
+/// What the driver must do for an `exec:` or `forward:` connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RelayEvent {
     /// The connection reached ESTABLISHED: start its program.
     Start { quad: Quad, spec: &'static ExecSpec },
+    /// A SYN came for a `forward:` port: connect to the upstream, then answer with
+    /// [`Endpoint::forward_connected`], [`Endpoint::forward_refused`] or
+    /// [`Endpoint::forward_failed`]. The SYN waits unanswered until then.
+    Connect {
+        quad: Quad,
+        spec: &'static ForwardSpec,
+    },
     /// The connection is gone. `reset`: it ended in a reset (the client's RST, our abort, a
-    /// time-out), so its program is killed; otherwise its pipes are just closed.
+    /// time-out), so its program is killed or its upstream aborted (SO_LINGER 0); otherwise
+    /// its pipes or socket are just closed.
     End { quad: Quad, reset: bool },
 }
 
@@ -52,14 +69,89 @@ impl Endpoint {
         self.relay_changed(quad);
     }
 
-    /// An `exec:` connection left the table: tell the driver.
+    /// A SYN for the `forward:` listener `listener`: hold it and ask the driver to connect.
+    /// A retransmitted SYN while the connect is under way is absorbed. Returns false when
+    /// the pending table is full (the SYN is then dropped).
+    pub(super) fn hold_syn(
+        &mut self,
+        quad: Quad,
+        seg: &TcpSegment<'_>,
+        listener: usize,
+        spec: &'static ForwardSpec,
+    ) {
+        if self.pending.contains_key(&quad) {
+            self.counters.forward_syn_absorbed += 1;
+            return;
+        }
+        // Bounded: as many connects under way as one listener's backlog.
+        if self.pending.len() >= self.limits.backlog {
+            self.counters.forward_pending_full += 1;
+            return;
+        }
+        let syn = TcpSegment {
+            payload: &[],
+            ..*seg
+        };
+        self.pending.insert(quad, PendingSyn { syn, listener });
+        self.relay_events.push(RelayEvent::Connect { quad, spec });
+    }
+
+    /// The upstream connect for `quad` succeeded: answer the held SYN (SYN,ACK). Returns
+    /// false if there is nothing to answer any more (the endpoint is shutting down, or the
+    /// table is full): the driver then closes the upstream socket.
+    pub fn forward_connected(&mut self, now: Instant, quad: &Quad) -> bool {
+        let Some(p) = self.pending.remove(quad) else {
+            return false;
+        };
+        if !self.accepting || self.table.len() >= self.limits.max_connections {
+            self.counters.connection_limit += 1;
+            return false;
+        }
+        let iss = self.isn.isn(now, quad);
+        let mss = self.local_mss(quad);
+        let conn = Connection::accept(now, *quad, &p.syn, iss, mss, &self.tcp);
+        self.counters.passive_opens += 1;
+        self.admit(conn, p.listener);
+        true
+    }
+
+    /// The upstream refused (RST): the client's SYN is answered with RST, so it sees
+    /// "connection refused" too. Sent at the next [`Endpoint::poll`].
+    pub fn forward_refused(&mut self, quad: &Quad) {
+        if let Some(p) = self.pending.remove(quad) {
+            self.counters.forward_refused += 1;
+            self.refusals.push((*quad, p.syn));
+        }
+    }
+
+    /// The upstream could not be reached (unreachable, timed out): forget the SYN and leave
+    /// it unanswered; the client retries, then gives up, as it would with the upstream.
+    pub fn forward_failed(&mut self, quad: &Quad) {
+        if self.pending.remove(quad).is_some() {
+            self.counters.forward_connect_failures += 1;
+        }
+    }
+
+    /// Send the RSTs of refused forward connects.
+    pub(super) fn send_refusals(&mut self, tx: &mut dyn Transmit) {
+        for (quad, syn) in std::mem::take(&mut self.refusals) {
+            if let Some(rst) = rst_reply(&syn) {
+                self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+            }
+        }
+    }
+
+    /// An `exec:` or `forward:` connection left the table: tell the driver.
     pub(super) fn relay_removed(&mut self, entry: &Entry) {
         if let App::Relay(kind, relay) = &entry.app {
             if let ServiceKind::Exec(_) = kind {
                 self.exec_count = self.exec_count.saturating_sub(1);
             }
-            if entry.counted_established {
+            // A forward connection has its upstream from before the handshake.
+            if entry.counted_established || matches!(kind, ServiceKind::Forward(_)) {
+                // Never established (a RST or a time-out in SYN-RECEIVED) counts as a reset.
                 let reset = relay.aborted()
+                    || !entry.counted_established
                     || matches!(
                         entry.conn.reset_cause(),
                         Some(ResetCause::PeerReset | ResetCause::Aborted | ResetCause::TimedOut)

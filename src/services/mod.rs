@@ -30,7 +30,7 @@ pub use chargen::Chargen;
 pub use client::Client;
 pub use discard::Discard;
 pub use echo::Echo;
-pub use exec::ExecSpec;
+pub use exec::{ExecSpec, ForwardSpec};
 pub use http::Http;
 pub use relay::{RELAY_BUF, Relay};
 
@@ -44,6 +44,9 @@ pub enum ServiceKind {
     /// spawns it; the connection runs a [`Relay`]). The spec is parsed once at startup and
     /// lives as long as the process.
     Exec(&'static ExecSpec),
+    /// `forward:HOST:PORT`: each connection relayed to a kernel TCP socket connected to the
+    /// upstream (the driver connects it before the SYN is answered).
+    Forward(&'static ForwardSpec),
 }
 
 /// The listeners synack opens when no `--listen` is given: the well-known ports of each service.
@@ -69,6 +72,7 @@ impl ServiceKind {
             ServiceKind::Chargen => "chargen",
             ServiceKind::Http => "http",
             ServiceKind::Exec(spec) => spec.label(),
+            ServiceKind::Forward(spec) => spec.label(),
         }
     }
 
@@ -80,7 +84,7 @@ impl ServiceKind {
             ServiceKind::Chargen => 19,
             ServiceKind::Http => 80,
             // No well-known port: exec listeners are always given one.
-            ServiceKind::Exec(_) => 0,
+            ServiceKind::Exec(_) | ServiceKind::Forward(_) => 0,
         }
     }
 }
@@ -99,12 +103,18 @@ impl FromStr for ServiceKind {
             "discard" => Ok(ServiceKind::Discard),
             "chargen" => Ok(ServiceKind::Chargen),
             "http" => Ok(ServiceKind::Http),
-            other => match other.strip_prefix("exec:") {
-                Some(command) => Ok(ServiceKind::Exec(ExecSpec::parse(command)?.leak())),
-                None => Err(format!(
-                    "unknown service '{other}' (choose echo, discard, chargen, http or exec:COMMAND)"
-                )),
-            },
+            other => {
+                if let Some(command) = other.strip_prefix("exec:") {
+                    Ok(ServiceKind::Exec(ExecSpec::parse(command)?.leak()))
+                } else if let Some(target) = other.strip_prefix("forward:") {
+                    Ok(ServiceKind::Forward(ForwardSpec::parse(target)?.leak()))
+                } else {
+                    Err(format!(
+                        "unknown service '{other}' (choose echo, discard, chargen, http, \
+                         exec:COMMAND or forward:HOST:PORT)"
+                    ))
+                }
+            }
         }
     }
 }
@@ -117,7 +127,7 @@ pub enum App {
     /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
     /// per connection, none per packet).
     Http(Box<Http>),
-    /// `exec:`: bytes relayed to and from a peer stream the driver owns.
+    /// `exec:` and `forward:`: bytes relayed to and from a peer stream the driver owns.
     Relay(ServiceKind, Box<Relay>),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
@@ -132,7 +142,7 @@ impl App {
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
             ServiceKind::Http => App::Http(Box::default()),
-            ServiceKind::Exec(_) => App::Relay(kind, Box::default()),
+            ServiceKind::Exec(_) | ServiceKind::Forward(_) => App::Relay(kind, Box::default()),
         }
     }
 
@@ -172,7 +182,7 @@ impl App {
         }
     }
 
-    /// The relay of an `exec:` connection.
+    /// The relay of an `exec:` or `forward:` connection.
     pub fn relay_mut(&mut self) -> Option<&mut Relay> {
         match self {
             App::Relay(_, relay) => Some(relay),

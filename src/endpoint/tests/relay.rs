@@ -110,3 +110,107 @@ fn past_max_exec_syns_to_exec_ports_are_refused_and_counted() {
     });
     assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
 }
+
+const FWD_PORT: u16 = 8080;
+
+fn forward_net() -> Net {
+    let mut net = Net::v4();
+    let spec = crate::services::ForwardSpec::parse("127.0.0.1:8000")
+        .unwrap()
+        .leak();
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4), ip(US6)],
+        listeners: vec![
+            (7, ServiceKind::Echo),
+            (FWD_PORT, ServiceKind::Forward(spec)),
+        ],
+        time_wait: Duration::from_secs(1),
+        ..EndpointConfig::default()
+    };
+    net.ep = Endpoint::new(cfg, [3; 16], net.now);
+    net
+}
+
+fn fwd_syn(net: &mut Net) -> Vec<Out> {
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        flags: Flags::SYN,
+        options: TcpOptions {
+            mss: Some(1460),
+            ..TcpOptions::EMPTY
+        },
+        ..FROM_PEER
+    })
+}
+
+#[test]
+fn forward_syn_waits_for_the_upstream_and_retransmissions_are_absorbed() {
+    let mut net = forward_net();
+    assert!(
+        fwd_syn(&mut net).is_empty(),
+        "no SYN,ACK before the upstream answers"
+    );
+    let events = net.ep.take_relay_events();
+    assert!(
+        matches!(&events[..], [RelayEvent::Connect { quad: q, spec }]
+        if *q == quad(FWD_PORT) && spec.addr() == "127.0.0.1:8000".parse().unwrap())
+    );
+    assert!(fwd_syn(&mut net).is_empty());
+    assert!(
+        net.ep.take_relay_events().is_empty(),
+        "one connect per SYN, not per copy"
+    );
+    assert_eq!(net.ep.stats().forward_syn_absorbed, 1);
+
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].ack, PEER_ISN.add(1));
+    // Answered once: a second success for the same SYN does nothing.
+    assert!(!net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+
+    // A client RST on the half-open connection closes the upstream, abortively.
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        flags: Flags::RST,
+        ..FROM_PEER
+    });
+    assert_eq!(
+        net.ep.take_relay_events(),
+        [RelayEvent::End {
+            quad: quad(FWD_PORT),
+            reset: true
+        }]
+    );
+}
+
+#[test]
+fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
+    let mut net = forward_net();
+    fwd_syn(&mut net);
+    net.ep.forward_refused(&quad(FWD_PORT));
+    assert_eq!(net.ep.poll_timeout(), Some(Instant::ZERO));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::RST | Flags::ACK);
+    assert_eq!(out[0].ack, PEER_ISN.add(1));
+    assert_eq!(net.ep.stats().forward_refused, 1);
+
+    net.ep.take_relay_events();
+    fwd_syn(&mut net);
+    net.ep.forward_failed(&quad(FWD_PORT));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    assert!(
+        tx.is_empty(),
+        "an unreachable upstream leaves the SYN unanswered"
+    );
+    assert_eq!(net.ep.stats().forward_connect_failures, 1);
+    assert_eq!(net.ep.connection_count(), 0);
+}

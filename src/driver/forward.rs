@@ -1,0 +1,267 @@
+//! The upstreams behind `forward:` listeners: the driver's half of the relay. For each SYN
+//! the endpoint holds, it opens a nonblocking kernel TCP connection to the upstream; when
+//! that succeeds the endpoint answers the SYN, when it is refused the client gets RST, and
+//! otherwise the SYN stays unanswered. Then bytes move between the socket and the
+//! connection's relay buffers; the client's FIN becomes `shutdown(SHUT_WR)`, the upstream's
+//! EOF our FIN, an upstream RST a reset, and a client RST an abortive close (SO_LINGER 0).
+
+use crate::endpoint::{Endpoint, RelayEvent};
+use crate::time::Instant;
+use crate::wire::Quad;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use tracing::{debug, info, warn};
+
+/// The first token of the upstream sockets (one each); exec's pipes are below it.
+pub const FIRST_TOKEN: usize = 1 << 41;
+
+/// One upstream socket.
+struct Upstream {
+    quad: Quad,
+    stream: TcpStream,
+    /// The connect finished and the endpoint answered the SYN.
+    connected: bool,
+    write_blocked: bool,
+    read_blocked: bool,
+    /// `shutdown(SHUT_WR)` done (the client's FIN).
+    shut: bool,
+    /// The upstream's EOF was read, or the socket failed.
+    done_reading: bool,
+}
+
+/// Every upstream socket, by token.
+#[derive(Default)]
+pub struct Upstreams {
+    by_token: HashMap<usize, Upstream>,
+    by_quad: HashMap<Quad, usize>,
+    next: usize,
+    /// Connects that finished (their socket reported an event) and must be checked.
+    ready: Vec<usize>,
+}
+
+impl Upstreams {
+    pub fn owns(token: Token) -> bool {
+        token.0 >= FIRST_TOKEN
+    }
+
+    pub fn on_event(&mut self, token: Token) {
+        if let Some(u) = self.by_token.get_mut(&token.0) {
+            u.write_blocked = false;
+            u.read_blocked = false;
+            if !u.connected {
+                self.ready.push(token.0);
+            }
+        }
+    }
+
+    /// Connect or close as the endpoint says (other events are not for upstreams).
+    pub fn on_relay_event(&mut self, event: &RelayEvent, ep: &mut Endpoint, registry: &Registry) {
+        match *event {
+            RelayEvent::Connect { quad, spec } => match TcpStream::connect(spec.addr()) {
+                Ok(mut stream) => {
+                    let token = FIRST_TOKEN + self.next;
+                    self.next += 1;
+                    if let Err(e) = registry.register(
+                        &mut stream,
+                        Token(token),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        warn!(%quad, error = %e, "cannot watch the upstream socket");
+                        ep.forward_failed(&quad);
+                        return;
+                    }
+                    self.by_token.insert(
+                        token,
+                        Upstream {
+                            quad,
+                            stream,
+                            connected: false,
+                            write_blocked: true,
+                            read_blocked: true,
+                            shut: false,
+                            done_reading: false,
+                        },
+                    );
+                    self.by_quad.insert(quad, token);
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    info!(%quad, "{} refused the connection; resetting the client", spec.label());
+                    ep.forward_refused(&quad);
+                }
+                Err(e) => {
+                    warn!(%quad, error = %e, "cannot connect to {}", spec.label());
+                    ep.forward_failed(&quad);
+                }
+            },
+            RelayEvent::End { quad, reset } => {
+                let Some(token) = self.by_quad.remove(&quad) else {
+                    return;
+                };
+                if let Some(mut u) = self.by_token.remove(&token) {
+                    if reset {
+                        // The client reset: abort the upstream too (RST, not FIN).
+                        abortive(&u.stream);
+                    }
+                    let _ = registry.deregister(&mut u.stream);
+                }
+            }
+            RelayEvent::Start { .. } => {}
+        }
+    }
+
+    /// Finish connects, then move what can be moved.
+    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant) {
+        for token in std::mem::take(&mut self.ready) {
+            let Some(u) = self.by_token.get_mut(&token) else {
+                continue;
+            };
+            if u.connected {
+                continue;
+            }
+            let quad = u.quad;
+            let error = match u.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) => None,
+            };
+            let outcome = match error {
+                Some(e) => Err(e),
+                None => match u.stream.peer_addr() {
+                    Ok(_) => Ok(()),
+                    // Still connecting.
+                    Err(e) if e.kind() == ErrorKind::NotConnected => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            match outcome {
+                Ok(()) => {
+                    if ep.forward_connected(now, &quad) {
+                        u.connected = true;
+                        debug!(%quad, upstream = ?u.stream.local_addr().ok(), "upstream connected");
+                    } else {
+                        self.close(registry, token);
+                    }
+                }
+                Err(e) => {
+                    if e.kind() == ErrorKind::ConnectionRefused {
+                        info!(%quad, "the upstream refused the connection; resetting the client");
+                        ep.forward_refused(&quad);
+                    } else {
+                        warn!(%quad, error = %e, "cannot connect to the upstream");
+                        ep.forward_failed(&quad);
+                    }
+                    self.close(registry, token);
+                }
+            }
+        }
+        for u in self.by_token.values_mut() {
+            if u.connected {
+                u.pump(ep);
+            }
+        }
+    }
+
+    fn close(&mut self, registry: &Registry, token: usize) {
+        if let Some(mut u) = self.by_token.remove(&token) {
+            let _ = registry.deregister(&mut u.stream);
+            if self.by_quad.get(&u.quad) == Some(&token) {
+                self.by_quad.remove(&u.quad);
+            }
+        }
+    }
+
+    /// The daemon is stopping: close what is left.
+    pub fn stop_all(&mut self) {
+        self.by_token.clear();
+        self.by_quad.clear();
+    }
+}
+
+impl Upstream {
+    fn pump(&mut self, ep: &mut Endpoint) {
+        let quad = self.quad;
+        let Some(relay) = ep.relay_mut(&quad) else {
+            return;
+        };
+        let mut changed = false;
+        // Client → upstream.
+        while !self.write_blocked && !self.shut {
+            let data = relay.peer_pending();
+            if data.is_empty() {
+                break;
+            }
+            match self.stream.write(data) {
+                Ok(n) => {
+                    relay.peer_wrote(n);
+                    changed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.write_blocked = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(%quad, error = %e, "writing to the upstream failed");
+                    relay.peer_failed();
+                    changed = true;
+                    self.done_reading = true;
+                    break;
+                }
+            }
+        }
+        // The client's FIN, once the upstream has every byte before it.
+        if !self.shut && relay.peer_should_shut_input() {
+            self.shut = true;
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+        // Upstream → client, as far as the relay has room (the client's window).
+        let mut buf = [0u8; 16 * 1024];
+        while !self.read_blocked && !self.done_reading {
+            let room = relay.peer_room().min(buf.len());
+            let Some(dst) = buf.get_mut(..room).filter(|d| !d.is_empty()) else {
+                break;
+            };
+            match self.stream.read(dst) {
+                Ok(0) => {
+                    self.done_reading = true;
+                    relay.peer_eof();
+                    changed = true;
+                }
+                Ok(n) => {
+                    relay.peer_read(dst.get(..n).unwrap_or_default());
+                    changed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.read_blocked = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // ECONNRESET: the upstream reset; so is the client.
+                    debug!(%quad, error = %e, "the upstream failed; resetting the client");
+                    self.done_reading = true;
+                    relay.peer_failed();
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            ep.relay_changed(&quad);
+        }
+    }
+}
+
+/// SO_LINGER 0: closing the socket sends RST.
+fn abortive(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we own, with a correctly sized `linger`.
+    let _ = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
