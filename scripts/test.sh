@@ -51,6 +51,8 @@ install_deps() {
     command -v setpriv >/dev/null || missing+=(util-linux)
     "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
     "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+    command -v ssh >/dev/null || missing+=(openssh-client)
+    [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         if ! command -v apt-get >/dev/null; then
