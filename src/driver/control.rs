@@ -7,6 +7,7 @@
 //! hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
 
 use crate::endpoint::{ClientEvents, ConnStatus};
+use crate::services::PeerId;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -90,6 +91,12 @@ pub struct StatusRow {
     pub cwnd: Option<u32>,
     pub retransmissions: u64,
     pub age_us: Option<u64>,
+    /// `exec:` connections: the program's PID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `forward:` connections: the local address of the socket to the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_local: Option<SocketAddr>,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -107,6 +114,14 @@ impl From<&ConnStatus> for StatusRow {
             cwnd: s.cwnd,
             retransmissions: s.retransmissions,
             age_us: s.age.map(us),
+            pid: match s.relay_peer {
+                Some(PeerId::Pid(pid)) => Some(pid),
+                _ => None,
+            },
+            upstream_local: match s.relay_peer {
+                Some(PeerId::Upstream(addr)) => Some(addr),
+                _ => None,
+            },
         }
     }
 }
@@ -393,6 +408,7 @@ mod tests {
             cwnd: None,
             retransmissions: 0,
             age: None,
+            relay_peer: None,
         };
         let conn = ConnStatus {
             state: State::TimeWait,

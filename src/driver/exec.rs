@@ -5,7 +5,7 @@
 //! Children are reaped on SIGCHLD, through the event loop.
 
 use crate::endpoint::{Endpoint, RelayEvent};
-use crate::services::ExecSpec;
+use crate::services::{ExecSpec, PeerId};
 use crate::wire::Quad;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -195,6 +195,9 @@ impl Programs {
                     });
                 }
                 info!(%quad, pid = child.id(), "started {}", spec.label());
+                if let Some(relay) = ep.relay_mut(&quad) {
+                    relay.set_peer(PeerId::Pid(child.id()));
+                }
                 let program = Program {
                     quad,
                     child,

@@ -6,6 +6,7 @@
 //! EOF our FIN, an upstream RST a reset, and a client RST an abortive close (SO_LINGER 0).
 
 use crate::endpoint::{Endpoint, RelayEvent};
+use crate::services::PeerId;
 use crate::time::Instant;
 use crate::wire::Quad;
 use mio::net::TcpStream;
@@ -140,6 +141,11 @@ impl Upstreams {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
                         u.connected = true;
+                        if let (Some(relay), Ok(local)) =
+                            (ep.relay_mut(&quad), u.stream.local_addr())
+                        {
+                            relay.set_peer(PeerId::Upstream(local));
+                        }
                         debug!(%quad, upstream = ?u.stream.local_addr().ok(), "upstream connected");
                     } else {
                         self.close(registry, token);

@@ -2,7 +2,7 @@
 //! (like `ss -tan`), and the ladder of each connection that closes, for `--ladder`.
 
 use super::{Endpoint, Entry};
-use crate::services::App;
+use crate::services::{App, PeerId};
 use crate::tcp::State;
 use crate::time::{Duration, Instant};
 use crate::wire::Quad;
@@ -32,6 +32,8 @@ pub struct ConnStatus {
     pub retransmissions: u64,
     /// Time since the connection was created (`None` for listeners).
     pub age: Option<Duration>,
+    /// `exec:`: the program's PID; `forward:`: the upstream socket's local address.
+    pub relay_peer: Option<PeerId>,
 }
 
 /// The ladders of closed connections, collected when `--ladder` asks for them.
@@ -137,6 +139,7 @@ impl Endpoint {
                         cwnd: None,
                         retransmissions: 0,
                         age: None,
+                        relay_peer: None,
                     });
                 }
             }
@@ -157,6 +160,7 @@ impl Endpoint {
                     cwnd: Some(c.cwnd()),
                     retransmissions: c.retransmissions(),
                     age: Some(now.saturating_since(c.created())),
+                    relay_peer: e.app.relay_peer(),
                 }
             })
             .collect();

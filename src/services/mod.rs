@@ -32,7 +32,7 @@ pub use discard::Discard;
 pub use echo::Echo;
 pub use exec::{ExecSpec, ForwardSpec};
 pub use http::Http;
-pub use relay::{RELAY_BUF, Relay};
+pub use relay::{PeerId, RELAY_BUF, Relay};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -179,6 +179,14 @@ impl App {
             App::Http(s) => s.is_closed(),
             App::Relay(_, s) => s.is_closed(),
             App::Client(s) => s.is_closed(),
+        }
+    }
+
+    /// The relay's other side, if this is an `exec:` or `forward:` connection.
+    pub fn relay_peer(&self) -> Option<PeerId> {
+        match self {
+            App::Relay(_, relay) => relay.peer(),
+            _ => None,
         }
     }
 

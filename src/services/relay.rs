@@ -45,6 +45,15 @@ pub struct Relay {
     closed: bool,
     /// We reset the connection.
     aborted: bool,
+    /// What the driver says is on the other side, for `synack status --json`.
+    peer: Option<PeerId>,
+}
+
+/// The other side of a relay: the program's PID, or the upstream socket's local address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerId {
+    Pid(u32),
+    Upstream(std::net::SocketAddr),
 }
 
 impl Default for Relay {
@@ -65,7 +74,17 @@ impl Relay {
             failed: false,
             closed: false,
             aborted: false,
+            peer: None,
         }
+    }
+
+    /// What is on the other side (set by the driver).
+    pub fn set_peer(&mut self, peer: PeerId) {
+        self.peer = Some(peer);
+    }
+
+    pub fn peer(&self) -> Option<PeerId> {
+        self.peer
     }
 
     /// Done: our FIN is queued and nothing more will be read for the peer (or we reset).

@@ -3,6 +3,7 @@ its stdin/stdout, with the ucspi-tcp environment; `forward:` relays each connect
 kernel TCP socket (an upstream on 127.0.0.1 inside the test namespace)."""
 
 import hashlib
+import json
 import os
 import selectors
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import SYNACK4, oracle_mode, wait_until
-from conftest import synack_binary
+from conftest import synack_binary, synack_cmd
 
 pytestmark = pytest.mark.skipif(oracle_mode(), reason="synack's exec: and forward: services")
 
@@ -97,11 +98,23 @@ def test_exec_sha256sum_hashes_64mib_after_the_half_close(synack):
     assert got.split()[0] == hashlib.sha256(data).hexdigest(), got
 
 
+def status_row(sock):
+    """This client's row in `synack status --json`."""
+    out = synack_cmd("status", "--json")
+    assert out.returncode == 0, out.stderr
+    local = sock.getsockname()
+    rows = [r for r in json.loads(out.stdout) if r.get("peer") == f"{local[0]}:{local[1]}"]
+    assert len(rows) == 1, out.stdout
+    return rows[0]
+
+
 @pytest.mark.synack_args("-l", "7=echo", "-l", f"{PORT}=exec:/bin/sh -c 'sleep 5'")
 def test_exec_client_reset_kills_the_program(synack):
     s = connect()
     pid = started_pid(synack, "exec:/bin/sh -c 'sleep 5'")
     assert not gone(pid)
+    row = status_row(s)
+    assert row["app"] == "exec:/bin/sh -c 'sleep 5'" and row["pid"] == pid, row
     reset(s)
     assert wait_until(lambda: gone(pid), 3), f"pid {pid} still there:\n{synack.log_tail(20)}"
     assert "killed by signal 9" in synack.log()
@@ -261,6 +274,9 @@ def test_forward_1000_concurrent_connections(synack):
     try:
         for _ in range(1000):
             socks.append(connect(FWD))
+        row = status_row(socks[0])
+        assert row["app"] == f"forward:127.0.0.1:{UPSTREAM}", row
+        assert row["upstream_local"].startswith("127.0.0.1:"), row
         for i, s in enumerate(socks):
             s.sendall(f"conn {i}\n".encode())
         for i, s in enumerate(socks):
