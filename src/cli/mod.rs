@@ -35,9 +35,10 @@ const IFNAME_MAX: usize = 15;
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(name = "synack", version)]
 pub struct Args {
-    /// TUN interface to create
+    /// TUN interface to create (a subcommand: the daemon's interface); before or after the
+    /// subcommand
     #[arg(short = 'i', long = "iface", value_name = "NAME", default_value = "synack0",
-          value_parser = parse_iface_name)]
+          value_parser = parse_iface_name, global = true)]
     pub iface: String,
 
     /// Address the endpoint answers as (repeatable)
@@ -126,8 +127,9 @@ pub struct Args {
     #[arg(long = "ladder")]
     pub ladder: bool,
 
-    /// The control socket of the daemon [default: /run/synack/<IFACE>.sock]
-    #[arg(long = "control", value_name = "PATH")]
+    /// The control socket of the daemon [default: /run/synack/<IFACE>.sock]; before or after
+    /// the subcommand
+    #[arg(long = "control", value_name = "PATH", global = true)]
     pub control: Option<PathBuf>,
 
     /// Talk to the running daemon instead of starting one

@@ -285,3 +285,38 @@ fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
     assert_eq!(args.endpoint_config().cc, CcKind::NewReno);
     assert!(parse(&["--cc", "bbr"]).is_err());
 }
+
+#[test]
+fn control_and_iface_go_before_or_after_the_subcommand() {
+    for sub in [
+        &["status"][..],
+        &["stats", "--json"],
+        &["trace"],
+        &["connect", "198.18.0.1:7"],
+    ] {
+        let before: Vec<&str> = ["--control", "/tmp/x.sock", "-i", "tun7"]
+            .into_iter()
+            .chain(sub.iter().copied())
+            .collect();
+        let after: Vec<&str> = sub
+            .iter()
+            .copied()
+            .chain(["--control", "/tmp/x.sock", "-i", "tun7"])
+            .collect();
+        for argv in [before, after] {
+            let a = parse(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(a.control_path(), std::path::PathBuf::from("/tmp/x.sock"));
+            assert_eq!(a.iface, "tun7", "{argv:?}");
+            assert!(a.command.is_some());
+        }
+    }
+    // Only -i after the subcommand: the default socket follows the interface.
+    let a = parse(&["stats", "-i", "tun9"]).unwrap();
+    assert_eq!(
+        a.control_path(),
+        std::path::PathBuf::from("/run/synack/tun9.sock")
+    );
+    // Given before the subcommand and not after, it is not reset to its default.
+    let a = parse(&["-i", "tun9", "stats"]).unwrap();
+    assert_eq!(a.iface, "tun9");
+}
