@@ -63,8 +63,10 @@ counters! {
     ignored,
     /// ICMP/ICMPv6 echo requests answered.
     echo_replies,
-    /// SYNs from a broadcast, multicast, unspecified or own address (MUST-57, MUST-63).
-    bad_syn_source,
+    /// Packets (TCP or ICMP echo) from a source no host may accept: 0/8, 127/8, the limited
+    /// broadcast, multicast; ::, ::1, multicast, v4-mapped; or one of our own addresses
+    /// (RFC 1122 §3.2.1.3, RFC 4291; MUST-57, MUST-63). Dropped before TCP sees them.
+    martian_source,
     /// Segments for LISTEN that were neither SYN nor ACK, or RSTs there (ignored).
     listen_drops,
     /// SYNs refused because the connection table is full.

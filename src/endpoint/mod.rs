@@ -10,6 +10,7 @@ mod counters;
 mod isn;
 mod limiter;
 mod limits;
+mod martian;
 mod observe;
 pub mod scenario;
 
@@ -286,8 +287,7 @@ impl Endpoint {
                 seq_no,
                 data,
             }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
@@ -299,8 +299,7 @@ impl Endpoint {
                 }
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 self.on_segment(now, src, dst, &seg, tx);
@@ -310,6 +309,24 @@ impl Endpoint {
 
     fn is_local(&self, ip: IpAddr) -> bool {
         self.addrs.contains(&ip)
+    }
+
+    /// Whether a packet from `src` to `dst` is ours to answer; counts it if not. A martian
+    /// source (martian.rs) or one of our own addresses is dropped before TCP or ICMP sees it
+    /// (RFC 1122 §3.2.1.3, RFC 4291; Linux: `ip_route_input_slow`, `ip6_rcv_core`, and
+    /// `fib_validate_source` for a local address). This also covers RFC 9293 MUST-57 and
+    /// MUST-63 (a SYN from a broadcast or multicast address is ignored).
+    fn accepts(&mut self, src: IpAddr, dst: IpAddr) -> bool {
+        if !self.is_local(dst) {
+            self.counters.not_ours += 1;
+            return false;
+        }
+        if martian::is_martian(src) || self.is_local(src) {
+            trace!(%src, "martian source dropped");
+            self.counters.martian_source += 1;
+            return false;
+        }
+        true
     }
 
     fn on_segment(
@@ -426,11 +443,6 @@ impl Endpoint {
         // "Third, check for a SYN"; anything else "should be dropped".
         if !seg.flags.syn() {
             self.counters.listen_drops += 1;
-            return;
-        }
-        // MUST-57/MUST-63: a SYN from a broadcast, multicast or our own address is dropped.
-        if !valid_remote(quad.remote.ip()) || self.is_local(quad.remote.ip()) {
-            self.counters.bad_syn_source += 1;
             return;
         }
         // Past --max-connections a SYN is dropped silently (see limits.rs).
@@ -933,14 +945,6 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
     slots.get_mut(id)?.entry.as_mut()
-}
-
-/// MUST-57/MUST-63: the remote address of a SYN must be a unicast address.
-fn valid_remote(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
-    }
 }
 
 #[cfg(test)]

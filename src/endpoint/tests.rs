@@ -260,15 +260,59 @@ fn packets_for_other_addresses_are_ignored() {
 }
 
 #[test]
-fn syns_from_multicast_broadcast_or_our_own_address_are_dropped() {
-    for src in ["224.0.0.1", "255.255.255.255", US4] {
-        let mut net = Net::new(src, US4);
-        let out = net.send(&TcpSegment {
-            flags: Flags::SYN,
-            ..FROM_PEER
-        });
-        assert!(out.is_empty(), "{src}");
-        assert_eq!(net.ep.stats().bad_syn_source, 1);
+fn segments_from_martian_sources_are_dropped_before_tcp_sees_them() {
+    // RFC 1122 §3.2.1.3, RFC 4291 §2.5.2/§2.5.3/§2.5.5.2/§2.7: none of these gets a SYN,ACK
+    // (nor, for the ACK, a RST); each is counted once.
+    let v4 = [
+        "127.0.0.1",
+        "0.0.0.0",
+        "0.0.0.7",
+        "255.255.255.255",
+        "224.0.0.1",
+        US4,
+    ];
+    let v6 = ["::1", "::", "ff02::1", "::ffff:198.18.0.1", US6];
+    for src in v4.iter().chain(v6.iter()) {
+        let us = if src.contains(':') { US6 } else { US4 };
+        for flags in [Flags::SYN, Flags::ACK, Flags::SYN | Flags::FIN] {
+            let mut net = Net::new(src, us);
+            let out = net.send(&TcpSegment { flags, ..FROM_PEER });
+            assert!(out.is_empty(), "{src} {flags:?}: {out:?}");
+            assert_eq!(net.ep.stats().martian_source, 1, "{src}");
+            assert_eq!(net.ep.stats().passive_opens, 0, "{src}");
+        }
+    }
+    // Class E is accepted, as Linux accepts it.
+    let mut net = Net::new("240.0.0.1", US4);
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(net.ep.stats().martian_source, 0);
+}
+
+#[test]
+fn echo_requests_from_martian_sources_are_not_answered() {
+    use crate::wire::testutil::{LINUX_PING_V4, hex, inet_checksum};
+    for src in [
+        [127, 0, 0, 1],
+        [224, 0, 0, 1],
+        [0, 0, 0, 0],
+        [198, 18, 0, 2],
+    ] {
+        let mut packet = hex(LINUX_PING_V4);
+        packet[12..16].copy_from_slice(&src);
+        // The IPv4 header checksum over the new source (ICMP's does not cover it).
+        packet[10..12].copy_from_slice(&[0, 0]);
+        let sum = inet_checksum(&[&packet[..20]]);
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut net = Net::v4();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.receive(net.now, &packet, &mut tx);
+        assert!(tx.is_empty(), "{src:?}");
+        assert_eq!(net.ep.stats().martian_source, 1, "{src:?}");
+        assert_eq!(net.ep.stats().echo_replies, 0);
     }
 }
 
