@@ -375,7 +375,9 @@ impl Endpoint {
                     && !seg.flags.syn()
                     && self.queues.accept(l) >= self.limits.backlog
                 {
+                    // Linux counts both ListenOverflows and ListenDrops here.
                     self.counters.accept_queue_full += 1;
+                    self.counters.listen_drops += 1;
                     return;
                 }
                 let reply = entry.conn.on_segment(now, seg);
@@ -419,7 +421,7 @@ impl Endpoint {
     ) {
         // "First, check for a RST: an incoming RST should be ignored."
         if seg.flags.rst() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
             return;
         }
         // "Second, check for an ACK: any acknowledgment is bad if it arrives on a connection
@@ -442,12 +444,20 @@ impl Endpoint {
         }
         // "Third, check for a SYN"; anything else "should be dropped".
         if !seg.flags.syn() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
+            return;
+        }
+        // SYN+FIN: RFC 9293 §3.10.7.2 would process the SYN now and the FIN once ESTABLISHED
+        // (§3.10.7.4 eighth step); Linux (tcp_rcv_state_process) drops it, as a combination
+        // no TCP sends and scanners do (nmap, hping3), and so do we: no SYN,ACK, no TCB.
+        if seg.flags.fin() {
+            self.counters.listen_syn_fin += 1;
             return;
         }
         // Past --max-connections a SYN is dropped silently (see limits.rs).
         if self.table.len() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
@@ -573,10 +583,12 @@ impl Endpoint {
     ) {
         if self.table.len() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         if self.queues.accept(listener) >= self.limits.backlog {
             self.counters.accept_queue_full += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         let mss = self.local_mss(&quad);
