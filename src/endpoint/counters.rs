@@ -71,8 +71,12 @@ counters! {
     attempt_fails,
     /// Connections that reached ESTABLISHED.
     established,
-    /// Connections reset by the peer.
-    established_resets,
+    /// Connections that went from ESTABLISHED or CLOSE-WAIT straight to CLOSED: reset by
+    /// either side, or given up (RFC 1213's tcpEstabResets). Until issue #12 this counted
+    /// what `peer_resets` counts.
+    established_resets => "TcpEstabResets",
+    /// Connections reset by the peer, in any state.
+    peer_resets,
     /// RSTs received / sent (replies to strays and aborts).
     rst_in,
     rst_out => "TcpOutRsts",
@@ -170,6 +174,7 @@ impl Counters {
         self.paws_acks_skipped += e.paws_acks_skipped;
         self.rto_expirations += e.rto_expirations;
         self.aborts_on_data += e.aborts_on_data;
+        self.established_resets += e.established_resets;
         self.keepalive_probes += e.keepalive_probes;
         self.keepalive_timeouts += e.keepalive_timeouts;
         self.fin_wait_2_timeouts += e.fin_wait_2_timeouts;
@@ -205,12 +210,7 @@ mod tests {
             Some("TcpInCsumErrors")
         );
         // Ours alone, or different enough in meaning not to borrow Linux's name.
-        for name in [
-            "listen_ignored",
-            "established_resets",
-            "drop_fragment",
-            "nonsense",
-        ] {
+        for name in ["listen_ignored", "peer_resets", "drop_fragment", "nonsense"] {
             assert_eq!(Counters::linux_name(name), None, "{name}");
         }
         // Every Linux name is nstat's (a Tcp, TcpExt, Ip... prefix) and used once.

@@ -782,7 +782,7 @@ impl Endpoint {
 
         if conn.state() == State::Closed {
             match conn.reset_cause() {
-                Some(ResetCause::PeerReset) => self.counters.established_resets += 1,
+                Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
                 Some(ResetCause::TimedOut) if !entry.counted_established => {
                     self.counters.synack_timeouts += 1
                 }

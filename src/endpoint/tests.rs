@@ -349,6 +349,27 @@ fn segments_listen_ignores_are_not_listen_drops() {
 }
 
 #[test]
+fn established_resets_count_either_sides_reset_as_linux_does() {
+    // RFC 1213 tcpEstabResets: ESTABLISHED or CLOSE-WAIT straight to CLOSED, whoever reset.
+    let mut net = Net::v4();
+    connect_from(&mut net, 40000);
+    net.send(&TcpSegment {
+        seq: PEER_ISN.add(1),
+        flags: Flags::RST,
+        ..FROM_PEER
+    });
+    let stats = net.ep.stats();
+    assert_eq!((stats.established_resets, stats.peer_resets), (1, 1));
+    // Our own abort (the grace period of a shutdown ended) counts too, but is not the peer's.
+    connect_from(&mut net, 40001);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.abort_all(net.now, &mut tx);
+    assert_eq!(parse_out(&tx[0]).flags, Flags::RST);
+    let stats = net.ep.stats();
+    assert_eq!((stats.established_resets, stats.peer_resets), (2, 1));
+}
+
+#[test]
 fn a_corrupted_segment_is_dropped_and_counted() {
     let mut net = Net::v4();
     let mut buf = vec![0; 100];

@@ -506,6 +506,11 @@ impl Connection {
         }
         let _enter = self.span.enter();
         debug!("{} -> {}", self.state, next);
+        // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
+        // state from either the ESTABLISHED state or the CLOSE-WAIT state", whoever reset.
+        if next == State::Closed && matches!(self.state, State::Established | State::CloseWait) {
+            self.events.established_resets += 1;
+        }
         self.state = next;
         if next == State::Closed {
             self.timers = Timers::default();

@@ -34,6 +34,9 @@ pub struct ConnEvents {
     pub paws_acks_skipped: u64,
     /// Retransmission timer expirations: SYN, SYN,ACK, data or FIN (Linux: `TCPTimeouts`).
     pub rto_expirations: u64,
+    /// ESTABLISHED or CLOSE-WAIT went straight to CLOSED: reset by either side, or timed out
+    /// (RFC 1213 `tcpEstabResets`, Linux: `TcpEstabResets`).
+    pub established_resets: u64,
     /// Connections aborted with a RST because the application closed with unread data
     /// (RFC 9293 SHLD-3; Linux: `TCPAbortOnData`).
     pub aborts_on_data: u64,
