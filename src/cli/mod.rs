@@ -152,7 +152,8 @@ pub enum Command {
         #[arg(long = "watch")]
         watch: bool,
     },
-    /// The counters, like `nstat`
+    /// The counters, like `nstat`, with the name of Linux's counter beside synack's where Linux
+    /// counts the same thing
     Stats {
         /// Print JSON, for scripts
         #[arg(long = "json")]
