@@ -354,10 +354,13 @@ impl Endpoint {
         {
             // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
             // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
+            // A SYN+FIN does not: LISTEN would drop it (see `on_listen`), and it must not
+            // end TIME-WAIT on its way there.
             let reopen = entry.conn.state() == State::TimeWait
                 && seg.flags.syn()
                 && !seg.flags.ack()
                 && !seg.flags.rst()
+                && !seg.flags.fin()
                 && seg.seq.gt(entry.conn.rcv_nxt())
                 && self.accepting;
             if !reopen {

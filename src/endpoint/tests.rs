@@ -474,6 +474,18 @@ fn a_new_syn_in_time_wait_above_rcv_nxt_reopens_with_a_higher_iss() {
         flags: Flags::ACK | Flags::FIN,
         ..FROM_PEER
     });
+    // A SYN+FIN (dropped in LISTEN) neither reopens it nor ends TIME-WAIT.
+    net.send(&TcpSegment {
+        dst_port: 80,
+        seq: rcv.add(1000),
+        flags: Flags::SYN | Flags::FIN,
+        ..FROM_PEER
+    });
+    let quad = Quad {
+        local: "198.18.0.2:80".parse().unwrap(),
+        remote: "198.18.0.1:40000".parse().unwrap(),
+    };
+    assert_eq!(net.ep.connection_state(&quad), Some(State::TimeWait));
     let out = net.send(&TcpSegment {
         dst_port: 80,
         seq: rcv.add(1000),
