@@ -110,7 +110,7 @@ def test_400_in_window_rsts_get_only_a_handful_of_challenge_acks(synack, peer):
     assert challenges and len(answers) == len(challenges), describe_all(answers)
     # One per 500 ms: at most three in the time it took to send them and look.
     assert len(challenges) <= 3, describe_all(answers)
-    # The second of listening above let synack read them all (the TUN's queue holds 500).
+    # The second of listening above let synack read them all.
     after = stats()
     challenged = after["rst_challenged"] - before["rst_challenged"]
     assert challenged >= 390, (before, after)
