@@ -1,10 +1,12 @@
 //! `synack status|stats|connect|trace`: the client side of the control socket. Each command
-//! sends one request to the running daemon and prints what comes back.
+//! sends one request to the running daemon and prints what comes back. (`man` and
+//! `completions` need no daemon: see `cli::generate`.)
 
 use super::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
 };
-use crate::cli::{Args, Command};
+use super::socket_dir::check_socket_dir;
+use crate::cli::{Args, Command, generate, plain};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
@@ -29,21 +31,15 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
             connect(args, Request::Connect { addr: *addr, data })
         }
         Command::Trace { follow } => trace(args, *follow),
+        Command::Completions { shell } => generate::print(Ok(generate::completions(*shell))),
+        Command::Man => generate::print(generate::man_page()),
     }
-}
-
-/// "Permission denied (os error 13)" -> "permission denied".
-fn plain(e: &io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
 }
 
 /// A connection to the daemon with `req` sent.
 fn request(args: &Args, req: &Request) -> Result<BufReader<UnixStream>, String> {
     let path = args.control_path();
+    check_socket_dir(&path)?;
     let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
             "no synack running on {}? (nothing answers at {}; start it with `synack -i {}`, \
@@ -54,7 +50,7 @@ fn request(args: &Args, req: &Request) -> Result<BufReader<UnixStream>, String> 
         ),
         ErrorKind::PermissionDenied => format!(
             "cannot open {}: permission denied (run this as the user running synack, \
-             usually root)",
+             or as root)",
             path.display()
         ),
         _ => format!("cannot reach synack at {}: {}", path.display(), plain(&e)),

@@ -9,8 +9,10 @@ pub mod control;
 mod control_server;
 mod event_loop;
 mod impaired;
+mod notify;
 mod observe;
 pub mod pcap;
+pub mod socket_dir;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
 pub use impaired::Impaired;
@@ -68,7 +70,11 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
         if tun.offloads() { "on" } else { "off" }
     );
     let mut endpoint = Endpoint::new(config, secret, clock.now()).with_limits(args.limits());
-    info!("{}", startup_line(args, tun.name()));
+    let line = startup_line(args, tun.name());
+    info!("{line}");
+    // The interface is up and configured, the listeners are open (the kernel queues what
+    // arrives before the first poll): tell systemd, if it started us.
+    notify::ready(&line);
     match &args.impair {
         Some(spec) => {
             info!("impairing the link in both directions: --impair {spec}");
@@ -94,12 +100,27 @@ fn observers(args: &Args) -> Result<observe::Observers, SetupError> {
     } else {
         observe::LadderOut::Stdout
     });
-    let control = control_server::ControlServer::bind(&args.control_path())?;
-    debug!(path = %control.path().display(), "control socket ready");
+    let path = args.control_path();
+    // Issue #14: without its control socket the endpoint still works; say so once, with the fix.
+    let control = match control_server::ControlServer::bind(&path) {
+        Ok(control) => {
+            debug!(path = %path.display(), "control socket ready");
+            Some(control)
+        }
+        Err(why) => {
+            warn!(
+                "no control socket at {} ({why}): running without one, so `synack status`, \
+                 `stats`, `connect` and `trace` cannot reach this daemon; give it a path you \
+                 may write with --control PATH (and the same --control to the subcommands)",
+                path.display()
+            );
+            None
+        }
+    };
     Ok(observe::Observers {
         capture,
         ladder,
-        control: Some(control),
+        control,
     })
 }
 
