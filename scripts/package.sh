@@ -48,5 +48,5 @@ mkdir -p "$assets"
 "$bin" completions zsh >"$assets/_synack"
 "$bin" completions fish >"$assets/synack.fish"
 
-cargo deb --no-build --output "$deb"
+cargo deb --no-build --output "$deb" >&2
 echo "$deb"
