@@ -141,12 +141,17 @@ fn escape(text: &str) -> String {
 
 /// `synack man` and `synack completions`: write the page or the script to stdout.
 pub fn print(what: io::Result<Vec<u8>>) -> Result<(), String> {
-    let text = what.map_err(|e| format!("cannot render: {}", super::plain(&e)))?;
+    let text = what.map_err(|e| format!("cannot render: {}", crate::config::plain(&e)))?;
     let mut out = io::stdout().lock();
     match out.write_all(&text).and_then(|()| out.flush()) {
         // `synack man | head`: the reader has what it wanted.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| format!("cannot write to standard output: {}", super::plain(&e))),
+        r => r.map_err(|e| {
+            format!(
+                "cannot write to standard output: {}",
+                crate::config::plain(&e)
+            )
+        }),
     }
 }
 

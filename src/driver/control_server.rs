@@ -8,7 +8,7 @@ use super::control::{
     MAX_REQUEST_LINE, Request, Response, StatusRow, client_responses, decode_request, encode,
 };
 use super::socket_dir::make_socket_dir;
-use crate::cli::plain;
+use crate::config::plain;
 use crate::endpoint::{ClientId, Endpoint};
 use crate::time::Instant;
 use mio::net::{UnixListener, UnixStream};

@@ -29,7 +29,7 @@ fn send(states: &[NotifyState], what: &str) {
         // endpoint itself works, so carry on.
         Err(e) => warn!(
             "cannot tell the service manager {what} through NOTIFY_SOCKET: {}",
-            crate::cli::plain(&e)
+            crate::config::plain(&e)
         ),
     }
 }

@@ -119,7 +119,7 @@ pub fn make_socket_dir(socket: &Path) -> Result<(), String> {
             return Err(format!(
                 "cannot create {}: {}",
                 dir.display(),
-                crate::cli::plain(&e)
+                crate::config::plain(&e)
             ));
         }
     }

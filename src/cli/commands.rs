@@ -2,11 +2,13 @@
 //! sends one request to the running daemon and prints what comes back. (`man` and
 //! `completions` need no daemon: see `cli::generate`.)
 
-use super::control::{
+use super::generate;
+use super::{Args, Command};
+use crate::config::plain;
+use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
 };
-use super::socket_dir::check_socket_dir;
-use crate::cli::{Args, Command, generate, plain};
+use crate::driver::socket_dir::check_socket_dir;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
