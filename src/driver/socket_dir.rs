@@ -25,9 +25,17 @@ pub const ROOT_DIR: &str = "/run/synack";
 
 /// The default control socket of the daemon on `iface`, for the user running this process.
 pub fn default_socket_path(iface: &str) -> PathBuf {
+    default_socket_path_for(
+        iface,
+        euid(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+}
+
+/// The effective user id: the owner of the files this process makes.
+fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    default_socket_path_for(iface, euid, std::env::var_os("XDG_RUNTIME_DIR").as_deref())
+    unsafe { libc::geteuid() }
 }
 
 /// [`default_socket_path`] for user `euid` with `XDG_RUNTIME_DIR` as given.
@@ -77,8 +85,7 @@ pub fn untrusted_reason(meta: &std::fs::Metadata, euid: u32) -> Option<String> {
 /// Check that the directory of `socket` may be trusted by the user running this process:
 /// only the per-user directory under `/tmp` needs it (the others are not shared).
 pub fn check_socket_dir(socket: &Path) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = euid();
     let Some(dir) = socket.parent().filter(|d| is_per_user_dir(d, euid)) else {
         return Ok(());
     };
@@ -102,8 +109,7 @@ pub fn make_socket_dir(socket: &Path) -> Result<(), String> {
     let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = euid();
     let mode = if euid == 0 { 0o755 } else { 0o700 };
     // Not recursive for the /tmp fallback: mkdir either makes the directory ours or finds one
     // that is then checked, never follows a planted symlink to make a parent.
@@ -172,7 +178,7 @@ mod tests {
     #[test]
     fn only_a_private_directory_of_ours_is_trusted() {
         let dir = temp_dir("trust");
-        let euid = unsafe { libc::geteuid() };
+        let euid = euid();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let meta = std::fs::symlink_metadata(&dir).unwrap();
         assert_eq!(untrusted_reason(&meta, euid), None);
