@@ -282,6 +282,16 @@ def test_systemd_analyze_verify_passes_on_the_unit(tmp_path):
     systemd_verify(unit_with_exec(tmp_path, synack_binary()), man_dir)
 
 
+def test_the_unit_is_hardened(tmp_path):
+    """systemd's own exposure score for the unit (0 is best, 10 worst; 'OK' is below 3.5)."""
+    unit = unit_with_exec(tmp_path, synack_binary())
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                        str(unit)], capture_output=True, text=True, timeout=30)
+    m = re.search(r"Overall exposure level for synack\.service: (\d+\.\d+)", r.stdout)
+    assert m, r.stdout + r.stderr
+    assert float(m.group(1)) <= 2.0, r.stdout
+
+
 def test_the_check_can_fail(tmp_path):
     """A misspelt setting makes systemd_verify fail, so the test above means something."""
     unit = unit_with_exec(tmp_path, synack_binary())
