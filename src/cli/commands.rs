@@ -8,7 +8,7 @@ use crate::config::plain;
 use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
 };
-use crate::driver::socket_dir::check_socket_dir;
+use crate::driver::socket_dir::{self, check_socket_dir};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
@@ -38,18 +38,34 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
     }
 }
 
+/// Root's default socket for this interface, when it is not ours and exists.
+fn root_socket(args: &Args) -> Option<std::path::PathBuf> {
+    let root = socket_dir::root_socket_path(&args.iface);
+    (args.control.is_none() && args.control_path() != root && root.exists()).then_some(root)
+}
+
 /// A connection to the daemon with `req` sent.
 fn request(args: &Args, req: &Request) -> Result<BufReader<UnixStream>, String> {
     let path = args.control_path();
     check_socket_dir(&path)?;
     let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
-            "no synack running on {}? (nothing answers at {}; start it with `synack -i {}`, \
-             or point --control at its socket)",
-            args.iface,
-            path.display(),
-            args.iface
-        ),
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => match root_socket(args) {
+            // A daemon started with sudo (or the systemd service) is root's.
+            Some(root) => format!(
+                "nothing answers at {}, your default; a synack run by root has {}: run this \
+                 as root (sudo synack ...), or give --control {}",
+                path.display(),
+                root.display(),
+                root.display()
+            ),
+            None => format!(
+                "no synack running on {}? (nothing answers at {}; start it with `synack -i \
+                 {}`, or point --control at its socket)",
+                args.iface,
+                path.display(),
+                args.iface
+            ),
+        },
         ErrorKind::PermissionDenied => format!(
             "cannot open {}: permission denied (run this as the user running synack, \
              or as root)",

@@ -40,15 +40,20 @@ fn euid() -> u32 {
 
 /// [`default_socket_path`] for user `euid` with `XDG_RUNTIME_DIR` as given.
 pub fn default_socket_path_for(iface: &str, euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
-    let file = format!("{iface}.sock");
     if euid == 0 {
-        return Path::new(ROOT_DIR).join(file);
+        return root_socket_path(iface);
     }
+    let file = format!("{iface}.sock");
     // The XDG Base Directory spec: a relative path is invalid and must be ignored.
     match xdg_runtime_dir.map(Path::new).filter(|d| d.is_absolute()) {
         Some(dir) => dir.join("synack").join(file),
         None => per_user_dir(euid).join(file),
     }
+}
+
+/// `/run/synack/<iface>.sock`: root's default.
+pub fn root_socket_path(iface: &str) -> PathBuf {
+    Path::new(ROOT_DIR).join(format!("{iface}.sock"))
 }
 
 /// `/tmp/synack-<uid>`: the directory for a user without `XDG_RUNTIME_DIR`.

@@ -340,6 +340,10 @@ def test_ready_only_once_it_answers_and_stopping_on_sigterm(mounts, tmp_path):
         r = mounts.run(f"{binary} status")
         assert r.returncode == 0 and b"LISTEN" in r.stdout, r.stderr.decode()
         assert os.stat(f"/proc/{d.proc.pid}").st_uid == NOBODY
+        # An ordinary user's default is elsewhere; they are told where the service's is.
+        r = mounts.run(f"{binary} status", user=True)
+        assert r.returncode == 1
+        assert b"a synack run by root has /run/synack/synack0.sock" in r.stderr, r.stderr
 
         d.proc.send_signal(15)
         message = notify.recv(4096).decode()
