@@ -72,6 +72,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
         }
     } else {
         tun.configure(&config.host_addrs, config.mtu)?;
+        wait_until_local(&tun, &config.host_addrs);
         debug!(
             iface = tun.name(),
             mtu = config.mtu,
@@ -114,6 +115,35 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
         }
     }
     Ok(())
+}
+
+/// How long [`wait_until_local`] waits for the kernel to deliver the host addresses locally.
+const LOCAL_ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait, at most [`LOCAL_ROUTE_WAIT`], until the kernel delivers every host address locally
+/// (`Tun::host_addrs_local`: IPv6 addresses get their local route a few milliseconds after
+/// the link is up), so that the startup line and systemd's READY=1 mean "usable". Past the
+/// wait, or if netlink fails, go on: the route will come, and a client's SYN retransmission
+/// covers the gap.
+fn wait_until_local(tun: &Tun, host_addrs: &[HostAddr]) {
+    let start = std::time::Instant::now();
+    loop {
+        match tun.host_addrs_local(host_addrs) {
+            Ok(true) => break,
+            Ok(false) if start.elapsed() < LOCAL_ROUTE_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(false) => {
+                debug!("the host addresses have no local route yet; going on");
+                break;
+            }
+            Err(e) => {
+                debug!("cannot ask the kernel for the host addresses' routes: {e}");
+                break;
+            }
+        }
+    }
+    debug!(waited = ?start.elapsed(), "host addresses delivered locally");
 }
 
 /// `--pcap`, `--ladder` and the control socket.
