@@ -208,6 +208,21 @@ impl Tun {
         link::set_up(name)
             .map_err(|e| SetupError::configure(name, "bring the link up".to_owned(), e, false))
     }
+
+    /// Whether the kernel delivers every one of `host_addrs` locally yet (`ip route get`
+    /// says `local`). An IPv6 address added before the link came up gets its local route
+    /// only when the kernel's address-configuration work has run, a few milliseconds after
+    /// the link is up (even with IFA_F_NODAD), and a SYN,ACK to an address without one is
+    /// dropped; so "configured" means this holds (the driver waits for it).
+    pub fn host_addrs_local(&self, host_addrs: &[HostAddr]) -> io::Result<bool> {
+        let mut rtnl = netlink::Route::open()?;
+        for host in host_addrs {
+            if !rtnl.is_local(host.addr)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl AsRawFd for Tun {
