@@ -199,9 +199,11 @@ fn receiving_a_stream_allocates_nothing_per_packet() {
     rig.now += Duration::from_millis(200);
     rig.ep.poll(rig.now, &mut rig.tx);
     assert_eq!(rig.last().1, seq, "everything was received");
-    assert_eq!(
-        allocations, 0,
-        "allocations while receiving 20 000 segments"
+    // Buffers are taken on demand and grow as autotuning grows them (tcp::memory): a few
+    // allocations over the whole stream, none per packet.
+    assert!(
+        allocations <= 4,
+        "{allocations} allocations while receiving 20 000 segments"
     );
 }
 
@@ -230,7 +232,11 @@ fn sending_a_stream_allocates_nothing_per_packet() {
     let sent_before = rig.tx.count;
     let allocations = measure(|| acked(&mut rig, 20_000));
     assert!(rig.tx.count - sent_before >= 20_000);
-    assert_eq!(allocations, 0, "allocations while sending");
+    // The send buffer grows with cwnd (tcp::memory): a few doublings, none per packet.
+    assert!(
+        allocations <= 4,
+        "{allocations} allocations while sending 20 000 segments"
+    );
 }
 
 #[test]
@@ -260,5 +266,9 @@ fn sending_super_segments_allocates_nothing_per_packet() {
     let allocations = measure(|| acked(&mut rig, 5_000));
     assert!(rig.tx.supers - supers_before >= 5_000);
     assert_eq!(rig.ep.stats().super_segments_out, rig.tx.supers);
-    assert_eq!(allocations, 0, "allocations while sending super-segments");
+    // The send buffer grows with cwnd (tcp::memory): a few doublings, none per packet.
+    assert!(
+        allocations <= 4,
+        "{allocations} allocations while sending 5 000 super-segments"
+    );
 }

@@ -3,6 +3,7 @@
 
 use super::Args;
 use crate::endpoint::Limits;
+use crate::tcp::BufferSizes;
 use crate::time::{Duration, parse_duration};
 use std::fmt;
 use std::str::FromStr;
@@ -36,7 +37,7 @@ impl FromStr for ByteSize {
             .checked_mul(1usize << shift)
             .ok_or_else(|| format!("'{s}' is too large"))?;
         if bytes == 0 {
-            return Err("the buffer memory limit must be above zero".into());
+            return Err(format!("'{s}' is zero: a size must be above zero"));
         }
         Ok(ByteSize(bytes))
     }
@@ -51,6 +52,48 @@ impl fmt::Display for ByteSize {
             }
         }
         write!(f, "{n}")
+    }
+}
+
+/// `--rmem`/`--wmem`: `MIN,DEFAULT,MAX`, each a [`ByteSize`], with MIN ≤ DEFAULT ≤ MAX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferTriple(pub BufferSizes);
+
+impl FromStr for BufferTriple {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(',').collect();
+        let [min, default, max] = parts.as_slice() else {
+            return Err(format!(
+                "'{s}' is not MIN,DEFAULT,MAX (three sizes, e.g. 4KiB,128KiB,32MiB)"
+            ));
+        };
+        let size = |p: &str| p.parse::<ByteSize>().map(|b| b.0);
+        let (min, default, max) = (size(min)?, size(default)?, size(max)?);
+        if !(min <= default && default <= max) {
+            return Err(format!(
+                "'{s}': the sizes must be in order, MIN <= DEFAULT <= MAX"
+            ));
+        }
+        if max > 1 << 30 {
+            return Err(format!(
+                "'{s}': MAX is above 1GiB, the largest window TCP can offer (RFC 7323)"
+            ));
+        }
+        Ok(BufferTriple(BufferSizes { min, default, max }))
+    }
+}
+
+impl fmt::Display for BufferTriple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{},{},{}",
+            ByteSize(b.min),
+            ByteSize(b.default),
+            ByteSize(b.max)
+        )
     }
 }
 
@@ -110,6 +153,7 @@ impl Args {
         Limits {
             backlog: self.backlog,
             max_connections: self.max_connections,
+            max_time_wait: self.max_time_wait,
             max_buffer_memory: self.max_buffer_memory.0,
             keepalive: self
                 .keepalive

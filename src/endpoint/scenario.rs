@@ -43,6 +43,7 @@ pub fn limits() -> Limits {
     Limits {
         backlog: 4,
         max_connections: 24,
+        max_time_wait: 16,
         max_buffer_memory: 1 << 20,
         keepalive: None,
         keepalive_ports: vec![(7, Duration::from_secs(2))],

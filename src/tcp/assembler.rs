@@ -126,6 +126,53 @@ impl Reassembly {
         self.fin
     }
 
+    /// Bytes allocated for the ring (0 until the first out-of-order segment, and after
+    /// [`Reassembly::release`]).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Give the ring's memory back while nothing is queued (it is allocated again on the next
+    /// out-of-order segment).
+    pub fn release(&mut self) {
+        if self.len == 0 && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// Change how many bytes beyond RCV.NXT can be held (the receive buffer grew). Queued
+    /// bytes keep their offsets: the ring is laid out again from offset 0. Shrinking below
+    /// what is queued is refused.
+    pub fn set_capacity(&mut self, capacity_bytes: usize) {
+        let capacity = u32::try_from(capacity_bytes.min(MAX_CAPACITY)).unwrap_or(0);
+        if capacity == self.capacity {
+            return;
+        }
+        if self.len == 0 || self.buf.is_empty() {
+            self.capacity = capacity;
+            self.buf = Vec::new();
+            self.head = 0;
+            return;
+        }
+        let end = self.active().last().map_or(0, |&(_, e)| e);
+        if capacity < end {
+            return;
+        }
+        let mut buf = vec![0; capacity as usize];
+        let (a, b) = self.ring_slices(0, end);
+        let (a_len, b_len) = (a.len(), b.len());
+        if let Some(dst) = buf.get_mut(..a_len) {
+            dst.copy_from_slice(a);
+        }
+        if let Some(dst) = buf.get_mut(a_len..a_len + b_len) {
+            dst.copy_from_slice(b);
+        }
+        self.buf = buf;
+        self.head = 0;
+        self.capacity = capacity;
+    }
+
     /// Forget everything (e.g. on reset).
     pub fn clear(&mut self) {
         self.len = 0;

@@ -352,6 +352,7 @@ impl Connection {
     fn after_emit(&mut self) {
         self.last_ack_sent = self.rcv.nxt;
         self.app_read = false;
+        self.buf.room_opened = false;
         self.ack_due = AckDue::None;
         self.unacked_segments = 0;
         self.timers.delayed_ack = None;
@@ -447,7 +448,7 @@ impl Connection {
     fn window_update_due(&self) -> bool {
         // Only a read opens the window (Linux: tcp_cleanup_rbuf runs after recvmsg); so, for
         // one, the larger scaled window after the handshake costs no lone ACK.
-        if self.fin_received || !self.app_read {
+        if self.fin_received || !(self.app_read || self.buf.room_opened) {
             return false;
         }
         let current = self.rcv.wnd();

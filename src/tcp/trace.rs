@@ -252,6 +252,7 @@ impl Connection {
 
     /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        self.tune_buffers(now);
         let mut trace = std::mem::take(&mut self.trace);
         let (state, recorded) = (self.state, trace.total());
         self.transmit(now, &mut |seg| {
@@ -263,6 +264,7 @@ impl Connection {
             trace.settle(self.state);
         }
         self.trace = trace;
+        self.release_if_idle();
     }
 
     /// The record of the segments this connection received and sent.

@@ -193,8 +193,8 @@ fn a_cookie_keeps_the_mss_window_scale_and_sack_through_the_timestamp() {
     let cookie = sa.seq;
     assert_eq!(
         sa.options.window_scale,
-        Some(3),
-        "our shift for a 256 KiB buffer"
+        Some(10),
+        "our shift for a receive buffer of up to 32 MiB"
     );
     assert!(sa.options.sack_permitted);
     let (tsval, tsecr) = sa.options.timestamps.expect("timestamps offered back");
@@ -224,7 +224,7 @@ fn a_cookie_keeps_the_mss_window_scale_and_sack_through_the_timestamp() {
     assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
     let info = net.ep.connection_info(&quad).unwrap();
     assert_eq!(info.send_mss, 1460, "MSS 1460 is in the table");
-    assert_eq!(info.window_scale, Some((3, 7)));
+    assert_eq!(info.window_scale, Some((10, 7)));
     assert!(info.sack_permitted && info.timestamps);
     assert_eq!(info.iss, cookie);
 }
@@ -347,20 +347,21 @@ fn past_max_connections_syns_are_dropped_silently_and_existing_ones_live() {
 }
 
 #[test]
-fn the_buffer_memory_cap_bounds_offered_windows_and_never_shrinks_one() {
+fn the_buffer_memory_cap_bounds_bytes_held_and_never_shrinks_a_window() {
     let cap = 40_000;
     let mut net = net_with(Limits {
         max_buffer_memory: cap,
         ..Limits::default()
     });
-    // The first connection may offer the whole cap; a second finds nothing left.
+    // Windows offered are not charged: both connections offer all the memory there is.
     let first = net.exchange(&syn_from(8000, MSS_1400), true);
     assert_eq!(first[0].window, 40_000);
     let second = net.exchange(&syn_from(8001, MSS_1400), true);
-    assert_eq!(second[0].window, 0, "no memory left to offer");
-    assert!(net.ep.memory_used() <= cap);
-    // The first connection echoes 30 kB to a peer whose window is closed: echo's send
-    // buffer fills only as far as the cap allows, and our right edge never moves left.
+    assert_eq!(second[0].window, 40_000, "nothing is held yet");
+    assert_eq!(net.ep.memory_used(), 0);
+    // The first connection echoes 60 kB to a peer whose window is closed: what it holds
+    // (echo's send queue) grows to the cap and no further; data beyond it is dropped and
+    // counted, and our right edge never moves left.
     let iss = first[0].seq;
     let mut right_edge = PEER_ISN.add(1).add(40_000);
     let mut seq = PEER_ISN.add(1);
@@ -383,25 +384,155 @@ fn the_buffer_memory_cap_bounds_offered_windows_and_never_shrinks_one() {
             assert!(edge.ge(right_edge), "window shrank: {o:?}");
             right_edge = edge;
         }
-        if seq.add(1000).le(right_edge) {
-            seq = seq.add(1000);
-        }
-        assert!(
-            net.ep.memory_used() <= cap + 1000,
-            "{}",
-            net.ep.memory_used()
-        );
+        // A delayed ACK says nothing: the segment was taken.
+        seq = out.last().map_or(seq.add(1000), |o| o.ack);
+        assert!(net.ep.memory_used() <= cap, "{}", net.ep.memory_used());
     }
-    assert!(
-        seq.distance_from(PEER_ISN.add(1)) <= 40_000,
-        "no more than the cap was taken"
+    assert_eq!(net.ep.memory_used(), cap);
+    assert_eq!(
+        seq.distance_from(PEER_ISN.add(1)),
+        40_000,
+        "exactly the cap was taken"
     );
+    // The second connection was offered a window, but the memory is used up: its data is
+    // dropped and counted.
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8001,
+            seq: PEER_ISN.add(1),
+            ack: second[0].seq.add(1),
+            flags: Flags::ACK,
+            window: 0,
+            payload: &chunk,
+            ..FROM_PEER
+        },
+        true,
+    );
+    assert_eq!(out.last().map(|o| o.ack), Some(PEER_ISN.add(1)), "dropped");
+    let stats = net.ep.stats();
+    assert_eq!(stats.rcv_memory_drops, 1);
+    assert_eq!(stats.memory_pressure_entered, 1);
     // Counted once per connection that became limited, not once per pass (60 exchanges).
-    let limited = net.ep.stats().buffer_memory_limited;
+    let limited = stats.buffer_memory_limited;
     assert!(
         (1..=2).contains(&limited),
         "buffer_memory_limited = {limited}"
     );
+    // The peer opens its window and takes everything: memory frees, pressure ends, and new
+    // data is taken and echoed again.
+    let mut acked = 0u32;
+    for _ in 0..20 {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: 8000,
+                seq,
+                ack: iss.add(1).add(acked),
+                flags: Flags::ACK,
+                window: u16::MAX,
+                ..FROM_PEER
+            },
+            true,
+        );
+        acked += out.iter().map(|o| o.payload.len() as u32).sum::<u32>();
+        if acked == 40_000 && net.ep.memory_used() == 0 {
+            break;
+        }
+    }
+    assert_eq!(net.ep.memory_used(), 0);
+    assert!(!net.ep.memory_pressure());
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8000,
+            seq,
+            ack: iss.add(1).add(acked),
+            flags: Flags::ACK,
+            window: u16::MAX,
+            payload: &chunk,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let echoed: usize = out.iter().map(|o| o.payload.len()).sum();
+    assert_eq!(echoed, 1000);
+}
+
+/// Send `n` segments of 1000 bytes on the connection from `port` (whose ISS is `iss`), with
+/// the peer's window closed so that echo holds what it reads; returns the next sequence
+/// number and our last window.
+fn fill(net: &mut Net, port: u16, iss: SeqNum, n: usize) -> (SeqNum, u16) {
+    let mut seq = PEER_ISN.add(1);
+    let mut window = 0;
+    for _ in 0..n {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: port,
+                seq,
+                ack: iss.add(1),
+                flags: Flags::ACK,
+                window: 0,
+                payload: &[1; 1000],
+                ..FROM_PEER
+            },
+            true,
+        );
+        // A delayed ACK says nothing: the segment was taken.
+        seq = out.last().map_or(seq.add(1000), |o| o.ack);
+        window = out.last().map_or(window, |o| o.window);
+    }
+    (seq, window)
+}
+
+#[test]
+fn a_window_held_back_by_memory_is_updated_as_soon_as_memory_frees() {
+    let cap = 40_000;
+    let mut net = net_with(Limits {
+        max_buffer_memory: cap,
+        ..Limits::default()
+    });
+    // Connection A holds 39,000 bytes echo cannot send (its peer's window is 0).
+    let a = net.exchange(&syn_from(8100, MSS_1400), true)[0].seq;
+    let (seq_a, _) = fill(&mut net, 8100, a, 39);
+    assert_eq!(net.ep.memory_used(), 39_000);
+    // B can be offered only the last 1000 bytes; once it holds them its window is zero.
+    let sa = net.exchange(&syn_from(8101, MSS_1400), true);
+    assert_eq!(sa[0].window, 1000);
+    let b = sa[0].seq;
+    let (seq_b, window) = fill(&mut net, 8101, b, 1);
+    assert_eq!((seq_b, window), (PEER_ISN.add(1001), 0));
+    assert_eq!(net.ep.memory_used(), cap);
+    // A's peer opens its window, A sends, and the peer acknowledges it: memory frees, and B's
+    // window update goes out at once, without a zero-window probe from B's peer.
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8100,
+            seq: seq_a,
+            ack: a.add(1),
+            flags: Flags::ACK,
+            window: u16::MAX,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let sent = out.iter().map(|o| o.payload.len()).sum::<usize>();
+    assert!(sent > 2 * 1400, "{sent}");
+    assert!(
+        out.iter().all(|o| o.ack != PEER_ISN.add(1001)),
+        "nothing for B yet"
+    );
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8100,
+            seq: seq_a,
+            ack: a.add(1).add(sent as u32),
+            flags: Flags::ACK,
+            window: 0,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let to_b: Vec<&Seg> = out.iter().filter(|o| o.ack == PEER_ISN.add(1001)).collect();
+    assert_eq!(to_b.len(), 1, "one window update to B: {out:?}");
+    assert!(to_b[0].window > 0);
 }
 
 #[test]
