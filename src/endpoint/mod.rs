@@ -873,11 +873,16 @@ impl Endpoint {
             self.remove(id);
             return;
         }
-        if let Some(at) = conn.poll_timeout()
-            && entry.scheduled.is_none_or(|s| at < s)
-        {
-            entry.scheduled = Some(at);
-            self.timers.push(Reverse((at, id, generation)));
+        // The heap entry that stands for this connection is the one at `scheduled`; when its
+        // deadline moved (a timer armed, restarted or cancelled) the old entry goes stale and
+        // is skipped without waking anyone (`timer_is_live`), so a cancelled timer costs no
+        // wake-up, and a connection with no timer has no live entry.
+        let next = conn.poll_timeout();
+        if next != entry.scheduled {
+            entry.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, id, generation)));
+            }
             self.compact_timers();
         }
         self.requeue(id);
@@ -1088,9 +1093,10 @@ impl Endpoint {
 
 /// Whether the timer-heap entry `(at, id, generation)` is the deadline its connection is
 /// waiting for: the connection still exists (same generation) and `at` is its `scheduled`.
-/// Every other entry is redundant: `service` runs after every change to a connection and
-/// pushes its deadline whenever that is earlier than `scheduled`, so a connection never needs
-/// a wake-up other than at `scheduled`.
+/// Every other entry is stale: `service` runs after every change to a connection and pushes
+/// its deadline whenever it differs from `scheduled`, so a connection never needs a wake-up
+/// other than at `scheduled`. The heap thus holds at most one live entry per connection;
+/// stale ones are dropped when they reach the top or by `compact_timers`.
 fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> bool {
     slots.get(id).is_some_and(|slot| {
         slot.generation == generation
