@@ -1,0 +1,98 @@
+//! Buffer autotuning over a long fat path (issue 9): the endpoint's receive window grows to
+//! the path (Linux's dynamic right-sizing) and our sender's buffer follows its congestion
+//! window, so one connection fills a 40 ms path. Virtual time, deterministic.
+
+use crate::pair::{Pair, Scenario, ServerKind};
+use synack::time::Duration;
+
+/// Move `bytes` over `rate` bit/s and 40 ms of round trip: uploaded to the endpoint's
+/// discard service, or downloaded from a bare connection sending them (`BareSource`).
+/// Returns (the largest window the receiver offered, when it first reached `2 * BDP`, how
+/// long until every byte was delivered).
+fn transfer(server: ServerKind, bytes: u64, rate: u64) -> (u32, Option<Duration>, Duration) {
+    let sc = Scenario {
+        server,
+        bytes,
+        link: format!(
+            "delay=20ms,rate={}mbit,limit=100000,seed=9",
+            rate / 1_000_000
+        )
+        .parse()
+        .unwrap(),
+        budget: Duration::from_secs(120),
+        gso: false,
+    };
+    let bdp = u32::try_from(rate / 8 / 25).unwrap();
+    let mut pair = Pair::new(&sc);
+    let start = pair.now;
+    let (mut max_wnd, mut full_at) = (0, None);
+    loop {
+        let more = pair.drive().unwrap();
+        // The window the receiver offered: as the client sees it on an upload, as the
+        // client offers it on a download.
+        let wnd = if server == ServerKind::BareSource {
+            pair.client.conn.rcv_wnd()
+        } else {
+            pair.client.conn.snd_wnd()
+        };
+        max_wnd = max_wnd.max(wnd);
+        if full_at.is_none() && wnd >= 2 * bdp {
+            full_at = Some(pair.now - start);
+        }
+        let done = if server == ServerKind::BareSource {
+            pair.client.checker.received == bytes
+        } else {
+            pair.client.source.done() && pair.client.conn.send_queue() == 0
+        };
+        if done {
+            return (max_wnd, full_at, pair.now - start);
+        }
+        assert!(
+            more && pair.now - start < sc.budget,
+            "stalled: {}",
+            pair.describe()
+        );
+    }
+}
+
+#[test]
+fn receive_autotuning_reaches_twice_the_bdp_and_fills_a_40_ms_path() {
+    let rate = 200_000_000;
+    let bytes = 48 << 20;
+    let bdp = u32::try_from(rate / 8 / 25).unwrap();
+    let (max_wnd, full_at, elapsed) = transfer(ServerKind::EndpointDiscard, bytes, rate);
+    eprintln!(
+        "autotuning at 40 ms: max window {max_wnd}, 2 x BDP after {full_at:?}, done after {elapsed:?}"
+    );
+    assert!(
+        max_wnd >= 2 * bdp,
+        "the window reached only {max_wnd} bytes (BDP {bdp})"
+    );
+    let full_at = full_at.expect("reached 2 x BDP");
+    assert!(
+        full_at < Duration::from_secs(1),
+        "2 x BDP only after {full_at:?}"
+    );
+    // The bytes need 2.0 s at the link's rate; slow start and the handshake take a few round
+    // trips more. A fixed 256 KiB window would need 6.3 s.
+    let ideal = Duration::from_micros(bytes * 8 * 1_000_000 / rate);
+    assert!(
+        elapsed < ideal + ideal / 4,
+        "{elapsed:?} for {bytes} bytes (the path needs {ideal:?})"
+    );
+}
+
+#[test]
+fn send_autotuning_keeps_a_bulk_sender_ahead_of_a_40_ms_path() {
+    // Our own connection sends: its send buffer starts at 64 KiB and must grow with cwnd and
+    // the receiver's window (tcp_sndbuf_expand), or the path stays mostly empty.
+    let rate = 200_000_000;
+    let bytes = 48 << 20;
+    let (max_wnd, _, elapsed) = transfer(ServerKind::BareSource, bytes, rate);
+    eprintln!("download at 40 ms: max window {max_wnd}, done after {elapsed:?}");
+    let ideal = Duration::from_micros(bytes * 8 * 1_000_000 / rate);
+    assert!(
+        elapsed < ideal + ideal / 4,
+        "{elapsed:?} for {bytes} bytes (the path needs {ideal:?})"
+    );
+}
