@@ -393,5 +393,6 @@ impl Connection {
             self.reasm.clear();
         }
         self.reasm.release();
+        self.scoreboard.release();
     }
 }
