@@ -12,7 +12,6 @@ use synack::wire::{self, Flags, Packet, SEGMENT_TEMPLATE, TcpOptions, TcpSegment
 
 struct Counting;
 
-
 thread_local! {
     /// Only the measuring thread counts: the test harness allocates on other threads.
     static COUNTING: Cell<bool> = const { Cell::new(false) };

@@ -537,6 +537,11 @@ impl Connection {
         self.rcv.nxt
     }
 
+    /// SND.UNA: with `snd_wnd`, the right edge of the window the peer offered.
+    pub fn snd_una(&self) -> SeqNum {
+        self.snd.una
+    }
+
     /// The record of the segments this connection received and sent.
     pub fn trace(&self) -> &Trace {
         &self.trace

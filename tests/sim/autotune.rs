@@ -96,3 +96,62 @@ fn send_autotuning_keeps_a_bulk_sender_ahead_of_a_40_ms_path() {
         "{elapsed:?} for {bytes} bytes (the path needs {ideal:?})"
     );
 }
+
+/// Echo 4 MiB through the endpoint under a `--max-buffer-memory` of 40 KiB: memory pressure
+/// comes and goes, the transfer never stalls, and the window the endpoint offers never moves
+/// its right edge left.
+#[test]
+fn memory_pressure_is_entered_and_left_smoothly_without_a_stall_or_a_shrunk_window() {
+    use crate::nodes::EndpointServer;
+    use synack::endpoint::Limits;
+    use synack::services::ServiceKind;
+
+    let bytes = 4 << 20;
+    let sc = Scenario {
+        server: ServerKind::EndpointEcho,
+        bytes,
+        link: "delay=5ms,rate=100mbit,seed=3".parse().unwrap(),
+        budget: Duration::from_secs(120),
+        gso: false,
+    };
+    let mut pair = Pair::new(&sc);
+    let limits = Limits {
+        max_buffer_memory: 40 << 10,
+        ..Limits::default()
+    };
+    let server = EndpointServer::with_limits(pair.now, ServiceKind::Echo, [7; 16], false, limits);
+    pair.server = Box::new(server);
+    let start = pair.now;
+    let mut edge = None;
+    let counters;
+    loop {
+        let more = pair.drive().unwrap();
+        // The right edge of the window the endpoint offered, as the client sees it.
+        let conn = &pair.client.conn;
+        if conn.state().is_synchronized() {
+            let right = conn.snd_una().add(conn.snd_wnd());
+            if let Some(prev) = edge {
+                assert!(
+                    right.ge(prev),
+                    "the right edge moved left: {}",
+                    pair.describe()
+                );
+            }
+            edge = Some(right);
+        }
+        if pair.client.checker.received == bytes {
+            counters = pair.server.describe();
+            break;
+        }
+        assert!(
+            more && pair.now - start < Duration::from_secs(60),
+            "stalled: {}",
+            pair.describe()
+        );
+    }
+    let elapsed = pair.now - start;
+    eprintln!("echo under a 40 KiB memory cap: {elapsed:?}; {counters}");
+    assert!(counters.contains("memory_pressure_entered"), "{counters}");
+    // 4 MiB each way at 100 Mbit/s is 0.34 s; no stall waits for a probe or an RTO.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+}
