@@ -241,10 +241,45 @@ mod tests {
     }
 
     #[test]
+    fn rmem_and_wmem_take_min_default_max_like_the_sysctls() {
+        let a = parse(&[]).unwrap();
+        let c = a.endpoint_config();
+        assert_eq!(c.rmem, BufferSizes::RMEM);
+        assert_eq!(c.wmem, BufferSizes::WMEM);
+        assert_eq!(
+            (c.rmem.min, c.rmem.default, c.rmem.max),
+            (4096, 128 << 10, 32 << 20)
+        );
+        assert_eq!(a.max_time_wait, 65536);
+        let c = parse(&["--rmem", "4096,87380,6291456", "--wmem", "8KiB,16KiB,4MiB"])
+            .unwrap()
+            .endpoint_config();
+        assert_eq!((c.rmem.default, c.rmem.max), (87380, 6291456));
+        assert_eq!(
+            (c.wmem.min, c.wmem.default, c.wmem.max),
+            (8 << 10, 16 << 10, 4 << 20)
+        );
+        assert_eq!(BufferTriple(c.wmem).to_string(), "8KiB,16KiB,4MiB");
+        for bad in [
+            "1MiB",
+            "4KiB,1MiB",
+            "4KiB,1MiB,64KiB",
+            "0,1,2",
+            "4KiB,64KiB,2GiB",
+            "a,b,c",
+            "1,2,3,4",
+        ] {
+            assert!(bad.parse::<BufferTriple>().is_err(), "{bad} accepted");
+            assert!(parse(&["--rmem", bad]).is_err(), "--rmem {bad} accepted");
+        }
+    }
+
+    #[test]
     fn bad_hardening_values_are_rejected() {
         for bad in [
             &["--backlog", "0"][..],
             &["--max-connections", "0"],
+            &["--max-time-wait", "0"],
             &["--max-buffer-memory", "lots"],
             &["--keepalive", "soon"],
             &["--keepalive", "0=5s"],

@@ -536,6 +536,40 @@ fn a_window_held_back_by_memory_is_updated_as_soon_as_memory_frees() {
 }
 
 #[test]
+fn under_a_small_budget_every_connection_is_echoed_at_once() {
+    // 16 KiB of buffer memory and 200 connections: windows offered are not charged, so each
+    // connection gets a window, and each line is echoed as soon as it arrives (not when the
+    // client's FIN comes).
+    let mut net = net_with(Limits {
+        max_buffer_memory: 16 << 10,
+        ..Limits::default()
+    });
+    let mut isses = Vec::new();
+    for i in 0..200u16 {
+        let sa = net.exchange(&syn_from(9000 + i, MSS_1400), true);
+        assert!(sa[0].window > 0, "connection {i} offered a zero window");
+        isses.push(sa[0].seq);
+    }
+    for (i, iss) in isses.iter().enumerate() {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: 9000 + i as u16,
+                seq: PEER_ISN.add(1),
+                ack: iss.add(1),
+                flags: Flags::ACK | Flags::PSH,
+                window: u16::MAX,
+                payload: b"a line to echo\n",
+                ..FROM_PEER
+            },
+            true,
+        );
+        let echoed: Vec<u8> = out.iter().flat_map(|o| o.payload.clone()).collect();
+        assert_eq!(echoed, b"a line to echo\n", "connection {i}");
+    }
+    assert_eq!(net.ep.stats().rcv_memory_drops, 0);
+}
+
+#[test]
 fn keepalive_probes_an_idle_connection_and_aborts_after_nine_unanswered_probes() {
     let mut net = net_with(Limits {
         keepalive_ports: vec![(7, Duration::from_secs(10))],
