@@ -889,8 +889,9 @@ impl Endpoint {
             entry.mem_waiting = true;
             self.mem_waiters.push((id, generation));
         }
+        // TIME-WAIT is counted after a whole run, which first checks `--max-time-wait`.
         let tw = entry.conn.state() == State::TimeWait;
-        if tw != entry.in_time_wait {
+        if ran && tw != entry.in_time_wait {
             entry.in_time_wait = tw;
             if tw {
                 self.time_wait += 1;

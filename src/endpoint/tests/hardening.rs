@@ -569,6 +569,65 @@ fn under_a_small_budget_every_connection_is_echoed_at_once() {
     assert_eq!(net.ep.stats().rcv_memory_drops, 0);
 }
 
+/// An HTTP/1.1 request with `Connection: close` from `port`: synack answers and closes
+/// first; the peer acknowledges and closes too, which puts synack in TIME-WAIT.
+fn http_close_first(net: &mut Net, port: u16) {
+    let syn = TcpSegment {
+        dst_port: 80,
+        ..syn_from(port, MSS_1400)
+    };
+    let iss = net.exchange(&syn, true)[0].seq;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: port,
+            dst_port: 80,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK | Flags::PSH,
+            window: u16::MAX,
+            payload: request,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let last = out.last().expect("the response");
+    assert!(last.flags.fin(), "synack closes first: {out:?}");
+    let end = last.seq.add(last.payload.len() as u32 + 1);
+    net.exchange(
+        &TcpSegment {
+            src_port: port,
+            dst_port: 80,
+            seq: PEER_ISN.add(1 + request.len() as u32),
+            ack: end,
+            flags: Flags::ACK | Flags::FIN,
+            window: u16::MAX,
+            ..FROM_PEER
+        },
+        true,
+    );
+}
+
+#[test]
+fn time_wait_is_capped_apart_and_holds_no_buffers() {
+    let mut net = net_with(Limits {
+        max_connections: 1,
+        max_time_wait: 2,
+        ..Limits::default()
+    });
+    // Each connection ends in TIME-WAIT on our side, which does not count against
+    // --max-connections (1): the next SYN still gets in.
+    for port in 7000..7004 {
+        http_close_first(&mut net, port);
+        assert_eq!(net.ep.stats().connection_limit, 0, "port {port} refused");
+    }
+    // Past --max-time-wait (2), closing connections skip TIME-WAIT.
+    assert_eq!(net.ep.time_wait_count(), 2);
+    assert_eq!(net.ep.connection_count(), 2);
+    assert_eq!(net.ep.stats().time_wait_overflow, 2);
+    assert_eq!(net.ep.memory_used(), 0, "TIME-WAIT holds nothing");
+}
+
 #[test]
 fn keepalive_probes_an_idle_connection_and_aborts_after_nine_unanswered_probes() {
     let mut net = net_with(Limits {
