@@ -394,3 +394,38 @@ fn an_idle_connection_returns_its_buffers() {
         "drained and idle: the buffers are given back"
     );
 }
+
+#[test]
+fn receive_autotuning_without_timestamps_grows_the_buffer_with_what_is_read() {
+    // No timestamps: the receiver's RTT is the time one window takes to arrive.
+    let mut h = Harness::established();
+    let start = h.conn.rcv_space();
+    let mut seq = IRS.add(1);
+    let chunk = [3u8; 1400];
+    let mut last_edge = None;
+    // 10 ms between bursts of 60 segments (84 KB per "RTT"), read at once.
+    for _ in 0..30 {
+        for _ in 0..60 {
+            h.input(&TcpSegment {
+                seq,
+                payload: &chunk,
+                ..RECV
+            });
+            seq = seq.add(1400);
+            h.read_all();
+            for s in h.output() {
+                let edge = s.ack.add(u32::from(s.window));
+                assert!(last_edge.is_none_or(|e: SeqNum| edge.ge(e)));
+                last_edge = Some(edge);
+            }
+        }
+        h.now += Duration::from_millis(10);
+    }
+    // At least twice what is read per round trip.
+    assert!(
+        h.conn.rcv_space() >= 2 * 60 * 1400 && h.conn.rcv_space() > start,
+        "grew from {start} to {} only",
+        h.conn.rcv_space()
+    );
+    assert!(h.conn.rcv_space() <= h.conn.cfg.rmem.max);
+}
