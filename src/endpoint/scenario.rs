@@ -293,11 +293,13 @@ fn check(ep: &Endpoint, limits: &Limits) {
         assert!(accept <= limits.backlog, "accept queue over the backlog");
     }
     // The accounting is exact: the endpoint's total is the bytes the connections hold
-    // (queues and out-of-order data, tcp::memory), and never above the cap.
+    // (queues and out-of-order data, tcp::memory), and never above the cap but for the
+    // minimum buffers each connection is guaranteed (`--rmem`/`--wmem` MIN).
     let entries = ep.slots.iter().filter_map(|s| s.entry.as_ref());
     let held: usize = entries.clone().map(|e| e.conn.memory()).sum();
     assert_eq!(ep.memory_used(), held, "the charge is not the bytes held");
-    assert!(ep.memory_used() <= limits.max_buffer_memory);
+    let floors = ep.connection_count() * (ep.tcp.rmem.min + ep.tcp.wmem.min);
+    assert!(ep.memory_used() <= limits.max_buffer_memory + floors);
     let tw = entries
         .filter(|e| e.conn.state() == State::TimeWait)
         .count();

@@ -17,6 +17,9 @@
 //! 3. at the hard limit (the budget is used up), new data beyond what is held is dropped and
 //!    counted (`rcv_memory_drops`, Linux's `TCPRcvQDrop`), even inside the window: the peer
 //!    retransmits it, and our ACK tells it where we are. The window's right edge stays.
+//!    As in Linux, every connection may still hold `--rmem`'s MIN of received data and
+//!    `--wmem`'s MIN of queued data (`tcp_rmem[0]`, `tcp_wmem[0]`), so none starves
+//!    entirely: the limit can be passed by at most that much per connection.
 //!
 //! A connection that was held back by memory (window clamped or not opened, data dropped, a
 //! send refused) says so ([`Connection::take_memory_starved`]); the endpoint re-runs it once
@@ -168,12 +171,26 @@ impl Connection {
     }
 
     /// The window memory allows beyond RCV.NXT: what the budget leaves once both queues are
-    /// counted (out-of-order bytes sit inside the window, so they are not subtracted).
+    /// counted (out-of-order bytes sit inside the window, so they are not subtracted), but
+    /// never less than `--rmem`'s MIN of received data (see `rmem_floor`).
     fn memory_window(&self) -> usize {
         self.buf
             .budget
             .saturating_sub(self.send_buf.len())
             .saturating_sub(self.recv_buf.len())
+            .max(self.cfg.rmem.min.saturating_sub(self.recv_buf.len()))
+    }
+
+    /// Linux guarantees every socket `tcp_rmem[0]` of received data and `tcp_wmem[0]` of
+    /// queued data even past `tcp_mem`'s hard limit (`__sk_mem_raise_allocated`), so that no
+    /// connection starves entirely: what this connection may still take whatever the budget.
+    fn rmem_floor(&self) -> usize {
+        let reasm = usize::try_from(self.reasm.queued_bytes()).unwrap_or(usize::MAX);
+        self.cfg
+            .rmem
+            .min
+            .saturating_sub(self.recv_buf.len())
+            .saturating_sub(reasm)
     }
 
     /// The receive buffer's free space, before memory limits.
@@ -201,6 +218,7 @@ impl Connection {
             .budget
             .saturating_sub(self.send_buf.len())
             .saturating_sub(reasm)
+            .max(self.cfg.wmem.min.saturating_sub(self.send_buf.len()))
     }
 
     /// The send buffer's free space within the budget.
@@ -215,7 +233,11 @@ impl Connection {
     /// limit the rest is dropped and counted (Linux: `TCPRcvQDrop`), and the connection is
     /// noted for a window update once memory frees.
     pub(super) fn memory_admit(&mut self, n: usize) -> usize {
-        let room = self.buf.budget.saturating_sub(self.memory());
+        let room = self
+            .buf
+            .budget
+            .saturating_sub(self.memory())
+            .max(self.rmem_floor());
         if n > room {
             self.events.rcv_memory_drops += 1;
             self.buf.starved = true;

@@ -91,11 +91,11 @@ pub struct Config {
     pub time_wait: Duration,
     /// Receive buffer sizes (`--rmem`, like `net.ipv4.tcp_rmem`): a connection starts with
     /// `default`, autotuning grows it up to `max` (`memory.rs`); the window we offer is its
-    /// free space. `min` is what it keeps under memory pressure.
+    /// free space. `min` of received data is guaranteed even at the memory limit.
     pub rmem: BufferSizes,
     /// Send buffer sizes (`--wmem`, like `net.ipv4.tcp_wmem`): writes beyond the current
     /// send buffer are refused until the peer ACKs; it grows with cwnd and the peer's window
-    /// up to `max`.
+    /// up to `max`. `min` of queued data is guaranteed even at the memory limit.
     pub wmem: BufferSizes,
     /// RFC 6298 §2.1: the initial RTO, 1 s.
     pub initial_rto: Duration,

@@ -26,6 +26,29 @@ fn net_with(limits: Limits) -> Net {
     net
 }
 
+/// `net_with`, but without the per-connection minimum buffers (`--rmem`/`--wmem` MIN) that
+/// are guaranteed even at the memory limit, so that the limit is exact.
+fn net_without_floors(limits: Limits) -> Net {
+    let mut net = net_with(limits.clone());
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4), ip(US6)],
+        listeners: vec![(7, ServiceKind::Echo), (80, ServiceKind::Http)],
+        mtu: 1500,
+        time_wait: Duration::from_secs(1),
+        rmem: tcp::BufferSizes {
+            min: 0,
+            ..tcp::BufferSizes::RMEM
+        },
+        wmem: tcp::BufferSizes {
+            min: 0,
+            ..tcp::BufferSizes::WMEM
+        },
+        ..EndpointConfig::default()
+    };
+    net.ep = Endpoint::new(cfg, [3; 16], net.now).with_limits(limits);
+    net
+}
+
 fn backlog(n: usize) -> Limits {
     Limits {
         backlog: n,
@@ -349,7 +372,7 @@ fn past_max_connections_syns_are_dropped_silently_and_existing_ones_live() {
 #[test]
 fn the_buffer_memory_cap_bounds_bytes_held_and_never_shrinks_a_window() {
     let cap = 40_000;
-    let mut net = net_with(Limits {
+    let mut net = net_without_floors(Limits {
         max_buffer_memory: cap,
         ..Limits::default()
     });
@@ -485,7 +508,7 @@ fn fill(net: &mut Net, port: u16, iss: SeqNum, n: usize) -> (SeqNum, u16) {
 #[test]
 fn a_window_held_back_by_memory_is_updated_as_soon_as_memory_frees() {
     let cap = 40_000;
-    let mut net = net_with(Limits {
+    let mut net = net_without_floors(Limits {
         max_buffer_memory: cap,
         ..Limits::default()
     });

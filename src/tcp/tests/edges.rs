@@ -265,9 +265,21 @@ fn a_lost_probe_is_not_a_dead_peer() {
 
 // ---- Buffer memory (`tcp::memory`) -----------------------------------------------------
 
+/// The defaults without `--rmem`'s MIN, which a connection keeps past the memory limit: the
+/// limit is then exact.
+fn without_rmem_floor() -> Config {
+    Config {
+        rmem: BufferSizes {
+            min: 0,
+            ..BufferSizes::RMEM
+        },
+        ..Config::default()
+    }
+}
+
 #[test]
 fn a_memory_budget_caps_what_is_held_not_the_window_offered() {
-    let mut h = Harness::established();
+    let mut h = Harness::established_with(without_rmem_floor());
     let edge = h.conn.rcv.right_edge;
     assert_eq!(h.conn.memory(), 0, "an offered window costs nothing");
     h.conn.set_memory(10_000, false);
@@ -300,6 +312,29 @@ fn a_memory_budget_caps_what_is_held_not_the_window_offered() {
     assert_eq!(h.conn.memory(), 0);
     h.conn.set_memory(1 << 20, false);
     assert_eq!(h.conn.send_capacity(), h.conn.snd_buf());
+}
+
+#[test]
+fn every_connection_keeps_its_minimum_buffers_past_the_memory_limit() {
+    // Linux's tcp_rmem[0] / tcp_wmem[0]: guaranteed even when others hold all the memory.
+    let mut h = Harness::established();
+    h.conn.set_memory(0, true);
+    assert_eq!(h.conn.send_capacity(), 4096, "--wmem MIN");
+    let mut seq = IRS.add(1);
+    for _ in 0..5 {
+        h.input(&TcpSegment {
+            seq,
+            payload: &[1; 1000],
+            ..RECV
+        });
+        seq = seq.add(1000);
+    }
+    assert_eq!(h.conn.memory(), 4096, "--rmem MIN");
+    assert_eq!(h.conn.events().rcv_memory_drops, 1);
+    // Reading it makes room for the next 4096 bytes.
+    assert_eq!(h.read_all().len(), 4096);
+    let out = h.output();
+    assert!(out.last().is_some_and(|s| s.window > 0), "{out:?}");
 }
 
 #[test]
@@ -339,7 +374,7 @@ fn memory_pressure_clamps_new_windows_without_moving_the_right_edge_left() {
 
 #[test]
 fn a_starved_window_is_updated_as_soon_as_memory_frees() {
-    let mut h = Harness::established();
+    let mut h = Harness::established_with(without_rmem_floor());
     // Other connections hold all but 2000 bytes: the application reads everything, but the
     // window cannot open beyond what memory allows, and closes down to that.
     h.conn.set_memory(2000, false);
