@@ -265,6 +265,19 @@ fn a_lost_probe_is_not_a_dead_peer() {
 
 // ---- Buffer memory (`tcp::memory`) -----------------------------------------------------
 
+/// Send `n` in-order segments of 1000 bytes from `seq`; returns the sequence number after.
+fn feed(h: &mut Harness, mut seq: SeqNum, n: usize) -> SeqNum {
+    for _ in 0..n {
+        h.input(&TcpSegment {
+            seq,
+            payload: &[1; 1000],
+            ..RECV
+        });
+        seq = seq.add(1000);
+    }
+    seq
+}
+
 /// The defaults without `--rmem`'s MIN, which a connection keeps past the memory limit: the
 /// limit is then exact.
 fn without_rmem_floor() -> Config {
@@ -290,15 +303,7 @@ fn a_memory_budget_caps_what_is_held_not_the_window_offered() {
     );
     // 12 segments of 1000 bytes arrive inside the window: the budget keeps 10,000 of them;
     // the rest is dropped, counted, and the connection asks to be woken when memory frees.
-    let mut seq = IRS.add(1);
-    for _ in 0..12 {
-        h.input(&TcpSegment {
-            seq,
-            payload: &[1; 1000],
-            ..RECV
-        });
-        seq = seq.add(1000);
-    }
+    feed(&mut h, IRS.add(1), 12);
     assert_eq!(h.conn.memory(), 10_000);
     assert_eq!(h.conn.events().rcv_memory_drops, 2);
     let out = h.output();
@@ -320,15 +325,7 @@ fn every_connection_keeps_its_minimum_buffers_past_the_memory_limit() {
     let mut h = Harness::established();
     h.conn.set_memory(0, true);
     assert_eq!(h.conn.send_capacity(), 4096, "--wmem MIN");
-    let mut seq = IRS.add(1);
-    for _ in 0..5 {
-        h.input(&TcpSegment {
-            seq,
-            payload: &[1; 1000],
-            ..RECV
-        });
-        seq = seq.add(1000);
-    }
+    feed(&mut h, IRS.add(1), 5);
     assert_eq!(h.conn.memory(), 4096, "--rmem MIN");
     assert_eq!(h.conn.events().rcv_memory_drops, 1);
     // Reading it makes room for the next 4096 bytes.
