@@ -93,7 +93,9 @@ fn new_addr_message(seq: u32, index: u32, host: &HostAddr) -> Vec<u8> {
         msg.extend_from_slice(&octets);
     }
     let total = msg.len() as u32;
-    msg[..4].copy_from_slice(&total.to_ne_bytes());
+    if let Some(len) = msg.get_mut(..4) {
+        len.copy_from_slice(&total.to_ne_bytes());
+    }
     msg
 }
 

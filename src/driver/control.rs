@@ -256,11 +256,11 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digit = |d: u8| char::from_digit(u32::from(d), 16).unwrap_or('0');
         let mut out = String::with_capacity(bytes.len() * 2);
         for b in bytes {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 15)]));
+            out.push(digit(b >> 4));
+            out.push(digit(b & 15));
         }
         s.serialize_str(&out)
     }
