@@ -880,6 +880,11 @@ impl Endpoint {
         let starved = entry.conn.take_memory_starved();
         if starved && !entry.memory_limited {
             self.counters.buffer_memory_limited += 1;
+            debug!(
+                quad = %entry.conn.quad(),
+                used = self.mem_used,
+                "held back by --max-buffer-memory: window or writes limited"
+            );
         }
         // An episode ends only with a whole run (application and output) not held back.
         if starved || ran {
