@@ -39,7 +39,10 @@
 //!
 //! **Send autotuning** (Linux's `tcp_sndbuf_expand`): the send buffer grows to twice the most
 //! the connection may have in flight, `min(cwnd, the peer's largest window)`, up to
-//! `--wmem`'s maximum, so a bulk sender always has the next round trip's data queued.
+//! `--wmem`'s maximum, so a bulk sender always has the next round trip's data queued. On a
+//! loss-free path cwnd grows without bound, so the growth is also capped at four times what
+//! the path holds (the best delivery rate times the smallest RTT, as BBR estimates the BDP;
+//! at least 256 KiB): more would only queue in front of the receiver and inflate the RTT.
 //!
 //! **Idle connections give back their memory**: when a run of the connection brought no new
 //! data and found both queues and the reassembly queue empty, their allocations are freed
@@ -72,6 +75,11 @@ pub(super) struct Buffers {
     pub rcv_rtt_us: u64,
     pub rtt_seq: SeqNum,
     pub rtt_time: Option<Instant>,
+    /// Send autotuning: the best delivery rate measured (bytes per second), and where and
+    /// when the current measurement began.
+    pub snd_rate: u64,
+    pub snd_rate_una: SeqNum,
+    pub snd_rate_time: Option<Instant>,
     /// Held back by memory since the endpoint last asked.
     pub starved: bool,
     /// The window is clamped by memory pressure (counted once per episode).
@@ -99,6 +107,9 @@ impl Buffers {
             rcv_rtt_us: 0,
             rtt_seq: SeqNum::new(0),
             rtt_time: None,
+            snd_rate: 0,
+            snd_rate_una: SeqNum::new(0),
+            snd_rate_time: None,
             starved: false,
             clamped: false,
             held_back: false,
@@ -108,6 +119,11 @@ impl Buffers {
         }
     }
 }
+
+/// Send autotuning does not hold the send buffer below this for want of a measured path: on
+/// a path of under a millisecond (our timestamps' granularity) a larger buffer only adds
+/// queueing and cache misses.
+const SNDBUF_PATH_FLOOR: usize = 256 * 1024;
 
 /// Under pressure a new window reaches at most this many segments beyond RCV.NXT.
 const PRESSURE_WINDOW_SEGMENTS: usize = 4;
@@ -302,7 +318,7 @@ impl Connection {
     pub(super) fn tune_buffers(&mut self, now: Instant) {
         if self.state.is_synchronized() && !self.buf.pressure {
             self.rcv_space_adjust(now);
-            self.sndbuf_expand();
+            self.sndbuf_expand(now);
         }
         if !self.state.is_synchronized() {
             return;
@@ -377,10 +393,38 @@ impl Connection {
         self.buf.space_time = Some(now);
     }
 
-    /// Linux `tcp_sndbuf_expand`: twice what may be in flight (see the module docs).
-    fn sndbuf_expand(&mut self) {
+    /// Linux `tcp_sndbuf_expand`: twice what may be in flight, but no more than four times
+    /// what the path holds (see the module docs).
+    fn sndbuf_expand(&mut self, now: Instant) {
+        let Some(min_rtt) = self.rtt.min_rtt() else {
+            return;
+        };
+        // The delivery rate, measured over intervals of at least the path's RTT (1 ms at
+        // least, our timestamps' granularity); the best one is kept.
+        let interval = min_rtt.max(crate::time::Duration::from_millis(1));
+        match self.buf.snd_rate_time {
+            Some(start) if now.saturating_since(start) >= interval => {
+                let us = u64::try_from(now.saturating_since(start).as_micros()).unwrap_or(1);
+                let acked = u64::from(self.snd.una.distance_from(self.buf.snd_rate_una));
+                let rate = acked.saturating_mul(1_000_000) / us.max(1);
+                self.buf.snd_rate = self.buf.snd_rate.max(rate);
+                self.buf.snd_rate_una = self.snd.una;
+                self.buf.snd_rate_time = Some(now);
+            }
+            Some(_) => {}
+            None => {
+                self.buf.snd_rate_una = self.snd.una;
+                self.buf.snd_rate_time = Some(now);
+            }
+        }
+        let rtt_us = u64::try_from(min_rtt.as_micros()).unwrap_or(u64::MAX);
+        let path = usize::try_from(self.buf.snd_rate.saturating_mul(rtt_us) / 1_000_000)
+            .unwrap_or(usize::MAX);
         let flight = usize::try_from(self.cc.cwnd().min(self.snd.max_wnd)).unwrap_or(usize::MAX);
-        let want = flight.saturating_mul(2).min(self.cfg.wmem.max);
+        let want = flight
+            .saturating_mul(2)
+            .min(path.saturating_mul(4).max(SNDBUF_PATH_FLOOR))
+            .min(self.cfg.wmem.max);
         if want > self.buf.sndbuf {
             self.buf.sndbuf = want;
         }
