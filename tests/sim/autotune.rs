@@ -155,3 +155,37 @@ fn memory_pressure_is_entered_and_left_smoothly_without_a_stall_or_a_shrunk_wind
     // 4 MiB each way at 100 Mbit/s is 0.34 s; no stall waits for a probe or an RTO.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+#[test]
+fn send_autotuning_does_not_queue_more_than_a_short_path_holds() {
+    // 200 Mbit/s and 2 ms of round trip hold 50 KB; the link queues whatever it is given
+    // and never drops, so cwnd and the receiver's window grow without bound. The sender's
+    // buffer stays near what the path holds instead of filling the queue (bufferbloat).
+    let bytes = 16 << 20;
+    let sc = Scenario {
+        server: ServerKind::EndpointDiscard,
+        bytes,
+        link: "delay=1ms,rate=200mbit,limit=100000,seed=5"
+            .parse()
+            .unwrap(),
+        budget: Duration::from_secs(60),
+        gso: false,
+    };
+    let mut pair = Pair::new(&sc);
+    let start = pair.now;
+    let (mut max_buf, mut max_cwnd) = (0, 0);
+    while !(pair.client.source.done() && pair.client.conn.send_queue() == 0) {
+        let more = pair.drive().unwrap();
+        max_buf = max_buf.max(pair.client.conn.snd_buf());
+        max_cwnd = max_cwnd.max(pair.client.conn.cwnd());
+        assert!(more && pair.now - start < sc.budget, "{}", pair.describe());
+    }
+    let elapsed = pair.now - start;
+    eprintln!("short path: send buffer at most {max_buf}, cwnd {max_cwnd}, {elapsed:?}");
+    assert!(max_buf <= 1 << 20, "the send buffer grew to {max_buf}");
+    let ideal = Duration::from_micros(bytes * 8 / 200);
+    assert!(
+        elapsed < ideal + ideal / 4,
+        "{elapsed:?} (the path needs {ideal:?})"
+    );
+}
