@@ -84,6 +84,21 @@ pub struct StatusRow {
     pub cwnd: Option<u32>,
     pub retransmissions: u64,
     pub age_us: Option<u64>,
+    /// Bytes of window we offer now (RCV.WND).
+    #[serde(default)]
+    pub rcv_wnd: u32,
+    /// The receive buffer autotuning chose (the most window we may offer).
+    #[serde(default)]
+    pub rcv_space: usize,
+    /// The peer's window (SND.WND), in bytes.
+    #[serde(default)]
+    pub snd_wnd: u32,
+    /// The send buffer limit.
+    #[serde(default)]
+    pub snd_buf: usize,
+    /// Bytes this connection holds in its queues (charged to --max-buffer-memory).
+    #[serde(default)]
+    pub mem: usize,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -101,6 +116,11 @@ impl From<&ConnStatus> for StatusRow {
             cwnd: s.cwnd,
             retransmissions: s.retransmissions,
             age_us: s.age.map(us),
+            rcv_wnd: s.rcv_wnd,
+            rcv_space: s.rcv_space,
+            snd_wnd: s.snd_wnd,
+            snd_buf: s.snd_buf,
+            mem: s.mem,
         }
     }
 }
@@ -395,6 +415,11 @@ mod tests {
             cwnd: None,
             retransmissions: 0,
             age: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
         };
         let conn = ConnStatus {
             state: State::TimeWait,
@@ -419,6 +444,9 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         let json = serde_json::to_string(&rows[1]).unwrap();
         assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
         assert!(json.contains("\"age_us\":61500000"), "{json}");
+        for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
+            assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
+        }
     }
 
     #[test]
