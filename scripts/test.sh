@@ -9,7 +9,7 @@
 #   scripts/test.sh -- -k http      anything after the options goes to pytest
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
-# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, python3-scapy,
+# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, apache2-utils, python3-scapy,
 # python3-pytest) with apt-get. Nothing is configured in the machine's own namespace.
 set -euo pipefail
 
@@ -45,6 +45,7 @@ install_deps() {
     command -v tcpdump >/dev/null || missing+=(tcpdump)
     { command -v nc >/dev/null && nc -h 2>&1 | grep -qE '^[[:space:]]+-N'; } || missing+=(netcat-openbsd)
     command -v curl >/dev/null || missing+=(curl)
+    command -v ab >/dev/null || missing+=(apache2-utils)
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v unshare >/dev/null || missing+=(util-linux)
