@@ -365,6 +365,8 @@ def cli_main(args):
     status = 0
     with EchoClients(args.addr, args.port, procs, sources) as c:
         held = 0
+        if args.rss_pid:
+            emit({"step": "idle", "rss_kib": vm_rss_kib(args.rss_pid)})
         for total in stages:
             r = c.open(total, args.timeout)
             held = r["conns"]
