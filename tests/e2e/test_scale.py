@@ -53,6 +53,17 @@ def sysctl():
         path.write_text(value)
 
 
+@pytest.fixture
+def say(capsys):
+    """`say(text)`: a figure for the reader of the test log, shown also when the test passes."""
+
+    def out(text):
+        with capsys.disabled():
+            print(f"\n    {text}", end="", flush=True)
+
+    return out
+
+
 def counters() -> dict:
     out = synack_cmd("stats", "--json")
     return json.loads(out.stdout) if out.returncode == 0 else {}
@@ -71,21 +82,21 @@ PROCS = 4  # 5,000 connections per client process
 
 @pytest.mark.kernel_differs("the oracle serves each connection on a thread of one process, "
                             "which may hold at most 20,000 descriptors")
-def test_twenty_thousand_concurrent_echo_connections_are_all_served(synack, sysctl):
+def test_twenty_thousand_concurrent_echo_connections_are_all_served(synack, sysctl, say):
     # One source address, so the clients need the whole ephemeral port range.
     sysctl("net.ipv4.ip_local_port_range", "1024 65535")
     start = time.monotonic()
     deadline = start + 120
     with EchoClients(SYNACK4, 7, procs=PROCS) as clients:
         opened = clients.open(CONNS, timeout=60)
-        print(f"\n{opened['conns']} connections open in {opened['secs']:.1f} s "
+        say(f"{opened['conns']} connections open in {opened['secs']:.1f} s "
               f"({opened['failed']} failed {opened['errors']}); synack: {memory_counters()}")
         assert opened["conns"] == CONNS and opened["failed"] == 0, (
             f"opened {opened['conns']} of {CONNS} ({opened['failed']} failed: "
             f"{opened['errors']}); synack: {memory_counters()}"
         )
         echoed = clients.echo(timeout=max(10.0, deadline - time.monotonic()))
-        print(f"{echoed['ok']} echoes correct in {echoed['secs']:.1f} s; "
+        say(f"{echoed['ok']} echoes correct in {echoed['secs']:.1f} s; "
               f"synack: {memory_counters()}")
         assert echoed["ok"] == CONNS, (
             f"{echoed['ok']} of {CONNS} echoed correctly within {echoed['secs']:.0f} s: "
@@ -93,7 +104,7 @@ def test_twenty_thousand_concurrent_echo_connections_are_all_served(synack, sysc
             f"(e.g. {echoed['samples']}), {echoed['closed']} closed, "
             f"{echoed['send_failed']} could not send; synack: {memory_counters()}"
         )
-    print(f"20,000 connections opened and echoed in {time.monotonic() - start:.1f} s")
+    say(f"20,000 connections opened and echoed in {time.monotonic() - start:.1f} s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ class StatusPoller:
                     elif self.max is None or value > self.max:
                         self.max = value
                         self.first_max_at = time.monotonic() - self.start
-            self.stop.wait(0.05)
+            self.stop.wait(0.02)
 
     def finish(self):
         self.stop.set()
@@ -158,14 +169,14 @@ class StatusPoller:
                 f"at {self.first_max_at:.2f} s) in {self.samples} samples")
 
 
-def report_transfer(what, n, secs, poller):
-    print(f"\n{what}: {n} bytes in {secs:.1f} s ({n * 8 / secs / 1e9:.3f} Gbit/s); "
+def report_transfer(say, what, n, secs, poller):
+    say(f"{what}: {n} bytes in {secs:.1f} s ({n * 8 / secs / 1e9:.3f} Gbit/s); "
           f"{poller.describe()}")
 
 
 @pytest.mark.kernel_differs("the window is read from synack's own status")
 @pytest.mark.synack_args("--impair", DELAY)
-def test_upload_at_40ms_rtt_grows_the_offered_window_well_past_256_kib(synack, sysctl):
+def test_upload_at_40ms_rtt_grows_the_offered_window_well_past_256_kib(synack, sysctl, say):
     raise_client_buffers(sysctl)
     block = bytes(range(256)) * 4096  # 1 MiB
     s = socket.create_connection((SYNACK4, 9), timeout=30)
@@ -184,7 +195,7 @@ def test_upload_at_40ms_rtt_grows_the_offered_window_well_past_256_kib(synack, s
         secs = time.monotonic() - start
         s.close()
         poller.finish()
-    report_transfer("upload to discard at 40 ms RTT", sent, secs, poller)
+    report_transfer(say, "upload to discard at 40 ms RTT", sent, secs, poller)
     assert sent == TRANSFER, f"sent {sent} of {TRANSFER} bytes in {secs:.0f} s"
     assert not poller.missing_field and poller.max is not None, poller.describe()
     assert poller.max > FIXED_WINDOW, poller.describe()
@@ -192,7 +203,7 @@ def test_upload_at_40ms_rtt_grows_the_offered_window_well_past_256_kib(synack, s
 
 @pytest.mark.kernel_differs("the send buffer is read from synack's own status")
 @pytest.mark.synack_args("--impair", DELAY)
-def test_download_at_40ms_rtt_grows_the_send_buffer_well_past_256_kib(synack, sysctl):
+def test_download_at_40ms_rtt_grows_the_send_buffer_well_past_256_kib(synack, sysctl, say):
     raise_client_buffers(sysctl)
     s = socket.create_connection((SYNACK4, 19), timeout=30)
     poller = StatusPoller(s.getsockname()[1], "snd_buf")
@@ -210,7 +221,7 @@ def test_download_at_40ms_rtt_grows_the_send_buffer_well_past_256_kib(synack, sy
         secs = time.monotonic() - start
         s.close()
         poller.finish()
-    report_transfer("download from chargen at 40 ms RTT", got, secs, poller)
+    report_transfer(say, "download from chargen at 40 ms RTT", got, secs, poller)
     assert got >= TRANSFER, f"received {got} of {TRANSFER} bytes in {secs:.0f} s"
     assert not poller.missing_field and poller.max is not None, poller.describe()
     assert poller.max > FIXED_WINDOW, poller.describe()
@@ -227,7 +238,7 @@ def ab_figure(out, label):
     return float(m.group(1)) if m else None
 
 
-def test_ab_twenty_thousand_requests_without_keepalive_are_all_answered(synack, sysctl):
+def test_ab_twenty_thousand_requests_without_keepalive_are_all_answered(synack, sysctl, say):
     sysctl("net.ipv4.ip_local_port_range", "1024 65535")
     # -s: ab gives up on a request that waits this long (it then stops the whole run).
     out = harness.run(["ab", "-n", str(AB_REQUESTS), "-c", "100", "-s", "20",
@@ -236,7 +247,7 @@ def test_ab_twenty_thousand_requests_without_keepalive_are_all_answered(synack, 
     complete = ab_figure(text, "Complete requests")
     failed = ab_figure(text, "Failed requests")
     longest = re.search(r"100%\s+(\d+) \(longest request\)", text)
-    print(f"\nab: {complete} complete, {failed} failed, "
+    say(f"ab: {complete} complete, {failed} failed, "
           f"{ab_figure(text, 'Requests per second')} requests/s, longest "
           f"{longest.group(1) if longest else '?'} ms; synack: {memory_counters()}")
     tail = "\n".join(text.splitlines()[-25:])
