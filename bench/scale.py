@@ -180,8 +180,10 @@ def conns_rows(recs, server):
 def echo_cell(r):
     if not r:
         return "n/a"
+    lost = [f"{r[k]:,} {k.replace('_', ' ')}" for k in ("missing", "bad", "closed", "send_failed")
+            if r.get(k)]
     return (f"{r.get('ok', 0):,} of {r.get('conns', 0):,} correct in {r.get('secs', 0):.1f} s"
-            + (f" ({r['missing']:,} missing, {r['bad']} wrong)" if r.get("missing") or r.get("bad") else ""))
+            + (f" ({', '.join(lost)})" if lost else ""))
 
 
 def count(v):

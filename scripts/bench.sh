@@ -36,6 +36,7 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --scale-bytes N scale: bytes per delayed transfer (default 256 MiB; --quick: 64 MiB)
   --scale-parts L scale: a subset of delay,conns,load (default all three)
   SYNACK_ARGS     extra arguments for synack (environment variable)
+  SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
 EOF
 }
 
@@ -120,6 +121,7 @@ for b in bench-client smoltcp-server kernel-server tun-rate; do
 done
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
+SYN_BIN=${SYNACK_BIN:-$BIN/synack}
 
 WORK=$(mktemp -d /tmp/synack-bench.XXXXXX)
 RAW="$WORK/raw.jsonl"
@@ -299,7 +301,7 @@ bench_mtu() {
         ns_new "$PFX-synack-$mtu"
         # shellcheck disable=SC2086
         start_server synack "$mtu" "$PFX-synack-$mtu" "$PFX-synack-$mtu" 198.18.0.2 synack0 198.18.0 \
-            "$BIN/synack" --mtu "$mtu" --control "$WORK/synack-$mtu.sock" ${SYNACK_ARGS:-}
+            "$SYN_BIN" --mtu "$mtu" --control "$WORK/synack-$mtu.sock" ${SYNACK_ARGS:-}
     fi
     if has baseline && [ -n "$BASE_BIN" ]; then
         ns_new "$PFX-baseline-$mtu"
@@ -354,7 +356,7 @@ if [ -n "$BASELINE" ]; then
     if (cd "$WORK/baseline-src" &&
         CARGO_TARGET_DIR="$WORK/baseline-target" cargo build --release --quiet --bin synack); then
         BASE_BIN="$WORK/baseline-target/release/synack"
-        if cmp -s "$BASE_BIN" "$BIN/synack"; then
+        if cmp -s "$BASE_BIN" "$SYN_BIN"; then
             log "note: the baseline's binary is identical to this tree's"
         fi
     else
@@ -465,7 +467,7 @@ scale_load() {
         scale_stop "$label" load
     fi
     if scale_start "$label" "$bin" ab; then
-        line=$(timeout 300 ip netns exec "$NS_SCALE" ab -n 20000 -c 100 -s 20 http://198.18.0.2/ 2>&1 |
+        line=$(timeout 300 ip netns exec "$NS_SCALE" ab -l -n 20000 -c 100 -s 20 http://198.18.0.2/ 2>&1 |
             "$PY" "$ROOT/bench/scale.py" ab-parse || true)
         srecord "$label" ab "" "$line"
         log "  $label: ab $(printf '%s' "$line" | grep -o '"complete": [0-9.]*\|"rps": [0-9.]*\|"longest_ms": [0-9]*' | tr '\n' ' ')"
@@ -481,7 +483,7 @@ scale_suite() {
     local label bin
     command -v ab >/dev/null || log "ab (apache2-utils) is missing: the ab figure will be n/a"
     for label in synack baseline; do
-        if [ "$label" = synack ]; then bin="$BIN/synack"; else bin=$BASE_BIN; fi
+        if [ "$label" = synack ]; then bin=$SYN_BIN; else bin=$BASE_BIN; fi
         [ "$label" = baseline ] && [ -z "$BASELINE" ] && continue
         if [ -z "$bin" ] || [ ! -x "$bin" ]; then log "$label: no binary, figures n/a"; continue; fi
         if part delay; then
@@ -502,6 +504,7 @@ scale_suite() {
 START=$(date +%s)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+[ -n "${SYNACK_BIN:-}" ] && COMMIT="$SYNACK_BIN (SYNACK_BIN)"
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 if awk -v l="${LOAD%% *}" 'BEGIN { exit !(l > 0.7) }'; then
     log "warning: the machine is busy (1-minute load ${LOAD%% *}): figures will be noisy"
