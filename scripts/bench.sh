@@ -369,12 +369,14 @@ fi
 # baseline, each part in namespaces of its own.
 
 SOCK_N=0
+declare -A S_BIN
 # scale_start LABEL BINARY PART ARGS...: a fresh namespace NS_SCALE with the client settings of
 # the scale suite, and synack (BINARY) in it with ARGS and a private control socket (CTL).
 scale_start() {
     local label=$1 bin=$2 part=$3
     shift 3
     NS_SCALE="$PFX-sc-$label-$part"
+    S_BIN[$label]=$bin
     SOCK_N=$((SOCK_N + 1))
     CTL="$WORK/scale-$SOCK_N.sock"
     ns_new "$NS_SCALE"
@@ -388,7 +390,12 @@ scale_start() {
     is_live "$label"
 }
 
+# scale_stop LABEL PART: records synack's counters (for the reader of scale.jsonl), then stops it.
 scale_stop() {
+    local stats
+    stats=$(timeout 10 "${S_BIN[$1]}" --control "$CTL" stats --json 2>/dev/null |
+        "$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' 2>/dev/null || true)
+    srecord "$1" stats "$2" "$stats"
     stop_server "$1" "$2"
     ns_del "$NS_SCALE"
 }
