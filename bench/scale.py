@@ -177,6 +177,23 @@ def conns_rows(recs, server):
     return rows
 
 
+def part_notes(recs, server, part):
+    """What synack and the kernel counted during one part: TUN drops, retransmissions, SYN
+    cookies, memory pressure (from the `stats` and `tun_link` records of that part)."""
+    stats = find(recs, server, "stats", part) or {}
+    link = find(recs, server, "tun_link", part)
+    notes = []
+    if isinstance(link, list) and link:
+        st = link[0].get("stats64", {})
+        notes.append(f"synack0 drops: {st.get('tx', {}).get('dropped', '?')} kernel→synack, "
+                     f"{st.get('rx', {}).get('dropped', '?')} synack→kernel")
+    for k in ("retransmissions", "syn_cookies_sent", "buffer_memory_limited",
+              "memory_pressure_entered", "rcv_memory_drops"):
+        if k in stats:
+            notes.append(f"{k} {stats[k]:,}")
+    return "Counters: " + "; ".join(notes) + "." if notes else ""
+
+
 def echo_cell(r):
     if not r:
         return "n/a"
@@ -286,13 +303,14 @@ def markdown(recs, meta):
                     "kernel per client socket (sock + VFS) | kernel buffers per socket |",
                     "|---:|---:|---:|---:|---:|---:|---:|"]
             out += rows
-            out += ["", f"Echo after all were open: {echo_cell(find(recs, s, 'conns_echo'))}.", ""]
+            out += ["", f"Echo after all were open: {echo_cell(find(recs, s, 'conns_echo'))}.",
+                    "", part_notes(recs, s, "conns"), ""]
         cells = load_cells(recs, s)
         if any(v != "n/a" for v in cells.values()):
             out += ["### Every default: 20,000 concurrent connections and ab", "",
                     "| figure | value |", "|---|---:|"]
             out += [f"| {k} | {v} |" for k, v in cells.items()]
-            out.append("")
+            out += ["", f"Echo part: {part_notes(recs, s, 'load')} ab part: {part_notes(recs, s, 'ab')}", ""]
         t = targets(recs, s, meta["bytes"])
         if t:
             out += ["### Targets (issue 9)", "", "| target | measured | verdict |",

@@ -396,6 +396,9 @@ scale_stop() {
     stats=$(timeout 10 "${S_BIN[$1]}" --control "$CTL" stats --json 2>/dev/null |
         "$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' 2>/dev/null || true)
     srecord "$1" stats "$2" "$stats"
+    # The kernel's side of the TUN: packets it dropped because synack did not read them in
+    # time show up as TX drops of synack0.
+    srecord "$1" tun_link "$2" "$(ip -n "$NS_SCALE" -j -s link show synack0 2>/dev/null || true)"
     stop_server "$1" "$2"
     ns_del "$NS_SCALE"
 }
