@@ -22,7 +22,6 @@ by `scripts/bench.sh --suite scale`, not asserted here.
 import json
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -93,14 +92,14 @@ def test_twenty_thousand_concurrent_echo_connections_are_all_served(synack, sysc
     with EchoClients(SYNACK4, 7, procs=PROCS) as clients:
         opened = clients.open(CONNS, timeout=60)
         say(f"{opened['conns']} connections open in {opened['secs']:.1f} s "
-              f"({opened['failed']} failed {opened['errors']}); synack: {memory_counters()}")
+            f"({opened['failed']} failed {opened['errors']}); synack: {memory_counters()}")
         assert opened["conns"] == CONNS and opened["failed"] == 0, (
             f"opened {opened['conns']} of {CONNS} ({opened['failed']} failed: "
             f"{opened['errors']}); synack: {memory_counters()}"
         )
         echoed = clients.echo(timeout=max(10.0, deadline - time.monotonic()))
         say(f"{echoed['ok']} echoes correct in {echoed['secs']:.1f} s; "
-              f"synack: {memory_counters()}")
+            f"synack: {memory_counters()}")
         assert echoed["ok"] == CONNS, (
             f"{echoed['ok']} of {CONNS} echoed correctly within {echoed['secs']:.0f} s: "
             f"{echoed['missing']} never answered, {echoed['bad']} wrong "
@@ -174,7 +173,7 @@ class StatusPoller:
 
 def report_transfer(say, what, n, secs, poller):
     say(f"{what}: {n} bytes in {secs:.1f} s ({n * 8 / secs / 1e9:.3f} Gbit/s); "
-          f"{poller.describe()}")
+        f"{poller.describe()}")
 
 
 @pytest.mark.kernel_differs("the window is read from synack's own status")
@@ -253,8 +252,8 @@ def test_ab_twenty_thousand_requests_without_keepalive_are_all_answered(synack, 
     kinds = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: (\d+), Exceptions: (\d+)\)", text)
     longest = re.search(r"100%\s+(\d+) \(longest request\)", text)
     say(f"ab: {complete} complete, {failed} failed, "
-          f"{ab_figure(text, 'Requests per second')} requests/s, longest "
-          f"{longest.group(1) if longest else '?'} ms; synack: {memory_counters()}")
+        f"{ab_figure(text, 'Requests per second')} requests/s, longest "
+        f"{longest.group(1) if longest else '?'} ms; synack: {memory_counters()}")
     tail = "\n".join(text.splitlines()[-25:])
     assert out.returncode == 0, f"ab failed (status {out.returncode}):\n{tail}"
     assert complete == AB_REQUESTS, f"ab completed {complete} of {AB_REQUESTS}:\n{tail}"
@@ -262,7 +261,7 @@ def test_ab_twenty_thousand_requests_without_keepalive_are_all_answered(synack, 
     assert "Non-2xx responses" not in text, tail
 
 
-def test_echo_clients_report_a_server_that_does_not_answer(tmp_path):
+def test_echo_clients_report_a_server_that_does_not_answer():
     """The client harness itself: connections nobody accepts are counted as failures, not
     reported as served (a closed port on a namespace of our own answers with RSTs)."""
     with EchoClients("127.0.0.1", 9, procs=2) as clients:
@@ -270,7 +269,7 @@ def test_echo_clients_report_a_server_that_does_not_answer(tmp_path):
     assert opened["conns"] == 0 and opened["failed"] > 0, opened
 
 
-def test_echo_clients_check_each_echo(tmp_path):
+def test_echo_clients_check_each_echo():
     """The client harness itself, against a tiny local echo server that corrupts one reply
     in every ten: each line is checked, not just counted."""
     srv = socket.socket()
