@@ -19,7 +19,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::collections::VecDeque;
 use synack::services::Http;
-use synack::tcp::{ConnInfo, SeqNum, Socket, State};
+use synack::seqnum::SeqNum;
+use synack::tcp::{ConnInfo, Socket, State};
 use synack::wire::Quad;
 
 /// Output the peer acknowledges in all (beyond it the service is left with a full buffer).

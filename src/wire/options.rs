@@ -2,7 +2,7 @@
 
 use super::bytes::Writer;
 use super::{DropReason, EmitError};
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use etherparse::{TcpOptionElement, TcpOptionsIterator};
 
 pub const MAX_SACK_BLOCKS: usize = 4;

@@ -14,7 +14,7 @@
 use super::bytes::array;
 use super::checksum::{pseudo_header, verify};
 use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment};
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use etherparse::checksum::Sum16BitWords;
 use etherparse::err::tcp::HeaderSliceError;
 use etherparse::{
@@ -61,8 +61,11 @@ fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     if !verify(Sum16BitWords::new(), header.slice()) {
         return Err(DropReason::BadIpv4Checksum);
     }
-    // RFC 791: MF set or a nonzero fragment offset. Any fragment, first or later, is dropped:
-    // synack does not reassemble (RFC-CHECKLIST "IP layer").
+    // RFC 791: MF set or a nonzero fragment offset (etherparse reads both). Any fragment,
+    // first or later, is dropped, never parsed as TCP: synack does not reassemble (the
+    // project's RFC checklist, ../shared/RFC-CHECKLIST.md beside the repository, row "IP
+    // layer": "fragments reassembled or dropped"; RFC 1122 §3.3.2 asks hosts to reassemble,
+    // see the decisions table in docs/ARCHITECTURE.md).
     if header.is_fragmenting_payload() {
         return Err(DropReason::Fragment);
     }
