@@ -3,13 +3,14 @@
 //! etherparse does the slicing: the IPv4 header (version, IHL, options), the IPv6 header and
 //! each header of its extension chain, the TCP header (data offset) and the walk over TCP
 //! options.
-//! synack keeps only what etherparse does not check or decides differently, each with a test
-//! that feeds etherparse the same bytes (see the decisions table in docs/ARCHITECTURE.md):
+//! synack keeps only what etherparse's header slices do not check or decide differently:
 //! the IPv4 total length against the header, every checksum, fragments (dropped, even atomic
 //! ones), IPv4 and IPv6 Authentication Headers (not for us: no IPsec), IPv6 routing headers
 //! with segments left, the TLV options inside Hop-by-Hop and Destination Options headers, the
 //! TCP option rules of RFC 9293 §3.2 (in [`TcpOptions::parse`]), and the drop reasons that
-//! the counters report. Nothing here indexes or unwraps: no input can panic.
+//! the counters report. Where etherparse would hand over a TCP segment that synack drops, a
+//! test (`etherparse_*` below) feeds etherparse the same bytes; the decisions table in
+//! docs/ARCHITECTURE.md lists each case. Nothing here indexes or unwraps: no input can panic.
 
 use super::bytes::array;
 use super::checksum::{pseudo_header, verify};
