@@ -18,8 +18,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::collections::VecDeque;
-use synack::services::Http;
 use synack::seqnum::SeqNum;
+use synack::services::Http;
 use synack::tcp::{ConnInfo, Socket, State};
 use synack::wire::Quad;
 
