@@ -209,6 +209,9 @@ pub struct Connection {
     pub(super) ack_due: AckDue,
     /// A challenge ACK (RFC 5961) is wanted; the endpoint's global rate limiter decides.
     pub(super) challenge_due: bool,
+    /// When we last sent a challenge ACK or an ACK for an out-of-window segment (Linux:
+    /// `tp->last_oow_ack_time`): at most one per `input::OOW_ACK_INTERVAL`.
+    pub(super) last_oow_ack: Option<Instant>,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
     /// The application has read since our last segment (a window update may be due).
@@ -350,6 +353,7 @@ impl Connection {
             probe_due: false,
             ack_due: AckDue::None,
             challenge_due: false,
+            last_oow_ack: None,
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
@@ -502,6 +506,11 @@ impl Connection {
         }
         let _enter = self.span.enter();
         debug!("{} -> {}", self.state, next);
+        // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
+        // state from either the ESTABLISHED state or the CLOSE-WAIT state", whoever reset.
+        if next == State::Closed && matches!(self.state, State::Established | State::CloseWait) {
+            self.events.established_resets += 1;
+        }
         self.state = next;
         if next == State::Closed {
             self.timers = Timers::default();
@@ -681,6 +690,7 @@ impl Connection {
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
+        self.events.rto_expirations += 1;
         let first = *self.first_timeout.get_or_insert(now);
         if matches!(self.state, State::SynReceived | State::SynSent) {
             // A half-open connection is dropped after a bounded number of SYN or SYN,ACK
@@ -802,6 +812,7 @@ impl Socket for Connection {
         }
         // RFC 9293 §3.10.4 (SHLD-3): closing with unread data aborts with a RST, as Linux does.
         if !self.recv_buf.is_empty() {
+            self.events.aborts_on_data += 1;
             self.abort();
             return;
         }
