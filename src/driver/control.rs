@@ -1,25 +1,19 @@
 //! The control protocol between the running daemon and `synack status|stats|connect|trace`.
 //!
-//! Over a Unix stream socket (default `/run/synack/<iface>.sock`), newline-delimited JSON: the
-//! client sends one [`Request`] line; the daemon answers with one or more [`Response`] lines
-//! and closes the stream when the request is done (`connect` streams the received data until
-//! the connection ends, `trace --follow` until the client goes away). Payload bytes travel as
-//! hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
+//! Over a Unix stream socket (by default `/run/synack/<iface>.sock` for root; `socket_dir.rs`
+//! says where for other users), newline-delimited JSON: the client sends one [`Request`] line;
+//! the daemon answers with one or more [`Response`] lines and closes the stream when the
+//! request is done (`connect` streams the received data until the connection ends, `trace
+//! --follow` until the client goes away). Payload bytes travel as hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
 
 use crate::endpoint::{ClientEvents, ConnStatus};
 use crate::services::PeerId;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// The longest request line the daemon reads (a `connect` carries its data hex-encoded).
 pub const MAX_REQUEST_LINE: usize = 4 * 1024 * 1024;
-
-/// Where the daemon for `iface` listens unless `--control` says otherwise.
-pub fn default_socket_path(iface: &str) -> PathBuf {
-    PathBuf::from(format!("/run/synack/{iface}.sock"))
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -97,6 +91,21 @@ pub struct StatusRow {
     /// `forward:` connections: the local address of the socket to the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_local: Option<SocketAddr>,
+    /// Bytes of window we offer now (RCV.WND).
+    #[serde(default)]
+    pub rcv_wnd: u32,
+    /// The receive buffer autotuning chose (the most window we may offer).
+    #[serde(default)]
+    pub rcv_space: usize,
+    /// The peer's window (SND.WND), in bytes.
+    #[serde(default)]
+    pub snd_wnd: u32,
+    /// The send buffer limit.
+    #[serde(default)]
+    pub snd_buf: usize,
+    /// Bytes this connection holds in its queues (charged to --max-buffer-memory).
+    #[serde(default)]
+    pub mem: usize,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -122,6 +131,11 @@ impl From<&ConnStatus> for StatusRow {
                 Some(PeerId::Upstream(addr)) => Some(addr),
                 _ => None,
             },
+            rcv_wnd: s.rcv_wnd,
+            rcv_space: s.rcv_space,
+            snd_wnd: s.snd_wnd,
+            snd_buf: s.snd_buf,
+            mem: s.mem,
         }
     }
 }
@@ -236,12 +250,20 @@ fn format_age(us: u64) -> String {
     }
 }
 
-/// `synack stats` as `nstat` prints counters: name and value, one per line.
+/// `synack stats` as `nstat` prints counters, one per line: synack's name, the name `nstat`
+/// gives Linux's counter of the same meaning (blank where Linux has none), and the value.
 pub fn format_stats(counters: &[(String, u64)]) -> String {
+    let linux = |name: &str| crate::endpoint::Counters::linux_name(name).unwrap_or("");
     let w = counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let lw = counters
+        .iter()
+        .map(|(n, _)| linux(n).len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (name, value) in counters {
-        let _ = writeln!(out, "{name:<w$}  {value:>12}");
+        let linux_name = linux(name);
+        let _ = writeln!(out, "{name:<w$}  {linux_name:<lw$}  {value:>12}");
     }
     out
 }
@@ -409,6 +431,11 @@ mod tests {
             retransmissions: 0,
             age: None,
             relay_peer: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
         };
         let conn = ConnStatus {
             state: State::TimeWait,
@@ -433,22 +460,23 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         let json = serde_json::to_string(&rows[1]).unwrap();
         assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
         assert!(json.contains("\"age_us\":61500000"), "{json}");
+        for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
+            assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
+        }
     }
 
     #[test]
     fn stats_align_like_nstat() {
-        let got = format_stats(&[("segments_in".into(), 12), ("rst_out".into(), 3)]);
+        let got = format_stats(&[
+            ("segments_in".into(), 12),
+            ("rst_in".into(), 3),
+            ("listen_drops".into(), 1),
+        ]);
         assert_eq!(
             got,
-            "segments_in            12\nrst_out                 3\n"
-        );
-    }
-
-    #[test]
-    fn the_default_socket_is_named_after_the_interface() {
-        assert_eq!(
-            default_socket_path("synack0"),
-            PathBuf::from("/run/synack/synack0.sock")
+            "segments_in   TcpInSegs                    12\n\
+             rst_in                                      3\n\
+             listen_drops  TcpExtListenDrops             1\n"
         );
     }
 }

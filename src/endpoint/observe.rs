@@ -34,6 +34,14 @@ pub struct ConnStatus {
     pub age: Option<Duration>,
     /// `exec:`: the program's PID; `forward:`: the upstream socket's local address.
     pub relay_peer: Option<PeerId>,
+    /// Bytes of window offered now (RCV.WND), the receive buffer autotuning chose, the
+    /// peer's window (SND.WND), the send buffer limit, and the bytes the connection holds
+    /// (`tcp::memory`); 0 for listeners.
+    pub rcv_wnd: u32,
+    pub rcv_space: usize,
+    pub snd_wnd: u32,
+    pub snd_buf: usize,
+    pub mem: usize,
 }
 
 /// The ladders of closed connections, collected when `--ladder` asks for them.
@@ -140,6 +148,11 @@ impl Endpoint {
                         retransmissions: 0,
                         age: None,
                         relay_peer: None,
+                        rcv_wnd: 0,
+                        rcv_space: 0,
+                        snd_wnd: 0,
+                        snd_buf: 0,
+                        mem: 0,
                     });
                 }
             }
@@ -161,6 +174,11 @@ impl Endpoint {
                     retransmissions: c.retransmissions(),
                     age: Some(now.saturating_since(c.created())),
                     relay_peer: e.app.relay_peer(),
+                    rcv_wnd: c.rcv_wnd(),
+                    rcv_space: c.rcv_space(),
+                    snd_wnd: c.snd_wnd(),
+                    snd_buf: c.snd_buf(),
+                    mem: c.memory(),
                 }
             })
             .collect();

@@ -103,7 +103,7 @@ impl Endpoint {
         let Some(p) = self.pending.remove(quad) else {
             return false;
         };
-        if !self.accepting || self.table.len() >= self.limits.max_connections {
+        if !self.accepting || self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
             return false;
         }
