@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh [--runs N] [--quick] [--mtu 1500,9000] [--servers synack,smoltcp,kernel,tun]
 #                         [--bytes N] [--no-build] [--out DIR] [--suite main|scale|all] [--scale]
 #                         [--baseline REV] [--delays 5ms,...] [--scale-conns N] [--scale-bytes N]
-#                         [--scale-parts delay,conns,load]
+#                         [--scale-parts delay,conns,load] [--suite forward]
 #
 # The scale suite (issue 9: long fat paths, 100,000 connections, ab) is described in
 # docs/PERFORMANCE.md, "Scale"; it writes bench/results/scale.{md,jsonl}.
@@ -25,7 +25,9 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --bytes N       bytes per transfer (default 1 GiB; --quick: 64 MiB)
   --no-build      use the existing release binaries
   --out DIR       where latest.{md,csv,png,jsonl} and scale.{md,jsonl} go (default bench/results)
-  --suite S       main (the figures above; the default), scale (issue 9's figures), or all
+  --suite S       main (the figures above; the default), scale (issue 9's figures), all, or
+                  forward (issue 11, runs alone: forward: throughput both ways at MTU 1500
+                  next to the same transfer straight to the upstream over the kernel)
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
@@ -75,7 +77,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-case "$SUITE" in main|scale|all) ;; *) echo "bench.sh: --suite must be main, scale or all" >&2; exit 2 ;; esac
+case "$SUITE" in main|scale|all|forward) ;; *) echo "bench.sh: --suite must be main, scale, all or forward" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=3}" "${BYTES:=67108864}"
     : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}"
@@ -511,6 +513,53 @@ scale_suite() {
     done
 }
 
+# The forward suite (issue 11): in one namespace, the kernel's discard (9) and chargen (19) on
+# 127.0.0.1 as the upstream, and synack with 9=forward:127.0.0.1:9 and 19=forward:127.0.0.1:19.
+# Each run uploads and downloads BYTES through synack, then the same straight to 127.0.0.1.
+forward_suite() {
+    local ns="$PFX-fwd" run up pid
+    ns_new "$ns"
+    ip netns exec "$ns" "$BIN/kernel-server" --addr 127.0.0.1 >"$WORK/fwd-upstream.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    # shellcheck disable=SC2086
+    start_server forward 1500 "$ns" "$ns" 198.18.0.2 synack0 198.18.0 \
+        "$SYN_BIN" --mtu 1500 --control "$WORK/fwd.sock" -l 7=echo \
+        -l 9=forward:127.0.0.1:9 -l 19=forward:127.0.0.1:19 ${SYNACK_ARGS:-}
+    is_live forward || { log "forward: synack did not come up"; return; }
+    : >"$WORK/fwd.jsonl"
+    for run in $(seq 1 "$RUNS"); do
+        for target in "forward 198.18.0.2 ${S_PID[forward]}" "direct 127.0.0.1 $pid"; do
+            read -r label ip spid <<<"$target"
+            up=$(client "$ns" upload "$ip:9" "$BYTES" --server-pid "$spid" --max-secs "$CAP")
+            printf '{"path":"%s","dir":"up","run":%s,"r":%s}\n' "$label" "$run" "${up:-null}" >>"$WORK/fwd.jsonl"
+            up=$(client "$ns" download "$ip:19" "$BYTES" --server-pid "$spid" --max-secs "$CAP")
+            printf '{"path":"%s","dir":"down","run":%s,"r":%s}\n' "$label" "$run" "${up:-null}" >>"$WORK/fwd.jsonl"
+        done
+        log "forward: run $run/$RUNS done"
+    done
+    stop_server forward 1500
+    cp "$WORK/fwd.jsonl" "$OUT/forward.jsonl"
+    "$PY" - "$WORK/fwd.jsonl" "$OUT/forward.md" "$BYTES" <<'PYEOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(path, d):
+    v = [r["r"]["gbps"] for r in rows if r["path"] == path and r["dir"] == d and r["r"]]
+    return statistics.median(v) if v else None
+lines = ["# forward: throughput (issue 11), MTU 1500", "",
+         f"{sys.argv[3]} bytes per transfer, median of {max(r['run'] for r in rows)} runs", "",
+         "| direction | through synack (forward:) | straight to the upstream | ratio |",
+         "|---|---|---|---|"]
+for d, name in (("up", "client → upstream (upload)"), ("down", "upstream → client (download)")):
+    f, k = med("forward", d), med("direct", d)
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f} Gbit/s"
+    ratio = "n/a" if not (f and k) else f"{f / k:.2f}"
+    lines.append(f"| {name} | {fmt(f)} | {fmt(k)} | {ratio} |")
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PYEOF
+}
+
 START=$(date +%s)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -520,6 +569,13 @@ if awk -v l="${LOAD%% *}" 'BEGIN { exit !(l > 0.7) }'; then
     log "warning: the machine is busy (1-minute load ${LOAD%% *}): figures will be noisy"
 fi
 mkdir -p "$OUT"
+
+if [ "$SUITE" = forward ]; then
+    log "forward suite: runs=$RUNS bytes=$BYTES (load $LOAD)"
+    forward_suite
+    log "wrote $OUT/forward.md, forward.jsonl ($(( $(date +%s) - START )) s)"
+    exit 0
+fi
 
 if [ "$SUITE" != scale ]; then
     log "runs=$RUNS bytes=$BYTES cap=${CAP}s count=$COUNT mtus=$MTUS servers=$SERVERS (load $LOAD)"
