@@ -105,7 +105,7 @@ impl Relay {
         }
         // Client → peer, only as far as `to_peer` has room: the rest waits in the
         // connection's receive queue and closes its window.
-        let mut buf = [0u8; COPY_BUF];
+        let mut buf = [0u8; 4 * COPY_BUF];
         loop {
             let room = if self.peer_gone {
                 buf.len()
