@@ -345,3 +345,32 @@ def test_ssh_across_synack(synack, tmp_path):
     finally:
         sshd.kill()
         sshd.wait(timeout=5)
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}=forward:198.18.5.5:80")
+def test_forward_to_an_unreachable_upstream_leaves_the_syn_unanswered(synack):
+    # No route to 198.18.5.5 in the test namespace: the connect fails at once, and the
+    # client hears nothing (its connect times out) rather than a RST.
+    with pytest.raises((TimeoutError, socket.timeout)):
+        socket.create_connection((SYNACK4, FWD), timeout=1.5)
+    assert wait_until(lambda: "cannot connect to forward:198.18.5.5:80" in synack.log(), 3)
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}=forward:127.0.0.1:{UPSTREAM}")
+def test_forward_upstream_reset_resets_the_client(synack):
+    lo_up()
+    with socket.socket() as lsock:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("127.0.0.1", UPSTREAM))
+        lsock.listen(8)
+        with connect(FWD) as s:
+            lsock.settimeout(5)
+            up, _ = lsock.accept()
+            up.sendall(b"before the reset\n")
+            # The bytes arrive first (a RST discards whatever is still unsent).
+            s.settimeout(5)
+            assert s.recv(100) == b"before the reset\n"
+            reset(up)
+            with pytest.raises(ConnectionResetError):
+                chunk = s.recv(100)
+                raise AssertionError(f"got {chunk!r} instead of a reset")
