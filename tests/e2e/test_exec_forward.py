@@ -374,3 +374,20 @@ def test_forward_upstream_reset_resets_the_client(synack):
             with pytest.raises(ConnectionResetError):
                 chunk = s.recv(100)
                 raise AssertionError(f"got {chunk!r} instead of a reset")
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{PORT}=exec:cat")
+def test_graceful_shutdown_closes_the_programs_side(synack):
+    s = connect()
+    s.sendall(b"still here\n")
+    s.settimeout(5)
+    assert s.recv(100) == b"still here\n"
+    pid = started_pid(synack, "exec:cat")
+    assert synack.terminate(timeout=5) == 0
+    # The client got a FIN (or, past the grace period, a RST), and cat is gone (reaped).
+    try:
+        assert s.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert wait_until(lambda: gone(pid), 3), f"pid {pid} still there"
