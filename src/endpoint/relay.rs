@@ -86,6 +86,7 @@ impl Endpoint {
         // Bounded: as many connects under way as one listener's backlog.
         if self.pending.len() >= self.limits.backlog {
             self.counters.forward_pending_full += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         let syn = TcpSegment {
