@@ -9,9 +9,11 @@
 //! See docs/ARCHITECTURE.md for the path of a packet through these modules.
 
 pub mod cli;
+pub mod config;
 pub mod device;
 pub mod driver;
 pub mod endpoint;
+pub mod seqnum;
 pub mod services;
 pub mod tcp;
 pub mod time;

@@ -10,11 +10,7 @@ use synack::cli::{self, Args};
 fn main() -> ExitCode {
     let args = Args::from_env();
     cli::init_logging(args.log_level());
-    let result = match &args.command {
-        Some(cmd) => synack::driver::commands::run(&args, cmd),
-        None => synack::driver::run(&args).map_err(|e| e.to_string()),
-    };
-    match result {
+    match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // User-facing: one sentence with the fix, not a diagnostic log line.

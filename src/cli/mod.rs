@@ -3,13 +3,16 @@
 //! Flag names, short flags and defaults are part of the user interface (issue #2, "Command
 //! line"): keep them as they are.
 
-mod error;
+pub mod commands;
 mod limits;
 
-pub use error::SetupError;
+// Setup errors and host addresses live in the leaf module `crate::config`, which the device
+// and the driver depend on; re-exported here for code written against `crate::cli`.
+pub use crate::config::{HostAddr, SetupError};
 pub use limits::{ByteSize, KeepaliveArg};
 
 use crate::device::impair::ImpairSpec;
+use crate::driver::{self, DaemonConfig};
 use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
 use crate::tcp::CcKind;
@@ -202,64 +205,6 @@ impl fmt::Display for Listen {
     }
 }
 
-/// One `--host-addr IP/PREFIX`: an address for the kernel's side of the interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostAddr {
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-}
-
-impl HostAddr {
-    /// Whether `ip` lies inside this address's prefix (so the kernel routes it to the TUN).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix_len))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for HostAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let Some((addr, prefix)) = s.split_once('/') else {
-            return Err(format!(
-                "'{s}' needs a prefix length, like 198.18.0.1/24 or 2001:2::1/64"
-            ));
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{addr}' is not an IPv4 or IPv6 address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix_len = prefix
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("'{prefix}' is not a prefix length between 0 and {max}"))?;
-        if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            return Err(format!("{addr} cannot be an interface address"));
-        }
-        Ok(HostAddr { addr, prefix_len })
-    }
-}
-
-impl fmt::Display for HostAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
 fn parse_iface_name(s: &str) -> Result<String, String> {
     // The kernel's dev_valid_name(): 1..IFNAMSIZ bytes, not "." or "..", no '/', ':' or space.
     if s.is_empty() || s.len() > IFNAME_MAX {
@@ -373,6 +318,23 @@ impl Args {
         }
     }
 
+    /// What the daemon runs with: the flags, validated and put in the driver's terms.
+    pub fn daemon_config(&self) -> DaemonConfig {
+        DaemonConfig {
+            iface: self.iface.clone(),
+            host_addrs: self.host_addrs.clone(),
+            no_configure: self.no_configure,
+            mtu: self.mtu,
+            offload: self.offload(),
+            endpoint: self.endpoint_config(),
+            limits: self.limits(),
+            impair: self.impair.clone(),
+            pcap: self.pcap.clone(),
+            ladder: self.ladder,
+            control: self.control_path(),
+        }
+    }
+
     /// Whether to ask the TUN for segmentation and checksum offload: unless `--no-offload`,
     /// and not under `--impair`, whose faults apply to wire-sized packets.
     pub fn offload(&self) -> bool {
@@ -383,7 +345,7 @@ impl Args {
     pub fn control_path(&self) -> PathBuf {
         self.control
             .clone()
-            .unwrap_or_else(|| crate::driver::control::default_socket_path(&self.iface))
+            .unwrap_or_else(|| driver::control::default_socket_path(&self.iface))
     }
 
     /// The log level when RUST_LOG is not set.
@@ -393,6 +355,20 @@ impl Args {
             (false, 0) => tracing::Level::INFO,
             (false, 1) => tracing::Level::DEBUG,
             (false, _) => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// Run what `args` ask for: a subcommand against the running daemon, or the daemon itself
+/// until a signal stops it. The error is one sentence for the user.
+pub fn run(args: &Args) -> Result<(), String> {
+    match &args.command {
+        Some(cmd) => commands::run(args, cmd),
+        None => {
+            for warning in args.warnings() {
+                tracing::warn!("{warning}");
+            }
+            driver::run(&args.daemon_config()).map_err(|e| e.to_string())
         }
     }
 }

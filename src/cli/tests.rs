@@ -285,3 +285,32 @@ fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
     assert_eq!(args.endpoint_config().cc, CcKind::NewReno);
     assert!(parse(&["--cc", "bbr"]).is_err());
 }
+
+#[test]
+fn startup_line_with_defaults_names_addresses_listeners_and_tries() {
+    let config = parse(&[]).unwrap().daemon_config();
+    assert_eq!(
+        driver::startup_line(&config.endpoint, "synack0"),
+        "synack listening on 198.18.0.2 and 2001:2::2 via synack0 \
+         (7=echo 9=discard 19=chargen 80=http) — try: nc 198.18.0.2 7, \
+         curl http://198.18.0.2/, ping 198.18.0.2"
+    );
+}
+
+#[test]
+fn startup_line_for_ipv6_only_and_http_on_another_port() {
+    let a = parse(&[
+        "--addr",
+        "2001:2::5",
+        "-l",
+        "8080=http",
+        "--host-addr",
+        "2001:2::1/64",
+    ])
+    .unwrap();
+    assert_eq!(
+        driver::startup_line(&a.daemon_config().endpoint, "tun7"),
+        "synack listening on 2001:2::5 via tun7 (8080=http) — try: \
+         curl http://[2001:2::5]:8080/, ping 2001:2::5"
+    );
+}

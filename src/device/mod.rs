@@ -8,7 +8,7 @@ pub mod impair;
 mod link;
 mod netlink;
 
-use crate::cli::{HostAddr, SetupError};
+use crate::config::{HostAddr, SetupError};
 use crate::wire::{Gso, RxMeta};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};

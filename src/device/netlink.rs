@@ -1,7 +1,7 @@
 //! Just enough rtnetlink to add an interface address, as `ip addr add` does. Netlink (rather
 //! than SIOCSIFADDR) handles several addresses per family and IPv6 with IFA_F_NODAD alike.
 
-use crate::cli::HostAddr;
+use crate::config::HostAddr;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -7,7 +7,7 @@
 use super::control::{
     MAX_REQUEST_LINE, Request, Response, StatusRow, client_responses, decode_request, encode,
 };
-use crate::cli::SetupError;
+use crate::config::SetupError;
 use crate::endpoint::{ClientId, Endpoint};
 use crate::time::Instant;
 use mio::net::{UnixListener, UnixStream};

@@ -2,7 +2,7 @@
 //! with a socket pair and a scripted core.
 
 use super::observe::{Capture, Observers};
-use crate::cli::SetupError;
+use crate::config::SetupError;
 use crate::endpoint::{Endpoint, Transmit};
 use crate::time::{Duration, Instant};
 use crate::wire::{Gso, RxMeta};
@@ -154,7 +154,7 @@ impl<D: Device> Transmit for DeviceTx<'_, D> {
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 // Not configured so (the endpoint sends super-segments only when the device
                 // offloads); split in software rather than lose the data.
-                crate::endpoint::transmit_split(self, packet, gso);
+                crate::wire::gso::transmit_split(packet, gso, &mut |p| self.transmit(p));
             }
             result => self.sent(result, packet),
         }

@@ -140,7 +140,7 @@ fn impair_name(name: &str) -> &'static str {
 mod tests {
     use super::*;
     use crate::endpoint::{Endpoint, EndpointConfig};
-    use crate::tcp::SeqNum;
+    use crate::seqnum::SeqNum;
     use crate::wire::{self, Flags, SEGMENT_TEMPLATE, TcpSegment};
 
     fn syn() -> Vec<u8> {

@@ -2,9 +2,9 @@
 //!
 //! [`run`] creates and configures the TUN, draws the ISN secret, builds the [`Endpoint`] and
 //! turns the loop until SIGINT/SIGTERM: then it stops accepting, lets open connections close
-//! for up to [`SHUTDOWN_GRACE`], resets whatever is left and logs the counters.
+//! for up to [`SHUTDOWN_GRACE`], resets whatever is left and logs the counters. It takes a
+//! [`DaemonConfig`], which `cli` builds from the flags.
 
-pub mod commands;
 pub mod control;
 mod control_server;
 mod event_loop;
@@ -15,38 +15,65 @@ pub mod pcap;
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
 pub use impaired::Impaired;
 
-use crate::cli::{Args, SetupError};
+use crate::config::{HostAddr, SetupError};
+use crate::device::impair::ImpairSpec;
 use crate::device::{Tun, ip_commands};
-use crate::endpoint::{Endpoint, EndpointConfig};
+use crate::endpoint::{Endpoint, EndpointConfig, Limits};
 use crate::services::ServiceKind;
 use crate::time::Duration;
 use std::net::IpAddr;
-use tracing::{debug, info, warn};
+use std::path::PathBuf;
+use tracing::{debug, info};
 
 /// How long open connections get to close after the first SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Run synack as `args` say until a signal stops it.
-pub fn run(args: &Args) -> Result<(), SetupError> {
-    for warning in args.warnings() {
-        warn!("{warning}");
-    }
-    let tun = Tun::open(&args.iface, args.offload())?;
-    if args.no_configure {
+/// Everything the daemon needs to run, already validated (`cli` builds it from the flags).
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// The TUN interface to create.
+    pub iface: String,
+    /// Addresses for the kernel's side of the interface.
+    pub host_addrs: Vec<HostAddr>,
+    /// Create the interface but print the `ip` commands instead of configuring it.
+    pub no_configure: bool,
+    /// The interface MTU.
+    pub mtu: u16,
+    /// Ask the TUN for segmentation and checksum offload.
+    pub offload: bool,
+    /// The sans-IO endpoint's addresses, listeners and TCP settings (`gso` is set from the
+    /// TUN once it is open).
+    pub endpoint: EndpointConfig,
+    /// Backlogs, connection and memory limits, keep-alive.
+    pub limits: Limits,
+    /// Impair the link inside the daemon.
+    pub impair: Option<ImpairSpec>,
+    /// Write every packet to this pcap file (`-` for stdout).
+    pub pcap: Option<PathBuf>,
+    /// Print each connection's sequence diagram when it closes.
+    pub ladder: bool,
+    /// Where the control socket is bound.
+    pub control: PathBuf,
+}
+
+/// Run synack as `config` says until a signal stops it.
+pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
+    let tun = Tun::open(&config.iface, config.offload)?;
+    if config.no_configure {
         info!(
             "{} created but left unconfigured (--no-configure); run the commands printed on stdout",
             tun.name()
         );
-        for cmd in ip_commands(tun.name(), &args.host_addrs, args.mtu) {
+        for cmd in ip_commands(tun.name(), &config.host_addrs, config.mtu) {
             // User-facing output, not diagnostics: meant to be copied or piped to a shell.
             println!("{cmd}");
         }
     } else {
-        tun.configure(&args.host_addrs, args.mtu)?;
+        tun.configure(&config.host_addrs, config.mtu)?;
         debug!(
             iface = tun.name(),
-            mtu = args.mtu,
-            host_addrs = ?args.host_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            mtu = config.mtu,
+            host_addrs = ?config.host_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "interface configured and up"
         );
     }
@@ -56,20 +83,21 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
     getrandom::fill(&mut secret).map_err(|e| SetupError::Random(e.to_string()))?;
 
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
-        .observe(observers(args)?)?;
+        .observe(observers(config)?)?;
     let clock = Clock::start();
-    let config = EndpointConfig {
+    let endpoint_config = EndpointConfig {
         gso: tun.offloads(),
-        ..args.endpoint_config()
+        ..config.endpoint.clone()
     };
     debug!(
         offloads = tun.offloads(),
         "TCP segmentation and checksum offload {}",
         if tun.offloads() { "on" } else { "off" }
     );
-    let mut endpoint = Endpoint::new(config, secret, clock.now()).with_limits(args.limits());
-    info!("{}", startup_line(args, tun.name()));
-    match &args.impair {
+    let mut endpoint =
+        Endpoint::new(endpoint_config, secret, clock.now()).with_limits(config.limits.clone());
+    info!("{}", startup_line(&config.endpoint, tun.name()));
+    match &config.impair {
         Some(spec) => {
             info!("impairing the link in both directions: --impair {spec}");
             let mut core = Impaired::new(endpoint, spec.clone());
@@ -83,18 +111,18 @@ pub fn run(args: &Args) -> Result<(), SetupError> {
 }
 
 /// `--pcap`, `--ladder` and the control socket.
-fn observers(args: &Args) -> Result<observe::Observers, SetupError> {
-    let capture = match &args.pcap {
+fn observers(config: &DaemonConfig) -> Result<observe::Observers, SetupError> {
+    let capture = match &config.pcap {
         Some(path) => observe::Capture::open(path)?,
         None => observe::Capture::default(),
     };
-    let pcap_on_stdout = args.pcap.as_deref() == Some(std::path::Path::new("-"));
-    let ladder = args.ladder.then_some(if pcap_on_stdout {
+    let pcap_on_stdout = config.pcap.as_deref() == Some(std::path::Path::new("-"));
+    let ladder = config.ladder.then_some(if pcap_on_stdout {
         observe::LadderOut::Stderr
     } else {
         observe::LadderOut::Stdout
     });
-    let control = control_server::ControlServer::bind(&args.control_path())?;
+    let control = control_server::ControlServer::bind(&config.control)?;
     debug!(path = %control.path().display(), "control socket ready");
     Ok(observe::Observers {
         capture,
@@ -104,41 +132,54 @@ fn observers(args: &Args) -> Result<observe::Observers, SetupError> {
 }
 
 /// The one line that says where synack is reachable and how to try it.
-pub fn startup_line(args: &Args, iface: &str) -> String {
-    let addrs: Vec<String> = args.addrs.iter().map(ToString::to_string).collect();
-    let listeners: Vec<String> = args.listen.iter().map(ToString::to_string).collect();
+pub fn startup_line(endpoint: &EndpointConfig, iface: &str) -> String {
+    let addrs: Vec<String> = endpoint.addrs.iter().map(ToString::to_string).collect();
+    let listeners: Vec<String> = endpoint
+        .listeners
+        .iter()
+        .map(|(port, service)| format!("{port}={service}"))
+        .collect();
     let mut line = format!(
         "synack listening on {} via {iface} ({})",
         join_and(&addrs),
         listeners.join(" ")
     );
     // Suggest the first IPv4 address: it works even where IPv6 is off.
-    let Some(addr) = args
+    let Some(addr) = endpoint
         .addrs
         .iter()
         .find(|a| a.is_ipv4())
-        .or(args.addrs.first())
+        .or(endpoint.addrs.first())
     else {
         return line;
     };
     let mut tries = Vec::new();
-    let stream = args
-        .listen
+    let stream = endpoint
+        .listeners
         .iter()
-        .find(|l| l.service == ServiceKind::Echo)
-        .or_else(|| args.listen.iter().find(|l| l.service != ServiceKind::Http));
-    if let Some(l) = stream {
-        tries.push(format!("nc {addr} {}", l.port));
+        .find(|(_, service)| *service == ServiceKind::Echo)
+        .or_else(|| {
+            endpoint
+                .listeners
+                .iter()
+                .find(|(_, service)| *service != ServiceKind::Http)
+        });
+    if let Some((port, _)) = stream {
+        tries.push(format!("nc {addr} {port}"));
     }
-    if let Some(l) = args.listen.iter().find(|l| l.service == ServiceKind::Http) {
+    if let Some((port, _)) = endpoint
+        .listeners
+        .iter()
+        .find(|(_, service)| *service == ServiceKind::Http)
+    {
         let host = match addr {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
-        let port = if l.port == 80 {
+        let port = if *port == 80 {
             String::new()
         } else {
-            format!(":{}", l.port)
+            format!(":{port}")
         };
         tries.push(format!("curl http://{host}{port}/"));
     }
@@ -160,37 +201,6 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(extra: &[&str]) -> Args {
-        Args::try_from_iter(std::iter::once("synack").chain(extra.iter().copied())).unwrap()
-    }
-
-    #[test]
-    fn startup_line_with_defaults_names_addresses_listeners_and_tries() {
-        assert_eq!(
-            startup_line(&args(&[]), "synack0"),
-            "synack listening on 198.18.0.2 and 2001:2::2 via synack0 \
-             (7=echo 9=discard 19=chargen 80=http) — try: nc 198.18.0.2 7, \
-             curl http://198.18.0.2/, ping 198.18.0.2"
-        );
-    }
-
-    #[test]
-    fn startup_line_for_ipv6_only_and_http_on_another_port() {
-        let a = args(&[
-            "--addr",
-            "2001:2::5",
-            "-l",
-            "8080=http",
-            "--host-addr",
-            "2001:2::1/64",
-        ]);
-        assert_eq!(
-            startup_line(&a, "tun7"),
-            "synack listening on 2001:2::5 via tun7 (8080=http) — try: \
-             curl http://[2001:2::5]:8080/, ping 2001:2::5"
-        );
-    }
 
     #[test]
     fn join_and_reads_as_english() {

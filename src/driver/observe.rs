@@ -3,7 +3,7 @@
 
 use super::control_server::ControlServer;
 use super::pcap::PcapWriter;
-use crate::cli::SetupError;
+use crate::config::SetupError;
 use crate::endpoint::Endpoint;
 use crate::time::Instant;
 use mio::{Registry, Token};

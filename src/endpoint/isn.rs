@@ -1,6 +1,6 @@
 //! Initial sequence numbers (RFC 9293 §3.4.1, RFC 6528).
 
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use crate::time::Instant;
 use crate::wire::Quad;
 use siphasher::sip::SipHasher24;

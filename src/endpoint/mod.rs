@@ -11,6 +11,9 @@ mod isn;
 mod limiter;
 mod limits;
 mod observe;
+// The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
+// `--cfg fuzzing`), not into the daemon.
+#[cfg(any(test, fuzzing))]
 pub mod scenario;
 
 pub use client::{ClientEvents, ClientId, ClientOutcome, ConnectError};
@@ -27,7 +30,7 @@ use crate::tcp::{
     self, CcKind, Connection, CookieSyn, ResetCause, SeqNum, Socket, State, rst_reply,
 };
 use crate::time::{Duration, Instant};
-use crate::wire::{self, Flags, Gso, Packet, Quad, RxMeta, TcpOptions, TcpSegment};
+use crate::wire::{self, Gso, Packet, Quad, RxMeta, TcpSegment};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -43,15 +46,7 @@ pub trait Transmit {
     /// here in software, as the kernel would (allocating a scratch buffer: for tests and
     /// simulations, not for the driver, whose device takes super-segments whole).
     fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
-        transmit_split(self, packet, gso);
-    }
-}
-
-/// Split a super-segment in software, as the kernel would, and transmit each segment: the
-/// default `transmit_gso`, and the driver's fallback when its device does not offload.
-pub fn transmit_split<T: Transmit + ?Sized>(tx: &mut T, packet: &[u8], gso: Gso) {
-    if wire::gso::split(packet, gso, &mut |p| tx.transmit(p)).is_err() {
-        debug!(len = packet.len(), "malformed super-segment not sent");
+        wire::gso::transmit_split(packet, gso, &mut |p| self.transmit(p));
     }
 }
 
@@ -502,8 +497,8 @@ impl Endpoint {
             .is_some_and(|at| now.saturating_since(at) < Duration::from_secs(120))
     }
 
-    /// RFC 4987 §3.6: answer `syn` with `<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>` and keep
-    /// no state. Window scale and SACK are offered only with timestamps, which carry them.
+    /// RFC 4987 §3.6: answer `syn` with a SYN cookie (`Connection::cookie_syn_ack`) and keep
+    /// no state.
     fn send_cookie(
         &mut self,
         now: Instant,
@@ -512,45 +507,19 @@ impl Endpoint {
         listener: usize,
         tx: &mut dyn Transmit,
     ) {
-        let default_mss = if quad.local.is_ipv4() { 536 } else { 1220 };
-        let peer_mss = syn.options.mss.unwrap_or(default_mss);
+        let peer_mss = syn.options.mss.unwrap_or(tcp::default_mss(&quad));
         let iss = self.cookies.make(now, &quad, syn.seq, peer_mss);
-        let tsval_peer = syn
-            .options
-            .timestamps
-            .filter(|_| self.tcp.timestamps)
-            .map(|(tsval, _)| tsval);
-        let with_ts = tsval_peer.is_some();
-        let peer_ws = syn
-            .options
-            .window_scale
-            .filter(|_| self.tcp.window_scaling && with_ts)
-            .map(|ws| ws.min(14));
-        let sack = syn.options.sack_permitted && self.tcp.sack && with_ts;
-        let timestamps = tsval_peer.map(|echo| {
-            let ts_now =
-                ((now.as_micros() / 1000) as u32).wrapping_add(Connection::ts_offset_for(iss));
-            (SynCookies::timestamp(ts_now, peer_ws, sack), echo)
-        });
         let free = self.limits.max_buffer_memory.saturating_sub(self.mem_used);
-        let window = self.tcp.recv_buffer.min(usize::from(u16::MAX)).min(free);
-        let reply = TcpSegment {
-            src_port: quad.local.port(),
-            dst_port: quad.remote.port(),
-            seq: iss,
-            ack: syn.seq.add(1),
-            flags: Flags::SYN | Flags::ACK,
-            window: u16::try_from(window).unwrap_or(u16::MAX),
-            urgent: 0,
-            options: TcpOptions {
-                mss: Some(self.local_mss(&quad)),
-                window_scale: peer_ws.map(|_| Connection::shift_for(self.tcp.recv_buffer)),
-                sack_permitted: sack,
-                timestamps,
-                ..TcpOptions::EMPTY
-            },
-            payload: &[],
-        };
+        let reply = Connection::cookie_syn_ack(
+            now,
+            &quad,
+            syn,
+            iss,
+            self.local_mss(&quad),
+            free,
+            &self.tcp,
+            SynCookies::timestamp,
+        );
         if let Some(at) = self.cookies_sent_at.get_mut(listener) {
             *at = Some(now);
         }

@@ -2,7 +2,7 @@
 //! counters they feed, on a virtual clock.
 
 use super::super::*;
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions};
 
 const US: &str = "198.18.0.2";

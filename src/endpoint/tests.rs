@@ -2,7 +2,7 @@
 //! on a virtual clock.
 
 use super::*;
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions};
 use std::net::IpAddr;
 

@@ -12,7 +12,7 @@
 //! close of RFC 9293 §3.6. Anything malformed gets 400 and a close.
 
 use super::{COPY_BUF, close_once, drain};
-use crate::tcp::{ConnInfo, Socket, State};
+use crate::tcp::{self, ConnInfo, Socket, State};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 
@@ -673,7 +673,7 @@ fn write_connection_page(w: &mut Vec<u8>, info: &ConnInfo) {
         }
         None => {
             // RFC 9293 §3.7.1: without the option, the default send MSS applies.
-            let default = if info.quad.local.is_ipv4() { 536 } else { 1220 };
+            let default = tcp::default_mss(&info.quad);
             let _ = writeln!(
                 w,
                 "  you announced      nothing (so the default {default} applies)"

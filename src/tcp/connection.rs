@@ -10,7 +10,7 @@ use super::keepalive::KeepAliveState;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::trace::{Direction, Trace};
-use super::{Config, ConnInfo, SeqNum, Socket, State};
+use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
 use std::collections::VecDeque;
@@ -226,6 +226,10 @@ pub struct Connection {
     /// (RFC 9293 §3.8.3, R1/R2).
     pub(super) retries: u32,
     pub(super) first_timeout: Option<Instant>,
+    /// The RTO when the persist timer began probing a zero window with nothing in flight,
+    /// restored once the window opens: that backoff belongs to the persist timer (RFC 9293
+    /// §3.8.6.1), not to the retransmission timer. Linux's tcp_ack_probe clears it likewise.
+    pub(super) rto_before_probes: Option<crate::time::Duration>,
     pub(super) timers: Timers,
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
@@ -331,14 +335,14 @@ impl Connection {
             ts_rto_floor: None,
             paws_drops: 0,
             peer_mss: None,
-            send_mss: Self::default_mss(&quad).min(local_mss),
+            send_mss: default_mss(&quad).min(local_mss),
             send_buf: VecDeque::new(),
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),
             reasm: Reassembly::new(cfg.recv_buffer, DEFAULT_MAX_RANGES),
             sack_rx: SackReceiver::new(),
-            cc: CongestionControl::new(cfg.cc, u32::from(Self::default_mss(&quad).min(local_mss))),
+            cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
             recover: iss,
             dup_acks: 0,
@@ -360,6 +364,7 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             first_timeout: None,
+            rto_before_probes: None,
             timers: Timers::default(),
             reset: None,
             created: now,
@@ -375,11 +380,6 @@ impl Connection {
     /// that a SYN cookie's SYN,ACK (sent before any TCB exists) uses the same clock.
     pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
         iss.raw().rotate_left(16)
-    }
-
-    /// RFC 9293 §3.7.1 (MUST-15): without an MSS option assume 536 (IPv4) / 1220 (IPv6).
-    fn default_mss(quad: &Quad) -> u16 {
-        if quad.local.is_ipv4() { 536 } else { 1220 }
     }
 
     /// Take what the peer's SYN (or SYN,ACK) tells us: IRS, RCV.NXT, its MSS and window.
@@ -412,7 +412,7 @@ impl Connection {
         self.send_mss = syn
             .options
             .mss
-            .unwrap_or(Self::default_mss(&self.quad))
+            .unwrap_or(default_mss(&self.quad))
             .clamp(64, self.local_mss.max(64));
         // RFC 5681 §3.1: the initial window depends on the MSS, known only now.
         self.cc = CongestionControl::new(self.cfg.cc, u32::from(self.eff_mss()));
@@ -540,6 +540,25 @@ impl Connection {
     /// RCV.NXT.
     pub fn rcv_nxt(&self) -> SeqNum {
         self.rcv.nxt
+    }
+
+    /// The record of the segments this connection received and sent.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The connection's sequence diagram so far.
+    pub fn ladder(&self) -> String {
+        super::ladder::render(
+            &self.trace,
+            &super::ladder::View {
+                quad: self.quad,
+                iss: self.snd.iss,
+                irs: self.rcv.irs,
+                state: self.state,
+                cause: self.reset,
+            },
+        )
     }
 
     /// When `handle_timeout` must be called next.
@@ -722,6 +741,7 @@ impl Connection {
         } else if self.has_unsent() {
             // RFC 9293 §3.8.6.1 (MUST-35/36): probe the zero window, backing off each time.
             self.probe_due = true;
+            self.rto_before_probes.get_or_insert(self.rtt.rto());
         } else {
             return;
         }

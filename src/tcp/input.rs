@@ -4,6 +4,7 @@
 use super::connection::{AckDue, Connection, ResetCause};
 use super::reset::rst_reply;
 use super::sack::DUP_THRESH;
+use super::trace::Direction;
 use super::{SeqNum, State};
 use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
@@ -21,6 +22,22 @@ enum AckOutcome {
 }
 
 impl Connection {
+    /// Process one segment for this connection (RFC 9293 §3.10.7.4, `process_segment` below) and record
+    /// it in the trace with the state it left the connection in. Returns a RST to send at once
+    /// when the rules call for one; every other reply comes from `poll_transmit`.
+    pub fn on_segment(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment<'_>,
+    ) -> Option<TcpSegment<'static>> {
+        let reply = self.process_segment(now, seg);
+        self.trace.record(Direction::In, now, seg, self.state);
+        if let Some(rst) = &reply {
+            self.trace.record(Direction::Out, now, rst, self.state);
+        }
+        reply
+    }
+
     /// Process one segment for this connection. Returns a RST to send at once when the rules
     /// call for one; every other reply (ACKs, data) is produced by `poll_transmit`.
     pub(super) fn process_segment(
@@ -508,6 +525,12 @@ impl Connection {
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         if self.snd.wnd > 0 {
             self.probe_due = false;
+            if let Some(rto) = self.rto_before_probes.take() {
+                // The window opened: the persist timer's backoff ends with it, and the timer
+                // is re-armed from the restored RTO when data goes out.
+                self.rtt.set_rto(rto);
+                self.timers.retransmit = None;
+            }
         }
     }
 

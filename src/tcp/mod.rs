@@ -16,7 +16,6 @@ mod output;
 mod reset;
 mod rtt;
 pub mod sack;
-mod seq;
 mod state;
 mod syncookie;
 pub mod trace;
@@ -29,12 +28,21 @@ pub use keepalive::KeepAlive;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
-pub use seq::SeqNum;
+// The type lives in the leaf module `crate::seqnum` (so `wire` need not import `tcp`);
+// re-exported here for code written against `crate::tcp::SeqNum`.
+pub use crate::seqnum::SeqNum;
 pub use state::State;
 pub use syncookie::CookieSyn;
 
 use crate::time::Duration;
 use crate::wire::Quad;
+
+/// RFC 9293 §3.7.1 (MUST-15): the send MSS to assume when the peer's SYN carries no MSS
+/// option: 536 for IPv4, 1220 for IPv6 (RFC 8200 §8.3: the minimum MTU 1280 − 60). The one
+/// place this default is written; the connection, SYN cookies and the HTTP service use it.
+pub fn default_mss(quad: &Quad) -> u16 {
+    if quad.local.is_ipv4() { 536 } else { 1220 }
+}
 
 /// Tunables of a connection; the defaults follow RFC 9293 and RFC 6298.
 #[derive(Clone, Debug)]

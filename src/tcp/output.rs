@@ -3,11 +3,27 @@
 
 use super::connection::{AckDue, Connection, ResetCause};
 use super::sack::{NextSeg, max_blocks};
+use super::trace::Direction;
 use super::{SeqNum, State};
 use crate::time::Instant;
 use crate::wire::{Flags, SEGMENT_TEMPLATE, SackBlock, TcpOptions, TcpSegment};
 
 impl Connection {
+    /// Emit every segment that is due at `now` (`transmit` below), recording each in the trace.
+    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        let mut trace = std::mem::take(&mut self.trace);
+        let (state, recorded) = (self.state, trace.total());
+        self.transmit(now, &mut |seg| {
+            trace.record(Direction::Out, now, seg, state);
+            emit(seg);
+        });
+        if trace.total() != recorded {
+            // What we just sent changed the state (our RST closes the connection).
+            trace.settle(self.state);
+        }
+        self.trace = trace;
+    }
+
     /// Emit every segment that is due at `now`.
     pub(super) fn transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         if self.rst_due {

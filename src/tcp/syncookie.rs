@@ -4,7 +4,7 @@
 use super::connection::{AckDue, Connection};
 use super::{Config, SeqNum, State};
 use crate::time::Instant;
-use crate::wire::{Flags, TcpOptions, TcpSegment};
+use crate::wire::{Flags, Quad, TcpOptions, TcpSegment};
 
 /// What a valid cookie (and the timestamp echoed with it) tells about the original SYN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,13 +21,68 @@ pub struct CookieSyn {
 }
 
 impl Connection {
+    /// RFC 4987 §3.6: the SYN,ACK that answers `syn` with the cookie `iss` and keeps no state,
+    /// `<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>`, offering what a TCB's SYN,ACK would: our
+    /// MSS `local_mss`, the window shift for `cfg.recv_buffer` and our TSval clock for this
+    /// ISS (so that [`Connection::from_cookie`] continues it). Window scale and SACK are
+    /// offered only with timestamps, which carry them: `encode_ts(ts_now, peer_ws, sack)`
+    /// folds them into our TSval. The window is capped by `free`, the buffer memory left.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cookie_syn_ack(
+        now: Instant,
+        quad: &Quad,
+        syn: &TcpSegment<'_>,
+        iss: SeqNum,
+        local_mss: u16,
+        free: usize,
+        cfg: &Config,
+        encode_ts: fn(u32, Option<u8>, bool) -> u32,
+    ) -> TcpSegment<'static> {
+        let tsval_peer = syn
+            .options
+            .timestamps
+            .filter(|_| cfg.timestamps)
+            .map(|(tsval, _)| tsval);
+        let with_ts = tsval_peer.is_some();
+        // RFC 7323 §2.3: a shift above 14 is used as 14.
+        let peer_ws = syn
+            .options
+            .window_scale
+            .filter(|_| cfg.window_scaling && with_ts)
+            .map(|ws| ws.min(14));
+        let sack = syn.options.sack_permitted && cfg.sack && with_ts;
+        let timestamps = tsval_peer.map(|echo| {
+            // RFC 7323 §5.4: the same TSval clock the connection will use (`ts_now`).
+            let ts_now = ((now.as_micros() / 1000) as u32).wrapping_add(Self::ts_offset_for(iss));
+            (encode_ts(ts_now, peer_ws, sack), echo)
+        });
+        let window = cfg.recv_buffer.min(usize::from(u16::MAX)).min(free);
+        TcpSegment {
+            src_port: quad.local.port(),
+            dst_port: quad.remote.port(),
+            seq: iss,
+            ack: syn.seq.add(1),
+            flags: Flags::SYN | Flags::ACK,
+            window: u16::try_from(window).unwrap_or(u16::MAX),
+            urgent: 0,
+            options: TcpOptions {
+                mss: Some(local_mss),
+                window_scale: peer_ws.map(|_| Self::shift_for(cfg.recv_buffer)),
+                sack_permitted: sack,
+                timestamps,
+                ..TcpOptions::EMPTY
+            },
+            payload: &[],
+        }
+    }
+
     /// The final ACK `ack` of a handshake whose SYN,ACK was a SYN cookie with ISS `iss`
     /// (ack − 1) arrived. Rebuild the SYN-RECEIVED TCB the cookie stood for, as if the SYN
     /// had been `syn`, then process the ACK through the normal SYN-RECEIVED rules
     /// (RFC 9293 §3.10.7.4), which moves it to ESTABLISHED and takes any data on it.
     pub fn from_cookie(
         now: Instant,
-        quad: crate::wire::Quad,
+        quad: Quad,
         ack: &TcpSegment<'_>,
         syn: CookieSyn,
         local_mss: u16,

@@ -6,7 +6,6 @@
 //! falls out of the ring is only counted ([`Folded`]). Recording a segment copies a few header
 //! fields and allocates nothing.
 
-use super::connection::Connection;
 use super::{SeqNum, State};
 use crate::time::Instant;
 use crate::wire::{Flags, TcpSegment};
@@ -222,7 +221,7 @@ impl Trace {
 
     /// The state changed after the last event was recorded, as a consequence of it (a RST we
     /// sent closes the connection).
-    fn settle(&mut self, state: State) {
+    pub(super) fn settle(&mut self, state: State) {
         if self.last_state != state {
             self.last_state = state;
             if let Some(e) = self.last_mut() {
@@ -232,63 +231,10 @@ impl Trace {
     }
 }
 
-/// The hooks that feed the trace, and what `status` shows of a connection.
-impl Connection {
-    /// Process one segment for this connection (RFC 9293 §3.10.7.4, in `input.rs`) and record
-    /// it in the trace with the state it left the connection in. Returns a RST to send at once
-    /// when the rules call for one; every other reply comes from `poll_transmit`.
-    pub fn on_segment(
-        &mut self,
-        now: Instant,
-        seg: &TcpSegment<'_>,
-    ) -> Option<TcpSegment<'static>> {
-        let reply = self.process_segment(now, seg);
-        self.trace.record(Direction::In, now, seg, self.state);
-        if let Some(rst) = &reply {
-            self.trace.record(Direction::Out, now, rst, self.state);
-        }
-        reply
-    }
-
-    /// Emit every segment that is due at `now` (in `output.rs`), recording each in the trace.
-    pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
-        let mut trace = std::mem::take(&mut self.trace);
-        let (state, recorded) = (self.state, trace.total());
-        self.transmit(now, &mut |seg| {
-            trace.record(Direction::Out, now, seg, state);
-            emit(seg);
-        });
-        if trace.total() != recorded {
-            // What we just sent changed the state (our RST closes the connection).
-            trace.settle(self.state);
-        }
-        self.trace = trace;
-    }
-
-    /// The record of the segments this connection received and sent.
-    pub fn trace(&self) -> &Trace {
-        &self.trace
-    }
-
-    /// The connection's sequence diagram so far.
-    pub fn ladder(&self) -> String {
-        super::ladder::render(
-            &self.trace,
-            &super::ladder::View {
-                quad: self.quad,
-                iss: self.snd.iss,
-                irs: self.rcv.irs,
-                state: self.state,
-                cause: self.reset,
-            },
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcp::{Config, Socket};
+    use crate::tcp::{Config, Connection, Socket};
     use crate::wire::{Quad, SEGMENT_TEMPLATE, TcpOptions};
 
     const ISS: SeqNum = SeqNum::new(1_000_000);

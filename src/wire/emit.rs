@@ -187,7 +187,7 @@ mod tests {
         Flags, MAX_SACK_BLOCKS, Packet, SEGMENT_TEMPLATE, SackBlock, TcpOptions, parse,
     };
     use super::*;
-    use crate::tcp::SeqNum;
+    use crate::seqnum::SeqNum;
     use etherparse::{PacketBuilder, TcpHeader};
 
     const SEG: TcpSegment<'static> = TcpSegment {

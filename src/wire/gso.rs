@@ -150,6 +150,15 @@ pub fn split(packet: &[u8], gso: Gso, out: &mut dyn FnMut(&[u8])) -> Result<usiz
     segment(packet, gso, &mut scratch, out)
 }
 
+/// Split a super-segment in software, as the kernel would, and hand each segment to `out`; a
+/// malformed one is dropped whole (and logged). What `endpoint::Transmit::transmit_gso` does
+/// by default, and the driver's fallback when its device does not offload.
+pub fn transmit_split(packet: &[u8], gso: Gso, out: &mut dyn FnMut(&[u8])) {
+    if split(packet, gso, out).is_err() {
+        tracing::debug!(len = packet.len(), "malformed super-segment not sent");
+    }
+}
+
 fn addresses(header: &[u8], ipv6: bool) -> Option<(IpAddr, IpAddr)> {
     if ipv6 {
         let src = Ipv6Addr::from(*array::<16>(header, 8)?);
@@ -167,7 +176,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{Packet, SEGMENT_TEMPLATE, TcpOptions, emit_tcp, parse};
     use super::*;
-    use crate::tcp::SeqNum;
+    use crate::seqnum::SeqNum;
 
     fn super_segment(src: IpAddr, dst: IpAddr, payload: &[u8], flags: Flags) -> (Vec<u8>, Gso) {
         let seg = TcpSegment {

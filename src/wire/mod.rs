@@ -27,7 +27,7 @@ pub struct RxMeta {
     pub checksum_trusted: bool,
 }
 
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 

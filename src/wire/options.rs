@@ -2,7 +2,7 @@
 
 use super::bytes::{Writer, be_u32};
 use super::{DropReason, EmitError};
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 
 pub const MAX_SACK_BLOCKS: usize = 4;
 

@@ -9,7 +9,7 @@
 use super::bytes::{array, be_u16, be_u32};
 use super::checksum::{pseudo_header, verify};
 use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment};
-use crate::tcp::SeqNum;
+use crate::seqnum::SeqNum;
 use etherparse::IpNumber;
 use etherparse::checksum::Sum16BitWords;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -55,7 +55,10 @@ fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
         return Err(DropReason::BadIpv4Checksum);
     }
     // RFC 791: MF is bit 2 of the flags, the fragment offset the low 13 bits. Any fragment,
-    // first or later, is dropped: synack does not reassemble (RFC-CHECKLIST "IP layer").
+    // first or later, is dropped, never parsed as TCP: synack does not reassemble (the
+    // project's RFC checklist, ../shared/RFC-CHECKLIST.md beside the repository, row "IP
+    // layer": "fragments reassembled or dropped"; RFC 1122 §3.3.2 asks hosts to reassemble,
+    // see the decisions table in docs/ARCHITECTURE.md).
     let frag = u16::from_be_bytes([fixed[6], fixed[7]]);
     if frag & 0x3fff != 0 {
         return Err(DropReason::Fragment);

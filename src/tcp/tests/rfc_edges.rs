@@ -346,3 +346,25 @@ fn a_fin_on_the_syn_ack_is_not_acknowledged_and_its_retransmission_closes() {
     assert_eq!(h.conn.state(), State::CloseWait);
     assert_eq!(h.output()[0].ack, IRS.add(2));
 }
+
+#[test]
+fn the_persist_timers_backoff_ends_when_the_window_opens() {
+    let mut h = Harness::established();
+    h.input(&TcpSegment { window: 0, ..RECV });
+    h.conn.send(b"data");
+    h.output();
+    let mut waits = vec![];
+    for _ in 0..4 {
+        waits.push(h.advance_to_timeout().as_millis());
+        h.output();
+        h.input(&TcpSegment { window: 0, ..RECV });
+    }
+    assert_eq!(waits, vec![200, 400, 800, 1600]);
+    h.input(&TcpSegment {
+        window: 1000,
+        ..RECV
+    });
+    assert_eq!(h.output()[0].payload, b"data");
+    // The data is lost: it is retransmitted after the RTO from before the probes.
+    assert_eq!(h.advance_to_timeout(), Duration::from_millis(200));
+}

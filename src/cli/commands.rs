@@ -1,10 +1,10 @@
 //! `synack status|stats|connect|trace`: the client side of the control socket. Each command
 //! sends one request to the running daemon and prints what comes back.
 
-use super::control::{
+use super::{Args, Command};
+use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
 };
-use crate::cli::{Args, Command};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 
