@@ -7,6 +7,7 @@ against the crafted peer, which answers the daemon's SYN itself.
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -101,6 +102,27 @@ def test_data_at_or_beyond_an_early_fin_is_dropped_and_the_fin_counts(peer):
         == b"a" * 50 + b"b" * 50, describe_all(got)
     assert top == p.snd_nxt, f"ACK {top} instead of {p.snd_nxt}: {describe_all(got)}"
     assert fin, f"the FIN was taken, so echo closes too: {describe_all(got)}"
+
+
+# --- 6. Karn's rule after a duplicate SYN (RFC 6298 §3), seen in `synack status`
+
+
+@pytest.mark.kernel_differs("`synack status` is synack's own")
+def test_a_synack_resent_for_a_duplicate_syn_gives_no_rtt_sample(peer):
+    p = peer(4, ECHO)
+    p.syn()  # no timestamps: the RTT can only be measured from the SYN,ACK's timing
+    p.expect_synack()
+    time.sleep(0.9)  # the peer's SYN "retransmission" timer, not a wait for synack
+    p.syn()
+    assert p.expect(flags="SA", timeout=3) is not None, "the SYN,ACK again"
+    time.sleep(0.05)
+    p.send("A")
+    rows = json.loads(synack_cmd("status", "--json").stdout)
+    row = next(r for r in rows if r["peer"] == f"{PEER4}:{p.sport}")
+    assert row["state"] == "ESTABLISHED", row
+    # No sample from the ambiguous exchange (not ~950 ms), and RFC 6298 §5.7's 3 s RTO.
+    assert row["rtt_us"] is None, row
+    assert row["rto_us"] == 3_000_000, row
 
 
 # --- Active opens: `synack connect` to the crafted peer
