@@ -688,6 +688,8 @@ impl Connection {
             return;
         }
         self.fin_received = true;
+        // Nothing numbered after the FIN is part of the stream (nor SACKed).
+        self.reasm.clear();
         // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
         self.rcv.nxt = self.rcv.nxt.add(1);
         self.rcv.right_edge = self.rcv.right_edge.max(self.rcv.nxt);

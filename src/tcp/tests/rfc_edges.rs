@@ -368,3 +368,20 @@ fn the_persist_timers_backoff_ends_when_the_window_opens() {
     // The data is lost: it is retransmitted after the RTO from before the probes.
     assert_eq!(h.advance_to_timeout(), Duration::from_millis(200));
 }
+
+#[test]
+fn a_bare_fin_in_order_forgets_the_data_queued_beyond_it() {
+    let mut h = established_sack();
+    h.input(&data_at(10, &[b'z'; 20], Flags::ACK));
+    let out = h.output();
+    assert!(!out[0].opts.sack().is_empty(), "the queued data is SACKed");
+    h.input(&data_at(0, b"", Flags::ACK | Flags::FIN));
+    assert_eq!(h.conn.state(), State::CloseWait);
+    let out = h.output();
+    assert_eq!(out[0].ack, IRS.add(2));
+    assert!(
+        out[0].opts.sack().is_empty(),
+        "nothing beyond the FIN is SACKed"
+    );
+    assert!(h.read_all().is_empty());
+}
