@@ -104,6 +104,31 @@ def test_data_at_or_beyond_an_early_fin_is_dropped_and_the_fin_counts(peer):
     assert fin, f"the FIN was taken, so echo closes too: {describe_all(got)}"
 
 
+# --- 5. The window is updated only from SND.UNA =< SEG.ACK =< SND.NXT (§3.10.7.4)
+
+
+def test_an_old_ack_with_a_newer_seq_does_not_shut_the_window(peer):
+    p = peer(4, CHARGEN)
+    p.send("S", seq=p.iss, ack=0, options=[("MSS", 1000)], window=3000)
+    p.snd_nxt = seq_add(p.iss, 1)
+    p.expect_synack()
+    base = p.rcv_nxt
+    p.send("A", window=3000)
+    for i in range(3):
+        seg = p.expect(lambda x, i=i: x[TCP].seq == seq_add(base, 1000 * i) and payload(x),
+                       timeout=3)
+        assert seg is not None, f"segment {i}: {describe_all(p.backlog)}"
+    # SND.UNA moves to 1000; the window lets one more segment out.
+    p.send("A", ack=seq_add(base, 1000), window=3000)
+    assert p.expect(lambda x: x[TCP].seq == seq_add(base, 3000) and payload(x), timeout=3)
+    # An old ACK (SEG.ACK < SND.UNA) with a newer SEQ and a zero window: no window update.
+    p.send("A", seq=seq_add(p.snd_nxt, 10), ack=base, window=0)
+    # Then a window update at the usual SEQ: SND.WL1 was not moved, so it is taken.
+    p.send("A", ack=seq_add(base, 1000), window=6000)
+    more = p.expect(lambda x: x[TCP].seq == seq_add(base, 4000) and payload(x), timeout=2)
+    assert more is not None, f"the window stayed shut: {describe_all(p.backlog)}"
+
+
 # --- 6. Karn's rule after a duplicate SYN (RFC 6298 §3), seen in `synack status`
 
 
