@@ -84,6 +84,21 @@ pub struct StatusRow {
     pub cwnd: Option<u32>,
     pub retransmissions: u64,
     pub age_us: Option<u64>,
+    /// Bytes of window we offer now (RCV.WND).
+    #[serde(default)]
+    pub rcv_wnd: u32,
+    /// The receive buffer autotuning chose (the most window we may offer).
+    #[serde(default)]
+    pub rcv_space: usize,
+    /// The peer's window (SND.WND), in bytes.
+    #[serde(default)]
+    pub snd_wnd: u32,
+    /// The send buffer limit.
+    #[serde(default)]
+    pub snd_buf: usize,
+    /// Bytes this connection holds in its queues (charged to --max-buffer-memory).
+    #[serde(default)]
+    pub mem: usize,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -101,6 +116,11 @@ impl From<&ConnStatus> for StatusRow {
             cwnd: s.cwnd,
             retransmissions: s.retransmissions,
             age_us: s.age.map(us),
+            rcv_wnd: s.rcv_wnd,
+            rcv_space: s.rcv_space,
+            snd_wnd: s.snd_wnd,
+            snd_buf: s.snd_buf,
+            mem: s.mem,
         }
     }
 }
@@ -215,12 +235,20 @@ fn format_age(us: u64) -> String {
     }
 }
 
-/// `synack stats` as `nstat` prints counters: name and value, one per line.
+/// `synack stats` as `nstat` prints counters, one per line: synack's name, the name `nstat`
+/// gives Linux's counter of the same meaning (blank where Linux has none), and the value.
 pub fn format_stats(counters: &[(String, u64)]) -> String {
+    let linux = |name: &str| crate::endpoint::Counters::linux_name(name).unwrap_or("");
     let w = counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let lw = counters
+        .iter()
+        .map(|(n, _)| linux(n).len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (name, value) in counters {
-        let _ = writeln!(out, "{name:<w$}  {value:>12}");
+        let linux_name = linux(name);
+        let _ = writeln!(out, "{name:<w$}  {linux_name:<lw$}  {value:>12}");
     }
     out
 }
@@ -387,6 +415,11 @@ mod tests {
             cwnd: None,
             retransmissions: 0,
             age: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
         };
         let conn = ConnStatus {
             state: State::TimeWait,
@@ -411,14 +444,23 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         let json = serde_json::to_string(&rows[1]).unwrap();
         assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
         assert!(json.contains("\"age_us\":61500000"), "{json}");
+        for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
+            assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
+        }
     }
 
     #[test]
     fn stats_align_like_nstat() {
-        let got = format_stats(&[("segments_in".into(), 12), ("rst_out".into(), 3)]);
+        let got = format_stats(&[
+            ("segments_in".into(), 12),
+            ("rst_in".into(), 3),
+            ("listen_drops".into(), 1),
+        ]);
         assert_eq!(
             got,
-            "segments_in            12\nrst_out                 3\n"
+            "segments_in   TcpInSegs                    12\n\
+             rst_in                                      3\n\
+             listen_drops  TcpExtListenDrops             1\n"
         );
     }
 }

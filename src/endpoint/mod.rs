@@ -10,6 +10,7 @@ mod counters;
 mod isn;
 mod limiter;
 mod limits;
+mod martian;
 mod observe;
 // The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
 // `--cfg fuzzing`), not into the daemon.
@@ -34,7 +35,7 @@ use crate::wire::{self, Gso, Packet, Quad, RxMeta, TcpSegment};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 /// Where the endpoint writes the packets it sends. The driver writes them to the TUN;
 /// tests collect them.
@@ -71,6 +72,9 @@ pub struct EndpointConfig {
     /// The device splits TCP super-segments (segmentation offload, `src/wire/gso.rs`): bulk
     /// transfers then send up to 64 KiB per packet handed to it.
     pub gso: bool,
+    /// Receive and send buffer sizes (`--rmem`, `--wmem`; `tcp::memory`).
+    pub rmem: tcp::BufferSizes,
+    pub wmem: tcp::BufferSizes,
 }
 
 impl Default for EndpointConfig {
@@ -87,6 +91,8 @@ impl Default for EndpointConfig {
             time_wait: Duration::from_secs(60),
             cc: CcKind::Cubic,
             gso: false,
+            rmem: tcp::BufferSizes::RMEM,
+            wmem: tcp::BufferSizes::WMEM,
         }
     }
 }
@@ -114,11 +120,15 @@ struct Entry {
     listener: Option<usize>,
     /// Where it is counted in its listener's queues.
     queued: Queued,
-    /// The bytes it was last charged for against `--max-buffer-memory`.
+    /// The bytes it was last charged for against `--max-buffer-memory` (what it holds).
     charged: usize,
-    /// It last ran with less buffer memory than its caps (`buffer_memory_limited` counts
-    /// each time this becomes true).
+    /// Memory held it back the last time it ran (`buffer_memory_limited` counts each time
+    /// this becomes true).
     memory_limited: bool,
+    /// It is on the list of connections re-run when memory frees (`mem_waiters`).
+    mem_waiting: bool,
+    /// Counted in the endpoint's TIME-WAIT connections.
+    in_time_wait: bool,
 }
 
 impl Entry {
@@ -131,6 +141,8 @@ impl Entry {
             app_stopped: false,
             counted_established: false,
             memory_limited: false,
+            mem_waiting: false,
+            in_time_wait: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
@@ -171,8 +183,18 @@ pub struct Endpoint {
     /// Per listener: when it last answered a SYN with a cookie. Final ACKs are checked as
     /// cookies only within two minutes of that (Linux: tcp_synq_no_recent_overflow).
     cookies_sent_at: Vec<Option<Instant>>,
-    /// The bytes all connections are charged for (buffers plus offered windows).
+    /// The bytes all connections hold in their queues (`tcp::memory`).
     mem_used: usize,
+    /// Above two thirds of `--max-buffer-memory` until below one half (`tcp::memory`).
+    mem_pressure: bool,
+    /// Connections memory held back, re-run when it frees: (slot, generation).
+    mem_waiters: Vec<(usize, u32)>,
+    /// The most `mem_used` has been since the waiters were last woken, and whether pressure
+    /// ended since.
+    mem_peak: usize,
+    mem_relieved: bool,
+    /// Connections in TIME-WAIT (`--max-time-wait`).
+    time_wait: usize,
 }
 
 impl Endpoint {
@@ -186,6 +208,8 @@ impl Endpoint {
             mss_v6,
             time_wait: config.time_wait,
             cc: config.cc,
+            rmem: config.rmem,
+            wmem: config.wmem,
             gso_max: if config.gso {
                 wire::gso::MAX_PAYLOAD
             } else {
@@ -223,6 +247,11 @@ impl Endpoint {
             cookies: SynCookies::new(secret),
             cookies_sent_at: vec![None; listeners],
             mem_used: 0,
+            mem_pressure: false,
+            mem_waiters: Vec::new(),
+            mem_peak: 0,
+            mem_relieved: false,
+            time_wait: 0,
         }
     }
 
@@ -238,9 +267,20 @@ impl Endpoint {
         &self.limits
     }
 
-    /// The bytes all connections are charged for against `--max-buffer-memory`.
+    /// The bytes all connections hold in their queues, charged against
+    /// `--max-buffer-memory`.
     pub fn memory_used(&self) -> usize {
         self.mem_used
+    }
+
+    /// Whether buffer memory is under pressure (`tcp::memory`).
+    pub fn memory_pressure(&self) -> bool {
+        self.mem_pressure
+    }
+
+    /// How many connections are in TIME-WAIT.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait
     }
 
     /// The lengths of the half-open and accept queues of the listener on `port`.
@@ -281,8 +321,7 @@ impl Endpoint {
                 seq_no,
                 data,
             }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
@@ -294,8 +333,7 @@ impl Endpoint {
                 }
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 self.on_segment(now, src, dst, &seg, tx);
@@ -305,6 +343,24 @@ impl Endpoint {
 
     fn is_local(&self, ip: IpAddr) -> bool {
         self.addrs.contains(&ip)
+    }
+
+    /// Whether a packet from `src` to `dst` is ours to answer; counts it if not. A martian
+    /// source (martian.rs) or one of our own addresses is dropped before TCP or ICMP sees it
+    /// (RFC 1122 §3.2.1.3, RFC 4291; Linux: `ip_route_input_slow`, `ip6_rcv_core`, and
+    /// `fib_validate_source` for a local address). This also covers RFC 9293 MUST-57 and
+    /// MUST-63 (a SYN from a broadcast or multicast address is ignored).
+    fn accepts(&mut self, src: IpAddr, dst: IpAddr) -> bool {
+        if !self.is_local(dst) {
+            self.counters.not_ours += 1;
+            return false;
+        }
+        if martian::is_martian(src) || self.is_local(src) {
+            trace!(%src, "martian source dropped");
+            self.counters.martian_source += 1;
+            return false;
+        }
+        true
     }
 
     fn on_segment(
@@ -353,8 +409,10 @@ impl Endpoint {
             // when a listener would take it (otherwise TIME-WAIT answers it with an ACK, as
             // Linux's tcp_timewait_state_process does), with an ISS above the old SND.NXT, and
             // only once it is known not to be an old duplicate (RFC 6191): TIME-WAIT is
-            // deleted when the new connection is made, not before.
-            let reopens = listener.is_some() && entry.conn.time_wait_accepts_syn(seg);
+            // deleted when the new connection is made, not before. A SYN+FIN does not reopen
+            // it: LISTEN would drop it (see `on_listen`); TIME-WAIT answers it.
+            let reopens =
+                listener.is_some() && !seg.flags.fin() && entry.conn.time_wait_accepts_syn(seg);
             if !reopens {
                 // The accept queue is full: drop the handshake's final ACK, as Linux does on
                 // listen overflow; our SYN,ACK is retransmitted and the peer tries again.
@@ -365,10 +423,18 @@ impl Endpoint {
                     && !seg.flags.syn()
                     && self.queues.accept(l) >= self.limits.backlog
                 {
+                    // Linux counts both ListenOverflows and ListenDrops here.
                     self.counters.accept_queue_full += 1;
+                    self.counters.listen_drops += 1;
                     return;
                 }
+                let others = self.mem_used.saturating_sub(entry.charged);
+                entry.conn.set_memory(
+                    self.limits.max_buffer_memory.saturating_sub(others),
+                    self.mem_pressure,
+                );
                 let reply = entry.conn.on_segment(now, seg);
+                self.settle(id, false);
                 self.requeue(id);
                 self.mark_dirty(id);
                 if let Some(rst) = reply {
@@ -402,7 +468,7 @@ impl Endpoint {
     ) {
         // "First, check for a RST: an incoming RST should be ignored."
         if seg.flags.rst() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
             return;
         }
         // "Second, check for an ACK: any acknowledgment is bad if it arrives on a connection
@@ -425,18 +491,21 @@ impl Endpoint {
         }
         // "Third, check for a SYN"; anything else "should be dropped".
         if !seg.flags.syn() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
             return;
         }
-        // MUST-57/MUST-63: a SYN from a broadcast, multicast or our own address is dropped.
-        if !valid_remote(quad.remote.ip()) || self.is_local(quad.remote.ip()) {
-            self.counters.bad_syn_source += 1;
+        // SYN+FIN: RFC 9293 §3.10.7.2 would process the SYN now and the FIN once ESTABLISHED
+        // (§3.10.7.4 eighth step); Linux (tcp_rcv_state_process) drops it, as a combination
+        // no TCP sends and scanners do (nmap, hping3), and so do we: no SYN,ACK, no TCB.
+        if seg.flags.fin() {
+            self.counters.listen_syn_fin += 1;
             return;
         }
         // Past --max-connections a SYN is dropped silently (see limits.rs). A reopening SYN
-        // takes the place of its TIME-WAIT.
-        if self.table.len() - usize::from(reopen.is_some()) >= self.limits.max_connections {
+        // takes the place of its TIME-WAIT, which is not counted.
+        if self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
@@ -468,7 +537,11 @@ impl Endpoint {
             return;
         };
         conn.set_keepalive(self.limits.keepalive_for(port));
-        conn.set_memory_budget(self.limits.max_buffer_memory.saturating_sub(self.mem_used));
+        // A new connection holds nothing yet: its share is what the others leave.
+        conn.set_memory(
+            self.limits.max_buffer_memory.saturating_sub(self.mem_used),
+            self.mem_pressure,
+        );
         let quad = conn.quad();
         let entry = Entry {
             listener: Some(listener),
@@ -509,14 +582,20 @@ impl Endpoint {
     ) {
         let peer_mss = syn.options.mss.unwrap_or(tcp::default_mss(&quad));
         let iss = self.cookies.make(now, &quad, syn.seq, peer_mss);
-        let free = self.limits.max_buffer_memory.saturating_sub(self.mem_used);
+        // The window a new connection would offer (`tcp::memory`): its initial receive
+        // buffer, four segments under memory pressure.
+        let window_max = if self.mem_pressure {
+            4 * usize::from(self.local_mss(&quad))
+        } else {
+            usize::MAX
+        };
         let reply = Connection::cookie_syn_ack(
             now,
             &quad,
             syn,
             iss,
             self.local_mss(&quad),
-            free,
+            window_max,
             &self.tcp,
             SynCookies::timestamp,
         );
@@ -536,12 +615,14 @@ impl Endpoint {
         listener: usize,
         syn: CookieSyn,
     ) {
-        if self.table.len() >= self.limits.max_connections {
+        if self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         if self.queues.accept(listener) >= self.limits.backlog {
             self.counters.accept_queue_full += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         let mss = self.local_mss(&quad);
@@ -585,6 +666,7 @@ impl Endpoint {
         let mut entry = entry;
         entry.charged = entry.conn.memory();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
+        self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
             slot.entry = Some(entry);
         }
@@ -599,6 +681,9 @@ impl Endpoint {
             self.table.remove(&entry.conn.quad());
             self.queues.moved(entry.queued, Queued::No);
             self.mem_used = self.mem_used.saturating_sub(entry.charged);
+            if entry.in_time_wait {
+                self.time_wait = self.time_wait.saturating_sub(1);
+            }
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
             self.on_removed(entry);
@@ -697,8 +782,14 @@ impl Endpoint {
             }
         }
 
-        while let Some(id) = self.dirty.pop() {
-            self.service(now, id, tx);
+        loop {
+            while let Some(id) = self.dirty.pop() {
+                self.service(now, id, tx);
+            }
+            // Memory freed: connections it held back send their window updates now.
+            if !self.wake_memory_waiters() {
+                break;
+            }
         }
         // What the services reaped may sit at the top of the heap now: drop it, so that
         // `poll_timeout` names a deadline some connection still has, not a stale one (which
@@ -723,13 +814,10 @@ impl Endpoint {
         entry.dirty = false;
         // This connection's share of --max-buffer-memory: what the others leave.
         let others = self.mem_used.saturating_sub(entry.charged);
-        let budget = self.limits.max_buffer_memory.saturating_sub(others);
-        let limited = budget < self.tcp.recv_buffer.saturating_add(self.tcp.send_buffer);
-        if limited && !entry.memory_limited {
-            self.counters.buffer_memory_limited += 1;
-        }
-        entry.memory_limited = limited;
-        entry.conn.set_memory_budget(budget);
+        entry.conn.set_memory(
+            self.limits.max_buffer_memory.saturating_sub(others),
+            self.mem_pressure,
+        );
         let conn = &mut entry.conn;
         if conn.state().is_synchronized() && conn.state() != State::TimeWait {
             if !entry.counted_established {
@@ -761,18 +849,36 @@ impl Endpoint {
             Self::emit(buf, counters, local, remote, seg, Some(segment_size), tx);
         });
         self.counters.add_events(&conn.take_events());
-        entry.charged = conn.memory();
-        self.mem_used = others.saturating_add(entry.charged);
+        if conn.state() == State::TimeWait
+            && !entry.in_time_wait
+            && self.time_wait >= self.limits.max_time_wait
+        {
+            // Past --max-time-wait, close instead of waiting (Linux: tcp_max_tw_buckets).
+            debug!(quad = %conn.quad(), "TIME-WAIT table full: closing at once");
+            self.counters.time_wait_overflow += 1;
+            self.remove(id);
+            return;
+        }
+        self.settle(id, true);
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        let conn = &mut entry.conn;
 
         if conn.state() == State::Closed {
             self.reap(id);
             return;
         }
-        if let Some(at) = conn.poll_timeout()
-            && entry.scheduled.is_none_or(|s| at < s)
-        {
-            entry.scheduled = Some(at);
-            self.timers.push(Reverse((at, id, generation)));
+        // The heap entry that stands for this connection is the one at `scheduled`; when its
+        // deadline moved (a timer armed, restarted or cancelled) the old entry goes stale and
+        // is skipped without waking anyone (`timer_is_live`), so a cancelled timer costs no
+        // wake-up, and a connection with no timer has no live entry.
+        let next = conn.poll_timeout();
+        if next != entry.scheduled {
+            entry.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, id, generation)));
+            }
             self.compact_timers();
         }
         self.requeue(id);
@@ -786,7 +892,7 @@ impl Endpoint {
         let conn = &mut entry.conn;
         self.counters.add_events(&conn.take_events());
         match conn.reset_cause() {
-            Some(ResetCause::PeerReset) => self.counters.established_resets += 1,
+            Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
             Some(ResetCause::TimedOut) if !entry.counted_established => {
                 self.counters.synack_timeouts += 1
             }
@@ -795,6 +901,108 @@ impl Endpoint {
         }
         debug!(quad = %conn.quad(), cause = ?conn.reset_cause(), "connection closed");
         self.remove(id);
+    }
+
+    /// After a connection ran (`ran`: its application and output, not only a segment's
+    /// input): charge it what it holds now, put it on the list of
+    /// connections to re-run if memory held it back, count it in TIME-WAIT, and update the
+    /// pressure state (`tcp::memory`).
+    fn settle(&mut self, id: usize, ran: bool) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let generation = slot.generation;
+        let Some(entry) = slot.entry.as_mut() else {
+            return;
+        };
+        let held = entry.conn.memory();
+        self.mem_used = self
+            .mem_used
+            .saturating_sub(entry.charged)
+            .saturating_add(held);
+        entry.charged = held;
+        let starved = entry.conn.take_memory_starved();
+        if starved && !entry.memory_limited {
+            self.counters.buffer_memory_limited += 1;
+            debug!(
+                quad = %entry.conn.quad(),
+                used = self.mem_used,
+                "held back by --max-buffer-memory: window or writes limited"
+            );
+        }
+        // An episode ends only with a whole run (application and output) not held back.
+        if starved || ran {
+            entry.memory_limited = starved;
+        }
+        if starved && !entry.mem_waiting {
+            entry.mem_waiting = true;
+            self.mem_waiters.push((id, generation));
+        }
+        // TIME-WAIT is counted after a whole run, which first checks `--max-time-wait`.
+        let tw = entry.conn.state() == State::TimeWait;
+        if ran && tw != entry.in_time_wait {
+            entry.in_time_wait = tw;
+            if tw {
+                self.time_wait += 1;
+            } else {
+                self.time_wait = self.time_wait.saturating_sub(1);
+            }
+        }
+        self.update_pressure();
+    }
+
+    /// Enter memory pressure above two thirds of `--max-buffer-memory`, leave it below one
+    /// half: Linux's `tcp_mem` pressure and low marks stand in that ratio to its hard limit.
+    /// Logged once per episode.
+    fn update_pressure(&mut self) {
+        let limit = self.limits.max_buffer_memory;
+        let used = self.mem_used;
+        self.mem_peak = self.mem_peak.max(used);
+        if !self.mem_pressure && used > limit / 3 * 2 {
+            self.mem_pressure = true;
+            self.counters.memory_pressure_entered += 1;
+            info!(
+                used,
+                limit, "buffer memory pressure: buffers stop growing, windows offered smaller"
+            );
+        } else if self.mem_pressure && used < limit / 2 {
+            self.mem_pressure = false;
+            self.mem_relieved = true;
+            info!(used, limit, "buffer memory pressure over");
+        }
+    }
+
+    /// Re-run the connections memory held back once it has freed: pressure ended, or a
+    /// sixteenth of the limit was given back since they were last woken. Only the listed
+    /// connections are visited, each once per listing; one still held back lists itself
+    /// again and waits for the next sixteenth.
+    fn wake_memory_waiters(&mut self) -> bool {
+        let relieved = std::mem::take(&mut self.mem_relieved);
+        if self.mem_waiters.is_empty() {
+            self.mem_peak = self.mem_used;
+            return false;
+        }
+        let step = (self.limits.max_buffer_memory / 16).max(1);
+        if !relieved && self.mem_peak.saturating_sub(self.mem_used) < step {
+            return false;
+        }
+        self.mem_peak = self.mem_used;
+        let waiters = std::mem::take(&mut self.mem_waiters);
+        for (id, generation) in waiters {
+            if let Some(slot) = self.slots.get_mut(id)
+                && slot.generation == generation
+                && let Some(entry) = slot.entry.as_mut()
+            {
+                entry.mem_waiting = false;
+                self.mark_dirty(id);
+            }
+        }
+        true
+    }
+
+    /// Connections that count against `--max-connections`: all but TIME-WAIT.
+    fn open_connections(&self) -> usize {
+        self.table.len().saturating_sub(self.time_wait)
     }
 
     /// Drop the heap's stale entries once they outnumber the live ones. A reaped connection
@@ -861,9 +1069,12 @@ impl Endpoint {
         self.poll(now, tx);
     }
 
-    /// The counters, as (name, value) pairs, for logging at shutdown.
+    /// The counters, as (name, value) pairs, for logging at shutdown and `synack stats`,
+    /// followed by the gauge `buffer_memory_used` (bytes held now).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.counters.entries()
+        let mut v = self.counters.entries();
+        v.push(("buffer_memory_used", self.mem_used as u64));
+        v
     }
 
     /// The counters themselves.
@@ -903,9 +1114,10 @@ impl Endpoint {
 
 /// Whether the timer-heap entry `(at, id, generation)` is the deadline its connection is
 /// waiting for: the connection still exists (same generation) and `at` is its `scheduled`.
-/// Every other entry is redundant: `service` runs after every change to a connection and
-/// pushes its deadline whenever that is earlier than `scheduled`, so a connection never needs
-/// a wake-up other than at `scheduled`.
+/// Every other entry is stale: `service` runs after every change to a connection and pushes
+/// its deadline whenever it differs from `scheduled`, so a connection never needs a wake-up
+/// other than at `scheduled`. The heap thus holds at most one live entry per connection;
+/// stale ones are dropped when they reach the top or by `compact_timers`.
 fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> bool {
     slots.get(id).is_some_and(|slot| {
         slot.generation == generation
@@ -920,14 +1132,6 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
     slots.get_mut(id)?.entry.as_mut()
-}
-
-/// MUST-57/MUST-63: the remote address of a SYN must be a unicast address.
-fn valid_remote(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
-    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,14 @@ pub struct ConnStatus {
     pub retransmissions: u64,
     /// Time since the connection was created (`None` for listeners).
     pub age: Option<Duration>,
+    /// Bytes of window offered now (RCV.WND), the receive buffer autotuning chose, the
+    /// peer's window (SND.WND), the send buffer limit, and the bytes the connection holds
+    /// (`tcp::memory`); 0 for listeners.
+    pub rcv_wnd: u32,
+    pub rcv_space: usize,
+    pub snd_wnd: u32,
+    pub snd_buf: usize,
+    pub mem: usize,
 }
 
 /// The ladders of closed connections, collected when `--ladder` asks for them.
@@ -136,6 +144,11 @@ impl Endpoint {
                         cwnd: None,
                         retransmissions: 0,
                         age: None,
+                        rcv_wnd: 0,
+                        rcv_space: 0,
+                        snd_wnd: 0,
+                        snd_buf: 0,
+                        mem: 0,
                     });
                 }
             }
@@ -156,6 +169,11 @@ impl Endpoint {
                     cwnd: Some(c.cwnd()),
                     retransmissions: c.retransmissions(),
                     age: Some(now.saturating_since(c.created())),
+                    rcv_wnd: c.rcv_wnd(),
+                    rcv_space: c.rcv_space(),
+                    snd_wnd: c.snd_wnd(),
+                    snd_buf: c.snd_buf(),
+                    mem: c.memory(),
                 }
             })
             .collect();

@@ -5,9 +5,12 @@
 //! the sequence diagram of the connection so far ([`Socket::ladder`]); `HEAD` sends the
 //! same headers without the body. `GET /bytes/<N>` sends N bytes of [`pattern_byte`];
 //! `PUT` or `POST` to any path reads the body and answers with its length and SHA-256, so
-//! curl alone can measure and verify both directions. Other paths get 404. Requests are read from a bounded buffer
-//! and answered one at a time, in order, so pipelined requests work and a client that stops
-//! reading stops us reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
+//! curl alone can measure and verify both directions; a body announced with `Expect:
+//! 100-continue` is asked for at once with `100 Continue`. `/favicon.ico` gets 204 (browsers
+//! ask for it on every visit), `OPTIONS` 204 with `Allow`, other methods 501 with `Allow`,
+//! and other paths 404. Requests are read from a bounded buffer and answered one at a
+//! time, in order, so pipelined requests work and a client that stops reading stops us
+//! reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
 //! (or HTTP/1.0 without keep-alive) makes us close after the response, which is the active
 //! close of RFC 9293 §3.6. Anything malformed gets 400 and a close.
 
@@ -65,7 +68,11 @@ enum Method {
     Head,
     Put,
     Post,
+    Options,
 }
+
+/// The methods we implement, for `Allow` (RFC 9110 §10.2.1).
+const ALLOW: &str = "GET, HEAD, PUT, POST, OPTIONS";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
@@ -77,6 +84,10 @@ enum Route {
     Bytes(u64),
     /// The target of a PUT or POST: the body is counted and hashed.
     Upload,
+    /// `/favicon.ico`: no icon, and no error either (204).
+    Favicon,
+    /// Any target of OPTIONS: what we allow (204 with `Allow`).
+    Options,
     NotFound,
 }
 
@@ -90,11 +101,16 @@ struct Request {
     keep_alive: bool,
     /// Body length from Content-Length (RFC 9112 §6.2); 0 when absent.
     content_length: u64,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue`
+    /// before it sends the body (curl does so for a second, for bodies over 1 MB).
+    expect_continue: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
+    Continue,
     Ok,
+    NoContent,
     BadRequest,
     NotFound,
     HeaderTooLarge,
@@ -104,7 +120,9 @@ enum Status {
 impl Status {
     const fn line(self) -> &'static str {
         match self {
+            Status::Continue => "100 Continue",
             Status::Ok => "200 OK",
+            Status::NoContent => "204 No Content",
             Status::BadRequest => "400 Bad Request",
             Status::NotFound => "404 Not Found",
             Status::HeaderTooLarge => "431 Request Header Fields Too Large",
@@ -127,6 +145,12 @@ const fn bad(why: &'static str) -> Reject {
     }
 }
 
+/// RFC 9110 §9.1: a method we do not implement "SHOULD" get 501 (with `Allow`, §10.2.1).
+const NOT_IMPLEMENTED_METHOD: Reject = Reject {
+    status: Status::NotImplemented,
+    why: "That method is not implemented here; GET, HEAD, PUT, POST and OPTIONS are.",
+};
+
 enum Phase {
     /// Waiting for (the rest of) a request head.
     Head,
@@ -147,6 +171,10 @@ pub struct Http {
     /// Received bytes not yet consumed: the next request head, perhaps more. Never longer
     /// than [`MAX_HEAD`].
     inbuf: Vec<u8>,
+    /// How much of `inbuf` has been searched for the end of the head without finding it.
+    /// Each byte that arrives is searched once: rescanning from the start would make a head
+    /// sent a byte per segment cost O(n²) (found by the `http` fuzz target, docs/FUZZING.md).
+    head_scanned: usize,
     /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
     out: Vec<u8>,
     out_sent: usize,
@@ -171,6 +199,7 @@ impl Http {
     pub fn new() -> Self {
         Http {
             inbuf: Vec::with_capacity(MAX_HEAD),
+            head_scanned: 0,
             out: Vec::with_capacity(OUT_CAPACITY),
             out_sent: 0,
             scratch: Vec::with_capacity(BODY_CAPACITY),
@@ -236,9 +265,13 @@ impl Http {
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-        self.inbuf.drain(..blank);
+        if blank > 0 {
+            self.inbuf.drain(..blank);
+            self.head_scanned = 0;
+        }
 
-        let Some(end) = head_end(&self.inbuf) else {
+        let Some(end) = head_end(&self.inbuf, self.head_scanned) else {
+            self.head_scanned = self.inbuf.len();
             if self.inbuf.len() >= MAX_HEAD {
                 // RFC 6585 §5.
                 self.reject(
@@ -267,8 +300,16 @@ impl Http {
 
         let parsed = self.inbuf.get(..end).map_or(Err(bad("")), parse_head);
         self.inbuf.drain(..end.min(self.inbuf.len()));
+        self.head_scanned = 0;
         match parsed {
             Ok(req) => {
+                // RFC 9110 §10.1.1: a server that receives 100-continue "ought to" send an
+                // immediate 100 (Continue) response when it means to read the content, and
+                // need not when the content is already on its way. A 1xx response has no
+                // Content-Length (§8.6).
+                if req.expect_continue && req.content_length > 0 && self.inbuf.is_empty() {
+                    let _ = write!(self.out, "HTTP/1.1 {}\r\n\r\n", Status::Continue.line());
+                }
                 self.phase = Phase::Body {
                     req,
                     remaining: req.content_length,
@@ -398,6 +439,7 @@ impl Http {
                 self.body_len = 0;
                 Status::Ok
             }
+            Route::Favicon | Route::Options => Status::NoContent,
             Route::NotFound => {
                 self.scratch.extend_from_slice(
                     b"Not found. Here are / (about your TCP connection), /handshake (its \
@@ -417,7 +459,8 @@ impl Http {
         };
         let head_only = req.method == Method::Head;
         let length = streamed.unwrap_or(self.scratch.len() as u64);
-        self.write_response(status, connection, head_only, length);
+        let allow = req.route == Route::Options;
+        self.write_response(status, connection, allow, head_only, length);
         if let (Some(end), false) = (streamed, head_only) {
             self.phase = Phase::Stream { offset: 0, end };
         }
@@ -432,27 +475,34 @@ impl Http {
         self.scratch.push(b'\n');
         self.close_after = true;
         let length = self.scratch.len() as u64;
-        self.write_response(reject.status, Some("close"), false, length);
+        let allow = reject == NOT_IMPLEMENTED_METHOD;
+        self.write_response(reject.status, Some("close"), allow, false, length);
     }
 
     /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
-    /// `length` is the Content-Length (the scratch body's, or a streamed body's).
+    /// `length` is the Content-Length (the scratch body's, or a streamed body's); `allow`
+    /// adds the methods we implement (RFC 9110 §10.2.1).
     fn write_response(
         &mut self,
         status: Status,
         connection: Option<&str>,
+        allow: bool,
         head_only: bool,
         length: u64,
     ) {
         let out = &mut self.out;
         // Writing to a Vec cannot fail.
-        let _ = write!(
-            out,
-            "HTTP/1.1 {}\r\nServer: synack\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\n",
-            status.line(),
-            length
-        );
+        let _ = write!(out, "HTTP/1.1 {}\r\nServer: synack\r\n", status.line());
+        // RFC 9110 §8.6: no Content-Length in a 204 (No Content), which has no content.
+        if status != Status::NoContent {
+            let _ = write!(
+                out,
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {length}\r\n"
+            );
+        }
+        if allow {
+            let _ = write!(out, "Allow: {ALLOW}\r\n");
+        }
         if let Some(value) = connection {
             let _ = write!(out, "Connection: {value}\r\n");
         }
@@ -474,11 +524,14 @@ fn parse_count(digits: &[u8]) -> Option<u64> {
 }
 
 /// The length of the request head including its empty last line, if it is all there.
-fn head_end(buf: &[u8]) -> Option<usize> {
+fn head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     // RFC 9112 §2.2: a recipient MAY take a bare LF as a line terminator, so the head ends at
-    // the first LF that follows another LF with at most a CR between them.
+    // the first LF that follows another LF with at most a CR between them. The first
+    // `scanned` bytes held no end; one that the new bytes complete starts at most two bytes
+    // before them.
+    let start = scanned.saturating_sub(2).min(buf.len());
     let mut prev_lf: Option<usize> = None;
-    for (i, &b) in buf.iter().enumerate() {
+    for (i, &b) in buf.iter().enumerate().skip(start) {
         if b == b'\n' {
             if let Some(p) = prev_lf
                 && (i == p + 1 || (i == p + 2 && buf.get(p + 1) == Some(&b'\r')))
@@ -512,6 +565,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
     let mut content_length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive = false;
+    let mut expect_continue = false;
     for line in lines {
         // RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
         if line.iter().any(|&b| b == b'\r' || b == 0) {
@@ -547,6 +601,9 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
                 status: Status::NotImplemented,
                 why: "Request bodies with Transfer-Encoding are not supported; send Content-Length.",
             });
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            // RFC 9110 §10.1.1: the one expectation defined; case-insensitive.
+            expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"connection") {
             // RFC 9110 §7.6.1: a comma-separated list of case-insensitive options.
             for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -568,6 +625,9 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
         // only with "keep-alive".
         keep_alive: !close && (!http10 || keep_alive),
         content_length: content_length.unwrap_or(0),
+        // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
+        // HTTP/1.0 request MUST ignore that expectation."
+        expect_continue: expect_continue && !http10,
     })
 }
 
@@ -584,7 +644,13 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         b"HEAD" => Method::Head,
         b"PUT" => Method::Put,
         b"POST" => Method::Post,
-        _ => return Err(bad("Only GET, HEAD, PUT and POST are supported.")),
+        b"OPTIONS" => Method::Options,
+        // RFC 9110 §9.1: methods are case-sensitive tokens; a well-formed one we do not
+        // implement gets 501, anything else is not a request line.
+        m if !m.is_empty() && m.iter().all(|&b| is_tchar(b)) => {
+            return Err(NOT_IMPLEMENTED_METHOD);
+        }
+        _ => return Err(bad("The request method is not a valid token.")),
     };
     let http10 = match version {
         b"HTTP/1.1" => false,
@@ -603,6 +669,8 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
             .and_then(|i| rest.get(i..))
             .unwrap_or_default(),
         None if target.starts_with(b"/") => target,
+        // RFC 9112 §3.2.4: the asterisk form, for OPTIONS only.
+        None if target == b"*" && method == Method::Options => target,
         None => return Err(bad("The request target must start with '/'.")),
     };
     let path = path
@@ -611,6 +679,9 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         .unwrap_or_default();
     let route = match (method, path) {
         (Method::Put | Method::Post, _) => Route::Upload,
+        // RFC 9110 §9.3.7: OPTIONS on a path or on the server as a whole ("*").
+        (Method::Options, _) => Route::Options,
+        (_, b"/favicon.ico") => Route::Favicon,
         (_, b"" | b"/") => Route::Connection,
         (_, b"/handshake") => Route::Handshake,
         (_, p) => match p.strip_prefix(b"/bytes/").and_then(parse_count) {

@@ -11,6 +11,8 @@ use crate::wire::{Flags, SEGMENT_TEMPLATE, SackBlock, TcpOptions, TcpSegment};
 impl Connection {
     /// Emit every segment that is due at `now` (`transmit` below), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        // Buffer autotuning and memory pressure (memory.rs) before anything goes out.
+        self.tune_buffers(now);
         let mut trace = std::mem::take(&mut self.trace);
         let (state, recorded) = (self.state, trace.total());
         self.transmit(now, &mut |seg| {
@@ -22,6 +24,8 @@ impl Connection {
             trace.settle(self.state);
         }
         self.trace = trace;
+        // An idle connection gives its buffers back (memory.rs).
+        self.release_if_idle();
     }
 
     /// Emit every segment that is due at `now`.
@@ -383,6 +387,7 @@ impl Connection {
     fn after_emit(&mut self) {
         self.last_ack_sent = self.rcv.nxt;
         self.app_read = false;
+        self.buf.room_opened = false;
         self.ack_due = AckDue::None;
         self.unacked_segments = 0;
         self.timers.delayed_ack = None;
@@ -478,7 +483,7 @@ impl Connection {
     fn window_update_due(&self) -> bool {
         // Only a read opens the window (Linux: tcp_cleanup_rbuf runs after recvmsg); so, for
         // one, the larger scaled window after the handshake costs no lone ACK.
-        if self.fin_received || !self.app_read {
+        if self.fin_received || !(self.app_read || self.buf.room_opened) {
             return false;
         }
         let current = self.rcv.wnd();

@@ -51,7 +51,7 @@ pub struct Scenario {
 /// Paths the sweeps exercise beyond the link's faults (issue 13), each drawn from the seed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Edges {
-    /// For stretches of 50-500 ms, every ACK the receiver of the main stream sends is
+    /// For stretches of 50-300 ms every 2-6 s, every ACK the receiver of the main stream sends is
     /// rewritten to a zero window: its window shrinks to zero with data in flight, and the
     /// sender must probe it (RFC 9293 §3.8.6, §3.8.6.1) without timing out while the probes
     /// are answered. One side only: a receiver shrinks its window, the sender does not
@@ -157,10 +157,10 @@ impl Shaper {
             && now >= until
         {
             self.shut = None;
-            self.next = now + self.millis(500, 3000);
+            self.next = now + self.millis(2000, 6000);
         }
         if self.shut.is_none() && now >= self.next {
-            self.shut = Some(now + self.millis(50, 500));
+            self.shut = Some(now + self.millis(50, 300));
         }
         if self.shut.is_none() {
             return p;
