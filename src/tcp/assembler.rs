@@ -5,7 +5,8 @@
 //! indexed by their offset from RCV.NXT, plus a small sorted table of the byte ranges present.
 //! Each byte is stored once (the first copy wins; later copies of the same sequence number are
 //! counted as duplicates and ignored), bytes beyond the capacity are trimmed, and a segment
-//! that would need a new range when the table is full is dropped and counted. The ring is
+//! that would need a new range when the table is full takes the place of the furthest block
+//! if it lies below it, or is dropped; either way the loss is counted. The ring is
 //! allocated on the first out-of-order segment, once per connection; nothing allocates
 //! afterwards.
 //!
@@ -241,10 +242,17 @@ impl Reassembly {
         let first = active.partition_point(|&(_, e)| e < start);
         let last = active.partition_point(|&(s, _)| s <= end);
         if first == last && self.len >= self.max_ranges {
-            // A new, separate block and no room for it.
+            // A new, separate block and no room for it. If it lies below the furthest block
+            // held, give that one up instead (RFC 2018 §8 lets a receiver that runs out of room
+            // discard data it has SACKed; Linux's `tcp_prune_ofo_queue` also prunes from the
+            // highest sequence): the block nearer RCV.NXT is the one that lets the stream
+            // advance, and an in-order segment must never be refused for want of a range.
             self.dropped_segments += 1;
-            out.dropped = true;
-            return out;
+            if first >= self.len {
+                out.dropped = true;
+                return out;
+            }
+            self.len -= 1;
         }
         if self.buf.len() != self.capacity as usize {
             self.buf = vec![0; self.capacity as usize];
@@ -505,6 +513,24 @@ mod tests {
         let mut got = Vec::new();
         assert_eq!(q.take_ready(s(10), &mut got), 2);
         assert_eq!(got, b"KL");
+    }
+
+    #[test]
+    fn a_full_range_table_gives_up_its_furthest_block_for_a_nearer_one() {
+        let mut q = Reassembly::new(1000, 2);
+        q.insert(s(0), s(10), b"a");
+        q.insert(s(0), s(20), b"b");
+        // In order: taken, and the block at 20 is given up for it.
+        let out = q.insert(s(0), s(0), b"xy");
+        assert!(!out.dropped);
+        assert_eq!(q.dropped_segments(), 1);
+        assert_eq!(
+            q.ranges().collect::<Vec<_>>(),
+            vec![(s(0), s(2)), (s(10), s(11))]
+        );
+        let mut got = Vec::new();
+        assert_eq!(q.take_ready(s(0), &mut got), 2);
+        assert_eq!(got, b"xy");
     }
 
     #[test]
