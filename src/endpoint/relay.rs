@@ -4,7 +4,7 @@
 
 use super::{Endpoint, Entry, Transmit};
 use crate::services::{App, ExecSpec, ForwardSpec, Relay, ServiceKind};
-use crate::tcp::{Connection, ResetCause, rst_reply};
+use crate::tcp::{Connection, ResetCause, SeqNum, rst_reply};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
 
@@ -14,6 +14,8 @@ pub(super) struct PendingSyn {
     /// The SYN, without any data it carried (the client sends it again).
     syn: TcpSegment<'static>,
     listener: usize,
+    /// It reopens a TIME-WAIT connection: the ISS must lie above this (MAY-2).
+    iss_floor: Option<SeqNum>,
 }
 
 /// What the driver must do for an `exec:` or `forward:` connection.
@@ -78,6 +80,7 @@ impl Endpoint {
         seg: &TcpSegment<'_>,
         listener: usize,
         spec: &'static ForwardSpec,
+        iss_floor: Option<SeqNum>,
     ) {
         if self.pending.contains_key(&quad) {
             self.counters.forward_syn_absorbed += 1;
@@ -93,7 +96,14 @@ impl Endpoint {
             payload: &[],
             ..*seg
         };
-        self.pending.insert(quad, PendingSyn { syn, listener });
+        self.pending.insert(
+            quad,
+            PendingSyn {
+                syn,
+                listener,
+                iss_floor,
+            },
+        );
         self.relay_events.push(RelayEvent::Connect { quad, spec });
     }
 
@@ -108,7 +118,13 @@ impl Endpoint {
             self.counters.connection_limit += 1;
             return false;
         }
-        let iss = self.isn.isn(now, quad);
+        let mut iss = self.isn.isn(now, quad);
+        // RFC 9293 §3.10.7.4 MAY-2: a reopened connection's ISS lies above the old SND.NXT.
+        if let Some(floor) = p.iss_floor
+            && !iss.gt(floor)
+        {
+            iss = floor.add(1 << 16);
+        }
         let mss = self.local_mss(quad);
         let conn = Connection::accept(now, *quad, &p.syn, iss, mss, &self.tcp);
         self.counters.passive_opens += 1;
