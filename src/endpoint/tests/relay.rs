@@ -214,3 +214,74 @@ fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
     assert_eq!(net.ep.stats().forward_connect_failures, 1);
     assert_eq!(net.ep.connection_count(), 0);
 }
+
+#[test]
+fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
+    let mut net = forward_net();
+    fwd_syn(&mut net);
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let iss = parse_out(&tx[0]).seq;
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    // The upstream closes first: our FIN; the client answers with its own: TIME-WAIT here.
+    net.ep.relay_mut(&quad(FWD_PORT)).unwrap().peer_eof();
+    net.ep.relay_changed(&quad(FWD_PORT));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let fin = parse_out(tx.last().unwrap());
+    assert!(fin.flags.fin(), "{fin:?}");
+    let our_fin_end = fin.seq.add(1);
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: our_fin_end,
+        flags: Flags::ACK | Flags::FIN,
+        ..FROM_PEER
+    });
+    assert_eq!(
+        net.ep.connection_state(&quad(FWD_PORT)),
+        Some(State::TimeWait)
+    );
+    net.ep.take_relay_events();
+
+    // A new SYN above RCV.NXT: the old connection ends, the SYN waits for its upstream.
+    let out = net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(100_000),
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let events = net.ep.take_relay_events();
+    assert!(
+        events.contains(&RelayEvent::End {
+            quad: quad(FWD_PORT),
+            reset: false
+        }),
+        "the old connection is gone, its upstream closed: {events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RelayEvent::Connect { .. }))
+    );
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].ack, PEER_ISN.add(100_001));
+    assert!(
+        out[0].seq.gt(our_fin_end),
+        "MAY-2: the new ISS is above the old SND.NXT"
+    );
+    assert_eq!(net.ep.connection_count(), 1);
+}
