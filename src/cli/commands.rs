@@ -3,7 +3,7 @@
 
 use super::{Args, Command};
 use crate::driver::control::{
-    Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
+    Request, Response, StatusRow, decode_response, encode, format_stats, format_status, rows_json,
 };
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -90,9 +90,7 @@ fn status(args: &Args, json: bool, watch: bool) -> Result<(), String> {
     loop {
         let rows = status_rows(args)?;
         let text = if json {
-            let mut s = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-            s.push('\n');
-            s
+            rows_json(&rows)
         } else {
             format_status(&rows)
         };

@@ -111,6 +111,23 @@ impl From<&ConnStatus> for StatusRow {
     }
 }
 
+/// `synack status --json`: the rows as a pretty-printed JSON array (also `GET
+/// /connections.json`, through `Endpoint::set_status_json`).
+pub fn status_json(rows: &[ConnStatus]) -> String {
+    let rows: Vec<StatusRow> = rows.iter().map(StatusRow::from).collect();
+    rows_json(&rows)
+}
+
+/// Status rows as `synack status --json` prints them.
+pub fn rows_json(rows: &[StatusRow]) -> String {
+    let mut s = serde_json::to_string_pretty(rows).unwrap_or_else(|e| {
+        // Serializing plain rows cannot fail; should it, say so in JSON.
+        format!("{{\"error\": {:?}}}", e.to_string())
+    });
+    s.push('\n');
+    s
+}
+
 /// What to tell a `connect` client after [`crate::endpoint::Endpoint::poll_client`].
 pub fn client_responses(events: &ClientEvents, announced_connected: &mut bool) -> Vec<Response> {
     let mut v = Vec::new();

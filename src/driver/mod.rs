@@ -96,6 +96,8 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
     );
     let mut endpoint =
         Endpoint::new(endpoint_config, secret, clock.now()).with_limits(config.limits.clone());
+    // GET /connections.json is `synack status --json`, encoded by the same code.
+    endpoint.set_status_json(control::status_json);
     info!("{}", startup_line(&config.endpoint, tun.name()));
     match &config.impair {
         Some(spec) => {

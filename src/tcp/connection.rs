@@ -539,18 +539,26 @@ impl Connection {
         &self.trace
     }
 
+    /// Take the trace away (leaving one that only counts), for a connection being removed
+    /// whose diagram should outlive it.
+    pub fn take_trace(&mut self) -> Trace {
+        std::mem::take(&mut self.trace)
+    }
+
     /// The connection's sequence diagram so far.
     pub fn ladder(&self) -> String {
-        super::ladder::render(
-            &self.trace,
-            &super::ladder::View {
-                quad: self.quad,
-                iss: self.snd.iss,
-                irs: self.rcv.irs,
-                state: self.state,
-                cause: self.reset,
-            },
-        )
+        super::ladder::render(&self.trace, &self.ladder_view())
+    }
+
+    /// What the diagram needs besides the trace: the 4-tuple, the ISNs, the state now.
+    pub fn ladder_view(&self) -> super::ladder::View {
+        super::ladder::View {
+            quad: self.quad,
+            iss: self.snd.iss,
+            irs: self.rcv.irs,
+            state: self.state,
+            cause: self.reset,
+        }
     }
 
     /// When `handle_timeout` must be called next.
@@ -858,5 +866,9 @@ impl Socket for Connection {
 
     fn ladder(&self) -> String {
         Connection::ladder(self)
+    }
+
+    fn diagram(&self) -> Option<(&super::trace::Trace, super::ladder::View)> {
+        Some((&self.trace, self.ladder_view()))
     }
 }

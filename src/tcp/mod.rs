@@ -162,6 +162,11 @@ pub trait Socket {
     fn ladder(&self) -> String {
         String::new()
     }
+    /// The record behind the diagram and what drawing it needs, for pictures (SVG) of it;
+    /// `None` where none is kept.
+    fn diagram(&self) -> Option<(&trace::Trace, ladder::View)> {
+        None
+    }
 }
 
 #[cfg(test)]
