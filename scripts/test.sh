@@ -51,6 +51,10 @@ install_deps() {
     command -v setpriv >/dev/null || missing+=(util-linux)
     "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
     "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+    # Issue 10: pages in a real browser, screenshots checked with PIL, /metrics parsed.
+    command -v chromium >/dev/null || missing+=(chromium)
+    "$PYTHON" -c 'import PIL' 2>/dev/null || missing+=(python3-pil)
+    "$PYTHON" -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         if ! command -v apt-get >/dev/null; then

@@ -138,7 +138,7 @@ fn arrow(out: &mut String, e: &Event, view: &View, y: u32) {
          stroke=\"{color}\" stroke-width=\"1.5\" marker-end=\"url(#head-{head})\"/>\
          <text x=\"{mid}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"{color}\">{desc}</text>",
         y2 = y + FALL,
-        ty = y + FALL / 2 - 4,
+        ty = y + FALL / 2 - 6,
         desc = escape(&desc),
     );
     let (text, bold) = state_text(e);
