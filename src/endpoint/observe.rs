@@ -7,6 +7,7 @@ use super::{Endpoint, Entry};
 use crate::observe::{self, ContentType, Page, html, metrics};
 use crate::services::App;
 use crate::tcp::ladder::View;
+use crate::tcp::samples::Samples;
 use crate::tcp::trace::Trace;
 use crate::tcp::{Connection, State};
 use crate::time::{Duration, Instant};
@@ -70,6 +71,7 @@ pub(super) struct Closed {
     status: ConnStatus,
     trace: Trace,
     view: View,
+    samples: Samples,
 }
 
 /// The last [`RECENTLY_CLOSED`] connections, oldest first.
@@ -158,10 +160,12 @@ impl Endpoint {
         status.age = None;
         let view = entry.conn.ladder_view();
         let trace = entry.conn.take_trace();
+        let samples = entry.conn.take_samples();
         self.finished.push(Closed {
             status,
             trace,
             view,
+            samples,
         });
         if let App::Client(client) = &mut entry.app {
             if !entry.counted_established {
@@ -302,7 +306,7 @@ impl Endpoint {
     }
 
     fn connection_page(&self, now: Instant, quad: &Quad) -> Option<String> {
-        let (status, trace, view, open) = match self
+        let (status, trace, view, samples, open) = match self
             .table
             .get(quad)
             .and_then(|&id| self.slots.get(id)?.entry.as_ref())
@@ -311,11 +315,12 @@ impl Endpoint {
                 status_row(&e.conn, &e.app, now),
                 e.conn.trace(),
                 e.conn.ladder_view(),
+                e.conn.samples(),
                 true,
             ),
             None => {
                 let c = self.finished.find(quad)?;
-                (c.status.clone(), &c.trace, c.view, false)
+                (c.status.clone(), &c.trace, c.view, &c.samples, false)
             }
         };
         let mut out = String::new();
@@ -331,6 +336,7 @@ impl Endpoint {
             }
         );
         status_table(&mut out, std::slice::from_ref(&status), "this");
+        html::graphs(&mut out, samples.as_slice());
         out.push_str("<h2>Sequence diagram</h2>\n");
         html::diagram(&mut out, trace, &view);
         html::end(&mut out);

@@ -430,6 +430,7 @@ fn connections_list_open_and_recently_closed_ones_with_a_page_each() {
         .count();
     assert_eq!(arrows, 6, "{body}");
     assert!(body.contains("TIME-WAIT \u{2192} CLOSED"), "{body}");
+    assert!(body.contains("class=\"graph time-sequence\""), "{body}");
     // An unknown connection is 404.
     let page = http_get(
         &mut net,

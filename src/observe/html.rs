@@ -2,8 +2,9 @@
 //! closed, every attribute quoted), so tests can parse them with an XML parser; no script but
 //! the few lines that refresh `/connections`.
 
-use super::{connection_path, escape, svg};
+use super::{connection_path, escape, graphs, svg};
 use crate::tcp::ladder::{self, View};
+use crate::tcp::samples::Sample;
 use crate::tcp::trace::Trace;
 use std::fmt::Write;
 
@@ -54,6 +55,24 @@ pub fn diagram(out: &mut String, trace: &Trace, view: &View) {
     out.push_str("</div>\n<details><summary>as text</summary>\n");
     pre(out, &ladder::render(trace, view));
     out.push_str("</details>\n");
+}
+
+/// The time-sequence and congestion graphs, or a sentence saying why there are none.
+pub fn graphs(out: &mut String, samples: &[Sample]) {
+    out.push_str("<h2>Graphs</h2>\n");
+    match (graphs::time_sequence(samples), graphs::congestion(samples)) {
+        (Some(ts), Some(cc)) => {
+            let _ = write!(
+                out,
+                "<p>Drawn from synack's own state at each segment it sent and each ACK it \
+                 received ({} samples; a long transfer keeps an evenly thinned record).</p>\n\
+                 <div class=\"graph time-sequence\">{ts}</div>\n\
+                 <div class=\"graph congestion\">{cc}</div>\n",
+                samples.len()
+            );
+        }
+        _ => out.push_str("<p>No data sent yet: nothing to graph.</p>\n"),
+    }
 }
 
 /// `GET /handshake` for a browser: this connection's sequence diagram so far.

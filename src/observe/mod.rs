@@ -7,6 +7,7 @@
 //! machine, and nothing runs on the data path: a page is drawn only when someone asks for it.
 //! Layering: `services` (the http pages) and `endpoint` use this; it uses `tcp` and `wire`.
 
+pub mod graphs;
 pub mod html;
 pub mod metrics;
 pub mod svg;

@@ -18,9 +18,9 @@ const OUR_LINE: u32 = 720;
 const WIDTH: u32 = 960;
 /// Vertical layout: the header, then one row per segment.
 const TOP: u32 = 70;
-const ROW: u32 = 34;
+const ROW: u32 = 28;
 /// How far an arrow falls while it crosses: time passes on the way.
-const FALL: u32 = 18;
+const FALL: u32 = 14;
 
 const COLOR_IN: &str = "#1f5fa8";
 const COLOR_OUT: &str = "#2a7d2a";

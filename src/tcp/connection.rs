@@ -9,6 +9,7 @@ use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
+use super::samples::{Samples, SenderState};
 use super::trace::{Direction, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
@@ -150,6 +151,8 @@ pub struct Connection {
     pub(super) cfg: Config,
     pub(super) snd: SendSpace,
     pub(super) rcv: RecvSpace,
+    /// What the sender did over time, for the graphs (empty until data is sent).
+    pub(super) samples: Samples,
     /// The next sequence number the output path will send. Equal to SND.NXT except after a
     /// retransmission timeout, when it goes back to SND.UNA and climbs again (go-back-N).
     pub(super) tx_next: SeqNum,
@@ -301,6 +304,7 @@ impl Connection {
             quad,
             state: State::Closed,
             cfg: cfg.clone(),
+            samples: Samples::default(),
             snd: SendSpace {
                 una: iss,
                 nxt: iss,
@@ -454,6 +458,36 @@ impl Connection {
             return mss;
         }
         self.cfg.gso_max / mss * mss
+    }
+
+    /// The sender's state for a graph sample.
+    pub(super) fn sender_state(&self) -> SenderState {
+        let us = |d: crate::time::Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        let flight = if self.opts.sack {
+            let mss = u32::from(self.send_mss);
+            self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        } else {
+            self.snd.nxt.distance_from(self.snd.una)
+        };
+        SenderState {
+            una: self.snd.una,
+            wnd: self.snd.wnd,
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            flight,
+            srtt_us: self.rtt.srtt().map_or(0, us),
+            rto_us: us(self.rtt.rto()),
+        }
+    }
+
+    /// What the sender did over time (see [`Samples`]).
+    pub fn samples(&self) -> &Samples {
+        &self.samples
+    }
+
+    /// Take the samples away, for a connection being removed whose page should outlive it.
+    pub fn take_samples(&mut self) -> Samples {
+        std::mem::take(&mut self.samples)
     }
 
     /// The congestion window, for `status`.

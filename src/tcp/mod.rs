@@ -16,6 +16,7 @@ mod output;
 mod reset;
 mod rtt;
 pub mod sack;
+pub mod samples;
 mod state;
 mod syncookie;
 pub mod trace;

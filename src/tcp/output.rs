@@ -12,9 +12,17 @@ impl Connection {
     /// Emit every segment that is due at `now` (`transmit` below), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
         let mut trace = std::mem::take(&mut self.trace);
+        let mut samples = std::mem::take(&mut self.samples);
         let (state, recorded) = (self.state, trace.total());
+        // Only a connection with data queued can send data: the others skip the snapshot.
+        let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
+        let iss = self.snd.iss;
         self.transmit(now, &mut |seg| {
             trace.record(Direction::Out, now, seg, state);
+            if let (Some(sender), false) = (&sender, seg.payload.is_empty()) {
+                let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+                samples.on_sent(now, iss, seg.seq, len, sender);
+            }
             emit(seg);
         });
         if trace.total() != recorded {
@@ -22,6 +30,7 @@ impl Connection {
             trace.settle(self.state);
         }
         self.trace = trace;
+        self.samples = samples;
     }
 
     /// Emit every segment that is due at `now`.
