@@ -10,6 +10,7 @@
 pub mod graphs;
 pub mod html;
 pub mod metrics;
+pub mod peer;
 pub mod svg;
 
 use crate::wire::Quad;

@@ -7,6 +7,7 @@
 //! test (or a person with the browser's inspector) can count the segments.
 
 use super::escape;
+use super::peer::PeerState;
 use crate::tcp::State;
 use crate::tcp::ladder::{self, View};
 use crate::tcp::trace::{Direction, Event, Trace};
@@ -68,6 +69,8 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
          {local}</text>\n\
          <text x=\"{OUR_LINE}\" y=\"42\" text-anchor=\"middle\" fill=\"#555\">(its state \
          on the right)</text>\n\
+         <text x=\"{PEER_LINE}\" y=\"42\" text-anchor=\"middle\" fill=\"#555\">(its state on \
+         the left, inferred)</text>\n\
          <line x1=\"{PEER_LINE}\" y1=\"50\" x2=\"{PEER_LINE}\" y2=\"{bottom}\" stroke=\"#999\" \
          stroke-width=\"2\"/>\n\
          <line x1=\"{OUR_LINE}\" y1=\"50\" x2=\"{OUR_LINE}\" y2=\"{bottom}\" stroke=\"#999\" \
@@ -76,8 +79,9 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
         local = escape(&view.quad.local.to_string()),
     );
     let mut y = TOP;
+    let mut peer = PeerState::new(trace.events().next());
     for e in trace.head() {
-        arrow(out, e, view, y);
+        arrow(out, e, view, &mut peer, y);
         y += ROW;
     }
     if folded.segments() > 0 {
@@ -98,7 +102,7 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
         y += ROW;
     }
     for e in trace.recent() {
-        arrow(out, e, view, y);
+        arrow(out, e, view, &mut peer, y);
         y += ROW;
     }
     let last = trace.last_state();
@@ -117,8 +121,8 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
 }
 
 /// One segment: a sloping arrow from its sender's line to its receiver's, its description
-/// above, and our state (after it) beside our line.
-fn arrow(out: &mut String, e: &Event, view: &View, y: u32) {
+/// above, our state (after it) beside our line and the peer's, inferred, beside its own.
+fn arrow(out: &mut String, e: &Event, view: &View, peer: &mut PeerState, y: u32) {
     let (class, x1, x2) = match e.direction {
         Direction::In => ("in", PEER_LINE, OUR_LINE),
         Direction::Out => ("out", OUR_LINE, PEER_LINE),
@@ -141,7 +145,7 @@ fn arrow(out: &mut String, e: &Event, view: &View, y: u32) {
         ty = y + FALL / 2 - 6,
         desc = escape(&desc),
     );
-    let (text, bold) = state_text(e);
+    let (text, bold) = state_text(e.before, e.after);
     let _ = write!(
         out,
         "<text class=\"state\" x=\"{x}\" y=\"{ty}\"{weight}>{text}</text>",
@@ -149,20 +153,30 @@ fn arrow(out: &mut String, e: &Event, view: &View, y: u32) {
         ty = y + FALL + 4,
         weight = if bold { " font-weight=\"bold\"" } else { "" },
     );
+    // The peer's state where it sent or received the segment.
+    let before = peer.state();
+    let (text, bold) = state_text(before, peer.step(e));
+    let _ = write!(
+        out,
+        "<text class=\"peer-state\" x=\"{x}\" y=\"{ty}\" text-anchor=\"end\" \
+         font-style=\"italic\" fill=\"#444\"{weight}>{text}</text>",
+        x = PEER_LINE - 10,
+        ty = match e.direction {
+            Direction::In => y + 4,
+            Direction::Out => y + FALL + 4,
+        },
+        weight = if bold { " font-weight=\"bold\"" } else { "" },
+    );
     out.push_str("</g>\n");
 }
 
-/// Our state after the segment, as `A → B` (bold) when it changed.
-fn state_text(e: &Event) -> (String, bool) {
-    if e.before == e.after {
-        (state_name(e.after).to_string(), false)
+/// A state after a segment, as `A → B` (bold) when it changed.
+fn state_text(before: State, after: State) -> (String, bool) {
+    if before == after {
+        (after.name().to_string(), false)
     } else {
-        (format!("{} \u{2192} {}", e.before, e.after), true)
+        (format!("{before} \u{2192} {after}"), true)
     }
-}
-
-fn state_name(s: State) -> &'static str {
-    s.name()
 }
 
 #[cfg(test)]
