@@ -6,7 +6,9 @@ use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status, rows_json,
 };
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 /// Run `cmd` against the daemon `args` point at. The error is one sentence for the user.
 pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
@@ -28,7 +30,7 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
             };
             connect(args, Request::Connect { addr: *addr, data })
         }
-        Command::Trace { follow } => trace(args, *follow),
+        Command::Trace { follow, svg } => trace(args, *follow, svg.as_deref()),
     }
 }
 
@@ -148,16 +150,55 @@ fn connect(args: &Args, req: Request) -> Result<(), String> {
     Err("synack stopped before the connection ended".into())
 }
 
-fn trace(args: &Args, follow: bool) -> Result<(), String> {
-    let mut r = request(args, &Request::Trace { follow })?;
+fn trace(args: &Args, follow: bool, svg_dir: Option<&Path>) -> Result<(), String> {
+    if let Some(dir) = svg_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {}", dir.display(), plain(&e)))?;
+    }
+    let svg = svg_dir.is_some();
+    let mut r = request(args, &Request::Trace { follow, svg })?;
     let mut out = io::stdout().lock();
     while let Some(resp) = next(&mut r)? {
-        if let Response::Ladder { text, .. } = resp {
-            out.write_all(text.as_bytes())
+        let Response::Ladder {
+            local,
+            peer,
+            text,
+            svg,
+            ..
+        } = resp
+        else {
+            continue;
+        };
+        match (svg_dir, svg) {
+            (Some(dir), Some(picture)) => {
+                // One file per connection, named by its 4-tuple; a closed connection's
+                // picture replaces the one written while it was open.
+                let path = dir.join(svg_file_name(&local, &peer));
+                std::fs::write(&path, picture)
+                    .map_err(|e| format!("cannot write {}: {}", path.display(), plain(&e)))?;
+                writeln!(out, "{}", path.display())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| plain(&e))?;
+            }
+            // Gone from the endpoint's memory before it could be drawn: nothing to write.
+            (Some(_), None) => {}
+            (None, _) => out
+                .write_all(text.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush())
-                .map_err(|e| plain(&e))?;
+                .map_err(|e| plain(&e))?,
         }
     }
     Ok(())
+}
+
+/// `198.18.0.2_80-198.18.0.1_40000.svg`: our address and port, then the peer's.
+fn svg_file_name(local: &SocketAddr, peer: &SocketAddr) -> String {
+    format!(
+        "{}_{}-{}_{}.svg",
+        local.ip(),
+        local.port(),
+        peer.ip(),
+        peer.port()
+    )
 }

@@ -170,6 +170,10 @@ pub enum Command {
         /// Keep running and print each connection's diagram when it closes
         #[arg(long = "follow")]
         follow: bool,
+        /// Write each diagram as an SVG picture into DIR (one file per connection, named by
+        /// its 4-tuple) instead of printing it
+        #[arg(long = "svg", value_name = "DIR")]
+        svg: Option<PathBuf>,
     },
 }
 

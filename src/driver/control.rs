@@ -34,8 +34,13 @@ pub enum Request {
         data: Vec<u8>,
     },
     /// The ladder of every open connection; with `follow`, each connection's ladder again
-    /// when it closes, until the client goes away.
-    Trace { follow: bool },
+    /// when it closes, until the client goes away. With `svg`, each ladder comes with its
+    /// SVG picture too.
+    Trace {
+        follow: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        svg: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +74,9 @@ pub enum Response {
         peer: SocketAddr,
         finished: bool,
         text: String,
+        /// The diagram as a standalone SVG document, when the request asked for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        svg: Option<String>,
     },
     Error {
         message: String,
@@ -302,7 +310,14 @@ mod tests {
                 addr: "198.18.0.1:8080".parse().unwrap(),
                 data: b"hi\n\x00\xff".to_vec(),
             },
-            Request::Trace { follow: true },
+            Request::Trace {
+                follow: true,
+                svg: false,
+            },
+            Request::Trace {
+                follow: false,
+                svg: true,
+            },
         ];
         for r in requests {
             let line = encode(&r);
@@ -354,6 +369,14 @@ mod tests {
                 peer: "198.18.0.1:4000".parse().unwrap(),
                 finished: false,
                 text: "a ──▶ b\n".into(),
+                svg: None,
+            },
+            Response::Ladder {
+                local: "[2001:2::2]:80".parse().unwrap(),
+                peer: "[2001:2::1]:4000".parse().unwrap(),
+                finished: true,
+                text: "a ──▶ b\n".into(),
+                svg: Some("<svg/>".into()),
             },
             Response::Error {
                 message: "no".into(),

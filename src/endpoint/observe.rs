@@ -74,6 +74,12 @@ pub(super) struct Closed {
     samples: Samples,
 }
 
+/// A connection a page asks about.
+enum Known<'a> {
+    Open(&'a Entry),
+    Closed(&'a Closed),
+}
+
 /// The last [`RECENTLY_CLOSED`] connections, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct Finished {
@@ -257,6 +263,28 @@ impl Endpoint {
         }
     }
 
+    /// The sequence diagram of a connection, open or among the recently closed, as a
+    /// standalone SVG document (`synack trace --svg`).
+    pub fn ladder_svg(&self, quad: &Quad) -> Option<String> {
+        let (trace, view) = match self.known(quad)? {
+            Known::Open(e) => (e.conn.trace(), e.conn.ladder_view()),
+            Known::Closed(c) => (&c.trace, c.view),
+        };
+        Some(observe::svg::ladder_document(trace, &view))
+    }
+
+    /// The connection with this 4-tuple: open, or else the latest recently closed one.
+    fn known(&self, quad: &Quad) -> Option<Known<'_>> {
+        match self
+            .table
+            .get(quad)
+            .and_then(|&id| self.slots.get(id)?.entry.as_ref())
+        {
+            Some(e) => Some(Known::Open(e)),
+            None => self.finished.find(quad).map(Known::Closed),
+        }
+    }
+
     /// `/metrics`: the counters and the gauges of what the endpoint holds now.
     pub fn metrics(&self) -> String {
         let mut by_state: Vec<(State, u64)> = State::ALL.iter().map(|&s| (s, 0)).collect();
@@ -306,22 +334,15 @@ impl Endpoint {
     }
 
     fn connection_page(&self, now: Instant, quad: &Quad) -> Option<String> {
-        let (status, trace, view, samples, open) = match self
-            .table
-            .get(quad)
-            .and_then(|&id| self.slots.get(id)?.entry.as_ref())
-        {
-            Some(e) => (
+        let (status, trace, view, samples, open) = match self.known(quad)? {
+            Known::Open(e) => (
                 status_row(&e.conn, &e.app, now),
                 e.conn.trace(),
                 e.conn.ladder_view(),
                 e.conn.samples(),
                 true,
             ),
-            None => {
-                let c = self.finished.find(quad)?;
-                (c.status.clone(), &c.trace, c.view, &c.samples, false)
-            }
+            Known::Closed(c) => (c.status.clone(), &c.trace, c.view, &c.samples, false),
         };
         let mut out = String::new();
         let title = format!("Connection {} \u{2194} {}", quad.remote, quad.local);

@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import pytest
 
 import harness
+from conftest import synack_binary
 from harness import REPO_ROOT
 
 pytestmark = pytest.mark.kernel_differs("synack's own pages")
@@ -174,3 +175,24 @@ def test_metrics_parse_with_the_prometheus_parser_and_counters_grow(synack):
         return next(s.value for s in fams[name].samples if s.name == name + "_total")
 
     assert value(second, "synack_segments_in") > value(first, "synack_segments_in")
+
+
+def test_trace_svg_follow_writes_a_picture_per_closed_connection(synack, tmp_path):
+    out_dir = tmp_path / "svgs"
+    follower = subprocess.Popen([str(synack_binary()), "trace", "--svg", str(out_dir), "--follow"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert harness.wait_until(out_dir.is_dir, 5), "trace --svg did not create its directory"
+        subprocess.run(["curl", "-s", "-o", "/dev/null", "--local-port", "45123",
+                        BASE + "/handshake"], check=True, timeout=10)
+        name = f"{harness.SYNACK4}_80-{harness.HOST4}_45123.svg"
+        path = out_dir / name
+        assert harness.wait_until(path.is_file, 5), sorted(p.name for p in out_dir.iterdir())
+        # Written whole: it parses, and it shows the close (curl closes first).
+        assert harness.wait_until(lambda: b"</svg>" in path.read_bytes(), 5)
+        svg = ElementTree.parse(path).getroot()
+        arrows = [g for g in svg.iter(f"{SVG_NS}g") if g.get("class", "").startswith("seg ")]
+        assert len(arrows) >= 8, len(arrows)  # handshake, request, response, 4-way close
+    finally:
+        follower.terminate()
+        follower.wait(timeout=5)
