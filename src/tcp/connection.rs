@@ -10,7 +10,7 @@ use super::keepalive::KeepAliveState;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
-use super::trace::{Direction, Trace};
+use super::trace::{Direction, Label, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -212,6 +212,10 @@ pub struct Connection {
     pub(super) ack_due: AckDue,
     /// A challenge ACK (RFC 5961) is wanted; the endpoint's global rate limiter decides.
     pub(super) challenge_due: bool,
+    /// Why the pure ACK that is due will be sent (a challenge, out-of-order data…), for the
+    /// trace; and how many duplicate ACKs in a row we have sent for this RCV.NXT.
+    pub(super) ack_reason: Label,
+    pub(super) dup_acks_sent: u16,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
     /// The application has read since our last segment (a window update may be due).
@@ -354,6 +358,8 @@ impl Connection {
             probe_due: false,
             ack_due: AckDue::None,
             challenge_due: false,
+            ack_reason: Label::None,
+            dup_acks_sent: 0,
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
@@ -641,6 +647,7 @@ impl Connection {
     /// Send the challenge ACK: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
     pub fn grant_challenge(&mut self) {
         self.ack_due = AckDue::Now;
+        self.ack_reason = Label::ChallengeAck;
     }
 
     /// Our FIN is acknowledged: wait in FIN-WAIT-2 for the peer's. CLOSE is a half-close

@@ -139,6 +139,9 @@ pub fn describe(e: &Event, view: &View) -> String {
         }
         let _ = write!(s, " <{}>", parts.join(","));
     }
+    if let Some(label) = e.label.text() {
+        let _ = write!(s, " [{label}]");
+    }
     s
 }
 

@@ -1386,6 +1386,7 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
     assert_eq!(ack.map(|s| s.seq), Some(ISS.add(1401)));
 }
 mod edges;
+mod labels;
 mod properties;
 
 // ---- Segmentation offload ----------------------------------------------------------------
