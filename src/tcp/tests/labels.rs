@@ -154,15 +154,7 @@ fn a_syn_in_established_gets_a_labelled_challenge_ack() {
 #[test]
 fn time_wait_labels_its_reack_of_a_retransmitted_fin_only() {
     let mut h = Harness::established();
-    h.conn.close();
-    h.output();
-    let fin = TcpSegment {
-        ack: ISS.add(2),
-        flags: Flags::FIN | Flags::ACK,
-        ..RECV
-    };
-    h.input(&fin);
-    assert_eq!(h.conn.state(), State::TimeWait);
+    let fin = into_time_wait(&mut h);
     assert_eq!(last_label(&mut h), Label::None, "the first ACK of the FIN");
     h.advance(Duration::from_secs(30));
     h.input(&fin);
