@@ -3,7 +3,8 @@
 
 use super::{Args, Command};
 use crate::driver::control::{
-    Request, Response, StatusRow, decode_response, encode, format_stats, format_status, rows_json,
+    Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
+    format_status_info, rows_json,
 };
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::path::Path;
 /// Run `cmd` against the daemon `args` point at. The error is one sentence for the user.
 pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
     match cmd {
-        Command::Status { json, watch } => status(args, *json, *watch),
+        Command::Status { json, watch, info } => status(args, *json, *watch, *info),
         Command::Stats { json } => stats(args, *json),
         Command::Connect { addr, send } => {
             let data = match send.as_deref() {
@@ -88,11 +89,19 @@ fn status_rows(args: &Args) -> Result<Vec<StatusRow>, String> {
     }
 }
 
-fn status(args: &Args, json: bool, watch: bool) -> Result<(), String> {
+fn status(args: &Args, json: bool, watch: bool, info: bool) -> Result<(), String> {
     loop {
-        let rows = status_rows(args)?;
+        let mut rows = status_rows(args)?;
+        if !info {
+            // The daemon always sends the details; `--info` asks to see them.
+            for r in &mut rows {
+                r.info = None;
+            }
+        }
         let text = if json {
             rows_json(&rows)
+        } else if info {
+            format_status_info(&rows)
         } else {
             format_status(&rows)
         };

@@ -149,6 +149,10 @@ pub enum Command {
         /// Refresh every second until interrupted
         #[arg(long = "watch")]
         watch: bool,
+        /// Show each connection's TCP internals, like `ss -ti`: congestion control, window
+        /// scales, RTO, RTT, MSS, cwnd, ssthresh, totals, windows, delivery rate, what limits it
+        #[arg(long = "info")]
+        info: bool,
     },
     /// The counters, like `nstat`
     Stats {

@@ -252,7 +252,16 @@ fn subcommands_parse_with_their_flags() {
         cmd(&["status", "--json", "--watch"]),
         Command::Status {
             json: true,
-            watch: true
+            watch: true,
+            info: false
+        }
+    );
+    assert_eq!(
+        cmd(&["status", "--info"]),
+        Command::Status {
+            json: false,
+            watch: false,
+            info: true
         }
     );
     assert_eq!(cmd(&["stats"]), Command::Stats { json: false });

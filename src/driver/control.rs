@@ -7,6 +7,7 @@
 //! hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
 
 use crate::endpoint::{ClientEvents, ConnStatus};
+use crate::tcp::InfoValue;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -98,6 +99,10 @@ pub struct StatusRow {
     pub cwnd: Option<u32>,
     pub retransmissions: u64,
     pub age_us: Option<u64>,
+    /// `status --info`: the connection's `ss -ti` fields, by name (absent for listeners, and
+    /// left out of `status --json` without `--info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -115,6 +120,19 @@ impl From<&ConnStatus> for StatusRow {
             cwnd: s.cwnd,
             retransmissions: s.retransmissions,
             age_us: s.age.map(us),
+            info: s.info.as_ref().map(|i| {
+                i.entries()
+                    .into_iter()
+                    .map(|(name, v)| {
+                        let v = match v {
+                            Some(InfoValue::Number(n)) => serde_json::Value::from(n),
+                            Some(InfoValue::Text(t)) => serde_json::Value::from(t),
+                            None => serde_json::Value::Null,
+                        };
+                        (name.to_string(), v)
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -122,7 +140,14 @@ impl From<&ConnStatus> for StatusRow {
 /// `synack status --json`: the rows as a pretty-printed JSON array (also `GET
 /// /connections.json`, through `Endpoint::set_status_json`).
 pub fn status_json(rows: &[ConnStatus]) -> String {
-    let rows: Vec<StatusRow> = rows.iter().map(StatusRow::from).collect();
+    // As `synack status --json` prints them: without `--info`'s details.
+    let rows: Vec<StatusRow> = rows
+        .iter()
+        .map(|r| StatusRow {
+            info: None,
+            ..StatusRow::from(r)
+        })
+        .collect();
     rows_json(&rows)
 }
 
@@ -172,6 +197,37 @@ pub fn decode_request(line: &str) -> Result<Request, String> {
 
 pub fn decode_response(line: &str) -> Result<Response, String> {
     serde_json::from_str(line.trim_end()).map_err(|e| format!("bad response from synack: {e}"))
+}
+
+/// `synack status --info`: the table, each connection followed by its `ss -ti` fields on an
+/// indented line (`name:value`, unknown ones left out).
+pub fn format_status_info(rows: &[StatusRow]) -> String {
+    let table = format_status(rows);
+    let mut lines = table.lines();
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        out.push_str(header);
+        out.push('\n');
+    }
+    for (line, row) in lines.zip(rows) {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(info) = &row.info {
+            // In `ss -ti`'s order (the JSON object's is alphabetical).
+            let order = crate::tcp::TcpInfo::default().entries();
+            let fields: Vec<String> = order
+                .iter()
+                .filter_map(|(k, _)| Some((*k, info.get(*k).filter(|v| !v.is_null())?)))
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) if s.contains(' ') => format!("{k}:\"{s}\""),
+                    serde_json::Value::String(s) => format!("{k}:{s}"),
+                    v => format!("{k}:{v}"),
+                })
+                .collect();
+            let _ = writeln!(out, "\t {}", fields.join(" "));
+        }
+    }
+    out
 }
 
 /// `synack status` as a table, like `ss -tan` with a few more columns.
@@ -433,6 +489,7 @@ mod tests {
             cwnd: None,
             retransmissions: 0,
             age: None,
+            info: None,
         };
         let conn = ConnStatus {
             state: State::TimeWait,
@@ -457,6 +514,43 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         let json = serde_json::to_string(&rows[1]).unwrap();
         assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
         assert!(json.contains("\"age_us\":61500000"), "{json}");
+        assert!(!json.contains("info"), "{json}");
+
+        // --info: a line of ss -ti fields under each connection, and an object in the JSON.
+        let info = crate::tcp::TcpInfo {
+            cc: "cubic".into(),
+            wscale: Some((3, 10)),
+            rtt_us: Some(250),
+            mss: 1448,
+            cwnd: 14480,
+            limited: "receive window",
+            ..Default::default()
+        };
+        let with_info = ConnStatus {
+            info: Some(info),
+            ..conn.clone()
+        };
+        let rows: Vec<StatusRow> = [&listen, &with_info]
+            .into_iter()
+            .map(StatusRow::from)
+            .collect();
+        let got = format_status_info(&rows);
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 4, "{got}");
+        assert!(
+            lines[3].starts_with("\t cc:cubic wscale:3,10 rto_us:0 rtt_us:250 rttvar_us:0 mss:1448 cwnd:14480 bytes_sent:0"),
+            "{got}"
+        );
+        assert!(lines[3].ends_with("limited:\"receive window\""), "{got}");
+        assert!(
+            !lines[3].contains("ssthresh"),
+            "unknown values are left out: {got}"
+        );
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["info"]["cwnd"], 14480);
+        assert_eq!(json["info"]["ssthresh"], serde_json::Value::Null);
+        // /connections.json is status --json: without the details.
+        assert!(!status_json(&[with_info]).contains("\"info\""));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct ConnStatus {
     pub retransmissions: u64,
     /// Time since the connection was created (`None` for listeners).
     pub age: Option<Duration>,
+    /// `synack status --info` (`None` for listeners).
+    pub info: Option<crate::tcp::TcpInfo>,
 }
 
 /// The ladders of closed connections, collected when `--ladder` asks for them.
@@ -117,6 +119,7 @@ fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
         cwnd: Some(c.cwnd()),
         retransmissions: c.retransmissions(),
         age: Some(now.saturating_since(c.created())),
+        info: Some(c.tcp_info(now.saturating_since(c.created()))),
     }
 }
 
@@ -215,6 +218,7 @@ impl Endpoint {
                         cwnd: None,
                         retransmissions: 0,
                         age: None,
+                        info: None,
                     });
                 }
             }

@@ -279,6 +279,28 @@ fn status_lists_listeners_then_connections_like_ss() {
     assert_eq!(conn.rtt, Some(Duration::ZERO));
     assert_eq!(conn.rto, Some(Duration::from_millis(200)));
     assert_eq!(conn.app, "echo");
+    // status --info: what ss -ti would say.
+    let info = conn.info.as_ref().expect("a connection has details");
+    assert_eq!(info.cc, "cubic");
+    assert_eq!(
+        (info.bytes_received, info.bytes_sent, info.bytes_acked),
+        (3, 3, 0)
+    );
+    assert_eq!(
+        (info.segs_in, info.segs_out),
+        (2, 2),
+        "SYN, data; SYN,ACK, echo"
+    );
+    assert_eq!(
+        info.mss, 536,
+        "the SYN had no MSS option: RFC 9293 §3.7.1 default"
+    );
+    assert_eq!(info.ssthresh, None, "no loss yet");
+    assert_eq!(
+        info.limited, "application",
+        "everything queued is in flight"
+    );
+    assert!(rows[0].info.is_none(), "listeners have none");
     // The ladder of the live connection is there too.
     let ladders = net.ep.ladders();
     assert_eq!(ladders.len(), 1);

@@ -496,6 +496,76 @@ impl Connection {
         std::mem::take(&mut self.samples)
     }
 
+    /// `synack status --info` (see [`TcpInfo`]); `age` is how long the connection has lived.
+    pub fn tcp_info(&self, age: crate::time::Duration) -> super::TcpInfo {
+        let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mss = u32::from(self.send_mss);
+        let data = |from: SeqNum, to: SeqNum| u64::from(to.distance_from(from).saturating_sub(1));
+        let bytes_acked = if self.snd.una == self.snd.iss {
+            0
+        } else {
+            data(self.snd.iss, self.snd.una)
+        };
+        let (mut segs_in, mut segs_out) = (
+            self.trace.folded().segments_in,
+            self.trace.folded().segments_out,
+        );
+        for e in self.trace.events() {
+            match e.direction {
+                Direction::In => segs_in += 1,
+                Direction::Out => segs_out += 1,
+            }
+        }
+        let sender = self.sender_state();
+        let window_left = self
+            .snd
+            .una
+            .add(self.snd.wnd)
+            .distance_from(self.snd.nxt)
+            .min(self.snd.wnd);
+        let limited = if self.send_buf.len() <= sender.flight as usize {
+            "application"
+        } else if window_left < mss {
+            "receive window"
+        } else if sender.cwnd <= sender.flight.saturating_add(mss) {
+            "cwnd"
+        } else {
+            "application"
+        };
+        let lost_bytes = self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss);
+        let secs = age.as_secs_f64();
+        super::TcpInfo {
+            cc: self.cc.kind().to_string(),
+            wscale: self
+                .opts
+                .ws
+                .then_some((self.opts.rcv_shift, self.opts.snd_shift)),
+            rto_us: us(self.rtt.rto()),
+            rtt_us: self.rtt.srtt().map(us),
+            rttvar_us: us(self.rtt.rttvar()),
+            mss: self.send_mss,
+            cwnd: sender.cwnd,
+            ssthresh: (sender.ssthresh < u32::MAX / 2).then_some(sender.ssthresh),
+            bytes_sent: data(self.snd.iss, self.snd.nxt),
+            bytes_acked,
+            bytes_received: data(self.rcv.irs, self.rcv.nxt),
+            segs_out,
+            segs_in,
+            retrans: self.retransmits,
+            lost_bytes,
+            sacked_bytes: self.scoreboard.sacked_bytes(),
+            rcv_space: self.recv_space(),
+            rcv_wnd: self.rcv.wnd(),
+            snd_wnd: self.snd.wnd,
+            delivery_rate: if secs > 0.0 {
+                (bytes_acked as f64 / secs) as u64
+            } else {
+                0
+            },
+            limited,
+        }
+    }
+
     /// The congestion window, for `status`.
     pub fn cwnd(&self) -> u32 {
         self.cc.cwnd()

@@ -196,3 +196,24 @@ def test_trace_svg_follow_writes_a_picture_per_closed_connection(synack, tmp_pat
     finally:
         follower.terminate()
         follower.wait(timeout=5)
+
+
+def test_status_info_shows_each_connections_internals_like_ss_ti(synack):
+    import json
+    import socket
+    from conftest import synack_cmd
+    with socket.create_connection((harness.SYNACK4, 7), timeout=5) as s:
+        s.sendall(b"hello\n")
+        assert s.recv(100) == b"hello\n"
+        text = synack_cmd("status", "--info")
+        assert text.returncode == 0, text.stderr
+        out = text.stdout.decode()
+        info_lines = [l for l in out.splitlines() if l.startswith("\t ")]
+        assert any("cc:cubic" in l and "bytes_received:6" in l and "mss:" in l
+                   for l in info_lines), out
+        rows = json.loads(synack_cmd("status", "--info", "--json").stdout)
+        conns = [r for r in rows if r.get("peer")]
+        assert conns and all("info" in r for r in conns), rows
+        assert {"cwnd", "rtt_us", "snd_wnd", "rcv_wnd", "delivery_rate", "limited"} <= set(conns[0]["info"])
+        plain = json.loads(synack_cmd("status", "--json").stdout)
+        assert all("info" not in r for r in plain)
