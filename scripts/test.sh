@@ -9,11 +9,13 @@
 #   scripts/test.sh -- -k http      anything after the options goes to pytest
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
-# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, python3-scapy,
-# python3-pytest) with apt-get. Nothing is configured in the machine's own namespace.
+# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, libcap2-bin,
+# systemd, man-db, python3-scapy, python3-pytest) with apt-get, and cargo-deb with cargo.
+# Nothing is configured in the machine's own namespace; the package test installs synack's
+# .deb with dpkg and removes it again.
 set -euo pipefail
 
-usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
 
 mode=all
 pytest_args=()
@@ -49,6 +51,12 @@ install_deps() {
     command -v ip >/dev/null || missing+=(iproute2)
     command -v unshare >/dev/null || missing+=(util-linux)
     command -v setpriv >/dev/null || missing+=(util-linux)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    # tests/e2e/test_daemon.py: file capabilities, the unit check, the man page, the package.
+    command -v setcap >/dev/null || missing+=(libcap2-bin)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
+    command -v man >/dev/null || missing+=(man-db)
+    command -v dpkg-deb >/dev/null || missing+=(dpkg)
     "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
     "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
     # Issue 10: pages in a real browser, screenshots checked with PIL, /metrics parsed.
@@ -67,7 +75,17 @@ install_deps() {
     fi
 }
 
+# scripts/package.sh (and its test) builds the Debian package with cargo-deb.
+install_cargo_deb() {
+    cargo deb --version >/dev/null 2>&1 && return
+    say "installing cargo-deb (cargo install cargo-deb --locked)"
+    cargo install cargo-deb --locked
+}
+
 install_deps
+if command -v cargo >/dev/null && [[ $mode != unit ]]; then
+    install_cargo_deb
+fi
 [[ $mode == deps ]] && exit 0
 
 if ! command -v cargo >/dev/null; then

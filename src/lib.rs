@@ -8,6 +8,19 @@
 //!
 //! See docs/ARCHITECTURE.md for the path of a packet through these modules.
 
+// No panic on anything from the network (the house rules), checked: outside its tests the
+// library uses no `unwrap`, `expect`, `panic!` or `[i]`/`[a..b]` (`.get()`, iterators, slice
+// patterns and checked splits instead).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod cli;
 pub mod config;
 pub mod device;

@@ -1,5 +1,6 @@
 //! The `synack` binary: parse the flags, start logging, run until SIGINT/SIGTERM; or, with a
-//! subcommand (`status`, `stats`, `connect`, `trace`), ask the running daemon.
+//! subcommand (`status`, `stats`, `connect`, `trace`), ask the running daemon; `man` and
+//! `completions` print the man page and a shell completion script.
 //!
 //! Exit codes: 0 after a clean shutdown or a successful command, 1 when setup or the command
 //! fails, 2 for a bad flag (from clap).

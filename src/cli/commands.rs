@@ -1,11 +1,15 @@
 //! `synack status|stats|connect|trace`: the client side of the control socket. Each command
-//! sends one request to the running daemon and prints what comes back.
+//! sends one request to the running daemon and prints what comes back. (`man` and
+//! `completions` need no daemon: see `cli::generate`.)
 
+use super::generate;
 use super::{Args, Command};
+use crate::config::plain;
 use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
     format_status_info, rows_json,
 };
+use crate::driver::socket_dir::{self, check_socket_dir};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
@@ -32,32 +36,42 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
             connect(args, Request::Connect { addr: *addr, data })
         }
         Command::Trace { follow, svg } => trace(args, *follow, svg.as_deref()),
+        Command::Completions { shell } => generate::print(Ok(generate::completions(*shell))),
+        Command::Man => generate::print(generate::man_page()),
     }
 }
 
-/// "Permission denied (os error 13)" -> "permission denied".
-fn plain(e: &io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error")
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
+/// Root's default socket for this interface, when it is not ours and exists.
+fn root_socket(args: &Args) -> Option<std::path::PathBuf> {
+    let root = socket_dir::root_socket_path(&args.iface);
+    (args.control.is_none() && args.control_path() != root && root.exists()).then_some(root)
 }
 
 /// A connection to the daemon with `req` sent.
 fn request(args: &Args, req: &Request) -> Result<BufReader<UnixStream>, String> {
     let path = args.control_path();
+    check_socket_dir(&path)?;
     let mut stream = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound | ErrorKind::ConnectionRefused => format!(
-            "no synack running on {}? (nothing answers at {}; start it with `synack -i {}`, \
-             or point --control at its socket)",
-            args.iface,
-            path.display(),
-            args.iface
-        ),
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => match root_socket(args) {
+            // A daemon started with sudo (or the systemd service) is root's.
+            Some(root) => format!(
+                "nothing answers at {}, your default; a synack run by root has {}: run this \
+                 as root (sudo synack ...), or give --control {}",
+                path.display(),
+                root.display(),
+                root.display()
+            ),
+            None => format!(
+                "no synack running on {}? (nothing answers at {}; start it with `synack -i \
+                 {}`, or point --control at its socket)",
+                args.iface,
+                path.display(),
+                args.iface
+            ),
+        },
         ErrorKind::PermissionDenied => format!(
             "cannot open {}: permission denied (run this as the user running synack, \
-             usually root)",
+             or as root)",
             path.display()
         ),
         _ => format!("cannot reach synack at {}: {}", path.display(), plain(&e)),

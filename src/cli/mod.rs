@@ -4,6 +4,7 @@
 //! line"): keep them as they are.
 
 pub mod commands;
+pub mod generate;
 mod limits;
 
 // Setup errors and host addresses live in the leaf module `crate::config`, which the device
@@ -129,16 +130,20 @@ pub struct Args {
     #[arg(long = "ladder")]
     pub ladder: bool,
 
-    /// The control socket of the daemon [default: /run/synack/<IFACE>.sock]
+    /// The control socket of the daemon [default: /run/synack/<IFACE>.sock for root, else
+    /// $XDG_RUNTIME_DIR/synack/<IFACE>.sock, or /tmp/synack-<UID>/<IFACE>.sock without
+    /// XDG_RUNTIME_DIR]
     #[arg(long = "control", value_name = "PATH")]
     pub control: Option<PathBuf>,
 
-    /// Talk to the running daemon instead of starting one
+    /// Talk to the running daemon instead of starting one, or print the man page or a
+    /// completion script
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// The subcommands that talk to a running daemon over its control socket.
+/// The subcommands: most talk to a running daemon over its control socket; `man` and
+/// `completions` print documentation generated from these definitions.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// One row per connection and listener, like `ss -tan`
@@ -179,6 +184,15 @@ pub enum Command {
         #[arg(long = "svg", value_name = "DIR")]
         svg: Option<PathBuf>,
     },
+    /// Print a shell completion script for bash, zsh or fish, e.g.
+    /// `synack completions bash > ~/.local/share/bash-completion/completions/synack`
+    Completions {
+        /// The shell to complete for
+        #[arg(value_name = "SHELL")]
+        shell: generate::Shell,
+    },
+    /// Print the man page (roff), e.g. `synack man | man -l -`
+    Man,
 }
 
 /// One `--listen PORT=SERVICE`.
@@ -349,11 +363,12 @@ impl Args {
         !self.no_offload && self.impair.is_none()
     }
 
-    /// Where the daemon's control socket is: `--control`, or `/run/synack/<iface>.sock`.
+    /// Where the daemon's control socket is: `--control`, or the default for this user and
+    /// interface (`/run/synack/<iface>.sock` for root; see `driver::socket_dir`).
     pub fn control_path(&self) -> PathBuf {
         self.control
             .clone()
-            .unwrap_or_else(|| driver::control::default_socket_path(&self.iface))
+            .unwrap_or_else(|| driver::socket_dir::default_socket_path(&self.iface))
     }
 
     /// The log level when RUST_LOG is not set.

@@ -230,16 +230,20 @@ fn observation_flags_and_their_defaults() {
         (a.pcap.clone(), a.ladder, a.command.clone()),
         (None, false, None)
     );
-    assert_eq!(
-        a.control_path(),
-        std::path::PathBuf::from("/run/synack/synack0.sock")
-    );
+    // The default depends on who runs it (root: /run/synack/synack0.sock); the daemon and
+    // every subcommand agree on it.
+    let default = crate::driver::socket_dir::default_socket_path("synack0");
+    assert_eq!(a.control_path(), default);
+    assert!(default.ends_with("synack0.sock"));
+    for sub in ["status", "stats", "trace"] {
+        assert_eq!(parse(&[sub]).unwrap().control_path(), default, "{sub}");
+    }
     let a = parse(&["-i", "tun7", "--pcap", "-", "--ladder"]).unwrap();
     assert_eq!(a.pcap, Some("-".into()));
     assert!(a.ladder);
     assert_eq!(
         a.control_path(),
-        std::path::PathBuf::from("/run/synack/tun7.sock")
+        crate::driver::socket_dir::default_socket_path("tun7")
     );
     let a = parse(&["--control", "/tmp/x.sock", "status"]).unwrap();
     assert_eq!(a.control_path(), std::path::PathBuf::from("/tmp/x.sock"));
@@ -335,4 +339,19 @@ fn startup_line_for_ipv6_only_and_http_on_another_port() {
         "synack listening on 2001:2::5 via tun7 (8080=http) — try: \
          curl http://[2001:2::5]:8080/, ping 2001:2::5"
     );
+}
+
+#[test]
+fn man_and_completions_parse() {
+    use super::generate::Shell;
+    let cmd = |extra: &[&str]| parse(extra).unwrap().command.unwrap();
+    assert_eq!(cmd(&["man"]), Command::Man);
+    for (name, shell) in [
+        ("bash", Shell::Bash),
+        ("zsh", Shell::Zsh),
+        ("fish", Shell::Fish),
+    ] {
+        assert_eq!(cmd(&["completions", name]), Command::Completions { shell });
+    }
+    assert!(parse_err(&["completions", "tcsh"]).contains("tcsh"));
 }

@@ -34,7 +34,7 @@ pub enum SetupError {
 }
 
 /// "Permission denied (os error 13)" -> "permission denied".
-fn plain(e: &io::Error) -> String {
+pub fn plain(e: &io::Error) -> String {
     let s = e.to_string();
     let s = s.split(" (os error").next().unwrap_or_default();
     let mut chars = s.chars();

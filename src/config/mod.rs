@@ -5,7 +5,7 @@
 
 mod error;
 
-pub use error::SetupError;
+pub use error::{SetupError, plain};
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,4 +1,5 @@
-//! Link settings through the classic interface ioctls: MTU (SIOCSIFMTU) and IFF_UP.
+//! Link settings through the classic interface ioctls: MTU (SIOCSIFMTU), the transmit queue
+//! length (SIOCSIFTXQLEN) and IFF_UP.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -42,6 +43,15 @@ pub fn set_mtu(name: &str, mtu: u16) -> io::Result<()> {
     let mut req = ifreq_for(name)?;
     req.ifr_ifru.ifru_mtu = libc::c_int::from(mtu);
     ioctl(&sock, libc::SIOCSIFMTU as _, &mut req)
+}
+
+/// The length of the queue in which the kernel holds packets for synack to read (for a TUN,
+/// the size of its packet ring).
+pub fn set_txqueuelen(name: &str, len: u32) -> io::Result<()> {
+    let sock = control_socket()?;
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_ifindex = libc::c_int::try_from(len).unwrap_or(libc::c_int::MAX);
+    ioctl(&sock, libc::SIOCSIFTXQLEN as _, &mut req)
 }
 
 pub fn set_up(name: &str) -> io::Result<()> {

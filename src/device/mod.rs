@@ -194,6 +194,9 @@ impl Tun {
         // MTU first: the kernel keeps IPv6 off an interface whose MTU is below 1280.
         link::set_mtu(name, mtu)
             .map_err(|e| SetupError::configure(name, format!("set MTU {mtu}"), e, false))?;
+        link::set_txqueuelen(name, TX_QUEUE_LEN).map_err(|e| {
+            SetupError::configure(name, format!("set txqueuelen {TX_QUEUE_LEN}"), e, false)
+        })?;
         let mut rtnl = netlink::Route::open().map_err(|e| {
             SetupError::configure(name, "open a netlink socket".to_owned(), e, false)
         })?;
@@ -204,6 +207,21 @@ impl Tun {
         }
         link::set_up(name)
             .map_err(|e| SetupError::configure(name, "bring the link up".to_owned(), e, false))
+    }
+
+    /// Whether the kernel delivers every one of `host_addrs` locally yet (`ip route get`
+    /// says `local`). An IPv6 address added before the link came up gets its local route
+    /// only when the kernel's address-configuration work has run, a few milliseconds after
+    /// the link is up (even with IFA_F_NODAD), and a SYN,ACK to an address without one is
+    /// dropped; so "configured" means this holds (the driver waits for it).
+    pub fn host_addrs_local(&self, host_addrs: &[HostAddr]) -> io::Result<bool> {
+        let mut rtnl = netlink::Route::open()?;
+        for host in host_addrs {
+            if !rtnl.is_local(host.addr)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -290,6 +308,13 @@ fn write(fd: RawFd, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// The length of the queue of packets the kernel holds for synack (`txqueuelen`). A TUN gets
+/// 500 by default, which a burst of connections overflows: 100,000 clients opening at once
+/// lost 900,000 packets there, and a client whose line was dropped waits out its RTO backoff.
+/// 20,000 carried that burst without a drop (docs/PERFORMANCE.md). Departure: Linux's own
+/// NICs default to 1000, but they are drained by interrupts, not by one userspace reader.
+pub const TX_QUEUE_LEN: u32 = 20_000;
+
 /// The `ip` commands that do what [`Tun::configure`] does, for `--no-configure`.
 pub fn ip_commands(iface: &str, host_addrs: &[HostAddr], mtu: u16) -> Vec<String> {
     let mut cmds: Vec<String> = host_addrs
@@ -302,7 +327,9 @@ pub fn ip_commands(iface: &str, host_addrs: &[HostAddr], mtu: u16) -> Vec<String
             }
         })
         .collect();
-    cmds.push(format!("ip link set dev {iface} mtu {mtu} up"));
+    cmds.push(format!(
+        "ip link set dev {iface} mtu {mtu} txqueuelen {TX_QUEUE_LEN} up"
+    ));
     cmds
 }
 

@@ -1,25 +1,19 @@
 //! The control protocol between the running daemon and `synack status|stats|connect|trace`.
 //!
-//! Over a Unix stream socket (default `/run/synack/<iface>.sock`), newline-delimited JSON: the
-//! client sends one [`Request`] line; the daemon answers with one or more [`Response`] lines
-//! and closes the stream when the request is done (`connect` streams the received data until
-//! the connection ends, `trace --follow` until the client goes away). Payload bytes travel as
-//! hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
+//! Over a Unix stream socket (by default `/run/synack/<iface>.sock` for root; `socket_dir.rs`
+//! says where for other users), newline-delimited JSON: the client sends one [`Request`] line;
+//! the daemon answers with one or more [`Response`] lines and closes the stream when the
+//! request is done (`connect` streams the received data until the connection ends, `trace
+//! --follow` until the client goes away). Payload bytes travel as hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
 
 use crate::endpoint::{ClientEvents, ConnStatus};
 use crate::tcp::InfoValue;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// The longest request line the daemon reads (a `connect` carries its data hex-encoded).
 pub const MAX_REQUEST_LINE: usize = 4 * 1024 * 1024;
-
-/// Where the daemon for `iface` listens unless `--control` says otherwise.
-pub fn default_socket_path(iface: &str) -> PathBuf {
-    PathBuf::from(format!("/run/synack/{iface}.sock"))
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -317,11 +311,11 @@ mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digit = |d: u8| char::from_digit(u32::from(d), 16).unwrap_or('0');
         let mut out = String::with_capacity(bytes.len() * 2);
         for b in bytes {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 15)]));
+            out.push(digit(b >> 4));
+            out.push(digit(b & 15));
         }
         s.serialize_str(&out)
     }
@@ -559,14 +553,6 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         assert_eq!(
             got,
             "segments_in            12\nrst_out                 3\n"
-        );
-    }
-
-    #[test]
-    fn the_default_socket_is_named_after_the_interface() {
-        assert_eq!(
-            default_socket_path("synack0"),
-            PathBuf::from("/run/synack/synack0.sock")
         );
     }
 }

@@ -1,20 +1,21 @@
 //! The daemon's side of the control socket: a Unix stream listener in the mio loop, one
 //! [`Request`] per client, answered from the [`Endpoint`] (see `control.rs` for the protocol).
 //!
-//! The socket file is created mode 0600 (its directory too, if missing); a stale file from a
-//! daemon that died is removed at startup, and ours is removed on exit.
+//! The socket file is created mode 0600 (its directory too, if missing: see `socket_dir.rs`); a
+//! stale file from a daemon that died is removed at startup, and ours is removed on exit.
 
 use super::control::{
     MAX_REQUEST_LINE, Request, Response, StatusRow, client_responses, decode_request, encode,
 };
-use crate::config::SetupError;
+use super::socket_dir::make_socket_dir;
+use crate::config::plain;
 use crate::endpoint::{ClientId, Endpoint};
 use crate::time::Instant;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 
@@ -53,39 +54,29 @@ pub struct ControlServer {
 }
 
 impl ControlServer {
-    /// Bind the socket at `path`, replacing a stale one.
-    pub fn bind(path: &Path) -> Result<ControlServer, SetupError> {
-        let io_err = |what| move |source| SetupError::Io { what, source };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(io_err("cannot create the control socket's directory"))?;
-        }
+    /// Bind the socket at `path`, replacing a stale one. The error says why, in words.
+    pub fn bind(path: &Path) -> Result<ControlServer, String> {
+        let fail = |what: &str, e: io::Error| format!("{what}: {}", plain(&e));
+        make_socket_dir(path)?;
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(SetupError::Io {
-                    what: "another synack is running on this control socket (--control)",
-                    source: io::Error::from(ErrorKind::AddrInUse),
-                });
+                return Err("another synack is running on it".to_owned());
             }
             debug!(path = %path.display(), "removing a stale control socket");
-            std::fs::remove_file(path).map_err(io_err("cannot remove a stale control socket"))?;
+            std::fs::remove_file(path).map_err(|e| fail("cannot remove the stale socket", e))?;
         }
-        let listener =
-            UnixListener::bind(path).map_err(io_err("cannot create the control socket"))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err("cannot restrict the control socket to its owner"))?;
-        Ok(ControlServer {
+        let listener = UnixListener::bind(path).map_err(|e| fail("cannot create it", e))?;
+        let server = ControlServer {
             listener,
             path: path.to_owned(),
             first_token: 0,
             next_token: 0,
             clients: HashMap::new(),
-        })
+        };
+        // On failure `server` is dropped, which removes the file again.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail("cannot restrict it to its owner", e))?;
+        Ok(server)
     }
 
     pub fn path(&self) -> &Path {

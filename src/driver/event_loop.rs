@@ -281,6 +281,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                     signal_name(signal),
                     self.grace
                 );
+                super::notify::stopping();
                 core.shutdown(now);
                 grace_end = Some(now + self.grace);
             }

@@ -9,8 +9,10 @@ pub mod control;
 mod control_server;
 mod event_loop;
 mod impaired;
+mod notify;
 mod observe;
 pub mod pcap;
+pub mod socket_dir;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
 pub use impaired::Impaired;
@@ -23,7 +25,7 @@ use crate::services::ServiceKind;
 use crate::time::Duration;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// How long open connections get to close after the first SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -70,6 +72,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
         }
     } else {
         tun.configure(&config.host_addrs, config.mtu)?;
+        wait_until_local(&tun, &config.host_addrs);
         debug!(
             iface = tun.name(),
             mtu = config.mtu,
@@ -98,7 +101,11 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
         Endpoint::new(endpoint_config, secret, clock.now()).with_limits(config.limits.clone());
     // GET /connections.json is `synack status --json`, encoded by the same code.
     endpoint.set_status_json(control::status_json);
-    info!("{}", startup_line(&config.endpoint, tun.name()));
+    let line = startup_line(&config.endpoint, tun.name());
+    info!("{line}");
+    // The interface is up and configured, the listeners are open (the kernel queues what
+    // arrives before the first poll): tell systemd, if it started us.
+    notify::ready(&line);
     match &config.impair {
         Some(spec) => {
             info!("impairing the link in both directions: --impair {spec}");
@@ -110,6 +117,35 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
         }
     }
     Ok(())
+}
+
+/// How long [`wait_until_local`] waits for the kernel to deliver the host addresses locally.
+const LOCAL_ROUTE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wait, at most [`LOCAL_ROUTE_WAIT`], until the kernel delivers every host address locally
+/// (`Tun::host_addrs_local`: IPv6 addresses get their local route a few milliseconds after
+/// the link is up), so that the startup line and systemd's READY=1 mean "usable". Past the
+/// wait, or if netlink fails, go on: the route will come, and a client's SYN retransmission
+/// covers the gap.
+fn wait_until_local(tun: &Tun, host_addrs: &[HostAddr]) {
+    let start = std::time::Instant::now();
+    loop {
+        match tun.host_addrs_local(host_addrs) {
+            Ok(true) => break,
+            Ok(false) if start.elapsed() < LOCAL_ROUTE_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Ok(false) => {
+                debug!("the host addresses have no local route yet; going on");
+                break;
+            }
+            Err(e) => {
+                debug!("cannot ask the kernel for the host addresses' routes: {e}");
+                break;
+            }
+        }
+    }
+    debug!(waited = ?start.elapsed(), "host addresses delivered locally");
 }
 
 /// `--pcap`, `--ladder` and the control socket.
@@ -124,12 +160,27 @@ fn observers(config: &DaemonConfig) -> Result<observe::Observers, SetupError> {
     } else {
         observe::LadderOut::Stdout
     });
-    let control = control_server::ControlServer::bind(&config.control)?;
-    debug!(path = %control.path().display(), "control socket ready");
+    let path = &config.control;
+    // Issue #14: without its control socket the endpoint still works; say so once, with the fix.
+    let control = match control_server::ControlServer::bind(path) {
+        Ok(control) => {
+            debug!(path = %path.display(), "control socket ready");
+            Some(control)
+        }
+        Err(why) => {
+            warn!(
+                "no control socket at {} ({why}): running without one, so `synack status`, \
+                 `stats`, `connect` and `trace` cannot reach this daemon; give it a path you \
+                 may write with --control PATH (and the same --control to the subcommands)",
+                path.display()
+            );
+            None
+        }
+    };
     Ok(observe::Observers {
         capture,
         ladder,
-        control: Some(control),
+        control,
     })
 }
 

@@ -21,6 +21,15 @@
 //! in reply to a RST; no connection lingers in CLOSED or LISTEN after a poll; the connection
 //! count, each listener's half-open queue and the buffer memory stay within the limits.
 
+// A test harness, built only for tests and `cargo fuzz`: a panic is how it reports a broken
+// invariant to libFuzzer, and its tables are indexed by masked fuzz input.
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
 use super::{Counters, Endpoint, EndpointConfig, Limits};
 use crate::services::ServiceKind;
 use crate::tcp::{SeqNum, State};

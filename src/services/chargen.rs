@@ -31,9 +31,11 @@ const fn pattern_byte(offset: usize) -> u8 {
 /// One period of the pattern, computed at compile time, so that sending is a copy.
 static PATTERN: [u8; PERIOD] = {
     let mut p = [0u8; PERIOD];
+    let mut rest: &mut [u8] = &mut p;
     let mut i = 0;
-    while i < PERIOD {
-        p[i] = pattern_byte(i);
+    while let [byte, tail @ ..] = rest {
+        *byte = pattern_byte(i);
+        rest = tail;
         i += 1;
     }
     p

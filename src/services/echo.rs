@@ -37,7 +37,10 @@ impl Echo {
             if want == 0 {
                 break;
             }
-            let got = sock.recv(&mut buf[..want]);
+            let Some(room) = buf.get_mut(..want) else {
+                break;
+            };
+            let got = sock.recv(room);
             let Some(data) = buf.get(..got) else { break };
             if data.is_empty() {
                 break;

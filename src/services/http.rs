@@ -381,7 +381,9 @@ impl Http {
         // Body bytes that came in with the head first, then straight from the socket.
         let got = if self.inbuf.is_empty() {
             let mut buf = [0u8; COPY_BUF];
-            let n = sock.recv(&mut buf[..want.min(COPY_BUF)]);
+            let n = buf
+                .get_mut(..want.min(COPY_BUF))
+                .map_or(0, |room| sock.recv(room));
             self.on_body(buf.get(..n).unwrap_or_default());
             n
         } else {
@@ -416,7 +418,7 @@ impl Http {
             if room == 0 {
                 return;
             }
-            let n = sock.recv(&mut buf[..room]);
+            let n = buf.get_mut(..room).map_or(0, |room| sock.recv(room));
             if n == 0 {
                 return;
             }

@@ -62,7 +62,9 @@ fn sum_native(data: &[u8]) -> u16 {
     }
     let mut tail = chunks.remainder().chunks_exact(2);
     for pair in &mut tail {
-        acc += u64::from(u16::from_ne_bytes([pair[0], pair[1]]));
+        if let &[a, b] = pair {
+            acc += u64::from(u16::from_ne_bytes([a, b]));
+        }
     }
     // Fold 64 -> 32 -> 16 bits, carrying around each time.
     let mut folded = (acc & 0xffff_ffff) + (acc >> 32);
