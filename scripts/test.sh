@@ -10,7 +10,8 @@
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
 # missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, libcap2-bin,
-# systemd, man-db, python3-scapy, python3-pytest) with apt-get, and cargo-deb with cargo.
+# systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
+# python3-prometheus-client) with apt-get, and cargo-deb with cargo.
 # Nothing is configured in the machine's own namespace; the package test installs synack's
 # .deb with dpkg and removes it again.
 set -euo pipefail
