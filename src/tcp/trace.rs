@@ -64,6 +64,9 @@ pub enum Label {
     ChallengeAck,
     /// TIME-WAIT acknowledging a retransmitted FIN (RFC 9293 §3.10.7.4).
     TimeWaitReAck,
+    /// Our SYN,ACK was a SYN cookie (RFC 4987 §3.6): sent without state, and drawn as the
+    /// cookie remembers it once the final ACK rebuilt the connection.
+    SynCookie,
 }
 
 impl Label {
@@ -81,6 +84,7 @@ impl Label {
             Label::KeepAlive => Borrowed("keep-alive"),
             Label::ChallengeAck => Borrowed("challenge ACK"),
             Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
+            Label::SynCookie => Borrowed("SYN cookie"),
         })
     }
 }
