@@ -19,6 +19,9 @@ use std::net::SocketAddr;
 /// The most closed connections' ladders kept for the driver; older ones are dropped (counted).
 pub const MAX_FINISHED_LADDERS: usize = 1024;
 
+/// The most rows `/connections` draws (the JSON has them all).
+pub const MAX_LISTED: usize = 1000;
+
 /// How many closed connections `/connections` keeps listing (with their diagrams), so a
 /// learner can look at a finished connection's close and TIME-WAIT.
 pub const RECENTLY_CLOSED: usize = 64;
@@ -323,7 +326,18 @@ impl Endpoint {
              </p>"
         );
         out.push_str("<h2>Listeners and open connections</h2>\n");
-        status_table(&mut out, &self.snapshot(now), "open");
+        let mut rows = self.snapshot(now);
+        if rows.len() > MAX_LISTED {
+            // A page a browser can show: the rest is in /connections.json.
+            let _ = writeln!(
+                out,
+                "<p>The first {MAX_LISTED} of {} rows; all of them are in \
+                 <a href=\"/connections.json\">/connections.json</a>.</p>",
+                rows.len()
+            );
+            rows.truncate(MAX_LISTED);
+        }
+        status_table(&mut out, &rows, "open");
         out.push_str("<h2>Recently closed</h2>\n");
         let closed: Vec<ConnStatus> = self
             .finished
