@@ -39,9 +39,10 @@ const IFNAME_MAX: usize = 15;
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
 #[command(name = "synack", version)]
 pub struct Args {
-    /// TUN interface to create
+    /// TUN interface to create (a subcommand: the daemon's interface); before or after the
+    /// subcommand
     #[arg(short = 'i', long = "iface", value_name = "NAME", default_value = "synack0",
-          value_parser = parse_iface_name)]
+          value_parser = parse_iface_name, global = true)]
     pub iface: String,
 
     /// Address the endpoint answers as (repeatable)
@@ -132,8 +133,8 @@ pub struct Args {
 
     /// The control socket of the daemon [default: /run/synack/<IFACE>.sock for root, else
     /// $XDG_RUNTIME_DIR/synack/<IFACE>.sock, or /tmp/synack-<UID>/<IFACE>.sock without
-    /// XDG_RUNTIME_DIR]
-    #[arg(long = "control", value_name = "PATH")]
+    /// XDG_RUNTIME_DIR]; before or after the subcommand
+    #[arg(long = "control", value_name = "PATH", global = true)]
     pub control: Option<PathBuf>,
 
     /// Talk to the running daemon instead of starting one, or print the man page or a
@@ -159,7 +160,8 @@ pub enum Command {
         #[arg(long = "info")]
         info: bool,
     },
-    /// The counters, like `nstat`
+    /// The counters, like `nstat`, with the name of Linux's counter beside synack's where Linux
+    /// counts the same thing
     Stats {
         /// Print JSON, for scripts
         #[arg(long = "json")]

@@ -355,3 +355,38 @@ fn man_and_completions_parse() {
     }
     assert!(parse_err(&["completions", "tcsh"]).contains("tcsh"));
 }
+
+#[test]
+fn control_and_iface_go_before_or_after_the_subcommand() {
+    for sub in [
+        &["status"][..],
+        &["stats", "--json"],
+        &["trace"],
+        &["connect", "198.18.0.1:7"],
+    ] {
+        let before: Vec<&str> = ["--control", "/tmp/x.sock", "-i", "tun7"]
+            .into_iter()
+            .chain(sub.iter().copied())
+            .collect();
+        let after: Vec<&str> = sub
+            .iter()
+            .copied()
+            .chain(["--control", "/tmp/x.sock", "-i", "tun7"])
+            .collect();
+        for argv in [before, after] {
+            let a = parse(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(a.control_path(), std::path::PathBuf::from("/tmp/x.sock"));
+            assert_eq!(a.iface, "tun7", "{argv:?}");
+            assert!(a.command.is_some());
+        }
+    }
+    // Only -i after the subcommand: the default socket follows the interface.
+    let a = parse(&["stats", "-i", "tun9"]).unwrap();
+    assert_eq!(
+        a.control_path(),
+        crate::driver::socket_dir::default_socket_path("tun9")
+    );
+    // Given before the subcommand and not after, it is not reset to its default.
+    let a = parse(&["-i", "tun9", "stats"]).unwrap();
+    assert_eq!(a.iface, "tun9");
+}

@@ -296,12 +296,20 @@ fn format_age(us: u64) -> String {
     }
 }
 
-/// `synack stats` as `nstat` prints counters: name and value, one per line.
+/// `synack stats` as `nstat` prints counters, one per line: synack's name, the name `nstat`
+/// gives Linux's counter of the same meaning (blank where Linux has none), and the value.
 pub fn format_stats(counters: &[(String, u64)]) -> String {
+    let linux = |name: &str| crate::endpoint::Counters::linux_name(name).unwrap_or("");
     let w = counters.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let lw = counters
+        .iter()
+        .map(|(n, _)| linux(n).len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (name, value) in counters {
-        let _ = writeln!(out, "{name:<w$}  {value:>12}");
+        let linux_name = linux(name);
+        let _ = writeln!(out, "{name:<w$}  {linux_name:<lw$}  {value:>12}");
     }
     out
 }
@@ -549,10 +557,16 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
 
     #[test]
     fn stats_align_like_nstat() {
-        let got = format_stats(&[("segments_in".into(), 12), ("rst_out".into(), 3)]);
+        let got = format_stats(&[
+            ("segments_in".into(), 12),
+            ("rst_in".into(), 3),
+            ("listen_drops".into(), 1),
+        ]);
         assert_eq!(
             got,
-            "segments_in            12\nrst_out                 3\n"
+            "segments_in   TcpInSegs                    12\n\
+             rst_in                                      3\n\
+             listen_drops  TcpExtListenDrops             1\n"
         );
     }
 }

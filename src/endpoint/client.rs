@@ -155,7 +155,11 @@ impl Endpoint {
         {
             return Err(ConnectError::Busy);
         }
-        if !super::valid_remote(remote.ip()) || self.is_local(remote.ip()) || remote.port() == 0 {
+        // Nowhere a reply could come from (martian.rs), or ourselves.
+        if super::martian::is_martian(remote.ip())
+            || self.is_local(remote.ip())
+            || remote.port() == 0
+        {
             return Err(ConnectError::BadRemote);
         }
         let local_ip = self

@@ -1,10 +1,16 @@
 //! Counters, like `nstat`'s: every segment, every drop by reason, every defensive action.
+//!
+//! synack's names (snake_case) are what `synack stats --json` prints and scripts rely on.
+//! Where Linux keeps a counter with the same meaning, the declaration below names it as
+//! `nstat` prints it (`TcpExtListenDrops` is `ListenDrops` in `/proc/net/netstat`'s `TcpExt`
+//! line), and `synack stats` prints it beside synack's. docs/COUNTERS.md has the table, with
+//! the counters whose meaning differs from Linux's in a detail.
 
 use crate::tcp::ConnEvents;
 use crate::wire::DropReason;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident $(=> $linux:literal)?),* $(,)?) => {
         /// Event counters of the endpoint.
         #[derive(Clone, Debug, Default)]
         pub struct Counters {
@@ -22,38 +28,66 @@ macro_rules! counters {
                 }
                 v
             }
+
+            /// The name `nstat` gives Linux's counter of the same meaning, if Linux has one:
+            /// the one place that maps synack's names to Linux's.
+            pub fn linux_name(name: &str) -> Option<&'static str> {
+                match name {
+                    $($(stringify!($name) => Some($linux),)?)*
+                    _ => DropReason::ALL
+                        .iter()
+                        .find(|r| r.counter_name() == name)
+                        .and_then(|r| linux_drop_name(*r)),
+                }
+            }
         }
     };
+}
+
+/// The parser's drops that Linux counts under a name of its own.
+fn linux_drop_name(reason: DropReason) -> Option<&'static str> {
+    match reason {
+        // TCP_MIB_CSUMERRORS: segments with a bad checksum.
+        DropReason::BadTcpChecksum => Some("TcpInCsumErrors"),
+        _ => None,
+    }
 }
 
 counters! {
     /// TCP segments received (valid, addressed to us) and sent, as on the wire: a
     /// super-segment counts as the segments it stands for (as Linux's TcpInSegs/TcpOutSegs).
-    segments_in,
-    segments_out,
+    segments_in => "TcpInSegs",
+    segments_out => "TcpOutSegs",
     /// Super-segments received from and sent to the kernel (segmentation offload): packets
     /// carrying more than one MSS of payload.
     super_segments_in,
     super_segments_out,
-    /// Connections that reached SYN-RECEIVED from LISTEN.
-    passive_opens,
+    /// Connections that reached SYN-RECEIVED from LISTEN, or ESTABLISHED from a SYN cookie.
+    passive_opens => "TcpPassiveOpens",
     /// Connections we opened (SYN-SENT), and those that never got established (refused or
-    /// timed out).
-    active_opens,
+    /// timed out; Linux's `TcpAttemptFails` also counts half-open connections reset by the
+    /// peer).
+    active_opens => "TcpActiveOpens",
     attempt_fails,
     /// Connections that reached ESTABLISHED.
     established,
-    /// Connections reset by the peer.
-    established_resets,
+    /// Connections that went from ESTABLISHED or CLOSE-WAIT straight to CLOSED: reset by
+    /// either side, or given up (RFC 1213's tcpEstabResets). Until issue #12 this counted
+    /// what `peer_resets` counts.
+    established_resets => "TcpEstabResets",
+    /// Connections reset by the peer, in any state.
+    peer_resets,
     /// RSTs received / sent (replies to strays and aborts).
     rst_in,
-    rst_out,
+    rst_out => "TcpOutRsts",
     /// Half-open connections dropped after their SYN,ACK went unanswered.
     synack_timeouts,
     /// Connections given up after R2.
     retransmit_timeouts,
     /// Segments sent again (SYN, SYN,ACK, data or FIN).
-    retransmissions,
+    retransmissions => "TcpRetransSegs",
+    /// Retransmission timer expirations (SYN, SYN,ACK, data or FIN).
+    rto_expirations => "TcpExtTCPTimeouts",
     /// Payload bytes received in (valid) segments and sent.
     bytes_in,
     bytes_out,
@@ -63,44 +97,64 @@ counters! {
     ignored,
     /// ICMP/ICMPv6 echo requests answered.
     echo_replies,
-    /// SYNs from a broadcast, multicast, unspecified or own address (MUST-57, MUST-63).
-    bad_syn_source,
-    /// Segments for LISTEN that were neither SYN nor ACK, or RSTs there (ignored).
-    listen_drops,
+    /// Packets (TCP or ICMP echo) from a source no host may accept: 0/8, 127/8, the limited
+    /// broadcast, multicast; ::, ::1, multicast, v4-mapped; or one of our own addresses
+    /// (RFC 1122 §3.2.1.3, RFC 4291; MUST-57, MUST-63). Dropped before TCP sees them.
+    martian_source,
+    /// Segments for LISTEN that were neither SYN nor ACK, or RSTs there (ignored, RFC 9293
+    /// §3.10.7.2). Until issue #12 these were counted as `listen_drops`.
+    listen_ignored,
+    /// SYNs and handshake-completing ACKs a listener dropped: past `--max-connections`, or
+    /// with its accept queue full (`accept_queue_full`, part of this count as in Linux).
+    listen_drops => "TcpExtListenDrops",
+    /// SYNs with FIN in LISTEN, dropped as Linux drops them (a scan signature; see the
+    /// decisions table in docs/ARCHITECTURE.md).
+    listen_syn_fin,
     /// SYNs refused because the connection table is full.
     connection_limit,
-    /// Challenge ACKs sent (RFC 5961), and those suppressed by the global budget (§7).
-    challenge_acks,
+    /// Challenge ACKs sent (RFC 5961); those a connection did not send because it sent one
+    /// (or an out-of-window ACK) in the last 500 ms; and those the global budget suppressed
+    /// (§7).
+    challenge_acks => "TcpExtTCPChallengeACK",
+    challenge_acks_skipped => "TcpExtTCPACKSkippedChallenge",
     challenge_acks_limited,
+    /// ACKs not sent, within 500 ms of the last one on the connection, for an out-of-window
+    /// bare ACK or SYN (Linux also: `TcpExtTCPACKSkippedTimeWait` in TIME-WAIT), and for a
+    /// segment PAWS rejected.
+    out_of_window_acks_skipped => "TcpExtTCPACKSkippedSeq",
+    paws_acks_skipped => "TcpExtTCPACKSkippedPAWS",
     /// Packets that did not fit the output buffer or could not be written.
     tx_errors,
     /// RFC 7323 §5.3 (PAWS): segments with an old timestamp, dropped and ACKed.
-    paws_rejected,
+    paws_rejected => "TcpExtPAWSEstab",
     /// RSTs outside the receive window, dropped silently (RFC 5961 §3.2).
     out_of_window_rst,
     /// In-window RSTs not at RCV.NXT, and SYNs in synchronized states: challenged (RFC 5961).
     rst_challenged,
-    syn_challenged,
+    syn_challenged => "TcpExtTCPSYNChallenge",
     /// Other segments outside the receive window, dropped and ACKed (RFC 9293 Table 6).
     out_of_window,
     /// ACKs of data not yet sent (dropped, ACKed) and older than SND.UNA − MAX.SND.WND
     /// (dropped, challenge ACK; RFC 5961 §5.2).
     ack_unsent,
     ack_too_old,
-    /// SYNs that found their listener's half-open queue full (`--backlog`).
-    backlog_full,
+    /// SYNs that found their listener's half-open queue full (`--backlog`): each is answered
+    /// with a SYN cookie.
+    backlog_full => "TcpExtTCPReqQFullDoCookies",
     /// SYN cookies sent, final ACKs that carried a valid one, and forged or stale ones.
-    syn_cookies_sent,
-    syn_cookies_accepted,
-    syn_cookies_rejected,
+    syn_cookies_sent => "TcpExtSyncookiesSent",
+    syn_cookies_accepted => "TcpExtSyncookiesRecv",
+    syn_cookies_rejected => "TcpExtSyncookiesFailed",
     /// Final ACKs dropped because the listener's accept queue was full.
-    accept_queue_full,
+    accept_queue_full => "TcpExtListenOverflows",
     /// Times a connection began to run with less buffer memory than its caps because of
     /// `--max-buffer-memory` (episodes, not passes).
     buffer_memory_limited,
     /// Keep-alive probes sent, and connections aborted after unanswered probes.
-    keepalive_probes,
+    keepalive_probes => "TcpExtTCPKeepAlive",
     keepalive_timeouts,
+    /// Connections aborted with a RST because their application closed with unread data.
+    aborts_on_data => "TcpExtTCPAbortOnData",
     /// Orphaned FIN-WAIT-2 connections reset after the FIN timeout.
     fin_wait_2_timeouts,
 }
@@ -115,6 +169,12 @@ impl Counters {
         self.out_of_window += e.out_of_window;
         self.ack_unsent += e.ack_unsent;
         self.ack_too_old += e.ack_too_old;
+        self.challenge_acks_skipped += e.challenge_acks_skipped;
+        self.out_of_window_acks_skipped += e.out_of_window_acks_skipped;
+        self.paws_acks_skipped += e.paws_acks_skipped;
+        self.rto_expirations += e.rto_expirations;
+        self.aborts_on_data += e.aborts_on_data;
+        self.established_resets += e.established_resets;
         self.keepalive_probes += e.keepalive_probes;
         self.keepalive_timeouts += e.keepalive_timeouts;
         self.fin_wait_2_timeouts += e.fin_wait_2_timeouts;
@@ -127,5 +187,40 @@ impl Counters {
         {
             *c += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_names_are_nstats_and_only_for_counters_that_exist() {
+        assert_eq!(
+            Counters::linux_name("listen_drops"),
+            Some("TcpExtListenDrops")
+        );
+        assert_eq!(
+            Counters::linux_name("accept_queue_full"),
+            Some("TcpExtListenOverflows")
+        );
+        assert_eq!(Counters::linux_name("segments_in"), Some("TcpInSegs"));
+        assert_eq!(
+            Counters::linux_name("drop_bad_tcp_checksum"),
+            Some("TcpInCsumErrors")
+        );
+        // Ours alone, or different enough in meaning not to borrow Linux's name.
+        for name in ["listen_ignored", "peer_resets", "drop_fragment", "nonsense"] {
+            assert_eq!(Counters::linux_name(name), None, "{name}");
+        }
+        // Every Linux name is nstat's (a Tcp, TcpExt, Ip... prefix) and used once.
+        let names: Vec<&str> = Counters::default()
+            .entries()
+            .iter()
+            .filter_map(|(n, _)| Counters::linux_name(n))
+            .collect();
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("Tcp")), "{names:?}");
     }
 }

@@ -7,7 +7,9 @@ use crate::time::{Duration, Instant};
 /// RFC 5961 §7 recommends a limit. A fixed global limit is itself a side channel
 /// (CVE-2016-5696: an off-path attacker counts the challenge ACKs it provokes), so, as Linux
 /// has done since then (tcp_send_challenge_ack), each one-second window gets a budget drawn
-/// uniformly from [limit/2, limit/2 + limit).
+/// uniformly from [limit/2, limit/2 + limit). A connection asks only after its own limit of
+/// one challenge ACK per 500 ms has let the ACK through (`tcp::input`, Linux's
+/// `tcp_invalid_ratelimit`), so one connection cannot spend the whole budget.
 pub struct ChallengeLimiter {
     limit: u32,
     window_start: Option<Instant>,

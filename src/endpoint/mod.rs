@@ -10,6 +10,7 @@ mod counters;
 mod isn;
 mod limiter;
 mod limits;
+mod martian;
 mod observe;
 // The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
 // `--cfg fuzzing`), not into the daemon.
@@ -287,8 +288,7 @@ impl Endpoint {
                 seq_no,
                 data,
             }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
@@ -300,8 +300,7 @@ impl Endpoint {
                 }
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
-                if !self.is_local(dst) {
-                    self.counters.not_ours += 1;
+                if !self.accepts(src, dst) {
                     return;
                 }
                 self.on_segment(now, src, dst, &seg, tx);
@@ -311,6 +310,24 @@ impl Endpoint {
 
     fn is_local(&self, ip: IpAddr) -> bool {
         self.addrs.contains(&ip)
+    }
+
+    /// Whether a packet from `src` to `dst` is ours to answer; counts it if not. A martian
+    /// source (martian.rs) or one of our own addresses is dropped before TCP or ICMP sees it
+    /// (RFC 1122 §3.2.1.3, RFC 4291; Linux: `ip_route_input_slow`, `ip6_rcv_core`, and
+    /// `fib_validate_source` for a local address). This also covers RFC 9293 MUST-57 and
+    /// MUST-63 (a SYN from a broadcast or multicast address is ignored).
+    fn accepts(&mut self, src: IpAddr, dst: IpAddr) -> bool {
+        if !self.is_local(dst) {
+            self.counters.not_ours += 1;
+            return false;
+        }
+        if martian::is_martian(src) || self.is_local(src) {
+            trace!(%src, "martian source dropped");
+            self.counters.martian_source += 1;
+            return false;
+        }
+        true
     }
 
     fn on_segment(
@@ -343,10 +360,13 @@ impl Endpoint {
         {
             // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
             // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
+            // A SYN+FIN does not: LISTEN would drop it (see `on_listen`), and it must not
+            // end TIME-WAIT on its way there.
             let reopen = entry.conn.state() == State::TimeWait
                 && seg.flags.syn()
                 && !seg.flags.ack()
                 && !seg.flags.rst()
+                && !seg.flags.fin()
                 && seg.seq.gt(entry.conn.rcv_nxt())
                 && self.accepting;
             if !reopen {
@@ -359,7 +379,9 @@ impl Endpoint {
                     && !seg.flags.syn()
                     && self.queues.accept(l) >= self.limits.backlog
                 {
+                    // Linux counts both ListenOverflows and ListenDrops here.
                     self.counters.accept_queue_full += 1;
+                    self.counters.listen_drops += 1;
                     return;
                 }
                 let reply = entry.conn.on_segment(now, seg);
@@ -403,7 +425,7 @@ impl Endpoint {
     ) {
         // "First, check for a RST: an incoming RST should be ignored."
         if seg.flags.rst() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
             return;
         }
         // "Second, check for an ACK: any acknowledgment is bad if it arrives on a connection
@@ -426,17 +448,20 @@ impl Endpoint {
         }
         // "Third, check for a SYN"; anything else "should be dropped".
         if !seg.flags.syn() {
-            self.counters.listen_drops += 1;
+            self.counters.listen_ignored += 1;
             return;
         }
-        // MUST-57/MUST-63: a SYN from a broadcast, multicast or our own address is dropped.
-        if !valid_remote(quad.remote.ip()) || self.is_local(quad.remote.ip()) {
-            self.counters.bad_syn_source += 1;
+        // SYN+FIN: RFC 9293 §3.10.7.2 would process the SYN now and the FIN once ESTABLISHED
+        // (§3.10.7.4 eighth step); Linux (tcp_rcv_state_process) drops it, as a combination
+        // no TCP sends and scanners do (nmap, hping3), and so do we: no SYN,ACK, no TCB.
+        if seg.flags.fin() {
+            self.counters.listen_syn_fin += 1;
             return;
         }
         // Past --max-connections a SYN is dropped silently (see limits.rs).
         if self.table.len() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
@@ -536,10 +561,12 @@ impl Endpoint {
     ) {
         if self.table.len() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         if self.queues.accept(listener) >= self.limits.backlog {
             self.counters.accept_queue_full += 1;
+            self.counters.listen_drops += 1;
             return;
         }
         let mss = self.local_mss(&quad);
@@ -774,7 +801,7 @@ impl Endpoint {
 
         if conn.state() == State::Closed {
             match conn.reset_cause() {
-                Some(ResetCause::PeerReset) => self.counters.established_resets += 1,
+                Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
                 Some(ResetCause::TimedOut) if !entry.counted_established => {
                     self.counters.synack_timeouts += 1
                 }
@@ -929,14 +956,6 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
     slots.get_mut(id)?.entry.as_mut()
-}
-
-/// MUST-57/MUST-63: the remote address of a SYN must be a unicast address.
-fn valid_remote(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
-        IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
-    }
 }
 
 #[cfg(test)]

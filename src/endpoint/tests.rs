@@ -260,16 +260,113 @@ fn packets_for_other_addresses_are_ignored() {
 }
 
 #[test]
-fn syns_from_multicast_broadcast_or_our_own_address_are_dropped() {
-    for src in ["224.0.0.1", "255.255.255.255", US4] {
-        let mut net = Net::new(src, US4);
-        let out = net.send(&TcpSegment {
-            flags: Flags::SYN,
-            ..FROM_PEER
-        });
-        assert!(out.is_empty(), "{src}");
-        assert_eq!(net.ep.stats().bad_syn_source, 1);
+fn segments_from_martian_sources_are_dropped_before_tcp_sees_them() {
+    // RFC 1122 §3.2.1.3, RFC 4291 §2.5.2/§2.5.3/§2.5.5.2/§2.7: none of these gets a SYN,ACK
+    // (nor, for the ACK, a RST); each is counted once.
+    let v4 = [
+        "127.0.0.1",
+        "0.0.0.0",
+        "0.0.0.7",
+        "255.255.255.255",
+        "224.0.0.1",
+        US4,
+    ];
+    let v6 = ["::1", "::", "ff02::1", "::ffff:198.18.0.1", US6];
+    for src in v4.iter().chain(v6.iter()) {
+        let us = if src.contains(':') { US6 } else { US4 };
+        for flags in [Flags::SYN, Flags::ACK, Flags::SYN | Flags::FIN] {
+            let mut net = Net::new(src, us);
+            let out = net.send(&TcpSegment { flags, ..FROM_PEER });
+            assert!(out.is_empty(), "{src} {flags:?}: {out:?}");
+            assert_eq!(net.ep.stats().martian_source, 1, "{src}");
+            assert_eq!(net.ep.stats().passive_opens, 0, "{src}");
+        }
     }
+    // Class E is accepted, as Linux accepts it.
+    let mut net = Net::new("240.0.0.1", US4);
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(net.ep.stats().martian_source, 0);
+}
+
+#[test]
+fn echo_requests_from_martian_sources_are_not_answered() {
+    use crate::wire::testutil::{LINUX_PING_V4, hex, inet_checksum};
+    for src in [
+        [127, 0, 0, 1],
+        [224, 0, 0, 1],
+        [0, 0, 0, 0],
+        [198, 18, 0, 2],
+    ] {
+        let mut packet = hex(LINUX_PING_V4);
+        packet[12..16].copy_from_slice(&src);
+        // The IPv4 header checksum over the new source (ICMP's does not cover it).
+        packet[10..12].copy_from_slice(&[0, 0]);
+        let sum = inet_checksum(&[&packet[..20]]);
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut net = Net::v4();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.receive(net.now, &packet, &mut tx);
+        assert!(tx.is_empty(), "{src:?}");
+        assert_eq!(net.ep.stats().martian_source, 1, "{src:?}");
+        assert_eq!(net.ep.stats().echo_replies, 0);
+    }
+}
+
+#[test]
+fn syn_fin_in_listen_is_dropped_as_linux_drops_it() {
+    // The decisions table (docs/ARCHITECTURE.md): no SYN,ACK, no TCB, no RST; counted. A
+    // plain SYN from the same port afterwards opens the connection as usual.
+    let mut net = Net::v4();
+    for flags in [
+        Flags::SYN | Flags::FIN,
+        Flags::SYN | Flags::FIN | Flags::PSH,
+    ] {
+        let out = net.send(&TcpSegment { flags, ..FROM_PEER });
+        assert!(out.is_empty(), "{flags:?}: {out:?}");
+    }
+    let stats = net.ep.stats();
+    assert_eq!(stats.listen_syn_fin, 2);
+    assert_eq!((stats.passive_opens, stats.listen_drops), (0, 0));
+    assert_eq!(net.ep.connection_count(), 0);
+    net.connect(7);
+    assert_eq!(net.ep.stats().passive_opens, 1);
+}
+
+#[test]
+fn segments_listen_ignores_are_not_listen_drops() {
+    // RFC 9293 §3.10.7.2: a RST, or a segment with neither SYN nor ACK, is ignored in LISTEN;
+    // Linux's ListenDrops counts only SYNs (and final ACKs) it could not take.
+    let mut net = Net::v4();
+    for flags in [Flags::RST, Flags::FIN, Flags::PSH] {
+        assert!(net.send(&TcpSegment { flags, ..FROM_PEER }).is_empty());
+    }
+    assert_eq!(net.ep.stats().listen_ignored, 3);
+    assert_eq!(net.ep.stats().listen_drops, 0);
+}
+
+#[test]
+fn established_resets_count_either_sides_reset_as_linux_does() {
+    // RFC 1213 tcpEstabResets: ESTABLISHED or CLOSE-WAIT straight to CLOSED, whoever reset.
+    let mut net = Net::v4();
+    connect_from(&mut net, 40000);
+    net.send(&TcpSegment {
+        seq: PEER_ISN.add(1),
+        flags: Flags::RST,
+        ..FROM_PEER
+    });
+    let stats = net.ep.stats();
+    assert_eq!((stats.established_resets, stats.peer_resets), (1, 1));
+    // Our own abort (the grace period of a shutdown ended) counts too, but is not the peer's.
+    connect_from(&mut net, 40001);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.abort_all(net.now, &mut tx);
+    assert_eq!(parse_out(&tx[0]).flags, Flags::RST);
+    let stats = net.ep.stats();
+    assert_eq!((stats.established_resets, stats.peer_resets), (2, 1));
 }
 
 #[test]
@@ -377,6 +474,18 @@ fn a_new_syn_in_time_wait_above_rcv_nxt_reopens_with_a_higher_iss() {
         flags: Flags::ACK | Flags::FIN,
         ..FROM_PEER
     });
+    // A SYN+FIN (dropped in LISTEN) neither reopens it nor ends TIME-WAIT.
+    net.send(&TcpSegment {
+        dst_port: 80,
+        seq: rcv.add(1000),
+        flags: Flags::SYN | Flags::FIN,
+        ..FROM_PEER
+    });
+    let quad = Quad {
+        local: "198.18.0.2:80".parse().unwrap(),
+        remote: "198.18.0.1:40000".parse().unwrap(),
+    };
+    assert_eq!(net.ep.connection_state(&quad), Some(State::TimeWait));
     let out = net.send(&TcpSegment {
         dst_port: 80,
         seq: rcv.add(1000),
@@ -433,25 +542,62 @@ fn no_due_ack_waits_for_the_next_packet() {
     assert_eq!(out[0].ack, PEER_ISN.add(9));
 }
 
+/// Complete a handshake to echo from the peer's `src_port`; returns our ISS.
+fn connect_from(net: &mut Net, src_port: u16) -> SeqNum {
+    let from = TcpSegment {
+        src_port,
+        ..FROM_PEER
+    };
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..from
+    });
+    let iss = out[0].seq;
+    net.send(&TcpSegment {
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..from
+    });
+    iss
+}
+
 #[test]
-fn challenge_acks_are_rate_limited_but_duplicate_data_acks_are_not() {
+fn challenge_acks_share_a_global_budget_but_duplicate_data_acks_do_not() {
+    // RFC 5961 §7: one in-window RST on each of 2000 connections within a second. Each
+    // connection may send its one challenge ACK; the randomized global budget allows 500 to
+    // 1500 of them.
     let mut net = Net::v4();
-    let iss = net.connect(7);
-    let blind_rst = TcpSegment {
+    let ports = 20000..22000u16;
+    for port in ports.clone() {
+        connect_from(&mut net, port);
+    }
+    let mut answered = 0;
+    for port in ports.clone() {
+        answered += net
+            .send(&TcpSegment {
+                src_port: port,
+                seq: PEER_ISN.add(1000),
+                flags: Flags::RST,
+                ..FROM_PEER
+            })
+            .len();
+    }
+    assert!((500..1500).contains(&answered), "{answered}");
+    assert_eq!(net.ep.stats().challenge_acks, answered as u64);
+    assert_eq!(
+        net.ep.stats().challenge_acks_limited,
+        2000 - answered as u64
+    );
+    assert_eq!(net.ep.stats().challenge_acks_skipped, 0);
+    // The budget is spent, yet an old duplicate data segment is still acknowledged, on a
+    // connection that has just sent a challenge ACK too.
+    let iss = connect_from(&mut net, 40000);
+    net.send(&TcpSegment {
         seq: PEER_ISN.add(1000),
         flags: Flags::RST,
         ..FROM_PEER
-    };
-    let mut answered = 0;
-    for _ in 0..3000 {
-        answered += net.send(&blind_rst).len();
-    }
-    assert!((500..1500).contains(&answered), "{answered}");
-    assert_eq!(
-        net.ep.stats().challenge_acks_limited,
-        3000 - answered as u64
-    );
-    // The budget is spent, yet an old duplicate data segment is still acknowledged.
+    });
     let out = net.send(&TcpSegment {
         seq: PEER_ISN.sub(500),
         ack: iss.add(1),
@@ -466,6 +612,88 @@ fn challenge_acks_are_rate_limited_but_duplicate_data_acks_are_not() {
         remote: "198.18.0.1:40000".parse().unwrap(),
     };
     assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
+}
+
+#[test]
+fn one_connection_gets_at_most_one_challenge_ack_per_half_second() {
+    // Linux's tcp_invalid_ratelimit: 400 in-window RSTs spread over one second get two
+    // challenge ACKs (at 0 and 500 ms), not the ~350 the global budget alone would allow.
+    let mut net = Net::v4();
+    connect_from(&mut net, 40000);
+    let blind_rst = TcpSegment {
+        seq: PEER_ISN.add(1000),
+        flags: Flags::RST,
+        ..FROM_PEER
+    };
+    let start = net.now;
+    let mut answers = Vec::new();
+    for i in 0..400u64 {
+        net.now = start + Duration::from_micros(i * 2500);
+        for out in net.send(&blind_rst) {
+            answers.push((net.now - start, out.flags, out.ack));
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            (Duration::ZERO, Flags::ACK, PEER_ISN.add(1)),
+            (Duration::from_millis(500), Flags::ACK, PEER_ISN.add(1))
+        ]
+    );
+    let stats = net.ep.stats();
+    assert_eq!(stats.rst_challenged, 400);
+    assert_eq!(stats.challenge_acks, 2);
+    assert_eq!(stats.challenge_acks_skipped, 398);
+    assert_eq!(stats.challenge_acks_limited, 0);
+    // SYNs share the same per-connection allowance.
+    net.now = start + Duration::from_millis(1000);
+    let syn = TcpSegment {
+        seq: PEER_ISN.add(1000),
+        flags: Flags::SYN,
+        ..FROM_PEER
+    };
+    assert_eq!(net.send(&syn).len(), 1);
+    assert_eq!(net.send(&syn).len(), 0);
+    assert_eq!(net.ep.stats().syn_challenged, 2);
+    assert_eq!(net.ep.stats().challenge_acks_skipped, 399);
+}
+
+#[test]
+fn acks_for_out_of_window_bare_acks_are_rate_limited_but_not_for_data_or_fin() {
+    let mut net = Net::v4();
+    let iss = connect_from(&mut net, 40000);
+    let old = TcpSegment {
+        seq: PEER_ISN.sub(500),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    };
+    // Bare ACKs outside the window: one answer per 500 ms (an ACK war cannot start).
+    let mut answered = 0;
+    for _ in 0..10 {
+        answered += net.send(&old).len();
+    }
+    assert_eq!(answered, 1);
+    assert_eq!(net.ep.stats().out_of_window_acks_skipped, 9);
+    // Old data and an old FIN are always acknowledged: the peer may be retransmitting
+    // because our ACK was lost.
+    for seg in [
+        TcpSegment {
+            payload: b"old",
+            ..old
+        },
+        TcpSegment {
+            flags: Flags::ACK | Flags::FIN,
+            ..old
+        },
+    ] {
+        let out = net.send(&seg);
+        assert_eq!(out.len(), 1, "{:?}", seg.flags);
+        assert_eq!(out[0].ack, PEER_ISN.add(1));
+    }
+    net.now += Duration::from_millis(500);
+    assert_eq!(net.send(&old).len(), 1, "answered again after 500 ms");
+    assert_eq!(net.ep.stats().out_of_window, 13);
 }
 
 /// One connect-and-close from `src_port` to echo, as `bench-client connrate` makes them: SYN,

@@ -5,9 +5,12 @@
 //! the sequence diagram of the connection so far ([`Socket::ladder`]); `HEAD` sends the
 //! same headers without the body. `GET /bytes/<N>` sends N bytes of [`pattern_byte`];
 //! `PUT` or `POST` to any path reads the body and answers with its length and SHA-256, so
-//! curl alone can measure and verify both directions. Other paths get 404. Requests are read from a bounded buffer
-//! and answered one at a time, in order, so pipelined requests work and a client that stops
-//! reading stops us reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
+//! curl alone can measure and verify both directions; a body announced with `Expect:
+//! 100-continue` is asked for at once with `100 Continue`. `/favicon.ico` gets 204 (browsers
+//! ask for it on every visit), `OPTIONS` 204 with `Allow`, other methods 501 with `Allow`,
+//! and other paths 404. Requests are read from a bounded buffer and answered one at a
+//! time, in order, so pipelined requests work and a client that stops reading stops us
+//! reading too. Keep-alive is the default for HTTP/1.1; `Connection: close`
 //! (or HTTP/1.0 without keep-alive) makes us close after the response, which is the active
 //! close of RFC 9293 §3.6. Anything malformed gets 400 and a close.
 
@@ -66,7 +69,11 @@ enum Method {
     Head,
     Put,
     Post,
+    Options,
 }
+
+/// The methods we implement, for `Allow` (RFC 9110 §10.2.1).
+const ALLOW: &str = "GET, HEAD, PUT, POST, OPTIONS";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
@@ -84,6 +91,10 @@ enum Route {
     Bytes(u64),
     /// The target of a PUT or POST: the body is counted and hashed.
     Upload,
+    /// `/favicon.ico`: no icon, and no error either (204).
+    Favicon,
+    /// Any target of OPTIONS: what we allow (204 with `Allow`).
+    Options,
     NotFound,
 }
 
@@ -99,11 +110,16 @@ struct Request {
     html: bool,
     /// Body length from Content-Length (RFC 9112 §6.2); 0 when absent.
     content_length: u64,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue`
+    /// before it sends the body (curl does so for a second, for bodies over 1 MB).
+    expect_continue: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
+    Continue,
     Ok,
+    NoContent,
     BadRequest,
     NotFound,
     HeaderTooLarge,
@@ -113,7 +129,9 @@ enum Status {
 impl Status {
     const fn line(self) -> &'static str {
         match self {
+            Status::Continue => "100 Continue",
             Status::Ok => "200 OK",
+            Status::NoContent => "204 No Content",
             Status::BadRequest => "400 Bad Request",
             Status::NotFound => "404 Not Found",
             Status::HeaderTooLarge => "431 Request Header Fields Too Large",
@@ -135,6 +153,12 @@ const fn bad(why: &'static str) -> Reject {
         why,
     }
 }
+
+/// RFC 9110 §9.1: a method we do not implement "SHOULD" get 501 (with `Allow`, §10.2.1).
+const NOT_IMPLEMENTED_METHOD: Reject = Reject {
+    status: Status::NotImplemented,
+    why: "That method is not implemented here; GET, HEAD, PUT, POST and OPTIONS are.",
+};
 
 enum Phase {
     /// Waiting for (the rest of) a request head.
@@ -277,6 +301,7 @@ impl Http {
             status,
             content_type,
             connection,
+            false,
             req.method == Method::Head,
             length,
         );
@@ -324,6 +349,13 @@ impl Http {
         self.inbuf.drain(..end.min(self.inbuf.len()));
         match parsed {
             Ok(req) => {
+                // RFC 9110 §10.1.1: a server that receives 100-continue "ought to" send an
+                // immediate 100 (Continue) response when it means to read the content, and
+                // need not when the content is already on its way. A 1xx response has no
+                // Content-Length (§8.6).
+                if req.expect_continue && req.content_length > 0 && self.inbuf.is_empty() {
+                    let _ = write!(self.out, "HTTP/1.1 {}\r\n\r\n", Status::Continue.line());
+                }
                 self.phase = Phase::Body {
                     req,
                     remaining: req.content_length,
@@ -486,6 +518,7 @@ impl Http {
                 self.body_len = 0;
                 Status::Ok
             }
+            Route::Favicon | Route::Options => Status::NoContent,
             Route::NotFound => {
                 self.scratch.extend_from_slice(NOT_FOUND);
                 Status::NotFound
@@ -494,7 +527,8 @@ impl Http {
         let connection = self.connection_header(req);
         let head_only = req.method == Method::Head;
         let length = streamed.unwrap_or(self.scratch.len() as u64);
-        self.write_response(status, content_type, connection, head_only, length);
+        let allow = req.route == Route::Options;
+        self.write_response(status, content_type, connection, allow, head_only, length);
         if let (Some(end), false) = (streamed, head_only) {
             self.phase = Phase::Stream { offset: 0, end };
         }
@@ -521,35 +555,43 @@ impl Http {
         self.scratch.push(b'\n');
         self.close_after = true;
         let length = self.scratch.len() as u64;
+        let allow = reject == NOT_IMPLEMENTED_METHOD;
         self.write_response(
             reject.status,
             ContentType::Text,
             Some("close"),
+            allow,
             false,
             length,
         );
     }
 
     /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
-    /// `length` is the Content-Length (the scratch body's, or a streamed body's).
+    /// `length` is the Content-Length (the scratch body's, or a streamed body's); `allow`
+    /// adds the methods we implement (RFC 9110 §10.2.1).
     fn write_response(
         &mut self,
         status: Status,
         content_type: ContentType,
         connection: Option<&str>,
+        allow: bool,
         head_only: bool,
         length: u64,
     ) {
         let out = &mut self.out;
         // Writing to a Vec cannot fail.
-        let _ = write!(
-            out,
-            "HTTP/1.1 {}\r\nServer: synack\r\nContent-Type: {}\r\n\
-             Content-Length: {}\r\n",
-            status.line(),
-            content_type.header(),
-            length
-        );
+        let _ = write!(out, "HTTP/1.1 {}\r\nServer: synack\r\n", status.line());
+        // RFC 9110 §8.6: no Content-Length in a 204 (No Content), which has no content.
+        if status != Status::NoContent {
+            let _ = write!(
+                out,
+                "Content-Type: {}\r\nContent-Length: {length}\r\n",
+                content_type.header()
+            );
+        }
+        if allow {
+            let _ = write!(out, "Allow: {ALLOW}\r\n");
+        }
         if let Some(value) = connection {
             let _ = write!(out, "Connection: {value}\r\n");
         }
@@ -617,6 +659,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
     let mut close = false;
     let mut keep_alive = false;
     let mut html = false;
+    let mut expect_continue = false;
     for line in lines {
         // RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
         if line.iter().any(|&b| b == b'\r' || b == 0) {
@@ -654,6 +697,9 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
             });
         } else if name.eq_ignore_ascii_case(b"accept") {
             html |= accepts_html(value);
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            // RFC 9110 §10.1.1: the one expectation defined; case-insensitive.
+            expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"connection") {
             // RFC 9110 §7.6.1: a comma-separated list of case-insensitive options.
             for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
@@ -676,6 +722,9 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
         keep_alive: !close && (!http10 || keep_alive),
         html,
         content_length: content_length.unwrap_or(0),
+        // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
+        // HTTP/1.0 request MUST ignore that expectation."
+        expect_continue: expect_continue && !http10,
     })
 }
 
@@ -692,7 +741,13 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         b"HEAD" => Method::Head,
         b"PUT" => Method::Put,
         b"POST" => Method::Post,
-        _ => return Err(bad("Only GET, HEAD, PUT and POST are supported.")),
+        b"OPTIONS" => Method::Options,
+        // RFC 9110 §9.1: methods are case-sensitive tokens; a well-formed one we do not
+        // implement gets 501, anything else is not a request line.
+        m if !m.is_empty() && m.iter().all(|&b| is_tchar(b)) => {
+            return Err(NOT_IMPLEMENTED_METHOD);
+        }
+        _ => return Err(bad("The request method is not a valid token.")),
     };
     let http10 = match version {
         b"HTTP/1.1" => false,
@@ -711,6 +766,8 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
             .and_then(|i| rest.get(i..))
             .unwrap_or_default(),
         None if target.starts_with(b"/") => target,
+        // RFC 9112 §3.2.4: the asterisk form, for OPTIONS only.
+        None if target == b"*" && method == Method::Options => target,
         None => return Err(bad("The request target must start with '/'.")),
     };
     let path = path
@@ -719,6 +776,9 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         .unwrap_or_default();
     let route = match (method, path) {
         (Method::Put | Method::Post, _) => Route::Upload,
+        // RFC 9110 §9.3.7: OPTIONS on a path or on the server as a whole ("*").
+        (Method::Options, _) => Route::Options,
+        (_, b"/favicon.ico") => Route::Favicon,
         (_, b"" | b"/") => Route::Connection,
         (_, b"/handshake") => Route::Handshake,
         (_, b"/handshake.svg") => Route::HandshakeSvg,

@@ -216,6 +216,9 @@ pub struct Connection {
     /// trace; and how many duplicate ACKs in a row we have sent for this RCV.NXT.
     pub(super) ack_reason: Label,
     pub(super) dup_acks_sent: u16,
+    /// When we last sent a challenge ACK or an ACK for an out-of-window segment (Linux:
+    /// `tp->last_oow_ack_time`): at most one per `input::OOW_ACK_INTERVAL`.
+    pub(super) last_oow_ack: Option<Instant>,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
     pub(super) unacked_segments: u32,
     /// The application has read since our last segment (a window update may be due).
@@ -360,6 +363,7 @@ impl Connection {
             challenge_due: false,
             ack_reason: Label::None,
             dup_acks_sent: 0,
+            last_oow_ack: None,
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
@@ -612,6 +616,11 @@ impl Connection {
         }
         let _enter = self.span.enter();
         debug!("{} -> {}", self.state, next);
+        // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
+        // state from either the ESTABLISHED state or the CLOSE-WAIT state", whoever reset.
+        if next == State::Closed && matches!(self.state, State::Established | State::CloseWait) {
+            self.events.established_resets += 1;
+        }
         self.state = next;
         if next == State::Closed {
             self.timers = Timers::default();
@@ -800,6 +809,7 @@ impl Connection {
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
+        self.events.rto_expirations += 1;
         let first = *self.first_timeout.get_or_insert(now);
         if matches!(self.state, State::SynReceived | State::SynSent) {
             // A half-open connection is dropped after a bounded number of SYN or SYN,ACK
@@ -921,6 +931,7 @@ impl Socket for Connection {
         }
         // RFC 9293 §3.10.4 (SHLD-3): closing with unread data aborts with a RST, as Linux does.
         if !self.recv_buf.is_empty() {
+            self.events.aborts_on_data += 1;
             self.abort();
             return;
         }

@@ -24,6 +24,22 @@ pub struct ConnEvents {
     pub ack_unsent: u64,
     /// RFC 5961 §5.2: ACKs older than SND.UNA − MAX.SND.WND (dropped, challenge ACK).
     pub ack_too_old: u64,
+    /// Challenge ACKs not sent because this connection sent one (or an out-of-window ACK)
+    /// less than 500 ms before (Linux: `TCPACKSkippedChallenge`).
+    pub challenge_acks_skipped: u64,
+    /// ACKs for out-of-window bare ACKs or SYNs not sent within 500 ms of the last one
+    /// (Linux: `TCPACKSkippedSeq`, and `TCPACKSkippedTimeWait` in TIME-WAIT).
+    pub out_of_window_acks_skipped: u64,
+    /// The same for segments PAWS rejected (Linux: `TCPACKSkippedPAWS`).
+    pub paws_acks_skipped: u64,
+    /// Retransmission timer expirations: SYN, SYN,ACK, data or FIN (Linux: `TCPTimeouts`).
+    pub rto_expirations: u64,
+    /// ESTABLISHED or CLOSE-WAIT went straight to CLOSED: reset by either side, or timed out
+    /// (RFC 1213 `tcpEstabResets`, Linux: `TcpEstabResets`).
+    pub established_resets: u64,
+    /// Connections aborted with a RST because the application closed with unread data
+    /// (RFC 9293 SHLD-3; Linux: `TCPAbortOnData`).
+    pub aborts_on_data: u64,
     /// RFC 9293 §3.8.4: keep-alive probes sent, and connections aborted after unanswered ones.
     pub keepalive_probes: u64,
     pub keepalive_timeouts: u64,

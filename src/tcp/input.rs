@@ -10,6 +10,23 @@ use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
 use tracing::debug;
 
+/// The least time between two challenge ACKs, or two ACKs for out-of-window segments, on
+/// one connection: Linux's `net.ipv4.tcp_invalid_ratelimit` (500 ms), applied by
+/// `__tcp_oow_rate_limited`. It stops two endpoints that disagree about the sequence space
+/// from ACKing each other's ACKs forever, and blunts floods of in-window RSTs and SYNs
+/// (RFC 5961 §7 leaves the limit to the implementation), before the global budget
+/// (`endpoint::ChallengeLimiter`) is consulted.
+pub(super) const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Which ACK the per-connection limit is asked about, for the counters.
+#[derive(Clone, Copy)]
+enum OowAck {
+    /// A duplicate ACK for a segment outside the window (Linux: `TCPACKSkippedSeq`).
+    OutOfWindow,
+    /// A duplicate ACK for a segment PAWS rejected (Linux: `TCPACKSkippedPAWS`).
+    Paws,
+}
+
 /// What the fifth step (the ACK field) decided.
 enum AckOutcome {
     Continue,
@@ -100,7 +117,7 @@ impl Connection {
         if self.paws_rejects(seg) {
             self.paws_drops += 1;
             self.events.paws_rejected += 1;
-            self.ack_due = AckDue::Now;
+            self.dup_ack(now, seg, OowAck::Paws);
             return None;
         }
 
@@ -123,7 +140,7 @@ impl Connection {
                         self.enter_time_wait(now);
                         self.ack_reason = Label::TimeWaitReAck;
                     }
-                    self.ack_due = AckDue::Now;
+                    self.dup_ack(now, seg, OowAck::OutOfWindow);
                 }
                 return None;
             }
@@ -131,7 +148,7 @@ impl Connection {
 
         // Second: the RST bit.
         if seg.flags.rst() {
-            self.on_rst(seg);
+            self.on_rst(now, seg);
             return None;
         }
 
@@ -144,7 +161,7 @@ impl Connection {
             } else {
                 // RFC 5961 §4 via §3.10.7.4: a SYN in a synchronized state gets a challenge ACK.
                 self.events.syn_challenged += 1;
-                self.challenge_ack();
+                self.challenge_ack(now);
             }
             return None;
         }
@@ -269,12 +286,12 @@ impl Connection {
     }
 
     /// §3.10.7.4 second step, with RFC 5961 §3.2.
-    fn on_rst(&mut self, seg: &TcpSegment<'_>) {
+    fn on_rst(&mut self, now: Instant, seg: &TcpSegment<'_>) {
         // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; any other in-window RST gets a
         // challenge ACK (out-of-window ones were dropped by the acceptability test).
         if seg.seq != self.rcv.nxt {
             self.events.rst_challenged += 1;
-            self.challenge_ack();
+            self.challenge_ack(now);
             return;
         }
         match self.state {
@@ -294,9 +311,46 @@ impl Connection {
         }
     }
 
-    /// RFC 5961 §3.2, §4.2: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
-    fn challenge_ack(&mut self) {
-        self.challenge_due = true;
+    /// RFC 5961 §3.2, §4.2: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, at most one per
+    /// [`OOW_ACK_INTERVAL`] on this connection (Linux: `tcp_send_challenge_ack` checks
+    /// `__tcp_oow_rate_limited` first, counting `TCPACKSkippedChallenge`); the endpoint then
+    /// asks its global budget (RFC 5961 §7).
+    fn challenge_ack(&mut self, now: Instant) {
+        if self.oow_rate_limited(now) {
+            self.events.challenge_acks_skipped += 1;
+        } else {
+            self.challenge_due = true;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4: "If an incoming segment is not acceptable, an acknowledgment
+    /// should be sent in reply" (and RFC 7323 §5.3 for PAWS) — rate-limited as Linux's
+    /// `tcp_oow_rate_limited` does: a segment carrying data or a FIN, without a SYN, is always
+    /// answered (it is not part of an ACK loop, and the peer may be retransmitting because our
+    /// ACK was lost); a bare ACK or a SYN gets at most one answer per [`OOW_ACK_INTERVAL`].
+    fn dup_ack(&mut self, now: Instant, seg: &TcpSegment<'_>, why: OowAck) {
+        let carries_data = !seg.payload.is_empty() || seg.flags.fin();
+        if (carries_data && !seg.flags.syn()) || !self.oow_rate_limited(now) {
+            self.ack_due = AckDue::Now;
+            return;
+        }
+        match why {
+            OowAck::OutOfWindow => self.events.out_of_window_acks_skipped += 1,
+            OowAck::Paws => self.events.paws_acks_skipped += 1,
+        }
+    }
+
+    /// Linux's `__tcp_oow_rate_limited`: true if an ACK of this kind went out less than
+    /// [`OOW_ACK_INTERVAL`] ago; otherwise the caller may send one, and the time is noted.
+    fn oow_rate_limited(&mut self, now: Instant) -> bool {
+        if self
+            .last_oow_ack
+            .is_some_and(|last| now.saturating_since(last) < OOW_ACK_INTERVAL)
+        {
+            return true;
+        }
+        self.last_oow_ack = Some(now);
+        false
     }
 
     /// §3.10.7.4 fifth step.
@@ -327,7 +381,7 @@ impl Connection {
         // with a (rate-limited, as Linux does) challenge ACK.
         if seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
             self.events.ack_too_old += 1;
-            self.challenge_ack();
+            self.challenge_ack(now);
             return AckOutcome::Drop;
         }
 

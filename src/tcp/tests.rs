@@ -1029,6 +1029,31 @@ fn every_segment_carries_timestamps_echoing_ts_recent() {
 }
 
 #[test]
+fn acks_for_paws_rejected_bare_acks_are_limited_to_one_per_half_second() {
+    // Linux's tcp_oow_rate_limited (TCPACKSkippedPAWS): a bare ACK with an old timestamp is
+    // answered at most once per 500 ms; one carrying data always.
+    let (mut h, _) = established_full();
+    let old_ack = TcpSegment {
+        options: ts(PEER_TS - 100),
+        ..RECV
+    };
+    h.input(&old_ack);
+    assert_eq!(h.output().len(), 1);
+    h.input(&old_ack);
+    assert!(h.output().is_empty(), "a second answer within 500 ms");
+    h.input(&TcpSegment {
+        payload: b"old",
+        ..old_ack
+    });
+    assert_eq!(h.output().len(), 1, "data is always answered");
+    h.now += Duration::from_millis(500);
+    h.input(&old_ack);
+    assert_eq!(h.output().len(), 1);
+    let events = h.conn.take_events();
+    assert_eq!((events.paws_rejected, events.paws_acks_skipped), (4, 1));
+}
+
+#[test]
 fn paws_drops_an_old_timestamp_with_an_ack_and_delivers_nothing() {
     let (mut h, _) = established_full();
     h.input(&TcpSegment {

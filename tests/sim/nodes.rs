@@ -378,7 +378,7 @@ impl Node for EndpointServer {
 
     fn finished(&self) -> Result<bool, String> {
         let s = self.ep.stats();
-        if s.established_resets + s.retransmit_timeouts + s.synack_timeouts > 0 {
+        if s.peer_resets + s.established_resets + s.retransmit_timeouts + s.synack_timeouts > 0 {
             return Err(format!(
                 "endpoint connection ended abnormally: {:?}",
                 self.ep.counters()

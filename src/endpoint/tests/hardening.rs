@@ -324,6 +324,8 @@ fn a_full_accept_queue_drops_the_final_ack_until_the_service_runs() {
     assert_eq!(net.ep.queue_lengths(7), Some((0, 1)));
     net.exchange(&final_ack(6001, cookie_sa[0].seq), false);
     assert_eq!(net.ep.stats().accept_queue_full, 1);
+    // Linux counts an accept-queue overflow as both ListenOverflows and ListenDrops.
+    assert_eq!(net.ep.stats().listen_drops, 1);
     assert_eq!(net.ep.connection_state(&quad_from(6001)), None);
     net.poll_now();
     assert_eq!(net.ep.queue_lengths(7), Some((0, 0)), "the service took it");
@@ -345,6 +347,11 @@ fn past_max_connections_syns_are_dropped_silently_and_existing_ones_live() {
     let out = net.exchange(&syn_from(7000, MSS_1400), true);
     assert!(out.is_empty(), "no SYN,ACK and no RST: {out:?}");
     assert_eq!(net.ep.stats().connection_limit, 1);
+    assert_eq!(
+        net.ep.stats().listen_drops,
+        1,
+        "a SYN dropped at a listener"
+    );
     assert_eq!(net.ep.connection_count(), 1);
     let out = net.send(&TcpSegment {
         seq: PEER_ISN.add(1),
@@ -509,7 +516,16 @@ fn drops_and_defences_are_counted_by_name() {
         "connection_limit",
         "drop_fragment",
         "challenge_acks",
+        "challenge_acks_skipped",
         "challenge_acks_limited",
+        "out_of_window_acks_skipped",
+        "paws_acks_skipped",
+        "listen_drops",
+        "listen_ignored",
+        "listen_syn_fin",
+        "martian_source",
+        "rto_expirations",
+        "aborts_on_data",
         "keepalive_probes",
         "fin_wait_2_timeouts",
     ] {

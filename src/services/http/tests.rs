@@ -286,8 +286,7 @@ fn garbage_gets_400_and_a_close() {
         "GET /\r\n\r\n",
         "GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET / HTTP/1.1 x\r\nHost: a\r\n\r\n",
-        "BREW / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "get / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GE(T / HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
         "GET / http/1.1\r\nHost: a\r\n\r\n",
         "GET index HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -309,6 +308,96 @@ fn garbage_gets_400_and_a_close() {
         assert_eq!(resp.header("connection"), Some("close"), "{case:?}");
         assert_eq!(sock.closes, 1, "{case:?}");
         assert!(http.is_closed());
+    }
+}
+
+#[test]
+fn methods_we_do_not_implement_get_501_with_allow() {
+    // RFC 9110 §9.1: methods are case-sensitive, so `get` is another (unknown) method.
+    for method in ["DELETE", "PATCH", "TRACE", "CONNECT", "BREW", "get"] {
+        let (sock, http) = exchange(&request(method, "/", ""));
+        let resp = only_response(&sock.sent, false);
+        assert_eq!(resp.status, 501, "{method}");
+        assert_eq!(
+            resp.header("allow"),
+            Some("GET, HEAD, PUT, POST, OPTIONS"),
+            "{method}"
+        );
+        assert_eq!(resp.header("connection"), Some("close"), "{method}");
+        assert!(http.is_closed(), "{method}");
+    }
+}
+
+#[test]
+fn options_answers_204_with_allow_and_keeps_the_connection() {
+    for target in ["*", "/", "/anything"] {
+        let (sock, http) = exchange(&request("OPTIONS", target, ""));
+        let resp = only_response(&sock.sent, true);
+        assert_eq!(resp.status, 204, "{target}");
+        assert_eq!(resp.header("allow"), Some("GET, HEAD, PUT, POST, OPTIONS"));
+        // RFC 9110 §8.6: a 204 carries no Content-Length.
+        assert_eq!(resp.header("content-length"), None);
+        assert!(!http.is_closed());
+    }
+    // The asterisk form is for OPTIONS only (RFC 9112 §3.2.4).
+    let (sock, _) = exchange(&request("GET", "*", ""));
+    assert_eq!(only_response(&sock.sent, false).status, 400);
+}
+
+#[test]
+fn favicon_gets_204_not_404() {
+    let (sock, http) = exchange(&format!(
+        "{}{}",
+        request("GET", "/favicon.ico", ""),
+        request("GET", "/nothing", "")
+    ));
+    let mut rest = &sock.sent[..];
+    let resp = take_response(&mut rest, true);
+    assert_eq!(resp.status, 204);
+    assert_eq!(resp.header("content-length"), None);
+    // The next response on the same connection follows at once: the 204 had no body.
+    assert_eq!(take_response(&mut rest, false).status, 404);
+    assert!(rest.is_empty());
+    assert!(!http.is_closed());
+}
+
+#[test]
+fn expect_100_continue_gets_100_before_the_body_arrives() {
+    let mut sock = MockSocket::new();
+    let mut http = Http::new();
+    sock.push(
+        request(
+            "PUT",
+            "/up",
+            "Content-Length: 5\r\nExpect: 100-Continue\r\n",
+        )
+        .as_bytes(),
+    );
+    http.poll(&mut sock);
+    assert_eq!(sock.sent, b"HTTP/1.1 100 Continue\r\n\r\n");
+    sock.sent.clear();
+    sock.push(b"hello");
+    http.poll(&mut sock);
+    let resp = only_response(&sock.sent, false);
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.starts_with("received 5 bytes\n"), "{}", resp.body);
+}
+
+#[test]
+fn expect_100_continue_is_not_answered_when_not_needed() {
+    // The body is already here, there is no body, or the request is HTTP/1.0 (which MUST
+    // ignore the expectation): no 100, just the response.
+    let cases = [
+        format!(
+            "{}hello",
+            request("PUT", "/", "Content-Length: 5\r\nExpect: 100-continue\r\n")
+        ),
+        request("POST", "/", "Expect: 100-continue\r\n"),
+        "PUT / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello".into(),
+    ];
+    for case in cases {
+        let (sock, _) = exchange(&case);
+        assert_eq!(only_response(&sock.sent, false).status, 200, "{case:?}");
     }
 }
 
