@@ -312,7 +312,11 @@ impl Endpoint {
             buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
             recently_closed: self.finished.queue.len() as u64,
         };
-        metrics::render(&self.counters.entries(), &gauges)
+        metrics::render(
+            &self.counters.entries(),
+            super::Counters::linux_name,
+            &gauges,
+        )
     }
 
     fn connections_page(&self, now: Instant) -> String {

@@ -22,15 +22,25 @@ pub struct Gauges {
     pub recently_closed: u64,
 }
 
-/// Render every counter (as `synack stats` names them) and the gauges.
-pub fn render(counters: &[(&str, u64)], gauges: &Gauges) -> String {
+/// Render every counter (as `synack stats` names them) and the gauges; `linux` names Linux's
+/// counter of the same meaning, for the help line.
+pub fn render(
+    counters: &[(&str, u64)],
+    linux: fn(&str) -> Option<&'static str>,
+    gauges: &Gauges,
+) -> String {
     let mut out = String::with_capacity(64 * (counters.len() + 24));
     for (name, value) in counters {
         let _ = write!(
             out,
-            "# HELP synack_{name}_total The synack stats counter {name}.\n\
-             # TYPE synack_{name}_total counter\n\
-             synack_{name}_total {value}\n"
+            "# HELP synack_{name}_total The synack stats counter {name}"
+        );
+        if let Some(linux) = linux(name) {
+            let _ = write!(out, " (Linux: {linux})");
+        }
+        let _ = write!(
+            out,
+            ".\n# TYPE synack_{name}_total counter\nsynack_{name}_total {value}\n"
         );
     }
     out.push_str(
@@ -83,7 +93,12 @@ mod tests {
             buffer_memory_limit_bytes: 1 << 30,
             recently_closed: 3,
         };
-        let text = render(&[("segments_in", 7), ("drop_fragment", 0)], &gauges);
+        let linux = |name: &str| (name == "segments_in").then_some("TcpInSegs");
+        let text = render(&[("segments_in", 7), ("drop_fragment", 0)], linux, &gauges);
+        assert!(text.contains(
+            "# HELP synack_segments_in_total The synack stats counter segments_in (Linux: \
+             TcpInSegs).\n"
+        ));
         assert!(
             text.contains("# TYPE synack_segments_in_total counter\nsynack_segments_in_total 7\n")
         );
