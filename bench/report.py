@@ -17,7 +17,8 @@ import sys
 import time
 
 SERVERS = ["synack", "smoltcp", "kernel"]
-SERVER_TITLES = {"synack": "synack (TUN)", "smoltcp": "smoltcp (TUN)", "kernel": "kernel (veth)"}
+SERVER_TITLES = {"synack": "synack (TUN)", "smoltcp": "smoltcp (TUN)", "kernel": "kernel (veth)",
+                 "baseline": "baseline synack (TUN)"}
 GIB = float(1 << 30)
 
 # (key, title, unit, higher_is_better)
@@ -169,8 +170,17 @@ def machine():
     }
 
 
+def with_baseline(data):
+    """SERVERS, with the baseline synack (`bench.sh --baseline REV`) after synack if measured."""
+    if any(k[0] == "baseline" for k in data):
+        return ["synack", "baseline"] + SERVERS[1:]
+    return SERVERS
+
+
 def markdown(data, mtus, meta):
     m = machine()
+    servers = with_baseline(data)
+    base = "baseline" in servers
     out = []
     out.append(f"# synack benchmark — {meta.get('date') or time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     out.append("")
@@ -182,7 +192,8 @@ def markdown(data, mtus, meta):
         f"Runs per figure: {meta.get('runs', '?')} (median shown); transfer size "
         f"{meta.get('bytes', '?')} bytes, capped at {meta.get('cap', '?')} s; "
         f"parallel = {meta.get('conns', '?')} connections; connections/s over "
-        f"{meta.get('count', '?')} connect-and-close; commit {meta.get('commit', '?')}."
+        f"{meta.get('count', '?')} connect-and-close; commit {meta.get('commit', '?')}"
+        + (f"; baseline synack at {meta.get('baseline')}." if base else ".")
     )
     for mtu in mtus:
         out.append("")
@@ -190,16 +201,19 @@ def markdown(data, mtus, meta):
         out.append("")
         out.append(
             "| Figure | unit | "
-            + " | ".join(SERVER_TITLES[s] for s in SERVERS)
+            + " | ".join(SERVER_TITLES[s] for s in servers)
             + " | synack/smoltcp | synack/kernel |"
+            + (" synack/baseline |" if base else "")
         )
-        out.append("|---|---|" + "---:|" * (len(SERVERS) + 2))
+        out.append("|---|---|" + "---:|" * (len(servers) + 2 + base))
         for key, title, unit, better in FIGURES:
             row = [title + ("" if better else " (lower is better)"), unit]
-            row += [cell(data, s, mtu, key, unit) for s in SERVERS]
+            row += [cell(data, s, mtu, key, unit) for s in servers]
             syn = median(data, "synack", mtu, key)
             row.append(fmt(ratio(syn, median(data, "smoltcp", mtu, key))))
             row.append(fmt(ratio(syn, median(data, "kernel", mtu, key))))
+            if base:
+                row.append(fmt(ratio(syn, median(data, "baseline", mtu, key))))
             out.append("| " + " | ".join(row) + " |")
         out.append("")
         out.append("| TUN ceiling | unit | value |")
@@ -245,7 +259,7 @@ def write_csv(data, mtus, path):
         w = csv.writer(f)
         w.writerow(
             ["mtu", "figure", "unit", "synack", "smoltcp", "kernel", "tun",
-             "synack_over_smoltcp", "synack_over_kernel"]
+             "synack_over_smoltcp", "synack_over_kernel", "baseline", "synack_over_baseline"]
         )
 
         def num(v):
@@ -254,12 +268,15 @@ def write_csv(data, mtus, path):
         for mtu in mtus:
             for key, _title, unit, _better in FIGURES:
                 vals = [median(data, s, mtu, key) for s in SERVERS]
+                b = median(data, "baseline", mtu, key)
                 w.writerow(
                     [mtu, key, unit] + [num(v) for v in vals] + [""]
                     + [num(ratio(vals[0], vals[1])), num(ratio(vals[0], vals[2]))]
+                    + [num(b), num(ratio(vals[0], b))]
                 )
             for key, _title, unit in TUN_FIGURES:
-                w.writerow([mtu, key, unit, "", "", "", num(median(data, "tun", mtu, key)), "", ""])
+                w.writerow([mtu, key, unit, "", "", "", num(median(data, "tun", mtu, key)), "", "",
+                            "", ""])
 
 
 def write_png(data, mtus, path):
@@ -271,11 +288,13 @@ def write_png(data, mtus, path):
     except ImportError:
         print("report.py: matplotlib not available, no chart", file=sys.stderr)
         return False
-    colors = {"synack": "#d62728", "smoltcp": "#1f77b4", "kernel": "#7f7f7f", "tun": "#2ca02c"}
+    colors = {"synack": "#d62728", "smoltcp": "#1f77b4", "kernel": "#7f7f7f", "tun": "#2ca02c",
+              "baseline": "#ff9896"}
+    servers = with_baseline(data)
     groups = [("up1", "c→s\n1 conn"), ("down1", "s→c\n1 conn"),
               ("upN", "c→s\nparallel"), ("downN", "s→c\nparallel")]
     fig, axes = plt.subplots(1, len(mtus) + 1, figsize=(5.2 * (len(mtus) + 1), 4.6))
-    width = 0.2
+    width = 0.8 / (len(servers) + 1)
     def bars(ax, server, i, points):
         """One server's bars at group positions; n/a where it has no value."""
         for g, v in enumerate(points):
@@ -289,18 +308,18 @@ def write_png(data, mtus, path):
                 ax.bar(x, v, width, color=colors[server], label=label)
 
     for ax, mtu in zip(axes, mtus):
-        for i, server in enumerate(SERVERS):
+        for i, server in enumerate(servers):
             bars(ax, server, i, [median(data, server, mtu, key) for key, _l in groups])
         # The TUN ceilings as fourth and fifth bars on the single-connection groups: one
         # packet per read/write, and 64 KiB super-packets (offload).
         for g, key, off in ((0, "tun_read", "tun_read_offload"), (1, "tun_write", "tun_write_offload")):
             v = median(data, "tun", mtu, key)
             if v is not None:
-                ax.bar(g + 2 * width, v, width, color=colors["tun"],
+                ax.bar(g + (len(servers) - 1) * width, v, width, color=colors["tun"],
                        label="TUN ceiling, packet per call" if g == 0 else None)
             v = median(data, "tun", mtu, off)
             if v is not None:
-                ax.bar(g + 3 * width, v, width, color="#98df8a",
+                ax.bar(g + len(servers) * width, v, width, color="#98df8a",
                        label="TUN ceiling, with offload" if g == 0 else None)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([label for _k, label in groups])
@@ -312,7 +331,7 @@ def write_png(data, mtus, path):
         ax.grid(axis="y", alpha=0.3)
     ax = axes[-1]
     cps = [(mtu, key) for mtu in mtus for key in ("cps_seq", "cps_par")]
-    for i, server in enumerate(SERVERS):
+    for i, server in enumerate(servers):
         bars(ax, server, i, [median(data, server, mtu, key) for mtu, key in cps])
     ax.set_xticks(range(len(cps)))
     ax.set_xticklabels([f"{'seq' if k == 'cps_seq' else 'par'}\nMTU {m}" for m, k in cps])
@@ -332,13 +351,13 @@ def main():
     p.add_argument("raw", help="raw JSON-lines results")
     p.add_argument("outdir", help="where latest.md, latest.csv, latest.png go")
     p.add_argument("--mtus", default="1500,9000")
-    for k in ("runs", "bytes", "cap", "conns", "count", "commit", "load", "date"):
+    for k in ("runs", "bytes", "cap", "conns", "count", "commit", "load", "date", "baseline"):
         p.add_argument("--" + k, default="?")
     a = p.parse_args()
     mtus = [int(m) for m in a.mtus.split(",") if m]
     data = load(a.raw)
     meta = {k: getattr(a, k) for k in ("runs", "bytes", "cap", "conns", "count", "commit",
-                                        "load", "date")}
+                                        "load", "date", "baseline")}
     os.makedirs(a.outdir, exist_ok=True)
     md = markdown(data, mtus, meta)
     with open(os.path.join(a.outdir, "latest.md"), "w", encoding="utf-8") as f:

@@ -16,6 +16,7 @@ S4, D4 = "198.18.0.1", "198.18.0.2"
 S6, D6 = "2001:2::1", "2001:2::2"
 SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (12345, 0)), ("NOP", None), ("WScale", 7)]
 DATA_OPTS = [("NOP", None), ("NOP", None), ("Timestamp", (2, 1))]
+BULK = bytes(range(256)) * 5 + bytes(range(168))  # 1448 bytes
 SACK_OPTS = [("NOP", None), ("NOP", None), ("SAck", (100, 200, 300, 400))]
 
 seeds = {
@@ -37,6 +38,12 @@ seeds = {
     "v6_fragment": IPv6(src=S6, dst=D6) / IPv6ExtHdrFragment() / TCP(sport=1, dport=80, flags="S"),
     "v4_udp": IP(src=S4, dst=D4) / UDP(sport=1, dport=53) / b"q",
     "v6_neighbour_solicitation": IPv6(src=S6, dst="ff02::1:ff00:2") / ICMPv6ND_NS(tgt=D6),
+    # Full-sized data segments as in a bulk transfer (also the packets of the parse-cost bench).
+    "v4_bulk": IP(src=S4, dst=D4) / TCP(sport=40000, dport=9, flags="A", seq=10, ack=20, options=DATA_OPTS) / BULK,
+    "v6_bulk": IPv6(src=S6, dst=D6) / TCP(sport=40000, dport=9, flags="A", seq=10, ack=20, options=DATA_OPTS) / BULK,
+    "v4_ack_sack": IP(src=S4, dst=D4) / TCP(sport=40000, dport=9, flags="A", seq=10, ack=20, options=DATA_OPTS[:2] + SACK_OPTS[2:] + [("NOP", None), ("NOP", None), ("Timestamp", (3, 4))]),
+    # Authentication Header (protocol 51) in front of TCP: not for an endpoint without IPsec.
+    "v4_auth_header": IP(src=S4, dst=D4, proto=51) / bytes([6, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) / TCP(sport=1, dport=80, flags="S"),
 }
 
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "parse")

@@ -6,7 +6,12 @@
 # removed on exit. Needs root. Every wait is bounded. See docs/PERFORMANCE.md.
 #
 # Usage: scripts/bench.sh [--runs N] [--quick] [--mtu 1500,9000] [--servers synack,smoltcp,kernel,tun]
-#                         [--bytes N] [--no-build] [--out DIR]
+#                         [--bytes N] [--no-build] [--out DIR] [--suite main|scale|all] [--scale]
+#                         [--baseline REV] [--delays 5ms,...] [--scale-conns N] [--scale-bytes N]
+#                         [--scale-parts delay,conns,load]
+#
+# The scale suite (issue 9: long fat paths, 100,000 connections, ab) is described in
+# docs/PERFORMANCE.md, "Scale"; it writes bench/results/scale.{md,jsonl}.
 set -euo pipefail
 
 usage() {
@@ -19,8 +24,19 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --servers LIST  subset of synack,smoltcp,kernel,tun (default all)
   --bytes N       bytes per transfer (default 1 GiB; --quick: 64 MiB)
   --no-build      use the existing release binaries
-  --out DIR       where latest.{md,csv,png,jsonl} go (default bench/results)
+  --out DIR       where latest.{md,csv,png,jsonl} and scale.{md,jsonl} go (default bench/results)
+  --suite S       main (the figures above; the default), scale (issue 9's figures), or all
+  --scale         the same as --suite scale
+  --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
+                  it in the same run: a "baseline" column in the main suite, a second
+                  section in the scale suite
+  --delays LIST   scale: one-way delays for delay × bandwidth (default 5ms,10ms,20ms,50ms;
+                  --quick: 20ms)
+  --scale-conns N scale: concurrent echo connections to hold (default 100000; --quick: 10000)
+  --scale-bytes N scale: bytes per delayed transfer (default 256 MiB; --quick: 64 MiB)
+  --scale-parts L scale: a subset of delay,conns,load (default all three)
   SYNACK_ARGS     extra arguments for synack (environment variable)
+  SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
 EOF
 }
 
@@ -30,6 +46,12 @@ MTUS="1500,9000"
 SERVERS="synack,smoltcp,kernel,tun"
 BYTES=""
 BUILD=1
+SUITE=main
+BASELINE=""
+DELAYS=""
+SCALE_CONNS=""
+SCALE_BYTES=""
+SCALE_PARTS=delay,conns,load
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/bench/results"
 while [ $# -gt 0 ]; do
@@ -41,18 +63,30 @@ while [ $# -gt 0 ]; do
         --bytes) BYTES=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT=$2; shift 2 ;;
+        --suite) SUITE=$2; shift 2 ;;
+        --scale) SUITE=scale; shift ;;
+        --baseline) BASELINE=$2; shift 2 ;;
+        --delays) DELAYS=$2; shift 2 ;;
+        --scale-conns) SCALE_CONNS=$2; shift 2 ;;
+        --scale-bytes) SCALE_BYTES=$2; shift 2 ;;
+        --scale-parts) SCALE_PARTS=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
+case "$SUITE" in main|scale|all) ;; *) echo "bench.sh: --suite must be main, scale or all" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=3}" "${BYTES:=67108864}"
+    : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}"
+    SCAP=20        # seconds at most per delayed transfer
     CAP=3          # seconds at most per transfer
     COUNT=1000     # connect-and-close per connections/s measurement
     TUN_SECS=0.5
 else
     : "${RUNS:=5}" "${BYTES:=1073741824}"
+    : "${DELAYS:=5ms,10ms,20ms,50ms}" "${SCALE_CONNS:=100000}" "${SCALE_BYTES:=268435456}"
+    SCAP=45
     CAP=6
     COUNT=5000
     TUN_SECS=2
@@ -60,6 +94,10 @@ fi
 CONNS=4            # parallel connections (throughput and connections/s)
 case "$RUNS" in ''|*[!0-9]*) echo "bench.sh: --runs needs a number" >&2; exit 2 ;; esac
 [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 50 ] || { echo "bench.sh: --runs must be 1..50" >&2; exit 2; }
+case "$SCALE_CONNS" in ''|*[!0-9]*) echo "bench.sh: --scale-conns needs a number" >&2; exit 2 ;; esac
+[ "$SCALE_CONNS" -ge 1000 ] && [ "$SCALE_CONNS" -le 200000 ] ||
+    { echo "bench.sh: --scale-conns must be 1000..200000" >&2; exit 2; }
+[ -n "$BASELINE" ] && SERVERS="$SERVERS,baseline"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 has() { case ",$SERVERS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -81,10 +119,15 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 for b in bench-client smoltcp-server kernel-server tun-rate; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not built" >&2; exit 1; }
 done
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+SYN_BIN=${SYNACK_BIN:-$BIN/synack}
 
 WORK=$(mktemp -d /tmp/synack-bench.XXXXXX)
 RAW="$WORK/raw.jsonl"
+SRAW="$WORK/scale.jsonl"
 : >"$RAW"
+: >"$SRAW"
 PFX="sbn$$"
 NAMESPACES=()
 PIDS=()
@@ -258,7 +301,13 @@ bench_mtu() {
         ns_new "$PFX-synack-$mtu"
         # shellcheck disable=SC2086
         start_server synack "$mtu" "$PFX-synack-$mtu" "$PFX-synack-$mtu" 198.18.0.2 synack0 198.18.0 \
-            "$BIN/synack" --mtu "$mtu" --control "$WORK/synack-$mtu.sock" ${SYNACK_ARGS:-}
+            "$SYN_BIN" --mtu "$mtu" --control "$WORK/synack-$mtu.sock" ${SYNACK_ARGS:-}
+    fi
+    if has baseline && [ -n "$BASE_BIN" ]; then
+        ns_new "$PFX-baseline-$mtu"
+        # shellcheck disable=SC2086
+        start_server baseline "$mtu" "$PFX-baseline-$mtu" "$PFX-baseline-$mtu" 198.18.0.2 synack0 198.18.0 \
+            "$BASE_BIN" --mtu "$mtu" --control "$WORK/baseline-$mtu.sock" ${SYNACK_ARGS:-}
     fi
     if has smoltcp; then
         ns_new "$PFX-smoltcp-$mtu"
@@ -290,31 +339,214 @@ bench_mtu() {
     for n in "${NAMESPACES[@]}"; do ns_del "$n"; done
 }
 
+# The baseline: REV's tree (git archive: no worktree, nothing written to the repository) built
+# in the work directory. Its target directory starts as a copy of ours, so that only what
+# differs is rebuilt.
+BASE_BIN=""
+if [ -n "$BASELINE" ]; then
+    BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASELINE^{commit}" 2>/dev/null) ||
+        { echo "bench.sh: --baseline $BASELINE is not a git revision here" >&2; exit 2; }
+    log "building the baseline synack at $BASE_REV"
+    mkdir -p "$WORK/baseline-src" "$WORK/baseline-target"
+    # tar -m: the files get the time of extraction, newer than anything in the copied target
+    # directory, so cargo rebuilds synack from them (with the commit's times it would take our
+    # own build for up to date).
+    git -C "$ROOT" archive "$BASE_REV" | tar -x -m -C "$WORK/baseline-src"
+    cp -a "$BIN" "$WORK/baseline-target/release"
+    if (cd "$WORK/baseline-src" &&
+        CARGO_TARGET_DIR="$WORK/baseline-target" cargo build --release --quiet --bin synack); then
+        BASE_BIN="$WORK/baseline-target/release/synack"
+        if cmp -s "$BASE_BIN" "$SYN_BIN"; then
+            log "note: the baseline's binary is identical to this tree's"
+        fi
+    else
+        log "the baseline ($BASE_REV) failed to build: its figures will be n/a"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The scale suite (issue 9). Every figure is one run, against synack and (with --baseline) the
+# baseline, each part in namespaces of its own.
+
+SOCK_N=0
+declare -A S_BIN
+# scale_start LABEL BINARY PART ARGS...: a fresh namespace NS_SCALE with the client settings of
+# the scale suite, and synack (BINARY) in it with ARGS and a private control socket (CTL).
+scale_start() {
+    local label=$1 bin=$2 part=$3
+    shift 3
+    NS_SCALE="$PFX-sc-$label-$part"
+    S_BIN[$label]=$bin
+    SOCK_N=$((SOCK_N + 1))
+    CTL="$WORK/scale-$SOCK_N.sock"
+    ns_new "$NS_SCALE"
+    # The client may grow its buffers to 32 MiB, as the issue's figures assume.
+    ip netns exec "$NS_SCALE" sysctl -qw net.ipv4.tcp_rmem="4096 131072 33554432" \
+        net.ipv4.tcp_wmem="4096 16384 33554432" >/dev/null
+    LIVE=()
+    # shellcheck disable=SC2086
+    start_server "$label" "$part" "$NS_SCALE" "$NS_SCALE" 198.18.0.2 synack0 198.18.0 \
+        "$bin" --control "$CTL" "$@" ${SYNACK_ARGS:-}
+    is_live "$label"
+}
+
+# scale_stop LABEL PART: records synack's counters (for the reader of scale.jsonl), then stops it.
+scale_stop() {
+    local stats
+    stats=$(timeout 10 "${S_BIN[$1]}" --control "$CTL" stats --json 2>/dev/null |
+        "$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))' 2>/dev/null || true)
+    srecord "$1" stats "$2" "$stats"
+    # The kernel's side of the TUN: packets it dropped because synack did not read them in
+    # time show up as TX drops of synack0.
+    srecord "$1" tun_link "$2" "$(ip -n "$NS_SCALE" -j -s link show synack0 2>/dev/null || true)"
+    stop_server "$1" "$2"
+    ns_del "$NS_SCALE"
+}
+
+# srecord SERVER FIGURE PARAM JSON-or-empty
+srecord() {
+    printf '{"server":"%s","figure":"%s","param":"%s","r":%s}\n' "$1" "$2" "$3" "${4:-null}" >>"$SRAW"
+}
+
+# scale_delay LABEL BINARY: 256 MiB up and down at each delay, with the window polled.
+scale_delay() {
+    local label=$1 bin=$2 d dir port figure line poll ppid
+    IFS=, read -r -a dl <<<"$DELAYS"
+    for d in "${dl[@]}"; do
+        if ! scale_start "$label" "$bin" "d$d" --impair "delay=$d"; then
+            srecord "$label" delay_up "$d" ""; srecord "$label" delay_down "$d" ""
+            ns_del "$NS_SCALE"; continue
+        fi
+        for dir in upload download; do
+            if [ "$dir" = upload ]; then port=9 figure=delay_up; else port=19 figure=delay_down; fi
+            poll="$WORK/poll.json"
+            "$PY" "$ROOT/bench/scale.py" poll --synack "$bin" --control "$CTL" \
+                --max-secs $((SCAP + 20)) >"$poll" 2>>"$WORK/client.log" &
+            ppid=$!
+            line=$(timeout $((SCAP + 30)) ip netns exec "$NS_SCALE" "$BIN/bench-client" "$dir" \
+                "198.18.0.2:$port" "$SCALE_BYTES" --max-secs "$SCAP" 2>>"$WORK/client.log" || true)
+            kill -TERM "$ppid" 2>/dev/null || true
+            wait "$ppid" 2>/dev/null || true
+            srecord "$label" "$figure" "$d" "{\"transfer\":${line:-null},\"window\":$(head -c 4096 "$poll" | grep . || echo null)}"
+        done
+        log "  $label delay=$d: $(tail -n 2 "$SRAW" | grep -o '"gbps":[0-9.]*' | sed 's/.*://; s/\(\.[0-9][0-9]\)[0-9]*/\1/' | tr '\n' ' ')(Gbit/s up down)"
+        scale_stop "$label" "d$d"
+    done
+}
+
+# echo_clients NS SECS ARGS...: scripts/echo_clients.py in NS, bounded, one JSON line per step.
+echo_clients() {
+    local ns=$1 secs=$2
+    shift 2
+    timeout "$secs" ip netns exec "$ns" "$PY" "$ROOT/scripts/echo_clients.py" "$@" \
+        2>>"$WORK/client.log" || true
+}
+
+# scale_conns LABEL BINARY: SCALE_CONNS concurrent echo connections, RSS at 1k, 10k and all.
+scale_conns() {
+    local label=$1 bin=$2 stages="" n srcs="" i line step
+    for n in 1000 10000; do [ "$n" -lt "$SCALE_CONNS" ] && stages="$stages$n,"; done
+    stages="$stages$SCALE_CONNS"
+    # --max-connections is a safety valve above the default 65,536 only when this many are held.
+    if ! scale_start "$label" "$bin" conns --max-connections $((SCALE_CONNS + 1000)); then
+        srecord "$label" conns_echo "" ""; ns_del "$NS_SCALE"; return
+    fi
+    # One kernel-side source address per 40,000 connections, each with its own port space.
+    for i in $(seq 1 $(( (SCALE_CONNS + 39999) / 40000 ))); do
+        ip -n "$NS_SCALE" addr add "198.18.0.$((10 + i))/24" dev synack0
+        srcs="$srcs${srcs:+,}198.18.0.$((10 + i))"
+    done
+    while read -r line; do
+        step=$(printf '%s' "$line" | grep -o '"step": "[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/')
+        [ -n "$step" ] && srecord "$label" "conns_$step" "" "$line"
+    done < <(echo_clients "$NS_SCALE" 900 --stages "$stages" --bind "$srcs" --timeout 240 \
+        --rss-pid "${S_PID[$label]}")
+    log "  $label: $(grep "\"server\":\"$label\",\"figure\":\"conns_" "$SRAW" |
+        grep -o '"conns": [0-9]*\|"rss_kib": [0-9]*\|"ok": [0-9]*' | tr '\n' ' ')"
+    scale_stop "$label" conns
+}
+
+# scale_load LABEL BINARY: every default: 20,000 concurrent echo connections, then ab.
+scale_load() {
+    local label=$1 bin=$2 line step
+    if scale_start "$label" "$bin" load; then
+        while read -r line; do
+            step=$(printf '%s' "$line" | grep -o '"step": "[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/')
+            [ -n "$step" ] && srecord "$label" "load_$step" "" "$line"
+        done < <(echo_clients "$NS_SCALE" 400 --stages 20000 --procs 4 --timeout 120)
+        scale_stop "$label" load
+    fi
+    if scale_start "$label" "$bin" ab; then
+        line=$(timeout 300 ip netns exec "$NS_SCALE" ab -l -n 20000 -c 100 -s 20 http://198.18.0.2/ 2>&1 |
+            "$PY" "$ROOT/bench/scale.py" ab-parse || true)
+        srecord "$label" ab "" "$line"
+        log "  $label: ab $(printf '%s' "$line" | grep -o '"complete": [0-9.]*\|"rps": [0-9.]*\|"longest_ms": [0-9]*' | tr '\n' ' ')"
+        scale_stop "$label" ab
+    else
+        srecord "$label" ab "" ""
+    fi
+}
+
+part() { case ",$SCALE_PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+scale_suite() {
+    local label bin
+    command -v ab >/dev/null || log "ab (apache2-utils) is missing: the ab figure will be n/a"
+    for label in synack baseline; do
+        if [ "$label" = synack ]; then bin=$SYN_BIN; else bin=$BASE_BIN; fi
+        [ "$label" = baseline ] && [ -z "$BASELINE" ] && continue
+        if [ -z "$bin" ] || [ ! -x "$bin" ]; then log "$label: no binary, figures n/a"; continue; fi
+        if part delay; then
+            log "scale: $label, delay × bandwidth ($DELAYS; $SCALE_BYTES bytes each way)"
+            scale_delay "$label" "$bin"
+        fi
+        if part conns; then
+            log "scale: $label, $SCALE_CONNS concurrent echo connections"
+            scale_conns "$label" "$bin"
+        fi
+        if part load; then
+            log "scale: $label, 20,000 concurrent connections and ab, every default"
+            scale_load "$label" "$bin"
+        fi
+    done
+}
+
 START=$(date +%s)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-log "runs=$RUNS bytes=$BYTES cap=${CAP}s count=$COUNT mtus=$MTUS servers=$SERVERS (load $LOAD)"
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+[ -n "${SYNACK_BIN:-}" ] && COMMIT="$SYNACK_BIN (SYNACK_BIN)"
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 if awk -v l="${LOAD%% *}" 'BEGIN { exit !(l > 0.7) }'; then
     log "warning: the machine is busy (1-minute load ${LOAD%% *}): figures will be noisy"
 fi
-IFS=, read -r -a MTU_LIST <<<"$MTUS"
-for mtu in "${MTU_LIST[@]}"; do
-    case "$mtu" in ''|*[!0-9]*) echo "bench.sh: bad MTU $mtu" >&2; exit 2 ;; esac
-    bench_mtu "$mtu"
-done
-log "measurements done in $(( $(date +%s) - START )) s"
-
 mkdir -p "$OUT"
-cp "$RAW" "$OUT/latest.jsonl"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-if ! "$PY" -c 'import matplotlib' 2>/dev/null && command -v apt-get >/dev/null; then
-    log "installing python3-matplotlib for the chart"
-    apt-get install -y -qq python3-matplotlib >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq python3-matplotlib >/dev/null 2>&1; } ||
-        log "could not install python3-matplotlib: no chart"
+
+if [ "$SUITE" != scale ]; then
+    log "runs=$RUNS bytes=$BYTES cap=${CAP}s count=$COUNT mtus=$MTUS servers=$SERVERS (load $LOAD)"
+    IFS=, read -r -a MTU_LIST <<<"$MTUS"
+    for mtu in "${MTU_LIST[@]}"; do
+        case "$mtu" in ''|*[!0-9]*) echo "bench.sh: bad MTU $mtu" >&2; exit 2 ;; esac
+        bench_mtu "$mtu"
+    done
+    log "measurements done in $(( $(date +%s) - START )) s"
+
+    cp "$RAW" "$OUT/latest.jsonl"
+    if ! "$PY" -c 'import matplotlib' 2>/dev/null && command -v apt-get >/dev/null; then
+        log "installing python3-matplotlib for the chart"
+        apt-get install -y -qq python3-matplotlib >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq python3-matplotlib >/dev/null 2>&1; } ||
+            log "could not install python3-matplotlib: no chart"
+    fi
+    "$PY" "$ROOT/bench/report.py" "$RAW" "$OUT" --mtus "$MTUS" --runs "$RUNS" --bytes "$BYTES" \
+        --cap "$CAP" --conns "$CONNS" --count "$COUNT" --load "$LOAD" \
+        --commit "$COMMIT" --date "$DATE" --baseline "${BASE_REV:-}"
+    log "wrote $OUT/latest.md, latest.csv, latest.png, latest.jsonl ($(( $(date +%s) - START )) s so far)"
 fi
-"$PY" "$ROOT/bench/report.py" "$RAW" "$OUT" --mtus "$MTUS" --runs "$RUNS" --bytes "$BYTES" \
-    --cap "$CAP" --conns "$CONNS" --count "$COUNT" --load "$LOAD" \
-    --commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')" \
-    --date "$(date -u '+%Y-%m-%d %H:%M UTC')"
-log "wrote $OUT/latest.md, latest.csv, latest.png, latest.jsonl (total $(( $(date +%s) - START )) s)"
+
+if [ "$SUITE" != main ]; then
+    log "scale suite: delays=$DELAYS bytes=$SCALE_BYTES cap=${SCAP}s conns=$SCALE_CONNS baseline=${BASE_REV:-none} (load $LOAD)"
+    scale_suite
+    "$PY" "$ROOT/bench/scale.py" report "$SRAW" "$OUT" --commit "$COMMIT" --date "$DATE" \
+        --load "$LOAD" --bytes "$SCALE_BYTES" --cap "$SCAP" --baseline "${BASE_REV:-}"
+    log "wrote $OUT/scale.md, scale.jsonl (total $(( $(date +%s) - START )) s)"
+fi

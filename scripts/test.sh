@@ -9,11 +9,11 @@
 #   scripts/test.sh -- -k http      anything after the options goes to pytest
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
-# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, libcap2-bin,
-# systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
-# python3-prometheus-client) with apt-get, and cargo-deb with cargo.
-# Nothing is configured in the machine's own namespace; the package test installs synack's
-# .deb with dpkg and removes it again.
+# missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, apache2-utils,
+# libcap2-bin, systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
+# python3-prometheus-client) with apt-get, and cargo-deb with cargo. Nothing is configured in
+# the machine's own namespace; the package test installs synack's .deb with dpkg and removes
+# it again.
 set -euo pipefail
 
 usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
@@ -48,6 +48,7 @@ install_deps() {
     command -v tcpdump >/dev/null || missing+=(tcpdump)
     { command -v nc >/dev/null && nc -h 2>&1 | grep -qE '^[[:space:]]+-N'; } || missing+=(netcat-openbsd)
     command -v curl >/dev/null || missing+=(curl)
+    command -v ab >/dev/null || missing+=(apache2-utils)
     command -v ping >/dev/null || missing+=(iputils-ping)
     command -v ip >/dev/null || missing+=(iproute2)
     command -v unshare >/dev/null || missing+=(util-linux)

@@ -3,6 +3,7 @@
 
 use super::Args;
 use crate::endpoint::Limits;
+use crate::tcp::BufferSizes;
 use crate::time::{Duration, parse_duration};
 use std::fmt;
 use std::str::FromStr;
@@ -36,7 +37,7 @@ impl FromStr for ByteSize {
             .checked_mul(1usize << shift)
             .ok_or_else(|| format!("'{s}' is too large"))?;
         if bytes == 0 {
-            return Err("the buffer memory limit must be above zero".into());
+            return Err(format!("'{s}' is zero: a size must be above zero"));
         }
         Ok(ByteSize(bytes))
     }
@@ -51,6 +52,48 @@ impl fmt::Display for ByteSize {
             }
         }
         write!(f, "{n}")
+    }
+}
+
+/// `--rmem`/`--wmem`: `MIN,DEFAULT,MAX`, each a [`ByteSize`], with MIN ≤ DEFAULT ≤ MAX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferTriple(pub BufferSizes);
+
+impl FromStr for BufferTriple {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(',').collect();
+        let [min, default, max] = parts.as_slice() else {
+            return Err(format!(
+                "'{s}' is not MIN,DEFAULT,MAX (three sizes, e.g. 4KiB,128KiB,32MiB)"
+            ));
+        };
+        let size = |p: &str| p.parse::<ByteSize>().map(|b| b.0);
+        let (min, default, max) = (size(min)?, size(default)?, size(max)?);
+        if !(min <= default && default <= max) {
+            return Err(format!(
+                "'{s}': the sizes must be in order, MIN <= DEFAULT <= MAX"
+            ));
+        }
+        if max > 1 << 30 {
+            return Err(format!(
+                "'{s}': MAX is above 1GiB, the largest window TCP can offer (RFC 7323)"
+            ));
+        }
+        Ok(BufferTriple(BufferSizes { min, default, max }))
+    }
+}
+
+impl fmt::Display for BufferTriple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{},{},{}",
+            ByteSize(b.min),
+            ByteSize(b.default),
+            ByteSize(b.max)
+        )
     }
 }
 
@@ -110,6 +153,7 @@ impl Args {
         Limits {
             backlog: self.backlog,
             max_connections: self.max_connections,
+            max_time_wait: self.max_time_wait,
             max_buffer_memory: self.max_buffer_memory.0,
             keepalive: self
                 .keepalive
@@ -197,10 +241,45 @@ mod tests {
     }
 
     #[test]
+    fn rmem_and_wmem_take_min_default_max_like_the_sysctls() {
+        let a = parse(&[]).unwrap();
+        let c = a.endpoint_config();
+        assert_eq!(c.rmem, BufferSizes::RMEM);
+        assert_eq!(c.wmem, BufferSizes::WMEM);
+        assert_eq!(
+            (c.rmem.min, c.rmem.default, c.rmem.max),
+            (4096, 128 << 10, 32 << 20)
+        );
+        assert_eq!(a.max_time_wait, 65536);
+        let c = parse(&["--rmem", "4096,87380,6291456", "--wmem", "8KiB,16KiB,4MiB"])
+            .unwrap()
+            .endpoint_config();
+        assert_eq!((c.rmem.default, c.rmem.max), (87380, 6291456));
+        assert_eq!(
+            (c.wmem.min, c.wmem.default, c.wmem.max),
+            (8 << 10, 16 << 10, 4 << 20)
+        );
+        assert_eq!(BufferTriple(c.wmem).to_string(), "8KiB,16KiB,4MiB");
+        for bad in [
+            "1MiB",
+            "4KiB,1MiB",
+            "4KiB,1MiB,64KiB",
+            "0,1,2",
+            "4KiB,64KiB,2GiB",
+            "a,b,c",
+            "1,2,3,4",
+        ] {
+            assert!(bad.parse::<BufferTriple>().is_err(), "{bad} accepted");
+            assert!(parse(&["--rmem", bad]).is_err(), "--rmem {bad} accepted");
+        }
+    }
+
+    #[test]
     fn bad_hardening_values_are_rejected() {
         for bad in [
             &["--backlog", "0"][..],
             &["--max-connections", "0"],
+            &["--max-time-wait", "0"],
             &["--max-buffer-memory", "lots"],
             &["--keepalive", "soon"],
             &["--keepalive", "0=5s"],

@@ -10,7 +10,7 @@ mod limits;
 // Setup errors and host addresses live in the leaf module `crate::config`, which the device
 // and the driver depend on; re-exported here for code written against `crate::cli`.
 pub use crate::config::{HostAddr, SetupError};
-pub use limits::{ByteSize, KeepaliveArg};
+pub use limits::{BufferTriple, ByteSize, KeepaliveArg};
 
 use crate::device::impair::ImpairSpec;
 use crate::driver::{self, DaemonConfig};
@@ -95,13 +95,42 @@ pub struct Args {
           value_parser = limits::parse_count)]
     pub backlog: usize,
 
-    /// The most connections in any state; past it new SYNs are dropped silently
+    /// The most connections in any state but TIME-WAIT; past it new SYNs are dropped
+    /// silently. Each idle connection costs about 2 KiB (see docs/PERFORMANCE.md), so the
+    /// default table holds about 128 MiB of connections; buffers are counted apart
+    /// (--max-buffer-memory)
     #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
           value_parser = limits::parse_count)]
     pub max_connections: usize,
 
-    /// The most memory all connections' buffers (and offered windows) may take, e.g. 512MiB,
-    /// 64KiB or plain bytes
+    /// The most connections in TIME-WAIT (like net.ipv4.tcp_max_tw_buckets); they hold no
+    /// buffers, and past it a closing connection skips TIME-WAIT
+    #[arg(long = "max-time-wait", value_name = "N", default_value_t = 65536,
+          value_parser = limits::parse_count)]
+    pub max_time_wait: usize,
+
+    /// Receive buffer sizes MIN,DEFAULT,MAX (like net.ipv4.tcp_rmem): each connection
+    /// starts at DEFAULT and autotuning grows it up to MAX, to twice what the application
+    /// reads per round trip; e.g. 4KiB,128KiB,32MiB
+    #[arg(
+        long = "rmem",
+        value_name = "MIN,DEFAULT,MAX",
+        default_value = "4KiB,128KiB,32MiB"
+    )]
+    pub rmem: BufferTriple,
+
+    /// Send buffer sizes MIN,DEFAULT,MAX (like net.ipv4.tcp_wmem): each connection starts
+    /// at DEFAULT and grows with its congestion window and the peer's window up to MAX
+    #[arg(
+        long = "wmem",
+        value_name = "MIN,DEFAULT,MAX",
+        default_value = "4KiB,64KiB,32MiB"
+    )]
+    pub wmem: BufferTriple,
+
+    /// The most memory all connections' queues (send, receive and out-of-order data) may
+    /// hold, like net.ipv4.tcp_mem; above two thirds of it buffers stop growing and new
+    /// windows are offered smaller; e.g. 512MiB, 64KiB or plain bytes
     #[arg(
         long = "max-buffer-memory",
         value_name = "SIZE",
@@ -339,6 +368,8 @@ impl Args {
             time_wait: self.time_wait,
             cc: self.cc,
             gso: false,
+            rmem: self.rmem.0,
+            wmem: self.wmem.0,
         }
     }
 

@@ -97,6 +97,21 @@ pub struct StatusRow {
     /// left out of `status --json` without `--info`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Bytes of window we offer now (RCV.WND).
+    #[serde(default)]
+    pub rcv_wnd: u32,
+    /// The receive buffer autotuning chose (the most window we may offer).
+    #[serde(default)]
+    pub rcv_space: usize,
+    /// The peer's window (SND.WND), in bytes.
+    #[serde(default)]
+    pub snd_wnd: u32,
+    /// The send buffer limit.
+    #[serde(default)]
+    pub snd_buf: usize,
+    /// Bytes this connection holds in its queues (charged to --max-buffer-memory).
+    #[serde(default)]
+    pub mem: usize,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -127,6 +142,11 @@ impl From<&ConnStatus> for StatusRow {
                     })
                     .collect()
             }),
+            rcv_wnd: s.rcv_wnd,
+            rcv_space: s.rcv_space,
+            snd_wnd: s.snd_wnd,
+            snd_buf: s.snd_buf,
+            mem: s.mem,
         }
     }
 }
@@ -492,6 +512,11 @@ mod tests {
             retransmissions: 0,
             age: None,
             info: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
         };
         let conn = ConnStatus {
             state: State::TimeWait,
@@ -553,6 +578,9 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         assert_eq!(json["info"]["ssthresh"], serde_json::Value::Null);
         // /connections.json is status --json: without the details.
         assert!(!status_json(&[with_info]).contains("\"info\""));
+        for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
+            assert!(json.get(field).is_some(), "{field} in {json}");
+        }
     }
 
     #[test]

@@ -147,9 +147,22 @@ counters! {
     syn_cookies_rejected => "TcpExtSyncookiesFailed",
     /// Final ACKs dropped because the listener's accept queue was full.
     accept_queue_full => "TcpExtListenOverflows",
-    /// Times a connection began to run with less buffer memory than its caps because of
-    /// `--max-buffer-memory` (episodes, not passes).
+    /// Times a connection was held back by `--max-buffer-memory` (its window clamped or not
+    /// opened, data dropped, or its application's writes cut short): episodes, not passes.
     buffer_memory_limited,
+    /// Times the endpoint entered buffer memory pressure (above two thirds of
+    /// `--max-buffer-memory`, left below one half; Linux: `TCPMemoryPressures`).
+    memory_pressure_entered => "TcpExtTCPMemoryPressures",
+    /// Connections whose offered window memory pressure clamped to four segments (once per
+    /// connection and episode).
+    rcv_window_clamped,
+    /// Segments whose in-window data was dropped at the `--max-buffer-memory` limit (Linux:
+    /// `TCPRcvQDrop`); the peer retransmits it.
+    rcv_memory_drops => "TcpExtTCPRcvQDrop",
+    /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
+    /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
+    /// `tcp_max_tw_buckets`).
+    time_wait_overflow => "TcpExtTCPTimeWaitOverflow",
     /// Keep-alive probes sent, and connections aborted after unanswered probes.
     keepalive_probes => "TcpExtTCPKeepAlive",
     keepalive_timeouts,
@@ -179,6 +192,8 @@ impl Counters {
         self.keepalive_timeouts += e.keepalive_timeouts;
         self.fin_wait_2_timeouts += e.fin_wait_2_timeouts;
         self.retransmissions += e.retransmissions;
+        self.rcv_window_clamped += e.rcv_window_clamped;
+        self.rcv_memory_drops += e.rcv_memory_drops;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

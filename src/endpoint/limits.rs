@@ -7,9 +7,14 @@
 //!   services after every batch of packets, so this queue only fills within one batch; when it
 //!   is full, a final ACK is dropped (the peer retransmits it, or its data), as Linux drops it
 //!   on accept-queue overflow.
-//! - **Connections** (`--max-connections`): the table's size, every state included. Past it a
-//!   SYN is dropped silently, as Linux drops SYNs when it cannot queue them: the client retries
-//!   and may get in later, rather than being refused outright.
+//! - **Connections** (`--max-connections`): the table's size, every state but TIME-WAIT
+//!   included. Past it a SYN is dropped silently, as Linux drops SYNs when it cannot queue
+//!   them: the client retries and may get in later, rather than being refused outright.
+//! - **TIME-WAIT** (`--max-time-wait`): connections in TIME-WAIT are counted apart, as Linux
+//!   keeps them as small `tcp_timewait_sock`s capped by `tcp_max_tw_buckets`. They hold no
+//!   buffers; past the cap a connection that would enter TIME-WAIT is closed at once instead
+//!   (`time_wait_overflow`, Linux's `TCPTimeWaitOverflow`), so a burst of short connections
+//!   never blocks new SYNs.
 //! - **Buffer memory** (`--max-buffer-memory`): see `tcp::memory`.
 
 use crate::tcp::KeepAlive;
@@ -21,9 +26,11 @@ pub struct Limits {
     /// Per listener: the most half-open connections, and the most established but not yet
     /// accepted ones.
     pub backlog: usize,
-    /// The most connections (any state) the table holds.
+    /// The most connections (any state but TIME-WAIT) the table holds.
     pub max_connections: usize,
-    /// The most bytes all connections together may hold in buffers plus offered windows.
+    /// The most connections in TIME-WAIT.
+    pub max_time_wait: usize,
+    /// The most bytes all connections together may hold in their queues (`tcp::memory`).
     pub max_buffer_memory: usize,
     /// Keep-alive idle time for every listener, unless `keepalive_ports` names the port.
     pub keepalive: Option<Duration>,
@@ -33,6 +40,7 @@ pub struct Limits {
 impl Limits {
     pub const DEFAULT_BACKLOG: usize = 1024;
     pub const DEFAULT_MAX_CONNECTIONS: usize = 65536;
+    pub const DEFAULT_MAX_TIME_WAIT: usize = 65536;
     pub const DEFAULT_MAX_BUFFER_MEMORY: usize = 512 << 20;
 
     /// The keep-alive settings for connections to `port`, if any.
@@ -51,6 +59,7 @@ impl Default for Limits {
         Limits {
             backlog: Self::DEFAULT_BACKLOG,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_time_wait: Self::DEFAULT_MAX_TIME_WAIT,
             max_buffer_memory: Self::DEFAULT_MAX_BUFFER_MEMORY,
             keepalive: None,
             keepalive_ports: Vec::new(),

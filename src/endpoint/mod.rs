@@ -35,7 +35,7 @@ use crate::wire::{self, Gso, Packet, Quad, RxMeta, TcpSegment};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 /// Where the endpoint writes the packets it sends. The driver writes them to the TUN;
 /// tests collect them.
@@ -72,6 +72,9 @@ pub struct EndpointConfig {
     /// The device splits TCP super-segments (segmentation offload, `src/wire/gso.rs`): bulk
     /// transfers then send up to 64 KiB per packet handed to it.
     pub gso: bool,
+    /// Receive and send buffer sizes (`--rmem`, `--wmem`; `tcp::memory`).
+    pub rmem: tcp::BufferSizes,
+    pub wmem: tcp::BufferSizes,
 }
 
 impl Default for EndpointConfig {
@@ -88,6 +91,8 @@ impl Default for EndpointConfig {
             time_wait: Duration::from_secs(60),
             cc: CcKind::Cubic,
             gso: false,
+            rmem: tcp::BufferSizes::RMEM,
+            wmem: tcp::BufferSizes::WMEM,
         }
     }
 }
@@ -115,11 +120,15 @@ struct Entry {
     listener: Option<usize>,
     /// Where it is counted in its listener's queues.
     queued: Queued,
-    /// The bytes it was last charged for against `--max-buffer-memory`.
+    /// The bytes it was last charged for against `--max-buffer-memory` (what it holds).
     charged: usize,
-    /// It last ran with less buffer memory than its caps (`buffer_memory_limited` counts
-    /// each time this becomes true).
+    /// Memory held it back the last time it ran (`buffer_memory_limited` counts each time
+    /// this becomes true).
     memory_limited: bool,
+    /// It is on the list of connections re-run when memory frees (`mem_waiters`).
+    mem_waiting: bool,
+    /// Counted in the endpoint's TIME-WAIT connections.
+    in_time_wait: bool,
 }
 
 impl Entry {
@@ -132,6 +141,8 @@ impl Entry {
             app_stopped: false,
             counted_established: false,
             memory_limited: false,
+            mem_waiting: false,
+            in_time_wait: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
@@ -176,8 +187,18 @@ pub struct Endpoint {
     /// Per listener: when it last answered a SYN with a cookie. Final ACKs are checked as
     /// cookies only within two minutes of that (Linux: tcp_synq_no_recent_overflow).
     cookies_sent_at: Vec<Option<Instant>>,
-    /// The bytes all connections are charged for (buffers plus offered windows).
+    /// The bytes all connections hold in their queues (`tcp::memory`).
     mem_used: usize,
+    /// Above two thirds of `--max-buffer-memory` until below one half (`tcp::memory`).
+    mem_pressure: bool,
+    /// Connections memory held back, re-run when it frees: (slot, generation).
+    mem_waiters: Vec<(usize, u32)>,
+    /// The most `mem_used` has been since the waiters were last woken, and whether pressure
+    /// ended since.
+    mem_peak: usize,
+    mem_relieved: bool,
+    /// Connections in TIME-WAIT (`--max-time-wait`).
+    time_wait: usize,
 }
 
 impl Endpoint {
@@ -191,6 +212,8 @@ impl Endpoint {
             mss_v6,
             time_wait: config.time_wait,
             cc: config.cc,
+            rmem: config.rmem,
+            wmem: config.wmem,
             gso_max: if config.gso {
                 wire::gso::MAX_PAYLOAD
             } else {
@@ -230,6 +253,11 @@ impl Endpoint {
             cookies: SynCookies::new(secret),
             cookies_sent_at: vec![None; listeners],
             mem_used: 0,
+            mem_pressure: false,
+            mem_waiters: Vec::new(),
+            mem_peak: 0,
+            mem_relieved: false,
+            time_wait: 0,
         }
     }
 
@@ -245,9 +273,20 @@ impl Endpoint {
         &self.limits
     }
 
-    /// The bytes all connections are charged for against `--max-buffer-memory`.
+    /// The bytes all connections hold in their queues, charged against
+    /// `--max-buffer-memory`.
     pub fn memory_used(&self) -> usize {
         self.mem_used
+    }
+
+    /// Whether buffer memory is under pressure (`tcp::memory`).
+    pub fn memory_pressure(&self) -> bool {
+        self.mem_pressure
+    }
+
+    /// How many connections are in TIME-WAIT.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait
     }
 
     /// The lengths of the half-open and accept queues of the listener on `port`.
@@ -384,7 +423,13 @@ impl Endpoint {
                     self.counters.listen_drops += 1;
                     return;
                 }
+                let others = self.mem_used.saturating_sub(entry.charged);
+                entry.conn.set_memory(
+                    self.limits.max_buffer_memory.saturating_sub(others),
+                    self.mem_pressure,
+                );
                 let reply = entry.conn.on_segment(now, seg);
+                self.settle(id, false);
                 self.requeue(id);
                 self.mark_dirty(id);
                 if let Some(rst) = reply {
@@ -459,7 +504,7 @@ impl Endpoint {
             return;
         }
         // Past --max-connections a SYN is dropped silently (see limits.rs).
-        if self.table.len() >= self.limits.max_connections {
+        if self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
             self.counters.listen_drops += 1;
             return;
@@ -491,7 +536,11 @@ impl Endpoint {
             return;
         };
         conn.set_keepalive(self.limits.keepalive_for(port));
-        conn.set_memory_budget(self.limits.max_buffer_memory.saturating_sub(self.mem_used));
+        // A new connection holds nothing yet: its share is what the others leave.
+        conn.set_memory(
+            self.limits.max_buffer_memory.saturating_sub(self.mem_used),
+            self.mem_pressure,
+        );
         let quad = conn.quad();
         let entry = Entry {
             listener: Some(listener),
@@ -532,14 +581,20 @@ impl Endpoint {
     ) {
         let peer_mss = syn.options.mss.unwrap_or(tcp::default_mss(&quad));
         let iss = self.cookies.make(now, &quad, syn.seq, peer_mss);
-        let free = self.limits.max_buffer_memory.saturating_sub(self.mem_used);
+        // The window a new connection would offer (`tcp::memory`): its initial receive
+        // buffer, four segments under memory pressure.
+        let window_max = if self.mem_pressure {
+            4 * usize::from(self.local_mss(&quad))
+        } else {
+            usize::MAX
+        };
         let reply = Connection::cookie_syn_ack(
             now,
             &quad,
             syn,
             iss,
             self.local_mss(&quad),
-            free,
+            window_max,
             &self.tcp,
             SynCookies::timestamp,
         );
@@ -559,7 +614,7 @@ impl Endpoint {
         listener: usize,
         syn: CookieSyn,
     ) {
-        if self.table.len() >= self.limits.max_connections {
+        if self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
             self.counters.listen_drops += 1;
             return;
@@ -610,6 +665,7 @@ impl Endpoint {
         let mut entry = entry;
         entry.charged = entry.conn.memory();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
+        self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
             slot.entry = Some(entry);
         }
@@ -624,6 +680,9 @@ impl Endpoint {
             self.table.remove(&entry.conn.quad());
             self.queues.moved(entry.queued, Queued::No);
             self.mem_used = self.mem_used.saturating_sub(entry.charged);
+            if entry.in_time_wait {
+                self.time_wait = self.time_wait.saturating_sub(1);
+            }
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
             self.on_removed(entry);
@@ -722,8 +781,14 @@ impl Endpoint {
             }
         }
 
-        while let Some(id) = self.dirty.pop() {
-            self.service(now, id, tx);
+        loop {
+            while let Some(id) = self.dirty.pop() {
+                self.service(now, id, tx);
+            }
+            // Memory freed: connections it held back send their window updates now.
+            if !self.wake_memory_waiters() {
+                break;
+            }
         }
         // What the services reaped may sit at the top of the heap now: drop it, so that
         // `poll_timeout` names a deadline some connection still has, not a stale one (which
@@ -748,13 +813,10 @@ impl Endpoint {
         entry.dirty = false;
         // This connection's share of --max-buffer-memory: what the others leave.
         let others = self.mem_used.saturating_sub(entry.charged);
-        let budget = self.limits.max_buffer_memory.saturating_sub(others);
-        let limited = budget < self.tcp.recv_buffer.saturating_add(self.tcp.send_buffer);
-        if limited && !entry.memory_limited {
-            self.counters.buffer_memory_limited += 1;
-        }
-        entry.memory_limited = limited;
-        entry.conn.set_memory_budget(budget);
+        entry.conn.set_memory(
+            self.limits.max_buffer_memory.saturating_sub(others),
+            self.mem_pressure,
+        );
         let runs_app =
             entry.conn.state().is_synchronized() && entry.conn.state() != State::TimeWait;
         if runs_app {
@@ -796,8 +858,21 @@ impl Endpoint {
             Self::emit(buf, counters, local, remote, seg, Some(segment_size), tx);
         });
         self.counters.add_events(&conn.take_events());
-        entry.charged = conn.memory();
-        self.mem_used = others.saturating_add(entry.charged);
+        if conn.state() == State::TimeWait
+            && !entry.in_time_wait
+            && self.time_wait >= self.limits.max_time_wait
+        {
+            // Past --max-time-wait, close instead of waiting (Linux: tcp_max_tw_buckets).
+            debug!(quad = %conn.quad(), "TIME-WAIT table full: closing at once");
+            self.counters.time_wait_overflow += 1;
+            self.remove(id);
+            return;
+        }
+        self.settle(id, true);
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        let conn = &mut entry.conn;
 
         if conn.state() == State::Closed {
             match conn.reset_cause() {
@@ -812,11 +887,16 @@ impl Endpoint {
             self.remove(id);
             return;
         }
-        if let Some(at) = conn.poll_timeout()
-            && entry.scheduled.is_none_or(|s| at < s)
-        {
-            entry.scheduled = Some(at);
-            self.timers.push(Reverse((at, id, generation)));
+        // The heap entry that stands for this connection is the one at `scheduled`; when its
+        // deadline moved (a timer armed, restarted or cancelled) the old entry goes stale and
+        // is skipped without waking anyone (`timer_is_live`), so a cancelled timer costs no
+        // wake-up, and a connection with no timer has no live entry.
+        let next = conn.poll_timeout();
+        if next != entry.scheduled {
+            entry.scheduled = next;
+            if let Some(at) = next {
+                self.timers.push(Reverse((at, id, generation)));
+            }
             self.compact_timers();
         }
         self.requeue(id);
@@ -831,6 +911,108 @@ impl Endpoint {
                 .answer_page(rendered.as_ref().map(|(t, body)| (*t, body.as_bytes())));
             entry.app.poll(&mut entry.conn);
         }
+    }
+
+    /// After a connection ran (`ran`: its application and output, not only a segment's
+    /// input): charge it what it holds now, put it on the list of
+    /// connections to re-run if memory held it back, count it in TIME-WAIT, and update the
+    /// pressure state (`tcp::memory`).
+    fn settle(&mut self, id: usize, ran: bool) {
+        let Some(slot) = self.slots.get_mut(id) else {
+            return;
+        };
+        let generation = slot.generation;
+        let Some(entry) = slot.entry.as_mut() else {
+            return;
+        };
+        let held = entry.conn.memory();
+        self.mem_used = self
+            .mem_used
+            .saturating_sub(entry.charged)
+            .saturating_add(held);
+        entry.charged = held;
+        let starved = entry.conn.take_memory_starved();
+        if starved && !entry.memory_limited {
+            self.counters.buffer_memory_limited += 1;
+            debug!(
+                quad = %entry.conn.quad(),
+                used = self.mem_used,
+                "held back by --max-buffer-memory: window or writes limited"
+            );
+        }
+        // An episode ends only with a whole run (application and output) not held back.
+        if starved || ran {
+            entry.memory_limited = starved;
+        }
+        if starved && !entry.mem_waiting {
+            entry.mem_waiting = true;
+            self.mem_waiters.push((id, generation));
+        }
+        // TIME-WAIT is counted after a whole run, which first checks `--max-time-wait`.
+        let tw = entry.conn.state() == State::TimeWait;
+        if ran && tw != entry.in_time_wait {
+            entry.in_time_wait = tw;
+            if tw {
+                self.time_wait += 1;
+            } else {
+                self.time_wait = self.time_wait.saturating_sub(1);
+            }
+        }
+        self.update_pressure();
+    }
+
+    /// Enter memory pressure above two thirds of `--max-buffer-memory`, leave it below one
+    /// half: Linux's `tcp_mem` pressure and low marks stand in that ratio to its hard limit.
+    /// Logged once per episode.
+    fn update_pressure(&mut self) {
+        let limit = self.limits.max_buffer_memory;
+        let used = self.mem_used;
+        self.mem_peak = self.mem_peak.max(used);
+        if !self.mem_pressure && used > limit / 3 * 2 {
+            self.mem_pressure = true;
+            self.counters.memory_pressure_entered += 1;
+            info!(
+                used,
+                limit, "buffer memory pressure: buffers stop growing, windows offered smaller"
+            );
+        } else if self.mem_pressure && used < limit / 2 {
+            self.mem_pressure = false;
+            self.mem_relieved = true;
+            info!(used, limit, "buffer memory pressure over");
+        }
+    }
+
+    /// Re-run the connections memory held back once it has freed: pressure ended, or a
+    /// sixteenth of the limit was given back since they were last woken. Only the listed
+    /// connections are visited, each once per listing; one still held back lists itself
+    /// again and waits for the next sixteenth.
+    fn wake_memory_waiters(&mut self) -> bool {
+        let relieved = std::mem::take(&mut self.mem_relieved);
+        if self.mem_waiters.is_empty() {
+            self.mem_peak = self.mem_used;
+            return false;
+        }
+        let step = (self.limits.max_buffer_memory / 16).max(1);
+        if !relieved && self.mem_peak.saturating_sub(self.mem_used) < step {
+            return false;
+        }
+        self.mem_peak = self.mem_used;
+        let waiters = std::mem::take(&mut self.mem_waiters);
+        for (id, generation) in waiters {
+            if let Some(slot) = self.slots.get_mut(id)
+                && slot.generation == generation
+                && let Some(entry) = slot.entry.as_mut()
+            {
+                entry.mem_waiting = false;
+                self.mark_dirty(id);
+            }
+        }
+        true
+    }
+
+    /// Connections that count against `--max-connections`: all but TIME-WAIT.
+    fn open_connections(&self) -> usize {
+        self.table.len().saturating_sub(self.time_wait)
     }
 
     /// Drop the heap's stale entries once they outnumber the live ones. A reaped connection
@@ -897,9 +1079,12 @@ impl Endpoint {
         self.poll(now, tx);
     }
 
-    /// The counters, as (name, value) pairs, for logging at shutdown.
+    /// The counters, as (name, value) pairs, for logging at shutdown and `synack stats`,
+    /// followed by the gauge `buffer_memory_used` (bytes held now).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.counters.entries()
+        let mut v = self.counters.entries();
+        v.push(("buffer_memory_used", self.mem_used as u64));
+        v
     }
 
     /// The counters themselves.
@@ -939,9 +1124,10 @@ impl Endpoint {
 
 /// Whether the timer-heap entry `(at, id, generation)` is the deadline its connection is
 /// waiting for: the connection still exists (same generation) and `at` is its `scheduled`.
-/// Every other entry is redundant: `service` runs after every change to a connection and
-/// pushes its deadline whenever that is earlier than `scheduled`, so a connection never needs
-/// a wake-up other than at `scheduled`.
+/// Every other entry is stale: `service` runs after every change to a connection and pushes
+/// its deadline whenever it differs from `scheduled`, so a connection never needs a wake-up
+/// other than at `scheduled`. The heap thus holds at most one live entry per connection;
+/// stale ones are dropped when they reach the top or by `compact_timers`.
 fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> bool {
     slots.get(id).is_some_and(|slot| {
         slot.generation == generation

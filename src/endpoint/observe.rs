@@ -48,6 +48,14 @@ pub struct ConnStatus {
     pub age: Option<Duration>,
     /// `synack status --info` (`None` for listeners).
     pub info: Option<crate::tcp::TcpInfo>,
+    /// Bytes of window offered now (RCV.WND), the receive buffer autotuning chose, the
+    /// peer's window (SND.WND), the send buffer limit, and the bytes the connection holds
+    /// (`tcp::memory`); 0 for listeners.
+    pub rcv_wnd: u32,
+    pub rcv_space: usize,
+    pub snd_wnd: u32,
+    pub snd_buf: usize,
+    pub mem: usize,
 }
 
 /// The ladders of closed connections, collected when `--ladder` asks for them.
@@ -123,6 +131,11 @@ fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
         retransmissions: c.retransmissions(),
         age: Some(now.saturating_since(c.created())),
         info: Some(c.tcp_info(now.saturating_since(c.created()))),
+        rcv_wnd: c.rcv_wnd(),
+        rcv_space: c.rcv_space(),
+        snd_wnd: c.snd_wnd(),
+        snd_buf: c.snd_buf(),
+        mem: c.memory(),
     }
 }
 
@@ -222,6 +235,11 @@ impl Endpoint {
                         retransmissions: 0,
                         age: None,
                         info: None,
+                        rcv_wnd: 0,
+                        rcv_space: 0,
+                        snd_wnd: 0,
+                        snd_buf: 0,
+                        mem: 0,
                     });
                 }
             }

@@ -52,7 +52,8 @@ pub fn limits() -> Limits {
     Limits {
         backlog: 4,
         max_connections: 24,
-        max_buffer_memory: 1 << 20,
+        max_time_wait: 16,
+        max_buffer_memory: 48 << 10,
         keepalive: None,
         keepalive_ports: vec![(7, Duration::from_secs(2))],
     }
@@ -289,7 +290,9 @@ fn observe(
 
 /// The endpoint-wide invariants.
 fn check(ep: &Endpoint, limits: &Limits) {
-    assert!(ep.connection_count() <= limits.max_connections);
+    let time_wait = ep.time_wait_count();
+    assert!(ep.connection_count() - time_wait <= limits.max_connections);
+    assert!(time_wait <= limits.max_time_wait);
     for (port, _) in LISTENERS {
         let (half_open, accept) = ep.queue_lengths(port).unwrap_or((0, 0));
         assert!(
@@ -298,10 +301,18 @@ fn check(ep: &Endpoint, limits: &Limits) {
         );
         assert!(accept <= limits.backlog, "accept queue over the backlog");
     }
-    // A service may hold its unread bytes on top of its budget (tcp::memory), so allow one
-    // receive buffer per connection beyond the cap.
-    let slack = ep.connection_count() * 256 * 1024;
-    assert!(ep.memory_used() <= limits.max_buffer_memory + slack);
+    // The accounting is exact: the endpoint's total is the bytes the connections hold
+    // (queues and out-of-order data, tcp::memory), and never above the cap but for the
+    // minimum buffers each connection is guaranteed (`--rmem`/`--wmem` MIN).
+    let entries = ep.slots.iter().filter_map(|s| s.entry.as_ref());
+    let held: usize = entries.clone().map(|e| e.conn.memory()).sum();
+    assert_eq!(ep.memory_used(), held, "the charge is not the bytes held");
+    let floors = ep.connection_count() * (ep.tcp.rmem.min + ep.tcp.wmem.min);
+    assert!(ep.memory_used() <= limits.max_buffer_memory + floors);
+    let tw = entries
+        .filter(|e| e.conn.state() == State::TimeWait)
+        .count();
+    assert_eq!(tw, time_wait, "TIME-WAIT miscounted");
     for state in ep.states() {
         assert!(
             !matches!(state, State::Closed | State::Listen),
@@ -345,7 +356,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
         #[test]
         fn random_scenarios_run_clean(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = run(&data);

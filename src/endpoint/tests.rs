@@ -799,3 +799,94 @@ fn a_super_segment_is_counted_as_its_segments_and_echoed() {
     assert_eq!(echoed, data[..echoed.len()]);
     assert!(!echoed.is_empty());
 }
+
+#[test]
+fn a_cancelled_timer_costs_no_wake_up() {
+    let mut net = Net::v4();
+    // A partial request: its delayed ACK is the connection's deadline.
+    let iss = net.partial_request();
+    let delayed_ack = net.ep.poll_timeout().expect("the delayed ACK is scheduled");
+    // The rest of the request arrives: the response carries the ACK, the delayed ACK is
+    // cancelled, and the next wake-up is the response's retransmission timeout.
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(9),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"TP/1.0\r\n\r\n",
+        ..FROM_PEER
+    });
+    assert!(!out.is_empty(), "the response");
+    let next = net.ep.poll_timeout().expect("the retransmission timer");
+    assert!(
+        next > delayed_ack,
+        "a cancelled delayed ACK still wakes us at {delayed_ack:?}"
+    );
+    assert!(next - net.now >= Duration::from_millis(200));
+}
+
+#[test]
+fn a_connection_with_no_timer_left_leaves_no_wake_up() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"hi",
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1, "the echo");
+    assert!(net.ep.poll_timeout().is_some(), "its retransmission timer");
+    // The echo is acknowledged: the retransmission timer is cancelled, nothing is left.
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(3),
+        ack: iss.add(3),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    assert_eq!(net.ep.poll_timeout(), None);
+}
+
+#[test]
+fn an_idle_established_connection_stays_small() {
+    // What one idle connection costs besides its buffers (which it has given back): the
+    // entry in the slab (connection, service, bookkeeping) and its trace's first events.
+    let entry = std::mem::size_of::<Slot>();
+    eprintln!(
+        "Slot {entry} B (Connection {} B, App {} B, trace event {} B)",
+        std::mem::size_of::<Connection>(),
+        std::mem::size_of::<App>(),
+        std::mem::size_of::<crate::tcp::trace::Event>(),
+    );
+    assert!(entry <= 1800, "a table slot is {entry} bytes");
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"hello\n",
+        ..FROM_PEER
+    });
+    net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(7),
+        ack: iss.add(7),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    let entry = net.ep.slots.iter().find_map(|s| s.entry.as_ref()).unwrap();
+    assert_eq!(entry.conn.memory(), 0);
+    assert_eq!(entry.conn.allocated(), 0, "its buffers were given back");
+    let trace = entry.conn.trace().heap_bytes();
+    assert!(
+        trace <= 8 * 40,
+        "the trace holds {trace} bytes for 5 events"
+    );
+    assert_eq!(net.ep.memory_used(), 0);
+}

@@ -182,6 +182,10 @@ pub struct Http {
     /// Received bytes not yet consumed: the next request head, perhaps more. Never longer
     /// than [`MAX_HEAD`].
     inbuf: Vec<u8>,
+    /// How much of `inbuf` has been searched for the end of the head without finding it.
+    /// Each byte that arrives is searched once: rescanning from the start would make a head
+    /// sent a byte per segment cost O(n²) (found by the `http` fuzz target, docs/FUZZING.md).
+    head_scanned: usize,
     /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
     out: Vec<u8>,
     out_sent: usize,
@@ -206,6 +210,7 @@ impl Http {
     pub fn new() -> Self {
         Http {
             inbuf: Vec::with_capacity(MAX_HEAD),
+            head_scanned: 0,
             out: Vec::with_capacity(OUT_CAPACITY),
             out_sent: 0,
             scratch: Vec::with_capacity(BODY_CAPACITY),
@@ -316,9 +321,13 @@ impl Http {
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
-        self.inbuf.drain(..blank);
+        if blank > 0 {
+            self.inbuf.drain(..blank);
+            self.head_scanned = 0;
+        }
 
-        let Some(end) = head_end(&self.inbuf) else {
+        let Some(end) = head_end(&self.inbuf, self.head_scanned) else {
+            self.head_scanned = self.inbuf.len();
             if self.inbuf.len() >= MAX_HEAD {
                 // RFC 6585 §5.
                 self.reject(
@@ -347,6 +356,7 @@ impl Http {
 
         let parsed = self.inbuf.get(..end).map_or(Err(bad("")), parse_head);
         self.inbuf.drain(..end.min(self.inbuf.len()));
+        self.head_scanned = 0;
         match parsed {
             Ok(req) => {
                 // RFC 9110 §10.1.1: a server that receives 100-continue "ought to" send an
@@ -620,11 +630,14 @@ fn parse_count(digits: &[u8]) -> Option<u64> {
 }
 
 /// The length of the request head including its empty last line, if it is all there.
-fn head_end(buf: &[u8]) -> Option<usize> {
+fn head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     // RFC 9112 §2.2: a recipient MAY take a bare LF as a line terminator, so the head ends at
-    // the first LF that follows another LF with at most a CR between them.
+    // the first LF that follows another LF with at most a CR between them. The first
+    // `scanned` bytes held no end; one that the new bytes complete starts at most two bytes
+    // before them.
+    let start = scanned.saturating_sub(2).min(buf.len());
     let mut prev_lf: Option<usize> = None;
-    for (i, &b) in buf.iter().enumerate() {
+    for (i, &b) in buf.iter().enumerate().skip(start) {
         if b == b'\n' {
             if let Some(p) = prev_lf
                 && (i == p + 1 || (i == p + 2 && buf.get(p + 1) == Some(&b'\r')))

@@ -67,7 +67,8 @@ pub struct Reassembly {
     /// The RCV.NXT the offsets below are relative to.
     base: SeqNum,
     /// Sorted, disjoint, non-adjacent `[start, end)` offsets from `base`; `len` are in use.
-    ranges: [(u32, u32); MAX_RANGES],
+    /// [`MAX_RANGES`] slots, allocated with the ring (an idle connection holds neither).
+    ranges: Vec<(u32, u32)>,
     len: usize,
     max_ranges: usize,
     /// The sequence number of a FIN that arrived beyond RCV.NXT.
@@ -85,7 +86,7 @@ impl Reassembly {
             capacity: u32::try_from(capacity_bytes.min(MAX_CAPACITY)).unwrap_or(0),
             head: 0,
             base: SeqNum::new(0),
-            ranges: [(0, 0); MAX_RANGES],
+            ranges: Vec::new(),
             len: 0,
             max_ranges: max_ranges.clamp(1, MAX_RANGES),
             fin: None,
@@ -124,6 +125,54 @@ impl Reassembly {
     /// The queued FIN's sequence number. When it equals RCV.NXT, the FIN is next in order.
     pub fn fin(&self) -> Option<SeqNum> {
         self.fin
+    }
+
+    /// Bytes allocated for the ring (0 until the first out-of-order segment, and after
+    /// [`Reassembly::release`]).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity() + self.ranges.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+
+    /// Give the ring's memory back while nothing is queued (it is allocated again on the next
+    /// out-of-order segment).
+    pub fn release(&mut self) {
+        if self.len == 0 && self.buf.capacity() + self.ranges.capacity() > 0 {
+            self.buf = Vec::new();
+            self.ranges = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// Change how many bytes beyond RCV.NXT can be held (the receive buffer grew). Queued
+    /// bytes keep their offsets: the ring is laid out again from offset 0. Shrinking below
+    /// what is queued is refused.
+    pub fn set_capacity(&mut self, capacity_bytes: usize) {
+        let capacity = u32::try_from(capacity_bytes.min(MAX_CAPACITY)).unwrap_or(0);
+        if capacity == self.capacity {
+            return;
+        }
+        if self.len == 0 || self.buf.is_empty() {
+            self.capacity = capacity;
+            self.buf = Vec::new();
+            self.head = 0;
+            return;
+        }
+        let end = self.active().last().map_or(0, |&(_, e)| e);
+        if capacity < end {
+            return;
+        }
+        let mut buf = vec![0; capacity as usize];
+        let (a, b) = self.ring_slices(0, end);
+        let (a_len, b_len) = (a.len(), b.len());
+        if let Some(dst) = buf.get_mut(..a_len) {
+            dst.copy_from_slice(a);
+        }
+        if let Some(dst) = buf.get_mut(a_len..a_len + b_len) {
+            dst.copy_from_slice(b);
+        }
+        self.buf = buf;
+        self.head = 0;
+        self.capacity = capacity;
     }
 
     /// Forget everything (e.g. on reset).
@@ -173,6 +222,9 @@ impl Reassembly {
         }
         if self.buf.len() != self.capacity as usize {
             self.buf = vec![0; self.capacity as usize];
+        }
+        if self.ranges.len() != MAX_RANGES {
+            self.ranges = vec![(0, 0); MAX_RANGES];
         }
 
         // Copy only into the gaps between the existing ranges: the first copy of a byte wins.

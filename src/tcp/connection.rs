@@ -7,6 +7,7 @@ use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
 use super::cc::CongestionControl;
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
+use super::memory::Buffers;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -245,9 +246,8 @@ pub struct Connection {
     pub(super) events: ConnEvents,
     /// Keep-alive settings and state (RFC 9293 §3.8.4), off unless `set_keepalive`.
     pub(super) keepalive: KeepAliveState,
-    /// The most bytes this connection may hold in its buffers plus the window it offers
-    /// (the endpoint's share of `--max-buffer-memory`); see `memory.rs`.
-    pub(super) mem_budget: usize,
+    /// Buffer sizes, autotuning and the share of `--max-buffer-memory` (`memory.rs`).
+    pub(super) buf: Buffers,
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -329,7 +329,7 @@ impl Connection {
             tx_next: iss,
             local_mss,
             opts: Negotiated {
-                rcv_shift: Self::shift_for(cfg.recv_buffer),
+                rcv_shift: Self::shift_for(cfg.rmem.max),
                 ..Negotiated::default()
             },
             ts_recent: 0,
@@ -344,7 +344,7 @@ impl Connection {
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),
-            reasm: Reassembly::new(cfg.recv_buffer, DEFAULT_MAX_RANGES),
+            reasm: Reassembly::new(cfg.rmem.default.min(cfg.rmem.max), DEFAULT_MAX_RANGES),
             sack_rx: SackReceiver::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
@@ -378,7 +378,7 @@ impl Connection {
             trace: Trace::new(),
             events: ConnEvents::default(),
             keepalive: KeepAliveState::new(now),
-            mem_budget: usize::MAX,
+            buf: Buffers::new(cfg),
         }
     }
 
@@ -428,11 +428,11 @@ impl Connection {
         self.snd.wl1 = syn.seq;
     }
 
-    /// The largest window we offer: the receive buffer, within what the window field can
-    /// express with our shift (RFC 7323 §2.3: at most 2^30 bytes).
+    /// The largest window we offer now: the receive buffer (as autotuned), within what the
+    /// window field can express with our shift (RFC 7323 §2.3: at most 2^30 bytes).
     pub(super) fn window_cap(&self) -> u32 {
         let field_max = u32::from(u16::MAX) << self.opts.rcv_shift;
-        u32::try_from(self.cfg.recv_buffer)
+        u32::try_from(self.buf.rcvbuf)
             .unwrap_or(u32::MAX)
             .min(field_max)
     }
@@ -614,8 +614,10 @@ impl Connection {
         if self.state == next {
             return;
         }
-        let _enter = self.span.enter();
-        debug!("{} -> {}", self.state, next);
+        {
+            let _enter = self.span.enter();
+            debug!("{} -> {}", self.state, next);
+        }
         // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
         // state from either the ESTABLISHED state or the CLOSE-WAIT state", whoever reset.
         if next == State::Closed && matches!(self.state, State::Established | State::CloseWait) {
@@ -624,6 +626,7 @@ impl Connection {
         self.state = next;
         if next == State::Closed {
             self.timers = Timers::default();
+            self.release_buffers();
         }
     }
 
@@ -651,6 +654,11 @@ impl Connection {
     /// RCV.NXT.
     pub fn rcv_nxt(&self) -> SeqNum {
         self.rcv.nxt
+    }
+
+    /// SND.UNA: with `snd_wnd`, the right edge of the window the peer offered.
+    pub fn snd_una(&self) -> SeqNum {
+        self.snd.una
     }
 
     /// The record of the segments this connection received and sent.
@@ -704,18 +712,6 @@ impl Connection {
         self.snd.una != self.snd.nxt
     }
 
-    /// Free space in the receive buffer.
-    pub(super) fn recv_space(&self) -> u32 {
-        let free = self
-            .cfg
-            .recv_buffer
-            .saturating_sub(self.recv_buf.len())
-            .min(self.recv_budget());
-        u32::try_from(free)
-            .unwrap_or(u32::MAX)
-            .min(self.window_cap())
-    }
-
     /// A challenge ACK is wanted (RFC 5961 §3.2, §4.2, §5.2). The caller, which holds the
     /// global rate limiter (RFC 5961 §7), answers with [`Connection::grant_challenge`] or
     /// drops it.
@@ -760,6 +756,9 @@ impl Connection {
         self.timers.delayed_ack = None;
         self.timers.fin_wait_2 = None;
         self.timers.time_wait = Some(now + self.cfg.time_wait);
+        // Nothing reads or sends in TIME-WAIT: it holds no buffer memory (as Linux's
+        // tcp_timewait_sock keeps no queues).
+        self.release_buffers();
     }
 
     /// End the connection without sending anything.
@@ -919,10 +918,7 @@ impl Socket for Connection {
         if !open || self.fin_queued {
             return 0;
         }
-        self.cfg
-            .send_buffer
-            .saturating_sub(self.send_buf.len())
-            .min(self.send_budget())
+        self.send_room()
     }
 
     fn close(&mut self) {

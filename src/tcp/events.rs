@@ -48,6 +48,12 @@ pub struct ConnEvents {
     /// Segments sent again: SYN or SYN,ACK, data, FIN (the connection also keeps its own
     /// total, for `status`).
     pub retransmissions: u64,
+    /// Memory pressure clamped the window this connection offers (once per episode; see
+    /// `memory.rs`).
+    pub rcv_window_clamped: u64,
+    /// Segments whose in-window data was dropped (wholly or in part) at the buffer memory
+    /// limit (Linux: `TCPRcvQDrop`).
+    pub rcv_memory_drops: u64,
 }
 
 impl Connection {

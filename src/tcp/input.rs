@@ -597,11 +597,18 @@ impl Connection {
         // The window we advertised is a promise: take what it covers (the buffer may exceed
         // its size by less than one window-scale unit, see `advertise`).
         let room = usize::try_from(self.rcv.wnd()).unwrap_or(0);
-        let take = fresh.len().min(room);
+        // Departure: at the buffer memory limit, in-window data beyond what is held is
+        // dropped (memory.rs) and the peer retransmits it, as Linux does (TCPRcvQDrop); the
+        // right edge still never moves left.
+        let take = self.memory_admit(fresh.len().min(room));
         let taken = fresh.get(..take).unwrap_or(&[]);
         self.recv_buf.extend(taken);
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
+        if n > 0 {
+            // The receiver's RTT estimate, for receive-buffer autotuning (memory.rs).
+            self.rcv_rtt_measure(now, seg.options.timestamps.map(|(_, ecr)| ecr));
+        }
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
         // (RFC 5681 §4.2).
         let filled = if self.reasm.is_empty() {
@@ -626,10 +633,8 @@ impl Connection {
         self.ack_reason = Label::DupAck(0);
         let offset = seg.seq.distance_from(self.rcv.nxt);
         let room = usize::try_from(self.rcv.wnd().saturating_sub(offset)).unwrap_or(0);
-        let data = seg
-            .payload
-            .get(..room.min(seg.payload.len()))
-            .unwrap_or(&[]);
+        let keep = self.memory_admit(room.min(seg.payload.len()));
+        let data = seg.payload.get(..keep).unwrap_or(&[]);
         let outcome = self.reasm.insert(self.rcv.nxt, seg.seq, data);
         if let Some(block) = outcome.block
             && self.opts.sack

@@ -14,6 +14,8 @@ pub(super) type Emit<'a> = dyn FnMut(&TcpSegment<'_>, Label) + 'a;
 impl Connection {
     /// Emit every segment that is due at `now` (`transmit` below), recording each in the trace.
     pub fn poll_transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+        // Buffer autotuning and memory pressure (memory.rs) before anything goes out.
+        self.tune_buffers(now);
         let mut trace = std::mem::take(&mut self.trace);
         let mut samples = std::mem::take(&mut self.samples);
         let (state, recorded) = (self.state, trace.total());
@@ -34,6 +36,8 @@ impl Connection {
         }
         self.trace = trace;
         self.samples = samples;
+        // An idle connection gives its buffers back (memory.rs).
+        self.release_if_idle();
     }
 
     /// Emit every segment that is due at `now`.
@@ -409,6 +413,7 @@ impl Connection {
     fn after_emit(&mut self) {
         self.last_ack_sent = self.rcv.nxt;
         self.app_read = false;
+        self.buf.room_opened = false;
         self.ack_due = AckDue::None;
         self.unacked_segments = 0;
         self.timers.delayed_ack = None;
@@ -504,7 +509,7 @@ impl Connection {
     fn window_update_due(&self) -> bool {
         // Only a read opens the window (Linux: tcp_cleanup_rbuf runs after recvmsg); so, for
         // one, the larger scaled window after the handshake costs no lone ACK.
-        if self.fin_received || !self.app_read {
+        if self.fin_received || !(self.app_read || self.buf.room_opened) {
             return false;
         }
         let current = self.rcv.wnd();

@@ -10,12 +10,20 @@ pub struct RttEstimator {
     rto: Duration,
     min_rto: Duration,
     max_rto: Duration,
+    /// The smallest sample so far: the path's RTT without queueing (Linux keeps a windowed
+    /// `tcp_min_rtt`), for send-buffer autotuning.
+    min_rtt: Option<Duration>,
 }
 
 /// RFC 6298 §2: the clock granularity G. Our clock ticks in microseconds; Linux uses 1 jiffy.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
 impl RttEstimator {
+    /// The smallest RTT measured so far.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
         RttEstimator {
             srtt: None,
@@ -24,12 +32,14 @@ impl RttEstimator {
             rto: initial_rto,
             min_rto,
             max_rto,
+            min_rtt: None,
         }
     }
 
     /// Feed one RTT measurement, taken from a segment that was not retransmitted
     /// (Karn's algorithm, RFC 6298 §3: the caller never samples retransmitted segments).
     pub fn sample(&mut self, r: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
         match self.srtt {
             // RFC 6298 §2.2: the first measurement.
             None => {

@@ -189,10 +189,12 @@ pub enum NextSeg {
 }
 
 /// The data sender's record of SACKed ranges between SND.UNA and SND.NXT (RFC 6675 §3).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Scoreboard {
     /// Sorted, disjoint, non-adjacent `[left, right)` ranges, all at or above SND.UNA.
-    ranges: [(SeqNum, SeqNum); MAX_SCOREBOARD_RANGES],
+    /// [`MAX_SCOREBOARD_RANGES`] slots, allocated on the first SACK block (a connection that
+    /// never sees loss holds none).
+    ranges: Vec<(SeqNum, SeqNum)>,
     len: usize,
     /// HighRxt + 1: the end of what was retransmitted in this recovery (RFC 6675 §2);
     /// `None` outside recovery.
@@ -208,7 +210,7 @@ impl Default for Scoreboard {
 impl Scoreboard {
     pub fn new() -> Self {
         Scoreboard {
-            ranges: [(SeqNum::new(0), SeqNum::new(0)); MAX_SCOREBOARD_RANGES],
+            ranges: Vec::new(),
             len: 0,
             rxt_end: None,
         }
@@ -232,6 +234,13 @@ impl Scoreboard {
     pub fn clear(&mut self) {
         self.len = 0;
         self.rxt_end = None;
+    }
+
+    /// Give the range table's memory back while nothing is SACKed.
+    pub fn release(&mut self) {
+        if self.len == 0 && self.ranges.capacity() > 0 {
+            self.ranges = Vec::new();
+        }
     }
 
     /// RFC 6675 Update(): record the SACK blocks of one ACK. Call after SND.UNA has been
@@ -306,6 +315,9 @@ impl Scoreboard {
             if self.len >= MAX_SCOREBOARD_RANGES {
                 return None;
             }
+            if self.ranges.len() != MAX_SCOREBOARD_RANGES {
+                self.ranges = vec![(SeqNum::new(0), SeqNum::new(0)); MAX_SCOREBOARD_RANGES];
+            }
             let tail = self.ranges.get_mut(first..=self.len)?;
             tail.rotate_right(1);
             *tail.first_mut()? = (l, r);
@@ -366,8 +378,12 @@ impl Scoreboard {
 
     /// The holes `[start, end)` between SND.UNA and SND.NXT that are not SACKed, in order.
     /// A hole is lost or not as a whole (the SACKed data above every octet of it is the same).
-    fn holes(&self, snd_una: SeqNum, snd_nxt: SeqNum) -> impl Iterator<Item = (SeqNum, SeqNum)> {
-        let ranges = self.ranges;
+    fn holes(
+        &self,
+        snd_una: SeqNum,
+        snd_nxt: SeqNum,
+    ) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+        let ranges = &self.ranges;
         let len = self.len;
         let mut cursor = snd_una;
         let mut i = 0;

@@ -27,7 +27,7 @@ impl Connection {
     /// MSS `local_mss`, the window shift for `cfg.recv_buffer` and our TSval clock for this
     /// ISS (so that [`Connection::from_cookie`] continues it). Window scale and SACK are
     /// offered only with timestamps, which carry them: `encode_ts(ts_now, peer_ws, sack)`
-    /// folds them into our TSval. The window is capped by `free`, the buffer memory left.
+    /// folds them into our TSval. The window is capped by `window_max` (memory pressure).
     #[allow(clippy::too_many_arguments)]
     pub fn cookie_syn_ack(
         now: Instant,
@@ -35,7 +35,7 @@ impl Connection {
         syn: &TcpSegment<'_>,
         iss: SeqNum,
         local_mss: u16,
-        free: usize,
+        window_max: usize,
         cfg: &Config,
         encode_ts: fn(u32, Option<u8>, bool) -> u32,
     ) -> TcpSegment<'static> {
@@ -57,7 +57,9 @@ impl Connection {
             let ts_now = ((now.as_micros() / 1000) as u32).wrapping_add(Self::ts_offset_for(iss));
             (encode_ts(ts_now, peer_ws, sack), echo)
         });
-        let window = cfg.recv_buffer.min(usize::from(u16::MAX)).min(free);
+        // The window of a new connection (`memory.rs`): its initial receive buffer, within
+        // `window_max` (four segments under memory pressure).
+        let window = cfg.rmem.default.min(usize::from(u16::MAX)).min(window_max);
         TcpSegment {
             src_port: quad.local.port(),
             dst_port: quad.remote.port(),
@@ -68,7 +70,7 @@ impl Connection {
             urgent: 0,
             options: TcpOptions {
                 mss: Some(local_mss),
-                window_scale: peer_ws.map(|_| Self::shift_for(cfg.recv_buffer)),
+                window_scale: peer_ws.map(|_| Self::shift_for(cfg.rmem.max)),
                 sack_permitted: sack,
                 timestamps,
                 ..TcpOptions::EMPTY
@@ -124,7 +126,7 @@ impl Connection {
             seq: iss,
             ack: remembered.seq.add(1),
             flags: Flags::SYN | Flags::ACK,
-            window: u16::try_from(cfg.recv_buffer).unwrap_or(u16::MAX),
+            window: u16::try_from(cfg.rmem.default).unwrap_or(u16::MAX),
             options: TcpOptions {
                 mss: Some(local_mss),
                 ..TcpOptions::EMPTY

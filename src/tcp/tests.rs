@@ -412,7 +412,7 @@ fn overlapping_data_is_delivered_exactly_once() {
 fn window_shrinks_as_data_waits_and_reopens_with_an_update_when_read() {
     let cap = 16 * 1024;
     let mut h = Harness::established_with(Config {
-        recv_buffer: cap as usize,
+        rmem: BufferSizes::fixed(cap as usize),
         ..Config::default()
     });
     let chunk = vec![1u8; usize::from(MSS)];
@@ -945,13 +945,13 @@ fn established_full() -> (Harness, Sent) {
 fn syn_ack_offers_each_option_only_because_the_peer_did() {
     let (h, synack) = established_full();
     assert_eq!(synack.opts.mss, Some(MSS));
-    // 256 KiB of receive buffer needs a shift of 3 to fit the 16-bit field.
-    assert_eq!(synack.opts.window_scale, Some(3));
+    // A receive buffer that may grow to 32 MiB needs a shift of 10 to fit the 16-bit field (as Linux picks it).
+    assert_eq!(synack.opts.window_scale, Some(10));
     assert!(synack.opts.sack_permitted);
     assert_eq!(synack.opts.timestamps.map(|(_, ecr)| ecr), Some(PEER_TS));
     assert_eq!(synack.window, u16::MAX, "a SYN's window is never scaled");
     let info = h.conn.info();
-    assert_eq!(info.window_scale, Some((3, 7)));
+    assert_eq!(info.window_scale, Some((10, 7)));
     assert!(info.sack_permitted && info.timestamps);
 
     // The plain SYN of the other tests gets none of them.
@@ -1105,7 +1105,7 @@ fn active_open_offers_every_option_and_uses_what_comes_back() {
         c.poll_transmit(h.now, &mut |s| out.push(s.options));
         out.remove(0)
     };
-    assert_eq!(syn.window_scale, Some(3));
+    assert_eq!(syn.window_scale, Some(10));
     assert!(syn.sack_permitted);
     assert_eq!(syn.timestamps.map(|(_, ecr)| ecr), Some(0));
     // The peer answers with window scaling only.
@@ -1118,7 +1118,7 @@ fn active_open_offers_every_option_and_uses_what_comes_back() {
         ..SYN_ACK
     });
     let info = h.conn.info();
-    assert_eq!(info.window_scale, Some((3, 2)));
+    assert_eq!(info.window_scale, Some((10, 2)));
     assert!(!info.timestamps && !info.sack_permitted);
 }
 
@@ -1497,7 +1497,7 @@ fn a_peer_with_a_smaller_mss_gets_no_super_segments() {
 fn super_segment_sender(shift: u8, peer_mss: u16) -> Harness {
     let cfg = Config {
         gso_max: crate::wire::gso::MAX_PAYLOAD,
-        send_buffer: 1 << 20,
+        wmem: BufferSizes::fixed(1 << 20),
         ..Config::default()
     };
     let now = Instant::from_millis(10_000);

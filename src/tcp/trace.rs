@@ -1,10 +1,11 @@
 //! A connection's own record of the segments it received and sent, for the sequence diagrams
 //! (`--ladder`, `synack trace`, `GET /handshake`) and for `synack status`.
 //!
-//! The record is bounded and allocated once, when the connection is created: the first
-//! [`HEAD`] events (the handshake) are kept, then a ring of the [`TAIL`] most recent ones; what
-//! falls out of the ring is only counted ([`Folded`]). Recording a segment copies a few header
-//! fields and allocates nothing.
+//! The record is bounded: the first [`HEAD`] events (the handshake) are kept, then a ring of
+//! the [`TAIL`] most recent ones; what falls out of the ring is only counted ([`Folded`]). It
+//! grows on demand (doubling) up to that bound, so a short or idle connection holds room for
+//! the few events it had (a handshake and an echo: 8), not for 64; once full, recording a
+//! segment copies a few header fields and allocates nothing.
 
 use super::{SeqNum, State};
 use crate::time::Instant;
@@ -145,6 +146,8 @@ pub struct Trace {
     /// `events[..HEAD]` is the head; `events[HEAD..]` the ring, oldest at `HEAD + next` once
     /// full. A trace made with `Default` has no room: it only counts (folds) events.
     events: Vec<Event>,
+    /// Events are kept (false: only counted).
+    room: bool,
     next: usize,
     folded: Folded,
     last_state: State,
@@ -157,6 +160,7 @@ impl Default for Trace {
     fn default() -> Self {
         Trace {
             events: Vec::new(),
+            room: false,
             next: 0,
             folded: Folded::default(),
             last_state: State::Closed,
@@ -166,13 +170,18 @@ impl Default for Trace {
 }
 
 impl Trace {
-    /// An empty record with room for [`HEAD`] + [`TAIL`] events, for a connection that starts
-    /// in CLOSED.
+    /// An empty record that keeps up to [`HEAD`] + [`TAIL`] events (allocated as they come),
+    /// for a connection that starts in CLOSED.
     pub fn new() -> Trace {
         Trace {
-            events: Vec::with_capacity(HEAD + TAIL),
+            room: true,
             ..Trace::default()
         }
+    }
+
+    /// Bytes allocated for kept events.
+    pub fn heap_bytes(&self) -> usize {
+        self.events.capacity() * std::mem::size_of::<Event>()
     }
 
     /// The state the next event starts from (LISTEN for a passive open).
@@ -259,7 +268,12 @@ impl Trace {
     fn push(&mut self, event: Event) {
         self.total += 1;
         self.last_state = event.after;
-        if self.events.len() < HEAD + TAIL && self.events.len() < self.events.capacity() {
+        if self.events.len() < HEAD + TAIL && self.room {
+            if self.events.len() == self.events.capacity() {
+                // Grow by doubling, but never beyond the bound.
+                let want = (self.events.len() * 2).clamp(8, HEAD + TAIL);
+                self.events.reserve_exact(want - self.events.len());
+            }
             self.events.push(event);
             return;
         }

@@ -5,6 +5,7 @@
 //! (add `RUST_LOG=debug` for the stack's and the impairer's logs). `SIM_SEEDS=N` changes how
 //! many seeds each sweep runs.
 
+mod autotune;
 mod bugs;
 mod nodes;
 mod pair;

@@ -4,7 +4,7 @@
 
 use crate::pattern::{Checker, Source};
 use std::net::SocketAddr;
-use synack::endpoint::{Endpoint, EndpointConfig, Transmit};
+use synack::endpoint::{Endpoint, EndpointConfig, Limits, Transmit};
 use synack::services::{Echo, ServiceKind};
 use synack::tcp::{Config, Connection, SeqNum, Socket, State};
 use synack::time::{Duration, Instant};
@@ -335,6 +335,18 @@ impl Transmit for SplitOut<'_> {
 
 impl EndpointServer {
     pub fn new(now: Instant, service: ServiceKind, secret: [u8; 16], gso: bool) -> Self {
+        Self::with_limits(now, service, secret, gso, Limits::default())
+    }
+
+    /// The endpoint with other limits than the daemon's defaults (e.g. a small
+    /// `--max-buffer-memory`).
+    pub fn with_limits(
+        now: Instant,
+        service: ServiceKind,
+        secret: [u8; 16],
+        gso: bool,
+        limits: Limits,
+    ) -> Self {
         let cfg = EndpointConfig {
             addrs: vec![SERVER_IP.parse().unwrap()],
             listeners: vec![(service.default_port(), service)],
@@ -343,7 +355,7 @@ impl EndpointServer {
             gso,
             ..EndpointConfig::default()
         };
-        let ep = Endpoint::new(cfg, secret, now);
+        let ep = Endpoint::new(cfg, secret, now).with_limits(limits);
         EndpointServer {
             ep,
             service,

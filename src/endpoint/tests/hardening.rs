@@ -26,6 +26,29 @@ fn net_with(limits: Limits) -> Net {
     net
 }
 
+/// `net_with`, but without the per-connection minimum buffers (`--rmem`/`--wmem` MIN) that
+/// are guaranteed even at the memory limit, so that the limit is exact.
+fn net_without_floors(limits: Limits) -> Net {
+    let mut net = net_with(limits.clone());
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4), ip(US6)],
+        listeners: vec![(7, ServiceKind::Echo), (80, ServiceKind::Http)],
+        mtu: 1500,
+        time_wait: Duration::from_secs(1),
+        rmem: tcp::BufferSizes {
+            min: 0,
+            ..tcp::BufferSizes::RMEM
+        },
+        wmem: tcp::BufferSizes {
+            min: 0,
+            ..tcp::BufferSizes::WMEM
+        },
+        ..EndpointConfig::default()
+    };
+    net.ep = Endpoint::new(cfg, [3; 16], net.now).with_limits(limits);
+    net
+}
+
 fn backlog(n: usize) -> Limits {
     Limits {
         backlog: n,
@@ -204,8 +227,8 @@ fn a_cookie_keeps_the_mss_window_scale_and_sack_through_the_timestamp() {
     let cookie = sa.seq;
     assert_eq!(
         sa.options.window_scale,
-        Some(3),
-        "our shift for a 256 KiB buffer"
+        Some(10),
+        "our shift for a receive buffer of up to 32 MiB"
     );
     assert!(sa.options.sack_permitted);
     let (tsval, tsecr) = sa.options.timestamps.expect("timestamps offered back");
@@ -235,7 +258,7 @@ fn a_cookie_keeps_the_mss_window_scale_and_sack_through_the_timestamp() {
     assert_eq!(net.ep.connection_state(&quad), Some(State::Established));
     let info = net.ep.connection_info(&quad).unwrap();
     assert_eq!(info.send_mss, 1460, "MSS 1460 is in the table");
-    assert_eq!(info.window_scale, Some((3, 7)));
+    assert_eq!(info.window_scale, Some((10, 7)));
     assert!(info.sack_permitted && info.timestamps);
     assert_eq!(info.iss, cookie);
 }
@@ -365,20 +388,21 @@ fn past_max_connections_syns_are_dropped_silently_and_existing_ones_live() {
 }
 
 #[test]
-fn the_buffer_memory_cap_bounds_offered_windows_and_never_shrinks_one() {
+fn the_buffer_memory_cap_bounds_bytes_held_and_never_shrinks_a_window() {
     let cap = 40_000;
-    let mut net = net_with(Limits {
+    let mut net = net_without_floors(Limits {
         max_buffer_memory: cap,
         ..Limits::default()
     });
-    // The first connection may offer the whole cap; a second finds nothing left.
+    // Windows offered are not charged: both connections offer all the memory there is.
     let first = net.exchange(&syn_from(8000, MSS_1400), true);
     assert_eq!(first[0].window, 40_000);
     let second = net.exchange(&syn_from(8001, MSS_1400), true);
-    assert_eq!(second[0].window, 0, "no memory left to offer");
-    assert!(net.ep.memory_used() <= cap);
-    // The first connection echoes 30 kB to a peer whose window is closed: echo's send
-    // buffer fills only as far as the cap allows, and our right edge never moves left.
+    assert_eq!(second[0].window, 40_000, "nothing is held yet");
+    assert_eq!(net.ep.memory_used(), 0);
+    // The first connection echoes 60 kB to a peer whose window is closed: what it holds
+    // (echo's send queue) grows to the cap and no further; data beyond it is dropped and
+    // counted, and our right edge never moves left.
     let iss = first[0].seq;
     let mut right_edge = PEER_ISN.add(1).add(40_000);
     let mut seq = PEER_ISN.add(1);
@@ -401,25 +425,248 @@ fn the_buffer_memory_cap_bounds_offered_windows_and_never_shrinks_one() {
             assert!(edge.ge(right_edge), "window shrank: {o:?}");
             right_edge = edge;
         }
-        if seq.add(1000).le(right_edge) {
-            seq = seq.add(1000);
-        }
-        assert!(
-            net.ep.memory_used() <= cap + 1000,
-            "{}",
-            net.ep.memory_used()
-        );
+        // A delayed ACK says nothing: the segment was taken.
+        seq = out.last().map_or(seq.add(1000), |o| o.ack);
+        assert!(net.ep.memory_used() <= cap, "{}", net.ep.memory_used());
     }
-    assert!(
-        seq.distance_from(PEER_ISN.add(1)) <= 40_000,
-        "no more than the cap was taken"
+    assert_eq!(net.ep.memory_used(), cap);
+    assert_eq!(
+        seq.distance_from(PEER_ISN.add(1)),
+        40_000,
+        "exactly the cap was taken"
     );
+    // The second connection was offered a window, but the memory is used up: its data is
+    // dropped and counted.
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8001,
+            seq: PEER_ISN.add(1),
+            ack: second[0].seq.add(1),
+            flags: Flags::ACK,
+            window: 0,
+            payload: &chunk,
+            ..FROM_PEER
+        },
+        true,
+    );
+    assert_eq!(out.last().map(|o| o.ack), Some(PEER_ISN.add(1)), "dropped");
+    let stats = net.ep.stats();
+    assert_eq!(stats.rcv_memory_drops, 1);
+    assert_eq!(stats.memory_pressure_entered, 1);
     // Counted once per connection that became limited, not once per pass (60 exchanges).
-    let limited = net.ep.stats().buffer_memory_limited;
+    let limited = stats.buffer_memory_limited;
     assert!(
         (1..=2).contains(&limited),
         "buffer_memory_limited = {limited}"
     );
+    // The peer opens its window and takes everything: memory frees, pressure ends, and new
+    // data is taken and echoed again.
+    let mut acked = 0u32;
+    for _ in 0..20 {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: 8000,
+                seq,
+                ack: iss.add(1).add(acked),
+                flags: Flags::ACK,
+                window: u16::MAX,
+                ..FROM_PEER
+            },
+            true,
+        );
+        acked += out.iter().map(|o| o.payload.len() as u32).sum::<u32>();
+        if acked == 40_000 && net.ep.memory_used() == 0 {
+            break;
+        }
+    }
+    assert_eq!(net.ep.memory_used(), 0);
+    assert!(!net.ep.memory_pressure());
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8000,
+            seq,
+            ack: iss.add(1).add(acked),
+            flags: Flags::ACK,
+            window: u16::MAX,
+            payload: &chunk,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let echoed: usize = out.iter().map(|o| o.payload.len()).sum();
+    assert_eq!(echoed, 1000);
+}
+
+/// Send `n` segments of 1000 bytes on the connection from `port` (whose ISS is `iss`), with
+/// the peer's window closed so that echo holds what it reads; returns the next sequence
+/// number and our last window.
+fn fill(net: &mut Net, port: u16, iss: SeqNum, n: usize) -> (SeqNum, u16) {
+    let mut seq = PEER_ISN.add(1);
+    let mut window = 0;
+    for _ in 0..n {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: port,
+                seq,
+                ack: iss.add(1),
+                flags: Flags::ACK,
+                window: 0,
+                payload: &[1; 1000],
+                ..FROM_PEER
+            },
+            true,
+        );
+        // A delayed ACK says nothing: the segment was taken.
+        seq = out.last().map_or(seq.add(1000), |o| o.ack);
+        window = out.last().map_or(window, |o| o.window);
+    }
+    (seq, window)
+}
+
+#[test]
+fn a_window_held_back_by_memory_is_updated_as_soon_as_memory_frees() {
+    let cap = 40_000;
+    let mut net = net_without_floors(Limits {
+        max_buffer_memory: cap,
+        ..Limits::default()
+    });
+    // Connection A holds 39,000 bytes echo cannot send (its peer's window is 0).
+    let a = net.exchange(&syn_from(8100, MSS_1400), true)[0].seq;
+    let (seq_a, _) = fill(&mut net, 8100, a, 39);
+    assert_eq!(net.ep.memory_used(), 39_000);
+    // B can be offered only the last 1000 bytes; once it holds them its window is zero.
+    let sa = net.exchange(&syn_from(8101, MSS_1400), true);
+    assert_eq!(sa[0].window, 1000);
+    let b = sa[0].seq;
+    let (seq_b, window) = fill(&mut net, 8101, b, 1);
+    assert_eq!((seq_b, window), (PEER_ISN.add(1001), 0));
+    assert_eq!(net.ep.memory_used(), cap);
+    // A's peer opens its window, A sends, and the peer acknowledges it: memory frees, and B's
+    // window update goes out at once, without a zero-window probe from B's peer.
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8100,
+            seq: seq_a,
+            ack: a.add(1),
+            flags: Flags::ACK,
+            window: u16::MAX,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let sent = out.iter().map(|o| o.payload.len()).sum::<usize>();
+    assert!(sent > 2 * 1400, "{sent}");
+    assert!(
+        out.iter().all(|o| o.ack != PEER_ISN.add(1001)),
+        "nothing for B yet"
+    );
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 8100,
+            seq: seq_a,
+            ack: a.add(1).add(sent as u32),
+            flags: Flags::ACK,
+            window: 0,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let to_b: Vec<&Seg> = out.iter().filter(|o| o.ack == PEER_ISN.add(1001)).collect();
+    assert_eq!(to_b.len(), 1, "one window update to B: {out:?}");
+    assert!(to_b[0].window > 0);
+}
+
+#[test]
+fn under_a_small_budget_every_connection_is_echoed_at_once() {
+    // 16 KiB of buffer memory and 200 connections: windows offered are not charged, so each
+    // connection gets a window, and each line is echoed as soon as it arrives (not when the
+    // client's FIN comes).
+    let mut net = net_with(Limits {
+        max_buffer_memory: 16 << 10,
+        ..Limits::default()
+    });
+    let mut isses = Vec::new();
+    for i in 0..200u16 {
+        let sa = net.exchange(&syn_from(9000 + i, MSS_1400), true);
+        assert!(sa[0].window > 0, "connection {i} offered a zero window");
+        isses.push(sa[0].seq);
+    }
+    for (i, iss) in isses.iter().enumerate() {
+        let out = net.exchange(
+            &TcpSegment {
+                src_port: 9000 + i as u16,
+                seq: PEER_ISN.add(1),
+                ack: iss.add(1),
+                flags: Flags::ACK | Flags::PSH,
+                window: u16::MAX,
+                payload: b"a line to echo\n",
+                ..FROM_PEER
+            },
+            true,
+        );
+        let echoed: Vec<u8> = out.iter().flat_map(|o| o.payload.clone()).collect();
+        assert_eq!(echoed, b"a line to echo\n", "connection {i}");
+    }
+    assert_eq!(net.ep.stats().rcv_memory_drops, 0);
+}
+
+/// An HTTP/1.1 request with `Connection: close` from `port`: synack answers and closes
+/// first; the peer acknowledges and closes too, which puts synack in TIME-WAIT.
+fn http_close_first(net: &mut Net, port: u16) {
+    let syn = TcpSegment {
+        dst_port: 80,
+        ..syn_from(port, MSS_1400)
+    };
+    let iss = net.exchange(&syn, true)[0].seq;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: port,
+            dst_port: 80,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK | Flags::PSH,
+            window: u16::MAX,
+            payload: request,
+            ..FROM_PEER
+        },
+        true,
+    );
+    let last = out.last().expect("the response");
+    assert!(last.flags.fin(), "synack closes first: {out:?}");
+    let end = last.seq.add(last.payload.len() as u32 + 1);
+    net.exchange(
+        &TcpSegment {
+            src_port: port,
+            dst_port: 80,
+            seq: PEER_ISN.add(1 + request.len() as u32),
+            ack: end,
+            flags: Flags::ACK | Flags::FIN,
+            window: u16::MAX,
+            ..FROM_PEER
+        },
+        true,
+    );
+}
+
+#[test]
+fn time_wait_is_capped_apart_and_holds_no_buffers() {
+    let mut net = net_with(Limits {
+        max_connections: 1,
+        max_time_wait: 2,
+        ..Limits::default()
+    });
+    // Each connection ends in TIME-WAIT on our side, which does not count against
+    // --max-connections (1): the next SYN still gets in.
+    for port in 7000..7004 {
+        http_close_first(&mut net, port);
+        assert_eq!(net.ep.stats().connection_limit, 0, "port {port} refused");
+    }
+    // Past --max-time-wait (2), closing connections skip TIME-WAIT.
+    assert_eq!(net.ep.time_wait_count(), 2);
+    assert_eq!(net.ep.connection_count(), 2);
+    assert_eq!(net.ep.stats().time_wait_overflow, 2);
+    assert_eq!(net.ep.memory_used(), 0, "TIME-WAIT holds nothing");
 }
 
 #[test]

@@ -265,27 +265,199 @@ fn a_lost_probe_is_not_a_dead_peer() {
 
 // ---- Buffer memory (`tcp::memory`) -----------------------------------------------------
 
+/// Send `n` in-order segments of 1000 bytes from `seq`; returns the sequence number after.
+fn feed(h: &mut Harness, mut seq: SeqNum, n: usize) -> SeqNum {
+    for _ in 0..n {
+        h.input(&TcpSegment {
+            seq,
+            payload: &[1; 1000],
+            ..RECV
+        });
+        seq = seq.add(1000);
+    }
+    seq
+}
+
+/// The defaults without `--rmem`'s MIN, which a connection keeps past the memory limit: the
+/// limit is then exact.
+fn without_rmem_floor() -> Config {
+    Config {
+        rmem: BufferSizes {
+            min: 0,
+            ..BufferSizes::RMEM
+        },
+        ..Config::default()
+    }
+}
+
 #[test]
-fn a_memory_budget_caps_window_growth_and_sends_but_never_shrinks_the_window() {
-    let mut h = Harness::established();
+fn a_memory_budget_caps_what_is_held_not_the_window_offered() {
+    let mut h = Harness::established_with(without_rmem_floor());
     let edge = h.conn.rcv.right_edge;
-    h.conn.set_memory_budget(10_000);
+    assert_eq!(h.conn.memory(), 0, "an offered window costs nothing");
+    h.conn.set_memory(10_000, false);
     assert_eq!(
         h.conn.send_capacity(),
-        0,
-        "the offered 64 KiB already exceed it"
+        10_000,
+        "the application may queue what the budget leaves"
     );
-    h.input(&TcpSegment {
-        payload: &[1; 1000],
-        ..RECV
-    });
-    for s in h.output() {
+    // 12 segments of 1000 bytes arrive inside the window: the budget keeps 10,000 of them;
+    // the rest is dropped, counted, and the connection asks to be woken when memory frees.
+    feed(&mut h, IRS.add(1), 12);
+    assert_eq!(h.conn.memory(), 10_000);
+    assert_eq!(h.conn.events().rcv_memory_drops, 2);
+    let out = h.output();
+    assert!(h.conn.take_memory_starved());
+    for s in &out {
         assert!(s.ack.add(u32::from(s.window)).ge(edge), "shrank: {s:?}");
     }
-    assert_eq!(h.read_all().len(), 1000);
-    // Reading frees nothing while the promised window exceeds the budget.
-    assert!(h.output().is_empty());
-    // A larger budget lets the application queue data again.
-    h.conn.set_memory_budget(1 << 20);
-    assert!(h.conn.send_capacity() > 0);
+    assert_eq!(out.last().map(|s| s.ack), Some(IRS.add(10_001)));
+    // Reading frees what was held.
+    assert_eq!(h.read_all().len(), 10_000);
+    assert_eq!(h.conn.memory(), 0);
+    h.conn.set_memory(1 << 20, false);
+    assert_eq!(h.conn.send_capacity(), h.conn.snd_buf());
+}
+
+#[test]
+fn every_connection_keeps_its_minimum_buffers_past_the_memory_limit() {
+    // Linux's tcp_rmem[0] / tcp_wmem[0]: guaranteed even when others hold all the memory.
+    let mut h = Harness::established();
+    h.conn.set_memory(0, true);
+    assert_eq!(h.conn.send_capacity(), 4096, "--wmem MIN");
+    feed(&mut h, IRS.add(1), 5);
+    assert_eq!(h.conn.memory(), 4096, "--rmem MIN");
+    assert_eq!(h.conn.events().rcv_memory_drops, 1);
+    // Reading it makes room for the next 4096 bytes.
+    assert_eq!(h.read_all().len(), 4096);
+    let out = h.output();
+    assert!(out.last().is_some_and(|s| s.window > 0), "{out:?}");
+}
+
+#[test]
+fn memory_pressure_clamps_new_windows_without_moving_the_right_edge_left() {
+    let mut h = Harness::established();
+    let mut edge = h.conn.rcv.right_edge;
+    h.conn.set_memory(1 << 20, true);
+    let mut seq = IRS.add(1);
+    let mut windows = Vec::new();
+    for _ in 0..100 {
+        h.input(&TcpSegment {
+            seq,
+            payload: &[7; 1000],
+            ..RECV
+        });
+        seq = seq.add(1000);
+        h.read_all();
+        for s in h.output() {
+            let right = s.ack.add(u32::from(s.window));
+            assert!(right.ge(edge), "the right edge moved left: {s:?}");
+            edge = right;
+            windows.push(s.window);
+        }
+    }
+    assert_eq!(h.conn.events().rcv_window_clamped, 1, "once per episode");
+    let last = *windows.last().unwrap();
+    assert!(
+        u32::from(last) <= 4 * u32::from(MSS),
+        "under pressure new windows are four segments: {last}"
+    );
+    // Pressure ends: the window opens again at once, without waiting for a read.
+    h.conn.set_memory(1 << 20, false);
+    let out = h.output();
+    assert_eq!(out.len(), 1, "a window update");
+    assert!(u32::from(out[0].window) > 4 * u32::from(MSS), "{out:?}");
+}
+
+#[test]
+fn a_starved_window_is_updated_as_soon_as_memory_frees() {
+    let mut h = Harness::established_with(without_rmem_floor());
+    // Other connections hold all but 2000 bytes: the application reads everything, but the
+    // window cannot open beyond what memory allows, and closes down to that.
+    h.conn.set_memory(2000, false);
+    let mut seq = IRS.add(1);
+    let mut last = None;
+    for _ in 0..100 {
+        h.input(&TcpSegment {
+            seq,
+            payload: &[1; 1000],
+            ..RECV
+        });
+        seq = seq.add(1000);
+        assert_eq!(h.read_all().len(), 1000);
+        if let Some(s) = h.output().pop() {
+            last = Some(s.window);
+        }
+    }
+    assert!(h.conn.take_memory_starved());
+    assert!(last.unwrap() <= 2000, "{last:?}");
+    // Memory frees: a window update goes out at once, with no read and no probe.
+    h.conn.set_memory(1 << 20, false);
+    let out = h.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].window > 30_000, "{out:?}");
+}
+
+#[test]
+fn an_idle_connection_returns_its_buffers() {
+    let mut h = Harness::established();
+    assert_eq!(h.conn.allocated(), 0, "no buffer is preallocated");
+    h.input(&TcpSegment {
+        payload: &[5; 3000],
+        ..RECV
+    });
+    assert!(h.conn.allocated() >= 3000);
+    let data = h.read_all();
+    h.conn.send(&data);
+    let out = h.output();
+    assert!(h.conn.allocated() > 0, "the reply is in flight");
+    let last = out.last().unwrap();
+    let end = last.seq.add(last.payload.len() as u32);
+    h.input(&TcpSegment {
+        seq: IRS.add(3001),
+        ack: end,
+        ..RECV
+    });
+    h.output();
+    assert_eq!(h.conn.memory(), 0);
+    assert_eq!(
+        h.conn.allocated(),
+        0,
+        "drained and idle: the buffers are given back"
+    );
+}
+
+#[test]
+fn receive_autotuning_without_timestamps_grows_the_buffer_with_what_is_read() {
+    // No timestamps: the receiver's RTT is the time one window takes to arrive.
+    let mut h = Harness::established();
+    let start = h.conn.rcv_space();
+    let mut seq = IRS.add(1);
+    let chunk = [3u8; 1400];
+    let mut last_edge = None;
+    // 10 ms between bursts of 60 segments (84 KB per "RTT"), read at once.
+    for _ in 0..30 {
+        for _ in 0..60 {
+            h.input(&TcpSegment {
+                seq,
+                payload: &chunk,
+                ..RECV
+            });
+            seq = seq.add(1400);
+            h.read_all();
+            for s in h.output() {
+                let edge = s.ack.add(u32::from(s.window));
+                assert!(last_edge.is_none_or(|e: SeqNum| edge.ge(e)));
+                last_edge = Some(edge);
+            }
+        }
+        h.now += Duration::from_millis(10);
+    }
+    // At least twice what is read per round trip.
+    assert!(
+        h.conn.rcv_space() >= 2 * 60 * 1400 && h.conn.rcv_space() > start,
+        "grew from {start} to {} only",
+        h.conn.rcv_space()
+    );
+    assert!(h.conn.rcv_space() <= h.conn.cfg.rmem.max);
 }

@@ -114,7 +114,7 @@ fn a_zero_window_is_probed_with_a_labelled_probe() {
 fn reading_a_full_buffer_sends_a_labelled_window_update() {
     let cap = 16 * 1024;
     let mut h = Harness::established_with(Config {
-        recv_buffer: cap,
+        rmem: BufferSizes::fixed(cap),
         ..Config::default()
     });
     let chunk = vec![1u8; usize::from(MSS)];

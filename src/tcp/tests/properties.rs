@@ -116,9 +116,16 @@ fn run(steps: &[Step], timestamps: bool) -> Result<(), TestCaseError> {
             "a RST provoked a RST"
         );
         prop_assert!(State::ALL.contains(&h.conn.state()));
-        prop_assert!(h.conn.recv_queue() <= h.conn.cfg.recv_buffer);
-        prop_assert!(h.conn.send_queue() <= h.conn.cfg.send_buffer);
-        prop_assert!(h.conn.reasm.queued_bytes() as usize <= h.conn.cfg.recv_buffer);
+        prop_assert!(h.conn.recv_queue() <= h.conn.rcv_space());
+        prop_assert!(h.conn.rcv_space() <= h.conn.cfg.rmem.max);
+        prop_assert!(h.conn.send_queue() <= h.conn.snd_buf());
+        prop_assert!(h.conn.snd_buf() <= h.conn.cfg.wmem.max);
+        prop_assert!(h.conn.reasm.queued_bytes() as usize <= h.conn.rcv_space());
+        // The charge is exactly the bytes held.
+        prop_assert_eq!(
+            h.conn.memory(),
+            h.conn.send_queue() + h.conn.recv_queue() + h.conn.reasm.queued_bytes() as usize
+        );
         if h.conn.state().is_synchronized() {
             let shift = h.conn.opts.rcv_shift;
             for s in out.iter().filter(|s| s.flags.ack() && !s.flags.rst()) {
