@@ -86,6 +86,11 @@ impl Samples {
         self.samples.is_empty()
     }
 
+    /// Bytes allocated for samples.
+    pub fn heap_bytes(&self) -> usize {
+        self.samples.capacity() * std::mem::size_of::<Sample>()
+    }
+
     /// A data segment left: `seq` and `len` of its payload, `iss` our ISS.
     pub fn on_sent(&mut self, at: Instant, iss: SeqNum, seq: SeqNum, len: u32, s: &SenderState) {
         if len == 0 {
