@@ -165,7 +165,14 @@ pub struct ImpairSpec {
 }
 
 impl ImpairSpec {
-    pub const DEFAULT_LIMIT: usize = 4096;
+    /// The default `limit`: enough for one connection's largest window (`--wmem`'s and
+    /// `--rmem`'s default MAX, 32 MiB, is about 23,000 full-sized packets) to sit in the delay
+    /// line with its ACKs, so that `--impair delay=20ms` alone adds delay and no loss. The
+    /// earlier 4,096 overflowed at about 6 MiB in flight: at 40 ms RTT a download lost packets
+    /// at the impairer every few round trips and CUBIC never got past ~0.5 Gbit/s. netem's
+    /// default is 1,000 packets (its users raise `limit` for long paths); the byte cap
+    /// [`MAX_QUEUED_BYTES`] still bounds the memory.
+    pub const DEFAULT_LIMIT: usize = 65_536;
 
     /// Nothing is dropped, altered, delayed or limited.
     pub fn is_transparent(&self) -> bool {
@@ -982,6 +989,27 @@ mod tests {
         assert_eq!(n, 100);
         // Buffers are recycled: the slab never grew past the limit.
         assert!(imp.slots.len() <= 101);
+    }
+
+    #[test]
+    fn by_default_a_delay_line_holds_a_full_window_without_loss() {
+        // `--impair delay=20ms` on a 40 ms path: a bulk sender with the largest default window
+        // (32 MiB, `--wmem`'s MAX) in flight puts it all into the outbound line within one
+        // delay, and the ACKs of the previous round trip fill the inbound one. With the old
+        // default limit of 4,096 packets the line overflowed at about 6 MiB and the download
+        // lost packets every few round trips.
+        let mut imp = Impairer::new(spec("delay=20ms"));
+        let full = [0u8; 1500];
+        let ack = [0u8; 52];
+        let window = (32usize << 20) / 1448;
+        for _ in 0..window {
+            imp.push(T0, Direction::Outbound, &full);
+        }
+        for _ in 0..window / 2 {
+            imp.push(T0, Direction::Inbound, &ack);
+        }
+        assert_eq!(count(&imp, "overflow"), 0);
+        assert_eq!(imp.len(), window + window / 2);
     }
 
     #[test]
