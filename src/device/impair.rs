@@ -23,7 +23,7 @@
 //!   direction, or after [`REORDER_HOLD`] if none comes.
 //! - `rate`: packets of one direction are serialised at this many bits per second before
 //!   their delay, queueing behind each other.
-//! - `limit`: at most this many packets wait in the impairer (and at most
+//! - `limit`: at most this many packets (default 65,536) wait in the impairer (and at most
 //!   [`MAX_QUEUED_BYTES`]); packets beyond are dropped and counted as `overflow`.
 //!
 //! Memory is bounded by `limit`; packet buffers are recycled, so once warmed up no packet
