@@ -387,22 +387,33 @@ impl Endpoint {
         if seg.flags.rst() {
             self.counters.rst_in += 1;
         }
-        let mut iss_floor = None;
+        let listener = self
+            .listeners
+            .iter()
+            .position(|(port, _)| *port == seg.dst_port)
+            .filter(|_| self.accepting);
+        if let Some(&id) = self.table.get(&quad)
+            && self
+                .find(&quad)
+                .is_some_and(|e| e.conn.state() == State::Closed)
+        {
+            // The connection reached CLOSED earlier in this batch and is not reaped yet: the
+            // segment is for no connection (RFC 9293 §3.10.7.1, or LISTEN, §3.10.7.2).
+            self.reap(id);
+        }
+        let mut reopen = None;
         if let Some(&id) = self.table.get(&quad)
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
-            // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT with a sequence number
-            // above RCV.NXT may open a new connection, with an ISS above the old SND.NXT.
-            // A SYN+FIN does not: LISTEN would drop it (see `on_listen`), and it must not
-            // end TIME-WAIT on its way there.
-            let reopen = entry.conn.state() == State::TimeWait
-                && seg.flags.syn()
-                && !seg.flags.ack()
-                && !seg.flags.rst()
-                && !seg.flags.fin()
-                && seg.seq.gt(entry.conn.rcv_nxt())
-                && self.accepting;
-            if !reopen {
+            // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT may open a new connection
+            // when a listener would take it (otherwise TIME-WAIT answers it with an ACK, as
+            // Linux's tcp_timewait_state_process does), with an ISS above the old SND.NXT, and
+            // only once it is known not to be an old duplicate (RFC 6191): TIME-WAIT is
+            // deleted when the new connection is made, not before. A SYN+FIN does not reopen
+            // it: LISTEN would drop it (see `on_listen`); TIME-WAIT answers it.
+            let reopens =
+                listener.is_some() && !seg.flags.fin() && entry.conn.time_wait_accepts_syn(seg);
+            if !reopens {
                 // The accept queue is full: drop the handshake's final ACK, as Linux does on
                 // listen overflow; our SYN,ACK is retransmitted and the peer tries again.
                 if let Queued::HalfOpen(l) = entry.queued
@@ -431,18 +442,10 @@ impl Endpoint {
                 }
                 return;
             }
-            iss_floor = Some(entry.conn.snd_nxt());
-            debug!(%quad, "new SYN in TIME-WAIT: reopening");
-            self.remove(id);
+            reopen = Some((id, entry.conn.snd_nxt()));
         }
-        let listener = self
-            .listeners
-            .iter()
-            .position(|(port, _)| *port == seg.dst_port);
         match listener {
-            Some(listener) if self.accepting => {
-                self.on_listen(now, quad, seg, listener, iss_floor, tx)
-            }
+            Some(listener) => self.on_listen(now, quad, seg, listener, reopen, tx),
             // RFC 9293 §3.10.7.1: CLOSED (no listener): reset anything but a reset.
             _ => {
                 if let Some(rst) = rst_reply(seg) {
@@ -452,14 +455,15 @@ impl Endpoint {
         }
     }
 
-    /// RFC 9293 §3.10.7.2: a segment for a listening port with no connection.
+    /// RFC 9293 §3.10.7.2: a segment for a listening port with no connection, or a SYN that
+    /// may reopen the TIME-WAIT connection `reopen` names (its id and SND.NXT).
     fn on_listen(
         &mut self,
         now: Instant,
         quad: Quad,
         seg: &TcpSegment<'_>,
         listener: usize,
-        iss_floor: Option<SeqNum>,
+        reopen: Option<(usize, SeqNum)>,
         tx: &mut dyn Transmit,
     ) {
         // "First, check for a RST: an incoming RST should be ignored."
@@ -497,7 +501,8 @@ impl Endpoint {
             self.counters.listen_syn_fin += 1;
             return;
         }
-        // Past --max-connections a SYN is dropped silently (see limits.rs).
+        // Past --max-connections a SYN is dropped silently (see limits.rs). A reopening SYN
+        // takes the place of its TIME-WAIT, which is not counted.
         if self.open_connections() >= self.limits.max_connections {
             self.counters.connection_limit += 1;
             self.counters.listen_drops += 1;
@@ -506,17 +511,19 @@ impl Endpoint {
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
         // (A SYN reopening TIME-WAIT replaces a TCB and needs its ISS above the old SND.NXT,
         // which a cookie cannot promise: it gets a TCB.)
-        if iss_floor.is_none() && self.queues.half_open(listener) >= self.limits.backlog {
+        if reopen.is_none() && self.queues.half_open(listener) >= self.limits.backlog {
             self.counters.backlog_full += 1;
             self.send_cookie(now, quad, seg, listener, tx);
             return;
         }
         let mut iss = self.isn.isn(now, &quad);
-        if let Some(floor) = iss_floor {
-            // MAY-2: the reopened connection's ISS lies above the old SND.NXT.
+        if let Some((old, floor)) = reopen {
+            // MAY-2 (1): the reopened connection's ISS lies above the old SND.NXT.
             if !iss.gt(floor) {
                 iss = floor.add(1 << 16);
             }
+            debug!(%quad, "new SYN in TIME-WAIT: reopening");
+            self.remove(old);
         }
         let mss = self.local_mss(&quad);
         let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
@@ -859,16 +866,7 @@ impl Endpoint {
         let conn = &mut entry.conn;
 
         if conn.state() == State::Closed {
-            match conn.reset_cause() {
-                Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
-                Some(ResetCause::TimedOut) if !entry.counted_established => {
-                    self.counters.synack_timeouts += 1
-                }
-                Some(ResetCause::TimedOut) => self.counters.retransmit_timeouts += 1,
-                _ => {}
-            }
-            debug!(quad = %conn.quad(), cause = ?conn.reset_cause(), "connection closed");
-            self.remove(id);
+            self.reap(id);
             return;
         }
         // The heap entry that stands for this connection is the one at `scheduled`; when its
@@ -884,6 +882,25 @@ impl Endpoint {
             self.compact_timers();
         }
         self.requeue(id);
+    }
+
+    /// Count how a CLOSED connection ended, and remove it.
+    fn reap(&mut self, id: usize) {
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        let conn = &mut entry.conn;
+        self.counters.add_events(&conn.take_events());
+        match conn.reset_cause() {
+            Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
+            Some(ResetCause::TimedOut) if !entry.counted_established => {
+                self.counters.synack_timeouts += 1
+            }
+            Some(ResetCause::TimedOut) => self.counters.retransmit_timeouts += 1,
+            _ => {}
+        }
+        debug!(quad = %conn.quad(), cause = ?conn.reset_cause(), "connection closed");
+        self.remove(id);
     }
 
     /// After a connection ran (`ran`: its application and output, not only a segment's

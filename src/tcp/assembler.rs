@@ -5,7 +5,8 @@
 //! indexed by their offset from RCV.NXT, plus a small sorted table of the byte ranges present.
 //! Each byte is stored once (the first copy wins; later copies of the same sequence number are
 //! counted as duplicates and ignored), bytes beyond the capacity are trimmed, and a segment
-//! that would need a new range when the table is full is dropped and counted. The ring is
+//! that would need a new range when the table is full takes the place of the furthest block
+//! if it lies below it, or is dropped; either way the loss is counted. The ring is
 //! allocated on the first out-of-order segment, once per connection; nothing allocates
 //! afterwards.
 //!
@@ -115,11 +116,31 @@ impl Reassembly {
     }
 
     /// Remember a FIN that arrived beyond RCV.NXT at sequence number `seq` (the sequence
-    /// number the FIN itself occupies). The first one wins.
+    /// number the FIN itself occupies). The first one wins. The FIN ends the stream (RFC 9293
+    /// §3.10.7.4, eighth step): bytes held at or beyond it are dropped, and `insert` stores
+    /// none there from now on.
     pub fn set_fin(&mut self, seq: SeqNum) {
-        if self.fin.is_none() {
-            self.fin = Some(seq);
+        let fin = *self.fin.get_or_insert(seq);
+        // Offsets count from `base`, the last RCV.NXT seen, which lies before the FIN.
+        let cut = if fin.lt(self.base) {
+            0
+        } else {
+            fin.distance_from(self.base)
+        };
+        let mut w = 0;
+        for r in 0..self.len {
+            let Some(&(s, e)) = self.ranges.get(r) else {
+                break;
+            };
+            if s >= cut {
+                continue;
+            }
+            if let Some(slot) = self.ranges.get_mut(w) {
+                *slot = (s, e.min(cut));
+            }
+            w += 1;
         }
+        self.len = w;
     }
 
     /// The queued FIN's sequence number. When it equals RCV.NXT, the FIN is next in order.
@@ -200,7 +221,13 @@ impl Reassembly {
         }
         out.duplicate_bytes = skip;
         let end_wanted = u64::from(start) + u64::from(len - skip);
-        let end = u32::try_from(end_wanted.min(u64::from(self.capacity))).unwrap_or(0);
+        // Nothing is stored at or beyond a FIN already received (see `set_fin`).
+        let limit = match self.fin {
+            Some(fin) if fin.lt(rcv_nxt) => 0,
+            Some(fin) => self.capacity.min(fin.distance_from(rcv_nxt)),
+            None => self.capacity,
+        };
+        let end = u32::try_from(end_wanted.min(u64::from(limit))).unwrap_or(0);
         out.trimmed_bytes = u32::try_from(end_wanted - u64::from(end.max(start))).unwrap_or(0);
         if end <= start {
             out.trimmed_bytes = len - skip;
@@ -215,10 +242,17 @@ impl Reassembly {
         let first = active.partition_point(|&(_, e)| e < start);
         let last = active.partition_point(|&(s, _)| s <= end);
         if first == last && self.len >= self.max_ranges {
-            // A new, separate block and no room for it.
+            // A new, separate block and no room for it. If it lies below the furthest block
+            // held, give that one up instead (RFC 2018 §8 lets a receiver that runs out of room
+            // discard data it has SACKed; Linux's `tcp_prune_ofo_queue` also prunes from the
+            // highest sequence): the block nearer RCV.NXT is the one that lets the stream
+            // advance, and an in-order segment must never be refused for want of a range.
             self.dropped_segments += 1;
-            out.dropped = true;
-            return out;
+            if first >= self.len {
+                out.dropped = true;
+                return out;
+            }
+            self.len -= 1;
         }
         if self.buf.len() != self.capacity as usize {
             self.buf = vec![0; self.capacity as usize];
@@ -482,6 +516,24 @@ mod tests {
     }
 
     #[test]
+    fn a_full_range_table_gives_up_its_furthest_block_for_a_nearer_one() {
+        let mut q = Reassembly::new(1000, 2);
+        q.insert(s(0), s(10), b"a");
+        q.insert(s(0), s(20), b"b");
+        // In order: taken, and the block at 20 is given up for it.
+        let out = q.insert(s(0), s(0), b"xy");
+        assert!(!out.dropped);
+        assert_eq!(q.dropped_segments(), 1);
+        assert_eq!(
+            q.ranges().collect::<Vec<_>>(),
+            vec![(s(0), s(2)), (s(10), s(11))]
+        );
+        let mut got = Vec::new();
+        assert_eq!(q.take_ready(s(0), &mut got), 2);
+        assert_eq!(got, b"xy");
+    }
+
+    #[test]
     fn a_full_range_table_drops_a_new_block_but_still_merges() {
         let mut q = Reassembly::new(1000, 2);
         q.insert(s(0), s(10), b"a");
@@ -522,6 +574,22 @@ mod tests {
         let mut got = Vec::new();
         let n = q.take_ready(s(5), &mut got);
         assert_eq!(q.fin(), Some(s(5).add(n)));
+    }
+
+    #[test]
+    fn nothing_is_held_at_or_beyond_a_fin() {
+        let mut q = Reassembly::new(100, 8);
+        q.insert(s(0), s(5), b"vwxyz");
+        q.insert(s(0), s(20), b"beyond");
+        q.set_fin(s(8));
+        assert_eq!(q.ranges().collect::<Vec<_>>(), vec![(s(5), s(8))]);
+        let out = q.insert(s(0), s(2), b"cdefghij");
+        assert_eq!((out.new_bytes, out.trimmed_bytes), (3, 2));
+        let mut got = Vec::new();
+        q.insert(s(0), s(0), b"ab");
+        assert_eq!(q.take_ready(s(0), &mut got), 8);
+        assert_eq!(got, b"abcdevwx");
+        assert_eq!(q.fin(), Some(s(8)));
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub struct Connection {
     /// RFC 7323 §4.3: TS.Recent, and Last.ACK.sent (the ACK field we last sent).
     pub(super) ts_recent: u32,
     pub(super) last_ack_sent: SeqNum,
+    /// When TS.Recent was last updated: it is invalid after 24 idle days (RFC 7323 §5.5).
+    pub(super) ts_recent_at: Instant,
     /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
     pub(super) ts_offset: u32,
     /// The next RTT sample from timestamps waits for an ACK at or beyond this (one per RTT).
@@ -228,6 +230,10 @@ pub struct Connection {
     /// (RFC 9293 §3.8.3, R1/R2).
     pub(super) retries: u32,
     pub(super) first_timeout: Option<Instant>,
+    /// The RTO when the persist timer began probing a zero window with nothing in flight,
+    /// restored once the window opens: that backoff belongs to the persist timer (RFC 9293
+    /// §3.8.6.1), not to the retransmission timer. Linux's tcp_ack_probe clears it likewise.
+    pub(super) rto_before_probes: Option<crate::time::Duration>,
     pub(super) timers: Timers,
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
@@ -325,6 +331,7 @@ impl Connection {
                 ..Negotiated::default()
             },
             ts_recent: 0,
+            ts_recent_at: now,
             last_ack_sent: SeqNum::new(0),
             ts_offset: Self::ts_offset_for(iss),
             ts_sample_mark: iss,
@@ -361,6 +368,7 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             first_timeout: None,
+            rto_before_probes: None,
             timers: Timers::default(),
             reset: None,
             created: now,
@@ -731,9 +739,18 @@ impl Connection {
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows
             // as the congestion window reopens (go-back-N, as Linux marks all lost).
             self.tx_next = self.snd.una;
+            if self.snd.wnd == 0 {
+                // RFC 9293 §3.8.6 (MUST-35) and §3.8.6.1 (MUST-36): the window shrank to zero
+                // with data in flight; the retransmission of the head segment is the window
+                // probe, sent although the window is closed (as Linux's tcp_retransmit_timer
+                // does). A peer that answers it keeps the connection open (MUST-37: `on_ack`
+                // resets the retry count for an ACK of SND.UNA with a zero window).
+                self.probe_due = true;
+            }
         } else if self.has_unsent() {
             // RFC 9293 §3.8.6.1 (MUST-35/36): probe the zero window, backing off each time.
             self.probe_due = true;
+            self.rto_before_probes.get_or_insert(self.rtt.rto());
         } else {
             return;
         }

@@ -10,6 +10,10 @@ use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
 use tracing::debug;
 
+/// RFC 7323 §5.5: how long TS.Recent stays valid without an update: 24 days (the fastest
+/// allowed timestamp clock, 1 ms, wraps its sign bit in 24.8), as Linux's TCP_PAWS_24DAYS.
+const PAWS_IDLE_LIMIT: Duration = Duration::from_secs(24 * 24 * 60 * 60);
+
 /// The least time between two challenge ACKs, or two ACKs for out-of-window segments, on
 /// one connection: Linux's `net.ipv4.tcp_invalid_ratelimit` (500 ms), applied by
 /// `__tcp_oow_rate_limited`. It stops two endpoints that disagree about the sequence space
@@ -60,6 +64,17 @@ impl Connection {
     ) -> Option<TcpSegment<'static>> {
         let span = self.span.clone();
         let _enter = span.enter();
+        self.process(now, seg, false)
+    }
+
+    /// [`Connection::process_segment`]; `syn_window` says the segment's window field came
+    /// from a SYN, which is never scaled (RFC 7323 §2.2).
+    fn process(
+        &mut self,
+        now: Instant,
+        seg: &TcpSegment<'_>,
+        syn_window: bool,
+    ) -> Option<TcpSegment<'static>> {
         match self.state {
             State::Closed | State::Listen => return None,
             State::SynSent => return self.on_segment_syn_sent(now, seg),
@@ -68,7 +83,8 @@ impl Connection {
 
         // Simultaneous open (RFC 9293 §3.5, Figure 8, MUST-10): in SYN-RECEIVED after our own
         // SYN, the peer's SYN,ACK sits just below RCV.NXT and Table 6 would reject it. Linux
-        // (tcp_validate_incoming) lets it through as the ACK that completes the handshake.
+        // (tcp_validate_incoming) lets it through as the ACK that completes the handshake;
+        // its window, that of a SYN, is taken unscaled (RFC 7323 §2.2).
         if self.state == State::SynReceived
             && !self.passive
             && seg.flags.syn()
@@ -83,7 +99,7 @@ impl Connection {
                 payload: &[],
                 ..*seg
             };
-            return self.process_segment(now, &ack);
+            return self.process(now, &ack, true);
         }
 
         // A retransmitted SYN in SYN-RECEIVED (our SYN,ACK was lost): answer with the same
@@ -101,7 +117,7 @@ impl Connection {
 
         // RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than TS.Recent is a
         // duplicate from an earlier wrap of the sequence space: ACK it and drop it.
-        if self.paws_rejects(seg) {
+        if self.paws_rejects(now, seg) {
             self.paws_drops += 1;
             self.events.paws_rejected += 1;
             self.dup_ack(now, seg, OowAck::Paws);
@@ -156,7 +172,7 @@ impl Connection {
         if !seg.flags.ack() {
             return None;
         }
-        match self.on_ack(now, seg) {
+        match self.on_ack(now, seg, syn_window) {
             // An acceptable segment: the peer is alive (RFC 9293 §3.8.4, keep-alive).
             AckOutcome::Continue => self.keepalive_heard(now),
             AckOutcome::Drop => return None,
@@ -164,7 +180,7 @@ impl Connection {
         }
         // RFC 7323 §4.3: update TS.Recent, but only from a segment whose ACK was acceptable,
         // so a forged bad-ACK segment cannot move it.
-        self.update_ts_recent(seg);
+        self.update_ts_recent(now, seg);
 
         // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
         // in order (MUST-30..33 only ask that the stream is not corrupted).
@@ -209,11 +225,18 @@ impl Connection {
             return None;
         }
         self.learn_syn(seg);
+        self.ts_recent_at = now;
         if seg.flags.ack() {
             // "If SND.UNA > ISS (our SYN has been ACKed), change the connection state to
             // ESTABLISHED, form an ACK segment <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."
+            // Departure: a FIN (or data) on the SYN,ACK is not taken: RCV.NXT = SEG.SEQ + 1,
+            // so our ACK leaves it unacknowledged and the peer retransmits it, as Linux's
+            // tcp_rcv_synsent_state_process does (it only goes on to the URG step). RFC 9293
+            // would continue at the sixth step.
             self.snd.wl2 = seg.ack;
+            self.ts_rtt_sample(now, seg);
             self.on_new_ack(now, seg.ack);
+            self.rto_after_handshake();
             self.set_state(State::Established);
             if self.fin_queued {
                 self.set_state(State::FinWait1);
@@ -230,12 +253,18 @@ impl Connection {
 
     /// RFC 7323 §5.3: PAWS applies to non-RST segments carrying a timestamp, once timestamps
     /// are in use.
-    fn paws_rejects(&self, seg: &TcpSegment<'_>) -> bool {
+    fn paws_rejects(&self, now: Instant, seg: &TcpSegment<'_>) -> bool {
         if !self.opts.ts || seg.flags.rst() {
             return false;
         }
         match seg.options.timestamps {
-            Some((tsval, _)) => (tsval.wrapping_sub(self.ts_recent) as i32) < 0,
+            // RFC 7323 §5.5: an implementation of PAWS must "invalidate" TS.Recent when the
+            // connection has been idle for more than 24 days (the peer's clock may have
+            // wrapped its sign bit since); the segment is then accepted and R3 takes its
+            // TSval. Linux does the same (TCP_PAWS_24DAYS in tcp_paws_check).
+            Some((tsval, _)) => {
+                (tsval.wrapping_sub(self.ts_recent) as i32) < 0 && self.ts_recent_valid(now)
+            }
             // RFC 7323 §3.2 says a segment without a timestamp SHOULD be dropped; Linux
             // accepts it, and so do we, rather than stall a peer that omits one.
             None => false,
@@ -243,14 +272,20 @@ impl Connection {
     }
 
     /// RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval
-    /// is copied to TS.Recent".
-    fn update_ts_recent(&mut self, seg: &TcpSegment<'_>) {
+    /// is copied to TS.Recent" (any TSval once TS.Recent is invalid, §5.5).
+    fn update_ts_recent(&mut self, now: Instant, seg: &TcpSegment<'_>) {
         if let (true, Some((tsval, _))) = (self.opts.ts, seg.options.timestamps)
-            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+            && ((tsval.wrapping_sub(self.ts_recent) as i32) >= 0 || !self.ts_recent_valid(now))
             && seg.seq.le(self.last_ack_sent)
         {
             self.ts_recent = tsval;
+            self.ts_recent_at = now;
         }
+    }
+
+    /// RFC 7323 §5.5: TS.Recent is valid for 24 days after it was last updated.
+    fn ts_recent_valid(&self, now: Instant) -> bool {
+        now.saturating_since(self.ts_recent_at) <= PAWS_IDLE_LIMIT
     }
 
     /// §3.10.7.4 Table 6: the four cases of segment acceptability.
@@ -285,6 +320,12 @@ impl Connection {
                 // MUST-11: a half-open from LISTEN just returns to LISTEN.
                 debug!("reset in SYN-RECEIVED: back to LISTEN");
                 self.close_silently(None);
+            }
+            State::SynReceived => {
+                // §3.10.7.4 second step: "If this connection was initiated with an active
+                // OPEN (i.e., came from SYN-SENT state), then the connection was refused".
+                debug!("reset in SYN-RECEIVED of an active open: connection refused");
+                self.close_silently(Some(ResetCause::Refused));
             }
             // RFC 1337: a RST in TIME-WAIT is ignored, so that an old duplicate RST cannot
             // "assassinate" TIME-WAIT. Departure from Linux's default (net.ipv4.tcp_rfc1337=0),
@@ -339,8 +380,16 @@ impl Connection {
         false
     }
 
-    /// §3.10.7.4 fifth step.
-    fn on_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) -> AckOutcome {
+    /// §3.10.7.4 fifth step. `syn_window`: the window field is a SYN's (see `process`).
+    fn on_ack(&mut self, now: Instant, seg: &TcpSegment<'_>, syn_window: bool) -> AckOutcome {
+        // RFC 7323 §2.3: the window of a non-SYN segment is scaled by the peer's shift; §2.2:
+        // that of a SYN never is.
+        let shift = if seg.flags.syn() || syn_window {
+            0
+        } else {
+            self.opts.snd_shift
+        };
+        let establishing = self.state == State::SynReceived;
         if self.state == State::SynReceived {
             // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state and continue
             // processing with the variables SND.WND <- SEG.WND, SND.WL1 <- SEG.SEQ,
@@ -349,7 +398,7 @@ impl Connection {
                 return rst_reply(seg).map_or(AckOutcome::Drop, AckOutcome::Reply);
             }
             self.set_state(State::Established);
-            self.update_window(seg);
+            self.update_window(seg, shift);
             if self.fin_queued {
                 // The application closed while the handshake was completing.
                 self.set_state(State::FinWait1);
@@ -373,11 +422,8 @@ impl Connection {
 
         let flight_before = self.snd.nxt.distance_from(self.snd.una);
         let advances = seg.ack.gt(self.snd.una);
-        let shift = if seg.flags.syn() {
-            0
-        } else {
-            self.opts.snd_shift
-        };
+        // SND.UNA =< SEG.ACK (SEG.ACK =< SND.NXT was checked above).
+        let ack_in_range = seg.ack.ge(self.snd.una);
         // RFC 5681 §2: a duplicate ACK acknowledges nothing new, carries no data, no SYN or
         // FIN, and does not change the window, while data is outstanding.
         let mut duplicate = seg.ack == self.snd.una
@@ -395,23 +441,12 @@ impl Connection {
             // it may belong to the original transmission (when only its ACK was lost, the
             // retransmission arrives as a duplicate and the ACK echoes the old TS.Recent), so
             // it would measure RTO + RTT; only echoes of later transmissions are samples.
-            if self.opts.ts
-                && let Some((_, tsecr)) = seg.options.timestamps
-                && tsecr != 0
-                && seg.ack.ge(self.ts_sample_mark)
-                && self
-                    .ts_rto_floor
-                    .is_none_or(|floor| (tsecr.wrapping_sub(floor) as i32) >= 0)
-            {
-                let ms = self.ts_now(now).wrapping_sub(tsecr);
-                if ms < 60_000 {
-                    self.rtt.sample(Duration::from_millis(u64::from(ms)));
-                    self.rtt_probe = None;
-                    self.ts_sample_mark = self.snd.nxt;
-                }
-            }
+            self.ts_rtt_sample(now, seg);
             self.on_new_ack(now, seg.ack);
             self.congestion_on_ack(now, seg.ack, acked, flight_before);
+            if establishing {
+                self.rto_after_handshake();
+            }
         } else if seg.ack == self.snd.una && (seg.window == 0 || !self.in_flight()) {
             // The peer is answering our zero-window probes or keep-alives: it is alive, so
             // probing never aborts the connection (MUST-37).
@@ -440,16 +475,18 @@ impl Connection {
         }
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
-        // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
+        // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))". An old ACK
+        // (SEG.ACK < SND.UNA) never updates it, whatever its SEQ.
         // Departure: an ACK that advances SND.UNA always carries the current window, as in
         // Linux (tcp_may_update_window). Otherwise an ACK riding on a retransmitted segment
         // (whose SEG.SEQ is below SND.WL1) would move SND.UNA but not SND.WND, and
         // SND.UNA + SND.WND would reach past anything the peer offered.
         if advances
-            || self.snd.wl1.lt(seg.seq)
-            || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack))
+            || (ack_in_range
+                && (self.snd.wl1.lt(seg.seq)
+                    || (self.snd.wl1 == seg.seq && self.snd.wl2.le(seg.ack))))
         {
-            self.update_window(seg);
+            self.update_window(seg, shift);
         }
 
         match self.state {
@@ -462,6 +499,34 @@ impl Connection {
             _ => {}
         }
         AckOutcome::Continue
+    }
+
+    /// RFC 7323 §4.1: an RTT sample from the TSecr of an ACK of new data (see `on_ack`).
+    fn ts_rtt_sample(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        if self.opts.ts
+            && let Some((_, tsecr)) = seg.options.timestamps
+            && tsecr != 0
+            && seg.ack.ge(self.ts_sample_mark)
+            && self
+                .ts_rto_floor
+                .is_none_or(|floor| (tsecr.wrapping_sub(floor) as i32) >= 0)
+        {
+            let ms = self.ts_now(now).wrapping_sub(tsecr);
+            if ms < 60_000 {
+                self.rtt.sample(Duration::from_millis(u64::from(ms)));
+                self.rtt_probe = None;
+                self.ts_sample_mark = self.snd.nxt;
+            }
+        }
+    }
+
+    /// RFC 6298 §5.7: once the handshake is done, with no RTT sample from it (our SYN or
+    /// SYN,ACK was sent more than once, so Karn's rule left it untimed), the RTO is 3 s, as
+    /// Linux's tcp_init_metrics sets it (TCP_TIMEOUT_FALLBACK).
+    fn rto_after_handshake(&mut self) {
+        if self.rtt.srtt().is_none() {
+            self.rtt.set_rto(Duration::from_secs(3));
+        }
     }
 
     /// An ACK advanced SND.UNA by `acked` (RFC 5681 §3.1 growth; RFC 6582 §3.2 steps 3 and 5).
@@ -506,19 +571,20 @@ impl Connection {
         }
     }
 
-    fn update_window(&mut self, seg: &TcpSegment<'_>) {
-        // RFC 7323 §2.3: the window of a non-SYN segment is scaled by the peer's shift.
-        let shift = if seg.flags.syn() {
-            0
-        } else {
-            self.opts.snd_shift
-        };
+    /// SND.WND <- SEG.WND << `shift`, SND.WL1 <- SEG.SEQ, SND.WL2 <- SEG.ACK.
+    fn update_window(&mut self, seg: &TcpSegment<'_>, shift: u8) {
         self.snd.wnd = u32::from(seg.window) << shift;
         self.snd.wl1 = seg.seq;
         self.snd.wl2 = seg.ack;
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         if self.snd.wnd > 0 {
             self.probe_due = false;
+            if let Some(rto) = self.rto_before_probes.take() {
+                // The window opened: the persist timer's backoff ends with it, and the timer
+                // is re-armed from the restored RTO when data goes out.
+                self.rtt.set_rto(rto);
+                self.timers.retransmit = None;
+            }
         }
     }
 
@@ -590,6 +656,11 @@ impl Connection {
         self.recv_buf.extend(taken);
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
+        if seg.flags.fin() && take == fresh.len() {
+            // §3.10.7.4 eighth step: the FIN takes the number after its segment's text and
+            // ends the stream; queued bytes numbered after it are not part of it.
+            self.reasm.clear();
+        }
         if n > 0 {
             // The receiver's RTT estimate, for receive-buffer autotuning (memory.rs).
             self.rcv_rtt_measure(now, seg.options.timestamps.map(|(_, ecr)| ecr));
@@ -650,6 +721,25 @@ impl Connection {
         }
     }
 
+    /// RFC 9293 §3.10.7.4 (MAY-2) with RFC 6191: whether a SYN arriving in TIME-WAIT is
+    /// known not to be an old duplicate, so that it may reopen the connection. When both the
+    /// old connection and the SYN use timestamps, its TSval must be newer than TS.Recent (or
+    /// equal, with SEG.SEQ above RCV.NXT); otherwise SEG.SEQ must be above RCV.NXT. Linux's
+    /// tcp_timewait_state_process takes the same SYNs (PAWS, then TSval or SEQ).
+    pub fn time_wait_accepts_syn(&self, seg: &TcpSegment<'_>) -> bool {
+        if self.state != State::TimeWait || !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
+            return false;
+        }
+        let above = seg.seq.gt(self.rcv.nxt);
+        match (self.opts.ts, seg.options.timestamps) {
+            (true, Some((tsval, _))) => {
+                let newer = tsval.wrapping_sub(self.ts_recent) as i32;
+                newer > 0 || (newer == 0 && above)
+            }
+            _ => above,
+        }
+    }
+
     /// §3.10.7.4 eighth step.
     fn on_fin(&mut self, now: Instant) {
         if self.fin_received {
@@ -657,6 +747,8 @@ impl Connection {
             return;
         }
         self.fin_received = true;
+        // Nothing numbered after the FIN is part of the stream (nor SACKed).
+        self.reasm.clear();
         // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
         self.rcv.nxt = self.rcv.nxt.add(1);
         self.rcv.right_edge = self.rcv.right_edge.max(self.rcv.nxt);

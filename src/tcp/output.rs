@@ -101,9 +101,13 @@ impl Connection {
             options,
             ..self.template()
         };
-        if self.snd.nxt != self.snd.iss {
-            // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`).
+        let resend = self.snd.nxt != self.snd.iss;
+        if resend {
+            // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`),
+            // and RFC 6298 §3 (Karn): an ACK of it is ambiguous, so the timing is discarded,
+            // whether a timeout or the peer's duplicate SYN caused it.
             self.count_retransmission();
+            self.rtt_probe = None;
         }
         emit(&seg);
         self.last_ack_sent = self.rcv.nxt;
@@ -112,8 +116,8 @@ impl Connection {
         self.tx_next = syn_end;
         self.ack_due = AckDue::None;
         self.timers.delayed_ack = None;
-        // Karn: time the SYN,ACK only if it was sent once.
-        if self.retries == 0 && self.rtt_probe.is_none() {
+        // Karn: time the SYN or SYN,ACK only if it was sent once.
+        if !resend && self.rtt_probe.is_none() {
             self.rtt_probe = Some((syn_end, now));
         }
         self.arm_retransmit(now);
@@ -231,6 +235,17 @@ impl Connection {
                 // A super-segment ends on a segment boundary unless it ends the data, so the
                 // device never cuts a short segment out of the middle (sender SWS avoidance).
                 n = n / mss * mss;
+            }
+            if self.probe_due && usable == 0 && self.snd.wnd == 0 && self.in_flight() {
+                // RFC 9293 §3.8.6.1 (MUST-36): "retransmit ... even if the send window is
+                // zero". With data in flight the probe is the head segment, resent at SND.UNA
+                // as Linux's tcp_retransmit_timer does; tx_next stays at SND.UNA, so once the
+                // window opens go-back-N resends it unless the peer took it.
+                self.probe_due = false;
+                let una = self.snd.una;
+                let len = self.fin_seq().distance_from(una).min(mss);
+                self.retransmit(now, una, len, emit);
+                break;
             }
             if self.probe_due && usable == 0 && self.snd.wnd == 0 {
                 // RFC 9293 §3.8.6.1 (MUST-35): probe the zero window. Departure: instead of one

@@ -63,6 +63,11 @@ impl RttEstimator {
         self.rto = (self.rto * 2).min(self.max_rto);
     }
 
+    /// Set the RTO (within its bounds), e.g. RFC 6298 §5.7's 3 s after an untimed handshake.
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = rto.clamp(self.min_rto, self.max_rto);
+    }
+
     pub fn rto(&self) -> Duration {
         self.rto
     }

@@ -1412,6 +1412,7 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
 }
 mod edges;
 mod properties;
+mod rfc_edges;
 
 // ---- Segmentation offload ----------------------------------------------------------------
 

@@ -484,7 +484,7 @@ class Peer:
             TCP in pkt
             and pkt.src == self.dst
             and pkt.dst == self.src
-            and pkt[TCP].sport == self.dport
+            and (self.dport is None or pkt[TCP].sport == self.dport)
             and pkt[TCP].dport == self.sport
         )
 
@@ -569,6 +569,18 @@ class Peer:
         self.peer_iss = synack[TCP].seq
         self.rcv_nxt = seq_add(synack[TCP].seq, 1)
         return synack
+
+    def expect_active_open(self, timeout=5.0):
+        """The daemon's SYN to our port `sport` (its active open, `synack connect`): learn
+        the daemon's port (our `dport`) and ISS from it. Returns the SYN."""
+        self.dport = None
+        syn = self.expect(flags="S", timeout=timeout)
+        assert syn is not None, f"no SYN to port {self.sport}: {describe_all(self.backlog)}"
+        self.dport = syn[TCP].sport
+        self.backlog = [p for p in self.backlog if p[TCP].sport == self.dport]
+        self.peer_iss = syn[TCP].seq
+        self.rcv_nxt = seq_add(syn[TCP].seq, 1)
+        return syn
 
     def handshake(self, options=None):
         """SYN, SYN+ACK, ACK. Returns the SYN+ACK."""

@@ -21,6 +21,7 @@ fn transfer(server: ServerKind, bytes: u64, rate: u64) -> (u32, Option<Duration>
         .unwrap(),
         budget: Duration::from_secs(120),
         gso: false,
+        edges: Default::default(),
     };
     let bdp = u32::try_from(rate / 8 / 25).unwrap();
     let mut pair = Pair::new(&sc);
@@ -113,6 +114,7 @@ fn memory_pressure_is_entered_and_left_smoothly_without_a_stall_or_a_shrunk_wind
         link: "delay=5ms,rate=100mbit,seed=3".parse().unwrap(),
         budget: Duration::from_secs(120),
         gso: false,
+        edges: Default::default(),
     };
     let mut pair = Pair::new(&sc);
     let limits = Limits {
@@ -170,6 +172,7 @@ fn send_autotuning_does_not_queue_more_than_a_short_path_holds() {
             .unwrap(),
         budget: Duration::from_secs(60),
         gso: false,
+        edges: Default::default(),
     };
     let mut pair = Pair::new(&sc);
     let start = pair.now;

@@ -93,6 +93,7 @@ fn ten_percent_loss_with_the_default_rto_ceiling_completes() {
         link: "loss=10%,delay=7ms,jitter=1293us,seed=16".parse().unwrap(),
         budget: Duration::from_secs(3600),
         gso: false,
+        edges: Default::default(),
     };
     if let Err(e) = run(&sc) {
         panic!("--impair {}: {e}", sc.link);

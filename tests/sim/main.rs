@@ -12,7 +12,7 @@ mod pair;
 mod pattern;
 mod scripted;
 
-use pair::{Scenario, ServerKind, run};
+use pair::{Edges, Scenario, ServerKind, run};
 use synack::time::Duration;
 
 fn init_logs() {
@@ -56,8 +56,8 @@ fn sweep(test: &str, default_seeds: u64, make: impl Fn(u64) -> Scenario) {
                 );
             }
             Err(e) => failures.push(format!(
-                "seed {seed}: {:?} {} bytes over --impair {}\n  {e}\n  replay: SIM_SEED={seed} cargo test --test sim {test}",
-                sc.server, sc.bytes, sc.link
+                "seed {seed}: {:?} {} bytes over --impair {} ({:?})\n  {e}\n  replay: SIM_SEED={seed} cargo test --test sim {test}",
+                sc.server, sc.bytes, sc.link, sc.edges
             )),
         }
     }
@@ -91,6 +91,7 @@ fn sweep_case(seed: u64, faults: &str, budget: Duration) -> Scenario {
         budget,
         // Half the endpoint runs send super-segments (segmentation offload).
         gso: (r >> 50) & 1 == 1,
+        edges: Edges::draw(r),
     }
 }
 
@@ -180,6 +181,7 @@ fn large_with(test: &str, server: ServerKind, mib: u64, faults: &str, budget: Du
         link: format!("{faults}seed={seed}").parse().unwrap(),
         budget,
         gso,
+        edges: Edges::default(),
     });
 }
 
@@ -252,6 +254,7 @@ fn every_server_kind_completes_on_a_clean_link() {
             link: "delay=5ms,seed=1".parse().unwrap(),
             budget: Duration::from_secs(60),
             gso: false,
+            edges: Edges::default(),
         };
         let r = run(&sc).unwrap_or_else(|e| panic!("{server:?}: {e}"));
         tracing::info!(?server, ?r, "passed");

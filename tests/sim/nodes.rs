@@ -206,6 +206,17 @@ impl BareServer {
         }
     }
 
+    /// Open actively towards the client at once, instead of waiting for its SYN in LISTEN:
+    /// the two SYNs cross (simultaneous open, RFC 9293 §3.5 Figure 8).
+    pub fn open_actively(&mut self, now: Instant) {
+        let quad = Quad {
+            local: SocketAddr::new(SERVER_IP.parse().unwrap(), self.port),
+            remote: CLIENT.parse().unwrap(),
+        };
+        let iss = SeqNum::new(self.iss);
+        self.conn = Some(Connection::connect(now, quad, iss, MSS, &sim_config()));
+    }
+
     fn run_app(&mut self) {
         let Some(conn) = self.conn.as_mut() else {
             return;

@@ -5,6 +5,7 @@ use crate::pattern::{Checker, Source, mix};
 use synack::device::impair::{Direction, ImpairSpec, Impairer};
 use synack::services::{Echo, ServiceKind};
 use synack::time::{Duration, Instant};
+use synack::wire::{Packet, TcpSegment};
 
 /// What runs behind the link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,139 @@ pub struct Scenario {
     /// The endpoint servers send TCP super-segments (segmentation offload), split into
     /// wire-sized segments before the link as the kernel splits them.
     pub gso: bool,
+    /// Paths exercised beyond the link's faults.
+    pub edges: Edges,
+}
+
+/// Paths the sweeps exercise beyond the link's faults (issue 13), each drawn from the seed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Edges {
+    /// For stretches of 50-300 ms every 2-6 s, every ACK the receiver of the main stream sends is
+    /// rewritten to a zero window: its window shrinks to zero with data in flight, and the
+    /// sender must probe it (RFC 9293 §3.8.6, §3.8.6.1) without timing out while the probes
+    /// are answered. One side only: a receiver shrinks its window, the sender does not
+    /// (were both to shrink at once with data crossing, each side's ACKs, sent at the right
+    /// edge the other offered, would be older than the other's RCV.NXT, and both would drop
+    /// them as unacceptable, RFC 9293 Table 6).
+    pub shrink: bool,
+    /// A segment carrying a FIN overtakes the data segment sent just before it, so the FIN
+    /// arrives beyond a hole (§3.10.7.4, eighth step).
+    pub fin_reorder: bool,
+    /// A bare server opens actively too, its SYN crossing the client's (simultaneous open,
+    /// RFC 9293 §3.5 Figure 8).
+    pub simultaneous_open: bool,
+}
+
+impl Edges {
+    /// Each path on for about a quarter of the seeds (simultaneous open for half of those
+    /// with a bare server).
+    pub fn draw(r: u64) -> Edges {
+        Edges {
+            shrink: (r >> 51) & 3 == 0,
+            fin_reorder: (r >> 53) & 3 == 0,
+            simultaneous_open: (r >> 55) & 1 == 1,
+        }
+    }
+}
+
+/// What `Edges` does to the packets on their way onto the link.
+struct Shaper {
+    edges: Edges,
+    seed: u64,
+    draws: u64,
+    /// The direction whose ACKs are shrunk: the receiver of the main stream.
+    shrink_dir: Direction,
+    /// Shrinking: the windows are shut until `until`; the next stretch starts at `next`.
+    shut: Option<Instant>,
+    next: Instant,
+    /// FIN reordering: the last data segment of each direction's batch, held back.
+    held: [Option<Vec<u8>>; 2],
+}
+
+impl Shaper {
+    fn new(edges: Edges, seed: u64, now: Instant, shrink_dir: Direction) -> Shaper {
+        let mut s = Shaper {
+            edges,
+            seed,
+            draws: 0,
+            shrink_dir,
+            shut: None,
+            next: now,
+            held: [None, None],
+        };
+        s.next = now + s.millis(200, 2000);
+        s
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        self.draws += 1;
+        Duration::from_millis(lo + mix(self.seed ^ 0x5_4a9e ^ self.draws) % (hi - lo))
+    }
+
+    /// Push `p` onto the link, shaped.
+    fn push(&mut self, link: &mut Impairer, now: Instant, dir: Direction, p: Vec<u8>) {
+        let p = if self.edges.shrink && dir == self.shrink_dir {
+            self.shrink(now, p)
+        } else {
+            p
+        };
+        let slot = usize::from(dir == Direction::Inbound);
+        if !self.edges.fin_reorder {
+            link.push(now, dir, &p);
+            return;
+        }
+        let Ok(Packet::Tcp { seg, .. }) = synack::wire::parse(&p) else {
+            link.push(now, dir, &p);
+            return;
+        };
+        if seg.flags.fin() {
+            // The FIN overtakes the data segment before it.
+            link.push(now, dir, &p);
+            if let Some(held) = self.held[slot].take() {
+                link.push(now, dir, &held);
+            }
+        } else if !seg.payload.is_empty() && !seg.flags.syn() && !seg.flags.rst() {
+            if let Some(held) = self.held[slot].replace(p) {
+                link.push(now, dir, &held);
+            }
+        } else {
+            link.push(now, dir, &p);
+        }
+    }
+
+    /// The end of a batch: nothing is held past it.
+    fn flush(&mut self, link: &mut Impairer, now: Instant, dir: Direction) {
+        let slot = usize::from(dir == Direction::Inbound);
+        if let Some(held) = self.held[slot].take() {
+            link.push(now, dir, &held);
+        }
+    }
+
+    fn shrink(&mut self, now: Instant, p: Vec<u8>) -> Vec<u8> {
+        if let Some(until) = self.shut
+            && now >= until
+        {
+            self.shut = None;
+            self.next = now + self.millis(2000, 6000);
+        }
+        if self.shut.is_none() && now >= self.next {
+            self.shut = Some(now + self.millis(50, 300));
+        }
+        if self.shut.is_none() {
+            return p;
+        }
+        let Ok(Packet::Tcp { src, dst, seg }) = synack::wire::parse(&p) else {
+            return p;
+        };
+        if !seg.flags.ack() || seg.flags.syn() || seg.flags.rst() || seg.window == 0 {
+            return p;
+        }
+        let shut = TcpSegment { window: 0, ..seg };
+        let mut buf = vec![0; p.len() + 64];
+        let n = synack::wire::emit_tcp(&mut buf, src, dst, &shut).expect("re-emit");
+        buf.truncate(n);
+        buf
+    }
 }
 
 /// How a finished run went.
@@ -62,6 +196,7 @@ pub struct Pair {
     pub client: Client,
     pub server: Box<dyn Node>,
     pub link: Impairer,
+    shaper: Shaper,
     out: Vec<Vec<u8>>,
     pub steps: u64,
 }
@@ -75,20 +210,22 @@ impl Pair {
         let seed = sc.link.seed;
         let client_iss = mix(seed ^ 0x1) as u32;
         let server_iss = mix(seed ^ 0x2) as u32;
+        let bare = |port: u16, app: ServerApp| -> Box<dyn Node> {
+            let mut server = BareServer::new(port, server_iss, app);
+            if sc.edges.simultaneous_open {
+                server.open_actively(now);
+            }
+            Box::new(server)
+        };
         let (port, server, down): (u16, Box<dyn Node>, u64) = match sc.server {
-            ServerKind::BareEcho => (
-                7,
-                Box::new(BareServer::new(7, server_iss, ServerApp::Echo(Echo::new()))),
-                sc.bytes,
-            ),
+            ServerKind::BareEcho => (7, bare(7, ServerApp::Echo(Echo::new())), sc.bytes),
             ServerKind::BareSink => {
                 let checker = Checker::new(CLIENT_STREAM, sc.bytes);
-                let app = ServerApp::Sink(checker, false);
-                (9, Box::new(BareServer::new(9, server_iss, app)), 0)
+                (9, bare(9, ServerApp::Sink(checker, false)), 0)
             }
             ServerKind::BareSource => {
                 let app = ServerApp::Source(Source::new(SERVER_STREAM, sc.bytes), false);
-                (19, Box::new(BareServer::new(19, server_iss, app)), sc.bytes)
+                (19, bare(19, app), sc.bytes)
             }
             ServerKind::EndpointEcho | ServerKind::EndpointDiscard => {
                 let service = if sc.server == ServerKind::EndpointEcho {
@@ -123,6 +260,17 @@ impl Pair {
             client,
             server,
             link: Impairer::new(sc.link.clone()),
+            // The server's ACKs (inbound) unless the server is the one sending.
+            shaper: Shaper::new(
+                sc.edges,
+                seed,
+                now,
+                if sc.server == ServerKind::BareSource {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                },
+            ),
             out: Vec::new(),
             steps: 0,
         }
@@ -134,13 +282,9 @@ impl Pair {
         for _ in 0..MAX_PASSES_PER_INSTANT {
             self.steps += 1;
             self.client.poll(self.now, &mut self.out);
-            for p in self.out.drain(..) {
-                self.link.push(self.now, Direction::Outbound, &p);
-            }
+            self.send(Direction::Outbound);
             self.server.poll(self.now, &mut self.out);
-            for p in self.out.drain(..) {
-                self.link.push(self.now, Direction::Inbound, &p);
-            }
+            self.send(Direction::Inbound);
             let mut delivered = false;
             while let Some((dir, p)) = self.link.poll(self.now) {
                 delivered = true;
@@ -157,15 +301,21 @@ impl Pair {
                     Direction::Outbound => Direction::Inbound,
                     Direction::Inbound => Direction::Outbound,
                 };
-                for reply in self.out.drain(..) {
-                    self.link.push(self.now, back, &reply);
-                }
+                self.send(back);
             }
             if !delivered {
                 return Ok(());
             }
         }
         Err(format!("livelock at {}", self.now))
+    }
+
+    /// Put what a side just sent onto the link, through the shaper.
+    fn send(&mut self, dir: Direction) {
+        for p in self.out.drain(..) {
+            self.shaper.push(&mut self.link, self.now, dir, p);
+        }
+        self.shaper.flush(&mut self.link, self.now, dir);
     }
 
     /// One step: settle at `now`, then jump the clock to the next deadline of either side or
