@@ -30,6 +30,8 @@
 //! allocates.
 
 use crate::time::{Duration, Instant, parse_duration};
+use crate::wire::RxMeta;
+use crate::wire::gso::Gso;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -174,15 +176,21 @@ impl ImpairSpec {
     /// [`MAX_QUEUED_BYTES`] still bounds the memory.
     pub const DEFAULT_LIMIT: usize = 65_536;
 
-    /// Nothing is dropped, altered, delayed or limited.
-    pub fn is_transparent(&self) -> bool {
+    /// Only delay (and jitter) is asked for: no fault looks at packet boundaries, so the TUN
+    /// may keep its segmentation offload and super-segments cross the link whole, as netem
+    /// passes GSO packets whole unless it must corrupt them. Loss, duplication, reordering,
+    /// corruption and a rate limit hit wire-sized packets.
+    pub fn only_delays(&self) -> bool {
         self.loss.is_zero()
             && self.dup.is_zero()
             && self.reorder.is_zero()
             && self.corrupt.is_zero()
-            && self.delay.is_zero()
-            && self.jitter.is_zero()
             && self.rate.is_none()
+    }
+
+    /// Nothing is dropped, altered, delayed or limited.
+    pub fn is_transparent(&self) -> bool {
+        self.only_delays() && self.delay.is_zero() && self.jitter.is_zero()
     }
 }
 
@@ -384,6 +392,20 @@ struct Draws {
 struct Slot {
     dir: Option<Direction>,
     data: Vec<u8>,
+    /// What the device said about an inbound packet.
+    meta: RxMeta,
+    /// An outbound super-segment's division into segments.
+    gso: Option<Gso>,
+}
+
+/// A packet the link releases: its direction, bytes (lent until the next `poll` or `push`),
+/// and what travels with it when the TUN offloads.
+#[derive(Debug)]
+pub struct Released<'a> {
+    pub dir: Direction,
+    pub data: &'a [u8],
+    pub meta: RxMeta,
+    pub gso: Option<Gso>,
 }
 
 /// A reordered packet, waiting for the next one of its direction to pass it.
@@ -477,6 +499,19 @@ impl Impairer {
 
     /// Take one packet travelling in `dir` at `now`, and decide its fate.
     pub fn push(&mut self, now: Instant, dir: Direction, packet: &[u8]) {
+        self.push_with(now, dir, packet, RxMeta::default(), None);
+    }
+
+    /// [`Impairer::push`] for a packet that carries the device's metadata (inbound) or a
+    /// super-segment's division (outbound), released with it.
+    pub fn push_with(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        packet: &[u8],
+        meta: RxMeta,
+        gso: Option<Gso>,
+    ) {
         self.recycle_lent();
         let r = self.draw();
         self.counters.packets += 1;
@@ -487,7 +522,7 @@ impl Impairer {
             debug!(packet = n, %dir, len, "impair: lost");
             return;
         }
-        let Some(slot) = self.admit(dir, packet) else {
+        let Some(slot) = self.admit(dir, packet, meta, gso) else {
             self.counters.overflow += 1;
             debug!(packet = n, %dir, len, "impair: queue full, dropped");
             return;
@@ -534,7 +569,7 @@ impl Impairer {
         }
 
         if self.spec.dup.hit(r.dup) {
-            let Some(copy) = self.admit(dir, packet) else {
+            let Some(copy) = self.admit(dir, packet, meta, gso) else {
                 self.counters.overflow += 1;
                 debug!(packet = n, %dir, len, "impair: queue full, duplicate dropped");
                 return;
@@ -549,6 +584,11 @@ impl Impairer {
     /// The next packet whose release time has come, in order of release time. The bytes are
     /// lent until the next call to `poll` or `push`.
     pub fn poll(&mut self, now: Instant) -> Option<(Direction, &[u8])> {
+        self.poll_with(now).map(|r| (r.dir, r.data))
+    }
+
+    /// [`Impairer::poll`] with what travels with the packet.
+    pub fn poll_with(&mut self, now: Instant) -> Option<Released<'_>> {
         self.recycle_lent();
         for d in 0..self.held.len() {
             if let Some(held) = self.held.get(d).copied().flatten()
@@ -570,7 +610,12 @@ impl Impairer {
         let s = self.slots.get(slot)?;
         self.queued -= 1;
         self.queued_bytes = self.queued_bytes.saturating_sub(s.data.len());
-        Some((s.dir?, s.data.as_slice()))
+        Some(Released {
+            dir: s.dir?,
+            data: s.data.as_slice(),
+            meta: s.meta,
+            gso: s.gso,
+        })
     }
 
     /// When the next packet is due, if any is waiting.
@@ -594,7 +639,13 @@ impl Impairer {
     }
 
     /// Copy the packet into a recycled buffer, if the queue has room.
-    fn admit(&mut self, dir: Direction, packet: &[u8]) -> Option<usize> {
+    fn admit(
+        &mut self,
+        dir: Direction,
+        packet: &[u8],
+        meta: RxMeta,
+        gso: Option<Gso>,
+    ) -> Option<usize> {
         if self.queued >= self.spec.limit
             || self.queued_bytes.saturating_add(packet.len()) > MAX_QUEUED_BYTES
         {
@@ -609,6 +660,8 @@ impl Impairer {
         };
         let s = self.slots.get_mut(slot)?;
         s.dir = Some(dir);
+        s.meta = meta;
+        s.gso = gso;
         s.data.clear();
         s.data.extend_from_slice(packet);
         self.queued += 1;
