@@ -10,9 +10,10 @@
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
 # missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, apache2-utils,
-# libcap2-bin, systemd, man-db, python3-scapy, python3-pytest) with apt-get, and cargo-deb with
-# cargo. Nothing is configured in the machine's own namespace; the package test installs
-# synack's .deb with dpkg and removes it again.
+# libcap2-bin, systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
+# python3-prometheus-client) with apt-get, and cargo-deb with cargo. Nothing is configured in
+# the machine's own namespace; the package test installs synack's .deb with dpkg and removes
+# it again.
 set -euo pipefail
 
 usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
@@ -60,6 +61,10 @@ install_deps() {
     command -v dpkg-deb >/dev/null || missing+=(dpkg)
     "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
     "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+    # Issue 10: pages in a real browser, screenshots checked with PIL, /metrics parsed.
+    command -v chromium >/dev/null || missing+=(chromium)
+    "$PYTHON" -c 'import PIL' 2>/dev/null || missing+=(python3-pil)
+    "$PYTHON" -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         if ! command -v apt-get >/dev/null; then

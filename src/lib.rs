@@ -26,6 +26,7 @@ pub mod config;
 pub mod device;
 pub mod driver;
 pub mod endpoint;
+pub mod observe;
 pub mod seqnum;
 pub mod services;
 pub mod tcp;

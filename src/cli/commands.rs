@@ -7,15 +7,18 @@ use super::{Args, Command};
 use crate::config::plain;
 use crate::driver::control::{
     Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
+    format_status_info, rows_json,
 };
 use crate::driver::socket_dir::{self, check_socket_dir};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 /// Run `cmd` against the daemon `args` point at. The error is one sentence for the user.
 pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
     match cmd {
-        Command::Status { json, watch } => status(args, *json, *watch),
+        Command::Status { json, watch, info } => status(args, *json, *watch, *info),
         Command::Stats { json } => stats(args, *json),
         Command::Connect { addr, send } => {
             let data = match send.as_deref() {
@@ -32,7 +35,7 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
             };
             connect(args, Request::Connect { addr: *addr, data })
         }
-        Command::Trace { follow } => trace(args, *follow),
+        Command::Trace { follow, svg } => trace(args, *follow, svg.as_deref()),
         Command::Completions { shell } => generate::print(Ok(generate::completions(*shell))),
         Command::Man => generate::print(generate::man_page()),
     }
@@ -100,13 +103,19 @@ fn status_rows(args: &Args) -> Result<Vec<StatusRow>, String> {
     }
 }
 
-fn status(args: &Args, json: bool, watch: bool) -> Result<(), String> {
+fn status(args: &Args, json: bool, watch: bool, info: bool) -> Result<(), String> {
     loop {
-        let rows = status_rows(args)?;
+        let mut rows = status_rows(args)?;
+        if !info {
+            // The daemon always sends the details; `--info` asks to see them.
+            for r in &mut rows {
+                r.info = None;
+            }
+        }
         let text = if json {
-            let mut s = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-            s.push('\n');
-            s
+            rows_json(&rows)
+        } else if info {
+            format_status_info(&rows)
         } else {
             format_status(&rows)
         };
@@ -164,16 +173,55 @@ fn connect(args: &Args, req: Request) -> Result<(), String> {
     Err("synack stopped before the connection ended".into())
 }
 
-fn trace(args: &Args, follow: bool) -> Result<(), String> {
-    let mut r = request(args, &Request::Trace { follow })?;
+fn trace(args: &Args, follow: bool, svg_dir: Option<&Path>) -> Result<(), String> {
+    if let Some(dir) = svg_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {}", dir.display(), plain(&e)))?;
+    }
+    let svg = svg_dir.is_some();
+    let mut r = request(args, &Request::Trace { follow, svg })?;
     let mut out = io::stdout().lock();
     while let Some(resp) = next(&mut r)? {
-        if let Response::Ladder { text, .. } = resp {
-            out.write_all(text.as_bytes())
+        let Response::Ladder {
+            local,
+            peer,
+            text,
+            svg,
+            ..
+        } = resp
+        else {
+            continue;
+        };
+        match (svg_dir, svg) {
+            (Some(dir), Some(picture)) => {
+                // One file per connection, named by its 4-tuple; a closed connection's
+                // picture replaces the one written while it was open.
+                let path = dir.join(svg_file_name(&local, &peer));
+                std::fs::write(&path, picture)
+                    .map_err(|e| format!("cannot write {}: {}", path.display(), plain(&e)))?;
+                writeln!(out, "{}", path.display())
+                    .and_then(|()| out.flush())
+                    .map_err(|e| plain(&e))?;
+            }
+            // Gone from the endpoint's memory before it could be drawn: nothing to write.
+            (Some(_), None) => {}
+            (None, _) => out
+                .write_all(text.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush())
-                .map_err(|e| plain(&e))?;
+                .map_err(|e| plain(&e))?,
         }
     }
     Ok(())
+}
+
+/// `198.18.0.2_80-198.18.0.1_40000.svg`: our address and port, then the peer's.
+fn svg_file_name(local: &SocketAddr, peer: &SocketAddr) -> String {
+    format!(
+        "{}_{}-{}_{}.svg",
+        local.ip(),
+        local.port(),
+        peer.ip(),
+        peer.port()
+    )
 }

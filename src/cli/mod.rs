@@ -185,6 +185,10 @@ pub enum Command {
         /// Refresh every second until interrupted
         #[arg(long = "watch")]
         watch: bool,
+        /// Show each connection's TCP internals, like `ss -ti`: congestion control, window
+        /// scales, RTO, RTT, MSS, cwnd, ssthresh, totals, windows, delivery rate, what limits it
+        #[arg(long = "info")]
+        info: bool,
     },
     /// The counters, like `nstat`, with the name of Linux's counter beside synack's where Linux
     /// counts the same thing
@@ -207,6 +211,10 @@ pub enum Command {
         /// Keep running and print each connection's diagram when it closes
         #[arg(long = "follow")]
         follow: bool,
+        /// Write each diagram as an SVG picture into DIR (one file per connection, named by
+        /// its 4-tuple) instead of printing it
+        #[arg(long = "svg", value_name = "DIR")]
+        svg: Option<PathBuf>,
     },
     /// Print a shell completion script for bash, zsh or fish, e.g.
     /// `synack completions bash > ~/.local/share/bash-completion/completions/synack`

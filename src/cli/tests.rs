@@ -256,7 +256,16 @@ fn subcommands_parse_with_their_flags() {
         cmd(&["status", "--json", "--watch"]),
         Command::Status {
             json: true,
-            watch: true
+            watch: true,
+            info: false
+        }
+    );
+    assert_eq!(
+        cmd(&["status", "--info"]),
+        Command::Status {
+            json: false,
+            watch: false,
+            info: true
         }
     );
     assert_eq!(cmd(&["stats"]), Command::Stats { json: false });
@@ -274,7 +283,20 @@ fn subcommands_parse_with_their_flags() {
             send: None
         }
     );
-    assert_eq!(cmd(&["trace", "--follow"]), Command::Trace { follow: true });
+    assert_eq!(
+        cmd(&["trace", "--follow"]),
+        Command::Trace {
+            follow: true,
+            svg: None
+        }
+    );
+    assert_eq!(
+        cmd(&["trace", "--svg", "/tmp/d", "--follow"]),
+        Command::Trace {
+            follow: true,
+            svg: Some("/tmp/d".into())
+        }
+    );
     assert!(
         parse(&["connect", "198.18.0.1"]).is_err(),
         "a port is needed"

@@ -7,6 +7,7 @@
 //! --follow` until the client goes away). Payload bytes travel as hex strings. Everything here is pure: encoding, decoding and the human-readable tables.
 
 use crate::endpoint::{ClientEvents, ConnStatus};
+use crate::tcp::InfoValue;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -28,8 +29,13 @@ pub enum Request {
         data: Vec<u8>,
     },
     /// The ladder of every open connection; with `follow`, each connection's ladder again
-    /// when it closes, until the client goes away.
-    Trace { follow: bool },
+    /// when it closes, until the client goes away. With `svg`, each ladder comes with its
+    /// SVG picture too.
+    Trace {
+        follow: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        svg: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +69,9 @@ pub enum Response {
         peer: SocketAddr,
         finished: bool,
         text: String,
+        /// The diagram as a standalone SVG document, when the request asked for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        svg: Option<String>,
     },
     Error {
         message: String,
@@ -84,6 +93,10 @@ pub struct StatusRow {
     pub cwnd: Option<u32>,
     pub retransmissions: u64,
     pub age_us: Option<u64>,
+    /// `status --info`: the connection's `ss -ti` fields, by name (absent for listeners, and
+    /// left out of `status --json` without `--info`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Map<String, serde_json::Value>>,
     /// Bytes of window we offer now (RCV.WND).
     #[serde(default)]
     pub rcv_wnd: u32,
@@ -116,6 +129,19 @@ impl From<&ConnStatus> for StatusRow {
             cwnd: s.cwnd,
             retransmissions: s.retransmissions,
             age_us: s.age.map(us),
+            info: s.info.as_ref().map(|i| {
+                i.entries()
+                    .into_iter()
+                    .map(|(name, v)| {
+                        let v = match v {
+                            Some(InfoValue::Number(n)) => serde_json::Value::from(n),
+                            Some(InfoValue::Text(t)) => serde_json::Value::from(t),
+                            None => serde_json::Value::Null,
+                        };
+                        (name.to_string(), v)
+                    })
+                    .collect()
+            }),
             rcv_wnd: s.rcv_wnd,
             rcv_space: s.rcv_space,
             snd_wnd: s.snd_wnd,
@@ -123,6 +149,30 @@ impl From<&ConnStatus> for StatusRow {
             mem: s.mem,
         }
     }
+}
+
+/// `synack status --json`: the rows as a pretty-printed JSON array (also `GET
+/// /connections.json`, through `Endpoint::set_status_json`).
+pub fn status_json(rows: &[ConnStatus]) -> String {
+    // As `synack status --json` prints them: without `--info`'s details.
+    let rows: Vec<StatusRow> = rows
+        .iter()
+        .map(|r| StatusRow {
+            info: None,
+            ..StatusRow::from(r)
+        })
+        .collect();
+    rows_json(&rows)
+}
+
+/// Status rows as `synack status --json` prints them.
+pub fn rows_json(rows: &[StatusRow]) -> String {
+    let mut s = serde_json::to_string_pretty(rows).unwrap_or_else(|e| {
+        // Serializing plain rows cannot fail; should it, say so in JSON.
+        format!("{{\"error\": {:?}}}", e.to_string())
+    });
+    s.push('\n');
+    s
 }
 
 /// What to tell a `connect` client after [`crate::endpoint::Endpoint::poll_client`].
@@ -161,6 +211,37 @@ pub fn decode_request(line: &str) -> Result<Request, String> {
 
 pub fn decode_response(line: &str) -> Result<Response, String> {
     serde_json::from_str(line.trim_end()).map_err(|e| format!("bad response from synack: {e}"))
+}
+
+/// `synack status --info`: the table, each connection followed by its `ss -ti` fields on an
+/// indented line (`name:value`, unknown ones left out).
+pub fn format_status_info(rows: &[StatusRow]) -> String {
+    let table = format_status(rows);
+    let mut lines = table.lines();
+    let mut out = String::new();
+    if let Some(header) = lines.next() {
+        out.push_str(header);
+        out.push('\n');
+    }
+    for (line, row) in lines.zip(rows) {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(info) = &row.info {
+            // In `ss -ti`'s order (the JSON object's is alphabetical).
+            let order = crate::tcp::TcpInfo::default().entries();
+            let fields: Vec<String> = order
+                .iter()
+                .filter_map(|(k, _)| Some((*k, info.get(*k).filter(|v| !v.is_null())?)))
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) if s.contains(' ') => format!("{k}:\"{s}\""),
+                    serde_json::Value::String(s) => format!("{k}:{s}"),
+                    v => format!("{k}:{v}"),
+                })
+                .collect();
+            let _ = writeln!(out, "\t {}", fields.join(" "));
+        }
+    }
+    out
 }
 
 /// `synack status` as a table, like `ss -tan` with a few more columns.
@@ -307,7 +388,14 @@ mod tests {
                 addr: "198.18.0.1:8080".parse().unwrap(),
                 data: b"hi\n\x00\xff".to_vec(),
             },
-            Request::Trace { follow: true },
+            Request::Trace {
+                follow: true,
+                svg: false,
+            },
+            Request::Trace {
+                follow: false,
+                svg: true,
+            },
         ];
         for r in requests {
             let line = encode(&r);
@@ -359,6 +447,14 @@ mod tests {
                 peer: "198.18.0.1:4000".parse().unwrap(),
                 finished: false,
                 text: "a ──▶ b\n".into(),
+                svg: None,
+            },
+            Response::Ladder {
+                local: "[2001:2::2]:80".parse().unwrap(),
+                peer: "[2001:2::1]:4000".parse().unwrap(),
+                finished: true,
+                text: "a ──▶ b\n".into(),
+                svg: Some("<svg/>".into()),
             },
             Response::Error {
                 message: "no".into(),
@@ -415,6 +511,7 @@ mod tests {
             cwnd: None,
             retransmissions: 0,
             age: None,
+            info: None,
             rcv_wnd: 0,
             rcv_space: 0,
             snd_wnd: 0,
@@ -444,8 +541,45 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         let json = serde_json::to_string(&rows[1]).unwrap();
         assert!(json.contains("\"state\":\"TIME-WAIT\""), "{json}");
         assert!(json.contains("\"age_us\":61500000"), "{json}");
+        assert!(!json.contains("info"), "{json}");
+
+        // --info: a line of ss -ti fields under each connection, and an object in the JSON.
+        let info = crate::tcp::TcpInfo {
+            cc: "cubic".into(),
+            wscale: Some((3, 10)),
+            rtt_us: Some(250),
+            mss: 1448,
+            cwnd: 14480,
+            limited: "receive window",
+            ..Default::default()
+        };
+        let with_info = ConnStatus {
+            info: Some(info),
+            ..conn.clone()
+        };
+        let rows: Vec<StatusRow> = [&listen, &with_info]
+            .into_iter()
+            .map(StatusRow::from)
+            .collect();
+        let got = format_status_info(&rows);
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 4, "{got}");
+        assert!(
+            lines[3].starts_with("\t cc:cubic wscale:3,10 rto_us:0 rtt_us:250 rttvar_us:0 mss:1448 cwnd:14480 bytes_sent:0"),
+            "{got}"
+        );
+        assert!(lines[3].ends_with("limited:\"receive window\""), "{got}");
+        assert!(
+            !lines[3].contains("ssthresh"),
+            "unknown values are left out: {got}"
+        );
+        let json = serde_json::to_value(&rows[1]).unwrap();
+        assert_eq!(json["info"]["cwnd"], 14480);
+        assert_eq!(json["info"]["ssthresh"], serde_json::Value::Null);
+        // /connections.json is status --json: without the details.
+        assert!(!status_json(&[with_info]).contains("\"info\""));
         for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
-            assert!(json.contains(&format!("\"{field}\":")), "{field} in {json}");
+            assert!(json.get(field).is_some(), "{field} in {json}");
         }
     }
 

@@ -31,8 +31,8 @@ enum Mode {
     Request,
     /// Streaming a `connect`.
     Connect { id: ClientId, connected: bool },
-    /// `trace --follow`: each connection's ladder as it closes.
-    Follow,
+    /// `trace --follow`: each connection's ladder as it closes (with `svg`, its picture too).
+    Follow { svg: bool },
     /// Everything is said: close once the output is flushed.
     Done,
 }
@@ -98,7 +98,7 @@ impl ControlServer {
     pub fn has_followers(&self) -> bool {
         self.clients
             .values()
-            .any(|c| matches!(c.mode, Mode::Follow))
+            .any(|c| matches!(c.mode, Mode::Follow { .. }))
     }
 
     /// A readiness event for the listener or a client.
@@ -177,13 +177,17 @@ impl ControlServer {
                         client.mode = Mode::Done;
                     }
                 }
-                Mode::Follow => {
+                Mode::Follow { svg } => {
+                    let svg = *svg;
                     for (quad, text) in ladders {
+                        // Drawn from the recently closed connections the endpoint keeps.
+                        let svg = svg.then(|| ep.ladder_svg(quad)).flatten();
                         client.send(&Response::Ladder {
                             local: quad.local,
                             peer: quad.remote,
                             finished: true,
                             text: text.clone(),
+                            svg,
                         });
                     }
                 }
@@ -297,17 +301,18 @@ impl Client {
                     message: e.to_string(),
                 }),
             },
-            Request::Trace { follow } => {
+            Request::Trace { follow, svg } => {
                 for (quad, text) in ep.ladders() {
                     self.send(&Response::Ladder {
                         local: quad.local,
                         peer: quad.remote,
                         finished: false,
                         text,
+                        svg: svg.then(|| ep.ladder_svg(&quad)).flatten(),
                     });
                 }
                 if follow {
-                    self.mode = Mode::Follow;
+                    self.mode = Mode::Follow { svg };
                 }
             }
         }

@@ -99,6 +99,8 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
     );
     let mut endpoint =
         Endpoint::new(endpoint_config, secret, clock.now()).with_limits(config.limits.clone());
+    // GET /connections.json is `synack status --json`, encoded by the same code.
+    endpoint.set_status_json(control::status_json);
     let line = startup_line(&config.endpoint, tun.name());
     info!("{line}");
     // The interface is up and configured, the listeners are open (the kernel queues what

@@ -175,6 +175,10 @@ pub struct Endpoint {
     tx_buf: Vec<u8>,
     /// Ladders of closed connections for `--ladder` (observe.rs).
     ladders: observe::Ladders,
+    /// The last few closed connections, for `/connections` (observe.rs).
+    finished: observe::Finished,
+    /// How `/connections.json` is written: the driver's `synack status --json` encoder.
+    status_json: Option<fn(&[ConnStatus]) -> String>,
     /// Our own active opens (client.rs).
     clients: client::Clients,
     limits: Limits,
@@ -241,6 +245,8 @@ impl Endpoint {
             counters: Counters::default(),
             tx_buf: vec![0; TX_BUFFER],
             ladders: observe::Ladders::default(),
+            finished: observe::Finished::default(),
+            status_json: None,
             clients: client::Clients::default(),
             limits: Limits::default(),
             queues: ListenQueues::new(listeners),
@@ -818,19 +824,29 @@ impl Endpoint {
             self.limits.max_buffer_memory.saturating_sub(others),
             self.mem_pressure,
         );
-        let conn = &mut entry.conn;
-        if conn.state().is_synchronized() && conn.state() != State::TimeWait {
+        let runs_app =
+            entry.conn.state().is_synchronized() && entry.conn.state() != State::TimeWait;
+        if runs_app {
             if !entry.counted_established {
                 entry.counted_established = true;
                 self.counters.established += 1;
             }
             if !entry.app_stopped {
-                entry.app.poll(conn);
+                entry.app.poll(&mut entry.conn);
+                if let Some(page) = entry.app.pending_page() {
+                    // A page about every connection (/metrics, /connections): drawn here,
+                    // where the whole table is visible, then handed to the service.
+                    self.serve_page(now, id, page);
+                }
             }
-            if entry.app_stopped || entry.app.is_closed() {
-                // The service reads no more: FIN-WAIT-2 may time out (tcp_fin_timeout).
-                conn.orphan(now);
-            }
+        }
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        let conn = &mut entry.conn;
+        if runs_app && (entry.app_stopped || entry.app.is_closed()) {
+            // The service reads no more: FIN-WAIT-2 may time out (tcp_fin_timeout).
+            conn.orphan(now);
         }
         // RFC 5961 §7: challenge ACKs come out of one global budget; ACKs for unacceptable
         // (e.g. duplicate) data do not.
@@ -882,6 +898,17 @@ impl Endpoint {
             self.compact_timers();
         }
         self.requeue(id);
+    }
+
+    /// Render `page` for the service of connection `id`, give it the body and run it again.
+    fn serve_page(&mut self, now: Instant, id: usize, page: crate::observe::Page) {
+        let rendered = self.render_page(now, page);
+        if let Some(entry) = entry_mut(&mut self.slots, id) {
+            entry
+                .app
+                .answer_page(rendered.as_ref().map(|(t, body)| (*t, body.as_bytes())));
+            entry.app.poll(&mut entry.conn);
+        }
     }
 
     /// Count how a CLOSED connection ended, and remove it.

@@ -1,16 +1,30 @@
 //! What the endpoint shows of itself: a row per connection and listener for `synack status`
-//! (like `ss -tan`), and the ladder of each connection that closes, for `--ladder`.
+//! (like `ss -tan`), the ladder of each connection that closes, for `--ladder`, and the pages
+//! the http service serves about every connection (`/metrics`, `/connections`…), drawn by
+//! `crate::observe` from what is collected here.
 
 use super::{Endpoint, Entry};
+use crate::observe::{self, ContentType, Page, html, metrics};
 use crate::services::App;
-use crate::tcp::State;
+use crate::tcp::ladder::View;
+use crate::tcp::samples::Samples;
+use crate::tcp::trace::Trace;
+use crate::tcp::{Connection, State};
 use crate::time::{Duration, Instant};
 use crate::wire::Quad;
 use std::collections::VecDeque;
+use std::fmt::Write;
 use std::net::SocketAddr;
 
 /// The most closed connections' ladders kept for the driver; older ones are dropped (counted).
 pub const MAX_FINISHED_LADDERS: usize = 1024;
+
+/// The most rows `/connections` draws (the JSON has them all).
+pub const MAX_LISTED: usize = 1000;
+
+/// How many closed connections `/connections` keeps listing (with their diagrams), so a
+/// learner can look at a finished connection's close and TIME-WAIT.
+pub const RECENTLY_CLOSED: usize = 64;
 
 /// One row of `synack status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +46,8 @@ pub struct ConnStatus {
     pub retransmissions: u64,
     /// Time since the connection was created (`None` for listeners).
     pub age: Option<Duration>,
+    /// `synack status --info` (`None` for listeners).
+    pub info: Option<crate::tcp::TcpInfo>,
     /// Bytes of window offered now (RCV.WND), the receive buffer autotuning chose, the
     /// peer's window (SND.WND), the send buffer limit, and the bytes the connection holds
     /// (`tcp::memory`); 0 for listeners.
@@ -58,6 +74,68 @@ impl Ladders {
             }
             q.push_back(ladder);
         }
+    }
+}
+
+/// A closed connection as `/connections` remembers it: its last status row and its trace
+/// (moved out of the connection, not copied).
+#[derive(Debug)]
+pub(super) struct Closed {
+    status: ConnStatus,
+    trace: Trace,
+    view: View,
+    samples: Samples,
+}
+
+/// A connection a page asks about.
+enum Known<'a> {
+    Open(&'a Entry),
+    Closed(&'a Closed),
+}
+
+/// The last [`RECENTLY_CLOSED`] connections, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Finished {
+    queue: VecDeque<Closed>,
+}
+
+impl Finished {
+    fn push(&mut self, closed: Closed) {
+        if self.queue.len() >= RECENTLY_CLOSED {
+            self.queue.pop_front();
+        }
+        self.queue.push_back(closed);
+    }
+
+    fn find(&self, quad: &Quad) -> Option<&Closed> {
+        // The most recent, should a 4-tuple have been used twice.
+        self.queue
+            .iter()
+            .rev()
+            .find(|c| c.status.local == quad.local && c.status.peer == Some(quad.remote))
+    }
+}
+
+/// One connection's `synack status` row.
+fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
+    ConnStatus {
+        state: c.state(),
+        recv_q: crate::tcp::Socket::recv_queue(c),
+        send_q: c.send_queue(),
+        local: c.quad().local,
+        peer: Some(c.quad().remote),
+        app: app_name(app),
+        rtt: c.srtt(),
+        rto: Some(c.rto()),
+        cwnd: Some(c.cwnd()),
+        retransmissions: c.retransmissions(),
+        age: Some(now.saturating_since(c.created())),
+        info: Some(c.tcp_info(now.saturating_since(c.created()))),
+        rcv_wnd: c.rcv_wnd(),
+        rcv_space: c.rcv_space(),
+        snd_wnd: c.snd_wnd(),
+        snd_buf: c.snd_buf(),
+        mem: c.memory(),
     }
 }
 
@@ -102,6 +180,18 @@ impl Endpoint {
         if self.ladders.queue.is_some() {
             self.ladders.push((entry.conn.quad(), entry.conn.ladder()));
         }
+        // Kept for /connections: the status row (its age unknown here) and the trace itself.
+        let mut status = status_row(&entry.conn, &entry.app, entry.conn.created());
+        status.age = None;
+        let view = entry.conn.ladder_view();
+        let trace = entry.conn.take_trace();
+        let samples = entry.conn.take_samples();
+        self.finished.push(Closed {
+            status,
+            trace,
+            view,
+            samples,
+        });
         if let App::Client(client) = &mut entry.app {
             if !entry.counted_established {
                 self.counters.attempt_fails += 1;
@@ -144,6 +234,7 @@ impl Endpoint {
                         cwnd: None,
                         retransmissions: 0,
                         age: None,
+                        info: None,
                         rcv_wnd: 0,
                         rcv_space: 0,
                         snd_wnd: 0,
@@ -155,27 +246,7 @@ impl Endpoint {
         }
         let mut conns: Vec<ConnStatus> = self
             .entries()
-            .map(|e| {
-                let c = &e.conn;
-                ConnStatus {
-                    state: c.state(),
-                    recv_q: crate::tcp::Socket::recv_queue(c),
-                    send_q: c.send_queue(),
-                    local: c.quad().local,
-                    peer: Some(c.quad().remote),
-                    app: app_name(&e.app),
-                    rtt: c.srtt(),
-                    rto: Some(c.rto()),
-                    cwnd: Some(c.cwnd()),
-                    retransmissions: c.retransmissions(),
-                    age: Some(now.saturating_since(c.created())),
-                    rcv_wnd: c.rcv_wnd(),
-                    rcv_space: c.rcv_space(),
-                    snd_wnd: c.snd_wnd(),
-                    snd_buf: c.snd_buf(),
-                    mem: c.memory(),
-                }
-            })
+            .map(|e| status_row(&e.conn, &e.app, now))
             .collect();
         rows.sort_by_key(|r| r.local);
         conns.sort_by_key(|r| (r.local, r.peer));
@@ -187,3 +258,197 @@ impl Endpoint {
 #[cfg(test)]
 #[path = "observe_tests.rs"]
 mod tests;
+
+impl Endpoint {
+    /// How `/connections.json` is encoded: the driver passes `synack status --json`'s
+    /// encoder, so both give the same data (the core does not depend on a JSON crate).
+    /// Without one, `/connections.json` is 404.
+    pub fn set_status_json(&mut self, encode: fn(&[ConnStatus]) -> String) {
+        self.status_json = Some(encode);
+    }
+
+    /// Closed connections still listed on `/connections`, oldest first.
+    pub fn recently_closed(&self) -> impl Iterator<Item = &ConnStatus> {
+        self.finished.queue.iter().map(|c| &c.status)
+    }
+
+    /// A page about every connection, for the http service (`/metrics`, `/connections`…);
+    /// `None` when there is no such page (an unknown connection).
+    pub fn render_page(&self, now: Instant, page: Page) -> Option<(ContentType, String)> {
+        match page {
+            Page::Metrics => Some((ContentType::Prometheus, self.metrics())),
+            Page::ConnectionsJson => {
+                let encode = self.status_json?;
+                Some((ContentType::Json, encode(&self.snapshot(now))))
+            }
+            Page::Connections => Some((ContentType::Html, self.connections_page(now))),
+            Page::Connection(quad) => self
+                .connection_page(now, &quad)
+                .map(|page| (ContentType::Html, page)),
+        }
+    }
+
+    /// The sequence diagram of a connection, open or among the recently closed, as a
+    /// standalone SVG document (`synack trace --svg`).
+    pub fn ladder_svg(&self, quad: &Quad) -> Option<String> {
+        let (trace, view) = match self.known(quad)? {
+            Known::Open(e) => (e.conn.trace(), e.conn.ladder_view()),
+            Known::Closed(c) => (&c.trace, c.view),
+        };
+        Some(observe::svg::ladder_document(trace, &view))
+    }
+
+    /// The connection with this 4-tuple: open, or else the latest recently closed one.
+    fn known(&self, quad: &Quad) -> Option<Known<'_>> {
+        match self
+            .table
+            .get(quad)
+            .and_then(|&id| self.slots.get(id)?.entry.as_ref())
+        {
+            Some(e) => Some(Known::Open(e)),
+            None => self.finished.find(quad).map(Known::Closed),
+        }
+    }
+
+    /// `/metrics`: the counters and the gauges of what the endpoint holds now.
+    pub fn metrics(&self) -> String {
+        let mut by_state: Vec<(State, u64)> = State::ALL.iter().map(|&s| (s, 0)).collect();
+        for e in self.entries() {
+            if let Some(n) = by_state.iter_mut().find(|(s, _)| *s == e.conn.state()) {
+                n.1 += 1;
+            }
+        }
+        let listeners = if self.accepting {
+            self.listeners.len() * self.addrs.len()
+        } else {
+            0
+        };
+        let gauges = metrics::Gauges {
+            connections: by_state,
+            listeners: listeners as u64,
+            buffer_memory_bytes: self.mem_used as u64,
+            buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
+            recently_closed: self.finished.queue.len() as u64,
+        };
+        metrics::render(
+            &self.counters.entries(),
+            super::Counters::linux_name,
+            &gauges,
+        )
+    }
+
+    fn connections_page(&self, now: Instant) -> String {
+        let mut out = String::new();
+        html::start(&mut out, "synack: every connection", Some(2));
+        let _ = writeln!(
+            out,
+            "<p>What <code>synack status</code> shows, refreshed every two seconds; the last \
+             {RECENTLY_CLOSED} closed connections stay listed below. Each connection links to \
+             its sequence diagram. As JSON: <a href=\"/connections.json\">/connections.json</a>.\
+             </p>"
+        );
+        out.push_str("<h2>Listeners and open connections</h2>\n");
+        let mut rows = self.snapshot(now);
+        if rows.len() > MAX_LISTED {
+            // A page a browser can show: the rest is in /connections.json.
+            let _ = writeln!(
+                out,
+                "<p>The first {MAX_LISTED} of {} rows; all of them are in \
+                 <a href=\"/connections.json\">/connections.json</a>.</p>",
+                rows.len()
+            );
+            rows.truncate(MAX_LISTED);
+        }
+        status_table(&mut out, &rows, "open");
+        out.push_str("<h2>Recently closed</h2>\n");
+        let closed: Vec<ConnStatus> = self
+            .finished
+            .queue
+            .iter()
+            .rev()
+            .map(|c| c.status.clone())
+            .collect();
+        status_table(&mut out, &closed, "closed");
+        html::end(&mut out);
+        out
+    }
+
+    fn connection_page(&self, now: Instant, quad: &Quad) -> Option<String> {
+        let (status, trace, view, samples, open) = match self.known(quad)? {
+            Known::Open(e) => (
+                status_row(&e.conn, &e.app, now),
+                e.conn.trace(),
+                e.conn.ladder_view(),
+                e.conn.samples(),
+                true,
+            ),
+            Known::Closed(c) => (c.status.clone(), &c.trace, c.view, &c.samples, false),
+        };
+        let mut out = String::new();
+        let title = format!("Connection {} \u{2194} {}", quad.remote, quad.local);
+        html::start(&mut out, &title, None);
+        let _ = writeln!(
+            out,
+            "<p>{}</p>",
+            if open {
+                "Open: reload to see it grow."
+            } else {
+                "Closed: this is how it ended."
+            }
+        );
+        status_table(&mut out, std::slice::from_ref(&status), "this");
+        html::graphs(&mut out, samples.as_slice());
+        out.push_str("<h2>Sequence diagram</h2>\n");
+        html::diagram(&mut out, trace, &view);
+        html::end(&mut out);
+        Some(out)
+    }
+}
+
+/// A `synack status` table in HTML; each connection's peer links to its page.
+fn status_table(out: &mut String, rows: &[ConnStatus], class: &str) {
+    let ms = |d: Option<Duration>| {
+        d.map_or(String::new(), |d| {
+            format!("{:.1}ms", d.as_micros() as f64 / 1000.0)
+        })
+    };
+    let _ = writeln!(
+        out,
+        "<table class=\"{class}\"><tr><th>State</th><th>Recv-Q</th><th>Send-Q</th>\
+         <th>Local Address:Port</th><th>Peer Address:Port</th><th>RTT</th><th>RTO</th>\
+         <th>cwnd</th><th>Retrans</th><th>Age</th><th>App</th></tr>"
+    );
+    for r in rows {
+        let peer = match r.peer {
+            Some(p) => {
+                let path = observe::connection_path(&Quad {
+                    local: r.local,
+                    remote: p,
+                });
+                format!("<a href=\"{path}\">{}</a>", observe::escape(&p.to_string()))
+            }
+            None => "*:*".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{peer}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            r.state,
+            r.recv_q,
+            r.send_q,
+            observe::escape(&r.local.to_string()),
+            ms(r.rtt),
+            ms(r.rto),
+            r.cwnd.map_or(String::new(), |c| c.to_string()),
+            if r.peer.is_some() {
+                r.retransmissions.to_string()
+            } else {
+                String::new()
+            },
+            r.age
+                .map_or(String::new(), |a| format!("{:.1}s", a.as_secs_f64())),
+            r.app,
+        );
+    }
+    out.push_str("</table>\n");
+}

@@ -279,6 +279,28 @@ fn status_lists_listeners_then_connections_like_ss() {
     assert_eq!(conn.rtt, Some(Duration::ZERO));
     assert_eq!(conn.rto, Some(Duration::from_millis(200)));
     assert_eq!(conn.app, "echo");
+    // status --info: what ss -ti would say.
+    let info = conn.info.as_ref().expect("a connection has details");
+    assert_eq!(info.cc, "cubic");
+    assert_eq!(
+        (info.bytes_received, info.bytes_sent, info.bytes_acked),
+        (3, 3, 0)
+    );
+    assert_eq!(
+        (info.segs_in, info.segs_out),
+        (2, 2),
+        "SYN, data; SYN,ACK, echo"
+    );
+    assert_eq!(
+        info.mss, 536,
+        "the SYN had no MSS option: RFC 9293 §3.7.1 default"
+    );
+    assert_eq!(info.ssthresh, None, "no loss yet");
+    assert_eq!(
+        info.limited, "application",
+        "everything queued is in flight"
+    );
+    assert!(rows[0].info.is_none(), "listeners have none");
     // The ladder of the live connection is there too.
     let ladders = net.ep.ladders();
     assert_eq!(ladders.len(), 1);
@@ -305,4 +327,138 @@ fn ladders_are_not_collected_unless_asked() {
     });
     assert_eq!(net.ep.connection_count(), 0);
     assert!(net.ep.take_finished_ladders().is_empty());
+}
+
+/// A kernel client from `port` asks the http service for `path` (with `Connection: close`)
+/// and ACKs everything until our FIN; returns the response.
+fn http_get(net: &mut Net, port: u16, path: &str, accept: &str) -> String {
+    let client = |seq: SeqNum, ack: SeqNum, flags: Flags, payload: &'static [u8]| TcpSegment {
+        src_port: port,
+        dst_port: 80,
+        seq,
+        ack,
+        flags,
+        window: 65535,
+        payload,
+        ..SEGMENT_TEMPLATE
+    };
+    let out = net.send(&client(PEER_ISN, SeqNum::new(0), Flags::SYN, b""));
+    let iss = out[0].seq;
+    let request: &'static [u8] = Box::leak(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {US}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    let seq = PEER_ISN.add(1);
+    let mut out = net.send(&client(seq, iss.add(1), Flags::ACK | Flags::PSH, request));
+    let seq = seq.add(request.len() as u32);
+    let mut body = Vec::new();
+    for _ in 0..100 {
+        let mut next = iss.add(1);
+        let mut fin = false;
+        for o in &out {
+            if o.dst_port == port && o.seq == next.add(0) || !o.payload.is_empty() {
+                body.extend_from_slice(&o.payload);
+            }
+            next = o.seq.add(o.payload.len() as u32);
+            fin |= o.flags.fin();
+        }
+        let ack = out.last().map_or(iss.add(1), |o| {
+            o.seq.add(o.payload.len() as u32 + u32::from(o.flags.fin()))
+        });
+        if fin {
+            net.send(&client(seq, ack, Flags::FIN | Flags::ACK, b""));
+            break;
+        }
+        out = net.send(&client(seq, ack, Flags::ACK, b""));
+        if out.is_empty() {
+            out = net.advance();
+        }
+    }
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn metrics_count_connections_by_state_and_parse_as_the_text_format() {
+    let mut net = Net::new();
+    let first = http_get(&mut net, 41000, "/metrics", "*/*");
+    let (head, body) = first.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    // This very connection is ESTABLISHED while the page is drawn.
+    assert_eq!(value(body, "synack_connections{state=\"ESTABLISHED\"}"), 1);
+    assert_eq!(value(body, "synack_listeners"), 4);
+    assert!(value(body, "synack_buffer_memory_bytes") > 0);
+    let before = value(body, "synack_segments_in_total");
+    assert!(before >= 2);
+    let second = http_get(&mut net, 41001, "/metrics", "*/*");
+    assert!(value(&second, "synack_segments_in_total") > before);
+    // The first connection is in TIME-WAIT now (we closed first).
+    assert_eq!(value(&second, "synack_connections{state=\"TIME-WAIT\"}"), 1);
+}
+
+#[test]
+fn connections_list_open_and_recently_closed_ones_with_a_page_each() {
+    let mut net = Net::new();
+    net.ep
+        .set_status_json(|rows| format!("{} rows", rows.len()));
+    let json = http_get(&mut net, 42000, "/connections.json", "*/*");
+    assert!(json.contains("Content-Type: application/json"), "{json}");
+    // Four listeners and this connection.
+    assert!(json.ends_with("\r\n\r\n5 rows"), "{json}");
+    // The first connection lingers in TIME-WAIT; let it close.
+    net.now += Duration::from_secs(2);
+    net.poll();
+    assert_eq!(net.ep.recently_closed().count(), 1);
+    let page = http_get(&mut net, 42001, "/connections", "text/html");
+    let (head, body) = page.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains("Content-Type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    let doc = crate::observe::html::tests::parse(body);
+    assert!(
+        doc.descendants().any(|n| n.has_tag_name("script")),
+        "refreshes itself"
+    );
+    let links: Vec<&str> = doc
+        .descendants()
+        .filter_map(|n| n.attribute("href"))
+        .filter(|h| h.starts_with("/connections/"))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            "/connections/198.18.0.2/80/198.18.0.1/42001",
+            "/connections/198.18.0.2/80/198.18.0.1/42000"
+        ]
+    );
+    // The closed one's page still draws its whole story.
+    let page = http_get(&mut net, 42002, links[1], "text/html");
+    let body = page.split_once("\r\n\r\n").unwrap().1;
+    let doc = crate::observe::html::tests::parse(body);
+    let arrows = doc
+        .descendants()
+        .filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("seg ")))
+        .count();
+    assert_eq!(arrows, 6, "{body}");
+    assert!(body.contains("TIME-WAIT \u{2192} CLOSED"), "{body}");
+    assert!(body.contains("class=\"graph time-sequence\""), "{body}");
+    // An unknown connection is 404.
+    let page = http_get(
+        &mut net,
+        42003,
+        "/connections/198.18.0.2/80/198.18.0.1/1",
+        "*/*",
+    );
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
 }

@@ -889,5 +889,11 @@ fn an_idle_established_connection_stays_small() {
         trace <= 8 * 40,
         "the trace holds {trace} bytes for 5 events"
     );
+    // The graphs' record: the first few samples of the one echo (issue 10).
+    let samples = entry.conn.samples().heap_bytes();
+    assert!(
+        samples <= crate::tcp::samples::FIRST * 56,
+        "the samples hold {samples} bytes"
+    );
     assert_eq!(net.ep.memory_used(), 0);
 }

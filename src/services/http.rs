@@ -15,6 +15,7 @@
 //! close of RFC 9293 §3.6. Anything malformed gets 400 and a close.
 
 use super::{COPY_BUF, close_once, drain};
+use crate::observe::{self, ContentType, Page};
 use crate::tcp::{self, ConnInfo, Socket, State};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -78,8 +79,14 @@ const ALLOW: &str = "GET, HEAD, PUT, POST, OPTIONS";
 enum Route {
     /// `/`: the page about this connection.
     Connection,
-    /// `/handshake`: the sequence diagram of this connection so far.
+    /// `/handshake`: the sequence diagram of this connection so far (text, or an HTML page
+    /// for a client that accepts `text/html`).
     Handshake,
+    /// `/handshake.svg`: the diagram alone, as a standalone SVG document.
+    HandshakeSvg,
+    /// A page drawn from the endpoint's view of every connection (`/metrics`,
+    /// `/connections`…): the endpoint renders it and hands it to [`Http::answer_page`].
+    Page(Page),
     /// `/bytes/<N>`: N bytes of the pattern.
     Bytes(u64),
     /// The target of a PUT or POST: the body is counted and hashed.
@@ -99,6 +106,8 @@ struct Request {
     /// HTTP/1.0, which needs `Connection: keep-alive` echoed to stay open.
     http10: bool,
     keep_alive: bool,
+    /// The client accepts `text/html` (RFC 9110 §12.5.1): browsers get pages, curl text.
+    html: bool,
     /// Body length from Content-Length (RFC 9112 §6.2); 0 when absent.
     content_length: u64,
     /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for `100 Continue`
@@ -158,6 +167,8 @@ enum Phase {
     Body { req: Request, remaining: u64 },
     /// Sending the body of `/bytes/<N>`: pattern bytes from `offset` up to `end`.
     Stream { offset: u64, end: u64 },
+    /// Waiting for the endpoint to render `req`'s page ([`Http::pending_page`]).
+    Page { req: Request, page: Page },
 }
 
 /// Whether the poll loop can go on.
@@ -236,6 +247,7 @@ impl Http {
                 Phase::Head => self.read_head(sock),
                 Phase::Body { .. } => self.read_body(sock),
                 Phase::Stream { .. } => self.stream(sock),
+                Phase::Page { .. } => Step::Wait,
             };
             if let Step::Wait = step {
                 return;
@@ -253,7 +265,51 @@ impl Http {
         }
         self.out.clear();
         self.out_sent = 0;
+        // A page (a diagram, the connection list) may have grown the buffer: give it back, so
+        // an idle keep-alive connection holds only its usual few KiB.
+        if self.out.capacity() > 4 * OUT_CAPACITY {
+            self.out.shrink_to(OUT_CAPACITY);
+        }
         true
+    }
+
+    /// The endpoint-wide page this connection is waiting for, if any: the endpoint renders it
+    /// after running the service and passes it to [`Http::answer_page`].
+    pub fn pending_page(&self) -> Option<Page> {
+        match self.phase {
+            Phase::Page { page, .. } => Some(page),
+            _ => None,
+        }
+    }
+
+    /// The pending page's body and type, or `None` when there is no such page (404). Queues
+    /// the response; the next [`Http::poll`] sends it.
+    pub fn answer_page(&mut self, body: Option<(ContentType, &[u8])>) {
+        let Phase::Page { req, .. } = self.phase else {
+            return;
+        };
+        self.phase = Phase::Head;
+        self.scratch.clear();
+        let (status, content_type) = match body {
+            Some((content_type, body)) => {
+                self.scratch.extend_from_slice(body);
+                (Status::Ok, content_type)
+            }
+            None => {
+                self.scratch.extend_from_slice(NOT_FOUND);
+                (Status::NotFound, ContentType::Text)
+            }
+        };
+        let connection = self.connection_header(&req);
+        let length = self.scratch.len() as u64;
+        self.write_response(
+            status,
+            content_type,
+            connection,
+            false,
+            req.method == Method::Head,
+            length,
+        );
     }
 
     fn read_head(&mut self, sock: &mut dyn Socket) -> Step {
@@ -416,14 +472,47 @@ impl Http {
     fn respond(&mut self, sock: &dyn Socket, req: &Request) {
         self.scratch.clear();
         let mut streamed = None;
+        let mut content_type = ContentType::Text;
+        let diagram = sock.diagram().filter(|_| req.html);
         let status = match req.route {
             Route::Connection => {
                 write_connection_page(&mut self.scratch, &sock.info());
+                if let Some((trace, view)) = diagram {
+                    let text = String::from_utf8_lossy(&self.scratch).into_owned();
+                    let page = observe::html::about_page(&text, trace, &view);
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(page.as_bytes());
+                    content_type = ContentType::Html;
+                }
                 Status::Ok
             }
             Route::Handshake => {
-                self.scratch.extend_from_slice(sock.ladder().as_bytes());
+                match diagram {
+                    Some((trace, view)) => {
+                        let page = observe::html::handshake_page(trace, &view);
+                        self.scratch.extend_from_slice(page.as_bytes());
+                        content_type = ContentType::Html;
+                    }
+                    None => self.scratch.extend_from_slice(sock.ladder().as_bytes()),
+                }
                 Status::Ok
+            }
+            Route::HandshakeSvg => match sock.diagram() {
+                Some((trace, view)) => {
+                    let svg = observe::svg::ladder_document(trace, &view);
+                    self.scratch.extend_from_slice(svg.as_bytes());
+                    content_type = ContentType::Svg;
+                    Status::Ok
+                }
+                None => {
+                    self.scratch.extend_from_slice(NOT_FOUND);
+                    Status::NotFound
+                }
+            },
+            Route::Page(page) => {
+                // Drawn by the endpoint, which sees every connection: wait for it.
+                self.phase = Phase::Page { req: *req, page };
+                return;
             }
             Route::Bytes(n) => {
                 streamed = Some(n);
@@ -441,28 +530,29 @@ impl Http {
             }
             Route::Favicon | Route::Options => Status::NoContent,
             Route::NotFound => {
-                self.scratch.extend_from_slice(
-                    b"Not found. Here are / (about your TCP connection), /handshake (its \
-                      sequence diagram), /bytes/<N> (N bytes of a counting pattern), and PUT or \
-                      POST to any path (length and SHA-256 of what you sent).\n",
-                );
+                self.scratch.extend_from_slice(NOT_FOUND);
                 Status::NotFound
             }
         };
-        let connection = if !req.keep_alive {
+        let connection = self.connection_header(req);
+        let head_only = req.method == Method::Head;
+        let length = streamed.unwrap_or(self.scratch.len() as u64);
+        let allow = req.route == Route::Options;
+        self.write_response(status, content_type, connection, allow, head_only, length);
+        if let (Some(end), false) = (streamed, head_only) {
+            self.phase = Phase::Stream { offset: 0, end };
+        }
+    }
+
+    /// The Connection header field of the response to `req`; arranges the close it announces.
+    fn connection_header(&mut self, req: &Request) -> Option<&'static str> {
+        if !req.keep_alive {
             self.close_after = true;
             Some("close")
         } else if req.http10 {
             Some("keep-alive")
         } else {
             None
-        };
-        let head_only = req.method == Method::Head;
-        let length = streamed.unwrap_or(self.scratch.len() as u64);
-        let allow = req.route == Route::Options;
-        self.write_response(status, connection, allow, head_only, length);
-        if let (Some(end), false) = (streamed, head_only) {
-            self.phase = Phase::Stream { offset: 0, end };
         }
     }
 
@@ -476,7 +566,14 @@ impl Http {
         self.close_after = true;
         let length = self.scratch.len() as u64;
         let allow = reject == NOT_IMPLEMENTED_METHOD;
-        self.write_response(reject.status, Some("close"), allow, false, length);
+        self.write_response(
+            reject.status,
+            ContentType::Text,
+            Some("close"),
+            allow,
+            false,
+            length,
+        );
     }
 
     /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
@@ -485,6 +582,7 @@ impl Http {
     fn write_response(
         &mut self,
         status: Status,
+        content_type: ContentType,
         connection: Option<&str>,
         allow: bool,
         head_only: bool,
@@ -497,7 +595,8 @@ impl Http {
         if status != Status::NoContent {
             let _ = write!(
                 out,
-                "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {length}\r\n"
+                "Content-Type: {}\r\nContent-Length: {length}\r\n",
+                content_type.header()
             );
         }
         if allow {
@@ -511,8 +610,15 @@ impl Http {
         if !head_only {
             out.extend_from_slice(&self.scratch);
         }
+        if self.scratch.capacity() > 4 * BODY_CAPACITY {
+            self.scratch.shrink_to(BODY_CAPACITY);
+        }
     }
 }
+
+/// The body of a 404: what there is.
+const NOT_FOUND: &[u8] = b"Not found. Try / (your TCP connection), /handshake, /handshake.svg, \
+      /connections, /metrics, /bytes/<N>, or PUT or POST to any path.\n";
 
 /// `<N>` of `/bytes/<N>`: decimal digits only, at most [`MAX_BYTES`].
 fn parse_count(digits: &[u8]) -> Option<u64> {
@@ -565,6 +671,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
     let mut content_length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive = false;
+    let mut html = false;
     let mut expect_continue = false;
     for line in lines {
         // RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value.
@@ -601,6 +708,8 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
                 status: Status::NotImplemented,
                 why: "Request bodies with Transfer-Encoding are not supported; send Content-Length.",
             });
+        } else if name.eq_ignore_ascii_case(b"accept") {
+            html |= accepts_html(value);
         } else if name.eq_ignore_ascii_case(b"expect") {
             // RFC 9110 §10.1.1: the one expectation defined; case-insensitive.
             expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
@@ -624,6 +733,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Reject> {
         // RFC 9112 §9.3: HTTP/1.1 connections persist unless "close" is sent; HTTP/1.0 ones
         // only with "keep-alive".
         keep_alive: !close && (!http10 || keep_alive),
+        html,
         content_length: content_length.unwrap_or(0),
         // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
         // HTTP/1.0 request MUST ignore that expectation."
@@ -684,12 +794,39 @@ fn parse_request_line(line: &[u8]) -> Result<(Method, Route, bool), Reject> {
         (_, b"/favicon.ico") => Route::Favicon,
         (_, b"" | b"/") => Route::Connection,
         (_, b"/handshake") => Route::Handshake,
-        (_, p) => match p.strip_prefix(b"/bytes/").and_then(parse_count) {
-            Some(n) => Route::Bytes(n),
-            None => Route::NotFound,
-        },
+        (_, b"/handshake.svg") => Route::HandshakeSvg,
+        (_, b"/metrics") => Route::Page(Page::Metrics),
+        (_, b"/connections") => Route::Page(Page::Connections),
+        (_, b"/connections.json") => Route::Page(Page::ConnectionsJson),
+        (_, p) => {
+            if let Some(n) = p.strip_prefix(b"/bytes/").and_then(parse_count) {
+                Route::Bytes(n)
+            } else if let Some(quad) = p
+                .strip_prefix(b"/connections/")
+                .and_then(observe::parse_connection_path)
+            {
+                Route::Page(Page::Connection(quad))
+            } else {
+                Route::NotFound
+            }
+        }
     };
     Ok((method, route, http10))
+}
+
+/// RFC 9110 §12.5.1: whether an Accept field value lists `text/html` with a non-zero weight
+/// (`text/html,application/xhtml+xml,*/*;q=0.8`, as browsers send). A `*/*` alone does not
+/// count: curl sends that, and gets text.
+fn accepts_html(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|range| {
+        let mut params = range.split(|&b| b == b';').map(<[u8]>::trim_ascii);
+        let media = params.next().unwrap_or_default();
+        media.eq_ignore_ascii_case(b"text/html")
+            && !params.any(|p| {
+                strip_prefix_ignore_case(p, b"q=")
+                    .is_some_and(|q| q.iter().all(|&b| b == b'0' || b == b'.'))
+            })
+    })
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {

@@ -1,5 +1,7 @@
 //! A scripted [`Socket`] for driving services in unit tests.
 
+use crate::tcp::ladder::View;
+use crate::tcp::trace::Trace;
 use crate::tcp::{ConnInfo, SeqNum, Socket, State};
 use crate::wire::Quad;
 use std::collections::VecDeque;
@@ -22,6 +24,8 @@ pub struct MockSocket {
     pub info: ConnInfo,
     /// What [`Socket::ladder`] returns.
     pub ladder: String,
+    /// What [`Socket::diagram`] draws from, if anything.
+    pub trace: Option<Trace>,
 }
 
 impl MockSocket {
@@ -50,6 +54,7 @@ impl MockSocket {
                 timestamps: false,
             },
             ladder: String::new(),
+            trace: None,
         }
     }
 
@@ -134,5 +139,16 @@ impl Socket for MockSocket {
 
     fn ladder(&self) -> String {
         self.ladder.clone()
+    }
+
+    fn diagram(&self) -> Option<(&Trace, View)> {
+        let view = View {
+            quad: self.info.quad,
+            iss: self.info.iss,
+            irs: self.info.irs,
+            state: self.info.state,
+            cause: None,
+        };
+        self.trace.as_ref().map(|t| (t, view))
     }
 }

@@ -141,6 +141,23 @@ impl App {
         }
     }
 
+    /// A page the service waits for the endpoint to render (only http asks; see
+    /// [`Http::pending_page`]).
+    pub fn pending_page(&self) -> Option<crate::observe::Page> {
+        match self {
+            App::Http(s) => s.pending_page(),
+            _ => None,
+        }
+    }
+
+    /// The endpoint's rendering of [`App::pending_page`] (`None`: no such page); poll again
+    /// to send it.
+    pub fn answer_page(&mut self, body: Option<(crate::observe::ContentType, &[u8])>) {
+        if let App::Http(s) = self {
+            s.answer_page(body);
+        }
+    }
+
     /// The service has called [`Socket::close`]; it will write nothing more.
     pub fn is_closed(&self) -> bool {
         match self {

@@ -10,7 +10,8 @@ use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
-use super::trace::{Direction, Trace};
+use super::samples::{Samples, SenderState};
+use super::trace::{Direction, Label, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -151,6 +152,8 @@ pub struct Connection {
     pub(super) cfg: Config,
     pub(super) snd: SendSpace,
     pub(super) rcv: RecvSpace,
+    /// What the sender did over time, for the graphs (empty until data is sent).
+    pub(super) samples: Samples,
     /// The next sequence number the output path will send. Equal to SND.NXT except after a
     /// retransmission timeout, when it goes back to SND.UNA and climbs again (go-back-N).
     pub(super) tx_next: SeqNum,
@@ -212,6 +215,10 @@ pub struct Connection {
     pub(super) ack_due: AckDue,
     /// A challenge ACK (RFC 5961) is wanted; the endpoint's global rate limiter decides.
     pub(super) challenge_due: bool,
+    /// Why the pure ACK that is due will be sent (a challenge, out-of-order data…), for the
+    /// trace; and how many duplicate ACKs in a row we have sent for this RCV.NXT.
+    pub(super) ack_reason: Label,
+    pub(super) dup_acks_sent: u16,
     /// When we last sent a challenge ACK or an ACK for an out-of-window segment (Linux:
     /// `tp->last_oow_ack_time`): at most one per `input::OOW_ACK_INTERVAL`.
     pub(super) last_oow_ack: Option<Instant>,
@@ -310,6 +317,7 @@ impl Connection {
             quad,
             state: State::Closed,
             cfg: cfg.clone(),
+            samples: Samples::default(),
             snd: SendSpace {
                 una: iss,
                 nxt: iss,
@@ -360,6 +368,8 @@ impl Connection {
             probe_due: false,
             ack_due: AckDue::None,
             challenge_due: false,
+            ack_reason: Label::None,
+            dup_acks_sent: 0,
             last_oow_ack: None,
             unacked_segments: 0,
             app_read: false,
@@ -468,6 +478,106 @@ impl Connection {
         self.cfg.gso_max / mss * mss
     }
 
+    /// The sender's state for a graph sample.
+    pub(super) fn sender_state(&self) -> SenderState {
+        let us = |d: crate::time::Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+        let flight = if self.opts.sack {
+            let mss = u32::from(self.send_mss);
+            self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        } else {
+            self.snd.nxt.distance_from(self.snd.una)
+        };
+        SenderState {
+            una: self.snd.una,
+            wnd: self.snd.wnd,
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            flight,
+            srtt_us: self.rtt.srtt().map_or(0, us),
+            rto_us: us(self.rtt.rto()),
+        }
+    }
+
+    /// What the sender did over time (see [`Samples`]).
+    pub fn samples(&self) -> &Samples {
+        &self.samples
+    }
+
+    /// Take the samples away, for a connection being removed whose page should outlive it.
+    pub fn take_samples(&mut self) -> Samples {
+        std::mem::take(&mut self.samples)
+    }
+
+    /// `synack status --info` (see [`TcpInfo`]); `age` is how long the connection has lived.
+    pub fn tcp_info(&self, age: crate::time::Duration) -> super::TcpInfo {
+        let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mss = u32::from(self.send_mss);
+        let data = |from: SeqNum, to: SeqNum| u64::from(to.distance_from(from).saturating_sub(1));
+        let bytes_acked = if self.snd.una == self.snd.iss {
+            0
+        } else {
+            data(self.snd.iss, self.snd.una)
+        };
+        let (mut segs_in, mut segs_out) = (
+            self.trace.folded().segments_in,
+            self.trace.folded().segments_out,
+        );
+        for e in self.trace.events() {
+            match e.direction {
+                Direction::In => segs_in += 1,
+                Direction::Out => segs_out += 1,
+            }
+        }
+        let sender = self.sender_state();
+        let window_left = self
+            .snd
+            .una
+            .add(self.snd.wnd)
+            .distance_from(self.snd.nxt)
+            .min(self.snd.wnd);
+        let limited = if self.send_buf.len() <= sender.flight as usize {
+            "application"
+        } else if window_left < mss {
+            "receive window"
+        } else if sender.cwnd <= sender.flight.saturating_add(mss) {
+            "cwnd"
+        } else {
+            "application"
+        };
+        let lost_bytes = self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss);
+        let secs = age.as_secs_f64();
+        super::TcpInfo {
+            cc: self.cc.kind().to_string(),
+            wscale: self
+                .opts
+                .ws
+                .then_some((self.opts.rcv_shift, self.opts.snd_shift)),
+            rto_us: us(self.rtt.rto()),
+            rtt_us: self.rtt.srtt().map(us),
+            rttvar_us: us(self.rtt.rttvar()),
+            mss: self.send_mss,
+            cwnd: sender.cwnd,
+            ssthresh: (sender.ssthresh < u32::MAX / 2).then_some(sender.ssthresh),
+            bytes_sent: data(self.snd.iss, self.snd.nxt),
+            bytes_acked,
+            bytes_received: data(self.rcv.irs, self.rcv.nxt),
+            segs_out,
+            segs_in,
+            retrans: self.retransmits,
+            lost_bytes,
+            sacked_bytes: self.scoreboard.sacked_bytes(),
+            rcv_space: self.recv_space(),
+            rcv_wnd: self.rcv.wnd(),
+            snd_wnd: self.snd.wnd,
+            delivery_rate: if secs > 0.0 {
+                (bytes_acked as f64 / secs) as u64
+            } else {
+                0
+            },
+            limited,
+        }
+    }
+
     /// The congestion window, for `status`.
     pub fn cwnd(&self) -> u32 {
         self.cc.cwnd()
@@ -564,18 +674,26 @@ impl Connection {
         &self.trace
     }
 
+    /// Take the trace away (leaving one that only counts), for a connection being removed
+    /// whose diagram should outlive it.
+    pub fn take_trace(&mut self) -> Trace {
+        std::mem::take(&mut self.trace)
+    }
+
     /// The connection's sequence diagram so far.
     pub fn ladder(&self) -> String {
-        super::ladder::render(
-            &self.trace,
-            &super::ladder::View {
-                quad: self.quad,
-                iss: self.snd.iss,
-                irs: self.rcv.irs,
-                state: self.state,
-                cause: self.reset,
-            },
-        )
+        super::ladder::render(&self.trace, &self.ladder_view())
+    }
+
+    /// What the diagram needs besides the trace: the 4-tuple, the ISNs, the state now.
+    pub fn ladder_view(&self) -> super::ladder::View {
+        super::ladder::View {
+            quad: self.quad,
+            iss: self.snd.iss,
+            irs: self.rcv.irs,
+            state: self.state,
+            cause: self.reset,
+        }
     }
 
     /// When `handle_timeout` must be called next.
@@ -612,6 +730,7 @@ impl Connection {
     /// Send the challenge ACK: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
     pub fn grant_challenge(&mut self) {
         self.ack_due = AckDue::Now;
+        self.ack_reason = Label::ChallengeAck;
     }
 
     /// Our FIN is acknowledged: wait in FIN-WAIT-2 for the peer's. CLOSE is a half-close
@@ -882,5 +1001,9 @@ impl Socket for Connection {
 
     fn ladder(&self) -> String {
         Connection::ladder(self)
+    }
+
+    fn diagram(&self) -> Option<(&super::trace::Trace, super::ladder::View)> {
+        Some((&self.trace, self.ladder_view()))
     }
 }

@@ -4,7 +4,7 @@
 use super::connection::{AckDue, Connection, ResetCause};
 use super::reset::rst_reply;
 use super::sack::DUP_THRESH;
-use super::trace::Direction;
+use super::trace::{Direction, Label};
 use super::{SeqNum, State};
 use crate::time::{Duration, Instant};
 use crate::wire::{Flags, TcpSegment};
@@ -49,6 +49,19 @@ impl Connection {
     ) -> Option<TcpSegment<'static>> {
         let reply = self.process_segment(now, seg);
         self.trace.record(Direction::In, now, seg, self.state);
+        if seg.flags.ack() && !self.samples.is_empty() {
+            // The highest SACK block it carried, for the time-sequence graph.
+            let o = &seg.options;
+            let sack = o
+                .sack_blocks
+                .get(..usize::from(o.sack_count))
+                .unwrap_or_default()
+                .iter()
+                .map(|b| (b.left, b.right))
+                .reduce(|a, b| if b.1.gt(a.1) { b } else { a });
+            let sender = self.sender_state();
+            self.samples.on_ack(now, self.snd.iss, sack, &sender);
+        }
         if let Some(rst) = &reply {
             self.trace.record(Direction::Out, now, rst, self.state);
         }
@@ -141,6 +154,7 @@ impl Connection {
                         // §3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is acknowledged
                         // and the 2·MSL timeout restarted.
                         self.enter_time_wait(now);
+                        self.ack_reason = Label::TimeWaitReAck;
                     }
                     self.dup_ack(now, seg, OowAck::OutOfWindow);
                 }
@@ -624,6 +638,7 @@ impl Connection {
             if seg.flags.fin() && seg.seq.gt(self.rcv.nxt) {
                 // A FIN beyond a hole: remember it and tell the peer what we miss.
                 self.ack_due = AckDue::Now;
+                self.ack_reason = Label::DupAck(0);
                 if seg.seq.in_window(self.rcv.nxt, self.rcv.wnd().max(1)) {
                     self.reasm.set_fin(seg.seq);
                 }
@@ -686,6 +701,7 @@ impl Connection {
     /// answered at once with a duplicate ACK carrying SACK blocks (RFC 5681 §4.2, RFC 2018 §4).
     fn on_out_of_order(&mut self, seg: &TcpSegment<'_>) {
         self.ack_due = AckDue::Now;
+        self.ack_reason = Label::DupAck(0);
         let offset = seg.seq.distance_from(self.rcv.nxt);
         let room = usize::try_from(self.rcv.wnd().saturating_sub(offset)).unwrap_or(0);
         let keep = self.memory_admit(room.min(seg.payload.len()));

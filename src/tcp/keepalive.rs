@@ -142,15 +142,12 @@ impl Connection {
 
     /// Send a due keep-alive probe: `<SEQ=SND.NXT-1><ACK=RCV.NXT><CTL=ACK>`, no data
     /// (RFC 9293 §3.8.4, MUST-29 allows one garbage octet for old peers; Linux sends none).
-    pub(super) fn transmit_keepalive(
-        &mut self,
-        now: Instant,
-        emit: &mut dyn FnMut(&crate::wire::TcpSegment<'_>),
-    ) {
+    pub(super) fn transmit_keepalive(&mut self, now: Instant, emit: &mut super::output::Emit<'_>) {
         if !std::mem::take(&mut self.keepalive.probe_due) {
             return;
         }
         let seq = self.snd.nxt.sub(1);
-        self.emit_segment(now, seq, crate::wire::Flags::ACK, &[], emit);
+        let label = super::trace::Label::KeepAlive;
+        self.emit_segment(now, seq, crate::wire::Flags::ACK, &[], label, emit);
     }
 }

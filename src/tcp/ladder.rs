@@ -65,18 +65,22 @@ pub fn render(trace: &Trace, view: &View) -> String {
     }
     let last = trace.last_state();
     if view.state != last {
-        let why = match (view.cause, last) {
-            (Some(ResetCause::TimedOut), _) => " (timed out)",
-            (Some(ResetCause::Aborted), _) => " (aborted)",
-            (Some(ResetCause::PeerReset), _) => " (reset)",
-            (Some(ResetCause::Refused), _) => " (refused)",
-            (None, State::TimeWait) => " (2·MSL elapsed)",
-            (None, _) => "",
-        };
-        let text = format!("{last} → {}{why}", view.state);
+        let text = format!("{last} → {}{}", view.state, closing_reason(view, last));
         let _ = writeln!(out, " {:<width$}       {text}", "");
     }
     out
+}
+
+/// Why the state changed after the last segment: ` (timed out)`, ` (2·MSL elapsed)`…
+pub fn closing_reason(view: &View, last: State) -> &'static str {
+    match (view.cause, last) {
+        (Some(ResetCause::TimedOut), _) => " (timed out)",
+        (Some(ResetCause::Aborted), _) => " (aborted)",
+        (Some(ResetCause::PeerReset), _) => " (reset)",
+        (Some(ResetCause::Refused), _) => " (refused)",
+        (None, State::TimeWait) => " (2·MSL elapsed)",
+        (None, _) => "",
+    }
 }
 
 /// One arrow.
@@ -103,7 +107,7 @@ fn line(out: &mut String, e: &Event, view: &View, width: usize) {
 
 /// `SYN,ACK seq=0 ack=1 win=65535 <mss 1460,sackOK,TS,wscale 7>`: flags, relative numbers,
 /// the length when there is data, the window on SYNs and when it is zero, options on SYNs.
-fn describe(e: &Event, view: &View) -> String {
+pub fn describe(e: &Event, view: &View) -> String {
     let (seq_zero, ack_zero) = match e.direction {
         Direction::In => (view.irs, view.iss),
         Direction::Out => (view.iss, view.irs),
@@ -135,20 +139,23 @@ fn describe(e: &Event, view: &View) -> String {
         }
         let _ = write!(s, " <{}>", parts.join(","));
     }
+    if let Some(label) = e.label.text() {
+        let _ = write!(s, " [{label}]");
+    }
     s
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tcp::trace::{HEAD, TAIL};
     use crate::time::Instant;
     use crate::wire::{Flags, SEGMENT_TEMPLATE, TcpOptions, TcpSegment};
 
-    const IRS: u32 = 4_000_000_000;
-    const ISS: u32 = 1_000;
+    pub(crate) const IRS: u32 = 4_000_000_000;
+    pub(crate) const ISS: u32 = 1_000;
 
-    fn view(state: State, cause: Option<ResetCause>) -> View {
+    pub(crate) fn view(state: State, cause: Option<ResetCause>) -> View {
         View {
             quad: Quad {
                 local: "198.18.0.2:80".parse().unwrap(),
@@ -162,7 +169,7 @@ mod tests {
     }
 
     /// A segment with relative numbers: `seq` from its sender's ISN, `ack` from the other's.
-    fn seg(
+    pub(crate) fn seg(
         dir: Direction,
         flags: Flags,
         seq: u32,

@@ -16,6 +16,7 @@ mod output;
 mod reset;
 mod rtt;
 pub mod sack;
+pub mod samples;
 mod state;
 mod syncookie;
 pub mod trace;
@@ -181,6 +182,87 @@ pub struct ConnInfo {
     pub timestamps: bool,
 }
 
+/// What `synack status --info` shows of a connection, like `ss -ti`: the sender's and
+/// receiver's state and totals. Byte totals are the sequence space used after the SYN (a FIN
+/// counts as one byte).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// The congestion-control algorithm (`cubic`, `newreno`).
+    pub cc: String,
+    /// Window-scale shifts (ours, the peer's), when negotiated.
+    pub wscale: Option<(u8, u8)>,
+    pub rto_us: u64,
+    pub rtt_us: Option<u64>,
+    pub rttvar_us: u64,
+    /// The MSS we send with.
+    pub mss: u16,
+    pub cwnd: u32,
+    /// `None` until the first loss (it starts "infinite").
+    pub ssthresh: Option<u32>,
+    pub bytes_sent: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub segs_out: u64,
+    pub segs_in: u64,
+    pub retrans: u64,
+    /// Bytes the SACK scoreboard counts as lost (RFC 6675 IsLost) and as SACKed.
+    pub lost_bytes: u32,
+    pub sacked_bytes: u32,
+    /// Free receive buffer, and the window we last offered (RCV.WND).
+    pub rcv_space: u32,
+    pub rcv_wnd: u32,
+    /// The peer's window (SND.WND).
+    pub snd_wnd: u32,
+    /// Bytes acknowledged per second, averaged over the connection's life.
+    pub delivery_rate: u64,
+    /// What holds the sender back now: `application` (nothing queued), `receive window`
+    /// (the peer's window is full) or `cwnd` (the congestion window is full).
+    pub limited: &'static str,
+}
+
+impl TcpInfo {
+    /// Every field as (name, value), in `ss -ti`'s order: what `status --info` prints and
+    /// its JSON carries. Unknown values (no RTT sample yet) are `None`.
+    pub fn entries(&self) -> Vec<(&'static str, Option<InfoValue>)> {
+        use InfoValue::{Number, Text};
+        let n = |v: u64| Some(Number(v));
+        vec![
+            ("cc", Some(Text(self.cc.clone()))),
+            (
+                "wscale",
+                self.wscale
+                    .map(|(ours, theirs)| Text(format!("{ours},{theirs}"))),
+            ),
+            ("rto_us", n(self.rto_us)),
+            ("rtt_us", self.rtt_us.map(Number)),
+            ("rttvar_us", n(self.rttvar_us)),
+            ("mss", n(u64::from(self.mss))),
+            ("cwnd", n(u64::from(self.cwnd))),
+            ("ssthresh", self.ssthresh.map(|s| Number(u64::from(s)))),
+            ("bytes_sent", n(self.bytes_sent)),
+            ("bytes_acked", n(self.bytes_acked)),
+            ("bytes_received", n(self.bytes_received)),
+            ("segs_out", n(self.segs_out)),
+            ("segs_in", n(self.segs_in)),
+            ("retrans", n(self.retrans)),
+            ("lost_bytes", n(u64::from(self.lost_bytes))),
+            ("sacked_bytes", n(u64::from(self.sacked_bytes))),
+            ("rcv_space", n(u64::from(self.rcv_space))),
+            ("rcv_wnd", n(u64::from(self.rcv_wnd))),
+            ("snd_wnd", n(u64::from(self.snd_wnd))),
+            ("delivery_rate", n(self.delivery_rate)),
+            ("limited", Some(Text(self.limited.to_string()))),
+        ]
+    }
+}
+
+/// One value of [`TcpInfo::entries`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InfoValue {
+    Number(u64),
+    Text(String),
+}
+
 /// What an application (a built-in service) sees of its connection.
 pub trait Socket {
     /// Copy up to `buf.len()` received bytes, in order, into `buf`; returns how many.
@@ -202,6 +284,11 @@ pub trait Socket {
     /// The connection's sequence diagram so far (see [`ladder`]); empty where none is kept.
     fn ladder(&self) -> String {
         String::new()
+    }
+    /// The record behind the diagram and what drawing it needs, for pictures (SVG) of it;
+    /// `None` where none is kept.
+    fn diagram(&self) -> Option<(&trace::Trace, ladder::View)> {
+        None
     }
 }
 

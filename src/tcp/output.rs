@@ -3,10 +3,13 @@
 
 use super::connection::{AckDue, Connection, ResetCause};
 use super::sack::{NextSeg, max_blocks};
-use super::trace::Direction;
+use super::trace::{Direction, Label};
 use super::{SeqNum, State};
 use crate::time::Instant;
 use crate::wire::{Flags, SEGMENT_TEMPLATE, SackBlock, TcpOptions, TcpSegment};
+
+/// How the output path hands over a segment: with the reason it was sent, for the trace.
+pub(super) type Emit<'a> = dyn FnMut(&TcpSegment<'_>, Label) + 'a;
 
 impl Connection {
     /// Emit every segment that is due at `now` (`transmit` below), recording each in the trace.
@@ -14,9 +17,17 @@ impl Connection {
         // Buffer autotuning and memory pressure (memory.rs) before anything goes out.
         self.tune_buffers(now);
         let mut trace = std::mem::take(&mut self.trace);
+        let mut samples = std::mem::take(&mut self.samples);
         let (state, recorded) = (self.state, trace.total());
-        self.transmit(now, &mut |seg| {
-            trace.record(Direction::Out, now, seg, state);
+        // Only a connection with data queued can send data: the others skip the snapshot.
+        let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
+        let iss = self.snd.iss;
+        self.transmit(now, &mut |seg, label| {
+            trace.record_labeled(Direction::Out, now, seg, state, label);
+            if let (Some(sender), false) = (&sender, seg.payload.is_empty()) {
+                let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+                samples.on_sent(now, iss, seg.seq, len, sender);
+            }
             emit(seg);
         });
         if trace.total() != recorded {
@@ -24,12 +35,13 @@ impl Connection {
             trace.settle(self.state);
         }
         self.trace = trace;
+        self.samples = samples;
         // An idle connection gives its buffers back (memory.rs).
         self.release_if_idle();
     }
 
     /// Emit every segment that is due at `now`.
-    pub(super) fn transmit(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    pub(super) fn transmit(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if self.rst_due {
             // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
             self.rst_due = false;
@@ -38,7 +50,7 @@ impl Connection {
                 flags: Flags::RST,
                 ..self.template()
             };
-            emit(&rst);
+            emit(&rst, Label::None);
             self.close_silently(Some(ResetCause::Aborted));
             return;
         }
@@ -52,8 +64,10 @@ impl Connection {
         if self.ack_due == AckDue::Now || window_update {
             // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             let seq = self.acceptable_seq();
-            self.emit_segment(now, seq, Flags::ACK, &[], emit);
+            let label = self.pure_ack_label(window_update);
+            self.emit_segment(now, seq, Flags::ACK, &[], label, emit);
         }
+        self.ack_reason = Label::None;
     }
 
     /// The sequence number of a pure ACK: SND.NXT, unless the peer's window has since shrunk
@@ -81,7 +95,7 @@ impl Connection {
 
     /// SYN-SENT: `<SEQ=ISS><CTL=SYN>` (RFC 9293 §3.10.1); SYN-RECEIVED:
     /// `<SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>` (§3.10.7.2); both with our MSS (MUST-14).
-    fn transmit_syn(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    fn transmit_syn(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if !self.syn_due {
             return;
         }
@@ -102,14 +116,19 @@ impl Connection {
             ..self.template()
         };
         let resend = self.snd.nxt != self.snd.iss;
+        let mut label = Label::None;
         if resend {
             // Our SYN or SYN,ACK went out before: this is a retransmission (for `status`),
             // and RFC 6298 §3 (Karn): an ACK of it is ambiguous, so the timing is discarded,
             // whether a timeout or the peer's duplicate SYN caused it.
             self.count_retransmission();
             self.rtt_probe = None;
+            if self.retries > 0 {
+                // The retransmission timer fired (not only the peer's duplicate SYN).
+                label = Label::RtoRetransmit;
+            }
         }
-        emit(&seg);
+        emit(&seg, label);
         self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);
         self.snd.nxt = self.snd.nxt.max(syn_end);
@@ -126,14 +145,14 @@ impl Connection {
     /// Data and FIN: a due fast retransmission, then SACK-based recovery or new data (and
     /// go-back-N after a timeout) within the peer's window and the congestion window, then
     /// the retransmission or persist timer.
-    fn transmit_data(&mut self, now: Instant, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    fn transmit_data(&mut self, now: Instant, emit: &mut Emit<'_>) {
         let mss = u32::from(self.eff_mss());
         // RFC 5681 §3.2 step 2 / RFC 6582 §3.2 steps 2 and 5 / RFC 6675 §5 step 3: retransmit
         // the first unacknowledged segment.
         if std::mem::take(&mut self.fast_rtx_due) && self.in_flight() {
             let una = self.snd.una;
             let len = self.fin_seq().distance_from(una).min(mss);
-            self.retransmit(now, una, len, emit);
+            self.retransmit(now, una, len, Label::FastRetransmit, emit);
         }
         if self.opts.sack && self.cc.in_recovery() {
             self.transmit_sack_recovery(now, mss, emit);
@@ -150,12 +169,7 @@ impl Connection {
     }
 
     /// RFC 6675 §5: while cwnd − pipe allows a segment, send what NextSeg() names.
-    fn transmit_sack_recovery(
-        &mut self,
-        now: Instant,
-        mss: u32,
-        emit: &mut dyn FnMut(&TcpSegment<'_>),
-    ) {
+    fn transmit_sack_recovery(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
         // A bound on the loop for safety: each pass sends one segment or stops.
         for _ in 0..1024 {
             let pipe = self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss);
@@ -175,7 +189,7 @@ impl Connection {
             {
                 NextSeg::Retransmit { seq, len } => {
                     let len = len.min(mss).min(self.fin_seq().distance_from(seq));
-                    self.retransmit(now, seq, len, emit);
+                    self.retransmit(now, seq, len, Label::SackRetransmit, emit);
                     self.scoreboard.on_retransmit(seq, len);
                 }
                 NextSeg::NewData => {
@@ -186,7 +200,7 @@ impl Connection {
                         break;
                     }
                     let seq = self.snd.nxt;
-                    self.emit_data(now, seq, n, fin, emit);
+                    self.emit_data(now, seq, n, fin, Label::None, emit);
                 }
                 NextSeg::Nothing => break,
             }
@@ -199,7 +213,8 @@ impl Connection {
         now: Instant,
         seq: SeqNum,
         len: u32,
-        emit: &mut dyn FnMut(&TcpSegment<'_>),
+        label: Label,
+        emit: &mut Emit<'_>,
     ) {
         let fin =
             self.fin_queued && seq.add(len) == self.fin_seq() && self.snd.nxt.gt(self.fin_seq());
@@ -209,12 +224,12 @@ impl Connection {
         self.count_retransmission();
         // RFC 6298 §3 (Karn): nothing retransmitted is timed.
         self.rtt_probe = None;
-        self.emit_data(now, seq, len, fin, emit);
+        self.emit_data(now, seq, len, fin, label, emit);
     }
 
     /// New data from `tx_next` (and, after a timeout, the go-back-N retransmissions), within
     /// min(SND.WND, cwnd) beyond SND.UNA (RFC 5681 §3.1), sender SWS avoidance and Nagle.
-    fn transmit_window(&mut self, now: Instant, mss: u32, emit: &mut dyn FnMut(&TcpSegment<'_>)) {
+    fn transmit_window(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
         loop {
             let data_end = self.fin_seq();
             let avail = if self.tx_next.lt(data_end) {
@@ -244,7 +259,7 @@ impl Connection {
                 self.probe_due = false;
                 let una = self.snd.una;
                 let len = self.fin_seq().distance_from(una).min(mss);
-                self.retransmit(now, una, len, emit);
+                self.retransmit(now, una, len, Label::ZeroWindowProbe, emit);
                 break;
             }
             if self.probe_due && usable == 0 && self.snd.wnd == 0 {
@@ -254,7 +269,7 @@ impl Connection {
                 // current window, and no byte is left outside the window to be retransmitted.
                 self.probe_due = false;
                 let seq = self.snd.una.sub(1);
-                self.emit_segment(now, seq, Flags::ACK, &[], emit);
+                self.emit_segment(now, seq, Flags::ACK, &[], Label::ZeroWindowProbe, emit);
                 break;
             }
             let new_data = self.tx_next == self.snd.nxt;
@@ -289,10 +304,13 @@ impl Connection {
             }
             self.probe_due = false;
             let seq = self.tx_next;
+            let mut label = Label::None;
             if seq.lt(self.snd.nxt) {
+                // Below SND.NXT only after a timeout: go-back-N.
                 self.count_retransmission();
+                label = Label::RtoRetransmit;
             }
-            let end = self.emit_data(now, seq, n, fin, emit);
+            let end = self.emit_data(now, seq, n, fin, label, emit);
             self.tx_next = end;
             if small && n > 0 {
                 self.small_end = Some(end);
@@ -312,7 +330,8 @@ impl Connection {
         seq: SeqNum,
         len: u32,
         fin: bool,
-        emit: &mut dyn FnMut(&TcpSegment<'_>),
+        label: Label,
+        emit: &mut Emit<'_>,
     ) -> SeqNum {
         let mut flags = Flags::ACK;
         if fin {
@@ -348,7 +367,7 @@ impl Connection {
             payload,
             ..template
         };
-        emit(&seg);
+        emit(&seg, label);
         self.after_emit();
         // RFC 6298 §3 (Karn): time one segment of new data at a time, never a retransmission.
         if seq == self.snd.nxt && self.rtt_probe.is_none() && self.retries == 0 {
@@ -367,7 +386,8 @@ impl Connection {
         seq: SeqNum,
         flags: Flags,
         payload: &[u8],
-        emit: &mut dyn FnMut(&TcpSegment<'_>),
+        label: Label,
+        emit: &mut Emit<'_>,
     ) {
         let window = self.advertise(false);
         let seg = TcpSegment {
@@ -379,8 +399,32 @@ impl Connection {
             options: self.options(now),
             ..self.template()
         };
-        emit(&seg);
+        emit(&seg, label);
         self.after_emit();
+    }
+
+    /// Why a pure ACK goes out: the reason the input path gave (challenge, out-of-order data,
+    /// TIME-WAIT), else a window update when nothing else made it due. Counts duplicates.
+    fn pure_ack_label(&mut self, window_update: bool) -> Label {
+        if self.ack_due != AckDue::Now && window_update {
+            self.dup_acks_sent = 0;
+            return Label::WindowUpdate;
+        }
+        match self.ack_reason {
+            Label::DupAck(_) if self.last_ack_sent == self.rcv.nxt => {
+                self.dup_acks_sent = self.dup_acks_sent.saturating_add(1);
+                Label::DupAck(self.dup_acks_sent)
+            }
+            Label::DupAck(_) => {
+                // The first ACK for this RCV.NXT: not a duplicate yet.
+                self.dup_acks_sent = 0;
+                Label::None
+            }
+            other => {
+                self.dup_acks_sent = 0;
+                other
+            }
+        }
     }
 
     /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.

@@ -72,6 +72,11 @@ impl RttEstimator {
         self.rto
     }
 
+    /// RTTVAR (RFC 6298 §2).
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }

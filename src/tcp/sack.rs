@@ -405,6 +405,15 @@ impl Scoreboard {
         })
     }
 
+    /// The bytes between SND.UNA and SND.NXT that are neither SACKed nor in flight by
+    /// RFC 6675's IsLost(), for `status --info`.
+    pub fn lost_bytes(&self, snd_una: SeqNum, snd_nxt: SeqNum, smss: u32) -> u32 {
+        self.holes(snd_una, snd_nxt)
+            .filter(|&(a, _)| self.is_lost(a, smss))
+            .map(|(a, b)| b.distance_from(a))
+            .fold(0u32, u32::saturating_add)
+    }
+
     /// RFC 6675 §4 SetPipe(): an estimate of the bytes in flight. Every octet between SND.UNA
     /// and SND.NXT that is not SACKed counts once unless IsLost(), and once more if it was
     /// retransmitted in this recovery (at or below HighRxt).

@@ -2,6 +2,7 @@
 //! SYN; the final ACK carries everything needed to build the TCB.
 
 use super::connection::{AckDue, Connection};
+use super::trace::{Direction, Label};
 use super::{Config, SeqNum, State};
 use crate::time::Instant;
 use crate::wire::{Flags, Quad, TcpOptions, TcpSegment};
@@ -114,6 +115,32 @@ impl Connection {
         };
         conn.learn_syn(&remembered);
         conn.set_state(State::SynReceived);
+        // The diagram shows the handshake as the cookie remembers it: the SYN, and our
+        // stateless SYN,ACK, labelled (their times are not known: both are drawn at `now`).
+        conn.trace.begin(State::Listen);
+        conn.trace
+            .record(Direction::In, now, &remembered, State::SynReceived);
+        let syn_ack = TcpSegment {
+            src_port: quad.local.port(),
+            dst_port: quad.remote.port(),
+            seq: iss,
+            ack: remembered.seq.add(1),
+            flags: Flags::SYN | Flags::ACK,
+            window: u16::try_from(cfg.rmem.default).unwrap_or(u16::MAX),
+            options: TcpOptions {
+                mss: Some(local_mss),
+                ..TcpOptions::EMPTY
+            },
+            payload: &[],
+            ..*ack
+        };
+        conn.trace.record_labeled(
+            Direction::Out,
+            now,
+            &syn_ack,
+            State::SynReceived,
+            Label::SynCookie,
+        );
         // Our SYN,ACK was sent (by the endpoint, statelessly).
         conn.syn_due = false;
         conn.snd.nxt = iss.add(1);

@@ -632,9 +632,9 @@ fn active_close_goes_through_fin_wait_and_time_wait() {
     assert_eq!(h.conn.state(), State::Closed);
 }
 
-#[test]
-fn time_wait_reacks_a_retransmitted_fin_and_restarts_its_timer() {
-    let mut h = Harness::established();
+/// Close first and take the peer's FIN,ACK: TIME-WAIT, with our ACK of that FIN still to be
+/// collected. Returns the FIN, to be retransmitted.
+fn into_time_wait(h: &mut Harness) -> TcpSegment<'static> {
     h.conn.close();
     h.output();
     let fin = TcpSegment {
@@ -644,6 +644,13 @@ fn time_wait_reacks_a_retransmitted_fin_and_restarts_its_timer() {
     };
     h.input(&fin);
     assert_eq!(h.conn.state(), State::TimeWait);
+    fin
+}
+
+#[test]
+fn time_wait_reacks_a_retransmitted_fin_and_restarts_its_timer() {
+    let mut h = Harness::established();
+    let fin = into_time_wait(&mut h);
     h.output();
     h.advance(Duration::from_secs(30));
     h.input(&fin);
@@ -1411,6 +1418,7 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
     assert_eq!(ack.map(|s| s.seq), Some(ISS.add(1401)));
 }
 mod edges;
+mod labels;
 mod properties;
 mod rfc_edges;
 

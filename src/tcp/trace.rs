@@ -39,6 +39,57 @@ impl OptionSummary {
     }
 }
 
+/// Why we sent a segment, where the TCP knows more than the wire shows: recorded where the
+/// output path decides to send (`tcp/output.rs`, `keepalive.rs`), drawn in the ladders.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Label {
+    /// Nothing to say beyond the flags and numbers.
+    #[default]
+    None,
+    /// Sent again after the retransmission timer expired (RFC 6298 §5.4; go-back-N).
+    RtoRetransmit,
+    /// Fast retransmit after three duplicate ACKs (RFC 5681 §3.2).
+    FastRetransmit,
+    /// A hole the peer's SACK blocks revealed, sent again in SACK recovery (RFC 6675 §5).
+    SackRetransmit,
+    /// The n-th ACK in a row for the same RCV.NXT, sent because data arrived out of order
+    /// (RFC 5681 §4.2).
+    DupAck(u16),
+    /// A probe of the peer's zero window (RFC 9293 §3.8.6.1).
+    ZeroWindowProbe,
+    /// An ACK sent only to announce a larger window (RFC 9293 §3.8.6.2.2).
+    WindowUpdate,
+    /// A keep-alive probe (RFC 9293 §3.8.4).
+    KeepAlive,
+    /// A challenge ACK (RFC 5961 §3.2, §4.2, §5.2).
+    ChallengeAck,
+    /// TIME-WAIT acknowledging a retransmitted FIN (RFC 9293 §3.10.7.4).
+    TimeWaitReAck,
+    /// Our SYN,ACK was a SYN cookie (RFC 4987 §3.6): sent without state, and drawn as the
+    /// cookie remembers it once the final ACK rebuilt the connection.
+    SynCookie,
+}
+
+impl Label {
+    /// The words the ladders print in brackets after the segment, if any.
+    pub fn text(self) -> Option<std::borrow::Cow<'static, str>> {
+        use std::borrow::Cow::Borrowed;
+        Some(match self {
+            Label::None => return None,
+            Label::RtoRetransmit => Borrowed("retransmission (RTO)"),
+            Label::FastRetransmit => Borrowed("fast retransmission"),
+            Label::SackRetransmit => Borrowed("SACK retransmission"),
+            Label::DupAck(n) => std::borrow::Cow::Owned(format!("dup ACK #{n}")),
+            Label::ZeroWindowProbe => Borrowed("zero-window probe"),
+            Label::WindowUpdate => Borrowed("window update"),
+            Label::KeepAlive => Borrowed("keep-alive"),
+            Label::ChallengeAck => Borrowed("challenge ACK"),
+            Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
+            Label::SynCookie => Borrowed("SYN cookie"),
+        })
+    }
+}
+
 /// One segment as the connection saw it: raw sequence numbers, and its state before and after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -57,6 +108,8 @@ pub struct Event {
     pub before: State,
     /// Its state once the segment was processed (incoming) or sent (outgoing).
     pub after: State,
+    /// Why we sent it (outgoing only).
+    pub label: Label,
 }
 
 /// What was dropped from the middle of a long connection's record.
@@ -178,6 +231,18 @@ impl Trace {
         seg: &TcpSegment<'_>,
         after: State,
     ) {
+        self.record_labeled(direction, at, seg, after, Label::None);
+    }
+
+    /// Record a segment we sent for a reason the diagram names.
+    pub fn record_labeled(
+        &mut self,
+        direction: Direction,
+        at: Instant,
+        seg: &TcpSegment<'_>,
+        after: State,
+        label: Label,
+    ) {
         let o = &seg.options;
         let event = Event {
             direction,
@@ -195,6 +260,7 @@ impl Trace {
             },
             before: self.last_state,
             after,
+            label,
         };
         self.push(event);
     }
@@ -335,7 +401,7 @@ mod tests {
 198.18.0.1:40000                      198.18.0.2:80
  SYN seq=0 win=64000 <mss 1400>  ──▶  LISTEN → SYN-RECEIVED
                                  ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
-                                 ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460>
+                                 ◀──  SYN,ACK seq=0 ack=1 win=65535 <mss 1460> [retransmission (RTO)]
  ACK seq=1 ack=1                 ──▶  SYN-RECEIVED → ESTABLISHED
  PSH,ACK seq=1 ack=1 len=5       ──▶  ESTABLISHED
                                  ◀──  FIN,ACK seq=1 ack=6  (ESTABLISHED → FIN-WAIT-1)

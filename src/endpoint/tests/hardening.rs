@@ -201,6 +201,17 @@ fn a_cookie_ack_opens_an_established_connection_that_echoes() {
     assert_eq!(net.ep.stats().syn_cookies_accepted, 1);
     let echoed: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
     assert_eq!(echoed, b"cookie");
+    // The diagram shows the handshake the cookie stood for, its SYN,ACK labelled.
+    let ladders = net.ep.ladders();
+    let ladder = &ladders
+        .iter()
+        .find(|(q, _)| q.remote.port() == 5000)
+        .expect("the cookie's connection")
+        .1;
+    assert!(
+        ladder.contains("LISTEN → SYN-RECEIVED") && ladder.contains("[SYN cookie]"),
+        "{ladder}"
+    );
     assert!(
         out.iter()
             .all(|s| s.seq == cookie.add(1) && s.ack == PEER_ISN.add(7))

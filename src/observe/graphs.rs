@@ -1,0 +1,356 @@
+//! The two graphs of a connection's page, drawn with `plotters` (SVG backend only) from the
+//! sender's own samples (`tcp::samples`):
+//!
+//! - the **time-sequence graph**, in tcptrace's style: each data segment sent as a vertical bar
+//!   from its first to its last byte (retransmissions in red), the ACK line (SND.UNA), the
+//!   peer's receive-window line (SND.UNA + SND.WND) and the SACK blocks the peer reported;
+//! - the **congestion graph**: cwnd, ssthresh, bytes in flight (SACK-aware, RFC 6675 pipe) and
+//!   the peer's window in bytes, and SRTT and RTO in milliseconds on the right axis.
+//!
+//! Slow start is cwnd doubling each RTT, fast recovery a halving with retransmissions and
+//! little flight lost, an RTO a fall to one segment with the RTO line doubling.
+
+use crate::tcp::samples::{Sample, SampleKind};
+use plotters::prelude::*;
+
+const SIZE: (u32, u32) = (900, 420);
+const SENT: RGBColor = RGBColor(31, 95, 168);
+const RETRANSMIT: RGBColor = RGBColor(200, 30, 30);
+const ACK: RGBColor = RGBColor(42, 125, 42);
+const WINDOW: RGBColor = RGBColor(200, 140, 0);
+const SACKED: RGBColor = RGBColor(140, 60, 170);
+const GREY: RGBColor = RGBColor(120, 120, 120);
+
+/// Seconds since the first sample.
+fn secs(s: &Sample, t0: &Sample) -> f64 {
+    s.at.saturating_since(t0.at).as_secs_f64()
+}
+
+fn x_range(samples: &[Sample]) -> (f64, f64) {
+    let end = match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => secs(b, a),
+        _ => 0.0,
+    };
+    (0.0, if end > 0.0 { end * 1.02 } else { 0.001 })
+}
+
+/// The time-sequence graph as a standalone SVG; `None` when nothing was sent.
+pub fn time_sequence(samples: &[Sample]) -> Option<String> {
+    let t0 = samples.first()?;
+    let (x0, x1) = x_range(samples);
+    let top = samples
+        .iter()
+        .map(|s| match s.kind {
+            SampleKind::Ack => u64::from(s.seq) + u64::from(s.wnd),
+            _ => u64::from(s.seq) + u64::from(s.len),
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let bottom = samples.iter().map(|s| s.seq).min().unwrap_or(0) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Time-sequence graph (what synack sent and what was acknowledged)",
+                ("sans-serif", 16),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x0..x1, bottom..top * 1.02)
+            .ok()?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("sequence number (kB from ISS)")
+            .y_label_formatter(&|v| kb(*v))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .ok()?;
+        for (kind, color, label) in [
+            (SampleKind::Sent, SENT, "data sent"),
+            (SampleKind::Retransmitted, RETRANSMIT, "retransmitted"),
+        ] {
+            chart
+                .draw_series(samples.iter().filter(|s| s.kind == kind).map(|s| {
+                    let x = secs(s, t0);
+                    PathElement::new(
+                        vec![
+                            (x, f64::from(s.seq)),
+                            (x, f64::from(s.seq) + f64::from(s.len)),
+                        ],
+                        color.stroke_width(2),
+                    )
+                }))
+                .ok()?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        // Retransmissions stand out at any scale: a ring around each.
+        chart
+            .draw_series(
+                samples
+                    .iter()
+                    .filter(|s| s.kind == SampleKind::Retransmitted)
+                    .map(|s| {
+                        Circle::new(
+                            (secs(s, t0), f64::from(s.seq)),
+                            4,
+                            RETRANSMIT.stroke_width(1),
+                        )
+                    }),
+            )
+            .ok()?;
+        let acks: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.kind == SampleKind::Ack)
+            .collect();
+        let ack_line = step(acks.iter().map(|s| (secs(s, t0), f64::from(s.seq))));
+        chart
+            .draw_series(LineSeries::new(ack_line, ACK.stroke_width(1)))
+            .ok()?
+            .label("ACK (SND.UNA)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], ACK.stroke_width(2)));
+        let window_line = step(
+            acks.iter()
+                .map(|s| (secs(s, t0), f64::from(s.seq) + f64::from(s.wnd))),
+        );
+        chart
+            .draw_series(LineSeries::new(window_line, WINDOW.stroke_width(1)))
+            .ok()?
+            .label("receive window (SND.UNA + SND.WND)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], WINDOW.stroke_width(2)));
+        chart
+            .draw_series(acks.iter().filter_map(|s| {
+                let (a, b) = s.sack?;
+                let x = secs(s, t0);
+                Some(PathElement::new(
+                    vec![(x, f64::from(a)), (x, f64::from(b))],
+                    SACKED.stroke_width(3),
+                ))
+            }))
+            .ok()?
+            .label("SACK block")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SACKED.stroke_width(3)));
+        legend(&mut chart)?;
+        root.present().ok()?;
+    }
+    Some(svg)
+}
+
+/// The congestion graph as a standalone SVG; `None` when nothing was sent.
+pub fn congestion(samples: &[Sample]) -> Option<String> {
+    let t0 = samples.first()?;
+    let (x0, x1) = x_range(samples);
+    // The scale is the sender's: cwnd and flight. The peer's window, often far larger, is
+    // clipped at the top (its line then runs along the top edge).
+    let bytes_top = samples
+        .iter()
+        .map(|s| s.cwnd.max(s.flight))
+        .max()
+        .unwrap_or(1)
+        .max(1)
+        .saturating_mul(3)
+        / 2;
+    // ssthresh starts "infinite": drawn only once it means something on this scale.
+    let shown_ssthresh = |s: &&Sample| s.ssthresh <= bytes_top.saturating_mul(2);
+    let top = samples
+        .iter()
+        .filter(shown_ssthresh)
+        .map(|s| s.ssthresh)
+        .max()
+        .unwrap_or(0)
+        .max(bytes_top) as f64;
+    let ms_top = samples
+        .iter()
+        .map(|s| s.rto_us.max(s.srtt_us))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        / 1000.0;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Congestion graph (synack's own state)", ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0f64..top * 1.05)
+            .ok()?
+            .set_secondary_coord(x0..x1, 0f64..ms_top * 1.05);
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("kB")
+            .y_label_formatter(&|v| kb(*v))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .ok()?;
+        chart
+            .configure_secondary_axes()
+            .y_desc("milliseconds")
+            .draw()
+            .ok()?;
+        type Pick = fn(&Sample) -> u32;
+        // Flight changes at every segment and ACK: a thin line, under cwnd's thick one.
+        let series: [(&str, RGBColor, u32, Pick); 3] = [
+            ("bytes in flight", ACK, 1, |s| s.flight),
+            ("cwnd", SENT, 2, |s| s.cwnd),
+            ("peer's window (clipped)", WINDOW, 2, |s| s.wnd),
+        ];
+        for (label, color, width, pick) in series {
+            let clip = top * 1.04;
+            let points = step(
+                samples
+                    .iter()
+                    .map(|s| (secs(s, t0), f64::from(pick(s)).min(clip))),
+            );
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(width)))
+                .ok()?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        let ssthresh = step(
+            samples
+                .iter()
+                .filter(shown_ssthresh)
+                .map(|s| (secs(s, t0), f64::from(s.ssthresh))),
+        );
+        chart
+            .draw_series(LineSeries::new(ssthresh, RETRANSMIT.stroke_width(2)))
+            .ok()?
+            .label("ssthresh")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], RETRANSMIT.stroke_width(2))
+            });
+        let ms: [(&str, RGBColor, Pick); 2] = [
+            ("SRTT (ms, right)", SACKED, |s| s.srtt_us),
+            ("RTO (ms, right)", GREY, |s| s.rto_us),
+        ];
+        for (label, color, pick) in ms {
+            let points = step(
+                samples
+                    .iter()
+                    .map(|s| (secs(s, t0), f64::from(pick(s)) / 1000.0)),
+            );
+            chart
+                .draw_secondary_series(LineSeries::new(points, color.stroke_width(1)))
+                .ok()?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        legend(&mut *chart)?;
+        root.present().ok()?;
+    }
+    Some(svg)
+}
+
+/// The legend box, top left.
+fn legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Option<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .draw()
+        .ok()
+}
+
+/// An axis label in kB: `1500`, `12.5`.
+fn kb(bytes: f64) -> String {
+    let k = bytes / 1000.0;
+    if k >= 100.0 || k == k.trunc() {
+        format!("{k:.0}")
+    } else {
+        format!("{k:.1}")
+    }
+}
+
+/// A step line through the points: each value holds until the next one.
+fn step(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for (x, y) in points {
+        if let Some(&(_, prev)) = out.last() {
+            out.push((x, prev));
+        }
+        out.push((x, y));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Instant;
+
+    fn sample(ms: u64, kind: SampleKind, seq: u32, len: u32) -> Sample {
+        Sample {
+            at: Instant::from_millis(ms),
+            kind,
+            seq,
+            len,
+            wnd: 65535,
+            sack: (kind == SampleKind::Ack && seq == 1001).then_some((2001, 3001)),
+            cwnd: 14600,
+            ssthresh: if ms > 20 { 7300 } else { u32::MAX },
+            flight: 2000,
+            srtt_us: 1500,
+            rto_us: 200_000,
+        }
+    }
+
+    fn story() -> Vec<Sample> {
+        vec![
+            sample(0, SampleKind::Sent, 1, 1000),
+            sample(1, SampleKind::Sent, 1001, 1000),
+            sample(2, SampleKind::Sent, 2001, 1000),
+            sample(10, SampleKind::Ack, 1001, 0),
+            sample(30, SampleKind::Retransmitted, 1001, 1000),
+            sample(40, SampleKind::Ack, 3001, 0),
+        ]
+    }
+
+    #[test]
+    fn both_graphs_are_well_formed_svg_with_their_series() {
+        let samples = story();
+        for (svg, words) in [
+            (
+                time_sequence(&samples).unwrap(),
+                &["data sent", "retransmitted", "SACK block"][..],
+            ),
+            (
+                congestion(&samples).unwrap(),
+                &["cwnd", "ssthresh", "bytes in flight", "RTO (ms, right)"][..],
+            ),
+        ] {
+            let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+            assert_eq!(doc.root_element().tag_name().name(), "svg");
+            let texts: String = doc.descendants().filter_map(|n| n.text()).collect();
+            for w in words {
+                assert!(texts.contains(w), "{w} missing");
+            }
+        }
+        // A retransmission is drawn in red.
+        let ts = time_sequence(&samples).unwrap();
+        assert!(ts.contains("#C81E1E"), "{ts}");
+    }
+
+    #[test]
+    fn nothing_sent_draws_nothing() {
+        assert!(time_sequence(&[]).is_none());
+        assert!(congestion(&[]).is_none());
+    }
+}

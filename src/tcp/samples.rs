@@ -1,0 +1,275 @@
+//! What the sender was doing over time, for the time-sequence and congestion graphs of a
+//! connection's page (`crate::observe::graphs` draws them; nothing here draws).
+//!
+//! One [`Sample`] per data segment sent and per ACK received once data has been sent: the
+//! segment's place in sequence space, and the sender's true state at that moment — cwnd,
+//! ssthresh, bytes in flight as SACK sees them, the peer's window, SRTT and RTO — which a
+//! capture can only guess.
+//!
+//! Bounded and lazy: a connection that never sends data allocates nothing (8 bytes for the
+//! empty `Vec`); the record grows by doubling from [`FIRST`] to [`CAPACITY`] samples, and once
+//! full it is decimated: every other sample is dropped (retransmissions are kept) and from then
+//! on only every `stride`-th ordinary sample is recorded, the stride doubling each time. So a
+//! long transfer keeps an even picture of its whole life in at most `CAPACITY` samples
+//! (56 KiB). Recording is a copy into that buffer; it allocates only when it doubles.
+
+use super::SeqNum;
+use crate::time::Instant;
+
+/// The room a connection's record starts with, at its first data segment.
+pub const FIRST: usize = 8;
+/// The most samples kept.
+pub const CAPACITY: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleKind {
+    /// New data sent.
+    Sent,
+    /// Data sent again (below the highest byte ever sent).
+    Retransmitted,
+    /// An acceptable ACK arrived.
+    Ack,
+}
+
+/// The sender at one moment. Sequence numbers are relative to our ISS (the first data byte
+/// is 1), as in the diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub at: Instant,
+    pub kind: SampleKind,
+    /// Sent: the segment's first byte. Ack: SND.UNA after it.
+    pub seq: u32,
+    /// Sent: the payload length. Ack: 0.
+    pub len: u32,
+    /// SND.WND, the peer's receive window in bytes.
+    pub wnd: u32,
+    /// Ack: the highest SACK block it carried (start, end), if any.
+    pub sack: Option<(u32, u32)>,
+    pub cwnd: u32,
+    /// `u32::MAX` until the first loss.
+    pub ssthresh: u32,
+    /// Bytes in flight: sent, not acknowledged, not SACKed (RFC 6675 pipe).
+    pub flight: u32,
+    pub srtt_us: u32,
+    pub rto_us: u32,
+}
+
+/// The sender's state that every sample carries (see [`Sample`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderState {
+    pub una: SeqNum,
+    pub wnd: u32,
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    pub flight: u32,
+    pub srtt_us: u32,
+    pub rto_us: u32,
+}
+
+/// A connection's samples. See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct Samples {
+    samples: Vec<Sample>,
+    /// The highest sequence number sent (relative), to tell retransmissions from new data.
+    high: u32,
+    /// Record every `stride`-th ordinary sample (1 until the first decimation).
+    stride: u32,
+    skipped: u32,
+}
+
+impl Samples {
+    pub fn as_slice(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Bytes allocated for samples.
+    pub fn heap_bytes(&self) -> usize {
+        self.samples.capacity() * std::mem::size_of::<Sample>()
+    }
+
+    /// A data segment left: `seq` and `len` of its payload, `iss` our ISS.
+    pub fn on_sent(&mut self, at: Instant, iss: SeqNum, seq: SeqNum, len: u32, s: &SenderState) {
+        if len == 0 {
+            return;
+        }
+        let start = seq.distance_from(iss);
+        let end = start.wrapping_add(len);
+        let kind = if self.samples.is_empty() || start.wrapping_sub(self.high) as i32 >= 0 {
+            SampleKind::Sent
+        } else {
+            SampleKind::Retransmitted
+        };
+        if end.wrapping_sub(self.high) as i32 > 0 || self.samples.is_empty() {
+            self.high = end;
+        }
+        let flight = s.flight.max(
+            end.wrapping_sub(s.una.distance_from(iss))
+                .min(i32::MAX as u32),
+        );
+        self.push(Sample {
+            at,
+            kind,
+            seq: start,
+            len,
+            wnd: s.wnd,
+            sack: None,
+            cwnd: s.cwnd,
+            ssthresh: s.ssthresh,
+            flight,
+            srtt_us: s.srtt_us,
+            rto_us: s.rto_us,
+        });
+    }
+
+    /// An ACK was processed; recorded only once data has been sent.
+    pub fn on_ack(
+        &mut self,
+        at: Instant,
+        iss: SeqNum,
+        sack: Option<(SeqNum, SeqNum)>,
+        s: &SenderState,
+    ) {
+        if self.samples.is_empty() {
+            return;
+        }
+        self.push(Sample {
+            at,
+            kind: SampleKind::Ack,
+            seq: s.una.distance_from(iss),
+            len: 0,
+            wnd: s.wnd,
+            sack: sack.map(|(a, b)| (a.distance_from(iss), b.distance_from(iss))),
+            cwnd: s.cwnd,
+            ssthresh: s.ssthresh,
+            flight: s.flight,
+            srtt_us: s.srtt_us,
+            rto_us: s.rto_us,
+        });
+    }
+
+    fn push(&mut self, sample: Sample) {
+        if self.samples.capacity() == 0 {
+            self.samples.reserve_exact(FIRST);
+            self.stride = 1;
+        }
+        if sample.kind != SampleKind::Retransmitted {
+            self.skipped += 1;
+            if self.skipped < self.stride {
+                return;
+            }
+            self.skipped = 0;
+        }
+        if self.samples.len() == CAPACITY {
+            self.decimate();
+        }
+        if self.samples.len() == self.samples.capacity() {
+            let grow = self.samples.capacity().min(CAPACITY - self.samples.len());
+            self.samples.reserve_exact(grow);
+        }
+        self.samples.push(sample);
+    }
+
+    /// Halve the record: keep every retransmission and every other other sample.
+    fn decimate(&mut self) {
+        let mut i = 0usize;
+        self.samples.retain(|s| {
+            i += 1;
+            s.kind == SampleKind::Retransmitted || i.is_multiple_of(2)
+        });
+        if self.samples.len() > CAPACITY * 3 / 4 {
+            // Mostly retransmissions: drop every other one of everything.
+            let mut j = 0usize;
+            self.samples.retain(|_| {
+                j += 1;
+                j.is_multiple_of(2)
+            });
+        }
+        self.stride = self.stride.saturating_mul(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISS: SeqNum = SeqNum::new(u32::MAX - 10);
+
+    fn state(una: u32) -> SenderState {
+        SenderState {
+            una: ISS.add(una),
+            wnd: 65535,
+            cwnd: 14600,
+            ssthresh: u32::MAX,
+            flight: 0,
+            srtt_us: 1000,
+            rto_us: 200_000,
+        }
+    }
+
+    #[test]
+    fn nothing_is_allocated_before_data_is_sent() {
+        let mut s = Samples::default();
+        s.on_ack(Instant::ZERO, ISS, None, &state(1));
+        s.on_sent(Instant::ZERO, ISS, ISS.add(1), 0, &state(1));
+        assert!(s.is_empty());
+        assert_eq!(s.samples.capacity(), 0);
+        s.on_sent(Instant::ZERO, ISS, ISS.add(1), 100, &state(1));
+        assert_eq!(s.samples.capacity(), FIRST);
+        s.on_ack(
+            Instant::ZERO,
+            ISS,
+            Some((ISS.add(201), ISS.add(301))),
+            &state(101),
+        );
+        let got = s.as_slice();
+        assert_eq!(got[0].kind, SampleKind::Sent);
+        assert_eq!((got[0].seq, got[0].len, got[0].flight), (1, 100, 100));
+        assert_eq!(got[1].kind, SampleKind::Ack);
+        assert_eq!((got[1].seq, got[1].sack), (101, Some((201, 301))));
+    }
+
+    #[test]
+    fn data_below_the_highest_sent_is_a_retransmission_across_the_wrap() {
+        let mut s = Samples::default();
+        for i in 0..4 {
+            s.on_sent(Instant::ZERO, ISS, ISS.add(1 + 100 * i), 100, &state(1));
+        }
+        s.on_sent(Instant::ZERO, ISS, ISS.add(101), 100, &state(1));
+        let kinds: Vec<SampleKind> = s.as_slice().iter().map(|x| x.kind).collect();
+        assert_eq!(kinds[..4], [SampleKind::Sent; 4]);
+        assert_eq!(kinds[4], SampleKind::Retransmitted);
+    }
+
+    #[test]
+    fn a_long_transfer_stays_bounded_and_keeps_its_retransmissions() {
+        let mut s = Samples::default();
+        for i in 0..100_000u32 {
+            let t = Instant::from_micros(u64::from(i) * 100);
+            s.on_sent(t, ISS, ISS.add(1 + 1000 * i), 1000, &state(1 + 1000 * i));
+            if i == 50_000 {
+                s.on_sent(t, ISS, ISS.add(1), 1000, &state(1));
+            }
+        }
+        let got = s.as_slice();
+        assert!(
+            got.len() <= CAPACITY && got.len() > CAPACITY / 4,
+            "{}",
+            got.len()
+        );
+        assert!(s.samples.capacity() <= CAPACITY);
+        assert_eq!(
+            got.iter()
+                .filter(|x| x.kind == SampleKind::Retransmitted)
+                .count(),
+            1
+        );
+        // Evenly spread over the whole transfer, in order.
+        assert!(got.first().unwrap().at < Instant::from_micros(1_000_000));
+        assert!(got.last().unwrap().at > Instant::from_micros(9_000_000));
+        assert!(got.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+}
