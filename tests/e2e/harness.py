@@ -433,7 +433,7 @@ class Peer:
         # that fires hundreds of segments in a burst would fill the default receive buffer
         # (~270 small packets) with its own copies and lose the daemon's answers: give it room
         # (SO_RCVBUFFORCE: we are root).
-        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, 16 << 20)
+        self.rx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
         self.tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
 
     def close(self):
