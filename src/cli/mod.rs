@@ -86,7 +86,8 @@ pub struct Args {
     pub impair: Option<ImpairSpec>,
 
     /// Exchange only wire-sized packets with the kernel: no TCP segmentation or checksum
-    /// offload on the TUN (offloads are on by default, and off under --impair)
+    /// offload on the TUN (offloads are on by default, and off under an --impair that does more
+    /// than delay)
     #[arg(long = "no-offload")]
     pub no_offload: bool,
 
@@ -403,9 +404,10 @@ impl Args {
     }
 
     /// Whether to ask the TUN for segmentation and checksum offload: unless `--no-offload`,
-    /// and not under `--impair`, whose faults apply to wire-sized packets.
+    /// and not under an `--impair` whose faults apply to wire-sized packets (one that only
+    /// delays keeps it).
     pub fn offload(&self) -> bool {
-        !self.no_offload && self.impair.is_none()
+        !self.no_offload && self.impair.as_ref().is_none_or(ImpairSpec::only_delays)
     }
 
     /// Where the daemon's control socket is: `--control`, or the default for this user and

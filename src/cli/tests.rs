@@ -390,3 +390,24 @@ fn control_and_iface_go_before_or_after_the_subcommand() {
     let a = parse(&["-i", "tun9", "stats"]).unwrap();
     assert_eq!(a.iface, "tun9");
 }
+
+#[test]
+fn offload_stays_on_under_an_impairment_that_only_delays() {
+    let offload = |extra: &[&str]| parse(extra).map(|a| a.offload()).unwrap();
+    assert!(offload(&[]));
+    assert!(offload(&["--impair", "delay=20ms"]));
+    assert!(offload(&["--impair", "delay=20ms,jitter=5ms,seed=3"]));
+    assert!(!offload(&["--impair", "delay=20ms", "--no-offload"]));
+    for fault in [
+        "loss=1%",
+        "dup=1%",
+        "reorder=1%",
+        "corrupt=1%",
+        "rate=100mbit",
+    ] {
+        assert!(
+            !offload(&["--impair", &format!("delay=20ms,{fault}")]),
+            "{fault}"
+        );
+    }
+}

@@ -23,13 +23,15 @@
 //!   direction, or after [`REORDER_HOLD`] if none comes.
 //! - `rate`: packets of one direction are serialised at this many bits per second before
 //!   their delay, queueing behind each other.
-//! - `limit`: at most this many packets wait in the impairer (and at most
+//! - `limit`: at most this many packets (default 65,536) wait in the impairer (and at most
 //!   [`MAX_QUEUED_BYTES`]); packets beyond are dropped and counted as `overflow`.
 //!
 //! Memory is bounded by `limit`; packet buffers are recycled, so once warmed up no packet
 //! allocates.
 
 use crate::time::{Duration, Instant, parse_duration};
+use crate::wire::RxMeta;
+use crate::wire::gso::Gso;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -165,17 +167,30 @@ pub struct ImpairSpec {
 }
 
 impl ImpairSpec {
-    pub const DEFAULT_LIMIT: usize = 4096;
+    /// The default `limit`: enough for one connection's largest window (`--wmem`'s and
+    /// `--rmem`'s default MAX, 32 MiB, is about 23,000 full-sized packets) to sit in the delay
+    /// line with its ACKs, so that `--impair delay=20ms` alone adds delay and no loss. The
+    /// earlier 4,096 overflowed at about 6 MiB in flight: at 40 ms RTT a download lost packets
+    /// at the impairer every few round trips and CUBIC never got past ~0.5 Gbit/s. netem's
+    /// default is 1,000 packets (its users raise `limit` for long paths); the byte cap
+    /// [`MAX_QUEUED_BYTES`] still bounds the memory.
+    pub const DEFAULT_LIMIT: usize = 65_536;
 
-    /// Nothing is dropped, altered, delayed or limited.
-    pub fn is_transparent(&self) -> bool {
+    /// Only delay (and jitter) is asked for: no fault looks at packet boundaries, so the TUN
+    /// may keep its segmentation offload and super-segments cross the link whole, as netem
+    /// passes GSO packets whole unless it must corrupt them. Loss, duplication, reordering,
+    /// corruption and a rate limit hit wire-sized packets.
+    pub fn only_delays(&self) -> bool {
         self.loss.is_zero()
             && self.dup.is_zero()
             && self.reorder.is_zero()
             && self.corrupt.is_zero()
-            && self.delay.is_zero()
-            && self.jitter.is_zero()
             && self.rate.is_none()
+    }
+
+    /// Nothing is dropped, altered, delayed or limited.
+    pub fn is_transparent(&self) -> bool {
+        self.only_delays() && self.delay.is_zero() && self.jitter.is_zero()
     }
 }
 
@@ -377,6 +392,20 @@ struct Draws {
 struct Slot {
     dir: Option<Direction>,
     data: Vec<u8>,
+    /// What the device said about an inbound packet.
+    meta: RxMeta,
+    /// An outbound super-segment's division into segments.
+    gso: Option<Gso>,
+}
+
+/// A packet the link releases: its direction, bytes (lent until the next `poll` or `push`),
+/// and what travels with it when the TUN offloads.
+#[derive(Debug)]
+pub struct Released<'a> {
+    pub dir: Direction,
+    pub data: &'a [u8],
+    pub meta: RxMeta,
+    pub gso: Option<Gso>,
 }
 
 /// A reordered packet, waiting for the next one of its direction to pass it.
@@ -470,6 +499,19 @@ impl Impairer {
 
     /// Take one packet travelling in `dir` at `now`, and decide its fate.
     pub fn push(&mut self, now: Instant, dir: Direction, packet: &[u8]) {
+        self.push_with(now, dir, packet, RxMeta::default(), None);
+    }
+
+    /// [`Impairer::push`] for a packet that carries the device's metadata (inbound) or a
+    /// super-segment's division (outbound), released with it.
+    pub fn push_with(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        packet: &[u8],
+        meta: RxMeta,
+        gso: Option<Gso>,
+    ) {
         self.recycle_lent();
         let r = self.draw();
         self.counters.packets += 1;
@@ -480,7 +522,7 @@ impl Impairer {
             debug!(packet = n, %dir, len, "impair: lost");
             return;
         }
-        let Some(slot) = self.admit(dir, packet) else {
+        let Some(slot) = self.admit(dir, packet, meta, gso) else {
             self.counters.overflow += 1;
             debug!(packet = n, %dir, len, "impair: queue full, dropped");
             return;
@@ -527,7 +569,7 @@ impl Impairer {
         }
 
         if self.spec.dup.hit(r.dup) {
-            let Some(copy) = self.admit(dir, packet) else {
+            let Some(copy) = self.admit(dir, packet, meta, gso) else {
                 self.counters.overflow += 1;
                 debug!(packet = n, %dir, len, "impair: queue full, duplicate dropped");
                 return;
@@ -542,6 +584,11 @@ impl Impairer {
     /// The next packet whose release time has come, in order of release time. The bytes are
     /// lent until the next call to `poll` or `push`.
     pub fn poll(&mut self, now: Instant) -> Option<(Direction, &[u8])> {
+        self.poll_with(now).map(|r| (r.dir, r.data))
+    }
+
+    /// [`Impairer::poll`] with what travels with the packet.
+    pub fn poll_with(&mut self, now: Instant) -> Option<Released<'_>> {
         self.recycle_lent();
         for d in 0..self.held.len() {
             if let Some(held) = self.held.get(d).copied().flatten()
@@ -563,7 +610,12 @@ impl Impairer {
         let s = self.slots.get(slot)?;
         self.queued -= 1;
         self.queued_bytes = self.queued_bytes.saturating_sub(s.data.len());
-        Some((s.dir?, s.data.as_slice()))
+        Some(Released {
+            dir: s.dir?,
+            data: s.data.as_slice(),
+            meta: s.meta,
+            gso: s.gso,
+        })
     }
 
     /// When the next packet is due, if any is waiting.
@@ -587,7 +639,13 @@ impl Impairer {
     }
 
     /// Copy the packet into a recycled buffer, if the queue has room.
-    fn admit(&mut self, dir: Direction, packet: &[u8]) -> Option<usize> {
+    fn admit(
+        &mut self,
+        dir: Direction,
+        packet: &[u8],
+        meta: RxMeta,
+        gso: Option<Gso>,
+    ) -> Option<usize> {
         if self.queued >= self.spec.limit
             || self.queued_bytes.saturating_add(packet.len()) > MAX_QUEUED_BYTES
         {
@@ -602,6 +660,8 @@ impl Impairer {
         };
         let s = self.slots.get_mut(slot)?;
         s.dir = Some(dir);
+        s.meta = meta;
+        s.gso = gso;
         s.data.clear();
         s.data.extend_from_slice(packet);
         self.queued += 1;
@@ -982,6 +1042,27 @@ mod tests {
         assert_eq!(n, 100);
         // Buffers are recycled: the slab never grew past the limit.
         assert!(imp.slots.len() <= 101);
+    }
+
+    #[test]
+    fn by_default_a_delay_line_holds_a_full_window_without_loss() {
+        // `--impair delay=20ms` on a 40 ms path: a bulk sender with the largest default window
+        // (32 MiB, `--wmem`'s MAX) in flight puts it all into the outbound line within one
+        // delay, and the ACKs of the previous round trip fill the inbound one. With the old
+        // default limit of 4,096 packets the line overflowed at about 6 MiB and the download
+        // lost packets every few round trips.
+        let mut imp = Impairer::new(spec("delay=20ms"));
+        let full = [0u8; 1500];
+        let ack = [0u8; 52];
+        let window = (32usize << 20) / 1448;
+        for _ in 0..window {
+            imp.push(T0, Direction::Outbound, &full);
+        }
+        for _ in 0..window / 2 {
+            imp.push(T0, Direction::Inbound, &ack);
+        }
+        assert_eq!(count(&imp, "overflow"), 0);
+        assert_eq!(imp.len(), window + window / 2);
     }
 
     #[test]

@@ -5,12 +5,17 @@
 //! duplication, reordering, delay, jitter, corruption and a rate limit apply in both
 //! directions, seeded and reproducible. The loop's deadline is the earlier of the endpoint's
 //! and the link's next release, so a delayed packet leaves exactly when it is due.
+//!
+//! When the spec only delays ([`ImpairSpec::only_delays`]) the TUN keeps its offloads: a
+//! super-segment waits in the link whole and leaves as one (`transmit_gso`), and an inbound
+//! packet keeps what the device said about its checksum.
 
 use super::Core;
 use crate::device::impair::{Direction, ImpairSpec, Impairer};
 use crate::endpoint::Transmit;
 use crate::time::Instant;
 use crate::wire::RxMeta;
+use crate::wire::gso::Gso;
 
 /// A core whose link is impaired.
 pub struct Impaired<C> {
@@ -31,6 +36,16 @@ impl Transmit for IntoLink<'_> {
     fn transmit(&mut self, packet: &[u8]) {
         self.link.push(self.now, Direction::Outbound, packet);
     }
+
+    fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
+        self.link.push_with(
+            self.now,
+            Direction::Outbound,
+            packet,
+            RxMeta::default(),
+            Some(gso),
+        );
+    }
 }
 
 impl<C: Core> Impaired<C> {
@@ -45,20 +60,29 @@ impl<C: Core> Impaired<C> {
     /// Deliver every packet the link releases by `now`: inbound ones to the core (whose
     /// replies enter the link), outbound ones to the TUN.
     fn release(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        // The device's word on checksums holds only if the link cannot have corrupted the
+        // packet since; otherwise they are verified.
+        let keep_meta = self.link.spec().corrupt.is_zero();
         loop {
-            match self.link.poll(now) {
-                None => return,
-                Some((Direction::Outbound, packet)) => tx.transmit(packet),
-                Some((Direction::Inbound, packet)) => {
+            let Some(released) = self.link.poll_with(now) else {
+                return;
+            };
+            match (released.dir, released.gso) {
+                (Direction::Outbound, Some(gso)) => tx.transmit_gso(released.data, gso),
+                (Direction::Outbound, None) => tx.transmit(released.data),
+                (Direction::Inbound, _) => {
+                    let meta = if keep_meta {
+                        released.meta
+                    } else {
+                        RxMeta::default()
+                    };
                     self.scratch.clear();
-                    self.scratch.extend_from_slice(packet);
+                    self.scratch.extend_from_slice(released.data);
                     let mut into_link = IntoLink {
                         link: &mut self.link,
                         now,
                     };
-                    // Checksums are verified: the link may have corrupted the packet.
-                    self.inner
-                        .receive(now, &self.scratch, RxMeta::default(), &mut into_link);
+                    self.inner.receive(now, &self.scratch, meta, &mut into_link);
                 }
             }
         }
@@ -66,8 +90,9 @@ impl<C: Core> Impaired<C> {
 }
 
 impl<C: Core> Core for Impaired<C> {
-    fn receive(&mut self, now: Instant, packet: &[u8], _meta: RxMeta, tx: &mut dyn Transmit) {
-        self.link.push(now, Direction::Inbound, packet);
+    fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit) {
+        self.link
+            .push_with(now, Direction::Inbound, packet, meta, None);
         self.release(now, tx);
     }
 
@@ -184,6 +209,79 @@ mod tests {
         core.poll(Instant::from_millis(20), &mut out);
         assert_eq!(out.len(), 1);
         assert!(core.counters().contains(&("impair_released", 2)));
+    }
+
+    /// A core that sends one super-segment per poll and records the metadata it receives.
+    #[derive(Default)]
+    struct Scripted {
+        metas: Vec<RxMeta>,
+        sent: bool,
+    }
+
+    const GSO: Gso = Gso {
+        ipv6: false,
+        hdr_len: 52,
+        segment_size: 1448,
+        csum_start: 20,
+    };
+
+    impl Core for Scripted {
+        fn receive(&mut self, _: Instant, _: &[u8], meta: RxMeta, _: &mut dyn Transmit) {
+            self.metas.push(meta);
+        }
+        fn poll(&mut self, _: Instant, tx: &mut dyn Transmit) {
+            if !self.sent {
+                self.sent = true;
+                tx.transmit_gso(&[7; 52 + 3 * 1448], GSO);
+            }
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn shutdown(&mut self, _: Instant) {}
+        fn is_drained(&self) -> bool {
+            true
+        }
+        fn abort_all(&mut self, _: Instant, _: &mut dyn Transmit) {}
+        fn counters(&self) -> Vec<(&'static str, u64)> {
+            Vec::new()
+        }
+    }
+
+    /// Records super-segments whole.
+    #[derive(Default)]
+    struct Wire {
+        gso: Vec<(usize, Gso)>,
+        plain: usize,
+    }
+
+    impl Transmit for Wire {
+        fn transmit(&mut self, _: &[u8]) {
+            self.plain += 1;
+        }
+        fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
+            self.gso.push((packet.len(), gso));
+        }
+    }
+
+    #[test]
+    fn a_delay_only_link_keeps_super_segments_whole_and_the_devices_word_on_checksums() {
+        let mut core = Impaired::new(Scripted::default(), "delay=20ms".parse().unwrap());
+        let mut wire = Wire::default();
+        let trusted = RxMeta {
+            checksum_trusted: true,
+        };
+        core.receive(Instant::ZERO, &[1; 100], trusted, &mut wire);
+        core.poll(Instant::ZERO, &mut wire);
+        assert!(wire.gso.is_empty() && wire.plain == 0 && core.inner.metas.is_empty());
+        core.poll(Instant::from_millis(20), &mut wire);
+        assert_eq!(wire.gso, vec![(52 + 3 * 1448, GSO)]);
+        assert_eq!(wire.plain, 0);
+        assert_eq!(core.inner.metas, vec![trusted]);
+        // A link that may corrupt does not vouch for checksums.
+        let mut core = Impaired::new(Scripted::default(), "corrupt=0.1%".parse().unwrap());
+        core.receive(Instant::ZERO, &[1; 100], trusted, &mut wire);
+        assert_eq!(core.inner.metas, vec![RxMeta::default()]);
     }
 
     #[test]

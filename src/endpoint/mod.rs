@@ -412,17 +412,18 @@ impl Endpoint {
             .iter()
             .position(|(port, _)| *port == seg.dst_port)
             .filter(|_| self.accepting);
-        if let Some(&id) = self.table.get(&quad)
-            && self
-                .find(&quad)
-                .is_some_and(|e| e.conn.state() == State::Closed)
+        // One table lookup per segment (hashing the 4-tuple is a visible part of its cost).
+        let mut found = self.table.get(&quad).copied();
+        if let Some(id) = found
+            && entry_mut(&mut self.slots, id).is_some_and(|e| e.conn.state() == State::Closed)
         {
             // The connection reached CLOSED earlier in this batch and is not reaped yet: the
             // segment is for no connection (RFC 9293 §3.10.7.1, or LISTEN, §3.10.7.2).
             self.reap(id);
+            found = self.table.get(&quad).copied();
         }
         let mut reopen = None;
-        if let Some(&id) = self.table.get(&quad)
+        if let Some(id) = found
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
             // RFC 9293 §3.10.7.4 (MAY-2): a new SYN in TIME-WAIT may open a new connection

@@ -178,6 +178,10 @@ pub struct Connection {
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
+    /// A copy of a segment's payload when it straddles the end of `send_buf`'s ring: copying
+    /// at most one segment costs far less than rotating the whole queue contiguous (which
+    /// moved the entire, autotuned, send buffer once per lap of the ring).
+    pub(super) send_straddle: Vec<u8>,
     pub(super) send_start: SeqNum,
     /// The end of the last less-than-MSS segment sent (Nagle, Minshall's variant).
     pub(super) small_end: Option<SeqNum>,
@@ -348,6 +352,7 @@ impl Connection {
             peer_mss: None,
             send_mss: default_mss(&quad).min(local_mss),
             send_buf: VecDeque::new(),
+            send_straddle: Vec::new(),
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),

@@ -144,6 +144,7 @@ impl Connection {
     pub fn allocated(&self) -> usize {
         self.send_buf
             .capacity()
+            .saturating_add(self.send_straddle.capacity())
             .saturating_add(self.recv_buf.capacity())
             .saturating_add(self.reasm.allocated())
     }
@@ -450,6 +451,9 @@ impl Connection {
         if self.send_buf.capacity() > 0 && (self.send_buf.is_empty() || self.state == State::Closed)
         {
             self.send_buf = VecDeque::new();
+        }
+        if self.send_straddle.capacity() > 0 {
+            self.send_straddle = Vec::new();
         }
         if self.recv_buf.is_empty() && self.recv_buf.capacity() > 0 {
             self.recv_buf = VecDeque::new();

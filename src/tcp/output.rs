@@ -355,7 +355,8 @@ impl Connection {
         let ack = self.rcv.nxt;
         // The payload borrows the send buffer until the segment is emitted.
         let payload = contiguous(
-            &mut self.send_buf,
+            &self.send_buf,
+            &mut self.send_straddle,
             offset,
             usize::try_from(len).unwrap_or(0),
         );
@@ -544,20 +545,70 @@ impl Connection {
     }
 }
 
-/// `len` bytes of `buf` from `offset` as one slice; rotates the ring buffer in place (no
-/// allocation) when the range straddles its end. Out-of-range requests yield what exists.
-fn contiguous(buf: &mut std::collections::VecDeque<u8>, offset: usize, len: usize) -> &[u8] {
+/// `len` bytes of `buf` from `offset` as one slice. A range that straddles the end of the
+/// ring is copied into `scratch` (reused, so no allocation once it has grown to a segment);
+/// the queue itself is never rotated, which would move all of it. Out-of-range requests
+/// yield what exists.
+fn contiguous<'a>(
+    buf: &'a std::collections::VecDeque<u8>,
+    scratch: &'a mut Vec<u8>,
+    offset: usize,
+    len: usize,
+) -> &'a [u8] {
     let end = offset.saturating_add(len).min(buf.len());
     let start = offset.min(end);
-    let (front, _) = buf.as_slices();
+    let (front, back) = buf.as_slices();
     if end <= front.len() {
-        let (front, _) = buf.as_slices();
         return front.get(start..end).unwrap_or(&[]);
     }
-    if start >= front.len() {
-        let split = front.len();
-        let (_, back) = buf.as_slices();
+    let split = front.len();
+    if start >= split {
         return back.get(start - split..end - split).unwrap_or(&[]);
     }
-    buf.make_contiguous().get(start..end).unwrap_or(&[])
+    scratch.clear();
+    scratch.extend_from_slice(front.get(start..).unwrap_or(&[]));
+    scratch.extend_from_slice(back.get(..end - split).unwrap_or(&[]));
+    scratch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contiguous;
+    use std::collections::VecDeque;
+
+    /// A ring of 0..16 whose storage wraps: `as_slices` gives two non-empty parts.
+    fn wrapped() -> VecDeque<u8> {
+        let mut buf = VecDeque::with_capacity(16);
+        buf.extend(8..16u8);
+        for b in (0..8u8).rev() {
+            buf.push_front(b);
+        }
+        assert!(!buf.as_slices().1.is_empty(), "the test ring must wrap");
+        buf
+    }
+
+    #[test]
+    fn a_segment_straddling_the_ring_is_copied_not_rotated() {
+        let buf = wrapped();
+        let layout = (buf.as_slices().0.len(), buf.as_slices().1.len());
+        let split = layout.0;
+        let mut scratch = Vec::new();
+        let want: Vec<u8> = (split as u8 - 2..split as u8 + 3).collect();
+        assert_eq!(contiguous(&buf, &mut scratch, split - 2, 5), &want[..]);
+        // The queue keeps its layout: nothing but the segment's bytes was moved.
+        assert_eq!((buf.as_slices().0.len(), buf.as_slices().1.len()), layout);
+        assert_eq!(scratch, want);
+        // Ranges inside one part borrow the queue; out-of-range requests yield what exists.
+        assert_eq!(contiguous(&buf, &mut scratch, 0, 2), &[0, 1]);
+        assert_eq!(
+            contiguous(&buf, &mut scratch, split + 1, 2),
+            &[split as u8 + 1, split as u8 + 2]
+        );
+        assert_eq!(contiguous(&buf, &mut scratch, 14, 10), &[14, 15]);
+        assert!(contiguous(&buf, &mut scratch, 20, 4).is_empty());
+        assert_eq!(
+            contiguous(&buf, &mut scratch, 0, 16),
+            &(0..16u8).collect::<Vec<_>>()[..]
+        );
+    }
 }

@@ -429,6 +429,11 @@ class Peer:
         self.lladdr = _mac(ORACLE_PEER_MAC) if "link/ether" in link else b""
         self.rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         self.rx.bind((iface, ETH_P_ALL))
+        # The rx socket also sees every packet the peer itself sends (PACKET_OUTGOING). A test
+        # that fires hundreds of segments in a burst would fill the default receive buffer
+        # (~270 small packets) with its own copies and lose the daemon's answers: give it room
+        # (SO_RCVBUFFORCE: we are root).
+        self.rx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
         self.tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
 
     def close(self):
