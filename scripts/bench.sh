@@ -31,7 +31,7 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
-                  section in the scale suite
+                  section in the scale suite, baseline columns in the forward suite
   --delays LIST   scale: one-way delays for delay × bandwidth (default 5ms,10ms,20ms,50ms;
                   --quick: 20ms)
   --scale-conns N scale: concurrent echo connections to hold (default 100000; --quick: 10000)
@@ -516,21 +516,35 @@ scale_suite() {
 # The forward suite (issue 11): in one namespace, the kernel's discard (9) and chargen (19) on
 # 127.0.0.1 as the upstream, and synack with 9=forward:127.0.0.1:9 and 19=forward:127.0.0.1:19.
 # Each run uploads and downloads BYTES through synack, then the same straight to 127.0.0.1.
+# With --baseline, the baseline's synack does the same in a namespace of its own, in the same
+# runs (interleaved, so machine noise falls on both alike).
 forward_suite() {
-    local ns="$PFX-fwd" run up pid
-    ns_new "$ns"
-    ip netns exec "$ns" "$BIN/kernel-server" --addr 127.0.0.1 >"$WORK/fwd-upstream.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    # shellcheck disable=SC2086
-    start_server forward 1500 "$ns" "$ns" 198.18.0.2 synack0 198.18.0 \
-        "$SYN_BIN" --mtu 1500 --control "$WORK/fwd.sock" -l 7=echo \
-        -l 9=forward:127.0.0.1:9 -l 19=forward:127.0.0.1:19 ${SYNACK_ARGS:-}
-    is_live forward || { log "forward: synack did not come up"; return; }
+    local run up label ns ip spid
+    local -A UPSTREAM_PID=()
+    local labels="forward"
+    [ -n "${BASE_BIN:-}" ] && labels="forward baseline"
+    for label in $labels; do
+        ns="$PFX-$label"
+        ns_new "$ns"
+        ip netns exec "$ns" "$BIN/kernel-server" --addr 127.0.0.1 >"$WORK/$label-upstream.log" 2>&1 &
+        UPSTREAM_PID[$label]=$!
+        PIDS+=("$!")
+        local bin="$SYN_BIN"
+        [ "$label" = baseline ] && bin="$BASE_BIN"
+        # shellcheck disable=SC2086
+        start_server "$label" 1500 "$ns" "$ns" 198.18.0.2 synack0 198.18.0 \
+            "$bin" --mtu 1500 --control "$WORK/$label.sock" -l 7=echo \
+            -l 9=forward:127.0.0.1:9 -l 19=forward:127.0.0.1:19 ${SYNACK_ARGS:-}
+        is_live "$label" || log "$label: synack did not come up"
+    done
+    is_live forward || return
     : >"$WORK/fwd.jsonl"
     for run in $(seq 1 "$RUNS"); do
-        for target in "forward 198.18.0.2 ${S_PID[forward]}" "direct 127.0.0.1 $pid"; do
-            read -r label ip spid <<<"$target"
+        local targets=("forward 198.18.0.2 ${S_PID[forward]} $PFX-forward"
+                       "direct 127.0.0.1 ${UPSTREAM_PID[forward]} $PFX-forward")
+        is_live baseline && targets+=("baseline 198.18.0.2 ${S_PID[baseline]} $PFX-baseline")
+        for target in "${targets[@]}"; do
+            read -r label ip spid ns <<<"$target"
             up=$(client "$ns" upload "$ip:9" "$BYTES" --server-pid "$spid" --max-secs "$CAP")
             printf '{"path":"%s","dir":"up","run":%s,"r":%s}\n' "$label" "$run" "${up:-null}" >>"$WORK/fwd.jsonl"
             up=$(client "$ns" download "$ip:19" "$BYTES" --server-pid "$spid" --max-secs "$CAP")
@@ -538,23 +552,32 @@ forward_suite() {
         done
         log "forward: run $run/$RUNS done"
     done
-    stop_server forward 1500
+    for label in $labels; do is_live "$label" && stop_server "$label" 1500; done
     cp "$WORK/fwd.jsonl" "$OUT/forward.jsonl"
-    "$PY" - "$WORK/fwd.jsonl" "$OUT/forward.md" "$BYTES" <<'PYEOF'
+    "$PY" - "$WORK/fwd.jsonl" "$OUT/forward.md" "$BYTES" "${BASE_REV:-}" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+base = sys.argv[4]
 def med(path, d):
     v = [r["r"]["gbps"] for r in rows if r["path"] == path and r["dir"] == d and r["r"]]
     return statistics.median(v) if v else None
+head = "| direction | through synack (forward:) | straight to the upstream | ratio |"
+rule = "|---|---|---|---|"
+if base:
+    head += f" baseline {base} through synack | its ratio |"
+    rule += "---|---|"
 lines = ["# forward: throughput (issue 11), MTU 1500", "",
          f"{sys.argv[3]} bytes per transfer, median of {max(r['run'] for r in rows)} runs", "",
-         "| direction | through synack (forward:) | straight to the upstream | ratio |",
-         "|---|---|---|---|"]
+         head, rule]
+fmt = lambda x: "n/a" if x is None else f"{x:.2f} Gbit/s"
+ratio = lambda a, b: "n/a" if not (a and b) else f"{a / b:.2f}"
 for d, name in (("up", "client → upstream (upload)"), ("down", "upstream → client (download)")):
     f, k = med("forward", d), med("direct", d)
-    fmt = lambda x: "n/a" if x is None else f"{x:.2f} Gbit/s"
-    ratio = "n/a" if not (f and k) else f"{f / k:.2f}"
-    lines.append(f"| {name} | {fmt(f)} | {fmt(k)} | {ratio} |")
+    line = f"| {name} | {fmt(f)} | {fmt(k)} | {ratio(f, k)} |"
+    if base:
+        b = med("baseline", d)
+        line += f" {fmt(b)} | {ratio(b, k)} |"
+    lines.append(line)
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PYEOF

@@ -155,6 +155,14 @@ impl Socket for FuzzSocket {
         self.rx.len()
     }
 
+    fn recv_peek(&self) -> &[u8] {
+        self.rx.as_slices().0
+    }
+
+    fn recv_consume(&mut self, n: usize) {
+        self.rx.drain(..n.min(self.rx.len()));
+    }
+
     fn peer_closed(&self) -> bool {
         self.fin && self.rx.is_empty()
     }

@@ -65,8 +65,10 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
     pub mtu: u16,
 
-    /// A listening port and its service (repeatable): echo, discard, chargen, http, or
-    /// `exec:COMMAND [ARGS...]` (quote it: a program per connection on its stdin/stdout)
+    /// A listening port and its service (repeatable): echo, discard, chargen, http,
+    /// `exec:COMMAND [ARGS...]` (quote it: a program per connection on its stdin/stdout), or
+    /// `forward:HOST:PORT` (each connection relayed to a kernel TCP socket; IPv6 as
+    /// `[ADDR]:PORT`)
     #[arg(short = 'l', long = "listen", value_name = "PORT=SERVICE",
           default_values = ["7=echo", "9=discard", "19=chargen", "80=http"])]
     pub listen: Vec<Listen>,

@@ -250,10 +250,10 @@ impl<'d, D: Device> EventLoop<'d, D> {
         let mut grace_end: Option<Instant> = None;
         loop {
             let now = clock.now();
-            let deadline = match (core.poll_timeout(), grace_end) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [core.poll_timeout(), grace_end, self.programs.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = if backlog {
                 Some(Duration::ZERO)
             } else {
@@ -347,7 +347,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                         self.upstreams.on_relay_event(&event, ep, registry);
                     }
                 }
-                self.programs.pump(ep, registry);
+                self.programs.pump(ep, registry, now);
                 self.upstreams.pump(ep, registry, now);
             }
             self.obs.after_poll(self.poll.registry(), core.endpoint());

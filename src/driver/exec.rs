@@ -1,11 +1,12 @@
 //! The programs behind `exec:` listeners: the driver's half of the relay (the endpoint's half
 //! is `services::Relay`). For each ESTABLISHED connection to an exec port it spawns the
 //! program (no shell) with the ucspi-tcp environment, registers its stdin/stdout/stderr pipes
-//! (nonblocking) with mio, and moves bytes between them and the connection's relay buffers.
-//! Children are reaped on SIGCHLD, through the event loop.
+//! (nonblocking) with mio, and moves bytes between them and the connection's own queues
+//! (through `RelayIo`). Children are reaped on SIGCHLD, through the event loop.
 
 use crate::endpoint::{Endpoint, RelayEvent};
 use crate::services::{ExecSpec, PeerId};
+use crate::time::{Duration, Instant};
 use crate::wire::Quad;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -22,6 +23,12 @@ use tracing::{debug, info, warn};
 pub const FIRST_TOKEN: usize = 1 << 40;
 /// The longest stderr line logged as one; longer ones are logged in pieces of this size.
 const STDERR_LINE: usize = 1024;
+/// How long a program's closed stdout waits for its exit status before it is taken for a
+/// deliberate close (FIN). A dying program's pipes close a moment before it can be reaped,
+/// and one killed by a signal must reset its connection, not end it cleanly: its status
+/// comes within microseconds; a program that closed its stdout and runs on gets its FIN
+/// this much later.
+const STDOUT_CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 /// Check at startup that `spec`'s program exists and is executable (searching `PATH` for a
 /// name without `/`, as the spawn will).
@@ -75,6 +82,10 @@ struct Program {
     killed: bool,
     /// Its stdout was read to the end.
     stdout_eof: bool,
+    /// When its stdout ended while it was still running (see [`STDOUT_CLOSE_GRACE`]).
+    stdout_eof_at: Option<Instant>,
+    /// Its end was told to the relay (FIN or RST); nothing more is.
+    end_delivered: bool,
     /// It was reaped, and how it ended.
     status: Option<ExitStatus>,
 }
@@ -114,14 +125,26 @@ impl Programs {
         }
     }
 
-    /// Move what can be moved between the pipes and the relays.
-    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry) {
+    /// Move what can be moved between the pipes and the relays; a program whose stdout
+    /// closed [`STDOUT_CLOSE_GRACE`] ago and still runs gets its FIN.
+    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant) {
         for p in self.by_token.values_mut() {
             if !p.ended {
-                p.pump(ep, registry);
+                p.pump(ep, registry, now);
             }
         }
         self.forget_finished();
+    }
+
+    /// When [`Programs::pump`] must run again without an event: the earliest grace end of a
+    /// closed stdout.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.by_token
+            .values()
+            .filter(|p| !p.ended && !p.end_delivered && p.status.is_none())
+            .filter_map(|p| p.stdout_eof_at)
+            .map(|at| at + STDOUT_CLOSE_GRACE)
+            .min()
     }
 
     /// SIGCHLD: reap every program that exited and log how. A program is forgotten once it
@@ -195,7 +218,7 @@ impl Programs {
                     });
                 }
                 info!(%quad, pid = child.id(), "started {}", spec.label());
-                if let Some(relay) = ep.relay_mut(&quad) {
+                if let Some(mut relay) = ep.relay_io(&quad) {
                     relay.set_peer(PeerId::Pid(child.id()));
                 }
                 let program = Program {
@@ -211,6 +234,8 @@ impl Programs {
                     ended: false,
                     killed: false,
                     stdout_eof: false,
+                    stdout_eof_at: None,
+                    end_delivered: false,
                     status: None,
                 };
                 self.by_token.insert(base, program);
@@ -249,13 +274,26 @@ impl Programs {
 
 impl Program {
     /// Move bytes between the pipes and the relay.
-    fn pump(&mut self, ep: &mut Endpoint, registry: &Registry) {
+    fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant) {
         let quad = self.quad;
         let mut changed = false;
+        if let Some(at) = self.stdout_eof_at
+            && self.status.is_none()
+            && !self.end_delivered
+            && now >= at + STDOUT_CLOSE_GRACE
+        {
+            // It closed its stdout and runs on: that was its end of the stream.
+            debug!(%quad, pid = self.child.id(), "the program closed its stdout: FIN");
+            self.end_delivered = true;
+            if let Some(mut relay) = ep.relay_io(&quad) {
+                relay.peer_eof();
+                changed = true;
+            }
+        }
         // Client → program.
         if let Some(stdin) = self.stdin.as_mut()
             && !self.stdin_blocked
-            && let Some(relay) = ep.relay_mut(&quad)
+            && let Some(mut relay) = ep.relay_io(&quad)
         {
             loop {
                 let data = relay.peer_pending();
@@ -283,17 +321,17 @@ impl Program {
             }
         }
         let shut = ep
-            .relay_mut(&quad)
+            .relay_io(&quad)
             .is_some_and(|r| r.peer_should_shut_input());
         if self.stdin.is_some() && shut {
             // The client's FIN: the program's stdin closes (EOF).
             self.close_stdin(registry);
         }
         // Program → client, only as far as the relay has room (the client's window).
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; super::PEER_READ];
         while !self.stdout_blocked
             && let Some(stdout) = self.stdout.as_mut()
-            && let Some(relay) = ep.relay_mut(&quad)
+            && let Some(mut relay) = ep.relay_io(&quad)
         {
             let room = relay.peer_room().min(buf.len());
             let Some(dst) = buf.get_mut(..room).filter(|d| !d.is_empty()) else {
@@ -302,14 +340,17 @@ impl Program {
             match stdout.read(dst) {
                 Ok(0) => {
                     // Its stdout is closed. A program closes it as it dies, a moment before
-                    // it can be reaped: the FIN waits for the exit status, so that a crash
-                    // becomes a reset rather than a clean end (`exited` sends it).
+                    // it can be reaped: the FIN waits for the exit status (at most
+                    // STDOUT_CLOSE_GRACE), so that a crash becomes a reset rather than a
+                    // clean end (`exited` sends it).
                     self.close_stdout(registry);
                     self.stdout_eof = true;
                     if self.status.is_none()
                         && let Ok(Some(status)) = self.child.try_wait()
                     {
                         self.exited(ep, registry, status);
+                    } else if self.status.is_none() {
+                        self.stdout_eof_at = Some(now);
                     } else {
                         self.deliver_end(ep);
                     }
@@ -405,7 +446,7 @@ impl Program {
         if self.ended || self.killed {
             return;
         }
-        if let Some(relay) = ep.relay_mut(&quad) {
+        if let Some(mut relay) = ep.relay_io(&quad) {
             relay.peer_gone();
             ep.relay_changed(&quad);
         }
@@ -419,12 +460,19 @@ impl Program {
         let Some(status) = self.status else {
             return;
         };
+        if self.end_delivered {
+            // It closed its stdout and got its FIN before it ended: whatever its status,
+            // the stream it wrote was whole.
+            return;
+        }
         let quad = self.quad;
-        if let Some(relay) = ep.relay_mut(&quad) {
+        if let Some(mut relay) = ep.relay_io(&quad) {
             if status.signal().is_some() {
                 relay.peer_failed();
+                self.end_delivered = true;
             } else if self.stdout_eof {
                 relay.peer_eof();
+                self.end_delivered = true;
             }
             ep.relay_changed(&quad);
         }

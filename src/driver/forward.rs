@@ -141,8 +141,8 @@ impl Upstreams {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
                         u.connected = true;
-                        if let (Some(relay), Ok(local)) =
-                            (ep.relay_mut(&quad), u.stream.local_addr())
+                        if let (Some(mut relay), Ok(local)) =
+                            (ep.relay_io(&quad), u.stream.local_addr())
                         {
                             relay.set_peer(PeerId::Upstream(local));
                         }
@@ -189,7 +189,7 @@ impl Upstreams {
 impl Upstream {
     fn pump(&mut self, ep: &mut Endpoint) {
         let quad = self.quad;
-        let Some(relay) = ep.relay_mut(&quad) else {
+        let Some(mut relay) = ep.relay_io(&quad) else {
             return;
         };
         let mut changed = false;
@@ -221,7 +221,7 @@ impl Upstream {
             let _ = self.stream.shutdown(Shutdown::Write);
         }
         // Upstream → client, as far as the relay has room (the client's window).
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; super::PEER_READ];
         while !self.read_blocked && !self.done_reading {
             let room = relay.peer_room().min(buf.len());
             let Some(dst) = buf.get_mut(..room).filter(|d| !d.is_empty()) else {

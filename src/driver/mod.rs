@@ -33,6 +33,11 @@ use tracing::{debug, info, warn};
 /// How long open connections get to close after the first SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// The most a relay reads from a program's stdout or an upstream socket per `read()` (a
+/// stack buffer, then straight into the connection's send buffer): a GSO super-segment's
+/// worth, so a fast upstream costs one syscall per 64 KiB.
+const PEER_READ: usize = 64 * 1024;
+
 /// Everything the daemon needs to run, already validated (`cli` builds it from the flags).
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {

@@ -1,9 +1,9 @@
 //! The endpoint's side of `exec:` connections: it tells the driver when a program must be
-//! started or stopped, and lets the driver move bytes through the connection's [`Relay`].
+//! started or stopped, and lets the driver move bytes through the connection's relay.
 //! The endpoint itself stays sans-IO: the driver owns the processes and their pipes.
 
 use super::{Endpoint, Entry, Transmit};
-use crate::services::{App, ExecSpec, ForwardSpec, Relay, ServiceKind};
+use crate::services::{App, ExecSpec, ForwardSpec, RelayIo, ServiceKind};
 use crate::tcp::{Connection, ResetCause, SeqNum, rst_reply};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -47,11 +47,14 @@ impl Endpoint {
         !self.relay_events.is_empty()
     }
 
-    /// The relay of the `exec:` connection `quad`, for the driver to move bytes through.
-    /// Call [`Endpoint::relay_changed`] after moving any.
-    pub fn relay_mut(&mut self, quad: &Quad) -> Option<&mut Relay> {
+    /// The relay of the `exec:` or `forward:` connection `quad` with the connection itself,
+    /// for the driver to move bytes between its queues and the peer stream. Call
+    /// [`Endpoint::relay_changed`] after moving any.
+    pub fn relay_io(&mut self, quad: &Quad) -> Option<RelayIo<'_>> {
         let id = *self.table.get(quad)?;
-        super::entry_mut(&mut self.slots, id)?.app.relay_mut()
+        let entry = super::entry_mut(&mut self.slots, id)?;
+        let relay = entry.app.relay_mut()?;
+        Some(RelayIo::new(relay, &mut entry.conn))
     }
 
     /// The driver moved bytes through `quad`'s relay (or told it of an end): run the
@@ -65,8 +68,8 @@ impl Endpoint {
     /// A program could not be started: count it; its connection is reset.
     pub fn relay_spawn_failed(&mut self, quad: &Quad) {
         self.counters.exec_spawn_failures += 1;
-        if let Some(relay) = self.relay_mut(quad) {
-            relay.peer_failed();
+        if let Some(mut io) = self.relay_io(quad) {
+            io.peer_failed();
         }
         self.relay_changed(quad);
     }

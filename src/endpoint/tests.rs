@@ -33,6 +33,8 @@ struct Out {
     seq: SeqNum,
     ack: SeqNum,
     flags: Flags,
+    /// SEG.WND, unscaled.
+    window: u16,
     mss: Option<u16>,
     payload: Vec<u8>,
 }
@@ -139,6 +141,7 @@ fn parse_out(p: &[u8]) -> Out {
             seq: seg.seq,
             ack: seg.ack,
             flags: seg.flags,
+            window: seg.window,
             mss: seg.options.mss,
             payload: seg.payload.to_vec(),
         },

@@ -160,6 +160,12 @@ mod tests {
         fn recv_queue(&self) -> usize {
             self.0.recv_queue()
         }
+        fn recv_peek(&self) -> &[u8] {
+            self.0.recv_peek()
+        }
+        fn recv_consume(&mut self, n: usize) {
+            self.0.recv_consume(n)
+        }
         fn peer_closed(&self) -> bool {
             self.0.peer_closed()
         }

@@ -18,6 +18,8 @@ pub struct MockSocket {
     /// Free space in the send buffer; `send` consumes it, [`MockSocket::ack`] frees it.
     pub capacity: usize,
     pub closes: usize,
+    /// How many of the closes were half-closes ([`Socket::shutdown_write`]).
+    pub shutdowns: usize,
     pub aborts: usize,
     /// How many times the service called [`Socket::recv`].
     pub recvs: usize,
@@ -36,6 +38,7 @@ impl MockSocket {
             sent: Vec::new(),
             capacity: 64 * 1024,
             closes: 0,
+            shutdowns: 0,
             aborts: 0,
             recvs: 0,
             info: ConnInfo {
@@ -104,6 +107,15 @@ impl Socket for MockSocket {
         self.rx.len()
     }
 
+    fn recv_peek(&self) -> &[u8] {
+        self.rx.as_slices().0
+    }
+
+    fn recv_consume(&mut self, n: usize) {
+        self.recvs += 1;
+        self.rx.drain(..n.min(self.rx.len()));
+    }
+
     fn peer_closed(&self) -> bool {
         self.fin && self.rx.is_empty()
     }
@@ -127,6 +139,11 @@ impl Socket for MockSocket {
             State::CloseWait => State::LastAck,
             _ => State::FinWait1,
         };
+    }
+
+    fn shutdown_write(&mut self) {
+        self.shutdowns += 1;
+        self.close();
     }
 
     fn abort(&mut self) {

@@ -32,7 +32,7 @@ pub use discard::Discard;
 pub use echo::Echo;
 pub use exec::{ExecSpec, ForwardSpec};
 pub use http::Http;
-pub use relay::{PeerId, RELAY_BUF, Relay};
+pub use relay::{PeerId, Relay, RelayIo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -128,7 +128,7 @@ pub enum App {
     /// per connection, none per packet).
     Http(Box<Http>),
     /// `exec:` and `forward:`: bytes relayed to and from a peer stream the driver owns.
-    Relay(ServiceKind, Box<Relay>),
+    Relay(ServiceKind, Relay),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
 }
@@ -142,7 +142,7 @@ impl App {
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
             ServiceKind::Http => App::Http(Box::default()),
-            ServiceKind::Exec(_) | ServiceKind::Forward(_) => App::Relay(kind, Box::default()),
+            ServiceKind::Exec(_) | ServiceKind::Forward(_) => App::Relay(kind, Relay::new()),
         }
     }
 

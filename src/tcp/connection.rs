@@ -920,6 +920,16 @@ impl Socket for Connection {
         self.recv_buf.len()
     }
 
+    fn recv_peek(&self) -> &[u8] {
+        self.recv_buf.as_slices().0
+    }
+
+    fn recv_consume(&mut self, n: usize) {
+        let n = n.min(self.recv_buf.len());
+        self.recv_buf.drain(..n);
+        self.app_read |= n > 0;
+    }
+
     fn peer_closed(&self) -> bool {
         self.fin_received && self.recv_buf.is_empty()
     }
@@ -951,6 +961,13 @@ impl Socket for Connection {
         if !self.recv_buf.is_empty() {
             self.events.aborts_on_data += 1;
             self.abort();
+            return;
+        }
+        self.shutdown_write();
+    }
+
+    fn shutdown_write(&mut self) {
+        if self.fin_queued {
             return;
         }
         match self.state {

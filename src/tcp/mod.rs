@@ -269,6 +269,13 @@ pub trait Socket {
     fn recv(&mut self, buf: &mut [u8]) -> usize;
     /// Bytes received and not yet read.
     fn recv_queue(&self) -> usize;
+    /// The oldest received bytes, without taking them: the first contiguous part of the
+    /// receive queue (it may be shorter than [`Socket::recv_queue`]). For a service that
+    /// hands bytes on without copying them (the relay writes them straight to a pipe or a
+    /// socket); [`Socket::recv_consume`] then takes what was handed on.
+    fn recv_peek(&self) -> &[u8];
+    /// Take the first `n` received bytes (read without a copy, after [`Socket::recv_peek`]).
+    fn recv_consume(&mut self, n: usize);
     /// The peer has sent FIN and every byte before it has been read.
     fn peer_closed(&self) -> bool;
     /// Queue bytes for sending; returns how many fit in the send buffer.
@@ -277,6 +284,14 @@ pub trait Socket {
     fn send_capacity(&self) -> usize;
     /// No more data from us: a FIN follows what is queued (RFC 9293 §3.10.4 CLOSE).
     fn close(&mut self);
+    /// Half-close: a FIN follows what is queued and receiving goes on (RFC 9293 §3.10.4:
+    /// "the user who CLOSEs may continue to RECEIVE until he is told that the remote side
+    /// has CLOSED also"). Unlike [`Socket::close`], unread data does not make it an abort:
+    /// it is for a relay whose other side ended its output (`shutdown(SHUT_WR)` in Linux),
+    /// not for an application that stops reading.
+    fn shutdown_write(&mut self) {
+        self.close();
+    }
     /// Abort with a RST (RFC 9293 §3.10.5 ABORT).
     fn abort(&mut self);
     /// The connection's negotiated parameters and current state.

@@ -746,6 +746,35 @@ fn closing_with_unread_data_sends_rst() {
 }
 
 #[test]
+fn half_close_with_unread_data_sends_fin_and_keeps_receiving() {
+    // RFC 9293 §3.10.4: after CLOSE "the user ... may continue to RECEIVE". A relay whose
+    // upstream ended its output half-closes with the client's bytes still queued: a FIN,
+    // not the RST of closing_with_unread_data_sends_rst.
+    let mut h = Harness::established();
+    h.input(&TcpSegment {
+        payload: b"unread",
+        ..RECV
+    });
+    h.conn.shutdown_write();
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].seq, ISS.add(1));
+    assert!(out[0].flags.fin() && !out[0].flags.rst(), "{:?}", out[0]);
+    assert_eq!(h.conn.state(), State::FinWait1);
+    assert_eq!(h.conn.recv_peek(), b"unread");
+    h.conn.recv_consume(2);
+    assert_eq!(h.read_all(), b"read");
+    h.input(&TcpSegment {
+        seq: IRS.add(7),
+        ack: ISS.add(2),
+        payload: b"more",
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::FinWait2);
+    assert_eq!(h.read_all(), b"more");
+}
+
+#[test]
 fn fin_before_missing_data_is_not_taken() {
     let mut h = Harness::established();
     h.input(&TcpSegment {

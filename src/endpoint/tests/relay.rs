@@ -39,7 +39,7 @@ fn established_exec_connection_starts_a_program_and_relays_through_the_driver() 
         matches!(&events[..], [RelayEvent::Start { quad: q, spec }] if *q == quad(EXEC_PORT) && spec.label() == "exec:cat")
     );
 
-    // The client's bytes wait in the relay for the driver; the program's come back.
+    // The client's bytes wait in the receive queue for the driver; the program's come back.
     net.send(&TcpSegment {
         dst_port: EXEC_PORT,
         seq: PEER_ISN.add(1),
@@ -48,7 +48,7 @@ fn established_exec_connection_starts_a_program_and_relays_through_the_driver() 
         payload: b"ping",
         ..FROM_PEER
     });
-    let relay = net.ep.relay_mut(&quad(EXEC_PORT)).unwrap();
+    let mut relay = net.ep.relay_io(&quad(EXEC_PORT)).unwrap();
     assert_eq!(relay.peer_pending(), b"ping");
     relay.peer_wrote(4);
     relay.peer_read(b"pong");
@@ -72,7 +72,56 @@ fn established_exec_connection_starts_a_program_and_relays_through_the_driver() 
             reset: true
         }]
     );
-    assert!(net.ep.relay_mut(&quad(EXEC_PORT)).is_none());
+    assert!(net.ep.relay_io(&quad(EXEC_PORT)).is_none());
+}
+
+#[test]
+fn a_stalled_program_closes_the_clients_window_and_reading_reopens_it() {
+    // RFC 9293 §3.8.6: the client's bytes wait in the receive queue until the driver hands
+    // them to the program; a program that reads nothing makes the window shrink to zero.
+    let mut net = exec_net(8);
+    let iss = net.connect(EXEC_PORT);
+    net.ep.take_relay_events();
+    let mut seq = PEER_ISN.add(1);
+    let mut window = u16::MAX;
+    let mut sent = 0usize;
+    for _ in 0..1000 {
+        let n = usize::from(window).min(1000);
+        if n == 0 {
+            break;
+        }
+        let data = vec![b'x'; n];
+        let out = net.send(&TcpSegment {
+            dst_port: EXEC_PORT,
+            seq,
+            ack: iss.add(1),
+            flags: Flags::ACK,
+            payload: &data,
+            ..FROM_PEER
+        });
+        seq = seq.add(n as u32);
+        sent += n;
+        // Each segment is acknowledged (at once or by the delayed-ACK timer).
+        let acks = if out.is_empty() { net.advance() } else { out };
+        let ack = acks.last().expect("an ACK");
+        assert_eq!(ack.ack, seq, "everything in the window is taken");
+        window = ack.window;
+    }
+    assert_eq!(window, 0, "the window closed");
+    let q = quad(EXEC_PORT);
+    assert_eq!(net.ep.relay_io(&q).unwrap().peer_pending().len(), sent);
+    // The program reads it all: a window update opens the window again.
+    let mut io = net.ep.relay_io(&q).unwrap();
+    while !io.peer_pending().is_empty() {
+        let n = io.peer_pending().len();
+        io.peer_wrote(n);
+    }
+    net.ep.relay_changed(&q);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let update = parse_out(tx.last().expect("a window update"));
+    assert_eq!(update.ack, seq);
+    assert!(update.window > 0, "{update:?}");
 }
 
 #[test]
@@ -231,7 +280,7 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
         ..FROM_PEER
     });
     // The upstream closes first: our FIN; the client answers with its own: TIME-WAIT here.
-    net.ep.relay_mut(&quad(FWD_PORT)).unwrap().peer_eof();
+    net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
     net.ep.relay_changed(&quad(FWD_PORT));
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.poll(net.now, &mut tx);
