@@ -27,7 +27,8 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --out DIR       where latest.{md,csv,png,jsonl} and scale.{md,jsonl} go (default bench/results)
   --suite S       main (the figures above; the default), scale (issue 9's figures), all, or
                   forward (issue 11, runs alone: forward: throughput both ways at MTU 1500
-                  next to the same transfer straight to the upstream over the kernel)
+                  next to the same transfer straight to an upstream over the kernel, across
+                  a veth at MTU 1500 and over loopback)
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
@@ -514,10 +515,13 @@ scale_suite() {
 }
 
 # The forward suite (issue 11): in one namespace, the kernel's discard (9) and chargen (19) on
-# 127.0.0.1 as the upstream, and synack with 9=forward:127.0.0.1:9 and 19=forward:127.0.0.1:19.
-# Each run uploads and downloads BYTES through synack, then the same straight to 127.0.0.1.
-# With --baseline, the baseline's synack does the same in a namespace of its own, in the same
-# runs (interleaved, so machine noise falls on both alike).
+# 127.0.0.1 as the upstream, and synack with 9=forward:127.0.0.1:9 and 19=forward:127.0.0.1:19
+# behind its TUN at MTU 1500. Each run uploads and downloads BYTES through synack, and the same
+# straight to an upstream over the kernel: "direct", across a veth pair at MTU 1500 (a client
+# namespace and the upstream's), the figure the target is set against; and "loopback", to
+# 127.0.0.1 in synack's namespace (MTU 65536), for reference. With --baseline, the baseline's
+# synack does the same in a namespace of its own, in the same runs (interleaved, so machine
+# noise falls on all alike).
 forward_suite() {
     local run up label ns ip spid
     local -A UPSTREAM_PID=()
@@ -538,10 +542,31 @@ forward_suite() {
         is_live "$label" || log "$label: synack did not come up"
     done
     is_live forward || return
+    # The direct path at MTU 1500: the client's namespace and the upstream's, a veth between.
+    local dc="$PFX-fwd-client" ds="$PFX-fwd-upstream" direct=""
+    ns_new "$dc"
+    ns_new "$ds"
+    if ip -n "$dc" link add veth0 mtu 1500 type veth peer name veth1 mtu 1500 netns "$ds" &&
+        ip -n "$dc" addr add 198.18.2.1/24 dev veth0 &&
+        ip -n "$ds" addr add 198.18.2.2/24 dev veth1 &&
+        ip -n "$dc" link set veth0 up && ip -n "$ds" link set veth1 up; then
+        ip netns exec "$ds" "$BIN/kernel-server" --addr 198.18.2.2 >"$WORK/direct-upstream.log" 2>&1 &
+        UPSTREAM_PID[direct]=$!
+        PIDS+=("$!")
+        for _ in $(seq 1 40); do
+            if [ -n "$(client "$dc" wait 198.18.2.2:9 --max-secs 0.25)" ]; then
+                direct="direct 198.18.2.2 ${UPSTREAM_PID[direct]} $dc"
+                break
+            fi
+            sleep 0.05
+        done
+    fi
+    [ -n "$direct" ] || log "forward: the veth path at MTU 1500 did not come up: direct figures are n/a"
     : >"$WORK/fwd.jsonl"
     for run in $(seq 1 "$RUNS"); do
         local targets=("forward 198.18.0.2 ${S_PID[forward]} $PFX-forward"
-                       "direct 127.0.0.1 ${UPSTREAM_PID[forward]} $PFX-forward")
+                       "loopback 127.0.0.1 ${UPSTREAM_PID[forward]} $PFX-forward")
+        [ -n "$direct" ] && targets+=("$direct")
         is_live baseline && targets+=("baseline 198.18.0.2 ${S_PID[baseline]} $PFX-baseline")
         for target in "${targets[@]}"; do
             read -r label ip spid ns <<<"$target"
@@ -554,26 +579,28 @@ forward_suite() {
     done
     for label in $labels; do is_live "$label" && stop_server "$label" 1500; done
     cp "$WORK/fwd.jsonl" "$OUT/forward.jsonl"
-    "$PY" - "$WORK/fwd.jsonl" "$OUT/forward.md" "$BYTES" "${BASE_REV:-}" <<'PYEOF'
+    "$PY" - "$WORK/fwd.jsonl" "$OUT/forward.md" "$BYTES" "${BASE_REV:-}" "$COMMIT" "$DATE" "$LOAD" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-base = sys.argv[4]
+base, commit, date, load = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 def med(path, d):
     v = [r["r"]["gbps"] for r in rows if r["path"] == path and r["dir"] == d and r["r"]]
     return statistics.median(v) if v else None
-head = "| direction | through synack (forward:) | straight to the upstream | ratio |"
-rule = "|---|---|---|---|"
-if base:
-    head += f" baseline {base} through synack | its ratio |"
-    rule += "---|---|"
-lines = ["# forward: throughput (issue 11), MTU 1500", "",
-         f"{sys.argv[3]} bytes per transfer, median of {max(r['run'] for r in rows)} runs", "",
-         head, rule]
 fmt = lambda x: "n/a" if x is None else f"{x:.2f} Gbit/s"
 ratio = lambda a, b: "n/a" if not (a and b) else f"{a / b:.2f}"
+head = ("| direction | through synack (forward:) | direct, veth MTU 1500 | ratio (target ≥ 0.5)"
+        " | loopback, MTU 65536 | ratio |")
+rule = "|---|---|---|---|---|---|"
+if base:
+    head += f" baseline {base} through synack | its ratio to direct |"
+    rule += "---|---|"
+lines = ["# forward: throughput (issue 11), MTU 1500", "",
+         f"{date}; commit {commit}; load at start {load}.",
+         f"{sys.argv[3]} bytes per transfer, median of {max(r['run'] for r in rows)} runs.", "",
+         head, rule]
 for d, name in (("up", "client → upstream (upload)"), ("down", "upstream → client (download)")):
-    f, k = med("forward", d), med("direct", d)
-    line = f"| {name} | {fmt(f)} | {fmt(k)} | {ratio(f, k)} |"
+    f, k, lo = med("forward", d), med("direct", d), med("loopback", d)
+    line = f"| {name} | {fmt(f)} | {fmt(k)} | {ratio(f, k)} | {fmt(lo)} | {ratio(f, lo)} |"
     if base:
         b = med("baseline", d)
         line += f" {fmt(b)} | {ratio(b, k)} |"

@@ -155,13 +155,25 @@ impl Tun {
         match &self.handle {
             Handle::TunTap(iface) => iface.send(packet),
             // No flags, no GSO: a complete packet with its checksum.
-            Handle::Vnet(file) => write(file.as_raw_fd(), &[0u8; VNET_HDR_LEN], packet),
+            Handle::Vnet(file) => write(file.as_raw_fd(), &[&[0u8; VNET_HDR_LEN], packet, &[]]),
         }
     }
 
     /// Write one TCP super-segment, which the kernel splits (or takes whole) as `gso` says.
     /// `Unsupported` when offloads are off.
     pub fn send_gso(&self, packet: &[u8], gso: Gso) -> io::Result<usize> {
+        self.send_gso_parts(packet, &[], gso)
+    }
+
+    /// Whether super-segments may be sent in two parts ([`Tun::send_gso_parts`]).
+    pub fn gathers(&self) -> bool {
+        self.offloads
+    }
+
+    /// [`Tun::send_gso`] for a super-segment whose payload lies apart from its headers: one
+    /// `writev` gathers the virtio-net header, the headers and the payload, so the payload
+    /// is copied once, by the kernel, straight from where it lies.
+    pub fn send_gso_parts(&self, headers: &[u8], payload: &[u8], gso: Gso) -> io::Result<usize> {
         if !self.offloads {
             return Err(io::ErrorKind::Unsupported.into());
         }
@@ -176,7 +188,7 @@ impl Tun {
         hdr[4..6].copy_from_slice(&gso.segment_size.to_ne_bytes());
         hdr[6..8].copy_from_slice(&gso.csum_start.to_ne_bytes());
         hdr[8..10].copy_from_slice(&Gso::CSUM_OFFSET.to_ne_bytes());
-        write(self.as_raw_fd(), &hdr, packet)
+        write(self.as_raw_fd(), &[&hdr, headers, payload])
     }
 
     /// Set the MTU, assign every host address (IPv6 without duplicate address detection, so
@@ -290,21 +302,25 @@ fn readv(fd: RawFd, hdr: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Write `hdr` and `packet` as one packet (one syscall, no copy).
-fn write(fd: RawFd, hdr: &[u8], packet: &[u8]) -> io::Result<usize> {
-    let iov = [
-        libc::iovec {
-            iov_base: hdr.as_ptr().cast_mut().cast(),
-            iov_len: hdr.len(),
-        },
-        libc::iovec {
-            iov_base: packet.as_ptr().cast_mut().cast(),
-            iov_len: packet.len(),
-        },
-    ];
-    // SAFETY: the buffers are valid for reads of their lengths and outlive the call; the
-    // kernel does not write through `iov_base` for writev.
-    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+/// Write `parts` as one packet (one syscall, no copy); empty parts are left out.
+fn write(fd: RawFd, parts: &[&[u8]; 3]) -> io::Result<usize> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; 3];
+    let mut count = 0;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        if let Some(v) = iov.get_mut(count) {
+            *v = libc::iovec {
+                iov_base: part.as_ptr().cast_mut().cast(),
+                iov_len: part.len(),
+            };
+            count += 1;
+        }
+    }
+    // SAFETY: the first `count` iovecs point at buffers valid for reads of their lengths
+    // that outlive the call; the kernel does not write through `iov_base` for writev.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), count as libc::c_int) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 

@@ -38,6 +38,14 @@ pub trait Device: AsRawFd {
     fn send_gso(&self, _packet: &[u8], _gso: Gso) -> io::Result<usize> {
         Err(ErrorKind::Unsupported.into())
     }
+    /// Whether it takes super-segments in two parts ([`Device::send_gso_parts`]).
+    fn gathers(&self) -> bool {
+        false
+    }
+    /// A super-segment as its headers and its payload, gathered in one write.
+    fn send_gso_parts(&self, _headers: &[u8], _payload: &[u8], _gso: Gso) -> io::Result<usize> {
+        Err(ErrorKind::Unsupported.into())
+    }
 }
 
 impl Device for crate::device::Tun {
@@ -49,6 +57,12 @@ impl Device for crate::device::Tun {
     }
     fn send_gso(&self, packet: &[u8], gso: Gso) -> io::Result<usize> {
         crate::device::Tun::send_gso(self, packet, gso)
+    }
+    fn gathers(&self) -> bool {
+        crate::device::Tun::gathers(self)
+    }
+    fn send_gso_parts(&self, headers: &[u8], payload: &[u8], gso: Gso) -> io::Result<usize> {
+        crate::device::Tun::send_gso_parts(self, headers, payload, gso)
     }
 }
 
@@ -135,14 +149,20 @@ struct DeviceTx<'a, D> {
 impl<D> DeviceTx<'_, D> {
     /// Count and capture what the device took; count and log what it refused.
     fn sent(&mut self, result: io::Result<usize>, packet: &[u8]) {
+        self.sent_parts(result, packet, &[]);
+    }
+
+    /// [`DeviceTx::sent`] for a packet in two parts.
+    fn sent_parts(&mut self, result: io::Result<usize>, headers: &[u8], payload: &[u8]) {
         match result {
             Ok(_) => {
                 self.stats.packets_written += 1;
-                self.capture.packet(packet);
+                self.capture.packet_parts(headers, payload);
             }
             Err(e) => {
                 self.stats.packets_dropped += 1;
-                debug!(len = packet.len(), error = %e, "device refused a packet; dropped");
+                let len = headers.len() + payload.len();
+                debug!(len, error = %e, "device refused a packet; dropped");
             }
         }
     }
@@ -163,6 +183,15 @@ impl<D: Device> Transmit for DeviceTx<'_, D> {
             }
             result => self.sent(result, packet),
         }
+    }
+
+    fn gathers(&self) -> bool {
+        self.dev.gathers()
+    }
+
+    fn transmit_gso_parts(&mut self, headers: &[u8], payload: &[u8], gso: Gso) {
+        let result = self.dev.send_gso_parts(headers, payload, gso);
+        self.sent_parts(result, headers, payload);
     }
 }
 

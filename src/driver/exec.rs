@@ -328,16 +328,14 @@ impl Program {
             self.close_stdin(registry);
         }
         // Program → client, only as far as the relay has room (the client's window).
-        let mut buf = [0u8; super::PEER_READ];
         while !self.stdout_blocked
             && let Some(stdout) = self.stdout.as_mut()
             && let Some(mut relay) = ep.relay_io(&quad)
         {
-            let room = relay.peer_room().min(buf.len());
-            let Some(dst) = buf.get_mut(..room).filter(|d| !d.is_empty()) else {
+            let Some(outcome) = super::read_into(&mut relay, stdout) else {
                 break;
             };
-            match stdout.read(dst) {
+            match outcome {
                 Ok(0) => {
                     // Its stdout is closed. A program closes it as it dies, a moment before
                     // it can be reaped: the FIN waits for the exit status (at most
@@ -356,10 +354,7 @@ impl Program {
                     }
                     break;
                 }
-                Ok(n) => {
-                    relay.peer_read(dst.get(..n).unwrap_or_default());
-                    changed = true;
-                }
+                Ok(_) => changed = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.stdout_blocked = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {

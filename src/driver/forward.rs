@@ -12,7 +12,7 @@ use crate::wire::Quad;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use tracing::{debug, info, warn};
@@ -221,22 +221,17 @@ impl Upstream {
             let _ = self.stream.shutdown(Shutdown::Write);
         }
         // Upstream → client, as far as the relay has room (the client's window).
-        let mut buf = [0u8; super::PEER_READ];
         while !self.read_blocked && !self.done_reading {
-            let room = relay.peer_room().min(buf.len());
-            let Some(dst) = buf.get_mut(..room).filter(|d| !d.is_empty()) else {
+            let Some(outcome) = super::read_into(&mut relay, &mut self.stream) else {
                 break;
             };
-            match self.stream.read(dst) {
+            match outcome {
                 Ok(0) => {
                     self.done_reading = true;
                     relay.peer_eof();
                     changed = true;
                 }
-                Ok(n) => {
-                    relay.peer_read(dst.get(..n).unwrap_or_default());
-                    changed = true;
-                }
+                Ok(_) => changed = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.read_blocked = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {

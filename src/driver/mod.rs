@@ -33,10 +33,30 @@ use tracing::{debug, info, warn};
 /// How long open connections get to close after the first SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// The most a relay reads from a program's stdout or an upstream socket per `read()` (a
-/// stack buffer, then straight into the connection's send buffer): a GSO super-segment's
-/// worth, so a fast upstream costs one syscall per 64 KiB.
-const PEER_READ: usize = 64 * 1024;
+/// The most a relay reads from a program's stdout or an upstream socket per `read()`,
+/// straight into the connection's send buffer.
+const PEER_READ: usize = 256 * 1024;
+
+/// One `read()` from a program's stdout or an upstream socket straight into the send buffer
+/// of `relay`'s connection (no copy in between). `None`: no room (the client's window is
+/// full, or the stream is over); otherwise the read's outcome (`Ok(0)`: end of stream).
+fn read_into(
+    relay: &mut crate::services::RelayIo<'_>,
+    src: &mut impl std::io::Read,
+) -> Option<std::io::Result<usize>> {
+    let mut outcome = None;
+    relay.peer_read_with(PEER_READ, &mut |dst| match src.read(dst) {
+        Ok(n) => {
+            outcome = Some(Ok(n));
+            n
+        }
+        Err(e) => {
+            outcome = Some(Err(e));
+            0
+        }
+    });
+    outcome
+}
 
 /// Everything the daemon needs to run, already validated (`cli` builds it from the flags).
 #[derive(Clone, Debug)]

@@ -45,13 +45,18 @@ impl Capture {
 
     /// Record one packet, received or sent, stamped with the wall clock.
     pub fn packet(&mut self, packet: &[u8]) {
+        self.packet_parts(packet, &[]);
+    }
+
+    /// A packet in two parts (headers, then the payload where it lies).
+    pub fn packet_parts(&mut self, headers: &[u8], payload: &[u8]) {
         let Some(w) = self.writer.as_mut() else {
             return;
         };
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        if let Err(e) = w.write_packet(micros, packet) {
+        if let Err(e) = w.write_packet_parts(micros, headers, payload) {
             self.fail(&e);
         }
     }

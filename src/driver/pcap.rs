@@ -43,7 +43,17 @@ impl<W: Write> PcapWriter<W> {
 
     /// Append one packet seen at `unix_micros` (microseconds since 1970).
     pub fn write_packet(&mut self, unix_micros: u64, packet: &[u8]) -> io::Result<()> {
-        let orig_len = u32::try_from(packet.len()).unwrap_or(u32::MAX);
+        self.write_packet_parts(unix_micros, packet, &[])
+    }
+
+    /// [`PcapWriter::write_packet`] for a packet in two parts, `headers` then `payload`.
+    pub fn write_packet_parts(
+        &mut self,
+        unix_micros: u64,
+        headers: &[u8],
+        payload: &[u8],
+    ) -> io::Result<()> {
+        let orig_len = u32::try_from(headers.len() + payload.len()).unwrap_or(u32::MAX);
         let incl_len = orig_len.min(SNAPLEN);
         let secs = u32::try_from(unix_micros / 1_000_000).unwrap_or(u32::MAX);
         let micros = (unix_micros % 1_000_000) as u32;
@@ -52,8 +62,12 @@ impl<W: Write> PcapWriter<W> {
         self.record.extend_from_slice(&micros.to_le_bytes());
         self.record.extend_from_slice(&incl_len.to_le_bytes());
         self.record.extend_from_slice(&orig_len.to_le_bytes());
-        let kept = packet.get(..incl_len as usize).unwrap_or(packet);
-        self.record.extend_from_slice(kept);
+        let from_headers = headers.len().min(incl_len as usize);
+        self.record
+            .extend_from_slice(headers.get(..from_headers).unwrap_or(headers));
+        let from_payload = (incl_len as usize).saturating_sub(from_headers);
+        self.record
+            .extend_from_slice(payload.get(..from_payload).unwrap_or(payload));
         self.out.write_all(&self.record)
     }
 
@@ -107,6 +121,26 @@ mod tests {
         w.write_packet(1_700_000_001_000_001, &v6).unwrap();
         w.flush().unwrap();
         (w.into_inner(), v4, v6)
+    }
+
+    #[test]
+    fn a_packet_in_two_parts_is_recorded_as_the_joined_packet() {
+        let v4 = hex(LINUX_SYN_V4);
+        let (headers, payload) = v4.split_at(20);
+        let mut joined = PcapWriter::new(Vec::new()).unwrap();
+        joined.write_packet(7, &v4).unwrap();
+        let mut parts = PcapWriter::new(Vec::new()).unwrap();
+        parts.write_packet_parts(7, headers, payload).unwrap();
+        assert_eq!(parts.into_inner(), joined.into_inner());
+        // Past the snap length, the payload is cut; the original length is kept.
+        let big = vec![0x5a; SNAPLEN as usize + 100];
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write_packet_parts(7, &big[..40], &big[40..]).unwrap();
+        let bytes = w.into_inner();
+        let incl = u32::from_le_bytes(bytes[24 + 8..24 + 12].try_into().unwrap());
+        let orig = u32::from_le_bytes(bytes[24 + 12..24 + 16].try_into().unwrap());
+        assert_eq!((incl, orig), (SNAPLEN, SNAPLEN + 100));
+        assert_eq!(bytes.len(), 24 + 16 + SNAPLEN as usize);
     }
 
     #[test]

@@ -51,6 +51,24 @@ pub trait Transmit {
     fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
         wire::gso::transmit_split(packet, gso, &mut |p| self.transmit(p));
     }
+
+    /// Whether super-segments may come in two parts ([`Transmit::transmit_gso_parts`]):
+    /// the driver's device gathers them in one `writev`, so the payload is never copied into
+    /// a packet buffer.
+    fn gathers(&self) -> bool {
+        false
+    }
+
+    /// A super-segment as its headers (`wire::emit_tcp_gso_headers`: lengths and checksum
+    /// count the payload) and its payload, where it lies (the connection's send buffer).
+    /// Only sent to a transmitter that [`Transmit::gathers`]; by default joined and passed
+    /// to [`Transmit::transmit_gso`] (allocating: for tests).
+    fn transmit_gso_parts(&mut self, headers: &[u8], payload: &[u8], gso: Gso) {
+        let mut packet = Vec::with_capacity(headers.len() + payload.len());
+        packet.extend_from_slice(headers);
+        packet.extend_from_slice(payload);
+        self.transmit_gso(&packet, gso);
+    }
 }
 
 impl Transmit for Vec<Vec<u8>> {
@@ -777,7 +795,11 @@ impl Endpoint {
     ) {
         let len = seg.payload.len();
         let gso_size = segment_size.filter(|&size| size > 0 && len > usize::from(size));
+        // A device that gathers gets the headers alone and the payload where it lies.
+        let apart = gso_size.is_some() && tx.gathers();
         let result = match gso_size {
+            Some(size) if apart => wire::emit_tcp_gso_headers(buf, local, remote, seg, size)
+                .map(|(n, gso)| (n, Some(gso))),
             Some(size) => {
                 wire::emit_tcp_gso(buf, local, remote, seg, size).map(|(n, gso)| (n, Some(gso)))
             }
@@ -796,7 +818,11 @@ impl Endpoint {
                 match gso {
                     Some(gso) => {
                         counters.super_segments_out += 1;
-                        tx.transmit_gso(packet, gso);
+                        if apart {
+                            tx.transmit_gso_parts(packet, seg.payload, gso);
+                        } else {
+                            tx.transmit_gso(packet, gso);
+                        }
                     }
                     None => tx.transmit(packet),
                 }

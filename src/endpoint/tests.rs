@@ -901,3 +901,123 @@ fn an_idle_established_connection_stays_small() {
     );
     assert_eq!(net.ep.memory_used(), 0);
 }
+
+/// A device that gathers super-segments from two parts ([`Transmit::gathers`]), or one that
+/// takes them whole; either keeps every packet, super-segments joined.
+struct Recorder {
+    gathers: bool,
+    packets: Vec<Vec<u8>>,
+    supers: usize,
+}
+
+impl Transmit for Recorder {
+    fn transmit(&mut self, packet: &[u8]) {
+        self.packets.push(packet.to_vec());
+    }
+    fn transmit_gso(&mut self, packet: &[u8], _: Gso) {
+        assert!(
+            !self.gathers,
+            "a device that gathers gets super-segments in two parts"
+        );
+        self.supers += 1;
+        self.packets.push(packet.to_vec());
+    }
+    fn gathers(&self) -> bool {
+        self.gathers
+    }
+    fn transmit_gso_parts(&mut self, headers: &[u8], payload: &[u8], gso: Gso) {
+        assert!(self.gathers);
+        assert_eq!(headers.len(), usize::from(gso.hdr_len), "the headers alone");
+        self.supers += 1;
+        let mut packet = headers.to_vec();
+        packet.extend_from_slice(payload);
+        self.packets.push(packet);
+    }
+}
+
+/// A chargen download on an endpoint with segmentation offload, to a peer that ACKs
+/// everything at once with a wide window: every packet the endpoint sent, in order.
+fn offloaded_download(tx: &mut Recorder) -> Vec<Vec<u8>> {
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4)],
+        listeners: vec![(19, ServiceKind::Chargen)],
+        mtu: 1500,
+        gso: true,
+        ..EndpointConfig::default()
+    };
+    let mut now = Instant::from_millis(5_000);
+    let mut ep = Endpoint::new(cfg, [3; 16], now);
+    let (peer, us) = (ip(PEER4), ip(US4));
+    let mut all = Vec::new();
+    let mut seg = TcpSegment {
+        dst_port: 19,
+        flags: Flags::SYN,
+        window: u16::MAX,
+        options: TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            ..TcpOptions::EMPTY
+        },
+        ..FROM_PEER
+    };
+    for _ in 0..20 {
+        let mut buf = vec![0; 128];
+        let n = wire::emit_tcp(&mut buf, peer, us, &seg).unwrap();
+        ep.receive(now, &buf[..n], tx);
+        ep.poll(now, tx);
+        let out = std::mem::take(&mut tx.packets);
+        if let Some(end) = out
+            .iter()
+            .map(|p| {
+                // Super-segments carry the partial checksum the device completes.
+                let meta = RxMeta {
+                    checksum_trusted: true,
+                };
+                let Ok(Packet::Tcp { seg, .. }) = wire::parse_with(p, meta) else {
+                    panic!("not a TCP packet");
+                };
+                seg.seq
+                    .add(seg.payload.len() as u32 + u32::from(seg.flags.syn()))
+            })
+            .reduce(|a, b| if b.gt(a) { b } else { a })
+        {
+            seg = TcpSegment {
+                dst_port: 19,
+                seq: PEER_ISN.add(1),
+                ack: end,
+                flags: Flags::ACK,
+                window: u16::MAX,
+                ..FROM_PEER
+            };
+        }
+        all.extend(out);
+        now += Duration::from_millis(1);
+    }
+    all
+}
+
+/// With a device that gathers, a super-segment leaves as its headers plus its payload taken
+/// from the send buffer where it lies; joined, they are the packet written whole.
+#[test]
+fn a_gathering_device_gets_the_same_super_segments_in_two_parts() {
+    let mut gathering = Recorder {
+        gathers: true,
+        packets: Vec::new(),
+        supers: 0,
+    };
+    let mut whole = Recorder {
+        gathers: false,
+        packets: Vec::new(),
+        supers: 0,
+    };
+    let gathered = offloaded_download(&mut gathering);
+    let written = offloaded_download(&mut whole);
+    assert!(
+        gathering.supers >= 10,
+        "{} super-segments",
+        gathering.supers
+    );
+    assert_eq!(gathering.supers, whole.supers);
+    assert_eq!(gathered.len(), written.len());
+    assert!(gathered == written, "the same packets, byte for byte");
+}

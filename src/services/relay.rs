@@ -168,6 +168,20 @@ impl<'a> RelayIo<'a> {
         self.sock.send(data.get(..room).unwrap_or(data))
     }
 
+    /// Bytes the peer produces in place: `fill` reads them straight into the send buffer
+    /// (at most `max`, at most [`RelayIo::peer_room`]) and returns how many it read.
+    pub fn peer_read_with(
+        &mut self,
+        max: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> usize {
+        let room = self.peer_room().min(max);
+        if room == 0 {
+            return 0;
+        }
+        self.sock.send_with(room, fill)
+    }
+
     /// The peer's output ended cleanly (EOF): FIN after what is queued.
     pub fn peer_eof(&mut self) {
         self.relay.peer_eof = true;

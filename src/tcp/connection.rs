@@ -941,6 +941,25 @@ impl Socket for Connection {
         n
     }
 
+    fn send_with(&mut self, max: usize, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> usize {
+        let n = max.min(self.send_capacity());
+        if n == 0 {
+            return 0;
+        }
+        // The new bytes' place in the ring (zeroed: safe Rust has no uninitialised tail), of
+        // which `fill` gets the first contiguous part; what it leaves unwritten goes again.
+        let old = self.send_buf.len();
+        self.send_buf.resize(old + n, 0);
+        let (front, back) = self.send_buf.as_mut_slices();
+        let region = match old.checked_sub(front.len()) {
+            Some(in_back) => back.get_mut(in_back..),
+            None => front.get_mut(old..),
+        };
+        let got = region.map_or(0, |r| fill(r).min(r.len()));
+        self.send_buf.truncate(old + got);
+        got
+    }
+
     fn send_capacity(&self) -> usize {
         // RFC 9293 §3.10.2: SEND is allowed in SYN-RECEIVED (queued), ESTABLISHED, CLOSE-WAIT.
         let open = matches!(

@@ -42,7 +42,7 @@
 //! `--wmem`'s maximum, so a bulk sender always has the next round trip's data queued. On a
 //! loss-free path cwnd grows without bound, so the growth is also capped at four times what
 //! the path holds (the best delivery rate times the smallest RTT, as BBR estimates the BDP;
-//! at least 256 KiB): more would only queue in front of the receiver and inflate the RTT.
+//! at least 1 MiB): more would only queue in front of the receiver and inflate the RTT.
 //!
 //! **Idle connections give back their memory**: when a run of the connection brought no new
 //! data and found both queues and the reassembly queue empty, their allocations are freed
@@ -120,10 +120,13 @@ impl Buffers {
     }
 }
 
-/// Send autotuning does not hold the send buffer below this for want of a measured path: on
-/// a path of under a millisecond (our timestamps' granularity) a larger buffer only adds
-/// queueing and cache misses.
-const SNDBUF_PATH_FLOOR: usize = 256 * 1024;
+/// Send autotuning does not hold the send buffer below this for want of a measured path. On
+/// the zero-delay TUN the path holds a few tens of KiB, and the buffer is what an application
+/// refills between two turns of the event loop: with 256 KiB a `forward:` download spent a
+/// third more CPU per byte (each turn moved less) and ran at 14 Gbit/s, with 1 MiB at 17-23,
+/// and chargen's 1.3x faster (docs/PERFORMANCE.md, "Forward throughput"). It is still far
+/// from the 25 MB an uncapped buffer reached (13 ms of queue): 1 MiB is 0.3 ms at 30 Gbit/s.
+const SNDBUF_PATH_FLOOR: usize = 1024 * 1024;
 
 /// Under pressure a new window reaches at most this many segments beyond RCV.NXT.
 const PRESSURE_WINDOW_SEGMENTS: usize = 4;

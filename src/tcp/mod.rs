@@ -280,6 +280,19 @@ pub trait Socket {
     fn peer_closed(&self) -> bool;
     /// Queue bytes for sending; returns how many fit in the send buffer.
     fn send(&mut self, data: &[u8]) -> usize;
+    /// Queue bytes written in place: `fill` gets a region of the send buffer (at most `max`
+    /// bytes, at most the free space) to write into and returns how many bytes it wrote,
+    /// which are queued. For a service whose bytes come from a `read()` (the relay): no copy
+    /// through a buffer of its own. Returns how many bytes were queued.
+    fn send_with(&mut self, max: usize, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> usize {
+        let mut buf = [0u8; 4096];
+        let n = max.min(self.send_capacity()).min(buf.len());
+        let Some(dst) = buf.get_mut(..n) else {
+            return 0;
+        };
+        let got = fill(dst).min(n);
+        self.send(dst.get(..got).unwrap_or_default())
+    }
     /// Free space in the send buffer.
     fn send_capacity(&self) -> usize;
     /// No more data from us: a FIN follows what is queued (RFC 9293 §3.10.4 CLOSE).

@@ -49,6 +49,9 @@ pub(super) enum TcpChecksum {
     /// Only the pseudo-header's sum, not complemented, for a device that completes it
     /// (checksum offload: the kernel's CHECKSUM_PARTIAL, virtio's NEEDS_CSUM).
     Partial,
+    /// As `Partial`, and the payload is left out: only the headers are written (their
+    /// lengths still count it), for a device that gathers the payload from where it lies.
+    PartialHeadersOnly,
 }
 
 pub(super) fn emit_tcp_with(
@@ -78,16 +81,21 @@ pub(super) fn emit_tcp_with(
     w.put(&[0, 0])?; // checksum, filled in below
     w.put(&seg.urgent.to_be_bytes())?;
     seg.options.emit(&mut w)?;
-    w.put(seg.payload)?;
+    if checksum != TcpChecksum::PartialHeadersOnly {
+        w.put(seg.payload)?;
+    }
 
     // RFC 9293 §3.1, MUST-2: the checksum covers the pseudo-header, header and data.
     let len = u32::try_from(tcp_len).map_err(|_| EmitError::BufferTooSmall)?;
     let pseudo = pseudo_header(src, dst, IpNumber::TCP.0, len);
     let sum = match checksum {
         TcpChecksum::Full => compute(pseudo, tcp),
-        TcpChecksum::Partial => partial(pseudo),
+        TcpChecksum::Partial | TcpChecksum::PartialHeadersOnly => partial(pseudo),
     };
     set_be_u16(tcp, 16, sum)?;
+    if checksum == TcpChecksum::PartialHeadersOnly {
+        return Ok(ip_len + header_len);
+    }
     Ok(total)
 }
 

@@ -57,7 +57,39 @@ pub fn emit_tcp_gso(
     seg: &TcpSegment<'_>,
     segment_size: u16,
 ) -> Result<(usize, Gso), EmitError> {
-    let n = emit_tcp_with(buf, src, dst, seg, TcpChecksum::Partial)?;
+    emit_gso_with(buf, src, dst, seg, segment_size, TcpChecksum::Partial)
+}
+
+/// [`emit_tcp_gso`] without the payload: only the headers are written into `buf` (their
+/// lengths and pseudo-header sum counting `seg.payload`), for a device that gathers the
+/// payload from where it lies (`writev`), so it is never copied into a packet buffer.
+/// Returns the headers' length, which is `Gso::hdr_len`.
+pub fn emit_tcp_gso_headers(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &TcpSegment<'_>,
+    segment_size: u16,
+) -> Result<(usize, Gso), EmitError> {
+    emit_gso_with(
+        buf,
+        src,
+        dst,
+        seg,
+        segment_size,
+        TcpChecksum::PartialHeadersOnly,
+    )
+}
+
+fn emit_gso_with(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &TcpSegment<'_>,
+    segment_size: u16,
+    checksum: TcpChecksum,
+) -> Result<(usize, Gso), EmitError> {
+    let n = emit_tcp_with(buf, src, dst, seg, checksum)?;
     let ip_len: u16 = if src.is_ipv6() { 40 } else { 20 };
     let tcp_hdr =
         u16::try_from(20 + seg.options.wire_len()).map_err(|_| EmitError::BufferTooSmall)?;
@@ -231,6 +263,37 @@ mod tests {
                 assert_eq!(&plain[..m], &p[..], "segment {i}");
             }
             assert_eq!(got, payload);
+        }
+    }
+
+    /// The headers written apart, followed by the payload, are the super-segment written
+    /// whole, byte for byte (what a device gathering the two with `writev` receives).
+    #[test]
+    fn headers_apart_then_payload_are_the_whole_super_segment() {
+        let payload: Vec<u8> = (0..4500u32).map(|i| (i * 7 % 253) as u8).collect();
+        for (src, dst) in [v4(), v6()] {
+            let (whole, gso) = super_segment(src, dst, &payload, Flags::ACK | Flags::PSH);
+            let seg = TcpSegment {
+                src_port: 80,
+                dst_port: 40000,
+                seq: SeqNum::new(0xffff_f000),
+                ack: SeqNum::new(7),
+                flags: Flags::ACK | Flags::PSH,
+                window: 1000,
+                options: TcpOptions {
+                    timestamps: Some((1, 2)),
+                    ..TcpOptions::EMPTY
+                },
+                payload: &payload,
+                ..SEGMENT_TEMPLATE
+            };
+            let mut buf = vec![0xAA; 70000];
+            let (n, gso_apart) = emit_tcp_gso_headers(&mut buf, src, dst, &seg, 1000).unwrap();
+            assert_eq!(gso_apart, gso);
+            assert_eq!(n, usize::from(gso.hdr_len));
+            let mut gathered = buf[..n].to_vec();
+            gathered.extend_from_slice(&payload);
+            assert_eq!(gathered, whole);
         }
     }
 

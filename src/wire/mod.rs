@@ -14,7 +14,7 @@ mod parse;
 pub(crate) mod testutil;
 
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
-pub use gso::{Gso, emit_tcp_gso};
+pub use gso::{Gso, emit_tcp_gso, emit_tcp_gso_headers};
 pub use options::{MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
 pub use parse::{parse, parse_with};
 
