@@ -24,7 +24,7 @@ import time
 import pytest
 
 from conftest import synack_binary, synack_cmd
-from harness import HOST4, SYNACK4, oracle_mode, run, wait_until
+from harness import HOST4, SYNACK4, SYNACK6, oracle_mode, run, wait_until
 from test_exec_forward import (FWD, PORT, UPSTREAM, connect, gone, lo_up, read_all, reset,
                                started_pid)
 from test_observe import daemon
@@ -56,7 +56,8 @@ def status_rows(control):
 
 def row_of(control, sock):
     """The `synack status --json` row of the connection whose client end is `sock`."""
-    name = "{}:{}".format(*sock.getsockname())
+    host, port = sock.getsockname()[:2]
+    name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     rows = [r for r in status_rows(control) if r.get("peer") == name]
     assert len(rows) == 1, f"{len(rows)} rows for {name}: {rows}"
     return rows[0]
@@ -608,3 +609,56 @@ def test_relay_contract_exec_program_that_closes_stdout_gets_fin_after_its_last_
     assert synack.wait_log(r"program exited with status 0", 5), synack.log_tail(20)
     assert "stderr: gone" in synack.log(), synack.log_tail(20)
     assert stats(control)["rst_out"] == 0
+
+
+# --- IPv6, and the daemon's graceful shutdown
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}=forward:[::1]:{UPSTREAM}")
+def test_relay_contract_forward_to_an_ipv6_upstream_from_both_families(synack, control):
+    lo_up()
+    with socket.socket(socket.AF_INET6) as lsock:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("::1", UPSTREAM))
+        lsock.listen(4)
+        lsock.settimeout(5)
+        for family, addr in ((socket.AF_INET6, SYNACK6), (socket.AF_INET, SYNACK4)):
+            with socket.socket(family) as c:
+                c.settimeout(5)
+                c.connect((addr, FWD))
+                up, peer = lsock.accept()
+                with up:
+                    row = row_of(control, c)
+                    assert row["app"] == f"forward:[::1]:{UPSTREAM}", row
+                    assert row["upstream_local"] == f"[::1]:{peer[1]}", row
+                    c.sendall(b"over IPv6 upstream\n")
+                    assert recv_exactly(up, 19) == b"over IPv6 upstream\n"
+                    up.sendall(b"back\n")
+                    assert recv_exactly(c, 5) == b"back\n"
+                    c.shutdown(socket.SHUT_WR)
+                    up.settimeout(5)
+                    assert up.recv(10) == b"", "the client's FIN reaches the upstream"
+                    up.shutdown(socket.SHUT_WR)
+                    assert read_all(c, timeout=5) == b""
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}={FORWARD}")
+def test_relay_contract_graceful_shutdown_closes_the_upstream_side(synack, upstream):
+    c = connect(FWD)
+    up, _ = upstream.accept()
+    c.sendall(b"still here\n")
+    assert recv_exactly(up, 11) == b"still here\n"
+    assert synack.terminate(timeout=5) == 0
+    # The upstream's socket is closed (EOF or, past the grace period, a reset), and so is
+    # the client's connection: nothing is left open on either side.
+    up.settimeout(5)
+    try:
+        assert up.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    c.settimeout(5)
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    c.close()
