@@ -149,6 +149,8 @@ struct Entry {
     mem_waiting: bool,
     /// Counted in the endpoint's TIME-WAIT connections.
     in_time_wait: bool,
+    /// A `forward:` connection whose upstream the driver was told to close (relay.rs).
+    relay_ended: bool,
 }
 
 impl Entry {
@@ -163,6 +165,7 @@ impl Entry {
             memory_limited: false,
             mem_waiting: false,
             in_time_wait: false,
+            relay_ended: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
@@ -950,6 +953,7 @@ impl Endpoint {
             return;
         }
         self.settle(id, true);
+        self.relay_time_wait(id);
         let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
         };

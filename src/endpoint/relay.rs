@@ -4,7 +4,7 @@
 
 use super::{Endpoint, Entry, Transmit};
 use crate::services::{App, ExecSpec, ForwardSpec, RelayIo, ServiceKind};
-use crate::tcp::{Connection, ResetCause, SeqNum, rst_reply};
+use crate::tcp::{Connection, ResetCause, SeqNum, Socket, State, rst_reply};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
 
@@ -161,8 +161,34 @@ impl Endpoint {
         }
     }
 
+    /// A `forward:` connection in TIME-WAIT owes its upstream nothing more once the driver
+    /// has handed on the client's last bytes (both FINs are in, ours acknowledged): its
+    /// upstream socket is closed now rather than when TIME-WAIT ends, or every connection we
+    /// closed first would hold a file descriptor for 2·MSL (60 s), and a busy forward port
+    /// would run out of them. The 4-tuple itself stays in TIME-WAIT (RFC 9293 §3.6).
+    pub(super) fn relay_time_wait(&mut self, id: usize) {
+        let Some(entry) = super::entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        if entry.relay_ended
+            || entry.conn.state() != State::TimeWait
+            || entry.conn.recv_queue() > 0
+            || !matches!(entry.app, App::Relay(ServiceKind::Forward(_), _))
+        {
+            return;
+        }
+        entry.relay_ended = true;
+        self.relay_events.push(RelayEvent::End {
+            quad: entry.conn.quad(),
+            reset: false,
+        });
+    }
+
     /// An `exec:` or `forward:` connection left the table: tell the driver.
     pub(super) fn relay_removed(&mut self, entry: &Entry) {
+        if entry.relay_ended {
+            return;
+        }
         if let App::Relay(kind, relay) = &entry.app {
             if let ServiceKind::Exec(_) = kind {
                 self.exec_count = self.exec_count.saturating_sub(1);

@@ -662,3 +662,26 @@ def test_relay_contract_graceful_shutdown_closes_the_upstream_side(synack, upstr
     except ConnectionResetError:
         pass
     c.close()
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}={FORWARD}")
+def test_relay_contract_time_wait_does_not_hold_the_upstream_socket(synack, control, upstream):
+    """Connections the upstream ends first leave synack in TIME-WAIT for 60 s; their upstream
+    sockets are closed at once, so a busy forward port does not run out of descriptors."""
+
+    def sockets():
+        fds = os.listdir(f"/proc/{synack.proc.pid}/fd")
+        links = [os.readlink(f"/proc/{synack.proc.pid}/fd/{fd}") for fd in fds]
+        return sum(link.startswith("socket:") for link in links)
+
+    before = sockets()
+    for i in range(200):
+        with connect(FWD) as c:
+            up, _ = upstream.accept()
+            up.sendall(b"bye\n")
+            up.close()
+            assert read_all(c, timeout=5) == b"bye\n", f"connection {i}"
+    rows = status_rows(control)
+    assert sum(r["state"] == "TIME-WAIT" for r in rows) == 200, rows[:3]
+    assert wait_until(lambda: sockets() <= before + 5, 5), (
+        f"{sockets() - before} sockets more than before the 200 connections")

@@ -269,6 +269,7 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
     let mut net = forward_net();
     fwd_syn(&mut net);
     assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    net.ep.take_relay_events();
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.poll(net.now, &mut tx);
     let iss = parse_out(&tx[0]).seq;
@@ -298,7 +299,14 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
         net.ep.connection_state(&quad(FWD_PORT)),
         Some(State::TimeWait)
     );
-    net.ep.take_relay_events();
+    // Nothing more can pass: its upstream is closed at once, not when TIME-WAIT ends.
+    assert_eq!(
+        net.ep.take_relay_events(),
+        [RelayEvent::End {
+            quad: quad(FWD_PORT),
+            reset: false
+        }]
+    );
 
     // A new SYN above RCV.NXT: the old connection ends, the SYN waits for its upstream.
     let out = net.send(&TcpSegment {
@@ -310,11 +318,8 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
     assert!(out.is_empty(), "{out:?}");
     let events = net.ep.take_relay_events();
     assert!(
-        events.contains(&RelayEvent::End {
-            quad: quad(FWD_PORT),
-            reset: false
-        }),
-        "the old connection is gone, its upstream closed: {events:?}"
+        !events.iter().any(|e| matches!(e, RelayEvent::End { .. })),
+        "its upstream was closed already: {events:?}"
     );
     assert!(
         events
@@ -333,4 +338,71 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
         "MAY-2: the new ISS is above the old SND.NXT"
     );
     assert_eq!(net.ep.connection_count(), 1);
+}
+
+#[test]
+fn a_forward_connection_in_time_wait_closes_its_upstream_once_the_last_bytes_are_handed_on() {
+    let mut net = forward_net();
+    fwd_syn(&mut net);
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    net.ep.take_relay_events();
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let iss = parse_out(&tx[0]).seq;
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    // The upstream ends its output first: our FIN, acknowledged: FIN-WAIT-2.
+    net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
+    net.ep.relay_changed(&quad(FWD_PORT));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let our_fin_end = parse_out(tx.last().unwrap()).seq.add(1);
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: our_fin_end,
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    // The client's last words and its FIN together: TIME-WAIT, with them still queued.
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: our_fin_end,
+        flags: Flags::ACK | Flags::FIN,
+        payload: b"last words",
+        ..FROM_PEER
+    });
+    let q = quad(FWD_PORT);
+    assert_eq!(net.ep.connection_state(&q), Some(State::TimeWait));
+    assert!(
+        net.ep.take_relay_events().is_empty(),
+        "the upstream stays until it has the bytes"
+    );
+    // The driver hands them on (then shuts the upstream's input): now it may close it.
+    let mut io = net.ep.relay_io(&q).unwrap();
+    assert_eq!(io.peer_pending(), b"last words");
+    io.peer_wrote(10);
+    assert!(io.peer_should_shut_input());
+    net.ep.relay_changed(&q);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    assert_eq!(
+        net.ep.take_relay_events(),
+        [RelayEvent::End {
+            quad: q,
+            reset: false
+        }]
+    );
+    assert_eq!(net.ep.connection_state(&q), Some(State::TimeWait));
+    // When TIME-WAIT ends, nothing more is said about it.
+    while net.ep.connection_state(&q).is_some() {
+        net.advance();
+    }
+    assert!(net.ep.take_relay_events().is_empty());
 }
