@@ -277,6 +277,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
         let mut buf = vec![0u8; BUF_LEN];
         let mut backlog = false;
         let mut grace_end: Option<Instant> = None;
+        // The relayed connections that ran in a turn (reused: no allocation per turn).
+        let mut ran = Vec::new();
         loop {
             let now = clock.now();
             let deadline = [core.poll_timeout(), grace_end, self.programs.poll_timeout()]
@@ -376,8 +378,10 @@ impl<'d, D: Device> EventLoop<'d, D> {
                         self.upstreams.on_relay_event(&event, ep, registry);
                     }
                 }
-                self.programs.pump(ep, registry, now);
-                self.upstreams.pump(ep, registry, now);
+                ep.take_relay_ready(&mut ran);
+                self.programs.pump(ep, registry, now, &ran);
+                self.upstreams.pump(ep, registry, now, &ran);
+                ran.clear();
             }
             self.obs.after_poll(self.poll.registry(), core.endpoint());
             let mut tx = DeviceTx {

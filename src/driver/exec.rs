@@ -96,6 +96,13 @@ pub struct Programs {
     by_token: HashMap<usize, Program>,
     by_quad: HashMap<Quad, usize>,
     next: usize,
+    /// Programs to pump this turn (by base token): a pipe reported an event, or their
+    /// connection ran (the endpoint's `take_relay_ready`).
+    active: Vec<usize>,
+    /// Closed stdouts waiting out [`STDOUT_CLOSE_GRACE`]: when, and whose.
+    graces: Vec<(Instant, usize)>,
+    /// A program may be reaped and read to the end: look for ones to forget.
+    maybe_finished: bool,
 }
 
 impl Programs {
@@ -113,6 +120,7 @@ impl Programs {
                 1 => p.stdout_blocked = false,
                 _ => p.stderr_ready = true,
             }
+            self.active.push(base);
         }
     }
 
@@ -127,10 +135,32 @@ impl Programs {
 
     /// Move what can be moved between the pipes and the relays; a program whose stdout
     /// closed [`STDOUT_CLOSE_GRACE`] ago and still runs gets its FIN.
-    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant) {
-        for p in self.by_token.values_mut() {
-            if !p.ended {
+    /// Only the programs that had a pipe event, whose connection is in `ran` (see
+    /// `Endpoint::take_relay_ready`), or whose grace is over: the others have nothing to
+    /// move.
+    pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant, ran: &[Quad]) {
+        self.active
+            .extend(ran.iter().filter_map(|q| self.by_quad.get(q).copied()));
+        let active = &mut self.active;
+        self.graces.retain(|&(at, base)| {
+            let due = now >= at;
+            if due {
+                active.push(base);
+            }
+            !due
+        });
+        self.active.sort_unstable();
+        self.active.dedup();
+        for base in self.active.drain(..) {
+            if let Some(p) = self.by_token.get_mut(&base)
+                && !p.ended
+            {
+                let graced = p.stdout_eof_at.is_some();
                 p.pump(ep, registry, now);
+                if !graced && let Some(at) = p.stdout_eof_at {
+                    self.graces.push((at + STDOUT_CLOSE_GRACE, base));
+                }
+                self.maybe_finished |= p.stdout.is_none();
             }
         }
         self.forget_finished();
@@ -139,12 +169,7 @@ impl Programs {
     /// When [`Programs::pump`] must run again without an event: the earliest grace end of a
     /// closed stdout.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.by_token
-            .values()
-            .filter(|p| !p.ended && !p.end_delivered && p.status.is_none())
-            .filter_map(|p| p.stdout_eof_at)
-            .map(|at| at + STDOUT_CLOSE_GRACE)
-            .min()
+        self.graces.iter().map(|&(at, _)| at).min()
     }
 
     /// SIGCHLD: reap every program that exited and log how. A program is forgotten once it
@@ -158,10 +183,14 @@ impl Programs {
                 p.exited(ep, registry, status);
             }
         }
+        self.maybe_finished = true;
         self.forget_finished();
     }
 
     fn forget_finished(&mut self) {
+        if !std::mem::take(&mut self.maybe_finished) {
+            return;
+        }
         let by_quad = &mut self.by_quad;
         self.by_token.retain(|&base, p| {
             let done = p.status.is_some() && (p.ended || p.stdout.is_none());
@@ -240,6 +269,8 @@ impl Programs {
                 };
                 self.by_token.insert(base, program);
                 self.by_quad.insert(quad, base);
+                // The client's first bytes may be waiting already.
+                self.active.push(base);
                 if !ok {
                     warn!(%quad, "cannot watch the program's pipes; resetting the connection");
                     ep.relay_spawn_failed(&quad);
@@ -261,6 +292,7 @@ impl Programs {
             return;
         };
         p.ended = true;
+        self.maybe_finished = true;
         // Its pipes close; a program still reading sees EOF, one still writing EPIPE.
         p.close_stdin(registry);
         p.close_stdout(registry);

@@ -151,6 +151,8 @@ struct Entry {
     in_time_wait: bool,
     /// A `forward:` connection whose upstream the driver was told to close (relay.rs).
     relay_ended: bool,
+    /// On the endpoint's `relay_ready` list.
+    relay_ready: bool,
 }
 
 impl Entry {
@@ -166,6 +168,7 @@ impl Entry {
             mem_waiting: false,
             in_time_wait: false,
             relay_ended: false,
+            relay_ready: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
@@ -214,6 +217,9 @@ pub struct Endpoint {
     mem_used: usize,
     /// What the driver must do for `exec:` connections (relay.rs).
     relay_events: Vec<RelayEvent>,
+    /// `exec:` and `forward:` connections that ran since the driver last asked: the ones
+    /// whose pipes or socket may have something to move (relay.rs).
+    relay_ready: Vec<Quad>,
     /// Connections to `exec:` ports in the table (`--max-exec`).
     exec_count: usize,
     /// SYNs to `forward:` ports waiting for their upstream connect (relay.rs).
@@ -285,6 +291,7 @@ impl Endpoint {
             cookies_sent_at: vec![None; listeners],
             mem_used: 0,
             relay_events: Vec::new(),
+            relay_ready: Vec::new(),
             exec_count: 0,
             pending: HashMap::new(),
             refusals: Vec::new(),
@@ -889,6 +896,12 @@ impl Endpoint {
             return;
         };
         entry.dirty = false;
+        if matches!(entry.app, App::Relay(..)) && !entry.relay_ready {
+            // Something changed for it (data, an ACK, a FIN, the driver's own doing): the
+            // driver looks at its pipes or socket next, and only at such connections'.
+            entry.relay_ready = true;
+            self.relay_ready.push(entry.conn.quad());
+        }
         // This connection's share of --max-buffer-memory: what the others leave.
         let others = self.mem_used.saturating_sub(entry.charged);
         entry.conn.set_memory(

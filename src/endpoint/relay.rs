@@ -42,6 +42,21 @@ impl Endpoint {
         std::mem::take(&mut self.relay_events)
     }
 
+    /// The `exec:` and `forward:` connections that ran since the last call (appended to
+    /// `into`): data came or left, an ACK freed room, a FIN arrived, or the driver moved
+    /// bytes. Only these, and the pipes and sockets mio reports, need the driver's look;
+    /// the others have nothing to move (no allocation once `into` has grown).
+    pub fn take_relay_ready(&mut self, into: &mut Vec<Quad>) {
+        for quad in self.relay_ready.drain(..) {
+            if let Some(&id) = self.table.get(&quad)
+                && let Some(entry) = super::entry_mut(&mut self.slots, id)
+            {
+                entry.relay_ready = false;
+            }
+            into.push(quad);
+        }
+    }
+
     /// Whether any start or stop is waiting for the driver (no allocation).
     pub fn has_relay_events(&self) -> bool {
         !self.relay_events.is_empty()

@@ -406,3 +406,50 @@ fn a_forward_connection_in_time_wait_closes_its_upstream_once_the_last_bytes_are
     }
     assert!(net.ep.take_relay_events().is_empty());
 }
+
+#[test]
+fn only_relayed_connections_that_ran_are_reported_to_the_driver() {
+    let mut net = exec_net(8);
+    let iss = net.connect(EXEC_PORT);
+    let mut ran = Vec::new();
+    net.ep.take_relay_ready(&mut ran);
+    assert_eq!(ran, [quad(EXEC_PORT)], "its handshake ran it");
+    ran.clear();
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        src_port: 40001,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1, "echo's SYN,ACK");
+    net.ep.take_relay_ready(&mut ran);
+    assert!(
+        ran.is_empty(),
+        "an echo connection is not the driver's: {ran:?}"
+    );
+    // Data for the exec connection: reported once, however often it runs before the take.
+    for i in 0..3u32 {
+        net.send(&TcpSegment {
+            dst_port: EXEC_PORT,
+            seq: PEER_ISN.add(1 + i),
+            ack: iss.add(1),
+            flags: Flags::ACK,
+            payload: b"x",
+            ..FROM_PEER
+        });
+    }
+    net.ep.take_relay_ready(&mut ran);
+    assert_eq!(ran, [quad(EXEC_PORT)]);
+    ran.clear();
+    // Nothing happened since: nothing to look at.
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    net.ep.take_relay_ready(&mut ran);
+    assert!(ran.is_empty(), "{ran:?}");
+    // The driver moved bytes: it runs, and is reported again.
+    net.ep.relay_io(&quad(EXEC_PORT)).unwrap().peer_wrote(3);
+    net.ep.relay_changed(&quad(EXEC_PORT));
+    net.ep.poll(net.now, &mut tx);
+    net.ep.take_relay_ready(&mut ran);
+    assert_eq!(ran, [quad(EXEC_PORT)]);
+}
