@@ -114,7 +114,11 @@ def test_discard_swallows_1mib_and_closes_cleanly(synack, capture):
         s.sendall(os.urandom(1 << 20))
         s.shutdown(socket.SHUT_WR)
         assert recv_until_eof(s, timeout=10) == b""
-        pkts = cap.wait_for(lambda ps: any("F" in flagset(p) for p in tcp_from(ps, SYNACK4)))
+        # This connection's FIN: the capture may also hold the FINs of the readiness probes.
+        pkts = cap.wait_for(
+            lambda ps: any("F" in flagset(p) for p in tcp_from(flow(ps, port), SYNACK4)),
+            timeout=10,
+        )
     mine = tcp_from(flow(pkts, port), SYNACK4)
     assert any("F" in flagset(p) for p in mine), describe_all(mine[-10:])
     assert not any("R" in flagset(p) for p in mine), describe_all(mine[-10:])
@@ -136,7 +140,8 @@ def test_chargen_sends_the_rfc864_pattern_and_stops_when_the_client_closes(synac
         s.shutdown(socket.SHUT_WR)
         recv_until_eof(s, timeout=10)  # the rest of the pattern, then synack's FIN
         pkts = cap.wait_for(
-            lambda ps: any("F" in flagset(p) for p in tcp_from(flow(ps, port), SYNACK4))
+            lambda ps: any("F" in flagset(p) for p in tcp_from(flow(ps, port), SYNACK4)),
+            timeout=10,
         )
     mine = tcp_from(flow(pkts, port), SYNACK4)
     assert any("F" in flagset(p) for p in mine)
