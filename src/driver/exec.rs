@@ -176,11 +176,12 @@ impl Programs {
     /// has been reaped and its stdout has been read to the end (or its connection is gone):
     /// its last bytes may still sit in the pipe when SIGCHLD arrives.
     pub fn reap(&mut self, ep: &mut Endpoint, registry: &Registry) {
-        for p in self.by_token.values_mut() {
+        for (&base, p) in &mut self.by_token {
             if p.status.is_none()
                 && let Ok(Some(status)) = p.child.try_wait()
             {
                 p.exited(ep, registry, status);
+                self.active.push(base);
             }
         }
         self.maybe_finished = true;
@@ -387,6 +388,17 @@ impl Program {
                     break;
                 }
                 Ok(_) => changed = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && self.status.is_some() => {
+                    // It has exited and its pipe is empty: everything it wrote has been
+                    // read. A process it left behind may hold the pipe open (no EOF), but
+                    // the program's stream is over: "when the program ... exits, synack
+                    // sends its FIN after the last byte".
+                    debug!(%quad, "the program exited: its stream ends with what it wrote");
+                    self.close_stdout(registry);
+                    self.stdout_eof = true;
+                    self.deliver_end(ep);
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.stdout_blocked = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -477,6 +489,9 @@ impl Program {
             relay.peer_gone();
             ep.relay_changed(&quad);
         }
+        // Read its stdout dry at the next pump: what is in the pipe is the rest of its
+        // stream (see the WouldBlock case there).
+        self.stdout_blocked = false;
         self.deliver_end(ep);
     }
 

@@ -685,3 +685,21 @@ def test_relay_contract_time_wait_does_not_hold_the_upstream_socket(synack, cont
     assert sum(r["state"] == "TIME-WAIT" for r in rows) == 200, rows[:3]
     assert wait_until(lambda: sockets() <= before + 5, 5), (
         f"{sockets() - before} sockets more than before the 200 connections")
+
+
+BACKGROUNDER = "exec:/bin/sh -c 'echo hi; sleep 3 &'"
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{PORT}={BACKGROUNDER}")
+def test_relay_contract_exec_program_that_exits_gets_fin_though_a_child_holds_its_stdout(
+        synack, control):
+    # The shell exits at once; the `sleep` it left behind holds its stdout open for 3 s, so
+    # the pipe sees no EOF. The issue: "when the program closes its stdout or exits, synack
+    # sends its FIN after the last byte": the FIN follows the shell's exit, not the sleep's.
+    with connect(PORT) as c:
+        t0 = time.monotonic()
+        assert read_all(c, timeout=10) == b"hi\n"
+        waited = time.monotonic() - t0
+        assert waited < 2, f"FIN {waited:.2f} s after connecting"
+    assert synack.wait_log(r"program exited with status 0", 5), synack.log_tail(20)
+    assert stats(control)["rst_out"] == 0
