@@ -151,7 +151,7 @@ impl<'a> RelayIo<'a> {
         self.relay.client_eof || self.sock.peer_closed()
     }
 
-    /// How many bytes the peer may deliver now ([`RelayIo::peer_read`]): the send buffer's
+    /// How many bytes the peer may deliver now ([`RelayIo::peer_read_with`]): the send buffer's
     /// room, zero while the client is not reading, so the driver stops reading the peer.
     pub fn peer_room(&self) -> usize {
         let r = &self.relay;
@@ -159,13 +159,6 @@ impl<'a> RelayIo<'a> {
             return 0;
         }
         self.sock.send_capacity()
-    }
-
-    /// Bytes the peer produced, queued for the client; returns how many fit (at most
-    /// [`RelayIo::peer_room`]).
-    pub fn peer_read(&mut self, data: &[u8]) -> usize {
-        let room = self.peer_room();
-        self.sock.send(data.get(..room).unwrap_or(data))
     }
 
     /// Bytes the peer produces in place: `fill` reads them straight into the send buffer
@@ -212,9 +205,14 @@ mod tests {
         io.peer_wrote(n);
     }
 
-    /// A simulated program or upstream that writes `data`; returns how much was taken.
+    /// A simulated program or upstream that writes `data` (a `read()` into the send buffer);
+    /// returns how much was taken.
     fn peer_writes(relay: &mut Relay, sock: &mut MockSocket, data: &[u8]) -> usize {
-        RelayIo::new(relay, sock).peer_read(data)
+        RelayIo::new(relay, sock).peer_read_with(data.len(), &mut |dst| {
+            let n = dst.len().min(data.len());
+            dst[..n].copy_from_slice(&data[..n]);
+            n
+        })
     }
 
     fn io<'a>(relay: &'a mut Relay, sock: &'a mut MockSocket) -> RelayIo<'a> {

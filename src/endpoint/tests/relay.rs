@@ -51,7 +51,10 @@ fn established_exec_connection_starts_a_program_and_relays_through_the_driver() 
     let mut relay = net.ep.relay_io(&quad(EXEC_PORT)).unwrap();
     assert_eq!(relay.peer_pending(), b"ping");
     relay.peer_wrote(4);
-    relay.peer_read(b"pong");
+    relay.peer_read_with(4, &mut |dst| {
+        dst[..4].copy_from_slice(b"pong");
+        4
+    });
     net.ep.relay_changed(&quad(EXEC_PORT));
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.poll(net.now, &mut tx);
