@@ -267,8 +267,9 @@ fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
     assert_eq!(net.ep.connection_count(), 0);
 }
 
-#[test]
-fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
+/// An established `forward:` connection whose upstream ended its output: our FIN is sent
+/// (not yet acknowledged). Returns the net and the sequence number after our FIN.
+fn forward_closed_by_upstream() -> (Net, SeqNum) {
     let mut net = forward_net();
     fwd_syn(&mut net);
     assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
@@ -283,14 +284,19 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
         flags: Flags::ACK,
         ..FROM_PEER
     });
-    // The upstream closes first: our FIN; the client answers with its own: TIME-WAIT here.
     net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
     net.ep.relay_changed(&quad(FWD_PORT));
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.poll(net.now, &mut tx);
     let fin = parse_out(tx.last().unwrap());
     assert!(fin.flags.fin(), "{fin:?}");
-    let our_fin_end = fin.seq.add(1);
+    (net, fin.seq.add(1))
+}
+
+#[test]
+fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
+    // The upstream closes first: our FIN; the client answers with its own: TIME-WAIT here.
+    let (mut net, our_fin_end) = forward_closed_by_upstream();
     net.send(&TcpSegment {
         dst_port: FWD_PORT,
         seq: PEER_ISN.add(1),
@@ -345,26 +351,8 @@ fn a_syn_reopening_time_wait_on_a_forward_port_is_held_and_gets_a_higher_iss() {
 
 #[test]
 fn a_forward_connection_in_time_wait_closes_its_upstream_once_the_last_bytes_are_handed_on() {
-    let mut net = forward_net();
-    fwd_syn(&mut net);
-    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
-    net.ep.take_relay_events();
-    let mut tx: Vec<Vec<u8>> = Vec::new();
-    net.ep.poll(net.now, &mut tx);
-    let iss = parse_out(&tx[0]).seq;
-    net.send(&TcpSegment {
-        dst_port: FWD_PORT,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        ..FROM_PEER
-    });
     // The upstream ends its output first: our FIN, acknowledged: FIN-WAIT-2.
-    net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
-    net.ep.relay_changed(&quad(FWD_PORT));
-    let mut tx: Vec<Vec<u8>> = Vec::new();
-    net.ep.poll(net.now, &mut tx);
-    let our_fin_end = parse_out(tx.last().unwrap()).seq.add(1);
+    let (mut net, our_fin_end) = forward_closed_by_upstream();
     net.send(&TcpSegment {
         dst_port: FWD_PORT,
         seq: PEER_ISN.add(1),
