@@ -133,11 +133,9 @@ impl Programs {
         }
     }
 
-    /// Move what can be moved between the pipes and the relays; a program whose stdout
-    /// closed [`STDOUT_CLOSE_GRACE`] ago and still runs gets its FIN.
-    /// Only the programs that had a pipe event, whose connection is in `ran` (see
-    /// `Endpoint::take_relay_ready`), or whose grace is over: the others have nothing to
-    /// move.
+    /// Move what can be moved between the pipes and the relays, for the programs that had a
+    /// pipe event, whose connection is in `ran` (see `Endpoint::take_relay_ready`), or whose
+    /// closed stdout's grace is over (they get their FIN): the others have nothing to move.
     pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant, ran: &[Quad]) {
         self.active
             .extend(ran.iter().filter_map(|q| self.by_quad.get(q).copied()));
@@ -368,37 +366,35 @@ impl Program {
             let Some(outcome) = super::read_into(&mut relay, stdout) else {
                 break;
             };
-            match outcome {
-                Ok(0) => {
+            // The stream is over at EOF, and once the program has exited, also when its
+            // pipe is empty: everything it wrote has been read. A process it left behind
+            // may hold the pipe open (no EOF), but the program's stream is over: "when the
+            // program ... exits, synack sends its FIN after the last byte".
+            let over = match &outcome {
+                Ok(0) => true,
+                Err(e) => e.kind() == ErrorKind::WouldBlock && self.status.is_some(),
+                Ok(_) => false,
+            };
+            if over {
+                self.close_stdout(registry);
+                self.stdout_eof = true;
+                if self.status.is_none()
+                    && let Ok(Some(status)) = self.child.try_wait()
+                {
+                    self.exited(ep, registry, status);
+                } else if self.status.is_none() {
                     // Its stdout is closed. A program closes it as it dies, a moment before
                     // it can be reaped: the FIN waits for the exit status (at most
                     // STDOUT_CLOSE_GRACE), so that a crash becomes a reset rather than a
                     // clean end (`exited` sends it).
-                    self.close_stdout(registry);
-                    self.stdout_eof = true;
-                    if self.status.is_none()
-                        && let Ok(Some(status)) = self.child.try_wait()
-                    {
-                        self.exited(ep, registry, status);
-                    } else if self.status.is_none() {
-                        self.stdout_eof_at = Some(now);
-                    } else {
-                        self.deliver_end(ep);
-                    }
-                    break;
-                }
-                Ok(_) => changed = true,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && self.status.is_some() => {
-                    // It has exited and its pipe is empty: everything it wrote has been
-                    // read. A process it left behind may hold the pipe open (no EOF), but
-                    // the program's stream is over: "when the program ... exits, synack
-                    // sends its FIN after the last byte".
-                    debug!(%quad, "the program exited: its stream ends with what it wrote");
-                    self.close_stdout(registry);
-                    self.stdout_eof = true;
+                    self.stdout_eof_at = Some(now);
+                } else {
                     self.deliver_end(ep);
-                    break;
                 }
+                break;
+            }
+            match outcome {
+                Ok(_) => changed = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.stdout_blocked = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {

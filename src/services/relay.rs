@@ -24,8 +24,8 @@ use crate::tcp::{Socket, State};
 /// One connection's relay state.
 #[derive(Debug, Default)]
 pub struct Relay {
-    /// The client's FIN was read: the peer's input is shut (seen by the driver as
-    /// [`RelayIo::peer_should_shut_input`]).
+    /// The client's FIN was read (so the driver shuts the peer's input:
+    /// [`RelayIo::peer_should_shut_input`]); with our FIN queued, the relay is done.
     client_eof: bool,
     /// The peer's output ended (program closed stdout, upstream sent FIN): our FIN follows
     /// what is queued.
@@ -148,7 +148,7 @@ impl<'a> RelayIo<'a> {
     /// The client sent FIN and the peer has every byte before it: shut the peer's input
     /// (close the program's stdin, `shutdown(SHUT_WR)` the upstream).
     pub fn peer_should_shut_input(&self) -> bool {
-        self.relay.client_eof || self.sock.peer_closed()
+        self.sock.peer_closed()
     }
 
     /// How many bytes the peer may deliver now ([`RelayIo::peer_read_with`]): the send buffer's

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +54,30 @@ def wait_until(pred, timeout, interval=0.02):
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+class BackgroundSend:
+    """Send `data` on `sock` from a thread, then `then(sock)` (by default shutdown(SHUT_WR)),
+    for a test that reads the other direction meanwhile (a peer that echoes would otherwise
+    deadlock a sender that does not read). `join()` returns the error the sender met, if
+    any."""
+
+    def __init__(self, sock, data, then=lambda s: s.shutdown(socket.SHUT_WR)):
+        self.error = None
+
+        def send():
+            try:
+                sock.sendall(data)
+                then(sock)
+            except Exception as e:  # reported by join()
+                self.error = e
+
+        self.thread = threading.Thread(target=send, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout=10):
+        self.thread.join(timeout)
+        return self.error
 
 
 def run(cmd, timeout=5, check=False, **kw):

@@ -12,6 +12,7 @@ import pytest
 
 from harness import (
     DEFAULT_MSS,
+    BackgroundSend,
     HOST4,
     HOST6,
     SYNACK4,
@@ -89,20 +90,10 @@ def test_nc_echo_prints_the_line_and_exits(synack, addr):
 def test_echo_returns_a_1mib_random_blob_intact(synack):
     blob = os.urandom(1 << 20)
     with connect(SYNACK4, 7) as s:
-        errors = []
-
-        def send():
-            try:
-                s.sendall(blob)
-                s.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                errors.append(e)
-
-        sender = threading.Thread(target=send)
-        sender.start()
+        sender = BackgroundSend(s, blob)
         got = recv_until_eof(s, timeout=30)
-        sender.join(timeout=5)
-    assert not errors, errors
+        error = sender.join(timeout=5)
+    assert error is None, error
     assert len(got) == len(blob)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(blob).hexdigest()
 

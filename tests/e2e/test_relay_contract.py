@@ -24,7 +24,7 @@ import time
 import pytest
 
 from conftest import synack_binary, synack_cmd
-from harness import HOST4, SYNACK4, SYNACK6, oracle_mode, run, wait_until
+from harness import HOST4, SYNACK4, SYNACK6, BackgroundSend, oracle_mode, run, wait_until
 from test_exec_forward import (FWD, PORT, UPSTREAM, connect, gone, lo_up, read_all, reset,
                                started_pid)
 from test_observe import daemon
@@ -398,21 +398,11 @@ def test_relay_contract_forward_slow_client_stops_the_upstream_reads(
         assert 0 < synack_q <= snd_buf <= 4 * MiB, where
         print(where)
         # The client catches up: every byte, in order, then the upstream's FIN.
-        errors = []
-
-        def rest():
-            try:
-                up.setblocking(True)
-                up.sendall(memoryview(data)[wrote:])
-                up.close()
-            except Exception as e:
-                errors.append(e)
-
-        sender = threading.Thread(target=rest, daemon=True)
-        sender.start()
+        up.setblocking(True)
+        sender = BackgroundSend(up, memoryview(data)[wrote:], then=lambda s: s.close())
         count, digest = hash_until_eof(c, timeout=60)
-        sender.join(10)
-        assert not errors, errors
+        error = sender.join(10)
+        assert error is None, error
         assert (count, digest) == (len(data), hashlib.sha256(data).hexdigest())
 
 
@@ -484,20 +474,10 @@ def assert_impaired(synack):
 def test_relay_contract_exec_cat_echoes_4mib_under_loss_and_reordering(synack, control):
     data = os.urandom(4 * MiB)
     with connect(PORT, timeout=60) as c:
-        errors = []
-
-        def send():
-            try:
-                c.sendall(data)
-                c.shutdown(socket.SHUT_WR)
-            except Exception as e:
-                errors.append(e)
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
+        sender = BackgroundSend(c, data)
         got = read_all(c, timeout=120)
-        sender.join(10)
-    assert not errors, errors
+        error = sender.join(10)
+    assert error is None, error
     assert len(got) == len(data) and got == data
     assert stats(control)["retransmissions"] > 0  # synack resent the echo the link lost
     assert_impaired(synack)
