@@ -8,7 +8,7 @@
 #   synack   synack --addr any -l '*=direct' --upstream-interface up0 (route 198.19.1.0/24
 #            into synack0; up0 is a veth to the upstream namespace); and a second synack
 #            with -l '*=socks5:198.18.8.2:1080' through microsocks, in the same run
-#   tun2proxy  tun2proxy 0.8.7 --proxy none (relays directly) on tun0, its own sockets kept off
+#   tun2proxy  tun2proxy 0.8.7 --proxy none --max-sessions 20000 (relays directly) on tun0, its own sockets kept off
 #            tun0 by a uidrange rule (it cannot bind them); clients run as uid 1000; skipped
 #            with a note when tun2proxy-bin is not installed (`cargo install tun2proxy`)
 #   direct   the kernel's own path: a veth straight to the upstream namespace (MTU 1500)
@@ -77,7 +77,7 @@ transparent_suite() {
         ip -n "$t2p" link set t0 up
         ip -n "$up" link set t1 up
         ip -n "$t2p" route add 198.19.1.0/24 via 198.18.6.2
-        ip netns exec "$t2p" "$T2P_BIN" --tun tun0 --proxy none://0.0.0.0:0 --tcp-mss 1460 \
+        ip netns exec "$t2p" "$T2P_BIN" --tun tun0 --proxy none --tcp-mss 1460 --max-sessions 20000 \
             >"$WORK/t-tun2proxy.log" 2>&1 &
         tpid=$!
         PIDS+=("$tpid")
