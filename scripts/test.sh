@@ -104,9 +104,10 @@ fi
 [[ $mode == unit ]] && exit 0
 
 # The end-to-end tests move gigabytes (issue 3), so they run the optimised binary.
-say "building synack (release)"
-cargo build --release --bin synack
+say "building synack and the socket-API example (release)"
+cargo build --release --bin synack --example echo_server
 export SYNACK_BIN=${SYNACK_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/release/synack}
+export SYNACK_ECHO_EXAMPLE=${SYNACK_ECHO_EXAMPLE:-$(pwd)/${CARGO_TARGET_DIR:-target}/release/examples/echo_server}
 
 say "end-to-end tests in a private network namespace"
 export PYTHONDONTWRITEBYTECODE=1

@@ -21,6 +21,7 @@ mod http;
 #[cfg(test)]
 mod mock;
 mod relay;
+mod socket;
 
 use crate::tcp::Socket;
 use std::fmt;
@@ -33,6 +34,7 @@ pub use echo::Echo;
 pub use exec::{ExecSpec, ForwardSpec};
 pub use http::Http;
 pub use relay::{PeerId, Relay, RelayIo};
+pub use socket::SocketApp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -131,6 +133,9 @@ pub enum App {
     Relay(ServiceKind, Relay),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
+    /// Not a service: a connection of the socket API, driven by the program that holds the
+    /// socket (`crate::endpoint::Sockets`).
+    Socket(SocketApp),
 }
 
 impl App {
@@ -154,7 +159,7 @@ impl App {
             App::Chargen(_) => Some(ServiceKind::Chargen),
             App::Http(_) => Some(ServiceKind::Http),
             App::Relay(kind, _) => Some(*kind),
-            App::Client(_) => None,
+            App::Client(_) | App::Socket(_) => None,
         }
     }
 
@@ -167,6 +172,7 @@ impl App {
             App::Http(s) => s.poll(sock),
             App::Relay(_, s) => s.poll(sock),
             App::Client(s) => s.poll(sock),
+            App::Socket(s) => s.poll(sock),
         }
     }
 
@@ -196,6 +202,7 @@ impl App {
             App::Http(s) => s.is_closed(),
             App::Relay(_, s) => s.is_closed(),
             App::Client(s) => s.is_closed(),
+            App::Socket(s) => s.is_closed(),
         }
     }
 
