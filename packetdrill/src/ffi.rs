@@ -570,7 +570,8 @@ pub unsafe extern "C" fn synack_pd_ioctl_arg(
     let s = unsafe { shared(ud) };
     let r = s.with(|st| match request {
         // FIONREAD is SIOCINQ.
-        libc::FIONREAD => st.readable_bytes(fd),
+        libc::FIONREAD => st.queued(fd).map(|(received, _)| received),
+        libc::TIOCOUTQ => st.queued(fd).map(|(_, sent)| sent),
         libc::FIONBIO => {
             // SAFETY: FIONBIO's argument is an int*.
             let on = !arg.is_null() && unsafe { *arg.cast::<c_int>() } != 0;
@@ -580,8 +581,8 @@ pub unsafe extern "C" fn synack_pd_ioctl_arg(
     });
     match r {
         Ok(n) => {
-            if request == libc::FIONREAD && !arg.is_null() {
-                // SAFETY: FIONREAD's argument is an int*.
+            if (request == libc::FIONREAD || request == libc::TIOCOUTQ) && !arg.is_null() {
+                // SAFETY: SIOCINQ's and SIOCOUTQ's argument is an int*.
                 unsafe { *arg.cast::<c_int>() = c_int::try_from(n).unwrap_or(c_int::MAX) };
             }
             0
@@ -592,7 +593,16 @@ pub unsafe extern "C" fn synack_pd_ioctl_arg(
 
 unsafe extern "C" fn close(ud: Ud, fd: c_int) -> c_int {
     let s = unsafe { shared(ud) };
-    ret(s.with(|st| st.close(fd)).map(|()| 0))
+    c_result(close_fd(s, fd))
+}
+
+pub fn close_fd(s: &Shared, fd: c_int) -> SysResult<()> {
+    s.with(|st| st.close(fd))
+}
+
+/// 0, or -1 with errno set.
+pub fn c_result(r: SysResult<()>) -> c_int {
+    ret(r.map(|()| 0))
 }
 
 unsafe extern "C" fn shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {

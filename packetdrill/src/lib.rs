@@ -134,6 +134,25 @@ pub unsafe extern "C" fn packetdrill_interface_init(
     unsafe { ifc.write(ffi::interface(shared)) };
 }
 
+/// The next definition of a C library function, past this library (which preloaded
+/// overrides it).
+unsafe fn next_symbol(name: &std::ffi::CStr) -> *mut c_void {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
+/// The live instance, if `fd` is one of its descriptors' numbers. Descriptors below
+/// `FIRST_FD` are never ours and are passed on without taking the instance's lock (the
+/// library's own file reads close descriptors while holding it).
+fn instance_for(fd: c_int) -> Option<&'static Shared> {
+    if fd < sockets::FIRST_FD {
+        return None;
+    }
+    let shared = INSTANCE.load(Ordering::Acquire);
+    // SAFETY: the instance lives until packetdrill's free, which forgets it first.
+    (!shared.is_null()).then(|| unsafe { &*shared })
+}
+
 /// The C library's getsockopt, answered for our descriptors when this library is preloaded
 /// (`LD_PRELOAD`): packetdrill's `%{ }%` blocks read TCP_INFO with a real getsockopt() on
 /// the descriptor the library gave it. Every other descriptor goes to the C library.
@@ -148,29 +167,42 @@ pub unsafe extern "C" fn getsockopt(
     value: *mut c_void,
     len: *mut libc::socklen_t,
 ) -> c_int {
-    let shared = INSTANCE.load(Ordering::Acquire);
-    if fd >= sockets::FIRST_FD && !shared.is_null() {
-        // SAFETY: the instance lives until packetdrill's free, which forgets it first.
-        let shared = unsafe { &*shared };
-        return match unsafe { ffi::get_option(shared, fd, level, name, value, len) } {
-            Ok(()) => 0,
-            Err(e) => {
-                unsafe { *libc::__errno_location() = e };
-                -1
-            }
-        };
+    if let Some(shared) = instance_for(fd) {
+        return ffi::c_result(unsafe { ffi::get_option(shared, fd, level, name, value, len) });
     }
     type GetSockOpt =
         unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut libc::socklen_t) -> c_int;
-    // SAFETY: the next getsockopt in the lookup order is the C library's.
     unsafe {
-        let next = libc::dlsym(libc::RTLD_NEXT, c"getsockopt".as_ptr());
+        let next = next_symbol(c"getsockopt");
         if next.is_null() {
-            *libc::__errno_location() = libc::ENOSYS;
-            return -1;
+            return ffi::c_result(Err(libc::ENOSYS));
         }
+        // SAFETY: the C library's getsockopt has this signature.
         let next: GetSockOpt = std::mem::transmute(next);
         next(fd, level, name, value, len)
+    }
+}
+
+/// The C library's close, answered for our descriptors when this library is preloaded:
+/// packetdrill closes the descriptors a script left open with a real close() when the script
+/// ends (its so mode calls the library only for the script's own close calls).
+///
+/// # Safety
+/// As close(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if let Some(shared) = instance_for(fd) {
+        return ffi::c_result(ffi::close_fd(shared, fd));
+    }
+    type Close = unsafe extern "C" fn(c_int) -> c_int;
+    unsafe {
+        let next = next_symbol(c"close");
+        if next.is_null() {
+            return ffi::c_result(Err(libc::ENOSYS));
+        }
+        // SAFETY: the C library's close has this signature.
+        let next: Close = std::mem::transmute(next);
+        next(fd)
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 
 use crate::api::{
-    Readiness, Shutdown, SockOpt, SockOptName, SocketError, SocketHandle, SocketTcpInfo, SocketsExt,
+    Readiness, Shutdown, SockOpt, SockOptName, SocketError, SocketHandle, SocketTcpInfo,
 };
 use crate::clock::Clocked;
 use crate::sysctl::{self, Applied};
@@ -161,7 +161,7 @@ impl Stack {
 
     pub fn listen(&mut self, fd: i32, backlog: i32) -> SysResult<()> {
         let h = self.handle(fd)?;
-        let backlog = u32::try_from(backlog).unwrap_or(0);
+        let backlog = usize::try_from(backlog).unwrap_or(0);
         self.clock.ep.sockets().listen(h, backlog).map_err(err)
     }
 
@@ -252,15 +252,11 @@ impl Stack {
         Ok(())
     }
 
-    /// FIONREAD / SIOCINQ: the bytes a read would return now.
-    pub fn readable_bytes(&mut self, fd: i32) -> SysResult<usize> {
+    /// FIONREAD / SIOCINQ (bytes received, not yet read) and SIOCOUTQ (bytes sent, not yet
+    /// acknowledged).
+    pub fn queued(&mut self, fd: i32) -> SysResult<(usize, usize)> {
         let h = self.handle(fd)?;
-        let mut scratch = vec![0u8; 1 << 20];
-        match self.clock.ep.sockets().recv(h, &mut scratch, true) {
-            Ok(n) => Ok(n),
-            Err(SocketError::WouldBlock) => Ok(0),
-            Err(e) => Err(err(e)),
-        }
+        self.clock.ep.sockets().queued(h).map_err(err)
     }
 
     pub fn set_option(&mut self, fd: i32, opt: SockOpt) -> SysResult<()> {
@@ -276,12 +272,14 @@ impl Stack {
     /// SO_ERROR: the pending error's errno (cleared), or 0.
     pub fn take_error(&mut self, fd: i32) -> SysResult<i32> {
         let h = self.handle(fd)?;
-        Ok(self.clock.ep.sockets().take_error(h).map_or(0, err))
+        let pending = self.clock.ep.sockets().take_error(h).map_err(err)?;
+        Ok(pending.map_or(0, err))
     }
 
     pub fn tcp_info(&mut self, fd: i32) -> SysResult<SocketTcpInfo> {
         let h = self.handle(fd)?;
-        self.clock.ep.sockets().tcp_info(h).map_err(err)
+        let now = self.clock.now();
+        self.clock.ep.sockets().tcp_info(h, now).map_err(err)
     }
 
     pub fn peer_addr(&mut self, fd: i32) -> SysResult<SocketAddr> {
