@@ -610,6 +610,10 @@ unsafe extern "C" fn shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {
     ret(s.with(|st| st.shutdown(fd, how)).map(|()| 0))
 }
 
+/// Linux's `TCP_CC_INFO` and `SO_MEMINFO` (include/uapi/linux/tcp.h, asm-generic/socket.h).
+const TCP_CC_INFO: c_int = 26;
+const SO_MEMINFO: c_int = 55;
+
 /// The socket options the corpus uses, by level and name.
 fn option_name(level: c_int, name: c_int) -> Option<SockOptName> {
     Some(match (level, name) {
@@ -656,6 +660,20 @@ pub unsafe fn get_option(
         (libc::SOL_SOCKET, libc::SO_TYPE) => {
             s.with(|st| st.nonblocking(fd))?;
             unsafe { write_opt::<c_int>(libc::SOCK_STREAM, out, len) }
+        }
+        // packetdrill's `%{ }%` blocks also read these; synack has nothing for them: no
+        // congestion-control details (an empty answer, as Linux gives for reno), zeroed
+        // socket memory counters.
+        (libc::IPPROTO_TCP, TCP_CC_INFO) => {
+            s.with(|st| st.nonblocking(fd))?;
+            if !len.is_null() {
+                unsafe { *len = 0 };
+            }
+            Ok(())
+        }
+        (libc::SOL_SOCKET, SO_MEMINFO) => {
+            s.with(|st| st.nonblocking(fd))?;
+            unsafe { write_opt([0u32; 9], out, len) }
         }
         (libc::IPPROTO_TCP, libc::TCP_INFO) => {
             let info = s.with(|st| st.tcp_info(fd))?;
