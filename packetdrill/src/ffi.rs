@@ -122,11 +122,21 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Run `f` on the stack, send what it made due, and wake every waiting call.
+    /// A socket call: run `f` on the stack, send what it made due (one `Endpoint::poll`),
+    /// and wake every waiting call.
     fn with<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
+        self.clocked(|stack| {
+            let r = f(stack);
+            stack.settle();
+            r
+        })
+    }
+
+    /// Packets and time (`netdev_*`, `usleep`, `gettimeofday`): `f` polls the endpoint
+    /// itself, as each needs; then every waiting call is woken.
+    fn clocked<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
         let mut stack = self.lock();
         let r = f(&mut stack);
-        stack.settle();
         drop(stack);
         self.changed.notify_all();
         r
@@ -796,7 +806,7 @@ unsafe extern "C" fn poll(ud: Ud, fds: *mut pollfd, nfds: nfds_t, timeout_ms: c_
 unsafe extern "C" fn netdev_send(ud: Ud, buf: *const c_void, len: size_t) -> c_int {
     let s = unsafe { shared(ud) };
     let packet = unsafe { buf_ref(buf, len) };
-    s.with(|st| st.clock.receive(packet));
+    s.clocked(|st| st.clock.receive(packet));
     0
 }
 
@@ -808,7 +818,7 @@ unsafe extern "C" fn netdev_receive(
 ) -> c_int {
     let s = unsafe { shared(ud) };
     let out = unsafe { buf_mut(buf, if count.is_null() { 0 } else { *count }) };
-    match s.with(|st| st.clock.next_packet()) {
+    match s.clocked(|st| st.clock.next_packet()) {
         Ok((at, packet)) => {
             let n = packet.len().min(out.len());
             out[..n].copy_from_slice(&packet[..n]);
@@ -834,13 +844,13 @@ unsafe extern "C" fn netdev_receive(
 
 unsafe extern "C" fn usleep(ud: Ud, usec: libc::useconds_t) -> c_int {
     let s = unsafe { shared(ud) };
-    s.with(|st| st.clock.sleep(Duration::from_micros(u64::from(usec))));
+    s.clocked(|st| st.clock.sleep(Duration::from_micros(u64::from(usec))));
     0
 }
 
 unsafe extern "C" fn gettimeofday(ud: Ud, tv: *mut timeval, _tz: *mut c_void) -> c_int {
     let s = unsafe { shared(ud) };
-    let micros = s.with(|st| st.clock.gettimeofday());
+    let micros = s.clocked(|st| st.clock.gettimeofday());
     if !tv.is_null() {
         unsafe {
             (*tv).tv_sec = (micros / 1_000_000) as libc::time_t;
