@@ -916,3 +916,101 @@ pub unsafe fn flags_str<'a>(flags: *const c_char) -> &'a str {
     // SAFETY: packetdrill's NUL-terminated --so_flags string.
     unsafe { CStr::from_ptr(flags) }.to_str().unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clocked;
+    use etherparse::PacketBuilder;
+    use std::net::IpAddr;
+    use synack::endpoint::{Endpoint, EndpointConfig};
+
+    const LOCAL: [u8; 4] = [198, 18, 0, 1];
+    const REMOTE: [u8; 4] = [198, 19, 0, 1];
+
+    fn shared() -> Shared {
+        let config = EndpointConfig {
+            addrs: vec![IpAddr::from(LOCAL)],
+            listeners: vec![],
+            ..EndpointConfig::default()
+        };
+        let ep = Endpoint::new(config, [7; 16], crate::clock::START);
+        Shared::new(Stack::new(Clocked::new(ep), None))
+    }
+
+    /// A segment from REMOTE:40000 to LOCAL:8080.
+    fn segment(syn: bool, seq: u32, ack: Option<u32>) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4(REMOTE, LOCAL, 64).tcp(40000, 8080, seq, 65535);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(ack) = ack {
+            b = b.ack(ack);
+        }
+        let mut packet = Vec::new();
+        b.write(&mut packet, &[]).unwrap();
+        packet
+    }
+
+    fn listener(s: &Shared) -> c_int {
+        let fd = s
+            .with(|st| st.socket(libc::AF_INET, libc::SOCK_STREAM, 0))
+            .unwrap();
+        s.with(|st| st.bind(fd, "198.18.0.1:8080".parse().unwrap()))
+            .unwrap();
+        s.with(|st| st.listen(fd, 1)).unwrap();
+        fd
+    }
+
+    #[test]
+    fn a_blocking_accept_waits_for_the_handshake_and_a_nonblocking_one_does_not() {
+        let s = shared();
+        let fd = listener(&s);
+        std::thread::scope(|scope| {
+            let accepting = scope.spawn(|| s.blocking(fd, false, |st| st.accept(fd)));
+            s.clocked(|st| st.clock.receive(&segment(true, 100, None)));
+            let (_, synack) = s.clocked(|st| st.clock.next_packet()).unwrap();
+            let isn = u32::from_be_bytes(synack[24..28].try_into().unwrap());
+            // Without the final ACK the accept cannot have returned.
+            assert!(!accepting.is_finished());
+            s.clocked(|st| {
+                st.clock
+                    .receive(&segment(false, 101, Some(isn.wrapping_add(1))))
+            });
+            let (child, peer) = accepting.join().unwrap().unwrap();
+            assert!(child >= crate::sockets::FIRST_FD);
+            assert_eq!(peer, "198.19.0.1:40000".parse().unwrap());
+        });
+        s.with(|st| st.set_nonblocking(fd, true)).unwrap();
+        assert_eq!(s.blocking(fd, false, |st| st.accept(fd)), Err(libc::EAGAIN));
+    }
+
+    #[test]
+    fn a_waiting_poll_times_out_in_virtual_time() {
+        let s = shared();
+        let fd = listener(&s);
+        std::thread::scope(|scope| {
+            // poll with a 100 ms timeout returns 0 once virtual time has passed it.
+            let polling = scope.spawn(|| {
+                let mut fds = [pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                unsafe { poll((&raw const s).cast_mut().cast(), fds.as_mut_ptr(), 1, 100) }
+            });
+            while !polling.is_finished() {
+                s.clocked(|st| st.clock.sleep(Duration::from_millis(10)));
+                std::thread::yield_now();
+            }
+            assert_eq!(polling.join().unwrap(), 0);
+            let waited = s
+                .clocked(|st| st.now())
+                .saturating_since(crate::clock::START);
+            assert!(
+                waited >= Duration::from_millis(100),
+                "returned after {waited:?}"
+            );
+        });
+    }
+}
