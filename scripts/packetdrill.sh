@@ -48,6 +48,11 @@ while (($#)); do
 done
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# Paths given are relative to where we were started; the runs use them relative to the
+# repository (the default ones are).
+for i in "${!paths[@]}"; do
+    [[ ${paths[i]} == /* ]] || paths[i]=$(realpath -m --relative-to="$repo" "${paths[i]}")
+done
 cd "$repo"
 ((${#paths[@]})) || paths=(../shared/packetdrill/tests tests/packetdrill)
 
@@ -102,13 +107,24 @@ build_packetdrill() {
 }
 
 build_library() {
-    echo "building libsynack_packetdrill.so (cargo build --release -p synack-packetdrill)" >&2
     if ! cargo build --quiet --release -p synack-packetdrill >&2; then
         echo "building the packetdrill library failed (see above)" >&2
         exit 1
     fi
     lib=$target/release/libsynack_packetdrill.so
 }
+
+scripts=()
+for path in "${paths[@]}"; do
+    if [[ -d $path ]]; then
+        while IFS= read -r -d '' f; do scripts+=("$f"); done < <(find "$path" -name '*.pkt' -type f -print0 | sort -z)
+    elif [[ -f $path ]]; then
+        scripts+=("$path")
+    else
+        echo "no such script or folder: $path" >&2
+        exit 2
+    fi
+done
 
 build_packetdrill
 lib=
@@ -216,11 +232,18 @@ sandbox=(unshare -n -m --propagation private -- /bin/sh -c '
 
 # first_error OUTPUT_FILE SCRIPT STATUS: packetdrill's first error line, which names the script
 # ("name.pkt:13: error handling packet: ..."); else the first line that is not one of the
-# library's notes (a script's own commands may print harmless complaints before it).
+# library's notes (a script's own commands may print harmless complaints before it). When the
+# library ended the script (synack will never send the packet packetdrill waits for, and
+# packetdrill is handed one it cannot parse), the library's explanation replaces packetdrill's
+# complaint about that packet.
 first_error() {
-    local line name
+    local line name ours
     name=$(basename "$2")
     line=$(grep -F -e "$name:" "$1" | head -n 1 || true)
+    ours=$(sed -n 's/^synack-packetdrill: error: //p' "$1" | head -n 1)
+    if [[ -n $ours ]]; then
+        line="$(sed -n 's/^\([^ ]*\.pkt:[0-9]*:\).*/\1/p' <<<"$line")${line:+ }$ours"
+    fi
     [[ -n $line ]] || line=$(grep -v -e '^synack-packetdrill: note' -e '^[[:space:]]*$' "$1" | head -n 1 || true)
     [[ -n $line ]] || line="packetdrill exited with status $3 and printed nothing"
     printf '%s' "$line"
@@ -314,18 +337,6 @@ run_one() { # SCRIPT IP
         fi
     fi
 }
-
-scripts=()
-for path in "${paths[@]}"; do
-    if [[ -d $path ]]; then
-        while IFS= read -r -d '' f; do scripts+=("$f"); done < <(find "$path" -name '*.pkt' -type f -print0 | sort -z)
-    elif [[ -f $path ]]; then
-        scripts+=("$path")
-    else
-        echo "no such script or folder: $path" >&2
-        exit 2
-    fi
-done
 
 for script in "${scripts[@]}"; do
     for ip in "${ips[@]}"; do
