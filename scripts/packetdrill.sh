@@ -305,10 +305,11 @@ run_one() { # SCRIPT IP
         if $linux; then
             exec timeout 300 "${sandbox[@]}" "$pd_bin" "${args[@]}" "$(basename "$script")"
         else
-            # LD_PRELOAD: packetdrill's %{ }% blocks read TCP_INFO through the C library's
-            # getsockopt(), which the library answers for its own descriptors.
-            exec env PATH="$shims:$PATH" SYNACK_PD_SYSCTL_FILE="$run_dir/sysctl" LD_PRELOAD="$lib" \
-                timeout 60 "${sandbox[@]}" "$pd_bin" "${args[@]}" "$(basename "$script")"
+            # Preloaded into packetdrill alone: its %{ }% blocks read TCP_INFO through the C
+            # library's getsockopt(), and it closes the sockets a script left open with the C
+            # library's close(); the library answers both for its own descriptors.
+            exec env PATH="$shims:$PATH" SYNACK_PD_SYSCTL_FILE="$run_dir/sysctl" \
+                timeout 60 "${sandbox[@]}" env LD_PRELOAD="$lib" "$pd_bin" "${args[@]}" "$(basename "$script")"
         fi
     ) >"$out" 2>&1 || status=$?
 
