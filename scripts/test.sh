@@ -13,7 +13,7 @@
 # missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, apache2-utils,
 # bison, flex, gcc and make to build packetdrill,
 # libcap2-bin, systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
-# python3-prometheus-client) with apt-get, and cargo-deb with cargo. Nothing is configured in
+# python3-prometheus-client, microsocks) with apt-get, and cargo-deb with cargo. Nothing is configured in
 # the machine's own namespace; the package test installs synack's .deb with dpkg and removes
 # it again.
 set -euo pipefail
@@ -73,6 +73,8 @@ install_deps() {
     command -v chromium >/dev/null || missing+=(chromium)
     "$PYTHON" -c 'import PIL' 2>/dev/null || missing+=(python3-pil)
     "$PYTHON" -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
+    # Issue 21: the transparent relay through a SOCKS5 proxy.
+    command -v microsocks >/dev/null || missing+=(microsocks)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         if ! command -v apt-get >/dev/null; then
