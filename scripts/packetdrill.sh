@@ -18,7 +18,7 @@
 # Builds packetdrill (../shared/packetdrill/packetdrill-2c4001c.tar.gz, into target/packetdrill/;
 # installs Debian's bison, flex, gcc and make if missing) and libsynack_packetdrill.so if needed.
 # Needs root: every run is inside its own network and mount namespaces (unshare -n -m), with
-# /proc/sys read-only except the namespace's own /proc/sys/net, and a private /tmp.
+# /proc/sys read-only except the namespace's own /proc/sys/net.
 set -euo pipefail
 
 usage() { sed -n '2,21s/^# \{0,1\}//p' "$0"; }
@@ -188,7 +188,7 @@ run_dir=$pd_dir/run
 mkdir -p "$run_dir"
 shims=$run_dir/shims
 
-# In synack's mode the scripts' shell commands (sysctl, tc, ip) must not touch the host, and
+# In synack's mode the scripts' shell commands (sysctl, tc, ip, ethtool) must not touch the host, and
 # there is no tun0: these stand-ins, first on PATH, record sysctl settings for the library to
 # map onto synack's configuration and say that the rest is ignored.
 write_shims() {
@@ -206,10 +206,10 @@ for arg in "$@"; do
 done
 exit 0
 EOF
-    for tool in tc ip; do
+    for tool in tc ip ethtool; do
         cat >"$shims/$tool" <<EOF
 #!/bin/sh
-echo "synack-packetdrill: note: ignored: $tool \$* (no qdiscs, routes or TCP metrics in synack's mode)" >&2
+echo "synack-packetdrill: note: ignored: $tool \$* (no device, qdiscs, routes or TCP metrics in synack's mode)" >&2
 exit 0
 EOF
     done
@@ -220,13 +220,12 @@ $linux || write_shims
 # The namespace every run is in: a private network namespace (only lo, and with --linux
 # packetdrill's tun0), /proc/sys read-only except this namespace's own /proc/sys/net (every
 # sysctl in there is per network namespace: the kernel hides global net.* sysctls in a new
-# namespace), and a private /tmp.
+# namespace).
 export SYNACK_PD_IP=$(command -v ip)
 sandbox=(unshare -n -m --propagation private -- /bin/sh -c '
     mount --bind /proc/sys /proc/sys &&
     mount --bind /proc/sys/net /proc/sys/net &&
     mount -o remount,bind,ro /proc/sys &&
-    mount -t tmpfs -o mode=1777 synack-pd-tmp /tmp &&
     "$SYNACK_PD_IP" link set lo up &&
     exec "$@"' sh)
 
