@@ -61,7 +61,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-target=${CARGO_TARGET_DIR:-$repo/target}
+target=$(realpath -m "${CARGO_TARGET_DIR:-$repo/target}")
 pd_dir=$target/packetdrill
 pd_bin=$pd_dir/packetdrill
 tarball=${SYNACK_PACKETDRILL_TARBALL:-$repo/../shared/packetdrill/packetdrill-2c4001c.tar.gz}
