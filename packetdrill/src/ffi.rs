@@ -126,6 +126,7 @@ impl Shared {
     /// and wake every waiting call.
     fn with<R>(&self, f: impl FnOnce(&mut Stack) -> R) -> R {
         self.clocked(|stack| {
+            stack.apply_sysctls();
             let r = f(stack);
             stack.settle();
             r
@@ -806,7 +807,10 @@ unsafe extern "C" fn poll(ud: Ud, fds: *mut pollfd, nfds: nfds_t, timeout_ms: c_
 unsafe extern "C" fn netdev_send(ud: Ud, buf: *const c_void, len: size_t) -> c_int {
     let s = unsafe { shared(ud) };
     let packet = unsafe { buf_ref(buf, len) };
-    s.clocked(|st| st.clock.receive(packet));
+    s.clocked(|st| {
+        st.apply_sysctls();
+        st.clock.receive(packet);
+    });
     0
 }
 

@@ -108,7 +108,8 @@ impl Stack {
         fd
     }
 
-    /// Apply the scripts' sysctl settings written since the last call (src/sysctl.rs).
+    /// Apply the scripts' sysctl settings written since the last call (src/sysctl.rs): before
+    /// every socket call and every packet in, so a setting is in force from the next one.
     pub fn apply_sysctls(&mut self) {
         let Some(path) = &self.sysctl_file else {
             return;
@@ -137,7 +138,6 @@ impl Stack {
     }
 
     pub fn socket(&mut self, domain: i32, ty: i32, protocol: i32) -> SysResult<i32> {
-        self.apply_sysctls();
         let v6 = match domain {
             libc::AF_INET => false,
             libc::AF_INET6 => true,
@@ -174,7 +174,6 @@ impl Stack {
 
     /// connect: `EINPROGRESS`, then `EALREADY` while the handshake runs; 0 once established.
     pub fn connect(&mut self, fd: i32, remote: SocketAddr) -> SysResult<()> {
-        self.apply_sysctls();
         let h = self.handle(fd)?;
         let now = self.clock.now();
         self.clock
@@ -303,6 +302,24 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use synack::endpoint::{Endpoint, EndpointConfig};
+
+    #[test]
+    fn sysctl_lines_written_between_calls_are_applied_once_each() {
+        let path = std::env::temp_dir().join(format!("synack-pd-sysctl-{}", std::process::id()));
+        std::fs::write(&path, "net.ipv4.tcp_timestamps=0\n").unwrap();
+        let ep = Endpoint::new(EndpointConfig::default(), [7; 16], crate::clock::START);
+        let mut stack = Stack::new(Clocked::new(ep), Some(path.clone()));
+        stack.apply_sysctls();
+        assert!(!stack.clock.ep.tcp_config_mut().timestamps);
+        // A later setting is applied; the earlier line is not read again.
+        stack.clock.ep.tcp_config_mut().timestamps = true;
+        std::fs::write(&path, "net.ipv4.tcp_timestamps=0\nnet.ipv4.tcp_sack=0\n").unwrap();
+        stack.apply_sysctls();
+        assert!(stack.clock.ep.tcp_config_mut().timestamps);
+        assert!(!stack.clock.ep.tcp_config_mut().sack);
+        std::fs::remove_file(path).unwrap();
+    }
 
     #[test]
     fn ipv4_mapped_addresses_are_plain_ipv4_to_synack_and_mapped_back_for_inet6_sockets() {

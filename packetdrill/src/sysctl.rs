@@ -3,8 +3,8 @@
 //! In synack's mode a script's shell commands must not change the host: scripts/packetdrill.sh
 //! puts a `sysctl` stand-in first on PATH, which appends each `key=value` it is given to a
 //! file (`sysctl_file=` in `--so_flags`). The library reads the new lines before every socket
-//! call and maps those synack has an equivalent for onto `tcp::Config`; it says on stderr
-//! what it mapped and what it ignored.
+//! call and every packet in, and maps those synack has an equivalent for onto `tcp::Config`;
+//! it says on stderr what it mapped and what it ignored.
 
 use std::time::Duration;
 
