@@ -120,6 +120,9 @@ for path in "${paths[@]}"; do
         while IFS= read -r -d '' f; do scripts+=("$f"); done < <(find "$path" -name '*.pkt' -type f -print0 | sort -z)
     elif [[ -f $path ]]; then
         scripts+=("$path")
+    elif [[ $path == ../shared/* ]]; then
+        echo "no $path: Linux's packetdrill corpus is expected in shared/ beside the repository ($(realpath -m ../shared))" >&2
+        exit 2
     else
         echo "no such script or folder: $path" >&2
         exit 2
