@@ -448,6 +448,7 @@ impl Endpoint {
                 self.counters.count_drop(reason);
             }
             Ok(Packet::Other { .. }) => self.counters.ignored += 1,
+            Ok(Packet::Udp { .. }) => self.counters.udp_dropped += 1,
             Ok(Packet::EchoRequest {
                 src,
                 dst,
