@@ -966,6 +966,29 @@ mod tests {
         fd
     }
 
+    /// packetdrill.h (2c4001c): `userdata` and 32 function pointers, in this order; packetdrill
+    /// calls `netdev_send` as the 25th entry and `splice` as the last.
+    #[test]
+    fn the_callback_table_has_packetdrills_layout() {
+        let word = size_of::<usize>();
+        assert_eq!(size_of::<PacketdrillInterface>(), 33 * word);
+        assert_eq!(std::mem::offset_of!(PacketdrillInterface, socket), 2 * word);
+        assert_eq!(std::mem::offset_of!(PacketdrillInterface, fcntl), 17 * word);
+        assert_eq!(std::mem::offset_of!(PacketdrillInterface, poll), 23 * word);
+        assert_eq!(
+            std::mem::offset_of!(PacketdrillInterface, netdev_send),
+            24 * word
+        );
+        assert_eq!(
+            std::mem::offset_of!(PacketdrillInterface, gettimeofday),
+            27 * word
+        );
+        assert_eq!(
+            std::mem::offset_of!(PacketdrillInterface, splice),
+            32 * word
+        );
+    }
+
     #[test]
     fn a_blocking_accept_waits_for_the_handshake_and_a_nonblocking_one_does_not() {
         let s = shared();
