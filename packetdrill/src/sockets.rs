@@ -6,7 +6,7 @@
 //! (on a condition variable, as a thread blocked in the kernel would) and calls again.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV6};
 use std::path::PathBuf;
 
 use crate::api::{
@@ -44,18 +44,6 @@ fn err(e: SocketError) -> Errno {
     e.errno()
 }
 
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, an AF_INET6 socket talking IPv4) as the
-/// IPv4 address it stands for; synack's endpoint speaks plain IPv4 for it.
-pub fn unmap(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
-}
-
 /// An address as a socket of this family reports it: IPv4 on an AF_INET6 socket is mapped.
 pub fn map_for(v6: bool, addr: SocketAddr) -> SocketAddr {
     match addr {
@@ -83,10 +71,6 @@ impl Stack {
 
     fn handle(&self, fd: i32) -> SysResult<SocketHandle> {
         self.fd(fd).map(|f| f.handle)
-    }
-
-    pub fn is_ours(&self, fd: i32) -> bool {
-        self.fds.contains_key(&fd)
     }
 
     /// Whether a call that would block on `fd` should wait (a blocking descriptor).
@@ -156,7 +140,7 @@ impl Stack {
 
     pub fn bind(&mut self, fd: i32, addr: SocketAddr) -> SysResult<()> {
         let h = self.handle(fd)?;
-        self.clock.ep.sockets().bind(h, unmap(addr)).map_err(err)
+        self.clock.ep.sockets().bind(h, addr).map_err(err)
     }
 
     pub fn listen(&mut self, fd: i32, backlog: i32) -> SysResult<()> {
@@ -179,7 +163,7 @@ impl Stack {
         self.clock
             .ep
             .sockets()
-            .connect(now, h, unmap(remote))
+            .connect(now, h, remote)
             .map_err(err)
     }
 
@@ -322,14 +306,12 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_mapped_addresses_are_plain_ipv4_to_synack_and_mapped_back_for_inet6_sockets() {
+    fn an_inet6_socket_reports_an_ipv4_peer_as_ipv4_mapped() {
         let mapped: SocketAddr = "[::ffff:198.18.0.1]:8080".parse().unwrap();
         let plain: SocketAddr = "198.18.0.1:8080".parse().unwrap();
-        assert_eq!(unmap(mapped), plain);
         assert_eq!(map_for(true, plain), mapped);
         assert_eq!(map_for(false, plain), plain);
         let v6: SocketAddr = "[2001:2::1]:8080".parse().unwrap();
-        assert_eq!(unmap(v6), v6);
         assert_eq!(map_for(true, v6), v6);
     }
 }
