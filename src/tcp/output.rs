@@ -153,6 +153,12 @@ impl Connection {
             let una = self.snd.una;
             let len = self.fin_seq().distance_from(una).min(mss);
             self.retransmit(now, una, len, Label::FastRetransmit, emit);
+            if self.opts.sack && self.cc.in_recovery() {
+                // RFC 6675 §5 step 4.3 ("... and retransmit it"): the segment counts as
+                // retransmitted (HighRxt advances), so NextSeg() does not choose it again and
+                // SetPipe() counts it in flight (issue 19: each loss went out twice).
+                self.scoreboard.on_retransmit(una, len);
+            }
         }
         if self.opts.sack && self.cc.in_recovery() {
             self.transmit_sack_recovery(now, mss, emit);
@@ -200,7 +206,10 @@ impl Connection {
                         break;
                     }
                     let seq = self.snd.nxt;
-                    self.emit_data(now, seq, n, fin, Label::None, emit);
+                    // tx_next follows SND.NXT (`new_ok` checked they were equal): left
+                    // behind, it would make the data sent here look unsent, and the output
+                    // path would send it again after recovery as if after a timeout.
+                    self.tx_next = self.emit_data(now, seq, n, fin, Label::None, emit);
                 }
                 NextSeg::Nothing => break,
             }
