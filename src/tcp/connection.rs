@@ -4,7 +4,7 @@
 //! data, state transitions, timers and the [`Socket`] implementation.
 
 use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
-use super::cc::CongestionControl;
+use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
@@ -194,6 +194,8 @@ pub struct Connection {
     /// (RFC 6675).
     pub(super) cc: CongestionControl,
     pub(super) scoreboard: Scoreboard,
+    /// The largest flight of the round, which says whether cwnd is being used.
+    pub(super) cwnd_usage: CwndUsage,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -360,6 +362,7 @@ impl Connection {
             sack_rx: SackReceiver::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
+            cwnd_usage: CwndUsage::new(iss),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,

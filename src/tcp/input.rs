@@ -547,7 +547,10 @@ impl Connection {
     fn congestion_on_ack(&mut self, now: Instant, ack: SeqNum, acked: u32, flight_before: u32) {
         self.dup_acks = 0;
         if !self.cc.in_recovery() {
-            self.cc.on_ack(now, acked, self.rtt.srtt(), flight_before);
+            // Whether the window is being used is judged over the round, not after each ACK
+            // (issue 19; Linux's tcp_is_cwnd_limited): see `cc::CwndUsage`.
+            let used = self.cwnd_usage.flight(flight_before);
+            self.cc.on_ack(now, acked, self.rtt.srtt(), used);
         } else if ack.ge(self.recover) {
             // A full ACK: recovery ends.
             let flight_after = self.snd.nxt.distance_from(self.snd.una);
@@ -573,8 +576,12 @@ impl Connection {
         }
         let smss = u32::from(self.eff_mss());
         let lost = self.opts.sack && self.scoreboard.is_lost(self.snd.una, smss);
-        // RFC 6582 §3.2 step 2: not again for losses from before the last recovery.
-        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.gt(self.recover) {
+        // RFC 6582 §3.2 step 2: not again for losses from before the last recovery: only
+        // when the cumulative ACK "covers more than recover", the highest sequence number
+        // sent then, i.e. SND.UNA ≥ `recover` (which holds SND.NXT, one past it). (A strict
+        // `>` missed a loss of the first segment sent after the last recovery began: it
+        // waited for the RTO. Issue 19.)
+        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
             self.cc.enter_recovery(now, flight, self.opts.sack);

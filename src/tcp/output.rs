@@ -384,6 +384,7 @@ impl Connection {
             self.rtt_probe = Some((end, now));
         }
         self.snd.nxt = self.snd.nxt.max(end);
+        self.cwnd_usage.on_send(self.snd.una, self.snd.nxt);
         // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
         self.arm_retransmit(now);
         end

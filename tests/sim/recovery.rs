@@ -315,6 +315,14 @@ fn dropped_offsets(p: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The stack's defaults with congestion control `cc`.
+fn with_cc(cc: CcKind) -> Config {
+    Config {
+        cc,
+        ..Config::default()
+    }
+}
+
 const RTT: Duration = Duration::from_millis(40);
 
 /// Issue 19: the fast-retransmit path did not mark its segment retransmitted on the SACK
@@ -330,10 +338,7 @@ fn sack_recovery_retransmits_each_lost_segment_once() {
     for cc in [CcKind::Cubic, CcKind::NewReno] {
         // 300 segments; the first copies of a few are lost, in different rounds, one of them
         // alone and two in the same window.
-        let cfg = Config {
-            cc,
-            ..Config::default()
-        };
+        let cfg = with_cc(cc);
         let mut p = Path::new(
             cfg,
             RTT / 2,
@@ -387,4 +392,80 @@ fn random_loss_costs_one_retransmission_per_lost_copy() {
         }
     }
     assert!(clean_runs >= 10, "only {clean_runs} runs without a timeout");
+}
+
+/// How many data segments the sender sent at each instant, in order: with no loss and a
+/// fixed delay, each instant is one round trip's flight.
+fn segments_per_round(p: &Path) -> Vec<usize> {
+    let mut rounds: Vec<(Instant, usize)> = Vec::new();
+    for s in &p.sent {
+        match rounds.last_mut() {
+            Some((at, n)) if *at == s.at => *n += 1,
+            _ => rounds.push((s.at, 1)),
+        }
+    }
+    rounds.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Issue 19: slow start grew about 1.4× per round trip instead of 2× when a round's ACKs
+/// arrived together: the controller judged "cwnd-limited" by the flight left after each ACK,
+/// which the batch shrinks before anything is sent, so growth stopped half-way. Judged over
+/// the round (the largest flight since the round began, as Linux's `tcp_is_cwnd_limited`
+/// with `max_packets_out`), the window doubles (10, 18, 36, 72 segments: the last of each
+/// flight waits for its delayed ACK); it grew 10, 14, 20, 28 before.
+#[test]
+fn slow_start_doubles_when_a_rounds_acks_arrive_in_one_batch() {
+    crate::init_logs();
+    for cc in [CcKind::Cubic, CcKind::NewReno] {
+        let cfg = with_cc(cc);
+        let mut p = Path::new(cfg, RTT / 2, 400 * usize::from(MSS), |_| false);
+        p.run(Duration::from_secs(10));
+        assert!(p.complete(), "{cc}");
+        let rounds = segments_per_round(&p);
+        // The receiver ACKs every second segment, so the last of an odd flight waits for
+        // its delayed ACK: a round is about twice the one before, not exactly.
+        for w in rounds.windows(2).take(3) {
+            assert!(
+                w[1] * 10 >= w[0] * 18,
+                "{cc}: segments per round {rounds:?}"
+            );
+        }
+    }
+}
+
+/// RFC 6582 §3.2 step 2 lets a new recovery begin when the cumulative ACK "covers more than
+/// recover", the highest sequence number sent when the last one began. The stack compared
+/// SND.UNA > `recover` with `recover` holding SND.NXT (one past it), so the loss of the first
+/// segment sent after a recovery began never started a fast retransmission: it waited for
+/// the retransmission timer (and go-back-N then resent what the receiver held).
+#[test]
+fn losing_the_first_segment_sent_during_recovery_starts_another_recovery() {
+    crate::init_logs();
+    // Lose the 26th segment, then the first new segment sent after its retransmission.
+    let mut k = 0;
+    let mut retransmitted = false;
+    let mut done = false;
+    let rule = move |w: &Wire| {
+        let Wire::Data(s) = w else { return false };
+        if s.nth > 0 {
+            retransmitted = true;
+            return false;
+        }
+        k += 1;
+        if k == 26 {
+            return true;
+        }
+        if retransmitted && !done {
+            done = true;
+            return true;
+        }
+        false
+    };
+    let mut p = Path::new(Config::default(), RTT / 2, 300 * usize::from(MSS), rule);
+    p.run(Duration::from_secs(30));
+    assert!(p.complete());
+    let lost = dropped_offsets(&p);
+    assert_eq!(lost.len(), 2);
+    assert_eq!(p.sender.events().rto_expirations, 0, "a timeout");
+    assert_eq!(p.resent(), lost.iter().map(|&o| (o, 2)).collect::<Vec<_>>());
 }
