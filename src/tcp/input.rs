@@ -371,6 +371,17 @@ impl Connection {
     /// ACK was lost); a bare ACK or a SYN gets at most one answer per [`OOW_ACK_INTERVAL`].
     fn dup_ack(&mut self, now: Instant, seg: &TcpSegment<'_>, why: OowAck) {
         let carries_data = !seg.payload.is_empty() || seg.flags.fin();
+        if !seg.payload.is_empty() && seg.seq.lt(self.rcv.nxt) {
+            // RFC 2883 §4: data we have already: report it in a D-SACK block (as Linux's
+            // tcp_send_dupack does for an old segment).
+            let end = seg.seq.add(u32::try_from(seg.payload.len()).unwrap_or(0));
+            let end = if end.gt(self.rcv.nxt) {
+                self.rcv.nxt
+            } else {
+                end
+            };
+            self.report_duplicate(seg.seq, end);
+        }
         if (carries_data && !seg.flags.syn()) || !self.oow_rate_limited(now) {
             self.ack_due = AckDue::Now;
             return;
@@ -378,6 +389,22 @@ impl Connection {
         match why {
             OowAck::OutOfWindow => self.events.out_of_window_acks_skipped += 1,
             OowAck::Paws => self.events.paws_acks_skipped += 1,
+        }
+    }
+
+    /// RFC 2883: `[left, right)` of a segment is data we hold already (below RCV.NXT, or
+    /// queued out of order): the next ACK reports it first, as a D-SACK block, so that the
+    /// sender can tell a spurious retransmission (Linux: `tcp_dsack_set`,
+    /// `TCPDSACKOldSent` / `TCPDSACKOfoSent`).
+    fn report_duplicate(&mut self, left: SeqNum, right: SeqNum) {
+        if !self.opts.sack || !left.lt(right) {
+            return;
+        }
+        self.sack_rx.on_duplicate((left, right));
+        if right.le(self.rcv.nxt) {
+            self.events.dsack_old_sent += 1;
+        } else {
+            self.events.dsack_ofo_sent += 1;
         }
     }
 
@@ -666,6 +693,10 @@ impl Connection {
         }
         // Trim what we already have from the front, and what exceeds the window from the end.
         let skip = usize::try_from(self.rcv.nxt.distance_from(seg.seq)).unwrap_or(usize::MAX);
+        if skip > 0 {
+            // RFC 2883 §4: its front was a duplicate.
+            self.report_duplicate(seg.seq, self.rcv.nxt);
+        }
         let fresh = seg.payload.get(skip..).unwrap_or(&[]);
         // The window we advertised is a promise: take what it covers (the buffer may exceed
         // its size by less than one window-scale unit, see `advertise`).
@@ -713,6 +744,16 @@ impl Connection {
         let room = usize::try_from(self.rcv.wnd().saturating_sub(offset)).unwrap_or(0);
         let keep = self.memory_admit(room.min(seg.payload.len()));
         let data = seg.payload.get(..keep).unwrap_or(&[]);
+        // RFC 2883 §4: the part of it already queued is a duplicate (the first such part,
+        // as Linux's tcp_data_queue_ofo reports).
+        let end = seg.seq.add(u32::try_from(data.len()).unwrap_or(0));
+        let queued = self
+            .reasm
+            .ranges()
+            .find(|&(l, r)| l.lt(end) && seg.seq.lt(r));
+        if let Some((l, r)) = queued {
+            self.report_duplicate(l.max(seg.seq), r.min(end));
+        }
         let outcome = self.reasm.insert(self.rcv.nxt, seg.seq, data);
         if let Some(block) = outcome.block
             && self.opts.sack

@@ -486,7 +486,7 @@ impl Connection {
             timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
             ..TcpOptions::EMPTY
         };
-        if self.opts.sack && !self.reasm.is_empty() {
+        if self.opts.sack && (!self.reasm.is_empty() || self.sack_rx.dsack_pending()) {
             let blocks = self
                 .sack_rx
                 .blocks(self.rcv.nxt, &self.reasm, max_blocks(self.opts.ts));

@@ -1449,6 +1449,7 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
 mod edges;
 mod labels;
 mod properties;
+mod recovery;
 mod rfc_edges;
 
 // ---- Segmentation offload ----------------------------------------------------------------
