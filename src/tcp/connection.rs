@@ -8,6 +8,7 @@ use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
+use super::quickack::QuickAck;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -235,6 +236,8 @@ pub struct Connection {
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
     /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
     pub(super) rcv_mss: u32,
+    /// Quick-ACK mode: ACK every segment at once for a while (`quickack.rs`).
+    pub(super) quick_ack: QuickAck,
     pub(super) rtt: RttEstimator,
     /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
     /// acknowledges it, and when it was sent. Cleared on retransmission.
@@ -382,6 +385,7 @@ impl Connection {
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
+            quick_ack: QuickAck::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             retries: 0,

@@ -397,6 +397,9 @@ impl Connection {
     /// sender can tell a spurious retransmission (Linux: `tcp_dsack_set`,
     /// `TCPDSACKOldSent` / `TCPDSACKOfoSent`).
     fn report_duplicate(&mut self, left: SeqNum, right: SeqNum) {
+        // The sender is retransmitting: our ACKs may be getting lost (Linux:
+        // tcp_enter_quickack_mode in tcp_send_dupack, with or without SACK).
+        self.enter_quick_ack();
         if !self.opts.sack || !left.lt(right) {
             return;
         }
@@ -406,6 +409,12 @@ impl Connection {
         } else {
             self.events.dsack_ofo_sent += 1;
         }
+    }
+
+    /// Enter quick-ACK mode (`quickack.rs`).
+    fn enter_quick_ack(&mut self) {
+        let mss = self.rcv_mss.max(1);
+        self.quick_ack.enter(self.rcv.wnd(), mss);
     }
 
     /// Linux's `__tcp_oow_rate_limited`: true if an ACK of this kind went out less than
@@ -717,6 +726,9 @@ impl Connection {
         if n > 0 {
             // The receiver's RTT estimate, for receive-buffer autotuning (memory.rs).
             self.rcv_rtt_measure(now, seg.options.timestamps.map(|(_, ecr)| ecr));
+            let mss = self.rcv_mss.max(n.min(u32::from(self.local_mss)));
+            self.quick_ack
+                .on_data(now, self.rtt.rto(), self.rcv.wnd(), mss);
         }
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
         // (RFC 5681 §4.2).
@@ -726,6 +738,11 @@ impl Connection {
             self.reasm.take_ready(self.rcv.nxt, &mut self.recv_buf)
         };
         self.rcv.nxt = self.rcv.nxt.add(filled);
+        if filled > 0 {
+            // A hole is filled: the sender is leaving recovery; its next segments are ACKed
+            // at once (issue 19; see quickack.rs).
+            self.enter_quick_ack();
+        }
         if skip > 0 || take < fresh.len() || take == 0 || filled > 0 {
             // A duplicate or a segment past our window: acknowledge at once.
             self.ack_due = AckDue::Now;
@@ -777,7 +794,7 @@ impl Connection {
             // len / MSS segments, so it is ACKed at once, as Linux ACKs a GRO train.
             self.unacked_segments += (len / self.rcv_mss.max(1)).max(1);
         }
-        if self.unacked_segments >= 2 {
+        if self.unacked_segments >= 2 || self.quick_ack.active() {
             self.ack_due = AckDue::Now;
         } else if self.ack_due == AckDue::None {
             self.ack_due = AckDue::Delayed;

@@ -440,6 +440,7 @@ impl Connection {
 
     /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.
     fn after_emit(&mut self) {
+        self.quick_ack.on_ack_sent();
         self.last_ack_sent = self.rcv.nxt;
         self.app_read = false;
         self.buf.room_opened = false;

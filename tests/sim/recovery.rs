@@ -441,7 +441,8 @@ fn slow_start_doubles_when_a_rounds_acks_arrive_in_one_batch() {
 #[test]
 fn losing_the_first_segment_sent_during_recovery_starts_another_recovery() {
     crate::init_logs();
-    // Lose the 26th segment, then the first new segment sent after its retransmission.
+    // Lose the 61st segment, then the first new segment sent after its retransmission (enough
+    // follow it for three duplicate ACKs).
     let mut k = 0;
     let mut retransmitted = false;
     let mut done = false;
@@ -452,7 +453,7 @@ fn losing_the_first_segment_sent_during_recovery_starts_another_recovery() {
             return false;
         }
         k += 1;
-        if k == 26 {
+        if k == 61 {
             return true;
         }
         if retransmitted && !done {

@@ -32,7 +32,6 @@ fn a_duplicate_segment_is_acked_with_a_dsack_block() {
     assert_eq!(h.conn.events().dsack_old_sent, 1);
     // The next ACK carries no D-SACK.
     h.input(&data(6, b"gh"));
-    h.advance_to_timeout();
     let out = h.output();
     assert!(sack_of(&out[0]).is_empty(), "{:?}", sack_of(&out[0]));
 }
@@ -70,6 +69,27 @@ fn a_duplicate_of_queued_data_is_reported_with_its_block_second() {
         ]
     );
     assert_eq!(h.conn.events().dsack_ofo_sent, 1);
+}
+
+#[test]
+fn a_filled_hole_and_a_duplicate_turn_quick_acks_on_again() {
+    let mut h = established_sack();
+    h.spend_quick_acks();
+    h.input(&data(3, b"def"));
+    assert_eq!(h.output().len(), 1, "out of order: at once");
+    h.input(&data(0, b"abc"));
+    assert_eq!(h.output().len(), 1, "the hole is filled: at once");
+    // The next in-order segments too (they would wait for a second one or the timer).
+    h.input(&data(6, b"ghi"));
+    assert_eq!(h.output().len(), 1, "quick ACK after the hole");
+    let mut h = established_sack();
+    h.input(&data(0, b"abc"));
+    h.output();
+    h.spend_quick_acks();
+    h.input(&data(0, b"abc"));
+    assert_eq!(h.output().len(), 1, "a duplicate: at once");
+    h.input(&data(3, b"def"));
+    assert_eq!(h.output().len(), 1, "quick ACK after a duplicate");
 }
 
 #[test]
