@@ -162,6 +162,10 @@ counters! {
     /// Segments whose in-window data was dropped at the `--max-buffer-memory` limit (Linux:
     /// `TCPRcvQDrop`); the peer retransmits it.
     rcv_memory_drops => "TcpExtTCPRcvQDrop",
+    /// D-SACK blocks sent (RFC 2883): for duplicate data below RCV.NXT, and for duplicates
+    /// of data in the out-of-order queue.
+    dsack_old_sent => "TcpExtTCPDSACKOldSent",
+    dsack_ofo_sent => "TcpExtTCPDSACKOfoSent",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -209,6 +213,8 @@ impl Counters {
         self.retransmissions += e.retransmissions;
         self.rcv_window_clamped += e.rcv_window_clamped;
         self.rcv_memory_drops += e.rcv_memory_drops;
+        self.dsack_old_sent += e.dsack_old_sent;
+        self.dsack_ofo_sent += e.dsack_ofo_sent;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

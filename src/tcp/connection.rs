@@ -4,10 +4,11 @@
 //! data, state transitions, timers and the [`Socket`] implementation.
 
 use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
-use super::cc::CongestionControl;
+use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
+use super::quickack::QuickAck;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -194,6 +195,8 @@ pub struct Connection {
     /// (RFC 6675).
     pub(super) cc: CongestionControl,
     pub(super) scoreboard: Scoreboard,
+    /// The largest flight of the round, which says whether cwnd is being used.
+    pub(super) cwnd_usage: CwndUsage,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -233,6 +236,8 @@ pub struct Connection {
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
     /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
     pub(super) rcv_mss: u32,
+    /// Quick-ACK mode: ACK every segment at once for a while (`quickack.rs`).
+    pub(super) quick_ack: QuickAck,
     pub(super) rtt: RttEstimator,
     /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
     /// acknowledges it, and when it was sent. Cleared on retransmission.
@@ -360,6 +365,7 @@ impl Connection {
             sack_rx: SackReceiver::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
+            cwnd_usage: CwndUsage::new(iss),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,
@@ -379,6 +385,7 @@ impl Connection {
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
+            quick_ack: QuickAck::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             retries: 0,

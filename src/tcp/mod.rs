@@ -13,6 +13,7 @@ mod keepalive;
 pub mod ladder;
 mod memory;
 mod output;
+mod quickack;
 mod reset;
 mod rtt;
 pub mod sack;
