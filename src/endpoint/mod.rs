@@ -326,6 +326,7 @@ impl Endpoint {
             } else {
                 0
             },
+            ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();

@@ -165,7 +165,7 @@ pub struct Connection {
     pub(super) last_ack_sent: SeqNum,
     /// When TS.Recent was last updated: it is invalid after 24 idle days (RFC 7323 §5.5).
     pub(super) ts_recent_at: Instant,
-    /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
+    /// RFC 7323 §5.4 and §7.1: the offset of our TSval clock, random per address pair.
     pub(super) ts_offset: u32,
     /// The next RTT sample from timestamps waits for an ACK at or beyond this (one per RTT).
     pub(super) ts_sample_mark: SeqNum,
@@ -345,7 +345,7 @@ impl Connection {
             ts_recent: 0,
             ts_recent_at: now,
             last_ack_sent: SeqNum::new(0),
-            ts_offset: Self::ts_offset_for(iss),
+            ts_offset: Self::ts_offset_for(cfg, &quad),
             ts_sample_mark: iss,
             ts_rto_floor: None,
             paws_drops: 0,
@@ -395,10 +395,23 @@ impl Connection {
         }
     }
 
-    /// RFC 7323 §5.4: the per-connection offset of our TSval clock, derived from the ISS so
-    /// that a SYN cookie's SYN,ACK (sent before any TCB exists) uses the same clock.
-    pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
-        iss.raw().rotate_left(16)
+    /// RFC 7323 §7.1 (and §5.4): the offset of our TSval clock, a keyed hash of the address
+    /// pair, so that a TSval tells nothing of how long we have run, nor relates the clocks two
+    /// peers see. Linux does the same (`secure_tcp_ts_off`: siphash of the two addresses under
+    /// a boot-time secret; per address pair rather than per connection, since Linux 4.13, so
+    /// that a new connection's TSvals keep increasing after the old one's for PAWS and
+    /// TIME-WAIT reuse). A SYN cookie's SYN,ACK, sent before any TCB exists, and the
+    /// connection rebuilt from the cookie both compute it from the 4-tuple alone.
+    pub(crate) fn ts_offset_for(cfg: &Config, quad: &Quad) -> u32 {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&cfg.ts_key.0);
+        for ip in [quad.local.ip(), quad.remote.ip()] {
+            match ip {
+                std::net::IpAddr::V4(a) => h.write(&a.octets()),
+                std::net::IpAddr::V6(a) => h.write(&a.octets()),
+            }
+        }
+        h.finish() as u32
     }
 
     /// Take what the peer's SYN (or SYN,ACK) tells us: IRS, RCV.NXT, its MSS and window.

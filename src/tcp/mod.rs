@@ -137,6 +137,19 @@ pub struct Config {
     /// splits it into MSS-sized segments (`src/wire/gso.rs`); 0 sends only wire-sized
     /// segments. See `Connection::gso_limit` for when a connection uses it.
     pub gso_max: u32,
+    /// The secret behind our TSval offsets (RFC 7323 §7.1, `Connection::ts_offset_for`):
+    /// the endpoint derives it from its random secret; tests keep the default.
+    pub ts_key: TsKey,
+}
+
+/// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct TsKey(pub [u8; 16]);
+
+impl std::fmt::Debug for TsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TsKey(..)")
+    }
 }
 
 impl Default for Config {
@@ -163,6 +176,7 @@ impl Default for Config {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            ts_key: TsKey::default(),
         }
     }
 }
