@@ -13,6 +13,7 @@ mod keepalive;
 pub mod ladder;
 mod memory;
 mod output;
+mod pmtu;
 mod reset;
 mod rtt;
 pub mod sack;
@@ -27,6 +28,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
+pub use pmtu::IcmpOutcome;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
@@ -238,6 +240,10 @@ pub struct TcpInfo {
     /// What holds the sender back now: `application` (nothing queued), `receive window`
     /// (the peer's window is full) or `cwnd` (the congestion window is full).
     pub limited: &'static str,
+    /// The path MTU, once an ICMP error lowered it below the link's (RFC 1191, RFC 8201).
+    pub pmtu: Option<u32>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
+    pub last_error: Option<&'static str>,
 }
 
 impl TcpInfo {
@@ -257,6 +263,7 @@ impl TcpInfo {
             ("rtt_us", self.rtt_us.map(Number)),
             ("rttvar_us", n(self.rttvar_us)),
             ("mss", n(u64::from(self.mss))),
+            ("pmtu", self.pmtu.map(|m| Number(u64::from(m)))),
             ("cwnd", n(u64::from(self.cwnd))),
             ("ssthresh", self.ssthresh.map(|s| Number(u64::from(s)))),
             ("bytes_sent", n(self.bytes_sent)),
@@ -272,6 +279,7 @@ impl TcpInfo {
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
             ("limited", Some(Text(self.limited.to_string()))),
+            ("last_error", self.last_error.map(|e| Text(e.to_string()))),
         ]
     }
 }
