@@ -189,6 +189,27 @@ counters! {
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
     forward_pending_full,
+    /// ICMP and ICMPv6 errors quoting a TCP segment, by type, under Linux's names (Linux
+    /// counts every such message received; so does synack, whether or not it matched).
+    /// Fragmentation needed is a destination unreachable (IPv4); Packet Too Big has its own
+    /// (IPv6); an ICMPv6 unrecognized next header is a parameter problem.
+    icmp_in_dest_unreachs => "IcmpInDestUnreachs",
+    icmp_in_time_excds => "IcmpInTimeExcds",
+    icmp_in_parm_probs => "IcmpInParmProbs",
+    icmp6_in_dest_unreachs => "Icmp6InDestUnreachs",
+    icmp6_in_pkt_too_bigs => "Icmp6InPktTooBigs",
+    icmp6_in_time_excds => "Icmp6InTimeExcds",
+    icmp6_in_parm_problems => "Icmp6InParmProblems",
+    /// ICMP errors quoting a segment of no connection of ours (ignored).
+    icmp_no_connection,
+    /// ICMP errors whose quoted sequence number is not in flight (RFC 5927 §4.1: ignored).
+    out_of_window_icmps => "TcpExtOutOfWindowIcmps",
+    /// Soft ICMP errors kept as a connection's last error, and connections an ICMP error
+    /// aborted (a hard one, or any in SYN-SENT / SYN-RECEIVED).
+    icmp_soft_errors,
+    icmp_aborts,
+    /// Times a destination's path MTU was lowered by a Packet Too Big (RFC 1191, RFC 8201).
+    pmtu_lowered,
 }
 
 impl Counters {
@@ -257,6 +278,11 @@ mod tests {
             .collect();
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert!(names.iter().all(|n| n.starts_with("Tcp")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp")),
+            "{names:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod client;
 mod cookie;
 mod counters;
+mod icmp;
 mod isn;
 mod limiter;
 mod limits;
@@ -313,6 +314,8 @@ pub struct Endpoint {
     time_wait: usize,
     /// The sockets of the socket API (`sockets.rs`).
     sockets: sockets::SocketTable,
+    /// Path MTUs learned from ICMP (`icmp.rs`).
+    pmtu: icmp::PathMtuCache,
 }
 
 impl Endpoint {
@@ -333,6 +336,7 @@ impl Endpoint {
             } else {
                 0
             },
+            ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -383,6 +387,7 @@ impl Endpoint {
             mem_relieved: false,
             time_wait: 0,
             sockets: sockets::SocketTable::default(),
+            pmtu: icmp::PathMtuCache::default(),
         }
     }
 
@@ -467,6 +472,15 @@ impl Endpoint {
                     }
                     Err(_) => self.counters.tx_errors += 1,
                 }
+            }
+            Ok(Packet::IcmpError { src, dst, error }) => {
+                // With `--addr any` an error may quote a segment we sent as a relayed
+                // destination: it is addressed to that destination.
+                let ours = self.is_local(error.quad.local.ip()) || self.any_addr;
+                if !self.accepts(src, dst, self.any_addr) || !ours {
+                    return;
+                }
+                self.on_icmp_error(now, src, &error);
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
                 if !self.accepts(src, dst, self.any_addr) {
@@ -694,11 +708,11 @@ impl Endpoint {
             .unwrap_or(&self.tcp);
         let conn = Connection::accept(now, quad, seg, iss, mss, cfg);
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Put a new passive connection of `listener` in the table and its queue.
-    fn admit(&mut self, mut conn: Connection, listener: usize) {
+    fn admit(&mut self, now: Instant, mut conn: Connection, listener: usize) {
         let Some(l) = self.listeners.get(listener) else {
             return;
         };
@@ -724,7 +738,7 @@ impl Endpoint {
             awaiting_accept: matches!(target, ListenTarget::Socket(_)),
             ..Entry::new(conn, app)
         };
-        let id = self.insert(quad, entry);
+        let id = self.insert(now, quad, entry);
         self.requeue(id);
         self.mark_dirty(id);
     }
@@ -853,7 +867,7 @@ impl Endpoint {
         debug!(%quad, mss = syn.mss, "connection from a SYN cookie");
         self.counters.syn_cookies_accepted += 1;
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Count the connection in the right queue of its listener for its current state.
@@ -876,7 +890,7 @@ impl Endpoint {
         entry.queued = want;
     }
 
-    fn insert(&mut self, quad: Quad, entry: Entry) -> usize {
+    fn insert(&mut self, now: Instant, quad: Quad, entry: Entry) -> usize {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -888,6 +902,8 @@ impl Endpoint {
             }
         };
         let mut entry = entry;
+        // RFC 1191 §5: a new connection starts from what was learned about its path.
+        self.apply_path_mtu(now, &mut entry.conn);
         entry.charged = entry.conn.memory();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
         self.update_pressure();

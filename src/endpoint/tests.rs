@@ -782,6 +782,7 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
 mod hardening;
 mod relay;
 mod rfc_edges;
+mod signals;
 
 /// A super-segment from the kernel (GSO through the TUN's offload) is taken whole, ACKed at
 /// once and counted as the segments it stands for; echo sends it back as wire-sized segments

@@ -13,6 +13,7 @@ mod keepalive;
 pub mod ladder;
 mod memory;
 mod output;
+mod pmtu;
 mod quickack;
 mod reset;
 mod rtt;
@@ -28,6 +29,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
+pub use pmtu::IcmpOutcome;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
@@ -138,6 +140,19 @@ pub struct Config {
     /// splits it into MSS-sized segments (`src/wire/gso.rs`); 0 sends only wire-sized
     /// segments. See `Connection::gso_limit` for when a connection uses it.
     pub gso_max: u32,
+    /// The secret behind our TSval offsets (RFC 7323 §7.1, `Connection::ts_offset_for`):
+    /// the endpoint derives it from its random secret; tests keep the default.
+    pub ts_key: TsKey,
+}
+
+/// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct TsKey(pub [u8; 16]);
+
+impl std::fmt::Debug for TsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TsKey(..)")
+    }
 }
 
 impl Default for Config {
@@ -164,6 +179,7 @@ impl Default for Config {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            ts_key: TsKey::default(),
         }
     }
 }
@@ -225,6 +241,10 @@ pub struct TcpInfo {
     /// What holds the sender back now: `application` (nothing queued), `receive window`
     /// (the peer's window is full) or `cwnd` (the congestion window is full).
     pub limited: &'static str,
+    /// The path MTU, once an ICMP error lowered it below the link's (RFC 1191, RFC 8201).
+    pub pmtu: Option<u32>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
+    pub last_error: Option<&'static str>,
 }
 
 impl TcpInfo {
@@ -244,6 +264,7 @@ impl TcpInfo {
             ("rtt_us", self.rtt_us.map(Number)),
             ("rttvar_us", n(self.rttvar_us)),
             ("mss", n(u64::from(self.mss))),
+            ("pmtu", self.pmtu.map(|m| Number(u64::from(m)))),
             ("cwnd", n(u64::from(self.cwnd))),
             ("ssthresh", self.ssthresh.map(|s| Number(u64::from(s)))),
             ("bytes_sent", n(self.bytes_sent)),
@@ -259,6 +280,7 @@ impl TcpInfo {
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
             ("limited", Some(Text(self.limited.to_string()))),
+            ("last_error", self.last_error.map(|e| Text(e.to_string()))),
         ]
     }
 }
