@@ -140,7 +140,8 @@ struct Entry {
     listener: Option<usize>,
     /// Where it is counted in its listener's queues.
     queued: Queued,
-    /// The bytes it was last charged for against `--max-buffer-memory` (what it holds).
+    /// The bytes it was last charged for against `--max-buffer-memory` (what it and its
+    /// service hold: `Entry::held`).
     charged: usize,
     /// Memory held it back the last time it ran (`buffer_memory_limited` counts each time
     /// this becomes true).
@@ -156,6 +157,12 @@ struct Entry {
 }
 
 impl Entry {
+    /// The bytes it holds and is charged for: the connection's queues and what its service
+    /// holds (`App::memory`).
+    fn held(&self) -> usize {
+        self.conn.memory().saturating_add(self.app.memory())
+    }
+
     fn new(conn: Connection, app: App) -> Entry {
         Entry {
             conn,
@@ -737,7 +744,7 @@ impl Endpoint {
             }
         };
         let mut entry = entry;
-        entry.charged = entry.conn.memory();
+        entry.charged = entry.held();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
         self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
@@ -1033,7 +1040,7 @@ impl Endpoint {
         let Some(entry) = slot.entry.as_mut() else {
             return;
         };
-        let held = entry.conn.memory();
+        let held = entry.held();
         self.mem_used = self
             .mem_used
             .saturating_sub(entry.charged)

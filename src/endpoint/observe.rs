@@ -138,7 +138,7 @@ fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
         rcv_space: c.rcv_space(),
         snd_wnd: c.snd_wnd(),
         snd_buf: c.snd_buf(),
-        mem: c.memory(),
+        mem: c.memory().saturating_add(app.memory()),
     }
 }
 
