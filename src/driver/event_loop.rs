@@ -208,6 +208,8 @@ pub struct EventLoop<'d, D: Device> {
     upstreams: Upstreams,
     grace: Duration,
     obs: Observers,
+    /// Memory given back after a burst (`trim.rs`).
+    trim: super::trim::HeapTrim,
 }
 
 impl<'d, D: Device> EventLoop<'d, D> {
@@ -238,6 +240,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
             upstreams: Upstreams::default(),
             grace,
             obs: Observers::default(),
+            trim: Default::default(),
         })
     }
 
@@ -382,6 +385,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 self.programs.pump(ep, registry, now, &ran);
                 self.upstreams.pump(ep, registry, now, &ran);
                 ran.clear();
+                self.trim.after_poll(ep);
             }
             self.obs.after_poll(self.poll.registry(), core.endpoint());
             let mut tx = DeviceTx {

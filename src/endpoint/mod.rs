@@ -183,10 +183,12 @@ impl Entry {
     }
 }
 
-/// A slot of the connection slab; `generation` tells stale timer entries apart.
+/// A slot of the connection slab; `generation` tells stale timer entries apart. The entry is
+/// boxed so that a slot left free after a burst costs 16 bytes, not a whole connection, and
+/// the memory of connections that are gone goes back to the allocator (issue 22).
 struct Slot {
     generation: u32,
-    entry: Option<Entry>,
+    entry: Option<Box<Entry>>,
 }
 
 /// The endpoint. See the module docs.
@@ -748,7 +750,7 @@ impl Endpoint {
         self.mem_used = self.mem_used.saturating_add(entry.charged);
         self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.entry = Some(entry);
+            slot.entry = Some(Box::new(entry));
         }
         self.table.insert(quad, id);
         id
@@ -766,7 +768,7 @@ impl Endpoint {
             }
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
-            self.on_removed(entry);
+            self.on_removed(*entry);
         }
     }
 
@@ -899,7 +901,7 @@ impl Endpoint {
             return;
         };
         let generation = slot.generation;
-        let Some(entry) = slot.entry.as_mut() else {
+        let Some(entry) = slot.entry.as_deref_mut() else {
             return;
         };
         entry.dirty = false;
@@ -1037,7 +1039,7 @@ impl Endpoint {
             return;
         };
         let generation = slot.generation;
-        let Some(entry) = slot.entry.as_mut() else {
+        let Some(entry) = slot.entry.as_deref_mut() else {
             return;
         };
         let held = entry.held();
@@ -1116,7 +1118,7 @@ impl Endpoint {
         for (id, generation) in waiters {
             if let Some(slot) = self.slots.get_mut(id)
                 && slot.generation == generation
-                && let Some(entry) = slot.entry.as_mut()
+                && let Some(entry) = slot.entry.as_deref_mut()
             {
                 entry.mem_waiting = false;
                 self.mark_dirty(id);
@@ -1143,6 +1145,31 @@ impl Endpoint {
         let slots = &self.slots;
         self.timers
             .retain(|&Reverse((at, id, generation))| timer_is_live(slots, at, id, generation));
+    }
+
+    /// Give back what the tables kept for connections that are gone: after a burst the slab,
+    /// the 4-tuple map and the timer heap shrink to what the connections left need. O(slots
+    /// + timers): the driver calls it only once the table has fallen well below its peak.
+    pub fn release_memory(&mut self) {
+        // Stale timer entries first, so that none names a slot about to go.
+        let slots = &self.slots;
+        self.timers
+            .retain(|&Reverse((at, id, generation))| timer_is_live(slots, at, id, generation));
+        self.timers.shrink_to_fit();
+        // The free slots at the end of the slab go; those below stay on the free list.
+        let used = self
+            .slots
+            .iter()
+            .rposition(|slot| slot.entry.is_some())
+            .map_or(0, |last| last + 1);
+        self.slots.truncate(used);
+        self.slots.shrink_to_fit();
+        self.free.retain(|&id| id < used);
+        self.free.shrink_to_fit();
+        self.table.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        self.dirty.shrink_to_fit();
+        self.mem_waiters.shrink_to_fit();
     }
 
     /// When `poll` must be called next, if nothing arrives before.
@@ -1175,7 +1202,7 @@ impl Endpoint {
     pub fn is_drained(&self) -> bool {
         self.slots
             .iter()
-            .filter_map(|s| s.entry.as_ref())
+            .filter_map(|s| s.entry.as_deref())
             .all(|e| matches!(e.conn.state(), State::TimeWait | State::Closed))
     }
 
@@ -1221,7 +1248,7 @@ impl Endpoint {
     pub fn states(&self) -> impl Iterator<Item = State> + '_ {
         self.slots
             .iter()
-            .filter_map(|s| s.entry.as_ref())
+            .filter_map(|s| s.entry.as_deref())
             .map(|e| e.conn.state())
     }
 
@@ -1233,7 +1260,7 @@ impl Endpoint {
     /// The entry of the connection with this 4-tuple.
     fn find(&self, quad: &Quad) -> Option<&Entry> {
         let id = *self.table.get(quad)?;
-        self.slots.get(id)?.entry.as_ref()
+        self.slots.get(id)?.entry.as_deref()
     }
 }
 
@@ -1248,7 +1275,7 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
         slot.generation == generation
             && slot
                 .entry
-                .as_ref()
+                .as_deref()
                 .is_some_and(|entry| entry.scheduled == Some(at))
     })
 }
@@ -1256,7 +1283,7 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
 /// The live entry in slot `id`, if any. A free function over the slots (not a method) so that
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
-    slots.get_mut(id)?.entry.as_mut()
+    slots.get_mut(id)?.entry.as_deref_mut()
 }
 
 #[cfg(test)]

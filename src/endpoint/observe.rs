@@ -216,7 +216,7 @@ impl Endpoint {
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.slots.iter().filter_map(|s| s.entry.as_ref())
+        self.slots.iter().filter_map(|s| s.entry.as_deref())
     }
 
     /// One row per listener and address (LISTEN), then one per connection, ordered by local
@@ -308,7 +308,7 @@ impl Endpoint {
         match self
             .table
             .get(quad)
-            .and_then(|&id| self.slots.get(id)?.entry.as_ref())
+            .and_then(|&id| self.slots.get(id)?.entry.as_deref())
         {
             Some(e) => Some(Known::Open(e)),
             None => self.finished.find(quad).map(Known::Closed),

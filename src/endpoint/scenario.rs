@@ -305,7 +305,7 @@ fn check(ep: &Endpoint, limits: &Limits) {
     // The accounting is exact: the endpoint's total is the bytes the connections hold
     // (queues and out-of-order data, tcp::memory), and never above the cap but for the
     // minimum buffers each connection is guaranteed (`--rmem`/`--wmem` MIN).
-    let entries = ep.slots.iter().filter_map(|s| s.entry.as_ref());
+    let entries = ep.slots.iter().filter_map(|s| s.entry.as_deref());
     let held: usize = entries.clone().map(Entry::held).sum();
     assert_eq!(ep.memory_used(), held, "the charge is not the bytes held");
     // Services are charged for what they hold but not refused it (an http request head is

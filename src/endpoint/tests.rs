@@ -885,7 +885,12 @@ fn an_idle_established_connection_stays_small() {
         flags: Flags::ACK,
         ..FROM_PEER
     });
-    let entry = net.ep.slots.iter().find_map(|s| s.entry.as_ref()).unwrap();
+    let entry = net
+        .ep
+        .slots
+        .iter()
+        .find_map(|s| s.entry.as_deref())
+        .unwrap();
     assert_eq!(entry.conn.memory(), 0);
     assert_eq!(entry.conn.allocated(), 0, "its buffers were given back");
     let trace = entry.conn.trace().heap_bytes();
@@ -1020,4 +1025,79 @@ fn a_gathering_device_gets_the_same_super_segments_in_two_parts() {
     assert_eq!(gathering.supers, whole.supers);
     assert_eq!(gathered.len(), written.len());
     assert!(gathered == written, "the same packets, byte for byte");
+}
+
+#[test]
+fn what_a_service_holds_is_charged_and_given_back_when_it_answers() {
+    let mut net = Net::v4();
+    let iss = net.partial_request();
+    // The http service holds the start of the head: charged like a queue.
+    let held = net.ep.memory_used();
+    assert!(held > 0, "a half-read request head is charged");
+    let status = net.ep.snapshot(net.now);
+    assert!(status.iter().any(|row| row.mem == held), "status shows it");
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(9),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"TP/1.1\r\nHost: x\r\n\r\n",
+        ..FROM_PEER
+    });
+    let last = out
+        .iter()
+        .rfind(|o| !o.payload.is_empty())
+        .expect("answered");
+    // Acknowledged: the send queue is empty and the service holds nothing between requests.
+    net.send(&TcpSegment {
+        dst_port: 80,
+        seq: PEER_ISN.add(28),
+        ack: last.seq.add(last.payload.len() as u32),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert_eq!(net.ep.memory_used(), 0);
+}
+
+#[test]
+fn after_a_burst_the_tables_shrink_to_what_is_left() {
+    let mut net = Net::v4();
+    // 2,000 connections open at once, then all but the last close.
+    let mut isses = Vec::new();
+    for i in 0..2_000u16 {
+        isses.push(connect_from(&mut net, 10_000 + i));
+    }
+    let peak_slots = net.ep.slots.len();
+    assert!(peak_slots >= 2_000);
+    for (i, iss) in isses.iter().enumerate().take(1_999) {
+        let from = TcpSegment {
+            src_port: 10_000 + i as u16,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            ..FROM_PEER
+        };
+        net.send(&TcpSegment {
+            flags: Flags::ACK | Flags::RST,
+            ..from
+        });
+    }
+    assert_eq!(net.ep.connection_count(), 1);
+    net.ep.release_memory();
+    // The last connection holds the highest slot: the slab keeps it and the free slots below.
+    assert_eq!(net.ep.slots.len(), peak_slots);
+    assert!(net.ep.table.capacity() < 16, "{}", net.ep.table.capacity());
+    // Once it is gone too, nothing of the burst is left.
+    net.send(&TcpSegment {
+        src_port: 11_999,
+        seq: PEER_ISN.add(1),
+        ack: isses[1_999].add(1),
+        flags: Flags::ACK | Flags::RST,
+        ..FROM_PEER
+    });
+    net.ep.release_memory();
+    assert_eq!(net.ep.slots.len(), 0);
+    assert!(net.ep.free.is_empty());
+    // And the endpoint goes on: a new connection is served.
+    connect_and_close(&mut net, 20_000);
+    assert_eq!(net.ep.connection_count(), 0);
 }
