@@ -265,7 +265,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
         self.programs.stop_all();
         self.upstreams.stop_all();
         // The ladders of the connections the shutdown closed.
-        self.obs.after_poll(self.poll.registry(), core.endpoint());
+        self.obs
+            .after_poll(self.poll.registry(), core.endpoint(), clock.now());
         log_counters(core, &stats);
         result.map(|()| stats)
     }
@@ -288,7 +289,10 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = if backlog {
+            // A `status` client waiting for its next page (control_server.rs) is served on
+            // the next turn, as a backlog of packets is.
+            let paging = self.obs.control.as_ref().is_some_and(|c| c.wants_turn());
+            let timeout = if backlog || paging {
                 Some(Duration::ZERO)
             } else {
                 deadline.map(|d| d.saturating_since(now))
@@ -387,7 +391,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 ran.clear();
                 self.trim.after_poll(ep);
             }
-            self.obs.after_poll(self.poll.registry(), core.endpoint());
+            self.obs
+                .after_poll(self.poll.registry(), core.endpoint(), now);
             let mut tx = DeviceTx {
                 dev: self.dev,
                 stats: &mut *stats,

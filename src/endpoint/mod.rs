@@ -25,7 +25,7 @@ pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
 pub use limits::Limits;
 use limits::{ListenQueues, Queued};
-pub use observe::ConnStatus;
+pub use observe::{ConnStatus, StatusCursor};
 pub use relay::RelayEvent;
 
 use crate::services::{App, ServiceKind};
@@ -213,7 +213,7 @@ pub struct Endpoint {
     /// The last few closed connections, for `/connections` (observe.rs).
     finished: observe::Finished,
     /// How `/connections.json` is written: the driver's `synack status --json` encoder.
-    status_json: Option<fn(&[ConnStatus]) -> String>,
+    status_json: Option<fn(&[ConnStatus], &[ConnStatus]) -> String>,
     /// Our own active opens (client.rs).
     clients: client::Clients,
     limits: Limits,

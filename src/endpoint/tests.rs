@@ -1101,3 +1101,24 @@ fn after_a_burst_the_tables_shrink_to_what_is_left() {
     connect_and_close(&mut net, 20_000);
     assert_eq!(net.ep.connection_count(), 0);
 }
+
+#[test]
+fn a_paged_status_lists_every_connection_once() {
+    let mut net = Net::v4();
+    for i in 0..50u16 {
+        connect_from(&mut net, 10_000 + i);
+    }
+    let mut cursor = StatusCursor::default();
+    let mut pages = Vec::new();
+    while !cursor.is_done() {
+        pages.push(net.ep.snapshot_page(net.now, &mut cursor, 16));
+    }
+    // The listeners (two ports, two addresses) come first, then 16 connections a page.
+    assert_eq!(pages.len(), 4);
+    assert_eq!(pages[0].len(), 4 + 16);
+    let mut peers: Vec<_> = pages.iter().flatten().filter_map(|r| r.peer).collect();
+    peers.sort();
+    peers.dedup();
+    assert_eq!(peers.len(), 50);
+    assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 4 + 50);
+}
