@@ -213,7 +213,7 @@ pub struct Endpoint {
     /// The last few closed connections, for `/connections` (observe.rs).
     finished: observe::Finished,
     /// How `/connections.json` is written: the driver's `synack status --json` encoder.
-    status_json: Option<fn(&[ConnStatus], &[ConnStatus]) -> String>,
+    status_json: Option<observe::StatusJson>,
     /// Our own active opens (client.rs).
     clients: client::Clients,
     limits: Limits,

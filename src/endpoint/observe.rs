@@ -300,6 +300,9 @@ impl Endpoint {
     }
 }
 
+/// How `/connections.json` is written from the open rows and the recently closed ones.
+pub type StatusJson = fn(&[ConnStatus], &[ConnStatus]) -> String;
+
 /// Where a paged `synack status` has got to ([`Endpoint::snapshot_page`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatusCursor {
@@ -323,7 +326,7 @@ impl Endpoint {
     /// How `/connections.json` is encoded: the driver passes `synack status --json`'s
     /// encoder, so both give the same data (the core does not depend on a JSON crate).
     /// Without one, `/connections.json` is 404.
-    pub fn set_status_json(&mut self, encode: fn(&[ConnStatus], &[ConnStatus]) -> String) {
+    pub fn set_status_json(&mut self, encode: StatusJson) {
         self.status_json = Some(encode);
     }
 
