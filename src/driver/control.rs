@@ -663,9 +663,11 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         // /connections.json is status --json: without the details.
         assert!(!status_json(std::slice::from_ref(&with_info), &[]).contains("\"info\""));
         // Recently closed connections (for /connections.json) are marked; open ones are not.
-        let listed: serde_json::Value =
-            serde_json::from_str(&status_json(std::slice::from_ref(&with_info), &[with_info]))
-                .unwrap();
+        let listed: serde_json::Value = serde_json::from_str(&status_json(
+            std::slice::from_ref(&with_info),
+            std::slice::from_ref(&with_info),
+        ))
+        .unwrap();
         let closed: Vec<Option<&serde_json::Value>> = listed
             .as_array()
             .unwrap()
