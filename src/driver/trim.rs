@@ -9,6 +9,9 @@ use crate::endpoint::Endpoint;
 /// The smallest drop worth a trim: below it, what a trim returns is not worth walking the heap.
 const MIN_DROP: usize = 256;
 
+/// The smallest peak worth a trim once the table is empty.
+const MIN_EMPTY: usize = 64;
+
 /// The table's peak since the last trim.
 #[derive(Debug, Default)]
 pub struct HeapTrim {
@@ -20,7 +23,9 @@ pub struct HeapTrim {
 impl HeapTrim {
     /// Whether a table of `count` connections, after a peak of `peak`, calls for a trim.
     fn due(peak: usize, count: usize) -> bool {
-        count <= peak / 2 && peak - count >= MIN_DROP
+        // Halved by a worthwhile amount, or emptied after a small burst (so that the end of
+        // a burst leaves nothing behind).
+        (count <= peak / 2 && peak - count >= MIN_DROP) || (count == 0 && peak >= MIN_EMPTY)
     }
 
     /// Call after each turn of the loop.
@@ -63,6 +68,11 @@ mod tests {
         assert!(HeapTrim::due(100_000, 0));
         assert!(!HeapTrim::due(300, 100), "too few to be worth it");
         assert!(HeapTrim::due(600, 0));
+        assert!(HeapTrim::due(100, 0), "the end of a small burst");
+        assert!(
+            !HeapTrim::due(10, 0),
+            "a connection or two coming and going"
+        );
         assert!(!HeapTrim::due(0, 0));
     }
 }

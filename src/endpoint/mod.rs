@@ -245,6 +245,8 @@ pub struct Endpoint {
     mem_relieved: bool,
     /// Connections in TIME-WAIT (`--max-time-wait`).
     time_wait: usize,
+    /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
+    link_counters: Vec<(&'static str, u64)>,
 }
 
 impl Endpoint {
@@ -309,6 +311,7 @@ impl Endpoint {
             mem_peak: 0,
             mem_relieved: false,
             time_wait: 0,
+            link_counters: Vec::new(),
         }
     }
 
@@ -1225,8 +1228,16 @@ impl Endpoint {
     /// followed by the gauge `buffer_memory_used` (bytes held now).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut v = self.counters.entries();
+        v.extend_from_slice(&self.link_counters);
         v.push(("buffer_memory_used", self.mem_used as u64));
         v
+    }
+
+    /// The `--impair` link's counters (`impair_lost`, ...), which the driver owns: listed by
+    /// [`Endpoint::counters`] and `/metrics` after the endpoint's own.
+    pub fn set_link_counters(&mut self, counters: &[(&'static str, u64)]) {
+        self.link_counters.clear();
+        self.link_counters.extend_from_slice(counters);
     }
 
     /// The counters themselves.

@@ -396,11 +396,9 @@ impl Endpoint {
             buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
             recently_closed: self.finished.queue.len() as u64,
         };
-        metrics::render(
-            &self.counters.entries(),
-            super::Counters::linux_name,
-            &gauges,
-        )
+        let mut counters = self.counters.entries();
+        counters.extend_from_slice(&self.link_counters);
+        metrics::render(&counters, super::Counters::help, &gauges)
     }
 
     fn connections_page(&self, now: Instant) -> String {

@@ -1122,3 +1122,29 @@ fn a_paged_status_lists_every_connection_once() {
     assert_eq!(peers.len(), 50);
     assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 4 + 50);
 }
+
+#[test]
+fn the_impair_links_counters_are_listed_with_the_endpoints() {
+    let mut net = Net::v4();
+    net.ep
+        .set_link_counters(&[("impair_packets", 10), ("impair_lost", 3)]);
+    let counters = net.ep.counters();
+    assert!(counters.contains(&("impair_lost", 3)));
+    assert_eq!(counters.last().map(|c| c.0), Some("buffer_memory_used"));
+    let metrics = net.ep.metrics();
+    assert!(
+        metrics.contains("synack_impair_lost_total 3\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# HELP synack_impair_lost_total Packets the --impair link dropped"));
+    // Handed over again: replaced, not added.
+    net.ep.set_link_counters(&[("impair_lost", 4)]);
+    assert_eq!(
+        net.ep
+            .counters()
+            .iter()
+            .filter(|c| c.0.starts_with("impair_"))
+            .count(),
+        1
+    );
+}

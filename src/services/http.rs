@@ -289,8 +289,12 @@ struct Session {
     /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
     out: Vec<u8>,
     out_sent: usize,
-    /// Where a body is composed before its headers, which carry its length.
+    /// Where a body is composed before its headers, which carry its length; once they are
+    /// queued in `out`, sent from here (`scratch[body_sent..]`, while `body_queued`) with no
+    /// copy.
     scratch: Vec<u8>,
+    body_queued: bool,
+    body_sent: usize,
     /// The request body so far: its length and SHA-256 (for PUT and POST).
     body_len: u64,
     body_hash: Sha256,
@@ -308,6 +312,8 @@ impl Session {
             out: Vec::new(),
             out_sent: 0,
             scratch: Vec::new(),
+            body_queued: false,
+            body_sent: 0,
             body_len: 0,
             body_hash: Sha256::new(),
             phase: Phase::Head,
@@ -321,6 +327,7 @@ impl Session {
         matches!(self.phase, Phase::Head)
             && self.inbuf.is_empty()
             && self.out.is_empty()
+            && !self.body_queued
             && !self.close_after
     }
 
@@ -368,6 +375,20 @@ impl Session {
         }
         if self.out_sent < self.out.len() {
             return false;
+        }
+        if self.body_queued {
+            if let Some(rest) = self.scratch.get(self.body_sent..).filter(|r| !r.is_empty()) {
+                self.body_sent += sock.send(rest);
+            }
+            if self.body_sent < self.scratch.len() {
+                return false;
+            }
+            self.body_queued = false;
+            self.body_sent = 0;
+            self.scratch.clear();
+            if self.scratch.capacity() > 4 * BODY_CAPACITY {
+                self.scratch.shrink_to(BODY_CAPACITY);
+            }
         }
         self.out.clear();
         self.out_sent = 0;
@@ -681,7 +702,7 @@ impl Session {
         );
     }
 
-    /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
+    /// Queue status line and header fields, and (unless `head_only`) the body in `scratch`;
     /// `length` is the Content-Length (the scratch body's, or a streamed body's); `allow`
     /// adds the methods we implement (RFC 9110 §10.2.1).
     fn write_response(
@@ -711,13 +732,10 @@ impl Session {
             let _ = write!(out, "Connection: {value}\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        // RFC 9110 §9.3.2: HEAD gets the same header fields as GET, and no content.
-        if !head_only {
-            out.extend_from_slice(&self.scratch);
-        }
-        if self.scratch.capacity() > 4 * BODY_CAPACITY {
-            self.scratch.shrink_to(BODY_CAPACITY);
-        }
+        // RFC 9110 §9.3.2: HEAD gets the same header fields as GET, and no content. The body
+        // follows the head from `scratch` (`flush`).
+        self.body_queued = !head_only && !self.scratch.is_empty();
+        self.body_sent = 0;
     }
 }
 
