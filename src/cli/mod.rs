@@ -64,7 +64,7 @@ pub struct Args {
 
     /// Interface MTU; MSS = MTU-40 (IPv4) / MTU-60 (IPv6)
     #[arg(long = "mtu", value_name = "BYTES", default_value_t = 1500,
-          value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
+          value_parser = limits::parse_mtu)]
     pub mtu: u16,
 
     /// A listening port and its service (repeatable): echo, discard, chargen, http,

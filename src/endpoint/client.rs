@@ -270,7 +270,10 @@ impl Endpoint {
             });
         }
         let slot = self.table.get(&quad).copied()?;
-        let entry = self.slots.get_mut(slot).and_then(|s| s.entry.as_mut())?;
+        let entry = self
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.entry.as_deref_mut())?;
         let App::Client(client) = &mut entry.app else {
             return None;
         };

@@ -805,7 +805,7 @@ impl Sockets<'_> {
         match self.ep.slots.get_mut(slot) {
             Some(s) if s.generation == generation => s
                 .entry
-                .as_mut()
+                .as_deref_mut()
                 .map(|e| (e, slot))
                 .ok_or(SocketError::NotConnected),
             _ => Err(SocketError::NotConnected),
@@ -822,7 +822,7 @@ impl Sockets<'_> {
         };
         let s = self.ep.slots.get(slot)?;
         (s.generation == generation)
-            .then_some(s.entry.as_ref())
+            .then_some(s.entry.as_deref())
             .flatten()
             .map(|e| &e.conn)
     }

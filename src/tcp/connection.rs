@@ -262,7 +262,6 @@ pub struct Connection {
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
     pub(super) created: Instant,
-    pub(super) span: tracing::Span,
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
     /// Defensive actions and drops, collected by the endpoint's counters (`take_events`).
@@ -332,7 +331,6 @@ impl Connection {
         local_mss: u16,
         cfg: &Config,
     ) -> Connection {
-        let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
         Connection {
             quad,
             state: State::Closed,
@@ -408,7 +406,6 @@ impl Connection {
             timers: Timers::default(),
             reset: None,
             created: now,
-            span,
             trace: Trace::new(),
             events: ConnEvents::default(),
             keepalive: KeepAliveState::new(now),
@@ -660,13 +657,22 @@ impl Connection {
         ((now.as_micros() / 1000) as u32).wrapping_add(self.ts_offset)
     }
 
+    /// The logging context of this connection's events (its 4-tuple), made when it is
+    /// entered rather than kept: a span kept per connection made the logging library hold
+    /// memory for every connection at the busiest moment, scattered through the heap, long
+    /// after they were gone (issue 22). Disabled below `-v`, where it costs a level check.
+    pub(super) fn span(&self) -> tracing::Span {
+        tracing::debug_span!("conn", local = %self.quad.local, remote = %self.quad.remote)
+    }
+
     /// The one place every state transition passes through, and is logged.
     pub(super) fn set_state(&mut self, next: State) {
         if self.state == next {
             return;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!("{} -> {}", self.state, next);
         }
         // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
@@ -832,7 +838,8 @@ impl Connection {
         if due(self.timers.fin_wait_2) {
             self.timers.fin_wait_2 = None;
             if self.state == State::FinWait2 {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no FIN from the peer in FIN-WAIT-2: resetting");
                 drop(_enter);
                 self.events.fin_wait_2_timeouts += 1;
@@ -870,7 +877,8 @@ impl Connection {
                 self.cfg.synack_retries
             };
             if self.retries >= limit {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("SYN unanswered after {} retransmissions", self.retries);
                 drop(_enter);
                 self.close_silently(Some(ResetCause::TimedOut));
@@ -891,7 +899,8 @@ impl Connection {
                 }
             };
             if gave_up {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);
                 // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as

@@ -75,7 +75,7 @@ impl Connection {
         now: Instant,
         seg: &TcpSegment<'_>,
     ) -> Option<TcpSegment<'static>> {
-        let span = self.span.clone();
+        let span = self.span();
         let _enter = span.enter();
         self.process(now, seg, false)
     }

@@ -464,6 +464,9 @@ impl Connection {
         if matches!(self.state, State::TimeWait | State::Closed) {
             // Out-of-order data can no longer be completed.
             self.reasm.clear();
+            // What is left to record is a re-ACK or two: TIME-WAIT costs its record and no
+            // more (issue 22).
+            self.trace.shrink();
         }
         self.reasm.release();
         self.scoreboard.release();

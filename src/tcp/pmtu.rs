@@ -47,7 +47,8 @@ impl Connection {
     pub fn on_icmp_error(&mut self, kind: IcmpErrorKind) -> IcmpOutcome {
         let abort = kind.is_hard() || matches!(self.state, State::SynSent | State::SynReceived);
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(%kind, abort, "ICMP error");
         }
         self.soft_error = Some(kind);
@@ -80,7 +81,8 @@ impl Connection {
             return false;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(mtu, from = self.send_mss, to = cap, "path MTU lowered");
         }
         self.send_mss = cap;

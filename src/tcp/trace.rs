@@ -183,6 +183,12 @@ impl Trace {
         }
     }
 
+    /// Give back the room kept for events that have not come: a connection that will record
+    /// little more (TIME-WAIT) keeps exactly what it recorded.
+    pub fn shrink(&mut self) {
+        self.events.shrink_to_fit();
+    }
+
     /// Bytes allocated for kept events.
     pub fn heap_bytes(&self) -> usize {
         self.events.capacity() * std::mem::size_of::<Event>()
