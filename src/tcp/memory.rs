@@ -467,5 +467,9 @@ impl Connection {
         }
         self.reasm.release();
         self.scoreboard.release();
+        if matches!(self.state, State::TimeWait | State::Closed) {
+            self.rec.sent.clear();
+        }
+        self.rec.release();
     }
 }

@@ -14,6 +14,7 @@ pub mod ladder;
 mod memory;
 mod output;
 mod quickack;
+pub mod recovery;
 mod reset;
 mod rtt;
 pub mod sack;
@@ -27,6 +28,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
+pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
@@ -117,6 +119,8 @@ pub struct Config {
     pub r2_retries: u32,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
+    /// Loss detection: RACK-TLP (RFC 8985) or three duplicate ACKs (`recovery/`).
+    pub recovery: RecoveryKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
     /// TCP_NODELAY (MUST-17).
     pub nagle: bool,
@@ -154,6 +158,7 @@ impl Default for Config {
             gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),
             cc: CcKind::Cubic,
+            recovery: RecoveryKind::Rack,
             nagle: true,
             window_scaling: true,
             timestamps: true,
@@ -219,6 +224,11 @@ pub struct TcpInfo {
     /// What holds the sender back now: `application` (nothing queued), `receive window`
     /// (the peer's window is full) or `cwnd` (the congestion window is full).
     pub limited: &'static str,
+    /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
+    /// `loss`.
+    pub ca_state: &'static str,
+    /// RACK's reordering window (RFC 8985 §6.2), in microseconds.
+    pub reo_wnd_us: u64,
 }
 
 impl TcpInfo {
@@ -252,6 +262,8 @@ impl TcpInfo {
             ("rcv_wnd", n(u64::from(self.rcv_wnd))),
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
+            ("ca_state", Some(Text(self.ca_state.to_string()))),
+            ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
         ]
     }

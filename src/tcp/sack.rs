@@ -390,6 +390,11 @@ impl Scoreboard {
         Some(new_r.distance_from(new_l).saturating_sub(before))
     }
 
+    /// All of `[l, r)` has been SACKed.
+    pub fn covers(&self, l: SeqNum, r: SeqNum) -> bool {
+        self.active().iter().any(|&(a, b)| a.le(l) && r.le(b))
+    }
+
     /// `seq` has been SACKed.
     pub fn is_sacked(&self, seq: SeqNum) -> bool {
         self.active().iter().any(|&(l, r)| seq.in_range(l, r))

@@ -103,3 +103,23 @@ fn no_dsack_without_sack() {
     assert!(sack_of(&out[0]).is_empty());
     assert_eq!(h.conn.events().dsack_old_sent, 0);
 }
+
+#[test]
+fn status_info_shows_the_congestion_state_and_the_reordering_window() {
+    let mut h = established_sack();
+    let info = |h: &Harness| h.conn.tcp_info(Duration::from_secs(1));
+    assert_eq!(info(&h).ca_state, "open");
+    send_segments(&mut h, 8);
+    sack_segments(&mut h, ISS.add(1), 1, 4);
+    assert_eq!(info(&h).ca_state, "recovery");
+    let entries = info(&h).entries();
+    assert!(entries.iter().any(|(k, _)| *k == "ca_state"));
+    assert!(entries.iter().any(|(k, _)| *k == "reo_wnd_us"));
+    // A timeout: loss.
+    h.output();
+    while h.conn.events().rto_expirations == 0 {
+        h.advance_to_timeout();
+        h.output();
+    }
+    assert_eq!(info(&h).ca_state, "loss");
+}
