@@ -191,7 +191,11 @@ impl Endpoint {
 
     /// An ephemeral port whose 4-tuple with `remote` is not in use, searched from a cursor that
     /// moves on with every connection.
-    fn free_quad(&mut self, local_ip: std::net::IpAddr, remote: SocketAddr) -> Option<Quad> {
+    pub(super) fn free_quad(
+        &mut self,
+        local_ip: std::net::IpAddr,
+        remote: SocketAddr,
+    ) -> Option<Quad> {
         let (first, last) = (*EPHEMERAL_PORTS.start(), *EPHEMERAL_PORTS.end());
         let span = u32::from(last - first) + 1;
         if self.clients.port_cursor == 0 {
@@ -212,7 +216,7 @@ impl Endpoint {
                 local: SocketAddr::new(local_ip, port),
                 remote,
             };
-            let listening = self.listeners.iter().any(|(p, _)| *p == port);
+            let listening = self.listeners.iter().any(|l| l.open && l.port == port);
             if !listening && !self.table.contains_key(&quad) {
                 self.clients.port_cursor = u16::try_from((offset + 1) % span).unwrap_or(0).max(1);
                 return Some(quad);

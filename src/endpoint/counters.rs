@@ -95,6 +95,9 @@ counters! {
     not_ours,
     /// Well-formed packets of other protocols or ICMP types.
     ignored,
+    /// UDP datagrams: synack answers and relays TCP only (`--addr any` included), so they are
+    /// dropped. Linux would answer with ICMP port unreachable (`UdpNoPorts`).
+    udp_dropped,
     /// ICMP/ICMPv6 echo requests answered.
     echo_replies,
     /// Packets (TCP or ICMP echo) from a source no host may accept: 0/8, 127/8, the limited

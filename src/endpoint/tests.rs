@@ -375,7 +375,7 @@ fn established_resets_count_either_sides_reset_as_linux_does() {
     connect_from(&mut net, 40001);
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.abort_all(net.now, &mut tx);
-    assert_eq!(parse_out(&tx[0]).flags, Flags::RST);
+    assert_eq!(parse_out(&tx[0]).flags, Flags::RST | Flags::ACK);
     let stats = net.ep.stats();
     assert_eq!((stats.established_resets, stats.peer_resets), (2, 1));
 }

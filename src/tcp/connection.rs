@@ -865,7 +865,16 @@ impl Connection {
             // RFC 9293 §3.8.3 (MUST-20): past R2, give up on the connection. Like Linux
             // (tcp_retries2 = 15) R2 counts retransmissions, and it lasts at least `r2` (100 s);
             // the connection is closed without a RST (as Linux's tcp_write_err).
-            if self.retries >= self.cfg.r2_retries && now.saturating_since(first) >= self.cfg.r2 {
+            // With TCP_USER_TIMEOUT (RFC 5482 §3, Linux's tcp_write_timeout) the time alone
+            // decides.
+            let gave_up = match self.cfg.user_timeout {
+                Some(timeout) => now.saturating_since(first) >= timeout,
+                None => {
+                    self.retries >= self.cfg.r2_retries
+                        && now.saturating_since(first) >= self.cfg.r2
+                }
+            };
+            if gave_up {
                 let _enter = self.span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);

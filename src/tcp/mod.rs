@@ -19,6 +19,7 @@ mod reset;
 mod rtt;
 pub mod sack;
 pub mod samples;
+pub mod sockopt;
 mod state;
 mod syncookie;
 pub mod trace;
@@ -32,6 +33,7 @@ pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
+pub use sockopt::SocketInfo;
 // The type lives in the leaf module `crate::seqnum` (so `wire` need not import `tcp`);
 // re-exported here for code written against `crate::tcp::SeqNum`.
 pub use crate::seqnum::SeqNum;
@@ -117,6 +119,9 @@ pub struct Config {
     /// retransmissions it takes (Linux: tcp_retries2 = 15); both must be reached.
     pub r2: Duration,
     pub r2_retries: u32,
+    /// `TCP_USER_TIMEOUT` (RFC 5482): when set, how long sent data may go unacknowledged
+    /// before the connection is given up, instead of R2 (Linux: `icsk_user_timeout`).
+    pub user_timeout: Option<Duration>,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
     /// Loss detection: RACK-TLP (RFC 8985) or three duplicate ACKs (`recovery/`).
@@ -154,6 +159,7 @@ impl Default for Config {
             syn_retries: 6,
             r2: Duration::from_secs(100),
             r2_retries: 15,
+            user_timeout: None,
             delayed_ack: Duration::from_millis(40),
             gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),

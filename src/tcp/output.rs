@@ -43,11 +43,28 @@ impl Connection {
     /// Emit every segment that is due at `now`.
     pub(super) fn transmit(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if self.rst_due {
-            // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
+            // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>. Like Linux's
+            // tcp_send_active_reset, the RST also carries ACK=RCV.NXT (and our timestamps),
+            // which the peer's RST checks ignore (RFC 9293 §3.10.7.4, RFC 5961 §3.2 look at
+            // SEG.SEQ) and the packetdrill corpus expects (`R.`).
             self.rst_due = false;
+            let synchronized = self.state != State::SynSent;
             let rst = TcpSegment {
                 seq: self.snd.nxt,
-                flags: Flags::RST,
+                ack: if synchronized {
+                    self.rcv.nxt
+                } else {
+                    SeqNum::new(0)
+                },
+                flags: if synchronized {
+                    Flags::RST | Flags::ACK
+                } else {
+                    Flags::RST
+                },
+                options: TcpOptions {
+                    timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
+                    ..TcpOptions::EMPTY
+                },
                 ..self.template()
             };
             emit(&rst, Label::None);

@@ -777,7 +777,11 @@ fn closing_with_unread_data_sends_rst() {
     h.conn.close();
     let out = h.output();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].seq, out[0].flags), (ISS.add(1), Flags::RST));
+    // RST,ACK as Linux's tcp_send_active_reset: ACK=RCV.NXT (after the unread 6 bytes).
+    assert_eq!(
+        (out[0].seq, out[0].flags, out[0].ack),
+        (ISS.add(1), Flags::RST | Flags::ACK, IRS.add(7))
+    );
     assert_eq!(h.conn.state(), State::Closed);
 }
 
@@ -965,7 +969,10 @@ fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
     assert_eq!(h.advance_to_timeout(), Duration::from_secs(60));
     let out = h.output();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].seq, out[0].flags), (ISS.add(2), Flags::RST));
+    assert_eq!(
+        (out[0].seq, out[0].flags),
+        (ISS.add(2), Flags::RST | Flags::ACK)
+    );
     assert_eq!(h.conn.state(), State::Closed);
 }
 

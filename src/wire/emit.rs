@@ -379,7 +379,9 @@ mod tests {
         };
         let p = emit_vec(src, dst, &seg);
         assert_eq!(p[32] >> 4, 10, "20 + 20 bytes of options");
-        assert_eq!(&p[40..48], &[2, 4, 5, 180, 1, 3, 3, 7]);
+        // mss, sackOK, TS, nop, wscale (Linux's tcp_options_write).
+        assert_eq!(&p[40..48], &[2, 4, 5, 180, 4, 2, 8, 10]);
+        assert_eq!(&p[56..60], &[1, 3, 3, 7]);
     }
 
     #[test]

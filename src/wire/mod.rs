@@ -193,6 +193,10 @@ pub enum Packet<'a> {
         seq_no: u16,
         data: &'a [u8],
     },
+    /// A UDP datagram: synack speaks TCP only (and relays TCP only, `--addr any`), so it is
+    /// dropped, and counted apart (`udp_dropped`): DNS routed into the interface goes
+    /// unanswered.
+    Udp { src: IpAddr, dst: IpAddr },
     /// A well-formed packet that is not for us to answer (other protocols, other ICMP types,
     /// IPv6 neighbour discovery, ...). Ignored without counting it as malformed.
     Other { src: IpAddr, dst: IpAddr },
