@@ -160,11 +160,7 @@ impl Stack {
     pub fn connect(&mut self, fd: i32, remote: SocketAddr) -> SysResult<()> {
         let h = self.handle(fd)?;
         let now = self.clock.now();
-        self.clock
-            .ep
-            .sockets()
-            .connect(now, h, remote)
-            .map_err(err)
+        self.clock.ep.sockets().connect(now, h, remote).map_err(err)
     }
 
     pub fn recv(&mut self, fd: i32, buf: &mut [u8], flags: i32) -> SysResult<usize> {

@@ -561,7 +561,7 @@ impl Connection {
             "application"
         };
         let lost_bytes = if self.rack_active() {
-            self.rec.sent.lost_bytes()
+            self.rec.sent().lost_bytes()
         } else {
             self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss)
         };

@@ -478,6 +478,7 @@ impl Connection {
         // RFC 5681 §2: a duplicate ACK acknowledges nothing new, carries no data, no SYN or
         // FIN, and does not change the window, while data is outstanding.
         let mut delivered = Delivered::default();
+        let mut cum_delivered = 0;
         let mut duplicate = seg.ack == self.snd.una
             && self.in_flight()
             && seg.payload.is_empty()
@@ -495,7 +496,13 @@ impl Connection {
             // it would measure RTO + RTT; only echoes of later transmissions are samples.
             delivered = self.rtt_on_ack(now, seg);
             self.on_new_ack(now, seg.ack);
-            self.congestion_on_ack(now, seg.ack, acked, flight_before);
+            // What reached the receiver with this ACK: bytes SACKed before count when they
+            // were SACKed, not again now (Linux grows cwnd by `acked_sacked`).
+            let sacked_before = self.scoreboard.sacked_bytes();
+            self.scoreboard.on_ack(seg.ack);
+            let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
+            cum_delivered = acked.saturating_sub(was_sacked);
+            self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
             if establishing {
                 self.rto_after_handshake();
             }
@@ -524,10 +531,15 @@ impl Connection {
             }
         }
         // The segments in flight, RACK and the tail loss probe (recovery/).
-        self.recovery_on_ack(now, seg.ack, delivered, &update, advances, flight_before);
+        let newly_lost =
+            self.recovery_on_ack(now, seg.ack, delivered, &update, advances, flight_before);
         if duplicate {
             self.on_duplicate_ack(now, flight_before);
         }
+        // RFC 9937: in SACK recovery, how much this ACK lets out (Proportional Rate
+        // Reduction).
+        let delivered_bytes = cum_delivered.saturating_add(update.newly_sacked);
+        self.prr_on_ack(delivered_bytes, advances && newly_lost == 0);
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
         // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))". An old ACK
@@ -563,7 +575,7 @@ impl Connection {
     /// retransmitted), from the echoed timestamp (RFC 7323 §4.1), as Linux falls back.
     fn rtt_on_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) -> Delivered {
         let st = super::recovery::state(&mut self.rec.st);
-        let delivered = self.rec.sent.on_cumulative(now, seg.ack, &mut st.fack);
+        let delivered = st.sent.on_cumulative(now, seg.ack, &mut st.fack);
         match delivered.rtt_sample {
             Some(rtt) if seg.ack.ge(self.ts_sample_mark) => {
                 self.rtt.sample(rtt);
@@ -668,8 +680,10 @@ impl Connection {
         if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
+            let prior_cwnd = self.cc.cwnd();
             self.cc.enter_recovery(now, flight, self.opts.sack);
             if self.opts.sack {
+                self.prr_start(prior_cwnd);
                 self.scoreboard.start_recovery(self.snd.una);
                 self.events.sack_recovery += 1;
             } else {

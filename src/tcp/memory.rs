@@ -467,8 +467,10 @@ impl Connection {
         }
         self.reasm.release();
         self.scoreboard.release();
-        if matches!(self.state, State::TimeWait | State::Closed) {
-            self.rec.sent.clear();
+        if matches!(self.state, State::TimeWait | State::Closed)
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            st.sent.clear();
         }
         self.rec.release();
     }

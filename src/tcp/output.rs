@@ -183,7 +183,7 @@ impl Connection {
         }
         // RFC 8985 §7.3: a tail loss probe, when its timer fired.
         self.transmit_probe(now, mss, emit);
-        let rack_lost = self.rack_active() && !self.rec.in_loss() && self.rec.sent.has_lost();
+        let rack_lost = self.rack_active() && !self.rec.in_loss() && self.rec.sent().has_lost();
         if self.opts.sack && (self.cc.in_recovery() || rack_lost) {
             self.transmit_sack_recovery(now, mss, emit);
         } else {
@@ -246,19 +246,19 @@ impl Connection {
     /// marked lost, else send new data. Pipe counts what is neither SACKed nor lost, plus
     /// what was retransmitted (Linux's `tcp_packets_in_flight`).
     fn transmit_rack_recovery(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
-        let mut pipe = self.rec.sent.pipe();
+        let mut pipe = self.rec.sent().pipe();
         for _ in 0..1024 {
             if self.cc.cwnd() < pipe.saturating_add(mss) {
                 break;
             }
             let before = self.snd.nxt.distance_from(self.snd.una);
-            if let Some(lost) = self.rec.sent.first_lost().copied() {
+            if let Some(lost) = self.rec.sent().first_lost().copied() {
                 let len = lost
                     .len()
                     .min(mss)
                     .min(self.fin_seq().distance_from(lost.start));
                 self.retransmit(now, lost.start, len, Label::Rack, emit);
-                if self.rec.sent.first_lost().map(|l| l.start) == Some(lost.start) {
+                if self.rec.sent().first_lost().map(|l| l.start) == Some(lost.start) {
                     // Nothing could be sent (no byte of it is held any more).
                     break;
                 }
@@ -472,7 +472,14 @@ impl Connection {
         self.after_emit();
         // Its transmit time, for RACK and for RTT samples (RFC 6298 §3, Karn: a
         // retransmitted segment gives none): `recovery/sent.rs`.
-        self.rec.sent.on_send(seq, end, now);
+        self.rec.sent_mut().on_send(seq, end, now);
+        if self.opts.sack
+            && self.cc.in_recovery()
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            // RFC 9937: prr_out.
+            st.prr.on_sent(end.distance_from(seq));
+        }
         self.snd.nxt = self.snd.nxt.max(end);
         self.cwnd_usage.on_send(self.snd.una, self.snd.nxt);
         // RFC 6298 §5.1: start the timer when data is sent, if it is not running.

@@ -2,7 +2,7 @@
 //! the timers and from output (the probe). Kept here, beside the state they drive, so that
 //! `input.rs` and `output.rs` only call in.
 
-use super::{CaState, Delivered, ProbeOutcome, RecoveryKind, Tlp, state};
+use super::{CaState, Delivered, ProbeOutcome, Prr, RecoveryKind, Tlp, state};
 use crate::tcp::connection::Connection;
 use crate::tcp::sack::SackUpdate;
 use crate::tcp::trace::Label;
@@ -41,17 +41,16 @@ impl Connection {
         update: &SackUpdate,
         advanced: bool,
         flight: u32,
-    ) {
+    ) -> u32 {
         if update.dsack {
             self.events.dsack_recv += 1;
         }
         let sb = &self.scoreboard;
         let st = state(&mut self.rec.st);
-        self.rec
-            .sent
+        st.sent
             .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
         if !self.rack_active() {
-            return;
+            return 0;
         }
         let (una, nxt) = (self.snd.una, self.snd.nxt);
         let st = state(&mut self.rec.st);
@@ -71,7 +70,7 @@ impl Connection {
             self.cc.enter_recovery(now, flight, true);
             self.cc.on_recovery_exit(now, flight_now);
         }
-        self.rack_detect_loss(now, flight);
+        let marked = self.rack_detect_loss(now, flight);
         if !self.in_flight() {
             let st = state(&mut self.rec.st);
             st.tlp.deadline = None;
@@ -79,11 +78,37 @@ impl Connection {
         } else if advanced {
             self.schedule_probe(now);
         }
+        marked
+    }
+
+    /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
+    pub(in crate::tcp) fn prr_start(&mut self, prior_cwnd: u32) {
+        state(&mut self.rec.st).prr = Prr::start(prior_cwnd);
+    }
+
+    /// RFC 9937 "On every ACK starting or during fast recovery" (SACK recoveries):
+    /// cwnd = pipe + sndcnt. `delivered`: the bytes this ACK newly acknowledged or SACKed;
+    /// `safe_ack`: SND.UNA advanced and no new loss was found.
+    pub(in crate::tcp) fn prr_on_ack(&mut self, delivered: u32, safe_ack: bool) {
+        if !(self.opts.sack && self.cc.in_recovery()) {
+            return;
+        }
+        let mss = u32::from(self.eff_mss()).max(1);
+        let pipe = if self.rack_active() {
+            self.rec.sent().pipe()
+        } else {
+            self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        };
+        let ssthresh = self.cc.ssthresh();
+        let cwnd = state(&mut self.rec.st)
+            .prr
+            .on_ack(delivered, pipe, ssthresh, safe_ack, mss);
+        self.cc.set_cwnd(cwnd);
     }
 
     /// RFC 8985 §6.2 step 5 and §6.3: mark lost what RACK says is, arm the reordering
     /// timer for the rest, and enter fast recovery on a first loss.
-    pub(in crate::tcp) fn rack_detect_loss(&mut self, now: Instant, flight: u32) {
+    pub(in crate::tcp) fn rack_detect_loss(&mut self, now: Instant, flight: u32) -> u32 {
         let mss = u32::from(self.eff_mss()).max(1);
         let sacked_segments = self.scoreboard.sacked_bytes().div_ceil(mss);
         let in_recovery = self.cc.in_recovery() || self.rec.in_loss();
@@ -94,20 +119,23 @@ impl Connection {
             self.rtt.min_rtt(),
             self.rtt.srtt(),
         );
-        let (marked, wait) = st.rack.detect_loss(now, &mut self.rec.sent, reo);
+        let (marked, wait) = st.rack.detect_loss(now, &mut st.sent, reo);
         st.reo_deadline = wait.map(|w| now + w);
         if marked == 0 {
-            return;
+            return 0;
         }
         // Recovery takes over from the probe.
         st.tlp.deadline = None;
         if !in_recovery && self.snd.una.ge(self.recover) {
             tracing::debug!(marked, "RACK: loss detected, fast recovery");
             self.recover = self.snd.nxt;
+            let prior_cwnd = self.cc.cwnd();
             self.cc.enter_recovery(now, flight, true);
+            self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events.sack_recovery += 1;
         }
+        marked
     }
 
     /// RFC 8985 §7.2: arm the probe timer, if a probe may be sent: RACK in use, data in

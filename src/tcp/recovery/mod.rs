@@ -10,6 +10,7 @@
 //! connection without SACK, as in Linux, whose RACK needs SACK).
 
 mod conn;
+pub mod prr;
 pub mod rack;
 pub mod sent;
 pub mod tlp;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use super::sack::DUP_THRESH;
+pub use prr::Prr;
 pub use rack::Rack;
 pub use sent::{Delivered, SentLog};
 pub use tlp::{ProbeOutcome, Tlp};
@@ -85,16 +87,18 @@ impl CaState {
 /// table slot stays small.
 #[derive(Clone, Debug, Default)]
 pub struct Recovery {
-    /// The segments in flight with their transmit times.
-    pub sent: SentLog,
     pub st: Option<Box<RackTlp>>,
 }
 
-/// RACK's and TLP's state, and the Loss state.
+/// The segments in flight, RACK's and TLP's state, PRR's, and the Loss state.
 #[derive(Clone, Debug, Default)]
 pub struct RackTlp {
+    /// The segments in flight with their transmit times.
+    pub sent: SentLog,
     pub rack: Rack,
     pub tlp: Tlp,
+    /// Proportional Rate Reduction in the current (SACK) recovery, RFC 9937.
+    pub prr: Prr,
     /// RACK.fack: the highest end sequence delivered so far.
     pub fack: Option<crate::seqnum::SeqNum>,
     /// RACK's reordering timer (RFC 8985 §6.3): when to look for losses again.
@@ -115,8 +119,8 @@ impl Recovery {
     /// A retransmission timeout: everything in flight is lost (Linux's `tcp_enter_loss`),
     /// what was SACKed is forgotten (RFC 2018 §8), no probe or reordering timer is pending.
     pub fn on_rto(&mut self) {
-        self.sent.mark_all_lost(true);
         let st = state(&mut self.st);
+        st.sent.mark_all_lost(true);
         st.tlp.clear();
         st.reo_deadline = None;
         st.probe_due = false;
@@ -147,14 +151,20 @@ impl Recovery {
     /// Give memory back while nothing is in flight: the ring, and the RACK-TLP state unless
     /// it learnt something worth keeping (reordering seen, a widened window).
     pub fn release(&mut self) {
-        self.sent.release();
-        if self.sent.is_empty()
-            && self
-                .st
-                .as_ref()
-                .is_some_and(|st| st.rack.pristine() && st.tlp.end_seq.is_none() && !st.in_loss)
-        {
+        if self.st.as_ref().is_some_and(|st| {
+            st.sent.is_empty() && st.rack.pristine() && st.tlp.end_seq.is_none() && !st.in_loss
+        }) {
             self.st = None;
         }
+    }
+
+    /// The segments in flight (none before the first is sent).
+    pub fn sent(&self) -> &SentLog {
+        self.st.as_ref().map_or(&sent::EMPTY, |st| &st.sent)
+    }
+
+    /// The segments in flight, to change.
+    pub fn sent_mut(&mut self) -> &mut SentLog {
+        &mut state(&mut self.st).sent
     }
 }

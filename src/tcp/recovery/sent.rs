@@ -58,6 +58,11 @@ pub struct SentLog {
     segs: VecDeque<Sent>,
 }
 
+/// A record with nothing in flight.
+pub static EMPTY: SentLog = SentLog {
+    segs: VecDeque::new(),
+};
+
 impl SentLog {
     pub fn is_empty(&self) -> bool {
         self.segs.is_empty()
