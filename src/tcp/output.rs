@@ -231,6 +231,11 @@ impl Connection {
                     self.retransmit(now, seq, len, Label::SackRetransmit, emit);
                     self.scoreboard.on_retransmit(seq, len);
                 }
+                NextSeg::Rescue { seq, len } => {
+                    let len = len.min(mss).min(self.fin_seq().distance_from(seq));
+                    self.retransmit(now, seq, len, Label::SackRetransmit, emit);
+                    self.scoreboard.on_rescue();
+                }
                 NextSeg::NewData => {
                     if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
                         break;
@@ -339,7 +344,8 @@ impl Connection {
             };
             // The peer's window bounds the right edge; the congestion window bounds what is
             // in flight. (During NewReno recovery cwnd is inflated by the duplicate ACKs.)
-            let wnd_end = self.snd.una.add(self.snd.wnd.min(self.cc.cwnd()));
+            let cwnd = self.cc.cwnd().saturating_add(self.limited_transmit());
+            let wnd_end = self.snd.una.add(self.snd.wnd.min(cwnd));
             let usable = if self.tx_next.lt(wnd_end) {
                 wnd_end.distance_from(self.tx_next)
             } else {
@@ -418,6 +424,21 @@ impl Connection {
             if fin {
                 break;
             }
+        }
+    }
+
+    /// Room for new data beyond cwnd while segments are known to have left the network but
+    /// no loss is declared. RFC 3042 (Limited Transmit): one new segment on each of the first
+    /// two duplicate ACKs. With SACK, as Linux's `tcp_packets_in_flight`, every SACKed byte
+    /// has left the pipe and makes room (which includes RFC 3042's two segments).
+    fn limited_transmit(&self) -> u32 {
+        if self.cc.in_recovery() || self.rec.in_loss() || !self.in_flight() {
+            return 0;
+        }
+        if self.opts.sack {
+            self.scoreboard.sacked_bytes()
+        } else {
+            self.dup_acks.min(2) * u32::from(self.eff_mss())
         }
     }
 

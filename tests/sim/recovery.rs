@@ -603,3 +603,28 @@ fn the_rtt_of_a_short_path_is_measured_in_microseconds() {
     let rtt = info.rtt_us.expect("an RTT sample");
     assert!((150..=400).contains(&rtt), "rtt {rtt} µs");
 }
+
+/// A loss inside the window and the loss of its last segment, with no new data to follow:
+/// RFC 6675's rescue retransmission (rule 4, `classic`) resends the tail during recovery, and
+/// RACK finds it lost once the earlier retransmission is delivered; neither waits for the
+/// RTO.
+#[test]
+fn a_lost_last_segment_during_recovery_needs_no_timeout() {
+    crate::init_logs();
+    for recovery in [RecoveryKind::Classic, RecoveryKind::Rack] {
+        let cfg = Config {
+            recovery,
+            ..Config::default()
+        };
+        let mut p = Path::new(cfg, RTT / 2, 100 * 1448, first_copy_of(&[90, 99]));
+        p.run(Duration::from_secs(30));
+        assert!(p.complete(), "{recovery}");
+        assert_eq!(p.sender.events().rto_expirations, 0, "{recovery}: an RTO");
+        let lost = dropped_offsets(&p);
+        assert_eq!(
+            p.resent(),
+            lost.iter().map(|&o| (o, 2)).collect::<Vec<_>>(),
+            "{recovery}"
+        );
+    }
+}
