@@ -16,7 +16,7 @@ use crate::device::impair::ImpairSpec;
 use crate::driver::{self, DaemonConfig};
 use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
-use crate::tcp::CcKind;
+use crate::tcp::{CcKind, RecoveryKind};
 use crate::time::{Duration, parse_duration};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
@@ -85,6 +85,12 @@ pub struct Args {
     /// Congestion control: cubic (RFC 9438) or newreno (RFC 5681, RFC 6582)
     #[arg(long = "cc", value_name = "ALGORITHM", default_value = "cubic")]
     pub cc: CcKind,
+
+    /// Loss detection: rack (RACK-TLP, RFC 8985: time-based, with tail loss probes) or
+    /// classic (three duplicate ACKs and RFC 6675's IsLost), like Linux's
+    /// net.ipv4.tcp_recovery; connections without SACK always use classic
+    #[arg(long = "recovery", value_name = "MODE", default_value = "rack")]
+    pub recovery: RecoveryKind,
 
     /// Impair the link inside the daemon, both directions, e.g.
     /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42
@@ -483,6 +489,7 @@ impl Args {
             mtu: self.mtu,
             time_wait: self.time_wait,
             cc: self.cc,
+            recovery: self.recovery,
             gso: false,
             rmem: self.rmem.0,
             wmem: self.wmem.0,

@@ -313,6 +313,15 @@ fn subcommands_parse_with_their_flags() {
 }
 
 #[test]
+fn loss_recovery_defaults_to_rack_and_reaches_the_endpoint() {
+    use crate::tcp::RecoveryKind;
+    assert_eq!(parse(&[]).unwrap().recovery, RecoveryKind::Rack);
+    let args = parse(&["--recovery", "classic"]).unwrap();
+    assert_eq!(args.endpoint_config().recovery, RecoveryKind::Classic);
+    assert!(parse(&["--recovery", "fack"]).is_err());
+}
+
+#[test]
 fn congestion_control_defaults_to_cubic_and_reaches_the_endpoint() {
     use crate::tcp::CcKind;
     assert_eq!(parse(&[]).unwrap().cc, CcKind::Cubic);

@@ -222,6 +222,14 @@ counters! {
     /// of data in the out-of-order queue.
     dsack_old_sent => "TcpExtTCPDSACKOldSent",
     dsack_ofo_sent => "TcpExtTCPDSACKOfoSent",
+    /// ACKs received carrying a D-SACK block (RFC 2883).
+    dsack_recv => "TcpExtTCPDSACKRecv",
+    /// Fast recoveries entered with SACK (RFC 6675 or RACK) and without (RFC 6582).
+    sack_recovery => "TcpExtTCPSackRecovery",
+    reno_recovery => "TcpExtTCPRenoRecovery",
+    /// Tail loss probes sent (RFC 8985 §7), and losses a probe repaired.
+    loss_probes => "TcpExtTCPLossProbes",
+    loss_probe_recovery => "TcpExtTCPLossProbeRecovery",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -292,6 +300,11 @@ impl Counters {
         self.rcv_memory_drops += e.rcv_memory_drops;
         self.dsack_old_sent += e.dsack_old_sent;
         self.dsack_ofo_sent += e.dsack_ofo_sent;
+        self.dsack_recv += e.dsack_recv;
+        self.sack_recovery += e.sack_recovery;
+        self.reno_recovery += e.reno_recovery;
+        self.loss_probes += e.loss_probes;
+        self.loss_probe_recovery += e.loss_probe_recovery;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

@@ -98,6 +98,8 @@ pub struct EndpointConfig {
     pub time_wait: Duration,
     /// The congestion controller of every connection (`--cc`).
     pub cc: CcKind,
+    /// Loss detection of every connection (`--recovery`): RACK-TLP or classic.
+    pub recovery: tcp::RecoveryKind,
     /// The device splits TCP super-segments (segmentation offload, `src/wire/gso.rs`): bulk
     /// transfers then send up to 64 KiB per packet handed to it.
     pub gso: bool,
@@ -120,6 +122,7 @@ impl Default for EndpointConfig {
             mtu: 1500,
             time_wait: Duration::from_secs(60),
             cc: CcKind::Cubic,
+            recovery: tcp::RecoveryKind::Rack,
             gso: false,
             rmem: tcp::BufferSizes::RMEM,
             wmem: tcp::BufferSizes::WMEM,
@@ -340,6 +343,7 @@ impl Endpoint {
             mss_v6,
             time_wait: config.time_wait,
             cc: config.cc,
+            recovery: config.recovery,
             rmem: config.rmem,
             wmem: config.wmem,
             gso_max: if config.gso {

@@ -9,6 +9,7 @@ use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
 use super::quickack::QuickAck;
+use super::recovery::Recovery;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -205,6 +206,8 @@ pub struct Connection {
     pub(super) scoreboard: Scoreboard,
     /// The largest flight of the round, which says whether cwnd is being used.
     pub(super) cwnd_usage: CwndUsage,
+    /// Loss detection and recovery: segments in flight, RACK, TLP (`recovery/`).
+    pub(super) rec: Recovery,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -378,6 +381,7 @@ impl Connection {
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
             cwnd_usage: CwndUsage::new(iss),
+            rec: Recovery::default(),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,
@@ -581,7 +585,11 @@ impl Connection {
         } else {
             "application"
         };
-        let lost_bytes = self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss);
+        let lost_bytes = if self.rack_active() {
+            self.rec.sent().lost_bytes()
+        } else {
+            self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss)
+        };
         let secs = age.as_secs_f64();
         super::TcpInfo {
             cc: self.cc.kind().to_string(),
@@ -615,6 +623,8 @@ impl Connection {
             pmtu: (self.mss_cap < u16::MAX)
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error.map(crate::wire::IcmpErrorKind::describe),
+            ca_state: self.ca_state().name(),
+            reo_wnd_us: us(self.rec.reo_wnd()),
         }
     }
 
@@ -747,7 +757,10 @@ impl Connection {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [self.timers.next(), self.rec.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The sequence number our FIN occupies once the application has closed.
@@ -863,6 +876,8 @@ impl Connection {
             self.timers.retransmit = None;
             self.on_retransmit_timeout(now);
         }
+        // RACK's reordering timer and the tail loss probe (recovery/).
+        self.on_recovery_timers(now);
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
@@ -922,6 +937,8 @@ impl Connection {
             self.pmtu_rtx_end = None;
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
+            // Everything in flight is lost (Linux's tcp_enter_loss); no probe is pending.
+            self.rec.on_rto();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows
             // as the congestion window reopens (go-back-N, as Linux marks all lost).
             self.tx_next = self.snd.una;

@@ -470,5 +470,11 @@ impl Connection {
         }
         self.reasm.release();
         self.scoreboard.release();
+        if matches!(self.state, State::TimeWait | State::Closed)
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            st.sent.clear();
+        }
+        self.rec.release();
     }
 }

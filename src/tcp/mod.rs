@@ -15,6 +15,7 @@ mod memory;
 mod output;
 mod pmtu;
 mod quickack;
+pub mod recovery;
 mod reset;
 mod rtt;
 pub mod sack;
@@ -30,6 +31,7 @@ pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
 pub use pmtu::IcmpOutcome;
+pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
@@ -124,6 +126,8 @@ pub struct Config {
     pub user_timeout: Option<Duration>,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
+    /// Loss detection: RACK-TLP (RFC 8985) or three duplicate ACKs (`recovery/`).
+    pub recovery: RecoveryKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
     /// TCP_NODELAY (MUST-17).
     pub nagle: bool,
@@ -175,6 +179,7 @@ impl Default for Config {
             gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),
             cc: CcKind::Cubic,
+            recovery: RecoveryKind::Rack,
             nagle: true,
             window_scaling: true,
             timestamps: true,
@@ -245,6 +250,11 @@ pub struct TcpInfo {
     pub pmtu: Option<u32>,
     /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
     pub last_error: Option<&'static str>,
+    /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
+    /// `loss`.
+    pub ca_state: &'static str,
+    /// RACK's reordering window (RFC 8985 §6.2), in microseconds.
+    pub reo_wnd_us: u64,
 }
 
 impl TcpInfo {
@@ -279,6 +289,8 @@ impl TcpInfo {
             ("rcv_wnd", n(u64::from(self.rcv_wnd))),
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
+            ("ca_state", Some(Text(self.ca_state.to_string()))),
+            ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
             ("last_error", self.last_error.map(|e| Text(e.to_string()))),
         ]
