@@ -181,6 +181,8 @@ pub struct Connection {
     pub(super) mss_cap: u16,
     /// After the path MTU fell: SND.NXT then; the go-back-N below it is labelled [PMTU].
     pub(super) pmtu_rtx_end: Option<SeqNum>,
+    /// PLPMTUD's black-hole fallback and upward probe (`pmtu.rs`).
+    pub(super) plpmtud: super::pmtu::Plpmtud,
     /// The last soft ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
     pub(super) soft_error: Option<crate::wire::IcmpErrorKind>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
@@ -362,8 +364,14 @@ impl Connection {
             paws_drops: 0,
             peer_mss: None,
             send_mss: default_mss(&quad).min(local_mss),
-            mss_cap: u16::MAX,
+            // `--mtu-probing always` starts from the base MSS (Linux's tcp_mtu_probing=2).
+            mss_cap: if cfg.mtu_probing == super::MtuProbing::Always {
+                super::pmtu::BASE_MSS.max(default_mss(&quad))
+            } else {
+                u16::MAX
+            },
             pmtu_rtx_end: None,
+            plpmtud: super::pmtu::Plpmtud::default(),
             soft_error: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
@@ -895,6 +903,7 @@ impl Connection {
                 self.close_silently(Some(cause));
                 return;
             }
+            self.blackhole_check(now);
             // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
             // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
             let flight = self.snd.nxt.distance_from(self.snd.una);
