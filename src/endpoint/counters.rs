@@ -95,6 +95,9 @@ counters! {
     not_ours,
     /// Well-formed packets of other protocols or ICMP types.
     ignored,
+    /// UDP datagrams: synack answers and relays TCP only (`--addr any` included), so they are
+    /// dropped. Linux would answer with ICMP port unreachable (`UdpNoPorts`).
+    udp_dropped,
     /// ICMP/ICMPv6 echo requests answered.
     echo_replies,
     /// Packets (TCP or ICMP echo) from a source no host may accept: 0/8, 127/8, the limited
@@ -159,6 +162,10 @@ counters! {
     /// Segments whose in-window data was dropped at the `--max-buffer-memory` limit (Linux:
     /// `TCPRcvQDrop`); the peer retransmits it.
     rcv_memory_drops => "TcpExtTCPRcvQDrop",
+    /// D-SACK blocks sent (RFC 2883): for duplicate data below RCV.NXT, and for duplicates
+    /// of data in the out-of-order queue.
+    dsack_old_sent => "TcpExtTCPDSACKOldSent",
+    dsack_ofo_sent => "TcpExtTCPDSACKOfoSent",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -216,9 +223,9 @@ impl Counters {
     /// Add what a connection counted (see `tcp::ConnEvents`).
     pub fn add_events(&mut self, e: &ConnEvents) {
         self.paws_rejected += e.paws_rejected;
-        self.mtu_blackhole_fallbacks += e.mtu_blackhole_fallbacks;
-        self.mtu_probe_successes += e.mtu_probe_successes;
-        self.mtu_probe_failures += e.mtu_probe_failures;
+        self.mtu_blackhole_fallbacks += u64::from(e.mtu_blackhole_fallbacks);
+        self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
+        self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;
@@ -237,6 +244,8 @@ impl Counters {
         self.retransmissions += e.retransmissions;
         self.rcv_window_clamped += e.rcv_window_clamped;
         self.rcv_memory_drops += e.rcv_memory_drops;
+        self.dsack_old_sent += e.dsack_old_sent;
+        self.dsack_ofo_sent += e.dsack_ofo_sent;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

@@ -86,7 +86,11 @@ impl Transmit for Vec<Vec<u8>> {
 pub struct EndpointConfig {
     /// The addresses the endpoint answers as.
     pub addrs: Vec<IpAddr>,
-    /// Listening ports and their services.
+    /// `--addr any`: TCP to every destination routed into the interface is answered too, as
+    /// a transparent relay does (ICMP echo only for `addrs`).
+    pub any_addr: bool,
+    /// Listening ports and their services; port 0: every port without a listener of its own
+    /// (`-l '*=SERVICE'`).
     pub listeners: Vec<(u16, ServiceKind)>,
     /// The interface MTU; MSS = MTU − 40 (IPv4) or MTU − 60 (IPv6).
     pub mtu: u16,
@@ -113,6 +117,7 @@ impl Default for EndpointConfig {
                 IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2)),
                 IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
             ],
+            any_addr: false,
             listeners: crate::services::DEFAULT_LISTENERS.to_vec(),
             mtu: 1500,
             time_wait: Duration::from_secs(60),
@@ -237,10 +242,11 @@ impl Listener {
         }
     }
 
-    /// Whether it takes a segment to `local`.
+    /// Whether it takes a segment to `local` (a wildcard listener, port 0, takes any port:
+    /// `listener_for` asks the others first).
     fn takes(&self, local: SocketAddr) -> bool {
         self.open
-            && self.port == local.port()
+            && (self.port == local.port() || self.port == 0)
             && match self.addr {
                 Some(addr) => addr == local.ip(),
                 None => !(self.v4_only && local.is_ipv6()),
@@ -257,6 +263,7 @@ struct Slot {
 /// The endpoint. See the module docs.
 pub struct Endpoint {
     addrs: Vec<IpAddr>,
+    any_addr: bool,
     listeners: Vec<Listener>,
     accepting: bool,
     tcp: tcp::Config,
@@ -339,6 +346,7 @@ impl Endpoint {
         let listeners = config.listeners.len();
         Endpoint {
             addrs: config.addrs,
+            any_addr: config.any_addr,
             listeners: config
                 .listeners
                 .into_iter()
@@ -449,6 +457,7 @@ impl Endpoint {
                 self.counters.count_drop(reason);
             }
             Ok(Packet::Other { .. }) => self.counters.ignored += 1,
+            Ok(Packet::Udp { .. }) => self.counters.udp_dropped += 1,
             Ok(Packet::EchoRequest {
                 src,
                 dst,
@@ -456,7 +465,8 @@ impl Endpoint {
                 seq_no,
                 data,
             }) => {
-                if !self.accepts(src, dst) {
+                // With `--addr any` too, only our own addresses answer pings.
+                if !self.accepts(src, dst, false) {
                     return;
                 }
                 match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
@@ -468,13 +478,16 @@ impl Endpoint {
                 }
             }
             Ok(Packet::IcmpError { src, dst, error }) => {
-                if !self.accepts(src, dst) || !self.is_local(error.quad.local.ip()) {
+                // With `--addr any` an error may quote a segment we sent as a relayed
+                // destination: it is addressed to that destination.
+                let ours = self.is_local(error.quad.local.ip()) || self.any_addr;
+                if !self.accepts(src, dst, self.any_addr) || !ours {
                     return;
                 }
                 self.on_icmp_error(now, src, &error);
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
-                if !self.accepts(src, dst) {
+                if !self.accepts(src, dst, self.any_addr) {
                     return;
                 }
                 self.on_segment(now, src, dst, &seg, tx);
@@ -491,8 +504,11 @@ impl Endpoint {
     /// (RFC 1122 §3.2.1.3, RFC 4291; Linux: `ip_route_input_slow`, `ip6_rcv_core`, and
     /// `fib_validate_source` for a local address). This also covers RFC 9293 MUST-57 and
     /// MUST-63 (a SYN from a broadcast or multicast address is ignored).
-    fn accepts(&mut self, src: IpAddr, dst: IpAddr) -> bool {
-        if !self.is_local(dst) {
+    /// `any_dst`: a destination that is not ours is taken too (`--addr any`), but never a
+    /// multicast or broadcast one.
+    fn accepts(&mut self, src: IpAddr, dst: IpAddr, any_dst: bool) -> bool {
+        let dst_ok = self.is_local(dst) || (any_dst && !martian::is_martian(dst));
+        if !dst_ok {
             self.counters.not_ours += 1;
             return false;
         }
@@ -663,12 +679,12 @@ impl Endpoint {
         // forward: the SYN is answered only once the upstream connect succeeded (relay.rs).
         // A SYN reopening TIME-WAIT ends the old connection now and is held like any other;
         // its ISS will still lie above the old SND.NXT (MAY-2).
-        if let Some(ServiceKind::Forward(spec)) = service {
+        if let Some(target) = service.and_then(|s| s.upstream(quad.local)) {
             let floor = reopen.map(|(old, floor)| {
                 self.remove(old);
                 floor
             });
-            self.hold_syn(quad, seg, listener, spec, floor);
+            self.hold_syn(quad, seg, listener, target, floor);
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
@@ -733,17 +749,21 @@ impl Endpoint {
 
     /// The open listener that takes segments to `local`: one bound to that address before
     /// one bound to all (as Linux's `__inet_lookup_listener` scores them).
+    /// A listener for every port (`-l '*=SERVICE'`) comes last.
     fn listener_for(&self, local: SocketAddr) -> Option<usize> {
-        let mut best = None;
+        let (mut best, mut wildcard) = (None, None);
         for (i, l) in self.listeners.iter().enumerate() {
             if l.takes(local) {
-                if l.addr.is_some() {
+                if l.port == 0 {
+                    wildcard = wildcard.or(Some(i));
+                } else if l.addr.is_some() {
                     return Some(i);
+                } else {
+                    best = best.or(Some(i));
                 }
-                best = best.or(Some(i));
             }
         }
-        best
+        best.or(wildcard)
     }
 
     /// The accept-queue limit of `listener`.

@@ -4,10 +4,11 @@
 //! data, state transitions, timers and the [`Socket`] implementation.
 
 use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
-use super::cc::CongestionControl;
+use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
+use super::quickack::QuickAck;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -179,12 +180,9 @@ pub struct Connection {
     /// and TCP headers; `pmtu.rs`), `u16::MAX` until an ICMP error or the endpoint's cache
     /// says otherwise.
     pub(super) mss_cap: u16,
-    /// After the path MTU fell: SND.NXT then; the go-back-N below it is labelled [PMTU].
-    pub(super) pmtu_rtx_end: Option<SeqNum>,
-    /// PLPMTUD's black-hole fallback and upward probe (`pmtu.rs`).
-    pub(super) plpmtud: super::pmtu::Plpmtud,
-    /// The last soft ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
-    pub(super) soft_error: Option<crate::wire::IcmpErrorKind>,
+    /// What ICMP and the black-hole fallback taught it (`pmtu.rs`), allocated on first use:
+    /// most connections never hear from the path.
+    pub(super) path: Option<Box<super::pmtu::PathState>>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -204,6 +202,8 @@ pub struct Connection {
     /// (RFC 6675).
     pub(super) cc: CongestionControl,
     pub(super) scoreboard: Scoreboard,
+    /// The largest flight of the round, which says whether cwnd is being used.
+    pub(super) cwnd_usage: CwndUsage,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -243,6 +243,8 @@ pub struct Connection {
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
     /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
     pub(super) rcv_mss: u32,
+    /// Quick-ACK mode: ACK every segment at once for a while (`quickack.rs`).
+    pub(super) quick_ack: QuickAck,
     pub(super) rtt: RttEstimator,
     /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
     /// acknowledges it, and when it was sent. Cleared on retransmission.
@@ -370,9 +372,7 @@ impl Connection {
             } else {
                 u16::MAX
             },
-            pmtu_rtx_end: None,
-            plpmtud: super::pmtu::Plpmtud::default(),
-            soft_error: None,
+            path: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),
@@ -382,6 +382,7 @@ impl Connection {
             sack_rx: SackReceiver::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
+            cwnd_usage: CwndUsage::new(iss),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,
@@ -401,6 +402,7 @@ impl Connection {
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
+            quick_ack: QuickAck::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             retries: 0,
@@ -618,7 +620,7 @@ impl Connection {
             limited,
             pmtu: (self.mss_cap < u16::MAX)
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
-            last_error: self.soft_error.map(crate::wire::IcmpErrorKind::describe),
+            last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
         }
     }
 
@@ -898,7 +900,7 @@ impl Connection {
                 // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as
                 // Linux's tcp_write_err: sk_err_soft, else ETIMEDOUT).
                 let cause = self
-                    .soft_error
+                    .soft_error()
                     .map_or(ResetCause::TimedOut, ResetCause::Unreachable);
                 self.close_silently(Some(cause));
                 return;
@@ -912,7 +914,9 @@ impl Connection {
             self.dup_acks = 0;
             self.fast_rtx_due = false;
             self.ts_rto_floor = Some(self.ts_now(now));
-            self.pmtu_rtx_end = None;
+            if let Some(path) = self.path.as_deref_mut() {
+                path.pmtu_rtx_end = None;
+            }
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows

@@ -12,11 +12,11 @@ use super::Connection;
 pub struct ConnEvents {
     /// PLPMTUD black-hole fallbacks (RFC 4821 §7.5): full-sized segments went unanswered
     /// through repeated timeouts and the MSS was lowered (`pmtu.rs`).
-    pub mtu_blackhole_fallbacks: u64,
+    pub mtu_blackhole_fallbacks: u32,
     /// Probes of the MSS from before the fallback: acknowledged (Linux: `TCPMTUPSuccess`) or
     /// lost to a timeout (`TCPMTUPFail`).
-    pub mtu_probe_successes: u64,
-    pub mtu_probe_failures: u64,
+    pub mtu_probe_successes: u32,
+    pub mtu_probe_failures: u32,
     /// RFC 7323 §5.3: segments with a TSval older than TS.Recent (dropped, ACKed).
     pub paws_rejected: u64,
     /// RFC 9293 §3.10.7.4, RFC 5961 §3.2: RSTs outside the receive window (dropped silently).
@@ -61,6 +61,10 @@ pub struct ConnEvents {
     /// Segments whose in-window data was dropped (wholly or in part) at the buffer memory
     /// limit (Linux: `TCPRcvQDrop`).
     pub rcv_memory_drops: u64,
+    /// RFC 2883: D-SACK blocks reported for duplicate data below RCV.NXT (Linux:
+    /// `TCPDSACKOldSent`) and in the out-of-order queue (`TCPDSACKOfoSent`).
+    pub dsack_old_sent: u64,
+    pub dsack_ofo_sent: u64,
 }
 
 impl Connection {

@@ -14,6 +14,7 @@ pub mod ladder;
 mod memory;
 mod output;
 mod pmtu;
+mod quickack;
 mod reset;
 mod rtt;
 pub mod sack;

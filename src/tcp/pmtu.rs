@@ -64,9 +64,19 @@ const BLACKHOLE_AFTER_RTOS: u32 = 3;
 /// How long after a failed probe the next one waits (Linux's `tcp_probe_interval`, 600 s).
 const PROBE_INTERVAL: crate::time::Duration = crate::time::Duration::from_secs(600);
 
+/// What a connection learned about its path (`Connection::path`, boxed: rare).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PathState {
+    /// After the path MTU fell: SND.NXT then; the go-back-N below it is labelled [PMTU].
+    pub(super) pmtu_rtx_end: Option<SeqNum>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
+    soft_error: Option<IcmpErrorKind>,
+    plpmtud: Plpmtud,
+}
+
 /// The black-hole fallback's state (`Connection::blackhole_check`, `mtu_probe_on_ack`).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Plpmtud {
+struct Plpmtud {
     /// The send MSS and MSS cap before the first fallback.
     fallen_from: Option<(u16, u16)>,
     /// SND.NXT at the last change: an ACK beyond it answers data sent at the new size.
@@ -78,6 +88,11 @@ pub(super) struct Plpmtud {
 }
 
 impl Connection {
+    /// The path state, allocated on first use.
+    fn path_mut(&mut self) -> &mut PathState {
+        self.path.get_or_insert_with(Box::default)
+    }
+
     /// RFC 4821 §7.5 (Linux's `tcp_mtu_probing`, called from `tcp_write_timeout` once
     /// `tcp_retries1` timeouts passed): the third timeout in a row of a full-sized segment
     /// larger than the base MSS suggests a path that drops it without an ICMP (RFC 2923
@@ -91,12 +106,16 @@ impl Connection {
         if self.cfg.mtu_probing == MtuProbing::Off {
             return;
         }
-        if let Some(small) = self.plpmtud.probing.take() {
+        if let Some(small) = self
+            .path
+            .as_deref_mut()
+            .and_then(|p| p.plpmtud.probing.take())
+        {
             // RFC 4821 §7.6.2: the probe was lost; back to the size that worked, and no
             // probe for a while (Linux: TCPMTUPFail, tcp_probe_interval 600 s).
             self.send_mss = small;
             self.mss_cap = self.mss_cap.min(small);
-            self.plpmtud.next_probe = Some(now + PROBE_INTERVAL);
+            self.path_mut().plpmtud.next_probe = Some(now + PROBE_INTERVAL);
             self.events.mtu_probe_failures += 1;
             return;
         }
@@ -111,7 +130,11 @@ impl Connection {
         let floor = super::default_mss(&self.quad);
         let target = if self.send_mss > BASE_MSS {
             BASE_MSS
-        } else if self.plpmtud.fallen_from.is_some() {
+        } else if self
+            .path
+            .as_ref()
+            .is_some_and(|p| p.plpmtud.fallen_from.is_some())
+        {
             self.send_mss / 2
         } else {
             return;
@@ -128,10 +151,10 @@ impl Connection {
                 "black hole suspected: MSS lowered"
             );
         }
-        if self.plpmtud.fallen_from.is_none() {
-            self.plpmtud.fallen_from = Some((self.send_mss, self.mss_cap));
-        }
-        self.plpmtud.mark = self.snd.nxt;
+        let (size, cap, nxt) = (self.send_mss, self.mss_cap, self.snd.nxt);
+        let plpmtud = &mut self.path_mut().plpmtud;
+        plpmtud.fallen_from.get_or_insert((size, cap));
+        plpmtud.mark = nxt;
         self.send_mss = target;
         self.mss_cap = self.mss_cap.min(target);
         self.events.mtu_blackhole_fallbacks += 1;
@@ -144,22 +167,26 @@ impl Connection {
     /// segment of a size between the bounds): the probe is the old size itself, for as many
     /// segments as the window sends.
     pub(super) fn mtu_probe_on_ack(&mut self, now: Instant, ack: SeqNum) {
-        let Some((size, cap)) = self.plpmtud.fallen_from else {
+        let (send_mss, nxt) = (self.send_mss, self.snd.nxt);
+        let Some(plpmtud) = self.path.as_deref_mut().map(|p| &mut p.plpmtud) else {
             return;
         };
-        if !ack.gt(self.plpmtud.mark) {
+        let Some((size, cap)) = plpmtud.fallen_from else {
+            return;
+        };
+        if !ack.gt(plpmtud.mark) {
             return;
         }
-        if self.plpmtud.probing.take().is_some() {
+        if plpmtud.probing.take().is_some() {
+            *plpmtud = Plpmtud::default();
             self.events.mtu_probe_successes += 1;
-            self.plpmtud = Plpmtud::default();
             return;
         }
-        if self.plpmtud.next_probe.is_some_and(|t| now < t) {
+        if plpmtud.next_probe.is_some_and(|t| now < t) {
             return;
         }
-        self.plpmtud.probing = Some(self.send_mss);
-        self.plpmtud.mark = self.snd.nxt;
+        plpmtud.probing = Some(send_mss);
+        plpmtud.mark = nxt;
         self.mss_cap = cap;
         self.send_mss = size.min(cap);
     }
@@ -194,7 +221,7 @@ impl Connection {
             let _enter = self.span.enter();
             debug!(%kind, abort, "ICMP error");
         }
-        self.soft_error = Some(kind);
+        self.path_mut().soft_error = Some(kind);
         if abort {
             self.close_silently(Some(ResetCause::Unreachable(kind)));
             IcmpOutcome::Aborted
@@ -206,7 +233,7 @@ impl Connection {
     /// The last soft ICMP error this connection heard (RFC 1122 §4.2.3.9: reported to the
     /// application), for `status --info`.
     pub fn soft_error(&self) -> Option<IcmpErrorKind> {
-        self.soft_error
+        self.path.as_ref().and_then(|p| p.soft_error)
     }
 
     /// The path to the peer takes IP packets of at most `mtu` bytes (RFC 1191 §6.3,
@@ -232,7 +259,8 @@ impl Connection {
             // Go back to SND.UNA: everything in flight is sent again in segments of the new
             // size (the output path labels them [PMTU]). Like an RTO's go-back-N, but cwnd and
             // ssthresh stay: the units changed, the congestion did not.
-            self.pmtu_rtx_end = Some(self.snd.nxt);
+            let nxt = self.snd.nxt;
+            self.path_mut().pmtu_rtx_end = Some(nxt);
             self.tx_next = self.snd.una;
             self.scoreboard.clear();
             self.dup_acks = 0;
@@ -246,6 +274,9 @@ impl Connection {
 
     /// Whether the go-back-N retransmission of `seq` is one a smaller path MTU caused.
     pub(super) fn pmtu_retransmission(&self, seq: SeqNum) -> bool {
-        self.pmtu_rtx_end.is_some_and(|end| seq.lt(end))
+        self.path
+            .as_ref()
+            .and_then(|p| p.pmtu_rtx_end)
+            .is_some_and(|end| seq.lt(end))
     }
 }

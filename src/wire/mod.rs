@@ -195,6 +195,10 @@ pub enum Packet<'a> {
         seq_no: u16,
         data: &'a [u8],
     },
+    /// A UDP datagram: synack speaks TCP only (and relays TCP only, `--addr any`), so it is
+    /// dropped, and counted apart (`udp_dropped`): DNS routed into the interface goes
+    /// unanswered.
+    Udp { src: IpAddr, dst: IpAddr },
     /// An ICMP or ICMPv6 error quoting a TCP segment (`icmp.rs`), checksum verified. `src`
     /// is whoever sent the error (a router, or the peer).
     IcmpError {

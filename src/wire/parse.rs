@@ -77,6 +77,7 @@ fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     // An Authentication Header (protocol 51) is Other, not walked: see parse_ipv6.
     match header.protocol() {
         IpNumber::TCP => parse_tcp(src, dst, payload, verify_l4),
+        IpNumber::UDP => Ok(Packet::Udp { src, dst }),
         IpNumber::ICMP => parse_icmp(src, dst, payload, None, verify_l4),
         _ => Ok(Packet::Other { src, dst }),
     }
@@ -106,6 +107,7 @@ fn parse_ipv6(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     loop {
         match next {
             IpNumber::TCP => return parse_tcp(src, dst, rest, verify_l4),
+            IpNumber::UDP => return Ok(Packet::Udp { src, dst }),
             IpNumber::IPV6_ICMP => {
                 return parse_icmp(src, dst, rest, Some(IpNumber::IPV6_ICMP.0), verify_l4);
             }
@@ -465,7 +467,7 @@ mod tests {
         }
         assert_eq!(parse(seed!("v4_fragment")), Err(DropReason::Fragment));
         assert_eq!(parse(seed!("v6_fragment")), Err(DropReason::Fragment));
-        assert!(matches!(parse(seed!("v4_udp")), Ok(Packet::Other { .. })));
+        assert!(matches!(parse(seed!("v4_udp")), Ok(Packet::Udp { .. })));
         assert!(matches!(
             parse(seed!("v6_neighbour_solicitation")),
             Ok(Packet::Other { .. })
@@ -529,21 +531,21 @@ mod tests {
     fn other_protocols_are_other() {
         let (s4, d4) = v4();
         let (s6, d6) = v6();
+        // UDP is told apart (counted as `udp_dropped`: synack relays TCP only).
         let udp = ipv4(17, &[], &[0; 8]);
-        assert_eq!(parse(&udp), Ok(Packet::Other { src: s4, dst: d4 }));
+        assert_eq!(parse(&udp), Ok(Packet::Udp { src: s4, dst: d4 }));
         // An ICMP echo reply (type 0) is not answered.
         let reply = ipv4(1, &[], &[0, 0, 0xff, 0xff, 0, 0, 0, 0]);
         assert_eq!(parse(&reply), Ok(Packet::Other { src: s4, dst: d4 }));
         // An echo request with a nonzero code is not one (RFC 792: code 0).
         let coded = ipv4(1, &[], &[8, 1, 0xf7, 0xfe, 0, 0, 0, 0]);
         assert_eq!(parse(&coded), Ok(Packet::Other { src: s4, dst: d4 }));
-        // Neighbour solicitation, UDP, no next header, ESP.
-        for (next, payload) in [
-            (58u8, &[135u8, 0, 0, 0][..]),
-            (17, &[0; 8]),
-            (59, &[]),
-            (50, &[0; 8]),
-        ] {
+        assert_eq!(
+            parse(&ipv6(17, &[], &[0; 8])),
+            Ok(Packet::Udp { src: s6, dst: d6 })
+        );
+        // Neighbour solicitation, no next header, ESP.
+        for (next, payload) in [(58u8, &[135u8, 0, 0, 0][..]), (59, &[]), (50, &[0; 8])] {
             assert_eq!(
                 parse(&ipv6(next, &[], payload)),
                 Ok(Packet::Other { src: s6, dst: d6 }),
