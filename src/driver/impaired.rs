@@ -168,6 +168,7 @@ fn impair_name(name: &str) -> &'static str {
         "reordered" => "impair_reordered",
         "corrupted" => "impair_corrupted",
         "overflow" => "impair_overflow",
+        "too_big" => "impair_too_big",
         _ => "impair_other",
     }
 }

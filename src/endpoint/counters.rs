@@ -274,12 +274,22 @@ counters! {
     icmp_aborts,
     /// Times a destination's path MTU was lowered by a Packet Too Big (RFC 1191, RFC 8201).
     pmtu_lowered,
+    /// Times a connection's MSS was lowered after repeated timeouts with no ICMP (PLPMTUD
+    /// black-hole detection, `--mtu-probing`; Linux: `tcp_mtu_probing`, no counter).
+    mtu_blackhole_fallbacks,
+    /// After a fallback, probes of the MSS from before it (once a round trip succeeded at
+    /// the smaller size): acknowledged, and lost to a timeout (no probe again for 10 min).
+    mtu_probe_successes => "TcpExtTCPMTUPSuccess",
+    mtu_probe_failures => "TcpExtTCPMTUPFail",
 }
 
 impl Counters {
     /// Add what a connection counted (see `tcp::ConnEvents`).
     pub fn add_events(&mut self, e: &ConnEvents) {
         self.paws_rejected += e.paws_rejected;
+        self.mtu_blackhole_fallbacks += u64::from(e.mtu_blackhole_fallbacks);
+        self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
+        self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;

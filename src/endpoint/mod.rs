@@ -106,6 +106,8 @@ pub struct EndpointConfig {
     /// Receive and send buffer sizes (`--rmem`, `--wmem`; `tcp::memory`).
     pub rmem: tcp::BufferSizes,
     pub wmem: tcp::BufferSizes,
+    /// PLPMTUD black-hole detection (`--mtu-probing`).
+    pub mtu_probing: tcp::MtuProbing,
 }
 
 impl Default for EndpointConfig {
@@ -126,6 +128,7 @@ impl Default for EndpointConfig {
             gso: false,
             rmem: tcp::BufferSizes::RMEM,
             wmem: tcp::BufferSizes::WMEM,
+            mtu_probing: tcp::MtuProbing::Blackhole,
         }
     }
 }
@@ -352,6 +355,7 @@ impl Endpoint {
                 0
             },
             ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
+            mtu_probing: config.mtu_probing,
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();

@@ -181,10 +181,9 @@ pub struct Connection {
     /// and TCP headers; `pmtu.rs`), `u16::MAX` until an ICMP error or the endpoint's cache
     /// says otherwise.
     pub(super) mss_cap: u16,
-    /// After the path MTU fell: SND.NXT then; the go-back-N below it is labelled [PMTU].
-    pub(super) pmtu_rtx_end: Option<SeqNum>,
-    /// The last soft ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
-    pub(super) soft_error: Option<crate::wire::IcmpErrorKind>,
+    /// What ICMP and the black-hole fallback taught it (`pmtu.rs`), allocated on first use:
+    /// most connections never hear from the path.
+    pub(super) path: Option<Box<super::pmtu::PathState>>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -368,9 +367,13 @@ impl Connection {
             paws_drops: 0,
             peer_mss: None,
             send_mss: default_mss(&quad).min(local_mss),
-            mss_cap: u16::MAX,
-            pmtu_rtx_end: None,
-            soft_error: None,
+            // `--mtu-probing always` starts from the base MSS (Linux's tcp_mtu_probing=2).
+            mss_cap: if cfg.mtu_probing == super::MtuProbing::Always {
+                super::pmtu::BASE_MSS.max(default_mss(&quad))
+            } else {
+                u16::MAX
+            },
+            path: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),
@@ -622,7 +625,7 @@ impl Connection {
             limited,
             pmtu: (self.mss_cap < u16::MAX)
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
-            last_error: self.soft_error.map(crate::wire::IcmpErrorKind::describe),
+            last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ca_state: self.ca_state().name(),
             reo_wnd_us: us(self.rec.reo_wnd()),
         }
@@ -921,11 +924,12 @@ impl Connection {
                 // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as
                 // Linux's tcp_write_err: sk_err_soft, else ETIMEDOUT).
                 let cause = self
-                    .soft_error
+                    .soft_error()
                     .map_or(ResetCause::TimedOut, ResetCause::Unreachable);
                 self.close_silently(Some(cause));
                 return;
             }
+            self.blackhole_check(now);
             // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
             // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
             let flight = self.snd.nxt.distance_from(self.snd.una);
@@ -934,7 +938,9 @@ impl Connection {
             self.dup_acks = 0;
             self.fast_rtx_due = false;
             self.ts_rto_floor = Some(self.ts_now(now));
-            self.pmtu_rtx_end = None;
+            if let Some(path) = self.path.as_deref_mut() {
+                path.pmtu_rtx_end = None;
+            }
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
             // Everything in flight is lost (Linux's tcp_enter_loss); no probe is pending.

@@ -720,6 +720,7 @@ impl Connection {
             self.send_start = self.send_start.add(acked);
         }
         self.snd.una = ack;
+        self.mtu_probe_on_ack(now, ack);
         if self.tx_next.lt(ack) {
             self.tx_next = ack;
         }

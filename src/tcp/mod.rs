@@ -30,7 +30,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
-pub use pmtu::IcmpOutcome;
+pub use pmtu::{IcmpOutcome, MtuProbing};
 pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
@@ -147,6 +147,8 @@ pub struct Config {
     /// The secret behind our TSval offsets (RFC 7323 §7.1, `Connection::ts_offset_for`):
     /// the endpoint derives it from its random secret; tests keep the default.
     pub ts_key: TsKey,
+    /// PLPMTUD black-hole detection (`--mtu-probing`, `pmtu.rs`).
+    pub mtu_probing: MtuProbing,
 }
 
 /// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
@@ -185,6 +187,7 @@ impl Default for Config {
             timestamps: true,
             sack: true,
             ts_key: TsKey::default(),
+            mtu_probing: MtuProbing::default(),
         }
     }
 }

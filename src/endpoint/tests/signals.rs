@@ -342,3 +342,83 @@ fn an_icmp_error_for_our_syn_fails_the_connect_at_once() {
         assert_eq!(err.errno(), errno, "{err}");
     }
 }
+
+/// RFC 4821 §7.5 as Linux's `tcp_mtu_probing=1`: a path that drops full-sized segments
+/// without a word (RFC 2923 §2.1) is suspected at the third timeout in a row, and the MSS
+/// falls to 1024, then halves; `--mtu-probing off` keeps resending the same size.
+#[test]
+fn repeated_timeouts_without_icmp_fall_back_to_a_smaller_mss() {
+    let sizes_per_rto = |probing: tcp::MtuProbing| {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().mtu_probing = probing;
+        net.echo_in_flight(3000);
+        (0..4)
+            .map(|_| {
+                let out = net.advance();
+                out.iter().map(|o| o.payload.len()).max().unwrap_or(0)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sizes_per_rto(tcp::MtuProbing::Blackhole),
+        [1460, 1460, 1024, 536]
+    );
+    assert_eq!(
+        sizes_per_rto(tcp::MtuProbing::Off),
+        [1460, 1460, 1460, 1460]
+    );
+}
+
+/// `--mtu-probing always` starts at the base MSS (Linux's `tcp_mtu_probing=2`).
+#[test]
+fn mtu_probing_always_starts_at_the_base_mss() {
+    let mut net = Net::v4();
+    net.ep.tcp_config_mut().mtu_probing = tcp::MtuProbing::Always;
+    let (_, out) = net.echo_in_flight(1400);
+    let sizes: Vec<usize> = out
+        .iter()
+        .map(|p| super::hardening::seg_of(p).payload.len())
+        .collect();
+    assert_eq!(sizes, [1024, 376]);
+}
+
+/// RFC 4821 §7.6: after the fallback, once data sent at the smaller size is acknowledged,
+/// the old size is probed; acknowledged, it stays (`TcpExtTCPMTUPSuccess`).
+#[test]
+fn after_a_fallback_the_old_size_is_probed_and_kept_when_acknowledged() {
+    let mut net = Net::v4();
+    let (iss, _) = net.echo_in_flight(3000);
+    for _ in 0..3 {
+        net.advance();
+    }
+    assert_eq!(net.ep.stats().mtu_blackhole_fallbacks, 1);
+    let mut sent = 3000u32;
+    let mut peer_sent = 3000u32;
+    let round = |net: &mut Net, sent: &mut u32, peer_sent: &mut u32| -> usize {
+        // The peer acknowledges everything and sends 3000 more bytes to echo.
+        let data = vec![b'y'; 3000];
+        let out = net.send(&TcpSegment {
+            seq: PEER_ISN.add(1 + *peer_sent),
+            ack: iss.add(1 + *sent),
+            flags: Flags::ACK | Flags::PSH,
+            payload: &data,
+            ..FROM_PEER
+        });
+        *peer_sent += 3000;
+        *sent += out.iter().map(|o| o.payload.len() as u32).sum::<u32>();
+        out.iter().map(|o| o.payload.len()).max().unwrap_or(0)
+    };
+    assert_eq!(
+        round(&mut net, &mut sent, &mut peer_sent),
+        1024,
+        "at the fallen size"
+    );
+    assert_eq!(
+        round(&mut net, &mut sent, &mut peer_sent),
+        1460,
+        "the probe"
+    );
+    round(&mut net, &mut sent, &mut peer_sent);
+    assert_eq!(net.ep.stats().mtu_probe_successes, 1);
+    assert_eq!(net.ep.stats().mtu_probe_failures, 0);
+}
