@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh [--runs N] [--quick] [--mtu 1500,9000] [--servers synack,smoltcp,kernel,tun]
 #                         [--bytes N] [--no-build] [--out DIR] [--suite main|scale|all] [--scale]
 #                         [--baseline REV] [--delays 5ms,...] [--scale-conns N] [--scale-bytes N]
-#                         [--scale-parts delay,conns,load] [--suite forward]
+#                         [--scale-parts delay,conns,load] [--suite forward|transparent]
 #
 # The scale suite (issue 9: long fat paths, 100,000 connections, ab) is described in
 # docs/PERFORMANCE.md, "Scale"; it writes bench/results/scale.{md,jsonl}.
@@ -28,7 +28,11 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --suite S       main (the figures above; the default), scale (issue 9's figures), all, or
                   forward (issue 11, runs alone: forward: throughput both ways at MTU 1500
                   next to the same transfer straight to an upstream over the kernel, across
-                  a veth at MTU 1500 and over loopback)
+                  a veth at MTU 1500 and over loopback), or transparent (issue 21,
+                  runs alone: synack --addr any -l '*=direct' and socks5: against
+                  tun2proxy and the kernel's direct path: throughput over 1 and 10
+                  connections, new connections/s, RSS with 10,000 idle relayed
+                  connections; bench/transparent.sh)
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
@@ -78,7 +82,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-case "$SUITE" in main|scale|all|forward) ;; *) echo "bench.sh: --suite must be main, scale, all or forward" >&2; exit 2 ;; esac
+case "$SUITE" in main|scale|all|forward|transparent) ;; *) echo "bench.sh: --suite must be main, scale, all, forward or transparent" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=3}" "${BYTES:=67108864}"
     : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}"
@@ -655,6 +659,15 @@ if awk -v l="${LOAD%% *}" 'BEGIN { exit !(l > 0.7) }'; then
     log "warning: the machine is busy (1-minute load ${LOAD%% *}): figures will be noisy"
 fi
 mkdir -p "$OUT"
+
+if [ "$SUITE" = transparent ]; then
+    # shellcheck source=bench/transparent.sh
+    . "$ROOT/bench/transparent.sh"
+    log "transparent suite: runs=$RUNS bytes=$BYTES count=$COUNT (load $LOAD)"
+    transparent_suite
+    log "wrote $OUT/transparent.md, transparent.jsonl ($(( $(date +%s) - START )) s)"
+    exit 0
+fi
 
 if [ "$SUITE" = forward ]; then
     log "forward suite: runs=$RUNS bytes=$BYTES (load $LOAD)"

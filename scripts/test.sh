@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run synack's whole test suite: unit and property tests (cargo test), then the end-to-end
-# tests (tests/e2e, pytest) inside a fresh, private network namespace.
+# Run synack's whole test suite: unit and property tests (cargo test, and the packetdrill
+# library's), the packetdrill scripts against synack (scripts/packetdrill.sh), then the
+# end-to-end tests (tests/e2e, pytest) inside a fresh, private network namespace.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh --unit-only     cargo test only
@@ -10,13 +11,14 @@
 #
 # Needs root (network namespaces and a TUN device). On Debian/Ubuntu it installs what is
 # missing (tcpdump, netcat-openbsd, curl, iputils-ping, iproute2, util-linux, apache2-utils,
+# bison, flex, gcc and make to build packetdrill,
 # libcap2-bin, systemd, man-db, python3-scapy, python3-pytest, chromium, python3-pil,
-# python3-prometheus-client) with apt-get, and cargo-deb with cargo. Nothing is configured in
+# python3-prometheus-client, microsocks) with apt-get, and cargo-deb with cargo. Nothing is configured in
 # the machine's own namespace; the package test installs synack's .deb with dpkg and removes
 # it again.
 set -euo pipefail
 
-usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
 
 mode=all
 pytest_args=()
@@ -61,12 +63,18 @@ install_deps() {
     command -v dpkg-deb >/dev/null || missing+=(dpkg)
     "$PYTHON" -c 'import scapy' 2>/dev/null || missing+=(python3-scapy)
     "$PYTHON" -c 'import pytest' 2>/dev/null || missing+=(python3-pytest)
+    # Issue 18: scripts/packetdrill.sh builds packetdrill from ../shared/packetdrill.
+    for tool in bison flex gcc make; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
     command -v ssh >/dev/null || missing+=(openssh-client)
     [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
     # Issue 10: pages in a real browser, screenshots checked with PIL, /metrics parsed.
     command -v chromium >/dev/null || missing+=(chromium)
     "$PYTHON" -c 'import PIL' 2>/dev/null || missing+=(python3-pil)
     "$PYTHON" -c 'import prometheus_client' 2>/dev/null || missing+=(python3-prometheus-client)
+    # Issue 21: the transparent relay through a SOCKS5 proxy.
+    command -v microsocks >/dev/null || missing+=(microsocks)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         if ! command -v apt-get >/dev/null; then
@@ -100,13 +108,21 @@ fi
 if [[ $mode != e2e ]]; then
     say "unit and property tests: cargo test"
     cargo test
+    cargo test -p synack-packetdrill
 fi
 [[ $mode == unit ]] && exit 0
 
+# Issue 18: Linux's packetdrill corpus (../shared/packetdrill/tests) and ours
+# (tests/packetdrill) against synack, on a virtual clock (seconds), with the checked-in
+# expected failures.
+say "packetdrill scripts against synack: scripts/packetdrill.sh"
+scripts/packetdrill.sh
+
 # The end-to-end tests move gigabytes (issue 3), so they run the optimised binary.
-say "building synack (release)"
-cargo build --release --bin synack
+say "building synack and the socket-API example (release)"
+cargo build --release --bin synack --example echo_server
 export SYNACK_BIN=${SYNACK_BIN:-$(pwd)/${CARGO_TARGET_DIR:-target}/release/synack}
+export SYNACK_ECHO_EXAMPLE=${SYNACK_ECHO_EXAMPLE:-$(pwd)/${CARGO_TARGET_DIR:-target}/release/examples/echo_server}
 
 say "end-to-end tests in a private network namespace"
 export PYTHONDONTWRITEBYTECODE=1

@@ -45,8 +45,10 @@ pub struct Args {
           value_parser = parse_iface_name, global = true)]
     pub iface: String,
 
-    /// Address the endpoint answers as (repeatable)
-    #[arg(long = "addr", value_name = "IP", default_values = ["198.18.0.2", "2001:2::2"],
+    /// Address the endpoint answers as (repeatable); `any`: every destination routed into the
+    /// interface (a transparent relay, with `-l '*=direct'`), answering ICMP echo only for its
+    /// own addresses (the other --addr, or the defaults)
+    #[arg(long = "addr", value_name = "IP|any", default_values = ["198.18.0.2", "2001:2::2"],
           value_parser = parse_endpoint_addr)]
     pub addrs: Vec<IpAddr>,
 
@@ -66,9 +68,11 @@ pub struct Args {
     pub mtu: u16,
 
     /// A listening port and its service (repeatable): echo, discard, chargen, http,
-    /// `exec:COMMAND [ARGS...]` (quote it: a program per connection on its stdin/stdout), or
+    /// `exec:COMMAND [ARGS...]` (quote it: a program per connection on its stdin/stdout),
     /// `forward:HOST:PORT` (each connection relayed to a kernel TCP socket; IPv6 as
-    /// `[ADDR]:PORT`)
+    /// `[ADDR]:PORT`), `direct` (relayed to the address and port the client asked for) or
+    /// `socks5:[USER:PASSWORD@]HOST:PORT` (the same through a SOCKS5 proxy); PORT `*`: every
+    /// port without a listener of its own
     #[arg(short = 'l', long = "listen", value_name = "PORT=SERVICE",
           default_values = ["7=echo", "9=discard", "19=chargen", "80=http"])]
     pub listen: Vec<Listen>,
@@ -147,6 +151,16 @@ pub struct Args {
         default_value = "512MiB"
     )]
     pub max_buffer_memory: ByteSize,
+
+    /// Bind the upstream sockets of `direct`, `socks5:` and `forward:` to this interface
+    /// (SO_BINDTODEVICE), so that they never route back into synack's
+    #[arg(long = "upstream-interface", value_name = "IFACE", value_parser = parse_iface_name)]
+    pub upstream_interface: Option<String>,
+
+    /// Mark the upstream sockets of `direct`, `socks5:` and `forward:` (SO_MARK), for a
+    /// routing rule that keeps them off synack's interface
+    #[arg(long = "upstream-mark", value_name = "N")]
+    pub upstream_mark: Option<u32>,
 
     /// Probe connections idle this long (off by default); PORT=DURATION for one listener
     /// only (repeatable); 9 unanswered probes, at most 75 s apart, abort the connection
@@ -236,7 +250,8 @@ pub enum Command {
     Man,
 }
 
-/// One `--listen PORT=SERVICE`.
+/// One `--listen PORT=SERVICE`; port 0 stands for `*` (every port without a listener of its
+/// own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listen {
     pub port: u16,
@@ -252,8 +267,11 @@ impl FromStr for Listen {
             ));
         };
         let port = match port.trim().parse::<u16>() {
+            _ if port.trim() == "*" => 0,
             Ok(0) | Err(_) => {
-                return Err(format!("'{port}' is not a port number between 1 and 65535"));
+                return Err(format!(
+                    "'{port}' is not a port number between 1 and 65535 (or * for every port)"
+                ));
             }
             Ok(p) => p,
         };
@@ -264,7 +282,11 @@ impl FromStr for Listen {
 
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.port, self.service)
+        if self.port == 0 {
+            write!(f, "*={}", self.service)
+        } else {
+            write!(f, "{}={}", self.port, self.service)
+        }
     }
 }
 
@@ -284,7 +306,12 @@ fn parse_iface_name(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `--addr any` is kept as the unspecified address, which no endpoint address can be
+/// (see [`Args::any_addr`]).
 fn parse_endpoint_addr(s: &str) -> Result<IpAddr, String> {
+    if s == "any" {
+        return Ok(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    }
     let addr: IpAddr = s
         .parse()
         .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))?;
@@ -319,7 +346,7 @@ impl Args {
 
     /// Checks that involve more than one flag.
     pub fn validate(&self) -> Result<(), String> {
-        let uses_ipv6 = self.addrs.iter().any(IpAddr::is_ipv6)
+        let uses_ipv6 = self.endpoint_addrs().iter().any(IpAddr::is_ipv6)
             || self.host_addrs.iter().any(|h| h.addr.is_ipv6());
         if uses_ipv6 && self.mtu < IPV6_MIN_MTU {
             return Err(format!(
@@ -337,6 +364,7 @@ impl Args {
             }
         }
         self.validate_keepalive()?;
+        self.validate_upstreams()?;
         for l in &self.listen {
             if let ServiceKind::Exec(spec) = l.service {
                 crate::driver::check_program(spec)?;
@@ -356,12 +384,84 @@ impl Args {
         Ok(())
     }
 
+    /// `--addr any`: the endpoint answers for every destination routed into its interface.
+    pub fn any_addr(&self) -> bool {
+        self.addrs.iter().any(IpAddr::is_unspecified)
+    }
+
+    /// The endpoint's own addresses: the `--addr` IPs, or with only `--addr any` the default
+    /// ones (ICMP echo is answered for them, and `synack connect` sends from them).
+    pub fn endpoint_addrs(&self) -> Vec<IpAddr> {
+        let own: Vec<IpAddr> = self
+            .addrs
+            .iter()
+            .copied()
+            .filter(|a| !a.is_unspecified())
+            .collect();
+        if own.is_empty() {
+            vec![
+                IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2)),
+                IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            ]
+        } else {
+            own
+        }
+    }
+
+    /// Loop safety (issue #21): a relay's upstream sockets must never be routed back into
+    /// synack's interface.
+    fn validate_upstreams(&self) -> Result<(), String> {
+        let pinned = self.upstream_interface.is_some() || self.upstream_mark.is_some();
+        if pinned {
+            if self.upstream_interface.as_deref() == Some(self.iface.as_str()) {
+                return Err(format!(
+                    "--upstream-interface {} is synack's own interface: upstream connections \
+                     would loop back into synack; name the interface that leads to the \
+                     destinations (e.g. eth0)",
+                    self.iface
+                ));
+            }
+            return Ok(());
+        }
+        for l in &self.listen {
+            match l.service {
+                ServiceKind::Direct => {
+                    return Err(format!(
+                        "--listen {l} relays each connection to the address the client asked \
+                         for, which is routed into {iface}: its upstream connections would loop \
+                         back into synack. Give --upstream-interface IFACE (the interface that \
+                         leads to the destinations, e.g. eth0) or --upstream-mark N with a \
+                         routing rule that keeps marked packets off {iface}",
+                        iface = self.iface
+                    ));
+                }
+                ServiceKind::Socks5(spec) => {
+                    let proxy = spec.proxy().ip();
+                    let ours = self.any_addr()
+                        || self.endpoint_addrs().contains(&proxy)
+                        || self.host_addrs.iter().any(|h| h.contains(proxy));
+                    if ours && !self.no_configure {
+                        return Err(format!(
+                            "--listen {l}: the proxy {proxy} is routed into {iface}, so \
+                             connections to it would loop back into synack. Give \
+                             --upstream-interface IFACE (the interface that leads to the \
+                             proxy) or --upstream-mark N with a routing rule",
+                            iface = self.iface
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Things that are allowed but probably not what the user wants, one sentence each.
     pub fn warnings(&self) -> Vec<String> {
         if self.no_configure {
             return Vec::new();
         }
-        self.addrs
+        self.endpoint_addrs()
             .iter()
             .filter(|a| !self.host_addrs.iter().any(|h| h.contains(**a)))
             .map(|a| {
@@ -377,7 +477,8 @@ impl Args {
     /// The configuration handed to the sans-IO endpoint.
     pub fn endpoint_config(&self) -> EndpointConfig {
         EndpointConfig {
-            addrs: self.addrs.clone(),
+            addrs: self.endpoint_addrs(),
+            any_addr: self.any_addr(),
             listeners: self.listen.iter().map(|l| (l.port, l.service)).collect(),
             mtu: self.mtu,
             time_wait: self.time_wait,
@@ -402,6 +503,10 @@ impl Args {
             pcap: self.pcap.clone(),
             ladder: self.ladder,
             control: self.control_path(),
+            upstream: driver::UpstreamOptions {
+                interface: self.upstream_interface.clone(),
+                mark: self.upstream_mark,
+            },
         }
     }
 

@@ -420,3 +420,60 @@ fn offload_stays_on_under_an_impairment_that_only_delays() {
         );
     }
 }
+
+#[test]
+fn a_transparent_relay_parses_and_keeps_its_own_addresses() {
+    let a = parse(&[
+        "--addr",
+        "any",
+        "-l",
+        "*=direct",
+        "-l",
+        "22=socks5:198.19.9.9:1080",
+        "--upstream-interface",
+        "up0",
+        "--upstream-mark",
+        "7",
+    ])
+    .unwrap();
+    assert!(a.any_addr());
+    let c = a.endpoint_config();
+    assert!(c.any_addr);
+    assert_eq!(
+        c.addrs,
+        [
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            IpAddr::V6("2001:2::2".parse::<Ipv6Addr>().unwrap())
+        ],
+        "with only `any`, the default addresses stay ours"
+    );
+    assert_eq!(c.listeners[0], (0, ServiceKind::Direct));
+    let listen: Vec<String> = a.listen.iter().map(ToString::to_string).collect();
+    assert_eq!(listen, ["*=direct", "22=socks5:198.19.9.9:1080"]);
+    let d = a.daemon_config();
+    assert_eq!(d.upstream.interface.as_deref(), Some("up0"));
+    assert_eq!(d.upstream.mark, Some(7));
+    // `any` beside an address: that address is ours.
+    let b = parse(&["--addr", "any", "--addr", "198.18.0.9", "-l", "80=http"]).unwrap();
+    assert_eq!(
+        b.endpoint_config().addrs,
+        [IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9))]
+    );
+    assert!(parse_err(&["--addr", "0.0.0.0"]).contains("cannot be the endpoint's address"));
+}
+
+#[test]
+fn a_relay_that_would_loop_is_refused_naming_the_flag() {
+    let err = parse_err(&["--addr", "any", "-l", "*=direct"]);
+    assert!(err.contains("--upstream-interface"), "{err}");
+    assert!(err.contains("loop back into synack"), "{err}");
+    assert!(parse(&["-l", "*=direct", "--upstream-mark", "1"]).is_ok());
+    let err = parse_err(&["-l", "*=direct", "--upstream-interface", "synack0"]);
+    assert!(err.contains("synack's own interface"), "{err}");
+    // A SOCKS5 proxy on a prefix routed into synack0 loops; one elsewhere does not.
+    let err = parse_err(&["-l", "*=socks5:198.18.0.77:1080"]);
+    assert!(err.contains("--upstream-interface"), "{err}");
+    assert!(parse(&["-l", "*=socks5:198.19.7.7:1080"]).is_ok());
+    let err = parse_err(&["-l", "0=echo"]);
+    assert!(err.contains("or * for every port"), "{err}");
+}

@@ -244,6 +244,13 @@ impl<'d, D: Device> EventLoop<'d, D> {
         })
     }
 
+    /// Bind and mark the relay's upstream sockets as `options` says.
+    #[must_use]
+    pub fn upstream_options(mut self, options: super::UpstreamOptions) -> Self {
+        self.upstreams.options = options;
+        self
+    }
+
     /// Capture packets, print ladders, serve the control socket, as `obs` says.
     pub fn observe(mut self, mut obs: Observers) -> Result<Self, SetupError> {
         if let Some(ctl) = obs.control.as_mut() {

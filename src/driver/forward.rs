@@ -1,29 +1,65 @@
-//! The upstreams behind `forward:` listeners: the driver's half of the relay. For each SYN
-//! the endpoint holds, it opens a nonblocking kernel TCP connection to the upstream; when
+//! The upstreams behind `forward:`, `direct` and `socks5:` listeners: the driver's half of
+//! the relay. For each SYN the endpoint holds, it opens a nonblocking kernel TCP connection
+//! to the upstream (`forward:`'s fixed address, the client's own destination for `direct`,
+//! the proxy for `socks5:`, which is then asked to CONNECT: `services::Socks5Client`); when
 //! that succeeds the endpoint answers the SYN, when it is refused the client gets RST, and
 //! otherwise the SYN stays unanswered. Then bytes move between the socket and the
 //! connection's relay buffers; the client's FIN becomes `shutdown(SHUT_WR)`, the upstream's
 //! EOF our FIN, an upstream RST a reset, and a client RST an abortive close (SO_LINGER 0).
+//! The sockets are bound to `--upstream-interface` (SO_BINDTODEVICE) and marked with
+//! `--upstream-mark` (SO_MARK), so that they are never routed back into synack.
 
 use crate::endpoint::{Endpoint, RelayEvent};
-use crate::services::PeerId;
+use crate::services::{PeerId, Socks5Client, Socks5Outcome, UpstreamTarget};
 use crate::time::Instant;
 use crate::wire::Quad;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tracing::{debug, info, warn};
 
 /// The first token of the upstream sockets (one each); exec's pipes are below it.
 pub const FIRST_TOKEN: usize = 1 << 41;
 
+/// How the relay's own sockets leave the host: never back into synack's interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamOptions {
+    /// `--upstream-interface`: SO_BINDTODEVICE.
+    pub interface: Option<String>,
+    /// `--upstream-mark`: SO_MARK, for a routing rule.
+    pub mark: Option<u32>,
+}
+
+/// A nonblocking connect to `addr` from a socket bound and marked as `opts` says.
+fn connect(addr: SocketAddr, opts: &UpstreamOptions) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if let Some(iface) = &opts.interface {
+        socket.bind_device(Some(iface.as_bytes()))?;
+    }
+    if let Some(mark) = opts.mark {
+        socket.set_mark(mark)?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
 /// One upstream socket.
 struct Upstream {
     quad: Quad,
+    target: UpstreamTarget,
     stream: TcpStream,
+    /// The SOCKS5 CONNECT under way (`socks5:`), between the TCP connect and the SYN,ACK.
+    socks: Option<Socks5Client>,
     /// The connect finished and the endpoint answered the SYN.
     connected: bool,
     write_blocked: bool,
@@ -42,6 +78,8 @@ pub struct Upstreams {
     next: usize,
     /// Connects that finished (their socket reported an event) and must be checked.
     ready: Vec<usize>,
+    /// Where the upstream sockets may go (`--upstream-interface`, `--upstream-mark`).
+    pub options: UpstreamOptions,
     /// Upstreams to pump this turn: their socket reported an event, or their connection ran
     /// (the endpoint's `take_relay_ready`). The others have nothing to move: with thousands
     /// of idle forwarded connections a turn of the loop stays as cheap as with none.
@@ -68,42 +106,50 @@ impl Upstreams {
     /// Connect or close as the endpoint says (other events are not for upstreams).
     pub fn on_relay_event(&mut self, event: &RelayEvent, ep: &mut Endpoint, registry: &Registry) {
         match *event {
-            RelayEvent::Connect { quad, spec } => match TcpStream::connect(spec.addr()) {
-                Ok(mut stream) => {
-                    let token = FIRST_TOKEN + self.next;
-                    self.next += 1;
-                    if let Err(e) = registry.register(
-                        &mut stream,
-                        Token(token),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        warn!(%quad, error = %e, "cannot watch the upstream socket");
-                        ep.forward_failed(&quad);
-                        return;
+            RelayEvent::Connect { quad, target } => {
+                match connect(target.connect_addr(), &self.options) {
+                    Ok(mut stream) => {
+                        let token = FIRST_TOKEN + self.next;
+                        self.next += 1;
+                        if let Err(e) = registry.register(
+                            &mut stream,
+                            Token(token),
+                            Interest::READABLE | Interest::WRITABLE,
+                        ) {
+                            warn!(%quad, error = %e, "cannot watch the upstream socket");
+                            ep.forward_failed(&quad);
+                            return;
+                        }
+                        let socks = match target {
+                            UpstreamTarget::Socks5(spec, dest) => Some(spec.client(dest)),
+                            _ => None,
+                        };
+                        self.by_token.insert(
+                            token,
+                            Upstream {
+                                quad,
+                                target,
+                                stream,
+                                socks,
+                                connected: false,
+                                write_blocked: true,
+                                read_blocked: true,
+                                shut: false,
+                                done_reading: false,
+                            },
+                        );
+                        self.by_quad.insert(quad, token);
                     }
-                    self.by_token.insert(
-                        token,
-                        Upstream {
-                            quad,
-                            stream,
-                            connected: false,
-                            write_blocked: true,
-                            read_blocked: true,
-                            shut: false,
-                            done_reading: false,
-                        },
-                    );
-                    self.by_quad.insert(quad, token);
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                        info!(%quad, "{} refused the connection; resetting the client", target.describe());
+                        ep.forward_refused(&quad);
+                    }
+                    Err(e) => {
+                        warn!(%quad, error = %e, "cannot connect to {}", target.describe());
+                        ep.forward_failed(&quad);
+                    }
                 }
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                    info!(%quad, "{} refused the connection; resetting the client", spec.label());
-                    ep.forward_refused(&quad);
-                }
-                Err(e) => {
-                    warn!(%quad, error = %e, "cannot connect to {}", spec.label());
-                    ep.forward_failed(&quad);
-                }
-            },
+            }
             RelayEvent::End { quad, reset } => {
                 let Some(token) = self.by_quad.remove(&quad) else {
                     return;
@@ -146,6 +192,27 @@ impl Upstreams {
                     Err(e) => Err(e),
                 },
             };
+            // socks5: the proxy is connected; the CONNECT to the destination comes next.
+            let outcome = match (outcome, u.socks.as_mut()) {
+                (Ok(()), Some(socks)) => match socks_step(&mut u.stream, socks) {
+                    Ok(Socks5Outcome::Pending) => continue,
+                    Ok(Socks5Outcome::Connected) => Ok(()),
+                    Ok(Socks5Outcome::Refused(reply)) => {
+                        info!(%quad, %reply, "{}: refused; resetting the client", u.target.describe());
+                        ep.forward_refused(&quad);
+                        self.close(registry, token);
+                        continue;
+                    }
+                    Ok(Socks5Outcome::Failed(why)) => {
+                        warn!(%quad, %why, "{}: the CONNECT failed", u.target.describe());
+                        ep.forward_failed(&quad);
+                        self.close(registry, token);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                (outcome, _) => outcome,
+            };
             match outcome {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
@@ -164,10 +231,10 @@ impl Upstreams {
                 }
                 Err(e) => {
                     if e.kind() == ErrorKind::ConnectionRefused {
-                        info!(%quad, "the upstream refused the connection; resetting the client");
+                        info!(%quad, "{} refused the connection; resetting the client", u.target.describe());
                         ep.forward_refused(&quad);
                     } else {
-                        warn!(%quad, error = %e, "cannot connect to the upstream");
+                        warn!(%quad, error = %e, "cannot connect to {}", u.target.describe());
                         ep.forward_failed(&quad);
                     }
                     self.close(registry, token);
@@ -260,6 +327,42 @@ impl Upstream {
         }
         if changed {
             ep.relay_changed(&quad);
+        }
+    }
+}
+
+/// Move the SOCKS5 CONNECT on: write what the client has to say, read what the proxy
+/// answered. `Pending` until the proxy's reply is complete (a `WouldBlock` waits for the next
+/// event). A proxy that sends more than its reply before we sent anything (the destination
+/// speaking first, in the same read) is not followed: the connect fails rather than losing
+/// those bytes.
+fn socks_step(stream: &mut TcpStream, socks: &mut Socks5Client) -> std::io::Result<Socks5Outcome> {
+    loop {
+        while !socks.to_send().is_empty() {
+            match stream.write(socks.to_send()) {
+                Ok(n) => socks.sent(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Socks5Outcome::Pending),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf) {
+            Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                let (outcome, early) = socks.on_bytes(buf.get(..n).unwrap_or_default());
+                if !early.is_empty() {
+                    return Ok(Socks5Outcome::Failed(
+                        crate::services::Socks5Failure::Protocol,
+                    ));
+                }
+                if outcome != Socks5Outcome::Pending {
+                    return Ok(outcome);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Socks5Outcome::Pending),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod socket_dir;
 mod trim;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
+pub use forward::UpstreamOptions;
 pub use impaired::Impaired;
 
 use crate::config::{HostAddr, SetupError};
@@ -85,6 +86,9 @@ pub struct DaemonConfig {
     pub ladder: bool,
     /// Where the control socket is bound.
     pub control: PathBuf,
+    /// How relayed connections' upstream sockets leave the host (`--upstream-interface`,
+    /// `--upstream-mark`).
+    pub upstream: UpstreamOptions,
 }
 
 /// Run synack as `config` says until a signal stops it.
@@ -115,6 +119,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
     getrandom::fill(&mut secret).map_err(|e| SetupError::Random(e.to_string()))?;
 
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
+        .upstream_options(config.upstream.clone())
         .observe(observers(config)?)?;
     let clock = Clock::start();
     let endpoint_config = EndpointConfig {
@@ -215,11 +220,17 @@ fn observers(config: &DaemonConfig) -> Result<observe::Observers, SetupError> {
 
 /// The one line that says where synack is reachable and how to try it.
 pub fn startup_line(endpoint: &EndpointConfig, iface: &str) -> String {
-    let addrs: Vec<String> = endpoint.addrs.iter().map(ToString::to_string).collect();
+    let mut addrs: Vec<String> = endpoint.addrs.iter().map(ToString::to_string).collect();
+    if endpoint.any_addr {
+        addrs.push("every address routed to it".to_owned());
+    }
     let listeners: Vec<String> = endpoint
         .listeners
         .iter()
-        .map(|(port, service)| format!("{port}={service}"))
+        .map(|(port, service)| match port {
+            0 => format!("*={service}"),
+            _ => format!("{port}={service}"),
+        })
         .collect();
     let mut line = format!(
         "synack listening on {} via {iface} ({})",

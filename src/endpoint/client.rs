@@ -58,6 +58,9 @@ pub enum ClientOutcome {
     TimedOut,
     /// We aborted it (shutdown).
     Aborted,
+    /// An ICMP error about our segments ended it (in SYN-SENT any; later a hard one), or a
+    /// soft one was the last word before it timed out.
+    Unreachable(crate::wire::IcmpErrorKind),
 }
 
 impl ClientOutcome {
@@ -68,6 +71,30 @@ impl ClientOutcome {
             ClientOutcome::Reset => "connection reset by peer",
             ClientOutcome::TimedOut => "connection timed out",
             ClientOutcome::Aborted => "connection aborted",
+            ClientOutcome::Unreachable(kind) => match kind {
+                crate::wire::IcmpErrorKind::PortUnreachable => {
+                    "connection refused (ICMP port unreachable)"
+                }
+                crate::wire::IcmpErrorKind::NetUnreachable => {
+                    "network is unreachable (ICMP from the path)"
+                }
+                crate::wire::IcmpErrorKind::HostUnreachable => {
+                    "no route to host (ICMP host unreachable from the path)"
+                }
+                crate::wire::IcmpErrorKind::TimeExceeded => {
+                    "no route to host (ICMP time exceeded: a routing loop or too few hops)"
+                }
+                crate::wire::IcmpErrorKind::AdminProhibited => {
+                    "no route to host (ICMP: administratively prohibited by a filter)"
+                }
+                crate::wire::IcmpErrorKind::ProtocolUnreachable => {
+                    "protocol not available (ICMP protocol unreachable: the host runs no TCP)"
+                }
+                crate::wire::IcmpErrorKind::ParameterProblem => {
+                    "protocol error (ICMP parameter problem)"
+                }
+                crate::wire::IcmpErrorKind::PacketTooBig { .. } => "message too long",
+            },
         }
     }
 
@@ -78,6 +105,7 @@ impl ClientOutcome {
             Some(ResetCause::PeerReset) => ClientOutcome::Reset,
             Some(ResetCause::TimedOut) => ClientOutcome::TimedOut,
             Some(ResetCause::Aborted) => ClientOutcome::Aborted,
+            Some(ResetCause::Unreachable(kind)) => ClientOutcome::Unreachable(kind),
         }
     }
 }
@@ -179,7 +207,7 @@ impl Endpoint {
         let iss = self.isn.isn(now, &quad);
         let conn = Connection::connect(now, quad, iss, self.local_mss(&quad), &self.tcp);
         self.counters.active_opens += 1;
-        let id = self.insert(quad, Entry::new(conn, App::Client(Client::new(data))));
+        let id = self.insert(now, quad, Entry::new(conn, App::Client(Client::new(data))));
         self.mark_dirty(id);
         let client = ClientId(self.clients.next_id);
         self.clients.next_id += 1;
@@ -196,7 +224,11 @@ impl Endpoint {
 
     /// An ephemeral port whose 4-tuple with `remote` is not in use, searched from a cursor that
     /// moves on with every connection.
-    fn free_quad(&mut self, local_ip: std::net::IpAddr, remote: SocketAddr) -> Option<Quad> {
+    pub(super) fn free_quad(
+        &mut self,
+        local_ip: std::net::IpAddr,
+        remote: SocketAddr,
+    ) -> Option<Quad> {
         let (first, last) = (*EPHEMERAL_PORTS.start(), *EPHEMERAL_PORTS.end());
         let span = u32::from(last - first) + 1;
         if self.clients.port_cursor == 0 {
@@ -217,7 +249,7 @@ impl Endpoint {
                 local: SocketAddr::new(local_ip, port),
                 remote,
             };
-            let listening = self.listeners.iter().any(|(p, _)| *p == port);
+            let listening = self.listeners.iter().any(|l| l.open && l.port == port);
             if !listening && !self.table.contains_key(&quad) {
                 self.clients.port_cursor = u16::try_from((offset + 1) % span).unwrap_or(0).max(1);
                 return Some(quad);

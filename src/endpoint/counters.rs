@@ -151,6 +151,9 @@ counters! {
     not_ours,
     /// Well-formed packets of other protocols or ICMP types.
     ignored,
+    /// UDP datagrams: synack answers and relays TCP only (`--addr any` included), so they are
+    /// dropped. Linux would answer with ICMP port unreachable (`UdpNoPorts`).
+    udp_dropped,
     /// ICMP/ICMPv6 echo requests answered.
     echo_replies,
     /// Packets (TCP or ICMP echo) from a source no host may accept: 0/8, 127/8, the limited
@@ -215,6 +218,10 @@ counters! {
     /// Segments whose in-window data was dropped at the `--max-buffer-memory` limit (Linux:
     /// `TCPRcvQDrop`); the peer retransmits it.
     rcv_memory_drops => "TcpExtTCPRcvQDrop",
+    /// D-SACK blocks sent (RFC 2883): for duplicate data below RCV.NXT, and for duplicates
+    /// of data in the out-of-order queue.
+    dsack_old_sent => "TcpExtTCPDSACKOldSent",
+    dsack_ofo_sent => "TcpExtTCPDSACKOfoSent",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -238,6 +245,27 @@ counters! {
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
     forward_pending_full,
+    /// ICMP and ICMPv6 errors quoting a TCP segment, by type, under Linux's names (Linux
+    /// counts every such message received; so does synack, whether or not it matched).
+    /// Fragmentation needed is a destination unreachable (IPv4); Packet Too Big has its own
+    /// (IPv6); an ICMPv6 unrecognized next header is a parameter problem.
+    icmp_in_dest_unreachs => "IcmpInDestUnreachs",
+    icmp_in_time_excds => "IcmpInTimeExcds",
+    icmp_in_parm_probs => "IcmpInParmProbs",
+    icmp6_in_dest_unreachs => "Icmp6InDestUnreachs",
+    icmp6_in_pkt_too_bigs => "Icmp6InPktTooBigs",
+    icmp6_in_time_excds => "Icmp6InTimeExcds",
+    icmp6_in_parm_problems => "Icmp6InParmProblems",
+    /// ICMP errors quoting a segment of no connection of ours (ignored).
+    icmp_no_connection,
+    /// ICMP errors whose quoted sequence number is not in flight (RFC 5927 §4.1: ignored).
+    out_of_window_icmps => "TcpExtOutOfWindowIcmps",
+    /// Soft ICMP errors kept as a connection's last error, and connections an ICMP error
+    /// aborted (a hard one, or any in SYN-SENT / SYN-RECEIVED).
+    icmp_soft_errors,
+    icmp_aborts,
+    /// Times a destination's path MTU was lowered by a Packet Too Big (RFC 1191, RFC 8201).
+    pmtu_lowered,
 }
 
 impl Counters {
@@ -262,6 +290,8 @@ impl Counters {
         self.retransmissions += e.retransmissions;
         self.rcv_window_clamped += e.rcv_window_clamped;
         self.rcv_memory_drops += e.rcv_memory_drops;
+        self.dsack_old_sent += e.dsack_old_sent;
+        self.dsack_ofo_sent += e.dsack_ofo_sent;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {
@@ -304,7 +334,12 @@ mod tests {
             .collect();
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert!(names.iter().all(|n| n.starts_with("Tcp")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp")),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -98,6 +98,14 @@ impl ListenQueues {
         }
     }
 
+    /// Room for `listeners` listeners (a socket's `listen` adds one).
+    pub fn grow(&mut self, listeners: usize) {
+        if self.half_open.len() < listeners {
+            self.half_open.resize(listeners, 0);
+            self.accept.resize(listeners, 0);
+        }
+    }
+
     pub fn half_open(&self, listener: usize) -> usize {
         self.half_open.get(listener).copied().unwrap_or(0)
     }

@@ -7,12 +7,14 @@
 mod client;
 mod cookie;
 mod counters;
+mod icmp;
 mod isn;
 mod limiter;
 mod limits;
 mod martian;
 mod observe;
 mod relay;
+mod sockets;
 // The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
 // `--cfg fuzzing`), not into the daemon.
 #[cfg(any(test, fuzzing))]
@@ -27,6 +29,9 @@ pub use limits::Limits;
 use limits::{ListenQueues, Queued};
 pub use observe::{ConnStatus, StatusCursor};
 pub use relay::RelayEvent;
+pub use sockets::{
+    Readiness, Shutdown, SockOpt, SockOptName, SocketError, SocketHandle, SocketTcpInfo, Sockets,
+};
 
 use crate::services::{App, ServiceKind};
 use crate::tcp::{
@@ -81,7 +86,11 @@ impl Transmit for Vec<Vec<u8>> {
 pub struct EndpointConfig {
     /// The addresses the endpoint answers as.
     pub addrs: Vec<IpAddr>,
-    /// Listening ports and their services.
+    /// `--addr any`: TCP to every destination routed into the interface is answered too, as
+    /// a transparent relay does (ICMP echo only for `addrs`).
+    pub any_addr: bool,
+    /// Listening ports and their services; port 0: every port without a listener of its own
+    /// (`-l '*=SERVICE'`).
     pub listeners: Vec<(u16, ServiceKind)>,
     /// The interface MTU; MSS = MTU − 40 (IPv4) or MTU − 60 (IPv6).
     pub mtu: u16,
@@ -106,6 +115,7 @@ impl Default for EndpointConfig {
                 IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2)),
                 IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
             ],
+            any_addr: false,
             listeners: crate::services::DEFAULT_LISTENERS.to_vec(),
             mtu: 1500,
             time_wait: Duration::from_secs(60),
@@ -154,6 +164,9 @@ struct Entry {
     relay_ended: bool,
     /// On the endpoint's `relay_ready` list.
     relay_ready: bool,
+    /// A connection of a socket's listener that `accept` has not handed out yet: it stays
+    /// in its listener's accept queue (sockets.rs).
+    awaiting_accept: bool,
 }
 
 impl Entry {
@@ -176,10 +189,72 @@ impl Entry {
             in_time_wait: false,
             relay_ended: false,
             relay_ready: false,
+            awaiting_accept: false,
             listener: None,
             queued: Queued::No,
             charged: 0,
         }
+    }
+}
+
+/// A listening port: a built-in service's (from the configuration, on every address of
+/// ours), or a socket's (`sockets.rs`: `listen` at run time, on one address or all).
+struct Listener {
+    port: u16,
+    /// The address it is bound to; `None`: every address of ours (of the family below).
+    addr: Option<IpAddr>,
+    /// A socket bound to `0.0.0.0` takes only IPv4; one bound to `::` both (Linux without
+    /// `IPV6_V6ONLY`); services both.
+    v4_only: bool,
+    target: ListenTarget,
+    /// The accept queue's limit (`listen`'s backlog; `--backlog` for services).
+    backlog: Option<usize>,
+    /// The TCP tunables its connections start with, when its socket set options
+    /// (`TCP_NODELAY`, `SO_RCVBUF`, `TCP_MAXSEG`…); `None`: the endpoint's.
+    tcp: Option<Box<tcp::Config>>,
+    /// `TCP_MAXSEG` on the listening socket: the MSS its connections announce.
+    mss: Option<u16>,
+    /// `unlisten`ed (or its socket closed): the slot waits for reuse, its index stays valid
+    /// for the queues.
+    open: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ListenTarget {
+    Service(ServiceKind),
+    Socket(SocketHandle),
+}
+
+impl Listener {
+    fn service(port: u16, service: ServiceKind) -> Listener {
+        Listener {
+            port,
+            addr: None,
+            v4_only: false,
+            target: ListenTarget::Service(service),
+            backlog: None,
+            tcp: None,
+            mss: None,
+            open: true,
+        }
+    }
+
+    fn service_kind(&self) -> Option<ServiceKind> {
+        match self.target {
+            ListenTarget::Service(kind) => Some(kind),
+            ListenTarget::Socket(_) => None,
+        }
+    }
+
+    /// Whether it takes a segment to `local` (a wildcard listener, port 0, takes any port:
+    /// `listener_for` asks the others first).
+    fn takes(&self, local: SocketAddr) -> bool {
+        self.open
+            && (self.port == local.port() || self.port == 0)
+            && match self.addr {
+                Some(addr) => addr == local.ip(),
+                None => !(self.v4_only && local.is_ipv6()),
+            }
     }
 }
 
@@ -194,7 +269,8 @@ struct Slot {
 /// The endpoint. See the module docs.
 pub struct Endpoint {
     addrs: Vec<IpAddr>,
-    listeners: Vec<(u16, ServiceKind)>,
+    any_addr: bool,
+    listeners: Vec<Listener>,
     accepting: bool,
     tcp: tcp::Config,
     mss_v4: u16,
@@ -245,6 +321,10 @@ pub struct Endpoint {
     mem_relieved: bool,
     /// Connections in TIME-WAIT (`--max-time-wait`).
     time_wait: usize,
+    /// The sockets of the socket API (`sockets.rs`).
+    sockets: sockets::SocketTable,
+    /// Path MTUs learned from ICMP (`icmp.rs`).
+    pmtu: icmp::PathMtuCache,
     /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
     link_counters: Vec<(&'static str, u64)>,
 }
@@ -267,12 +347,18 @@ impl Endpoint {
             } else {
                 0
             },
+            ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
         Endpoint {
             addrs: config.addrs,
-            listeners: config.listeners,
+            any_addr: config.any_addr,
+            listeners: config
+                .listeners
+                .into_iter()
+                .map(|(port, service)| Listener::service(port, service))
+                .collect(),
             accepting: true,
             tcp,
             mss_v4,
@@ -311,6 +397,8 @@ impl Endpoint {
             mem_peak: 0,
             mem_relieved: false,
             time_wait: 0,
+            sockets: sockets::SocketTable::default(),
+            pmtu: icmp::PathMtuCache::default(),
             link_counters: Vec::new(),
         }
     }
@@ -345,7 +433,10 @@ impl Endpoint {
 
     /// The lengths of the half-open and accept queues of the listener on `port`.
     pub fn queue_lengths(&self, port: u16) -> Option<(usize, usize)> {
-        let i = self.listeners.iter().position(|(p, _)| *p == port)?;
+        let i = self
+            .listeners
+            .iter()
+            .position(|l| l.open && l.port == port)?;
         Some((self.queues.half_open(i), self.queues.accept(i)))
     }
 
@@ -374,6 +465,7 @@ impl Endpoint {
                 self.counters.count_drop(reason);
             }
             Ok(Packet::Other { .. }) => self.counters.ignored += 1,
+            Ok(Packet::Udp { .. }) => self.counters.udp_dropped += 1,
             Ok(Packet::EchoRequest {
                 src,
                 dst,
@@ -381,7 +473,8 @@ impl Endpoint {
                 seq_no,
                 data,
             }) => {
-                if !self.accepts(src, dst) {
+                // With `--addr any` too, only our own addresses answer pings.
+                if !self.accepts(src, dst, false) {
                     return;
                 }
                 match wire::emit_echo_reply(&mut self.tx_buf, dst, src, ident, seq_no, data) {
@@ -392,8 +485,17 @@ impl Endpoint {
                     Err(_) => self.counters.tx_errors += 1,
                 }
             }
+            Ok(Packet::IcmpError { src, dst, error }) => {
+                // With `--addr any` an error may quote a segment we sent as a relayed
+                // destination: it is addressed to that destination.
+                let ours = self.is_local(error.quad.local.ip()) || self.any_addr;
+                if !self.accepts(src, dst, self.any_addr) || !ours {
+                    return;
+                }
+                self.on_icmp_error(now, src, &error);
+            }
             Ok(Packet::Tcp { src, dst, seg }) => {
-                if !self.accepts(src, dst) {
+                if !self.accepts(src, dst, self.any_addr) {
                     return;
                 }
                 self.on_segment(now, src, dst, &seg, tx);
@@ -410,8 +512,11 @@ impl Endpoint {
     /// (RFC 1122 §3.2.1.3, RFC 4291; Linux: `ip_route_input_slow`, `ip6_rcv_core`, and
     /// `fib_validate_source` for a local address). This also covers RFC 9293 MUST-57 and
     /// MUST-63 (a SYN from a broadcast or multicast address is ignored).
-    fn accepts(&mut self, src: IpAddr, dst: IpAddr) -> bool {
-        if !self.is_local(dst) {
+    /// `any_dst`: a destination that is not ours is taken too (`--addr any`), but never a
+    /// multicast or broadcast one.
+    fn accepts(&mut self, src: IpAddr, dst: IpAddr, any_dst: bool) -> bool {
+        let dst_ok = self.is_local(dst) || (any_dst && !martian::is_martian(dst));
+        if !dst_ok {
             self.counters.not_ours += 1;
             return false;
         }
@@ -447,11 +552,7 @@ impl Endpoint {
         if seg.flags.rst() {
             self.counters.rst_in += 1;
         }
-        let listener = self
-            .listeners
-            .iter()
-            .position(|(port, _)| *port == seg.dst_port)
-            .filter(|_| self.accepting);
+        let listener = self.listener_for(quad.local).filter(|_| self.accepting);
         // One table lookup per segment (hashing the 4-tuple is a visible part of its cost).
         let mut found = self.table.get(&quad).copied();
         if let Some(id) = found
@@ -482,7 +583,7 @@ impl Endpoint {
                     && seg.flags.ack()
                     && !seg.flags.rst()
                     && !seg.flags.syn()
-                    && self.queues.accept(l) >= self.limits.backlog
+                    && accept_full(&self.queues, &self.listeners, self.limits.backlog, l)
                 {
                     // Linux counts both ListenOverflows and ListenDrops here.
                     self.counters.accept_queue_full += 1;
@@ -570,7 +671,11 @@ impl Endpoint {
             return;
         }
         // --max-exec: a program per connection; past the limit the client hears "refused".
-        if let Some((_, ServiceKind::Exec(_))) = self.listeners.get(listener)
+        let service = self
+            .listeners
+            .get(listener)
+            .and_then(Listener::service_kind);
+        if let Some(ServiceKind::Exec(_)) = service
             && self.exec_count >= self.limits.max_exec
         {
             self.counters.exec_limit += 1;
@@ -582,18 +687,18 @@ impl Endpoint {
         // forward: the SYN is answered only once the upstream connect succeeded (relay.rs).
         // A SYN reopening TIME-WAIT ends the old connection now and is held like any other;
         // its ISS will still lie above the old SND.NXT (MAY-2).
-        if let Some(&(_, ServiceKind::Forward(spec))) = self.listeners.get(listener) {
+        if let Some(target) = service.and_then(|s| s.upstream(quad.local)) {
             let floor = reopen.map(|(old, floor)| {
                 self.remove(old);
                 floor
             });
-            self.hold_syn(quad, seg, listener, spec, floor);
+            self.hold_syn(quad, seg, listener, target, floor);
             return;
         }
         // RFC 4987 §3.6: the half-open queue is full: answer with a SYN cookie, keep nothing.
         // (A SYN reopening TIME-WAIT replaces a TCB and needs its ISS above the old SND.NXT,
         // which a cookie cannot promise: it gets a TCB.)
-        if reopen.is_none() && self.queues.half_open(listener) >= self.limits.backlog {
+        if reopen.is_none() && self.queues.half_open(listener) >= self.backlog_of(listener) {
             self.counters.backlog_full += 1;
             self.send_cookie(now, quad, seg, listener, tx);
             return;
@@ -607,17 +712,23 @@ impl Endpoint {
             debug!(%quad, "new SYN in TIME-WAIT: reopening");
             self.remove(old);
         }
-        let mss = self.local_mss(&quad);
-        let conn = Connection::accept(now, quad, seg, iss, mss, &self.tcp);
+        let mss = self.listener_mss(listener, &quad);
+        let cfg = self
+            .listeners
+            .get(listener)
+            .and_then(|l| l.tcp.as_deref())
+            .unwrap_or(&self.tcp);
+        let conn = Connection::accept(now, quad, seg, iss, mss, cfg);
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Put a new passive connection of `listener` in the table and its queue.
-    fn admit(&mut self, mut conn: Connection, listener: usize) {
-        let Some(&(port, service)) = self.listeners.get(listener) else {
+    fn admit(&mut self, now: Instant, mut conn: Connection, listener: usize) {
+        let Some(l) = self.listeners.get(listener) else {
             return;
         };
+        let (port, target) = (l.port, l.target);
         conn.set_keepalive(self.limits.keepalive_for(port));
         // A new connection holds nothing yet: its share is what the others leave.
         conn.set_memory(
@@ -625,16 +736,65 @@ impl Endpoint {
             self.mem_pressure,
         );
         let quad = conn.quad();
-        if let ServiceKind::Exec(_) = service {
-            self.exec_count += 1;
-        }
+        let app = match target {
+            ListenTarget::Service(service) => {
+                if let ServiceKind::Exec(_) = service {
+                    self.exec_count += 1;
+                }
+                App::new(service)
+            }
+            ListenTarget::Socket(_) => App::Socket(crate::services::SocketApp::default()),
+        };
         let entry = Entry {
             listener: Some(listener),
-            ..Entry::new(conn, App::new(service))
+            awaiting_accept: matches!(target, ListenTarget::Socket(_)),
+            ..Entry::new(conn, app)
         };
-        let id = self.insert(quad, entry);
+        let id = self.insert(now, quad, entry);
         self.requeue(id);
         self.mark_dirty(id);
+    }
+
+    /// The open listener that takes segments to `local`: one bound to that address before
+    /// one bound to all (as Linux's `__inet_lookup_listener` scores them).
+    /// A listener for every port (`-l '*=SERVICE'`) comes last.
+    fn listener_for(&self, local: SocketAddr) -> Option<usize> {
+        let (mut best, mut wildcard) = (None, None);
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.takes(local) {
+                if l.port == 0 {
+                    wildcard = wildcard.or(Some(i));
+                } else if l.addr.is_some() {
+                    return Some(i);
+                } else {
+                    best = best.or(Some(i));
+                }
+            }
+        }
+        best.or(wildcard)
+    }
+
+    /// The accept-queue limit of `listener`.
+    fn backlog_of(&self, listener: usize) -> usize {
+        self.listeners
+            .get(listener)
+            .and_then(|l| l.backlog)
+            .unwrap_or(self.limits.backlog)
+    }
+
+    /// Whether `listener`'s accept queue takes no more connections. A socket's backlog is
+    /// Linux's: `listen(fd, n)` holds n + 1 (`sk_acceptq_is_full` compares with `>`).
+    fn accept_queue_full(&self, listener: usize) -> bool {
+        accept_full(&self.queues, &self.listeners, self.limits.backlog, listener)
+    }
+
+    /// The MSS a connection of `listener` announces: its socket's `TCP_MAXSEG`, if set.
+    fn listener_mss(&self, listener: usize, quad: &Quad) -> u16 {
+        let mss = self.local_mss(quad);
+        match self.listeners.get(listener).and_then(|l| l.mss) {
+            Some(clamp) => mss.min(clamp),
+            None => mss,
+        }
     }
 
     /// The MSS we announce on this 4-tuple's family.
@@ -705,7 +865,7 @@ impl Endpoint {
             self.counters.listen_drops += 1;
             return;
         }
-        if self.queues.accept(listener) >= self.limits.backlog {
+        if self.accept_queue_full(listener) {
             self.counters.accept_queue_full += 1;
             self.counters.listen_drops += 1;
             return;
@@ -719,7 +879,7 @@ impl Endpoint {
         debug!(%quad, mss = syn.mss, "connection from a SYN cookie");
         self.counters.syn_cookies_accepted += 1;
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Count the connection in the right queue of its listener for its current state.
@@ -730,14 +890,19 @@ impl Endpoint {
         let state = entry.conn.state();
         let want = match entry.listener {
             Some(l) if state == State::SynReceived => Queued::HalfOpen(l),
-            Some(l) if state.is_synchronized() && !entry.counted_established => Queued::Accept(l),
+            Some(l)
+                if state.is_synchronized()
+                    && (!entry.counted_established || entry.awaiting_accept) =>
+            {
+                Queued::Accept(l)
+            }
             _ => Queued::No,
         };
         self.queues.moved(entry.queued, want);
         entry.queued = want;
     }
 
-    fn insert(&mut self, quad: Quad, entry: Entry) -> usize {
+    fn insert(&mut self, now: Instant, quad: Quad, entry: Entry) -> usize {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -749,6 +914,8 @@ impl Endpoint {
             }
         };
         let mut entry = entry;
+        // RFC 1191 §5: a new connection starts from what was learned about its path.
+        self.apply_path_mtu(now, &mut entry.conn);
         entry.charged = entry.held();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
         self.update_pressure();
@@ -922,9 +1089,11 @@ impl Endpoint {
         );
         let runs_app =
             entry.conn.state().is_synchronized() && entry.conn.state() != State::TimeWait;
+        let mut to_accept = false;
         if runs_app {
             if !entry.counted_established {
                 entry.counted_established = true;
+                to_accept = entry.awaiting_accept;
                 self.counters.established += 1;
                 if let App::Relay(ServiceKind::Exec(spec), _) = &entry.app {
                     self.relay_events.push(RelayEvent::Start {
@@ -941,6 +1110,9 @@ impl Endpoint {
                     self.serve_page(now, id, page);
                 }
             }
+        }
+        if to_accept {
+            self.queue_for_accept(id);
         }
         let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
@@ -1289,6 +1461,16 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
                 .as_deref()
                 .is_some_and(|entry| entry.scheduled == Some(at))
     })
+}
+
+/// Whether `listener`'s accept queue is full (`Endpoint::accept_queue_full`); a free function
+/// so that callers holding an entry can ask.
+fn accept_full(queues: &ListenQueues, listeners: &[Listener], backlog: usize, l: usize) -> bool {
+    let queued = queues.accept(l);
+    match listeners.get(l).and_then(|l| l.backlog) {
+        Some(backlog) => queued > backlog,
+        None => queued >= backlog,
+    }
 }
 
 /// The live entry in slot `id`, if any. A free function over the slots (not a method) so that

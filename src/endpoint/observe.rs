@@ -143,7 +143,10 @@ fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
 }
 
 fn app_name(app: &App) -> &'static str {
-    app.kind().map_or("client", |k| k.name())
+    match app {
+        App::Socket(_) => "socket",
+        _ => app.kind().map_or("client", |k| k.name()),
+    }
 }
 
 impl Endpoint {
@@ -196,6 +199,12 @@ impl Endpoint {
             view,
             samples,
         });
+        if let App::Socket(app) = &entry.app
+            && let Some(handle) = app.handle()
+        {
+            self.sockets
+                .connection_gone(handle, entry.conn.reset_cause());
+        }
         if let App::Client(client) = &mut entry.app {
             if !entry.counted_established {
                 self.counters.attempt_fails += 1;
@@ -270,15 +279,24 @@ impl Endpoint {
     fn listener_rows(&self) -> Vec<ConnStatus> {
         let mut rows = Vec::new();
         if self.accepting {
-            for (port, service) in &self.listeners {
-                for addr in &self.addrs {
+            for listener in self.listeners.iter().filter(|l| l.open) {
+                let port = &listener.port;
+                let service = match listener.target {
+                    super::ListenTarget::Service(kind) => kind.name(),
+                    super::ListenTarget::Socket(_) => "socket",
+                };
+                for addr in self
+                    .addrs
+                    .iter()
+                    .filter(|a| listener.takes(SocketAddr::new(**a, *port)))
+                {
                     rows.push(ConnStatus {
                         state: State::Listen,
                         recv_q: 0,
                         send_q: 0,
                         local: SocketAddr::new(*addr, *port),
                         peer: None,
-                        app: service.name(),
+                        app: service,
                         rtt: None,
                         rto: None,
                         cwnd: None,
@@ -385,7 +403,15 @@ impl Endpoint {
             }
         }
         let listeners = if self.accepting {
-            self.listeners.len() * self.addrs.len()
+            self.listeners
+                .iter()
+                .map(|l| {
+                    self.addrs
+                        .iter()
+                        .filter(|a| l.takes(SocketAddr::new(**a, l.port)))
+                        .count()
+                })
+                .sum()
         } else {
             0
         };

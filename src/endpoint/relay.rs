@@ -3,7 +3,7 @@
 //! The endpoint itself stays sans-IO: the driver owns the processes and their pipes.
 
 use super::{Endpoint, Entry, Transmit};
-use crate::services::{App, ExecSpec, ForwardSpec, RelayIo, ServiceKind};
+use crate::services::{App, ExecSpec, RelayIo, ServiceKind, UpstreamTarget};
 use crate::tcp::{Connection, ResetCause, SeqNum, Socket, State, rst_reply};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
@@ -23,13 +23,10 @@ pub(super) struct PendingSyn {
 pub enum RelayEvent {
     /// The connection reached ESTABLISHED: start its program.
     Start { quad: Quad, spec: &'static ExecSpec },
-    /// A SYN came for a `forward:` port: connect to the upstream, then answer with
-    /// [`Endpoint::forward_connected`], [`Endpoint::forward_refused`] or
+    /// A SYN came for a `forward:`, `direct` or `socks5:` port: connect to the upstream,
+    /// then answer with [`Endpoint::forward_connected`], [`Endpoint::forward_refused`] or
     /// [`Endpoint::forward_failed`]. The SYN waits unanswered until then.
-    Connect {
-        quad: Quad,
-        spec: &'static ForwardSpec,
-    },
+    Connect { quad: Quad, target: UpstreamTarget },
     /// The connection is gone. `reset`: it ended in a reset (the client's RST, our abort, a
     /// time-out), so its program is killed or its upstream aborted (SO_LINGER 0); otherwise
     /// its pipes or socket are just closed.
@@ -89,7 +86,8 @@ impl Endpoint {
         self.relay_changed(quad);
     }
 
-    /// A SYN for the `forward:` listener `listener`: hold it and ask the driver to connect.
+    /// A SYN for the `forward:`, `direct` or `socks5:` listener `listener`: hold it and ask
+    /// the driver to connect.
     /// A retransmitted SYN while the connect is under way is absorbed. Returns false when
     /// the pending table is full (the SYN is then dropped).
     pub(super) fn hold_syn(
@@ -97,7 +95,7 @@ impl Endpoint {
         quad: Quad,
         seg: &TcpSegment<'_>,
         listener: usize,
-        spec: &'static ForwardSpec,
+        target: UpstreamTarget,
         iss_floor: Option<SeqNum>,
     ) {
         if self.pending.contains_key(&quad) {
@@ -122,7 +120,7 @@ impl Endpoint {
                 iss_floor,
             },
         );
-        self.relay_events.push(RelayEvent::Connect { quad, spec });
+        self.relay_events.push(RelayEvent::Connect { quad, target });
     }
 
     /// The upstream connect for `quad` succeeded: answer the held SYN (SYN,ACK). Returns
@@ -146,7 +144,7 @@ impl Endpoint {
         let mss = self.local_mss(quad);
         let conn = Connection::accept(now, *quad, &p.syn, iss, mss, &self.tcp);
         self.counters.passive_opens += 1;
-        self.admit(conn, p.listener);
+        self.admit(now, conn, p.listener);
         true
     }
 
@@ -188,7 +186,7 @@ impl Endpoint {
         if entry.relay_ended
             || entry.conn.state() != State::TimeWait
             || entry.conn.recv_queue() > 0
-            || !matches!(entry.app, App::Relay(ServiceKind::Forward(_), _))
+            || !matches!(&entry.app, App::Relay(kind, _) if kind.relays_upstream())
         {
             return;
         }
@@ -209,13 +207,18 @@ impl Endpoint {
                 self.exec_count = self.exec_count.saturating_sub(1);
             }
             // A forward connection has its upstream from before the handshake.
-            if entry.counted_established || matches!(kind, ServiceKind::Forward(_)) {
+            if entry.counted_established || kind.relays_upstream() {
                 // Never established (a RST or a time-out in SYN-RECEIVED) counts as a reset.
                 let reset = relay.aborted()
                     || !entry.counted_established
                     || matches!(
                         entry.conn.reset_cause(),
-                        Some(ResetCause::PeerReset | ResetCause::Aborted | ResetCause::TimedOut)
+                        Some(
+                            ResetCause::PeerReset
+                                | ResetCause::Aborted
+                                | ResetCause::TimedOut
+                                | ResetCause::Unreachable(_)
+                        )
                     );
                 self.relay_events.push(RelayEvent::End {
                     quad: entry.conn.quad(),

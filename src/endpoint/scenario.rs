@@ -259,7 +259,8 @@ fn check_replies(received: &[u8], tx: &[Vec<u8>]) {
                 assert!(!(was_rst && seg.flags.rst()), "a RST answered with a RST");
             }
             Ok(Packet::EchoRequest { .. }) => panic!("we sent an echo request"),
-            Ok(Packet::Other { .. }) => {}
+            Ok(Packet::IcmpError { .. }) => panic!("we sent an ICMP error"),
+            Ok(Packet::Other { .. } | Packet::Udp { .. }) => {}
             Err(e) => panic!("we sent a packet that does not parse: {e}"),
         }
     }

@@ -117,19 +117,27 @@ impl Net {
     }
 
     /// Connect to the HTTP service and send the start of a request, which waits for the
-    /// rest (so only a delayed ACK is due); returns our ISS.
-    fn partial_request(&mut self) -> SeqNum {
+    /// rest (so only a delayed ACK is due); returns our ISS and the peer's next sequence
+    /// number. The request goes a byte at a time until the connection's first segments,
+    /// which are ACKed at once (quick-ACK mode, `tcp/quickack.rs`), are past.
+    fn partial_request(&mut self) -> (SeqNum, SeqNum) {
         let iss = self.connect(80);
-        let out = self.send(&TcpSegment {
-            dst_port: 80,
-            seq: PEER_ISN.add(1),
-            ack: iss.add(1),
-            flags: Flags::ACK,
-            payload: b"GET / HT",
-            ..FROM_PEER
-        });
-        assert!(out.is_empty());
-        iss
+        let mut seq = PEER_ISN.add(1);
+        for &b in b"GET / HTTP/1.0\r\nX-Pad: 0123456789012345678901234567890123456789" {
+            let out = self.send(&TcpSegment {
+                dst_port: 80,
+                seq,
+                ack: iss.add(1),
+                flags: Flags::ACK,
+                payload: &[b],
+                ..FROM_PEER
+            });
+            seq = seq.add(1);
+            if out.is_empty() {
+                return (iss, seq);
+            }
+        }
+        panic!("every byte of the request was ACKed at once");
     }
 }
 
@@ -367,7 +375,7 @@ fn established_resets_count_either_sides_reset_as_linux_does() {
     connect_from(&mut net, 40001);
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.abort_all(net.now, &mut tx);
-    assert_eq!(parse_out(&tx[0]).flags, Flags::RST);
+    assert_eq!(parse_out(&tx[0]).flags, Flags::RST | Flags::ACK);
     let stats = net.ep.stats();
     assert_eq!((stats.established_resets, stats.peer_resets), (2, 1));
 }
@@ -537,12 +545,12 @@ fn shutdown_closes_open_connections_with_fin_and_refuses_new_ones() {
 fn no_due_ack_waits_for_the_next_packet() {
     let mut net = Net::v4();
     // A partial request: the delayed ACK must come from the endpoint's own deadline.
-    net.partial_request();
+    let (_, next) = net.partial_request();
     let at = net.ep.poll_timeout().expect("the delayed ACK is scheduled");
     assert!(at - net.now <= Duration::from_millis(200));
     let out = net.advance();
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].ack, PEER_ISN.add(9));
+    assert_eq!(out[0].ack, next);
 }
 
 /// Complete a handshake to echo from the peer's `src_port`; returns our ISS.
@@ -762,10 +770,10 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
     let mut net = Net::v4();
     // The SYN,ACK's retransmission deadline is superseded once the handshake completes; a
     // partial request then arms the delayed ACK.
-    net.partial_request();
+    let (_, next) = net.partial_request();
     let out = net.advance();
     assert_eq!(out.len(), 1, "the delayed ACK");
-    assert_eq!(out[0].ack, PEER_ISN.add(9));
+    assert_eq!(out[0].ack, next);
     // Nothing is in flight and keep-alive is off: the connection has no deadline, and the
     // endpoint does not wake for the superseded one.
     assert_eq!(net.ep.poll_timeout(), None);
@@ -774,6 +782,7 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
 mod hardening;
 mod relay;
 mod rfc_edges;
+mod signals;
 
 /// A super-segment from the kernel (GSO through the TUN's offload) is taken whole, ACKed at
 /// once and counted as the segments it stands for; echo sends it back as wire-sized segments
@@ -809,16 +818,16 @@ fn a_super_segment_is_counted_as_its_segments_and_echoed() {
 fn a_cancelled_timer_costs_no_wake_up() {
     let mut net = Net::v4();
     // A partial request: its delayed ACK is the connection's deadline.
-    let iss = net.partial_request();
+    let (iss, next) = net.partial_request();
     let delayed_ack = net.ep.poll_timeout().expect("the delayed ACK is scheduled");
     // The rest of the request arrives: the response carries the ACK, the delayed ACK is
     // cancelled, and the next wake-up is the response's retransmission timeout.
     let out = net.send(&TcpSegment {
         dst_port: 80,
-        seq: PEER_ISN.add(9),
+        seq: next,
         ack: iss.add(1),
         flags: Flags::ACK,
-        payload: b"TP/1.0\r\n\r\n",
+        payload: b"\r\n\r\n",
         ..FROM_PEER
     });
     assert!(!out.is_empty(), "the response");
@@ -1030,18 +1039,21 @@ fn a_gathering_device_gets_the_same_super_segments_in_two_parts() {
 #[test]
 fn what_a_service_holds_is_charged_and_given_back_when_it_answers() {
     let mut net = Net::v4();
-    let iss = net.partial_request();
+    let (iss, seq) = net.partial_request();
     // The http service holds the start of the head: charged like a queue.
     let held = net.ep.memory_used();
     assert!(held > 0, "a half-read request head is charged");
     let status = net.ep.snapshot(net.now);
     assert!(status.iter().any(|row| row.mem == held), "status shows it");
+    // The rest of the head `partial_request` began.
+    let head: &[u8] = b"GET / HTTP/1.0\r\nX-Pad: 0123456789012345678901234567890123456789\r\n\r\n";
+    let sent = seq.distance_from(PEER_ISN.add(1)) as usize;
     let out = net.send(&TcpSegment {
         dst_port: 80,
-        seq: PEER_ISN.add(9),
+        seq,
         ack: iss.add(1),
         flags: Flags::ACK,
-        payload: b"TP/1.1\r\nHost: x\r\n\r\n",
+        payload: &head[sent..],
         ..FROM_PEER
     });
     let last = out
@@ -1051,7 +1063,7 @@ fn what_a_service_holds_is_charged_and_given_back_when_it_answers() {
     // Acknowledged: the send queue is empty and the service holds nothing between requests.
     net.send(&TcpSegment {
         dst_port: 80,
-        seq: PEER_ISN.add(28),
+        seq: seq.add((head.len() - sent) as u32),
         ack: last.seq.add(last.payload.len() as u32),
         flags: Flags::ACK,
         ..FROM_PEER

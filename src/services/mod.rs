@@ -23,6 +23,8 @@ mod http;
 #[cfg(test)]
 mod mock;
 mod relay;
+mod socket;
+mod socks5;
 
 use crate::tcp::Socket;
 use std::fmt;
@@ -35,6 +37,8 @@ pub use echo::Echo;
 pub use exec::{ExecSpec, ForwardSpec};
 pub use http::Http;
 pub use relay::{PeerId, Relay, RelayIo};
+pub use socket::SocketApp;
+pub use socks5::{Socks5Client, Socks5Failure, Socks5Outcome, Socks5Reply, Socks5Spec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
@@ -49,6 +53,52 @@ pub enum ServiceKind {
     /// `forward:HOST:PORT`: each connection relayed to a kernel TCP socket connected to the
     /// upstream (the driver connects it before the SYN is answered).
     Forward(&'static ForwardSpec),
+    /// `direct`: each connection relayed, through the host's TCP, to the address and port the
+    /// client asked for (a transparent relay, with `--addr any`).
+    Direct,
+    /// `socks5:[USER:PASSWORD@]HOST:PORT`: each connection relayed through a SOCKS5 proxy's
+    /// CONNECT to the address and port the client asked for.
+    Socks5(&'static Socks5Spec),
+}
+
+/// Where the upstream of a relayed connection (`forward:`, `direct`, `socks5:`) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamTarget {
+    /// `forward:HOST:PORT`.
+    Fixed(&'static ForwardSpec),
+    /// `direct`: the client's own destination.
+    Direct(std::net::SocketAddr),
+    /// `socks5:`: the proxy, asked to CONNECT to the client's destination.
+    Socks5(&'static Socks5Spec, std::net::SocketAddr),
+}
+
+impl UpstreamTarget {
+    /// The address the host's TCP connects to.
+    pub fn connect_addr(&self) -> std::net::SocketAddr {
+        match *self {
+            UpstreamTarget::Fixed(spec) => spec.addr(),
+            UpstreamTarget::Direct(dest) => dest,
+            UpstreamTarget::Socks5(spec, _) => spec.proxy(),
+        }
+    }
+
+    /// The destination the client asked for, where it is not the connect address.
+    pub fn destination(&self) -> Option<std::net::SocketAddr> {
+        match *self {
+            UpstreamTarget::Socks5(_, dest) => Some(dest),
+            _ => None,
+        }
+    }
+
+    /// For logs: `forward:198.18.1.1:80`, `direct 198.19.1.10:80`,
+    /// `socks5:198.18.1.1:1080 to 198.19.1.10:80`.
+    pub fn describe(&self) -> String {
+        match *self {
+            UpstreamTarget::Fixed(spec) => spec.label().to_owned(),
+            UpstreamTarget::Direct(dest) => format!("direct {dest}"),
+            UpstreamTarget::Socks5(spec, dest) => format!("{} to {dest}", spec.label()),
+        }
+    }
 }
 
 /// The listeners synack opens when no `--listen` is given: the well-known ports of each service.
@@ -75,6 +125,8 @@ impl ServiceKind {
             ServiceKind::Http => "http",
             ServiceKind::Exec(spec) => spec.label(),
             ServiceKind::Forward(spec) => spec.label(),
+            ServiceKind::Direct => "direct",
+            ServiceKind::Socks5(spec) => spec.label(),
         }
     }
 
@@ -86,7 +138,30 @@ impl ServiceKind {
             ServiceKind::Chargen => 19,
             ServiceKind::Http => 80,
             // No well-known port: exec listeners are always given one.
-            ServiceKind::Exec(_) | ServiceKind::Forward(_) => 0,
+            ServiceKind::Exec(_)
+            | ServiceKind::Forward(_)
+            | ServiceKind::Direct
+            | ServiceKind::Socks5(_) => 0,
+        }
+    }
+
+    /// Whether the service relays each connection to an upstream the driver connects before
+    /// the SYN is answered (`forward:`, `direct`, `socks5:`).
+    pub fn relays_upstream(self) -> bool {
+        matches!(
+            self,
+            ServiceKind::Forward(_) | ServiceKind::Direct | ServiceKind::Socks5(_)
+        )
+    }
+
+    /// The upstream of a connection to `local` (the address and port the client asked
+    /// for), for a service that relays to one.
+    pub fn upstream(self, local: std::net::SocketAddr) -> Option<UpstreamTarget> {
+        match self {
+            ServiceKind::Forward(spec) => Some(UpstreamTarget::Fixed(spec)),
+            ServiceKind::Direct => Some(UpstreamTarget::Direct(local)),
+            ServiceKind::Socks5(spec) => Some(UpstreamTarget::Socks5(spec, local)),
+            _ => None,
         }
     }
 }
@@ -105,15 +180,18 @@ impl FromStr for ServiceKind {
             "discard" => Ok(ServiceKind::Discard),
             "chargen" => Ok(ServiceKind::Chargen),
             "http" => Ok(ServiceKind::Http),
+            "direct" => Ok(ServiceKind::Direct),
             other => {
                 if let Some(command) = other.strip_prefix("exec:") {
                     Ok(ServiceKind::Exec(ExecSpec::parse(command)?.leak()))
                 } else if let Some(target) = other.strip_prefix("forward:") {
                     Ok(ServiceKind::Forward(ForwardSpec::parse(target)?.leak()))
+                } else if let Some(target) = other.strip_prefix("socks5:") {
+                    Ok(ServiceKind::Socks5(Socks5Spec::parse(target)?.leak()))
                 } else {
                     Err(format!(
                         "unknown service '{other}' (choose echo, discard, chargen, http, \
-                         exec:COMMAND or forward:HOST:PORT)"
+                         exec:COMMAND, forward:HOST:PORT, direct or socks5:HOST:PORT)"
                     ))
                 }
             }
@@ -132,6 +210,9 @@ pub enum App {
     Relay(ServiceKind, Relay),
     /// Not a service: the endpoint's own active open (`synack connect`).
     Client(Client),
+    /// Not a service: a connection of the socket API, driven by the program that holds the
+    /// socket (`crate::endpoint::Sockets`).
+    Socket(SocketApp),
 }
 
 impl App {
@@ -143,7 +224,10 @@ impl App {
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
             ServiceKind::Http => App::Http(Http::new()),
-            ServiceKind::Exec(_) | ServiceKind::Forward(_) => App::Relay(kind, Relay::new()),
+            ServiceKind::Exec(_)
+            | ServiceKind::Forward(_)
+            | ServiceKind::Direct
+            | ServiceKind::Socks5(_) => App::Relay(kind, Relay::new()),
         }
     }
 
@@ -155,7 +239,7 @@ impl App {
             App::Chargen(_) => Some(ServiceKind::Chargen),
             App::Http(_) => Some(ServiceKind::Http),
             App::Relay(kind, _) => Some(*kind),
-            App::Client(_) => None,
+            App::Client(_) | App::Socket(_) => None,
         }
     }
 
@@ -168,6 +252,7 @@ impl App {
             App::Http(s) => s.poll(sock),
             App::Relay(_, s) => s.poll(sock),
             App::Client(s) => s.poll(sock),
+            App::Socket(s) => s.poll(sock),
         }
     }
 
@@ -198,7 +283,12 @@ impl App {
             // The relay holds no bytes (relay.rs); discard and chargen copy through the
             // stack. The endpoint's own client holds what `synack connect --send` handed it,
             // which the user chose: not charged, as a socket's caller's buffer is not.
-            App::Discard(_) | App::Chargen(_) | App::Relay(..) | App::Client(_) => 0,
+            // A socket's connection: the program holds its own buffers.
+            App::Discard(_)
+            | App::Chargen(_)
+            | App::Relay(..)
+            | App::Client(_)
+            | App::Socket(_) => 0,
         }
     }
 
@@ -211,6 +301,7 @@ impl App {
             App::Http(s) => s.is_closed(),
             App::Relay(_, s) => s.is_closed(),
             App::Client(s) => s.is_closed(),
+            App::Socket(s) => s.is_closed(),
         }
     }
 

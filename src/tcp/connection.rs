@@ -4,10 +4,11 @@
 //! data, state transitions, timers and the [`Socket`] implementation.
 
 use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
-use super::cc::CongestionControl;
+use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
+use super::quickack::QuickAck;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -165,7 +166,7 @@ pub struct Connection {
     pub(super) last_ack_sent: SeqNum,
     /// When TS.Recent was last updated: it is invalid after 24 idle days (RFC 7323 §5.5).
     pub(super) ts_recent_at: Instant,
-    /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
+    /// RFC 7323 §5.4 and §7.1: the offset of our TSval clock, random per address pair.
     pub(super) ts_offset: u32,
     /// The next RTT sample from timestamps waits for an ACK at or beyond this (one per RTT).
     pub(super) ts_sample_mark: SeqNum,
@@ -175,6 +176,14 @@ pub struct Connection {
     pub(super) paws_drops: u64,
     pub(super) peer_mss: Option<u16>,
     pub(super) send_mss: u16,
+    /// The largest send MSS the path takes (RFC 1191, RFC 8201: the path MTU less the IP
+    /// and TCP headers; `pmtu.rs`), `u16::MAX` until an ICMP error or the endpoint's cache
+    /// says otherwise.
+    pub(super) mss_cap: u16,
+    /// After the path MTU fell: SND.NXT then; the go-back-N below it is labelled [PMTU].
+    pub(super) pmtu_rtx_end: Option<SeqNum>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), reported if the connection times out.
+    pub(super) soft_error: Option<crate::wire::IcmpErrorKind>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -194,6 +203,8 @@ pub struct Connection {
     /// (RFC 6675).
     pub(super) cc: CongestionControl,
     pub(super) scoreboard: Scoreboard,
+    /// The largest flight of the round, which says whether cwnd is being used.
+    pub(super) cwnd_usage: CwndUsage,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -233,6 +244,8 @@ pub struct Connection {
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
     /// the peer's options take their share of the MSS (Linux: icsk_ack.rcv_mss).
     pub(super) rcv_mss: u32,
+    /// Quick-ACK mode: ACK every segment at once for a while (`quickack.rs`).
+    pub(super) quick_ack: QuickAck,
     pub(super) rtt: RttEstimator,
     /// Karn's algorithm (RFC 6298 §3): the one segment being timed, by the sequence number that
     /// acknowledges it, and when it was sent. Cleared on retransmission.
@@ -270,6 +283,9 @@ pub enum ResetCause {
     Aborted,
     /// Our SYN was answered with a RST: "connection refused".
     Refused,
+    /// An ICMP error ended it (`pmtu.rs`): a hard one, or any in SYN-SENT or SYN-RECEIVED;
+    /// or a soft one was the last word before it timed out (RFC 1122 §4.2.3.9).
+    Unreachable(crate::wire::IcmpErrorKind),
 }
 
 impl Connection {
@@ -343,12 +359,15 @@ impl Connection {
             ts_recent: 0,
             ts_recent_at: now,
             last_ack_sent: SeqNum::new(0),
-            ts_offset: Self::ts_offset_for(iss),
+            ts_offset: Self::ts_offset_for(cfg, &quad),
             ts_sample_mark: iss,
             ts_rto_floor: None,
             paws_drops: 0,
             peer_mss: None,
             send_mss: default_mss(&quad).min(local_mss),
+            mss_cap: u16::MAX,
+            pmtu_rtx_end: None,
+            soft_error: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),
@@ -358,6 +377,7 @@ impl Connection {
             sack_rx: SackReceiver::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
+            cwnd_usage: CwndUsage::new(iss),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,
@@ -377,6 +397,7 @@ impl Connection {
             unacked_segments: 0,
             app_read: false,
             rcv_mss: 536.min(u32::from(local_mss)),
+            quick_ack: QuickAck::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
             retries: 0,
@@ -392,10 +413,23 @@ impl Connection {
         }
     }
 
-    /// RFC 7323 §5.4: the per-connection offset of our TSval clock, derived from the ISS so
-    /// that a SYN cookie's SYN,ACK (sent before any TCB exists) uses the same clock.
-    pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
-        iss.raw().rotate_left(16)
+    /// RFC 7323 §7.1 (and §5.4): the offset of our TSval clock, a keyed hash of the address
+    /// pair, so that a TSval tells nothing of how long we have run, nor relates the clocks two
+    /// peers see. Linux does the same (`secure_tcp_ts_off`: siphash of the two addresses under
+    /// a boot-time secret; per address pair rather than per connection, since Linux 4.13, so
+    /// that a new connection's TSvals keep increasing after the old one's for PAWS and
+    /// TIME-WAIT reuse). A SYN cookie's SYN,ACK, sent before any TCB exists, and the
+    /// connection rebuilt from the cookie both compute it from the 4-tuple alone.
+    pub(crate) fn ts_offset_for(cfg: &Config, quad: &Quad) -> u32 {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&cfg.ts_key.0);
+        for ip in [quad.local.ip(), quad.remote.ip()] {
+            match ip {
+                std::net::IpAddr::V4(a) => h.write(&a.octets()),
+                std::net::IpAddr::V6(a) => h.write(&a.octets()),
+            }
+        }
+        h.finish() as u32
     }
 
     /// Take what the peer's SYN (or SYN,ACK) tells us: IRS, RCV.NXT, its MSS and window.
@@ -429,7 +463,8 @@ impl Connection {
             .options
             .mss
             .unwrap_or(default_mss(&self.quad))
-            .clamp(64, self.local_mss.max(64));
+            .clamp(64, self.local_mss.max(64))
+            .min(self.mss_cap.max(64));
         // RFC 5681 §3.1: the initial window depends on the MSS, known only now.
         self.cc = CongestionControl::new(self.cfg.cc, u32::from(self.eff_mss()));
         // The window of a SYN is never scaled (RFC 7323 §2.2).
@@ -577,6 +612,9 @@ impl Connection {
                 0
             },
             limited,
+            pmtu: (self.mss_cap < u16::MAX)
+                .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
+            last_error: self.soft_error.map(crate::wire::IcmpErrorKind::describe),
         }
     }
 
@@ -851,12 +889,26 @@ impl Connection {
             // RFC 9293 §3.8.3 (MUST-20): past R2, give up on the connection. Like Linux
             // (tcp_retries2 = 15) R2 counts retransmissions, and it lasts at least `r2` (100 s);
             // the connection is closed without a RST (as Linux's tcp_write_err).
-            if self.retries >= self.cfg.r2_retries && now.saturating_since(first) >= self.cfg.r2 {
+            // With TCP_USER_TIMEOUT (RFC 5482 §3, Linux's tcp_write_timeout) the time alone
+            // decides.
+            let gave_up = match self.cfg.user_timeout {
+                Some(timeout) => now.saturating_since(first) >= timeout,
+                None => {
+                    self.retries >= self.cfg.r2_retries
+                        && now.saturating_since(first) >= self.cfg.r2
+                }
+            };
+            if gave_up {
                 let span = self.span();
                 let _enter = span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);
-                self.close_silently(Some(ResetCause::TimedOut));
+                // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as
+                // Linux's tcp_write_err: sk_err_soft, else ETIMEDOUT).
+                let cause = self
+                    .soft_error
+                    .map_or(ResetCause::TimedOut, ResetCause::Unreachable);
+                self.close_silently(Some(cause));
                 return;
             }
             // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
@@ -867,6 +919,7 @@ impl Connection {
             self.dup_acks = 0;
             self.fast_rtx_due = false;
             self.ts_rto_floor = Some(self.ts_now(now));
+            self.pmtu_rtx_end = None;
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows

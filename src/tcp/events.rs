@@ -54,6 +54,10 @@ pub struct ConnEvents {
     /// Segments whose in-window data was dropped (wholly or in part) at the buffer memory
     /// limit (Linux: `TCPRcvQDrop`).
     pub rcv_memory_drops: u64,
+    /// RFC 2883: D-SACK blocks reported for duplicate data below RCV.NXT (Linux:
+    /// `TCPDSACKOldSent`) and in the out-of-order queue (`TCPDSACKOfoSent`).
+    pub dsack_old_sent: u64,
+    pub dsack_ofo_sent: u64,
 }
 
 impl Connection {

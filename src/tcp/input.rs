@@ -371,6 +371,17 @@ impl Connection {
     /// ACK was lost); a bare ACK or a SYN gets at most one answer per [`OOW_ACK_INTERVAL`].
     fn dup_ack(&mut self, now: Instant, seg: &TcpSegment<'_>, why: OowAck) {
         let carries_data = !seg.payload.is_empty() || seg.flags.fin();
+        if !seg.payload.is_empty() && seg.seq.lt(self.rcv.nxt) {
+            // RFC 2883 §4: data we have already: report it in a D-SACK block (as Linux's
+            // tcp_send_dupack does for an old segment).
+            let end = seg.seq.add(u32::try_from(seg.payload.len()).unwrap_or(0));
+            let end = if end.gt(self.rcv.nxt) {
+                self.rcv.nxt
+            } else {
+                end
+            };
+            self.report_duplicate(seg.seq, end);
+        }
         if (carries_data && !seg.flags.syn()) || !self.oow_rate_limited(now) {
             self.ack_due = AckDue::Now;
             return;
@@ -379,6 +390,31 @@ impl Connection {
             OowAck::OutOfWindow => self.events.out_of_window_acks_skipped += 1,
             OowAck::Paws => self.events.paws_acks_skipped += 1,
         }
+    }
+
+    /// RFC 2883: `[left, right)` of a segment is data we hold already (below RCV.NXT, or
+    /// queued out of order): the next ACK reports it first, as a D-SACK block, so that the
+    /// sender can tell a spurious retransmission (Linux: `tcp_dsack_set`,
+    /// `TCPDSACKOldSent` / `TCPDSACKOfoSent`).
+    fn report_duplicate(&mut self, left: SeqNum, right: SeqNum) {
+        // The sender is retransmitting: our ACKs may be getting lost (Linux:
+        // tcp_enter_quickack_mode in tcp_send_dupack, with or without SACK).
+        self.enter_quick_ack();
+        if !self.opts.sack || !left.lt(right) {
+            return;
+        }
+        self.sack_rx.on_duplicate((left, right));
+        if right.le(self.rcv.nxt) {
+            self.events.dsack_old_sent += 1;
+        } else {
+            self.events.dsack_ofo_sent += 1;
+        }
+    }
+
+    /// Enter quick-ACK mode (`quickack.rs`).
+    fn enter_quick_ack(&mut self) {
+        let mss = self.rcv_mss.max(1);
+        self.quick_ack.enter(self.rcv.wnd(), mss);
     }
 
     /// Linux's `__tcp_oow_rate_limited`: true if an ACK of this kind went out less than
@@ -547,7 +583,10 @@ impl Connection {
     fn congestion_on_ack(&mut self, now: Instant, ack: SeqNum, acked: u32, flight_before: u32) {
         self.dup_acks = 0;
         if !self.cc.in_recovery() {
-            self.cc.on_ack(now, acked, self.rtt.srtt(), flight_before);
+            // Whether the window is being used is judged over the round, not after each ACK
+            // (issue 19; Linux's tcp_is_cwnd_limited): see `cc::CwndUsage`.
+            let used = self.cwnd_usage.flight(flight_before);
+            self.cc.on_ack(now, acked, self.rtt.srtt(), used);
         } else if ack.ge(self.recover) {
             // A full ACK: recovery ends.
             let flight_after = self.snd.nxt.distance_from(self.snd.una);
@@ -573,8 +612,12 @@ impl Connection {
         }
         let smss = u32::from(self.eff_mss());
         let lost = self.opts.sack && self.scoreboard.is_lost(self.snd.una, smss);
-        // RFC 6582 §3.2 step 2: not again for losses from before the last recovery.
-        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.gt(self.recover) {
+        // RFC 6582 §3.2 step 2: not again for losses from before the last recovery: only
+        // when the cumulative ACK "covers more than recover", the highest sequence number
+        // sent then, i.e. SND.UNA ≥ `recover` (which holds SND.NXT, one past it). (A strict
+        // `>` missed a loss of the first segment sent after the last recovery began: it
+        // waited for the RTO. Issue 19.)
+        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
             self.cc.enter_recovery(now, flight, self.opts.sack);
@@ -659,6 +702,10 @@ impl Connection {
         }
         // Trim what we already have from the front, and what exceeds the window from the end.
         let skip = usize::try_from(self.rcv.nxt.distance_from(seg.seq)).unwrap_or(usize::MAX);
+        if skip > 0 {
+            // RFC 2883 §4: its front was a duplicate.
+            self.report_duplicate(seg.seq, self.rcv.nxt);
+        }
         let fresh = seg.payload.get(skip..).unwrap_or(&[]);
         // The window we advertised is a promise: take what it covers (the buffer may exceed
         // its size by less than one window-scale unit, see `advertise`).
@@ -679,6 +726,9 @@ impl Connection {
         if n > 0 {
             // The receiver's RTT estimate, for receive-buffer autotuning (memory.rs).
             self.rcv_rtt_measure(now, seg.options.timestamps.map(|(_, ecr)| ecr));
+            let mss = self.rcv_mss.max(n.min(u32::from(self.local_mss)));
+            self.quick_ack
+                .on_data(now, self.rtt.rto(), self.rcv.wnd(), mss);
         }
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
         // (RFC 5681 §4.2).
@@ -688,6 +738,11 @@ impl Connection {
             self.reasm.take_ready(self.rcv.nxt, &mut self.recv_buf)
         };
         self.rcv.nxt = self.rcv.nxt.add(filled);
+        if filled > 0 {
+            // A hole is filled: the sender is leaving recovery; its next segments are ACKed
+            // at once (issue 19; see quickack.rs).
+            self.enter_quick_ack();
+        }
         if skip > 0 || take < fresh.len() || take == 0 || filled > 0 {
             // A duplicate or a segment past our window: acknowledge at once.
             self.ack_due = AckDue::Now;
@@ -706,6 +761,16 @@ impl Connection {
         let room = usize::try_from(self.rcv.wnd().saturating_sub(offset)).unwrap_or(0);
         let keep = self.memory_admit(room.min(seg.payload.len()));
         let data = seg.payload.get(..keep).unwrap_or(&[]);
+        // RFC 2883 §4: the part of it already queued is a duplicate (the first such part,
+        // as Linux's tcp_data_queue_ofo reports).
+        let end = seg.seq.add(u32::try_from(data.len()).unwrap_or(0));
+        let queued = self
+            .reasm
+            .ranges()
+            .find(|&(l, r)| l.lt(end) && seg.seq.lt(r));
+        if let Some((l, r)) = queued {
+            self.report_duplicate(l.max(seg.seq), r.min(end));
+        }
         let outcome = self.reasm.insert(self.rcv.nxt, seg.seq, data);
         if let Some(block) = outcome.block
             && self.opts.sack
@@ -729,7 +794,7 @@ impl Connection {
             // len / MSS segments, so it is ACKed at once, as Linux ACKs a GRO train.
             self.unacked_segments += (len / self.rcv_mss.max(1)).max(1);
         }
-        if self.unacked_segments >= 2 {
+        if self.unacked_segments >= 2 || self.quick_ack.active() {
             self.ack_due = AckDue::Now;
         } else if self.ack_due == AckDue::None {
             self.ack_due = AckDue::Delayed;

@@ -13,10 +13,13 @@ mod keepalive;
 pub mod ladder;
 mod memory;
 mod output;
+mod pmtu;
+mod quickack;
 mod reset;
 mod rtt;
 pub mod sack;
 pub mod samples;
+pub mod sockopt;
 mod state;
 mod syncookie;
 pub mod trace;
@@ -26,9 +29,11 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
+pub use pmtu::IcmpOutcome;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
+pub use sockopt::SocketInfo;
 // The type lives in the leaf module `crate::seqnum` (so `wire` need not import `tcp`);
 // re-exported here for code written against `crate::tcp::SeqNum`.
 pub use crate::seqnum::SeqNum;
@@ -114,6 +119,9 @@ pub struct Config {
     /// retransmissions it takes (Linux: tcp_retries2 = 15); both must be reached.
     pub r2: Duration,
     pub r2_retries: u32,
+    /// `TCP_USER_TIMEOUT` (RFC 5482): when set, how long sent data may go unacknowledged
+    /// before the connection is given up, instead of R2 (Linux: `icsk_user_timeout`).
+    pub user_timeout: Option<Duration>,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
@@ -132,6 +140,19 @@ pub struct Config {
     /// splits it into MSS-sized segments (`src/wire/gso.rs`); 0 sends only wire-sized
     /// segments. See `Connection::gso_limit` for when a connection uses it.
     pub gso_max: u32,
+    /// The secret behind our TSval offsets (RFC 7323 §7.1, `Connection::ts_offset_for`):
+    /// the endpoint derives it from its random secret; tests keep the default.
+    pub ts_key: TsKey,
+}
+
+/// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct TsKey(pub [u8; 16]);
+
+impl std::fmt::Debug for TsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TsKey(..)")
+    }
 }
 
 impl Config {
@@ -165,6 +186,7 @@ impl Default for Config {
             syn_retries: 6,
             r2: Duration::from_secs(100),
             r2_retries: 15,
+            user_timeout: None,
             delayed_ack: Duration::from_millis(40),
             gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),
@@ -173,6 +195,7 @@ impl Default for Config {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            ts_key: TsKey::default(),
         }
     }
 }
@@ -234,6 +257,10 @@ pub struct TcpInfo {
     /// What holds the sender back now: `application` (nothing queued), `receive window`
     /// (the peer's window is full) or `cwnd` (the congestion window is full).
     pub limited: &'static str,
+    /// The path MTU, once an ICMP error lowered it below the link's (RFC 1191, RFC 8201).
+    pub pmtu: Option<u32>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
+    pub last_error: Option<&'static str>,
 }
 
 impl TcpInfo {
@@ -253,6 +280,7 @@ impl TcpInfo {
             ("rtt_us", self.rtt_us.map(Number)),
             ("rttvar_us", n(self.rttvar_us)),
             ("mss", n(u64::from(self.mss))),
+            ("pmtu", self.pmtu.map(|m| Number(u64::from(m)))),
             ("cwnd", n(u64::from(self.cwnd))),
             ("ssthresh", self.ssthresh.map(|s| Number(u64::from(s)))),
             ("bytes_sent", n(self.bytes_sent)),
@@ -268,6 +296,7 @@ impl TcpInfo {
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
             ("limited", Some(Text(self.limited.to_string()))),
+            ("last_error", self.last_error.map(|e| Text(e.to_string()))),
         ]
     }
 }

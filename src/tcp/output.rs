@@ -43,11 +43,28 @@ impl Connection {
     /// Emit every segment that is due at `now`.
     pub(super) fn transmit(&mut self, now: Instant, emit: &mut Emit<'_>) {
         if self.rst_due {
-            // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>.
+            // RFC 9293 §3.10.5 ABORT: <SEQ=SND.NXT><CTL=RST>. Like Linux's
+            // tcp_send_active_reset, the RST also carries ACK=RCV.NXT (and our timestamps),
+            // which the peer's RST checks ignore (RFC 9293 §3.10.7.4, RFC 5961 §3.2 look at
+            // SEG.SEQ) and the packetdrill corpus expects (`R.`).
             self.rst_due = false;
+            let synchronized = self.state != State::SynSent;
             let rst = TcpSegment {
                 seq: self.snd.nxt,
-                flags: Flags::RST,
+                ack: if synchronized {
+                    self.rcv.nxt
+                } else {
+                    SeqNum::new(0)
+                },
+                flags: if synchronized {
+                    Flags::RST | Flags::ACK
+                } else {
+                    Flags::RST
+                },
+                options: TcpOptions {
+                    timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
+                    ..TcpOptions::EMPTY
+                },
                 ..self.template()
             };
             emit(&rst, Label::None);
@@ -153,6 +170,12 @@ impl Connection {
             let una = self.snd.una;
             let len = self.fin_seq().distance_from(una).min(mss);
             self.retransmit(now, una, len, Label::FastRetransmit, emit);
+            if self.opts.sack && self.cc.in_recovery() {
+                // RFC 6675 §5 step 4.3 ("... and retransmit it"): the segment counts as
+                // retransmitted (HighRxt advances), so NextSeg() does not choose it again and
+                // SetPipe() counts it in flight (issue 19: each loss went out twice).
+                self.scoreboard.on_retransmit(una, len);
+            }
         }
         if self.opts.sack && self.cc.in_recovery() {
             self.transmit_sack_recovery(now, mss, emit);
@@ -200,7 +223,10 @@ impl Connection {
                         break;
                     }
                     let seq = self.snd.nxt;
-                    self.emit_data(now, seq, n, fin, Label::None, emit);
+                    // tx_next follows SND.NXT (`new_ok` checked they were equal): left
+                    // behind, it would make the data sent here look unsent, and the output
+                    // path would send it again after recovery as if after a timeout.
+                    self.tx_next = self.emit_data(now, seq, n, fin, Label::None, emit);
                 }
                 NextSeg::Nothing => break,
             }
@@ -308,7 +334,11 @@ impl Connection {
             if seq.lt(self.snd.nxt) {
                 // Below SND.NXT only after a timeout: go-back-N.
                 self.count_retransmission();
-                label = Label::RtoRetransmit;
+                label = if self.pmtu_retransmission(seq) {
+                    Label::Pmtu
+                } else {
+                    Label::RtoRetransmit
+                };
             }
             let end = self.emit_data(now, seq, n, fin, label, emit);
             self.tx_next = end;
@@ -375,6 +405,7 @@ impl Connection {
             self.rtt_probe = Some((end, now));
         }
         self.snd.nxt = self.snd.nxt.max(end);
+        self.cwnd_usage.on_send(self.snd.una, self.snd.nxt);
         // RFC 6298 §5.1: start the timer when data is sent, if it is not running.
         self.arm_retransmit(now);
         end
@@ -430,6 +461,7 @@ impl Connection {
 
     /// Every segment we send carries an ACK of RCV.NXT, which settles any ACK we owed.
     fn after_emit(&mut self) {
+        self.quick_ack.on_ack_sent();
         self.last_ack_sent = self.rcv.nxt;
         self.app_read = false;
         self.buf.room_opened = false;
@@ -476,7 +508,7 @@ impl Connection {
             timestamps: self.opts.ts.then(|| (self.ts_now(now), self.ts_recent)),
             ..TcpOptions::EMPTY
         };
-        if self.opts.sack && !self.reasm.is_empty() {
+        if self.opts.sack && (!self.reasm.is_empty() || self.sack_rx.dsack_pending()) {
             let blocks = self
                 .sack_rx
                 .blocks(self.rcv.nxt, &self.reasm, max_blocks(self.opts.ts));

@@ -80,11 +80,14 @@ fn overlaps(a: (SeqNum, SeqNum), b: (SeqNum, SeqNum)) -> bool {
     a.0.lt(b.1) && b.0.lt(a.1)
 }
 
-/// The data receiver's choice of SACK blocks (RFC 2018 §4).
+/// The data receiver's choice of SACK blocks (RFC 2018 §4), and of D-SACK blocks
+/// (RFC 2883).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SackReceiver {
     /// The blocks most recently reported, most recent first.
     recent: SackBlocks,
+    /// RFC 2883: a duplicate segment's range, to report first in the next ACK, once.
+    dsack: Option<(SeqNum, SeqNum)>,
 }
 
 impl SackReceiver {
@@ -107,7 +110,52 @@ impl SackReceiver {
         self.recent = next;
     }
 
-    /// The blocks to put in the next ACK, at most `max_blocks`.
+    /// RFC 2883 §4: a duplicate segment arrived; `[left, right)` is the part of it we held
+    /// already (below RCV.NXT, or in the out-of-order queue). The next ACK reports it first,
+    /// as a D-SACK block, and only that ACK (§4: "each duplicate contiguous sequence of data
+    /// received is reported in at most one D-SACK block"). A second duplicate before that ACK
+    /// replaces the first, as Linux's `tcp_dsack_set` does when the two are not adjacent.
+    pub fn on_duplicate(&mut self, block: (SeqNum, SeqNum)) {
+        if block.0.lt(block.1) {
+            self.dsack = Some(match self.dsack {
+                // Adjacent or overlapping: one block (Linux's `tcp_dsack_extend`).
+                Some(d) if d.0.le(block.1) && block.0.le(d.1) => {
+                    (d.0.min(block.0), d.1.max(block.1))
+                }
+                _ => block,
+            });
+        }
+    }
+
+    /// A D-SACK block waits for the next ACK.
+    pub fn dsack_pending(&self) -> bool {
+        self.dsack.is_some()
+    }
+
+    /// The blocks to put in the next ACK, at most `max_blocks`: a pending D-SACK block first
+    /// (RFC 2883 §4), then the SACK blocks of [`SackReceiver::sack_blocks`]; when the
+    /// duplicate lies in the out-of-order queue, the queued block containing it comes second
+    /// (§4: "the second SACK block ... should specify that (possibly larger) block").
+    pub fn blocks(&mut self, rcv_nxt: SeqNum, queue: &Reassembly, max_blocks: usize) -> SackBlocks {
+        let max = max_blocks.min(MAX_SACK_BLOCKS);
+        let Some(d) = self.dsack.take().filter(|_| max > 0) else {
+            return self.sack_blocks(rcv_nxt, queue, max);
+        };
+        // The duplicate is the segment that triggered this ACK: its queued block is the most
+        // recent one (RFC 2018 §4), so it leads the SACK blocks.
+        if let Some(containing) = queue.ranges().find(|&r| overlaps(r, d)) {
+            self.on_out_of_order(containing);
+        }
+        let sack = self.sack_blocks(rcv_nxt, queue, max - 1);
+        let mut out = SackBlocks::default();
+        out.push(d);
+        for &b in sack.as_slice() {
+            out.push(b);
+        }
+        out
+    }
+
+    /// The SACK blocks to put in the next ACK, at most `max_blocks`.
     ///
     /// RFC 2018 §4: the first block is the one holding the most recent out-of-order segment;
     /// then "the most recently reported SACK blocks ... that are not subsets of a SACK block
@@ -115,7 +163,12 @@ impl SackReceiver {
     /// reflect ... the data receiver's queue") and none covers RCV.NXT or below. Remaining
     /// slots are filled with other queued blocks, highest first, so that as much as possible
     /// of the queue is reported ("as many distinct SACK blocks as possible").
-    pub fn blocks(&mut self, rcv_nxt: SeqNum, queue: &Reassembly, max_blocks: usize) -> SackBlocks {
+    fn sack_blocks(
+        &mut self,
+        rcv_nxt: SeqNum,
+        queue: &Reassembly,
+        max_blocks: usize,
+    ) -> SackBlocks {
         let max = max_blocks.min(MAX_SACK_BLOCKS);
         let mut out = SackBlocks::default();
         let live = |b: (SeqNum, SeqNum)| rcv_nxt.lt(b.0) && b.0.lt(b.1);
@@ -152,7 +205,7 @@ impl SackReceiver {
         out
     }
 
-    /// Forget everything (the queue was emptied).
+    /// Forget the SACK blocks (the queue was emptied); a pending D-SACK stays.
     pub fn clear(&mut self) {
         self.recent = SackBlocks::default();
     }
@@ -567,6 +620,72 @@ mod tests {
         assert!(b.as_slice().iter().all(|&(l, _)| nxt.lt(l)));
         assert_eq!(b.len(), 4);
         assert_eq!(b.as_slice()[0], blk(9000, 9500));
+    }
+
+    #[test]
+    fn a_dsack_block_comes_first_and_only_once() {
+        let mut q = Reassembly::new(100_000, 32);
+        let mut rx = SackReceiver::new();
+        let out = q.insert(s(0), s(5000), &[0; 1000]);
+        rx.on_out_of_order(out.block.unwrap());
+        // A duplicate below RCV.NXT (RFC 2883 §4.1.1): reported first, then the SACK blocks.
+        rx.on_duplicate(blk(0, 500));
+        assert!(rx.dsack_pending());
+        assert_eq!(
+            rx.blocks(s(1000), &q, 3).as_slice(),
+            &[blk(0, 500), blk(5000, 6000)]
+        );
+        // Once only.
+        assert!(!rx.dsack_pending());
+        assert_eq!(rx.blocks(s(1000), &q, 3).as_slice(), &[blk(5000, 6000)]);
+        // With no out-of-order data the D-SACK block is the whole option.
+        let empty = Reassembly::new(100_000, 32);
+        rx.on_duplicate(blk(100, 200));
+        assert_eq!(rx.blocks(s(1000), &empty, 3).as_slice(), &[blk(100, 200)]);
+    }
+
+    #[test]
+    fn a_dsack_inside_the_queue_is_followed_by_the_block_containing_it() {
+        // RFC 2883 §4.1.3 and §4.2.1: the second block is the queued block holding the
+        // duplicate, even when it was not the most recent.
+        let mut q = Reassembly::new(100_000, 32);
+        let mut rx = SackReceiver::new();
+        for off in [2000, 6000, 4000] {
+            let out = q.insert(s(0), s(off), &[0; 1000]);
+            rx.on_out_of_order(out.block.unwrap());
+        }
+        rx.on_duplicate(blk(6200, 6700));
+        assert_eq!(
+            rx.blocks(s(0), &q, 4).as_slice(),
+            &[
+                blk(6200, 6700),
+                blk(6000, 7000),
+                blk(4000, 5000),
+                blk(2000, 3000)
+            ]
+        );
+        // The limit counts the D-SACK block.
+        rx.on_duplicate(blk(2000, 2100));
+        assert_eq!(
+            rx.blocks(s(0), &q, 3).as_slice(),
+            &[blk(2000, 2100), blk(2000, 3000), blk(6000, 7000)]
+        );
+    }
+
+    #[test]
+    fn adjacent_duplicates_before_the_ack_make_one_dsack_block() {
+        let mut rx = SackReceiver::new();
+        let q = Reassembly::new(100_000, 32);
+        rx.on_duplicate(blk(0, 1000));
+        rx.on_duplicate(blk(1000, 2000));
+        assert_eq!(rx.blocks(s(5000), &q, 3).as_slice(), &[blk(0, 2000)]);
+        // Apart: the later one.
+        rx.on_duplicate(blk(0, 1000));
+        rx.on_duplicate(blk(3000, 4000));
+        assert_eq!(rx.blocks(s(5000), &q, 3).as_slice(), &[blk(3000, 4000)]);
+        // An empty range is no duplicate.
+        rx.on_duplicate(blk(10, 10));
+        assert!(!rx.dsack_pending());
     }
 
     #[test]

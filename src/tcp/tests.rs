@@ -108,6 +108,12 @@ impl Harness {
         out
     }
 
+    /// Leave quick-ACK mode, as if the connection's first segments had been ACKed
+    /// (`quickack.rs`): for the tests of delayed ACKs.
+    fn spend_quick_acks(&mut self) {
+        self.conn.quick_ack.spend(self.now);
+    }
+
     /// Jump the virtual clock to the next deadline and fire it.
     fn advance_to_timeout(&mut self) -> Duration {
         let at = self.conn.poll_timeout().expect("a timer is armed");
@@ -336,8 +342,37 @@ fn established_ack_too_old_is_dropped_with_an_ack() {
 // ---- Receiving data --------------------------------------------------------------------
 
 #[test]
+fn the_first_segments_are_acked_at_once_then_every_second() {
+    // Quick-ACK mode (Linux's): a lone first segment is not held for the delayed-ACK timer,
+    // nor are the next ones, up to 16; then RFC 9293's delayed ACK (SHLD-19) applies.
+    let mut h = Harness::established();
+    let mut acked_at_once = 0;
+    for k in 0..20u32 {
+        h.input(&TcpSegment {
+            seq: IRS.add(1 + 100 * k),
+            payload: &[7; 100],
+            ..RECV
+        });
+        if h.output().len() == 1 {
+            acked_at_once += 1;
+        }
+    }
+    assert_eq!(acked_at_once, 16);
+    // A silence longer than the RTO: quick ACKs again.
+    h.advance(Duration::from_secs(2));
+    h.output();
+    h.input(&TcpSegment {
+        seq: IRS.add(2001),
+        payload: &[7; 100],
+        ..RECV
+    });
+    assert_eq!(h.output().len(), 1);
+}
+
+#[test]
 fn in_order_data_is_delivered_and_acked_after_a_delay() {
     let mut h = Harness::established();
+    h.spend_quick_acks();
     h.input(&TcpSegment {
         payload: b"abc",
         ..RECV
@@ -357,6 +392,7 @@ fn in_order_data_is_delivered_and_acked_after_a_delay() {
 #[test]
 fn every_second_full_sized_segment_is_acked_at_once() {
     let mut h = Harness::established();
+    h.spend_quick_acks();
     let data = vec![7u8; usize::from(MSS)];
     h.input(&TcpSegment {
         payload: &data,
@@ -741,7 +777,11 @@ fn closing_with_unread_data_sends_rst() {
     h.conn.close();
     let out = h.output();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].seq, out[0].flags), (ISS.add(1), Flags::RST));
+    // RST,ACK as Linux's tcp_send_active_reset: ACK=RCV.NXT (after the unread 6 bytes).
+    assert_eq!(
+        (out[0].seq, out[0].flags, out[0].ack),
+        (ISS.add(1), Flags::RST | Flags::ACK, IRS.add(7))
+    );
     assert_eq!(h.conn.state(), State::Closed);
 }
 
@@ -929,7 +969,10 @@ fn orphaned_fin_wait_2_is_reset_after_the_fin_timeout() {
     assert_eq!(h.advance_to_timeout(), Duration::from_secs(60));
     let out = h.output();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].seq, out[0].flags), (ISS.add(2), Flags::RST));
+    assert_eq!(
+        (out[0].seq, out[0].flags),
+        (ISS.add(2), Flags::RST | Flags::ACK)
+    );
     assert_eq!(h.conn.state(), State::Closed);
 }
 
@@ -1049,7 +1092,6 @@ fn every_segment_carries_timestamps_echoing_ts_recent() {
         options: ts(PEER_TS + 50),
         ..RECV
     });
-    h.advance_to_timeout();
     let out = h.output();
     assert_eq!(
         out[0].opts.timestamps.map(|(_, ecr)| ecr),
@@ -1449,6 +1491,7 @@ fn pure_acks_stay_inside_a_window_the_peer_has_shrunk() {
 mod edges;
 mod labels;
 mod properties;
+mod recovery;
 mod rfc_edges;
 
 // ---- Segmentation offload ----------------------------------------------------------------

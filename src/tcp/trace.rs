@@ -68,6 +68,9 @@ pub enum Label {
     /// Our SYN,ACK was a SYN cookie (RFC 4987 §3.6): sent without state, and drawn as the
     /// cookie remembers it once the final ACK rebuilt the connection.
     SynCookie,
+    /// Sent again at once in smaller segments after an ICMP error lowered the path MTU
+    /// (RFC 1191, RFC 8201).
+    Pmtu,
 }
 
 impl Label {
@@ -86,6 +89,7 @@ impl Label {
             Label::ChallengeAck => Borrowed("challenge ACK"),
             Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
             Label::SynCookie => Borrowed("SYN cookie"),
+            Label::Pmtu => Borrowed("PMTU"),
         })
     }
 }

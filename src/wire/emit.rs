@@ -139,7 +139,7 @@ pub fn emit_echo_reply(
 
 /// Write the IP header for an upper-layer message of `upper_len` bytes. Returns the header's
 /// length and the packet's total length, having checked that the whole packet fits in `buf`.
-fn emit_ip_header(
+pub(super) fn emit_ip_header(
     buf: &mut [u8],
     src: IpAddr,
     dst: IpAddr,
@@ -379,7 +379,9 @@ mod tests {
         };
         let p = emit_vec(src, dst, &seg);
         assert_eq!(p[32] >> 4, 10, "20 + 20 bytes of options");
-        assert_eq!(&p[40..48], &[2, 4, 5, 180, 1, 3, 3, 7]);
+        // mss, sackOK, TS, nop, wscale (Linux's tcp_options_write).
+        assert_eq!(&p[40..48], &[2, 4, 5, 180, 4, 2, 8, 10]);
+        assert_eq!(&p[56..60], &[1, 3, 3, 7]);
     }
 
     #[test]

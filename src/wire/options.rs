@@ -237,11 +237,13 @@ impl TcpOptions {
         raw.div_ceil(4) * 4
     }
 
-    /// Write the options in the order MSS, window scale, SACK-permitted, timestamps, SACK
+    /// Write the options in the order MSS, SACK-permitted, timestamps, window scale, SACK
     /// blocks, padded to a multiple of four, exactly [`TcpOptions::wire_len`] bytes.
     ///
-    /// The aligned layout follows Linux: `MSS`, `NOP WS`, `SACK-PERM TS` (or `NOP NOP
-    /// SACK-PERM` / `NOP NOP TS` alone), `NOP NOP SACK`. A SYN with everything is 20 bytes.
+    /// The aligned layout is Linux's (`tcp_options_write`): `MSS`, `SACK-PERM TS` (or `NOP
+    /// NOP TS` / `NOP NOP SACK-PERM` alone), `NOP WS`, `NOP NOP SACK`: a SYN with everything
+    /// is `mss, sackOK, TS, nop, wscale` (20 bytes), without timestamps `mss, nop, nop,
+    /// sackOK, nop, wscale`, the layouts packetdrill's corpus expects.
     pub(super) fn emit(&self, w: &mut Writer<'_>) -> Result<(), EmitError> {
         let (layout, blocks, len) = self.plan();
         let start = w.len();
@@ -249,12 +251,6 @@ impl TcpOptions {
         if let Some(mss) = self.mss {
             w.put(&[KIND_MSS, 4])?;
             w.put(&mss.to_be_bytes())?;
-        }
-        if let Some(shift) = self.window_scale {
-            if aligned {
-                w.put(&[KIND_NOP])?;
-            }
-            w.put(&[KIND_WINDOW_SCALE, 3, shift])?;
         }
         if aligned && !(self.sack_permitted && self.timestamps.is_some()) {
             // Pad SACK-permitted or timestamps alone to a 4-byte boundary.
@@ -269,6 +265,12 @@ impl TcpOptions {
             w.put(&[KIND_TIMESTAMPS, 10])?;
             w.put(&tsval.to_be_bytes())?;
             w.put(&tsecr.to_be_bytes())?;
+        }
+        if let Some(shift) = self.window_scale {
+            if aligned {
+                w.put(&[KIND_NOP])?;
+            }
+            w.put(&[KIND_WINDOW_SCALE, 3, shift])?;
         }
         let sack = self.sack().get(..blocks).unwrap_or(&[]);
         if !sack.is_empty() {
@@ -465,9 +467,15 @@ mod tests {
         assert_eq!(
             emitted(&o),
             [
-                2, 4, 5, 180, 1, 3, 3, 7, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0
+                2, 4, 5, 180, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7
             ]
         );
+        // Without timestamps: mss, nop, nop, sackOK, nop, wscale.
+        let no_ts = TcpOptions {
+            timestamps: None,
+            ..full_syn()
+        };
+        assert_eq!(emitted(&no_ts), [2, 4, 5, 180, 1, 1, 4, 2, 1, 3, 3, 7]);
         let ts_only = TcpOptions {
             timestamps: Some((5, 6)),
             ..TcpOptions::EMPTY
@@ -547,7 +555,7 @@ mod tests {
         o.timestamps = Some((9, 9));
         let bytes = emitted(&o);
         assert_eq!(bytes.len(), 40);
-        assert_eq!(&bytes[..3], &[3, 3, 3]);
+        assert_eq!(&bytes[..2], &[8, 10]);
         assert_eq!(bytes[39], 0, "zero padding after the last option");
         assert_eq!(TcpOptions::parse(&bytes), Ok(o));
     }

@@ -10,6 +10,7 @@ mod bugs;
 mod nodes;
 mod pair;
 mod pattern;
+mod recovery;
 mod scripted;
 
 use pair::{Edges, Scenario, ServerKind, run};

@@ -204,8 +204,8 @@ fn forward_syn_waits_for_the_upstream_and_retransmissions_are_absorbed() {
     );
     let events = net.ep.take_relay_events();
     assert!(
-        matches!(&events[..], [RelayEvent::Connect { quad: q, spec }]
-        if *q == quad(FWD_PORT) && spec.addr() == "127.0.0.1:8000".parse().unwrap())
+        matches!(&events[..], [RelayEvent::Connect { quad: q, target }]
+        if *q == quad(FWD_PORT) && target.connect_addr() == "127.0.0.1:8000".parse().unwrap())
     );
     assert!(fwd_syn(&mut net).is_empty());
     assert!(
@@ -443,4 +443,101 @@ fn only_relayed_connections_that_ran_are_reported_to_the_driver() {
     net.ep.poll(net.now, &mut tx);
     net.ep.take_relay_ready(&mut ran);
     assert_eq!(ran, [quad(EXEC_PORT)]);
+}
+
+/// `--addr any -l '*=direct'` beside `-l 7=echo` (issue #21).
+fn transparent_net() -> Net {
+    let mut net = Net::v4();
+    let cfg = EndpointConfig {
+        addrs: vec![ip(US4), ip(US6)],
+        any_addr: true,
+        listeners: vec![(7, ServiceKind::Echo), (0, ServiceKind::Direct)],
+        time_wait: Duration::from_secs(1),
+        ..EndpointConfig::default()
+    };
+    net.ep = Endpoint::new(cfg, [3; 16], net.now);
+    net
+}
+
+#[test]
+fn with_addr_any_a_syn_to_any_destination_is_held_for_a_direct_upstream() {
+    let mut net = transparent_net();
+    net.us = ip("198.19.1.10");
+    let out = net.send(&TcpSegment {
+        dst_port: 443,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty(), "no SYN,ACK before the upstream answers");
+    let events = net.ep.take_relay_events();
+    let want: std::net::SocketAddr = "198.19.1.10:443".parse().unwrap();
+    assert!(
+        matches!(&events[..], [RelayEvent::Connect { target: crate::services::UpstreamTarget::Direct(d), .. }] if *d == want),
+        "{events:?}"
+    );
+    let q = Quad {
+        local: want,
+        remote: std::net::SocketAddr::new(ip(PEER4), 40000),
+    };
+    assert!(net.ep.forward_connected(net.now, &q));
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].src, ip("198.19.1.10"), "answered as the destination");
+    // A port with a listener of its own keeps it, on our own address.
+    net.us = ip(US4);
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(
+        out[0].flags,
+        Flags::SYN | Flags::ACK,
+        "echo answers at once"
+    );
+}
+
+#[test]
+fn with_addr_any_pings_are_answered_only_for_our_own_addresses() {
+    let mut net = transparent_net();
+    // Linux's ping through a TUN (to 198.18.0.2), readdressed: the IPv4 header checksum is
+    // recomputed (ICMP's does not cover the addresses).
+    let ping = |dst: std::net::Ipv4Addr| {
+        use crate::wire::testutil::{LINUX_PING_V4, hex};
+        let mut p = hex(LINUX_PING_V4);
+        p[16..20].copy_from_slice(&dst.octets());
+        p[10..12].copy_from_slice(&[0, 0]);
+        let sum: u32 = p[..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let folded = (folded & 0xffff) + (folded >> 16);
+        p[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+        p
+    };
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep
+        .receive(net.now, &ping("198.18.0.2".parse().unwrap()), &mut tx);
+    assert_eq!(net.ep.stats().echo_replies, 1);
+    net.ep
+        .receive(net.now, &ping("198.19.1.10".parse().unwrap()), &mut tx);
+    assert_eq!(
+        net.ep.stats().echo_replies,
+        1,
+        "not for a destination we relay"
+    );
+    // Without --addr any, a SYN to another address is not ours.
+    let mut plain = forward_net();
+    plain.us = ip("198.19.1.10");
+    let out = plain.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty());
+    assert_eq!(plain.ep.stats().not_ours, 1);
 }

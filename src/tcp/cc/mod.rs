@@ -12,7 +12,9 @@
 //! - On establishment: `CongestionControl::new(cfg.cc, send_mss)`. Send only while
 //!   `flight_size < cwnd()` (outside SACK recovery), where flight_size = SND.NXT − SND.UNA.
 //! - An ACK that advances SND.UNA by `n` bytes (flight_size measured *before* it):
-//!   - not in recovery: [`CongestionControl::on_ack`]`(now, n, rtt.srtt(), flight_size)`;
+//!   - not in recovery: [`CongestionControl::on_ack`]`(now, n, rtt.srtt(), used)`, where
+//!     `used` is the largest flight of the round ([`CwndUsage::flight`]), which says whether
+//!     the window is being used;
 //!   - in recovery and ACK < `recover` (RFC 6582 §3.2 step 5, a partial ACK):
 //!     [`CongestionControl::on_partial_ack`]`(n)`, and retransmit the first unacknowledged
 //!     segment (non-SACK), or let the SACK scoreboard drive;
@@ -31,9 +33,11 @@
 
 mod cubic;
 mod newreno;
+mod usage;
 
 pub use cubic::Cubic;
 pub use newreno::NewReno;
+pub use usage::CwndUsage;
 
 use crate::time::{Duration, Instant};
 use std::fmt;
@@ -272,7 +276,9 @@ impl CongestionControl {
     }
 
     /// New data acknowledged outside recovery: `bytes_acked` new bytes; `srtt` the smoothed
-    /// RTT, if measured; `flight_size` the bytes outstanding when the ACK arrived.
+    /// RTT, if measured; `flight_size` the flight that says whether the window is used: the
+    /// largest of the round ([`CwndUsage::flight`]), at least what was outstanding when the
+    /// ACK arrived.
     /// Ignored during recovery (use the partial/full-ACK calls there).
     pub fn on_ack(
         &mut self,

@@ -1,0 +1,5 @@
+//! The socket API the library drives: synack's own (`synack::endpoint::Sockets`).
+
+pub use synack::endpoint::{
+    Readiness, Shutdown, SockOpt, SockOptName, SocketError, SocketHandle, SocketTcpInfo,
+};

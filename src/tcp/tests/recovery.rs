@@ -1,0 +1,105 @@
+//! Loss recovery as a receiver and a sender (issue 19): D-SACK, quick-ACKs, and what the
+//! sender makes of them, on the virtual clock with segment templates.
+
+use super::*;
+
+/// The SACK blocks of a segment we sent.
+fn sack_of(s: &Sent) -> Vec<(SeqNum, SeqNum)> {
+    s.opts.sack().iter().map(|b| (b.left, b.right)).collect()
+}
+
+/// `len` bytes of the peer's data at stream offset `off`.
+fn data(off: u32, payload: &'static [u8]) -> TcpSegment<'static> {
+    TcpSegment {
+        seq: IRS.add(1 + off),
+        payload,
+        ..RECV
+    }
+}
+
+#[test]
+fn a_duplicate_segment_is_acked_with_a_dsack_block() {
+    // RFC 2883 §4.1.1: the peer retransmits a segment we had (our ACK was lost): the ACK
+    // reports the duplicate first, once.
+    let mut h = established_sack();
+    h.input(&data(0, b"abcdef"));
+    h.output();
+    h.input(&data(0, b"abcdef"));
+    let out = h.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].ack, IRS.add(7));
+    assert_eq!(sack_of(&out[0]), [(IRS.add(1), IRS.add(7))]);
+    assert_eq!(h.conn.events().dsack_old_sent, 1);
+    // The next ACK carries no D-SACK.
+    h.input(&data(6, b"gh"));
+    let out = h.output();
+    assert!(sack_of(&out[0]).is_empty(), "{:?}", sack_of(&out[0]));
+}
+
+#[test]
+fn a_partly_duplicate_segment_reports_its_old_part() {
+    // RFC 2883 §4.1.1 for the part below RCV.NXT; the new part is taken.
+    let mut h = established_sack();
+    h.input(&data(0, b"abc"));
+    h.output();
+    h.input(&data(1, b"bcdef"));
+    let out = h.output();
+    assert_eq!(out[0].ack, IRS.add(7));
+    assert_eq!(sack_of(&out[0]), [(IRS.add(2), IRS.add(4))]);
+    assert_eq!(h.read_all(), b"abcdef");
+}
+
+#[test]
+fn a_duplicate_of_queued_data_is_reported_with_its_block_second() {
+    // RFC 2883 §4.1.3 / §4.2.1: a duplicate above RCV.NXT: D-SACK, then the block holding
+    // it, then the other blocks.
+    let mut h = established_sack();
+    h.input(&data(10, b"klm"));
+    h.input(&data(20, b"uvw"));
+    h.output();
+    h.input(&data(10, b"klm"));
+    let out = h.output();
+    assert_eq!(out[0].ack, IRS.add(1));
+    assert_eq!(
+        sack_of(&out[0]),
+        [
+            (IRS.add(11), IRS.add(14)),
+            (IRS.add(11), IRS.add(14)),
+            (IRS.add(21), IRS.add(24))
+        ]
+    );
+    assert_eq!(h.conn.events().dsack_ofo_sent, 1);
+}
+
+#[test]
+fn a_filled_hole_and_a_duplicate_turn_quick_acks_on_again() {
+    let mut h = established_sack();
+    h.spend_quick_acks();
+    h.input(&data(3, b"def"));
+    assert_eq!(h.output().len(), 1, "out of order: at once");
+    h.input(&data(0, b"abc"));
+    assert_eq!(h.output().len(), 1, "the hole is filled: at once");
+    // The next in-order segments too (they would wait for a second one or the timer).
+    h.input(&data(6, b"ghi"));
+    assert_eq!(h.output().len(), 1, "quick ACK after the hole");
+    let mut h = established_sack();
+    h.input(&data(0, b"abc"));
+    h.output();
+    h.spend_quick_acks();
+    h.input(&data(0, b"abc"));
+    assert_eq!(h.output().len(), 1, "a duplicate: at once");
+    h.input(&data(3, b"def"));
+    assert_eq!(h.output().len(), 1, "quick ACK after a duplicate");
+}
+
+#[test]
+fn no_dsack_without_sack() {
+    let mut h = Harness::established();
+    h.input(&data(0, b"abc"));
+    h.output();
+    h.input(&data(0, b"abc"));
+    let out = h.output();
+    assert_eq!(out.len(), 1);
+    assert!(sack_of(&out[0]).is_empty());
+    assert_eq!(h.conn.events().dsack_old_sent, 0);
+}
