@@ -213,11 +213,55 @@ fn stats(args: &Args, json: bool) -> Result<(), String> {
         .map_err(output_failed)
 }
 
+/// How long `connect` waits for the handshake before it says the SYN goes unanswered: the
+/// first retransmission comes after the initial RTO of 1 s (RFC 6298 §2.1).
+const SYN_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// What `connect` says, once, when the peer has not answered its SYN.
+fn syn_retry_notice(addr: SocketAddr, gives_up_after_ms: u64) -> String {
+    format!(
+        "synack: no answer from {addr} yet: retransmitting the SYN for up to {} s before \
+         giving up (Ctrl-C stops it sooner)",
+        gives_up_after_ms.div_ceil(1000)
+    )
+}
+
 fn connect(args: &Args, req: Request) -> Result<(), String> {
+    let addr = match &req {
+        Request::Connect { addr, .. } => Some(*addr),
+        _ => None,
+    };
     let mut r = request(args, &req)?;
     let mut out = io::stdout().lock();
-    while let Some(resp) = next(&mut r)? {
+    // The first answer is Connecting; until the handshake completes, a silence longer than
+    // the first RTO is the SYN going unanswered: say so once.
+    let mut pending_notice = None;
+    loop {
+        let resp = match next(&mut r) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => break,
+            Err(_)
+                if pending_notice.is_some()
+                    && r.get_ref().read_timeout().ok().flatten().is_some() =>
+            {
+                if let (Some(addr), Some(ms)) = (addr, pending_notice.take()) {
+                    eprintln!("{}", syn_retry_notice(addr, ms));
+                }
+                let _ = r.get_ref().set_read_timeout(None);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !matches!(resp, Response::Connecting { .. }) && pending_notice.take().is_some() {
+            let _ = r.get_ref().set_read_timeout(None);
+        }
         match resp {
+            Response::Connecting {
+                gives_up_after_ms, ..
+            } => {
+                pending_notice = Some(gives_up_after_ms);
+                let _ = r.get_ref().set_read_timeout(Some(SYN_NOTICE_AFTER));
+            }
             Response::Data { data } => {
                 out.write_all(&data)
                     .and_then(|()| out.flush())
@@ -294,6 +338,20 @@ mod tests {
         let full = io::Error::from_raw_os_error(libc::ENOSPC);
         assert!(!is_normal_end(&full));
         assert!(output_failed(full).starts_with("cannot write the output: "));
+    }
+
+    #[test]
+    fn an_unanswered_syn_is_announced_once_with_how_long_it_will_try() {
+        let notice = syn_retry_notice("198.18.0.1:8080".parse().unwrap(), 123_000);
+        assert_eq!(
+            notice,
+            "synack: no answer from 198.18.0.1:8080 yet: retransmitting the SYN for up to \
+             123 s before giving up (Ctrl-C stops it sooner)"
+        );
+        assert_eq!(
+            crate::tcp::Config::default().syn_give_up_after().as_secs(),
+            123
+        );
     }
 
     #[test]

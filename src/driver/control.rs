@@ -62,9 +62,12 @@ pub enum Response {
     Stats {
         counters: Vec<(String, u64)>,
     },
-    /// The active open began: our address and port.
+    /// The active open began: our address and port, and how long an unanswered SYN is
+    /// retransmitted before the open fails.
     Connecting {
         local: SocketAddr,
+        #[serde(default)]
+        gives_up_after_ms: u64,
     },
     /// The handshake completed.
     Connected,
@@ -514,6 +517,7 @@ mod tests {
         let responses = [
             Response::Connecting {
                 local: "198.18.0.2:50000".parse().unwrap(),
+                gives_up_after_ms: 123_000,
             },
             Response::Connected,
             Response::Data {

@@ -314,7 +314,12 @@ impl Client {
             Request::Connect { addr, data } => match ep.connect(now, addr, data) {
                 Ok(id) => {
                     if let Some(local) = ep.client_local(id) {
-                        self.send(&Response::Connecting { local });
+                        let gives_up_after_ms =
+                            u64::try_from(ep.syn_give_up_after().as_millis()).unwrap_or(u64::MAX);
+                        self.send(&Response::Connecting {
+                            local,
+                            gives_up_after_ms,
+                        });
                     }
                     self.mode = Mode::Connect {
                         id,

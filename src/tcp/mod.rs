@@ -161,6 +161,22 @@ impl std::fmt::Debug for TsKey {
     }
 }
 
+impl Config {
+    /// How long an unanswered active open lasts before it fails: the SYN and its
+    /// `syn_retries` retransmissions, each RTO doubling from `initial_rto` up to `max_rto`
+    /// (RFC 6298 §5.5); 123 s with the defaults, as Linux's 127 s with its 1 s initial RTO and
+    /// no 60 s cap before the last.
+    pub fn syn_give_up_after(&self) -> Duration {
+        (0..=self.syn_retries).fold(Duration::ZERO, |total, i| {
+            let rto = self
+                .initial_rto
+                .saturating_mul(1u32.checked_shl(i).unwrap_or(u32::MAX))
+                .min(self.max_rto);
+            total.saturating_add(rto)
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
