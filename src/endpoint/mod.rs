@@ -153,7 +153,8 @@ struct Entry {
     /// Counted as established once; from then on the service has "accepted" it.
     counted_established: bool,
     /// The listener it came from (an index into `listeners`), if any.
-    listener: Option<usize>,
+    /// (A `u32`: eight bytes fewer per connection than an `Option<usize>`.)
+    listener: Option<u32>,
     /// Where it is counted in its listener's queues.
     queued: Queued,
     /// The bytes it was last charged for against `--max-buffer-memory` (what it and its
@@ -754,7 +755,7 @@ impl Endpoint {
             ListenTarget::Socket(_) => App::Socket(crate::services::SocketApp::default()),
         };
         let entry = Entry {
-            listener: Some(listener),
+            listener: u32::try_from(listener).ok(),
             awaiting_accept: matches!(target, ListenTarget::Socket(_)),
             ..Entry::new(conn, app)
         };
@@ -896,7 +897,7 @@ impl Endpoint {
             return;
         };
         let state = entry.conn.state();
-        let want = match entry.listener {
+        let want = match entry.listener.map(|l| l as usize) {
             Some(l) if state == State::SynReceived => Queued::HalfOpen(l),
             Some(l)
                 if state.is_synchronized()
