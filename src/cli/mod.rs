@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long = "cc", value_name = "ALGORITHM", default_value = "cubic")]
     pub cc: CcKind,
 
+    /// ECN (RFC 3168, as net.ipv4.tcp_ecn): off, on (also ask for it in synack connect and the
+    /// socket API's connect), server (accept it when a client asks)
+    #[arg(long = "ecn", value_name = "MODE", default_value = "server")]
+    pub ecn: crate::tcp::EcnMode,
+
     /// Path MTU black-hole detection (RFC 4821, as Linux's tcp_mtu_probing): off (only ICMP
     /// lowers the MSS), blackhole (after three timeouts in a row with no ICMP, fall back to an
     /// MSS of 1024 and halve it on), always (start every connection at MSS 1024)
@@ -495,6 +500,7 @@ impl Args {
             rmem: self.rmem.0,
             wmem: self.wmem.0,
             mtu_probing: self.mtu_probing,
+            ecn: self.ecn,
         }
     }
 

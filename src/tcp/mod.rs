@@ -7,6 +7,7 @@
 pub mod assembler;
 pub mod cc;
 mod connection;
+mod ecn;
 mod events;
 mod input;
 mod keepalive;
@@ -27,6 +28,7 @@ pub mod trace;
 pub use assembler::{InsertOutcome, Reassembly};
 pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
+pub use ecn::EcnMode;
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
 pub use pmtu::{IcmpOutcome, MtuProbing};
@@ -145,6 +147,8 @@ pub struct Config {
     pub ts_key: TsKey,
     /// PLPMTUD black-hole detection (`--mtu-probing`, `pmtu.rs`).
     pub mtu_probing: MtuProbing,
+    /// ECN (RFC 3168, `--ecn`, `ecn.rs`).
+    pub ecn: EcnMode,
 }
 
 /// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
@@ -183,6 +187,7 @@ impl Default for Config {
             sack: true,
             ts_key: TsKey::default(),
             mtu_probing: MtuProbing::default(),
+            ecn: EcnMode::default(),
         }
     }
 }

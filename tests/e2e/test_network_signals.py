@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from conftest import synack_cmd
-from harness import SYNACK4, SYNACK6, ip_layer
+from harness import SYNACK4, SYNACK6, ip_layer, wait_until
 from scapy.all import TCP
 from test_bulk import pattern_prefix
 
@@ -107,3 +107,50 @@ def test_mtu_probing_always_starts_small_and_needs_no_fallback(synack):
     assert curl_download(SYNACK4, MIB4) == hashlib.sha256(pattern_prefix(MIB4)).hexdigest()
     assert time.time() - start < 5
     assert stats()["mtu_blackhole_fallbacks"] == 0
+
+
+# --- ECN (RFC 3168) ---------------------------------------------------------------------
+
+@pytest.fixture
+def kernel_ecn():
+    """The kernel's TCP asks for ECN on its SYNs (net.ipv4.tcp_ecn=1), in this namespace."""
+    path = "/proc/sys/net/ipv4/tcp_ecn"
+    old = open(path).read().strip()
+    with open(path, "w") as f:
+        f.write("1")
+    yield
+    with open(path, "w") as f:
+        f.write(old)
+
+
+@pytest.mark.synack_args("--impair", "ce=5%,seed=1")
+def test_a_kernel_ecn_client_under_ce_marks_downloads_without_a_retransmission(
+        synack, kernel_ecn, capture):
+    with capture("tcp port 80") as cap:
+        assert curl_download(SYNACK4, MIB4) == hashlib.sha256(pattern_prefix(MIB4)).hexdigest()
+    s = stats()
+    # CE marks on our ECT(0) data reached the kernel, which echoed ECE; synack reduced its
+    # window for them instead of losing anything.
+    assert s["ecn_cwnd_reductions"] >= 1, s
+    assert s["retransmissions"] == 0, s
+    pkts = cap.packets()
+    syn = next(p for p in pkts if p[TCP].flags == "SEC")
+    synack_ = next(p for p in pkts if p[TCP].sport == 80 and p[TCP].flags.S)
+    assert synack_[TCP].flags == "SAE", synack_[TCP].flags
+    assert syn is not None
+    data = [p for p in pkts if p[TCP].sport == 80 and len(p[TCP].payload) > 0]
+    assert all((p.tos & 3) in (2, 3) for p in data[:50]), "new data goes out ECT(0)"
+    assert any(p[TCP].flags.C for p in data), "CWR after a reduction"
+
+
+@pytest.mark.synack_args("--impair", "ce=5%,seed=1")
+def test_a_kernel_ecn_client_uploading_hears_ece_for_ce_marks(synack, kernel_ecn):
+    data = os.urandom(4 << 20)
+    s = socket.create_connection((SYNACK4, 9), timeout=20)
+    s.sendall(data)
+    s.close()
+    # The discard service has taken every byte once the counters say so.
+    assert wait_until(lambda: stats()["bytes_in"] >= len(data), 10)
+    st = stats()
+    assert st["in_ce_pkts"] >= 1, st
+    assert st["in_ect0_pkts"] >= 1, st
