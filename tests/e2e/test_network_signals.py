@@ -154,3 +154,62 @@ def test_a_kernel_ecn_client_uploading_hears_ece_for_ce_marks(synack, kernel_ecn
     st = stats()
     assert st["in_ce_pkts"] >= 1, st
     assert st["in_ect0_pkts"] >= 1, st
+
+
+# --- crafted packets --------------------------------------------------------------------
+
+def icmp_about(p, pkt, kind: str):
+    """An ICMP/ICMPv6 error of `kind` from a router on the path, quoting our segment `pkt`."""
+    from scapy.all import IP, ICMP, IPv6, ICMPv6DestUnreach, ICMPv6PacketTooBig
+    quoted = bytes(pkt)
+    if p.family == 4:
+        code = {"port": 3, "host": 1, "frag": 4}[kind]
+        icmp = ICMP(type=3, code=code, nexthopmtu=1280 if kind == "frag" else 0)
+        return IP(src="198.18.0.254", dst=p.dst) / icmp / quoted[:548]
+    if kind == "frag":
+        icmp = ICMPv6PacketTooBig(mtu=1280)
+    else:
+        icmp = ICMPv6DestUnreach(code={"port": 4, "host": 3}[kind])
+    return IPv6(src="2001:2::fe", dst=p.dst) / icmp / quoted[:1232]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_icmp_quoting_in_window_and_out_of_window_sequence_numbers(synack, peer, family):
+    p = peer(family, 7)
+    p.syn()
+    p.expect_synack()
+    p.send_data(b"x" * 100)
+    echoed = p.expect(lambda q: len(q[TCP].payload) == 100)
+    assert echoed is not None
+    # Out of window: the quoted sequence number is not in flight. Counted, ignored.
+    stale = echoed.copy()
+    stale[TCP].seq = (stale[TCP].seq + (1 << 20)) % (1 << 32)
+    p.send_raw(bytes(icmp_about(p, stale, "port")))
+    assert wait_until(lambda: stats()["out_of_window_icmps"] == 1, 3)
+    # (Acknowledging the echo, so that Nagle lets the next one out.)
+    p.rcv_nxt = (echoed[TCP].seq + 100) % (1 << 32)
+    p.send_data(b"still here")
+    live = p.expect(lambda q: bytes(q[TCP].payload) == b"still here")
+    assert live is not None  # and left unacknowledged: in flight
+    # In window, soft (host unreachable): the connection goes on.
+    p.send_raw(bytes(icmp_about(p, live, "host")))
+    assert wait_until(lambda: stats()["icmp_soft_errors"] == 1, 3)
+    # In window, hard (port unreachable): the connection is aborted, without a RST.
+    p.send_raw(bytes(icmp_about(p, live, "port")))
+    assert wait_until(lambda: stats()["icmp_aborts"] == 1, 3)
+    assert p.expect(lambda q: "R" in str(q[TCP].flags), timeout=0.5) is None
+
+
+def test_an_ecn_setup_syn_gets_ece_on_the_syn_ack(synack, peer):
+    p = peer(4, 7)
+    p.send("SEC", seq=p.iss, ack=0, options=[("MSS", 1460)])
+    p.snd_nxt = (p.iss + 1) % (1 << 32)
+    sa = p.expect(lambda q: q[TCP].flags.S)
+    assert sa is not None
+    assert str(sa[TCP].flags) == "SAE", sa[TCP].flags
+    assert sa.tos & 3 == 0, "the SYN,ACK itself is not ECN-capable"
+    p.peer_iss = sa[TCP].seq
+    p.rcv_nxt = (sa[TCP].seq + 1) % (1 << 32)
+    p.send_data(b"marked", flags="PA")
+    got = p.expect(lambda q: bytes(q[TCP].payload) == b"marked")
+    assert got is not None and got.tos & 3 == 2, "ECT(0) data"
