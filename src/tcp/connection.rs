@@ -625,6 +625,7 @@ impl Connection {
             pmtu: (self.mss_cap < u16::MAX)
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
+            ecn: self.ecn.ok,
         }
     }
 

@@ -253,6 +253,8 @@ pub struct TcpInfo {
     pub pmtu: Option<u32>,
     /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
     pub last_error: Option<&'static str>,
+    /// ECN was negotiated (RFC 3168; `ss -ti` prints `ecn`).
+    pub ecn: bool,
 }
 
 impl TcpInfo {
@@ -289,6 +291,7 @@ impl TcpInfo {
             ("delivery_rate", n(self.delivery_rate)),
             ("limited", Some(Text(self.limited.to_string()))),
             ("last_error", self.last_error.map(|e| Text(e.to_string()))),
+            ("ecn", self.ecn.then(|| Text("on".to_string()))),
         ]
     }
 }

@@ -492,6 +492,11 @@ fn an_ecn_setup_syn_is_answered_with_ece_and_new_data_is_marked_ect0() {
     let out = net.data(6, iss.add(6), b"", Flags::FIN, Ecn::NotEct);
     assert!(parsed(&out).iter().all(|s| s.ecn == Ecn::NotEct));
     assert_eq!(net.ep.stats().in_ect0_pkts, 1);
+    let snap = net.ep.snapshot(net.now);
+    assert!(
+        snap.iter().filter_map(|s| s.info.as_ref()).any(|i| i.ecn),
+        "status --info shows ecn:on"
+    );
 }
 
 /// Without ECE+CWR on the SYN, or with `--ecn off`, nothing is negotiated or marked.
