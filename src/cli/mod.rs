@@ -16,7 +16,7 @@ use crate::device::impair::ImpairSpec;
 use crate::driver::{self, DaemonConfig};
 use crate::endpoint::EndpointConfig;
 use crate::services::ServiceKind;
-use crate::tcp::CcKind;
+use crate::tcp::{CcKind, RecoveryKind};
 use crate::time::{Duration, parse_duration};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
@@ -64,7 +64,7 @@ pub struct Args {
 
     /// Interface MTU; MSS = MTU-40 (IPv4) / MTU-60 (IPv6)
     #[arg(long = "mtu", value_name = "BYTES", default_value_t = 1500,
-          value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
+          value_parser = limits::parse_mtu)]
     pub mtu: u16,
 
     /// A listening port and its service (repeatable): echo, discard, chargen, http,
@@ -90,6 +90,12 @@ pub struct Args {
     /// socket API's connect), server (accept it when a client asks)
     #[arg(long = "ecn", value_name = "MODE", default_value = "server")]
     pub ecn: crate::tcp::EcnMode,
+
+    /// Loss detection: rack (RACK-TLP, RFC 8985: time-based, with tail loss probes) or
+    /// classic (three duplicate ACKs and RFC 6675's IsLost), like Linux's
+    /// net.ipv4.tcp_recovery; connections without SACK always use classic
+    #[arg(long = "recovery", value_name = "MODE", default_value = "rack")]
+    pub recovery: RecoveryKind,
 
     /// Path MTU black-hole detection (RFC 4821, as Linux's tcp_mtu_probing): off (only ICMP
     /// lowers the MSS), blackhole (after three timeouts in a row with no ICMP, fall back to an
@@ -117,8 +123,8 @@ pub struct Args {
     pub backlog: usize,
 
     /// The most connections in any state but TIME-WAIT; past it new SYNs are dropped
-    /// silently. Each idle connection costs about 2 KiB (see docs/PERFORMANCE.md), so the
-    /// default table holds about 128 MiB of connections; buffers are counted apart
+    /// silently. Each idle connection costs about 2.6 KiB (see docs/PERFORMANCE.md), so the
+    /// default table holds about 170 MiB of connections; buffers are counted apart
     /// (--max-buffer-memory)
     #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
           value_parser = limits::parse_count)]
@@ -496,6 +502,7 @@ impl Args {
             mtu: self.mtu,
             time_wait: self.time_wait,
             cc: self.cc,
+            recovery: self.recovery,
             gso: false,
             rmem: self.rmem.0,
             wmem: self.wmem.0,

@@ -171,6 +171,11 @@ impl Endpoint {
     /// RFC 9293 §3.10.1 OPEN (active): connect to `remote` from our address of the same family
     /// and a free ephemeral port, send `data`, half-close, and collect the reply. The SYN goes
     /// out at the next [`Endpoint::poll`].
+    /// How long an active open whose SYN is never answered lasts before it fails.
+    pub fn syn_give_up_after(&self) -> crate::time::Duration {
+        self.tcp.syn_give_up_after()
+    }
+
     pub fn connect(
         &mut self,
         now: Instant,
@@ -270,7 +275,10 @@ impl Endpoint {
             });
         }
         let slot = self.table.get(&quad).copied()?;
-        let entry = self.slots.get_mut(slot).and_then(|s| s.entry.as_mut())?;
+        let entry = self
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.entry.as_deref_mut())?;
         let App::Client(client) = &mut entry.app else {
             return None;
         };

@@ -10,11 +10,15 @@ use crate::tcp::ConnEvents;
 use crate::wire::DropReason;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident $(=> $linux:literal)?),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident $(=> $linux:literal)?),* $(,)?) => {
+        /// Each counter's doc comment, in declaration order (empty for one that shares the
+        /// comment of the counter before it): what `/metrics` says it counts.
+        const DOCS: &[(&str, &str)] = &[$((stringify!($name), concat!($($doc, "\n",)* "")),)*];
+
         /// Event counters of the endpoint.
         #[derive(Clone, Debug, Default)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
             /// Packets dropped by the parser, by reason (indexed like `DropReason::ALL`).
             pub parse_drops: [u64; DropReason::ALL.len()],
         }
@@ -42,6 +46,58 @@ macro_rules! counters {
             }
         }
     };
+}
+
+impl Counters {
+    /// What the counter `name` counts, in one line: its doc comment (shared by a group of
+    /// counters declared together), or the parser's drop reason, or the link impairer's fault
+    /// (`--impair`); with Linux's counter, where Linux keeps one (for `/metrics`' HELP lines).
+    pub fn help(name: &str) -> String {
+        let text = match DOCS.iter().position(|(n, _)| *n == name) {
+            Some(i) => DOCS
+                .get(..=i)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .map(|(_, doc)| *doc)
+                .find(|doc| !doc.trim().is_empty())
+                .map(str::to_owned),
+            None => None,
+        };
+        let text = text
+            .or_else(|| {
+                let reason = DropReason::ALL.iter().find(|r| r.counter_name() == name)?;
+                Some(format!(
+                    "Packets the parser dropped: {} (synack stats: {name}).",
+                    reason.name().replace('_', " ")
+                ))
+            })
+            .or_else(|| impair_help(name).map(str::to_owned))
+            .unwrap_or_else(|| format!("The synack stats counter {name}."));
+        // One line, as the text format wants, without the doc comments' Markdown.
+        let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        line.retain(|c| c != '`');
+        match Counters::linux_name(name) {
+            Some(linux) => format!("{line} (Linux: {linux})"),
+            None => line,
+        }
+    }
+}
+
+/// The link impairer's counters (`--impair`, docs/COUNTERS.md), as `synack stats` names them.
+pub fn impair_help(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "impair_packets" => "Packets that entered the --impair link, both directions.",
+        "impair_released" => "Packets the --impair link passed on (after any delay).",
+        "impair_lost" => "Packets the --impair link dropped (loss=).",
+        "impair_duplicated" => "Packets the --impair link sent twice (dup=).",
+        "impair_reordered" => "Packets the --impair link held back behind the next (reorder=).",
+        "impair_corrupted" => "Packets the --impair link corrupted (corrupt=).",
+        "impair_overflow" => {
+            "Packets the --impair link dropped because its queue was full (limit=)."
+        }
+        _ => return None,
+    })
 }
 
 /// The parser's drops that Linux counts under a name of its own.
@@ -166,6 +222,14 @@ counters! {
     /// of data in the out-of-order queue.
     dsack_old_sent => "TcpExtTCPDSACKOldSent",
     dsack_ofo_sent => "TcpExtTCPDSACKOfoSent",
+    /// ACKs received carrying a D-SACK block (RFC 2883).
+    dsack_recv => "TcpExtTCPDSACKRecv",
+    /// Fast recoveries entered with SACK (RFC 6675 or RACK) and without (RFC 6582).
+    sack_recovery => "TcpExtTCPSackRecovery",
+    reno_recovery => "TcpExtTCPRenoRecovery",
+    /// Tail loss probes sent (RFC 8985 §7), and losses a probe repaired.
+    loss_probes => "TcpExtTCPLossProbes",
+    loss_probe_recovery => "TcpExtTCPLossProbeRecovery",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -255,6 +319,11 @@ impl Counters {
         self.rcv_memory_drops += e.rcv_memory_drops;
         self.dsack_old_sent += e.dsack_old_sent;
         self.dsack_ofo_sent += e.dsack_ofo_sent;
+        self.dsack_recv += e.dsack_recv;
+        self.sack_recovery += e.sack_recovery;
+        self.reno_recovery += e.reno_recovery;
+        self.loss_probes += e.loss_probes;
+        self.loss_probe_recovery += e.loss_probe_recovery;
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {
@@ -303,5 +372,31 @@ mod tests {
                 .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp") || n.starts_with("IpExt")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn every_counter_says_what_it_counts_in_one_line() {
+        for (name, _) in Counters::default().entries() {
+            let help = Counters::help(name);
+            assert!(!help.contains("The synack stats counter"), "{name}: {help}");
+            assert!(
+                !help.contains('\n') && !help.contains('`'),
+                "{name}: {help}"
+            );
+            if let Some(linux) = Counters::linux_name(name) {
+                assert!(
+                    help.ends_with(&format!("(Linux: {linux})")),
+                    "{name}: {help}"
+                );
+            }
+        }
+        assert!(Counters::help("segments_in").starts_with("TCP segments received"));
+        // A counter declared under another's comment shares it.
+        assert_eq!(
+            Counters::help("segments_out").strip_suffix(" (Linux: TcpOutSegs)"),
+            Counters::help("segments_in").strip_suffix(" (Linux: TcpInSegs)")
+        );
+        assert!(Counters::help("drop_fragment").contains("fragment"));
+        assert!(Counters::help("impair_lost").contains("loss="));
     }
 }

@@ -570,7 +570,7 @@ impl Sockets<'_> {
             .enumerate()
             .filter_map(|(i, s)| {
                 let e = s.entry.as_ref()?;
-                (e.listener == Some(index) && e.awaiting_accept).then_some(i)
+                (e.listener.map(|l| l as usize) == Some(index) && e.awaiting_accept).then_some(i)
             })
             .collect();
         for id in children {
@@ -612,9 +612,9 @@ impl Sockets<'_> {
             };
             let live = self.ep.slots.get(slot).is_some_and(|s| {
                 s.generation == generation
-                    && s.entry
-                        .as_ref()
-                        .is_some_and(|e| e.awaiting_accept && e.listener == Some(index))
+                    && s.entry.as_ref().is_some_and(|e| {
+                        e.awaiting_accept && e.listener.map(|l| l as usize) == Some(index)
+                    })
             });
             if !live {
                 // It ended before anyone accepted it (reset, timed out).
@@ -805,7 +805,7 @@ impl Sockets<'_> {
         match self.ep.slots.get_mut(slot) {
             Some(s) if s.generation == generation => s
                 .entry
-                .as_mut()
+                .as_deref_mut()
                 .map(|e| (e, slot))
                 .ok_or(SocketError::NotConnected),
             _ => Err(SocketError::NotConnected),
@@ -822,7 +822,7 @@ impl Sockets<'_> {
         };
         let s = self.ep.slots.get(slot)?;
         (s.generation == generation)
-            .then_some(s.entry.as_ref())
+            .then_some(s.entry.as_deref())
             .flatten()
             .map(|e| &e.conn)
     }
@@ -1190,7 +1190,7 @@ impl Endpoint {
         let generation = slot.generation;
         if let Some(entry) = slot.entry.as_ref()
             && entry.awaiting_accept
-            && let Some(listener) = entry.listener
+            && let Some(listener) = entry.listener.map(|l| l as usize)
             && entry.queued != Queued::No
         {
             self.sockets.enqueue_accept(listener, id, generation);

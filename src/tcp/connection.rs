@@ -9,6 +9,7 @@ use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
 use super::quickack::QuickAck;
+use super::recovery::Recovery;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
 use super::samples::{Samples, SenderState};
@@ -206,6 +207,8 @@ pub struct Connection {
     pub(super) scoreboard: Scoreboard,
     /// The largest flight of the round, which says whether cwnd is being used.
     pub(super) cwnd_usage: CwndUsage,
+    /// Loss detection and recovery: segments in flight, RACK, TLP (`recovery/`).
+    pub(super) rec: Recovery,
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
@@ -263,7 +266,6 @@ pub struct Connection {
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
     pub(super) created: Instant,
-    pub(super) span: tracing::Span,
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
     /// Defensive actions and drops, collected by the endpoint's counters (`take_events`).
@@ -333,7 +335,6 @@ impl Connection {
         local_mss: u16,
         cfg: &Config,
     ) -> Connection {
-        let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
         Connection {
             quad,
             state: State::Closed,
@@ -386,6 +387,7 @@ impl Connection {
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: Scoreboard::new(),
             cwnd_usage: CwndUsage::new(iss),
+            rec: Recovery::default(),
             recover: iss,
             dup_acks: 0,
             fast_rtx_due: false,
@@ -414,7 +416,6 @@ impl Connection {
             timers: Timers::default(),
             reset: None,
             created: now,
-            span,
             trace: Trace::new(),
             events: ConnEvents::default(),
             keepalive: KeepAliveState::new(now),
@@ -591,7 +592,11 @@ impl Connection {
         } else {
             "application"
         };
-        let lost_bytes = self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss);
+        let lost_bytes = if self.rack_active() {
+            self.rec.sent().lost_bytes()
+        } else {
+            self.scoreboard.lost_bytes(self.snd.una, self.snd.nxt, mss)
+        };
         let secs = age.as_secs_f64();
         super::TcpInfo {
             cc: self.cc.kind().to_string(),
@@ -626,6 +631,8 @@ impl Connection {
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ecn: self.ecn.ok,
+            ca_state: self.ca_state().name(),
+            reo_wnd_us: us(self.rec.reo_wnd()),
         }
     }
 
@@ -668,13 +675,22 @@ impl Connection {
         ((now.as_micros() / 1000) as u32).wrapping_add(self.ts_offset)
     }
 
+    /// The logging context of this connection's events (its 4-tuple), made when it is
+    /// entered rather than kept: a span kept per connection made the logging library hold
+    /// memory for every connection at the busiest moment, scattered through the heap, long
+    /// after they were gone (issue 22). Disabled below `-v`, where it costs a level check.
+    pub(super) fn span(&self) -> tracing::Span {
+        tracing::debug_span!("conn", local = %self.quad.local, remote = %self.quad.remote)
+    }
+
     /// The one place every state transition passes through, and is logged.
     pub(super) fn set_state(&mut self, next: State) {
         if self.state == next {
             return;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!("{} -> {}", self.state, next);
         }
         // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
@@ -749,7 +765,10 @@ impl Connection {
 
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [self.timers.next(), self.rec.next_timer()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The sequence number our FIN occupies once the application has closed.
@@ -840,7 +859,8 @@ impl Connection {
         if due(self.timers.fin_wait_2) {
             self.timers.fin_wait_2 = None;
             if self.state == State::FinWait2 {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no FIN from the peer in FIN-WAIT-2: resetting");
                 drop(_enter);
                 self.events.fin_wait_2_timeouts += 1;
@@ -864,6 +884,8 @@ impl Connection {
             self.timers.retransmit = None;
             self.on_retransmit_timeout(now);
         }
+        // RACK's reordering timer and the tail loss probe (recovery/).
+        self.on_recovery_timers(now);
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
@@ -878,7 +900,8 @@ impl Connection {
                 self.cfg.synack_retries
             };
             if self.retries >= limit {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("SYN unanswered after {} retransmissions", self.retries);
                 drop(_enter);
                 self.close_silently(Some(ResetCause::TimedOut));
@@ -899,7 +922,8 @@ impl Connection {
                 }
             };
             if gave_up {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);
                 // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as
@@ -924,6 +948,8 @@ impl Connection {
             }
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
+            // Everything in flight is lost (Linux's tcp_enter_loss); no probe is pending.
+            self.rec.on_rto();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows
             // as the congestion window reopens (go-back-N, as Linux marks all lost).
             self.tx_next = self.snd.una;

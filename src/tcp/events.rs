@@ -67,6 +67,16 @@ pub struct ConnEvents {
     /// `TCPDSACKOldSent`) and in the out-of-order queue (`TCPDSACKOfoSent`).
     pub dsack_old_sent: u64,
     pub dsack_ofo_sent: u64,
+    /// ACKs carrying a D-SACK block (Linux: `TCPDSACKRecv`).
+    pub dsack_recv: u64,
+    /// Fast recoveries entered with SACK (RFC 6675 or RACK; Linux: `TCPSackRecovery`) and
+    /// without (RFC 6582; `TCPRenoRecovery`).
+    pub sack_recovery: u64,
+    pub reno_recovery: u64,
+    /// Tail loss probes sent (RFC 8985 §7; Linux: `TCPLossProbes`), and losses a probe
+    /// repaired (`TCPLossProbeRecovery`).
+    pub loss_probes: u64,
+    pub loss_probe_recovery: u64,
 }
 
 impl Connection {

@@ -2,8 +2,9 @@
 //! LISTEN and CLOSED (§3.10.7.1–2) are the endpoint's business: no TCB exists there.
 
 use super::connection::{AckDue, Connection, ResetCause};
+use super::recovery::Delivered;
 use super::reset::rst_reply;
-use super::sack::DUP_THRESH;
+use super::sack::{DUP_THRESH, SackUpdate};
 use super::trace::{Direction, Label};
 use super::{SeqNum, State};
 use crate::time::{Duration, Instant};
@@ -75,7 +76,7 @@ impl Connection {
         now: Instant,
         seg: &TcpSegment<'_>,
     ) -> Option<TcpSegment<'static>> {
-        let span = self.span.clone();
+        let span = self.span();
         let _enter = span.enter();
         self.process(now, seg, false)
     }
@@ -249,7 +250,7 @@ impl Connection {
             // tcp_rcv_synsent_state_process does (it only goes on to the URG step). RFC 9293
             // would continue at the sixth step.
             self.snd.wl2 = seg.ack;
-            self.ts_rtt_sample(now, seg);
+            self.ts_rtt_sample_unless_timed(now, seg);
             self.on_new_ack(now, seg.ack);
             self.rto_after_handshake();
             self.set_state(State::Established);
@@ -477,6 +478,8 @@ impl Connection {
         let ack_in_range = seg.ack.ge(self.snd.una);
         // RFC 5681 §2: a duplicate ACK acknowledges nothing new, carries no data, no SYN or
         // FIN, and does not change the window, while data is outstanding.
+        let mut delivered = Delivered::default();
+        let mut cum_delivered = 0;
         let mut duplicate = seg.ack == self.snd.una
             && self.in_flight()
             && seg.payload.is_empty()
@@ -492,9 +495,15 @@ impl Connection {
             // it may belong to the original transmission (when only its ACK was lost, the
             // retransmission arrives as a duplicate and the ACK echoes the old TS.Recent), so
             // it would measure RTO + RTT; only echoes of later transmissions are samples.
-            self.ts_rtt_sample(now, seg);
+            delivered = self.rtt_on_ack(now, seg);
             self.on_new_ack(now, seg.ack);
-            self.congestion_on_ack(now, seg.ack, acked, flight_before);
+            // What reached the receiver with this ACK: bytes SACKed before count when they
+            // were SACKed, not again now (Linux grows cwnd by `acked_sacked`).
+            let sacked_before = self.scoreboard.sacked_bytes();
+            self.scoreboard.on_ack(seg.ack);
+            let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
+            cum_delivered = acked.saturating_sub(was_sacked);
+            self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
             if establishing {
                 self.rto_after_handshake();
             }
@@ -507,6 +516,7 @@ impl Connection {
 
         // RFC 6675 Update(): record the SACK blocks (after SND.UNA has moved). With SACK, an
         // ACK is a duplicate when it reports new SACKed data (RFC 6675 §2, DupAcks).
+        let mut update = SackUpdate::default();
         if self.opts.sack {
             let mut blocks = [(SeqNum::new(0), SeqNum::new(0)); crate::wire::MAX_SACK_BLOCKS];
             let mut n = 0;
@@ -514,16 +524,23 @@ impl Connection {
                 *slot = (b.left, b.right);
                 n += 1;
             }
-            let update =
+            update =
                 self.scoreboard
                     .on_sack(self.snd.una, self.snd.nxt, blocks.get(..n).unwrap_or(&[]));
             if n > 0 && seg.ack == self.snd.una {
                 duplicate = update.newly_sacked > 0 && self.in_flight();
             }
         }
+        // The segments in flight, RACK and the tail loss probe (recovery/).
+        let newly_lost =
+            self.recovery_on_ack(now, seg.ack, delivered, &update, advances, flight_before);
         if duplicate {
             self.on_duplicate_ack(now, flight_before);
         }
+        // RFC 9937: in SACK recovery, how much this ACK lets out (Proportional Rate
+        // Reduction).
+        let delivered_bytes = cum_delivered.saturating_add(update.newly_sacked);
+        self.prr_on_ack(delivered_bytes, advances && newly_lost == 0);
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
         // (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))". An old ACK
@@ -550,6 +567,34 @@ impl Connection {
             _ => {}
         }
         AckOutcome::Continue
+    }
+
+    /// The cumulative part of an ACK that acknowledged new data: the segments it covers
+    /// leave the record of what is in flight, and give the RTT sample, once per round trip,
+    /// from their transmit times in microseconds (Karn, RFC 6298 §3: only segments sent
+    /// once), as Linux measures it; when there is none (everything it covers was
+    /// retransmitted), from the echoed timestamp (RFC 7323 §4.1), as Linux falls back.
+    fn rtt_on_ack(&mut self, now: Instant, seg: &TcpSegment<'_>) -> Delivered {
+        let st = super::recovery::state(&mut self.rec.st);
+        let delivered = st.sent.on_cumulative(now, seg.ack, &mut st.fack);
+        match delivered.rtt_sample {
+            Some(rtt) if seg.ack.ge(self.ts_sample_mark) => {
+                self.rtt.sample(rtt);
+                self.rtt_probe = None;
+                self.ts_sample_mark = self.snd.nxt;
+            }
+            Some(_) => {}
+            None => self.ts_rtt_sample_unless_timed(now, seg),
+        }
+        delivered
+    }
+
+    /// An RTT sample from the echoed timestamp, unless the ACK covers our SYN or SYN,ACK
+    /// sent once, which `on_new_ack` times in microseconds (`rtt_probe`).
+    fn ts_rtt_sample_unless_timed(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        if !self.rtt_probe.is_some_and(|(end, _)| seg.ack.ge(end)) {
+            self.ts_rtt_sample(now, seg);
+        }
     }
 
     /// RFC 7323 §4.1: an RTT sample from the TSecr of an ACK of new data (see `on_ack`).
@@ -583,6 +628,14 @@ impl Connection {
     /// An ACK advanced SND.UNA by `acked` (RFC 5681 §3.1 growth; RFC 6582 §3.2 steps 3 and 5).
     fn congestion_on_ack(&mut self, now: Instant, ack: SeqNum, acked: u32, flight_before: u32) {
         self.dup_acks = 0;
+        if let Some(st) = self.rec.st.as_mut()
+            && st.in_loss
+            && ack.ge(self.recover)
+        {
+            // What was in flight at the timeout is acknowledged: the Loss state ends.
+            st.in_loss = false;
+            st.rack.on_recovery_exit();
+        }
         if !self.cc.in_recovery() {
             // Whether the window is being used is judged over the round, not after each ACK
             // (issue 19; Linux's tcp_is_cwnd_limited): see `cc::CwndUsage`.
@@ -593,6 +646,9 @@ impl Connection {
             let flight_after = self.snd.nxt.distance_from(self.snd.una);
             self.cc.on_recovery_exit(now, flight_after);
             self.scoreboard.end_recovery();
+            if let Some(st) = self.rec.st.as_mut() {
+                st.rack.on_recovery_exit();
+            }
         } else {
             // A partial ACK: the next hole is lost too. Without SACK, retransmit it now
             // (RFC 6582 §3.2 step 5); with SACK, NextSeg() finds it.
@@ -611,6 +667,10 @@ impl Connection {
             self.cc.on_dup_ack();
             return;
         }
+        if self.rack_active() {
+            // RACK decides (recovery/): no duplicate-ACK threshold (RFC 8985 §6).
+            return;
+        }
         let smss = u32::from(self.eff_mss());
         let lost = self.opts.sack && self.scoreboard.is_lost(self.snd.una, smss);
         // RFC 6582 §3.2 step 2: not again for losses from before the last recovery: only
@@ -621,9 +681,14 @@ impl Connection {
         if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
+            let prior_cwnd = self.cc.cwnd();
             self.cc.enter_recovery(now, flight, self.opts.sack);
             if self.opts.sack {
+                self.prr_start(prior_cwnd);
                 self.scoreboard.start_recovery(self.snd.una);
+                self.events.sack_recovery += 1;
+            } else {
+                self.events.reno_recovery += 1;
             }
             self.fast_rtx_due = true;
         }

@@ -16,6 +16,7 @@ mod memory;
 mod output;
 mod pmtu;
 mod quickack;
+pub mod recovery;
 mod reset;
 mod rtt;
 pub mod sack;
@@ -32,6 +33,7 @@ pub use ecn::EcnMode;
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
 pub use pmtu::{IcmpOutcome, MtuProbing};
+pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
 pub use sack::{SackReceiver, Scoreboard};
@@ -126,6 +128,8 @@ pub struct Config {
     pub user_timeout: Option<Duration>,
     /// The congestion controller (RFC 5681/6582 NewReno or RFC 9438 CUBIC).
     pub cc: CcKind,
+    /// Loss detection: RACK-TLP (RFC 8985) or three duplicate ACKs (`recovery/`).
+    pub recovery: RecoveryKind,
     /// Nagle's algorithm (RFC 9293 §3.7.4, SHLD-7), in Minshall's form; `false` is
     /// TCP_NODELAY (MUST-17).
     pub nagle: bool,
@@ -161,6 +165,22 @@ impl std::fmt::Debug for TsKey {
     }
 }
 
+impl Config {
+    /// How long an unanswered active open lasts before it fails: the SYN and its
+    /// `syn_retries` retransmissions, each RTO doubling from `initial_rto` up to `max_rto`
+    /// (RFC 6298 §5.5); 123 s with the defaults, as Linux's 127 s with its 1 s initial RTO and
+    /// no 60 s cap before the last.
+    pub fn syn_give_up_after(&self) -> Duration {
+        (0..=self.syn_retries).fold(Duration::ZERO, |total, i| {
+            let rto = self
+                .initial_rto
+                .saturating_mul(1u32.checked_shl(i).unwrap_or(u32::MAX))
+                .min(self.max_rto);
+            total.saturating_add(rto)
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -181,6 +201,7 @@ impl Default for Config {
             gso_max: 0,
             fin_wait_2_timeout: Duration::from_secs(60),
             cc: CcKind::Cubic,
+            recovery: RecoveryKind::Rack,
             nagle: true,
             window_scaling: true,
             timestamps: true,
@@ -255,6 +276,11 @@ pub struct TcpInfo {
     pub last_error: Option<&'static str>,
     /// ECN was negotiated (RFC 3168; `ss -ti` prints `ecn`).
     pub ecn: bool,
+    /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
+    /// `loss`.
+    pub ca_state: &'static str,
+    /// RACK's reordering window (RFC 8985 §6.2), in microseconds.
+    pub reo_wnd_us: u64,
 }
 
 impl TcpInfo {
@@ -289,6 +315,8 @@ impl TcpInfo {
             ("rcv_wnd", n(u64::from(self.rcv_wnd))),
             ("snd_wnd", n(u64::from(self.snd_wnd))),
             ("delivery_rate", n(self.delivery_rate)),
+            ("ca_state", Some(Text(self.ca_state.to_string()))),
+            ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
             ("last_error", self.last_error.map(|e| Text(e.to_string()))),
             ("ecn", self.ecn.then(|| Text("on".to_string()))),

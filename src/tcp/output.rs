@@ -86,7 +86,11 @@ impl Connection {
         if self.ack_due == AckDue::Now || window_update {
             // A pure ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>.
             let seq = self.acceptable_seq();
-            let label = self.pure_ack_label(window_update);
+            let mut label = self.pure_ack_label(window_update);
+            if self.opts.sack && self.sack_rx.dsack_pending() {
+                // RFC 2883: it reports data we got twice.
+                label = Label::Dsack;
+            }
             self.emit_segment(now, seq, Flags::ACK, &[], label, emit);
         }
         self.ack_reason = Label::None;
@@ -182,10 +186,18 @@ impl Connection {
                 self.scoreboard.on_retransmit(una, len);
             }
         }
-        if self.opts.sack && self.cc.in_recovery() {
+        // RFC 8985 §7.3: a tail loss probe, when its timer fired.
+        self.transmit_probe(now, mss, emit);
+        let rack_lost = self.rack_active() && !self.rec.in_loss() && self.rec.sent().has_lost();
+        if self.opts.sack && (self.cc.in_recovery() || rack_lost) {
             self.transmit_sack_recovery(now, mss, emit);
         } else {
+            let before = self.snd.nxt;
             self.transmit_window(now, mss, emit);
+            if self.snd.nxt != before {
+                // RFC 8985 §7.2: new data went out: (re)arm the probe timer.
+                self.schedule_probe(now);
+            }
         }
         // RFC 6298 §5.1: whenever data is outstanding a retransmission timer runs (even if
         // the window let nothing out this time); RFC 9293 §3.8.6.1: with data waiting,
@@ -198,6 +210,10 @@ impl Connection {
 
     /// RFC 6675 §5: while cwnd − pipe allows a segment, send what NextSeg() names.
     fn transmit_sack_recovery(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
+        if self.rack_active() {
+            self.transmit_rack_recovery(now, mss, emit);
+            return;
+        }
         // A bound on the loop for safety: each pass sends one segment or stops.
         for _ in 0..1024 {
             let pipe = self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss);
@@ -220,26 +236,89 @@ impl Connection {
                     self.retransmit(now, seq, len, Label::SackRetransmit, emit);
                     self.scoreboard.on_retransmit(seq, len);
                 }
+                NextSeg::Rescue { seq, len } => {
+                    let len = len.min(mss).min(self.fin_seq().distance_from(seq));
+                    self.retransmit(now, seq, len, Label::SackRetransmit, emit);
+                    self.scoreboard.on_rescue();
+                }
                 NextSeg::NewData => {
-                    let avail = self.fin_seq().distance_from(self.snd.nxt);
-                    let n = avail.min(mss).min(wnd_end.distance_from(self.snd.nxt));
-                    let fin = self.fin_queued && n == avail;
-                    if n == 0 && !fin {
+                    if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
                         break;
                     }
-                    let seq = self.snd.nxt;
-                    // tx_next follows SND.NXT (`new_ok` checked they were equal): left
-                    // behind, it would make the data sent here look unsent, and the output
-                    // path would send it again after recovery as if after a timeout.
-                    self.tx_next = self.emit_data(now, seq, n, fin, Label::None, emit);
                 }
                 NextSeg::Nothing => break,
             }
         }
     }
 
+    /// RFC 6675 §5 with RACK's loss marks (RFC 8985 §6.2: "retransmit ... in the order of
+    /// their sequence numbers"): while cwnd − pipe allows a segment, resend the first segment
+    /// marked lost, else send new data. Pipe counts what is neither SACKed nor lost, plus
+    /// what was retransmitted (Linux's `tcp_packets_in_flight`).
+    fn transmit_rack_recovery(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
+        let mut pipe = self.rec.sent().pipe();
+        for _ in 0..1024 {
+            if self.cc.cwnd() < pipe.saturating_add(mss) {
+                break;
+            }
+            let before = self.snd.nxt.distance_from(self.snd.una);
+            if let Some(lost) = self.rec.sent().first_lost().copied() {
+                let len = lost
+                    .len()
+                    .min(mss)
+                    .min(self.fin_seq().distance_from(lost.start));
+                self.retransmit(now, lost.start, len, Label::Rack, emit);
+                if self.rec.sent().first_lost().map(|l| l.start) == Some(lost.start) {
+                    // Nothing could be sent (no byte of it is held any more).
+                    break;
+                }
+                pipe = pipe.saturating_add(len.max(1));
+                continue;
+            }
+            let wnd_end = self.snd.una.add(self.snd.wnd);
+            let new_ok =
+                self.tx_next == self.snd.nxt && self.has_unsent() && self.snd.nxt.lt(wnd_end);
+            if !new_ok {
+                break;
+            }
+            if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
+                break;
+            }
+            pipe = pipe.saturating_add(
+                self.snd
+                    .nxt
+                    .distance_from(self.snd.una)
+                    .saturating_sub(before),
+            );
+        }
+    }
+
+    /// Send one new segment at SND.NXT: at most `mss` bytes, within the peer's window ending
+    /// at `wnd_end`, with the FIN if it ends the data; false if there was nothing to send.
+    /// The caller has checked that unsent data exists and tx_next is at SND.NXT; tx_next
+    /// follows SND.NXT (left behind, it would make the data sent here look unsent, and the
+    /// output path would send it again as if after a timeout).
+    pub(super) fn send_new_segment(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        wnd_end: SeqNum,
+        label: Label,
+        emit: &mut Emit<'_>,
+    ) -> bool {
+        let avail = self.fin_seq().distance_from(self.snd.nxt);
+        let n = avail.min(mss).min(wnd_end.distance_from(self.snd.nxt));
+        let fin = self.fin_queued && n == avail;
+        if n == 0 && !fin {
+            return false;
+        }
+        let seq = self.snd.nxt;
+        self.tx_next = self.emit_data(now, seq, n, fin, label, emit);
+        true
+    }
+
     /// Resend `len` bytes at `seq` (and the FIN, if they end where it sits and it was sent).
-    fn retransmit(
+    pub(super) fn retransmit(
         &mut self,
         now: Instant,
         seq: SeqNum,
@@ -270,7 +349,8 @@ impl Connection {
             };
             // The peer's window bounds the right edge; the congestion window bounds what is
             // in flight. (During NewReno recovery cwnd is inflated by the duplicate ACKs.)
-            let wnd_end = self.snd.una.add(self.snd.wnd.min(self.cc.cwnd()));
+            let cwnd = self.cc.cwnd().saturating_add(self.limited_transmit());
+            let wnd_end = self.snd.una.add(self.snd.wnd.min(cwnd));
             let usable = if self.tx_next.lt(wnd_end) {
                 wnd_end.distance_from(self.tx_next)
             } else {
@@ -356,10 +436,25 @@ impl Connection {
         }
     }
 
+    /// Room for new data beyond cwnd while segments are known to have left the network but
+    /// no loss is declared. RFC 3042 (Limited Transmit): one new segment on each of the first
+    /// two duplicate ACKs. With SACK, as Linux's `tcp_packets_in_flight`, every SACKed byte
+    /// has left the pipe and makes room (which includes RFC 3042's two segments).
+    fn limited_transmit(&self) -> u32 {
+        if self.cc.in_recovery() || self.rec.in_loss() || !self.in_flight() {
+            return 0;
+        }
+        if self.opts.sack {
+            self.scoreboard.sacked_bytes()
+        } else {
+            self.dup_acks.min(2) * u32::from(self.eff_mss())
+        }
+    }
+
     /// Emit `len` bytes of the send buffer at `seq` (plus the FIN), and do the bookkeeping of
     /// every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
     /// sequence number after the segment.
-    fn emit_data(
+    pub(super) fn emit_data(
         &mut self,
         now: Instant,
         seq: SeqNum,
@@ -405,9 +500,15 @@ impl Connection {
         };
         emit(&seg, label);
         self.after_emit();
-        // RFC 6298 §3 (Karn): time one segment of new data at a time, never a retransmission.
-        if seq == self.snd.nxt && self.rtt_probe.is_none() && self.retries == 0 {
-            self.rtt_probe = Some((end, now));
+        // Its transmit time, for RACK and for RTT samples (RFC 6298 §3, Karn: a
+        // retransmitted segment gives none): `recovery/sent.rs`.
+        self.rec.sent_mut().on_send(seq, end, now);
+        if self.opts.sack
+            && self.cc.in_recovery()
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            // RFC 9937: prr_out.
+            st.prr.on_sent(end.distance_from(seq));
         }
         self.snd.nxt = self.snd.nxt.max(end);
         self.cwnd_usage.on_send(self.snd.una, self.snd.nxt);

@@ -144,7 +144,8 @@ impl Connection {
             return;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(
                 from = self.send_mss,
                 to = target,
@@ -218,7 +219,8 @@ impl Connection {
     pub fn on_icmp_error(&mut self, kind: IcmpErrorKind) -> IcmpOutcome {
         let abort = kind.is_hard() || matches!(self.state, State::SynSent | State::SynReceived);
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(%kind, abort, "ICMP error");
         }
         self.path_mut().soft_error = Some(kind);
@@ -251,7 +253,8 @@ impl Connection {
             return false;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(mtu, from = self.send_mss, to = cap, "path MTU lowered");
         }
         self.send_mss = cap;

@@ -16,9 +16,10 @@ pub(super) const MAX_QUICK_ACKS: u32 = 16;
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct QuickAck {
     /// ACKs still to send at once (Linux: `icsk_ack.quick`).
-    credit: u32,
-    /// When in-order data last arrived (Linux: `icsk_ack.lrcvtime`); `None` before any.
-    last_data: Option<Instant>,
+    credit: u16,
+    /// Data has arrived before, last at `last_data` (Linux: `icsk_ack.lrcvtime`).
+    started: bool,
+    last_data: Instant,
 }
 
 impl QuickAck {
@@ -27,18 +28,18 @@ impl QuickAck {
     pub fn enter(&mut self, rcv_wnd: u32, rcv_mss: u32) {
         let n = rcv_wnd / rcv_mss.max(1).saturating_mul(2);
         let n = if n == 0 { 2 } else { n.min(MAX_QUICK_ACKS) };
-        self.credit = self.credit.max(n);
+        self.credit = self.credit.max(u16::try_from(n).unwrap_or(u16::MAX));
     }
 
     /// In-order data arrived at `now`: the first of the connection, or the first after a
     /// silence longer than the RTO (the sender's window restarts: Linux's
     /// `tcp_event_data_recv`), enters quick-ACK mode.
     pub fn on_data(&mut self, now: Instant, rto: Duration, rcv_wnd: u32, rcv_mss: u32) {
-        let silent = self.last_data.is_none_or(|t| now.saturating_since(t) > rto);
-        if silent {
+        if !self.started || now.saturating_since(self.last_data) > rto {
             self.enter(rcv_wnd, rcv_mss);
         }
-        self.last_data = Some(now);
+        self.started = true;
+        self.last_data = now;
     }
 
     /// An ACK is to be sent at once rather than delayed.
@@ -50,7 +51,8 @@ impl QuickAck {
     #[cfg(test)]
     pub fn spend(&mut self, now: Instant) {
         self.credit = 0;
-        self.last_data = Some(now);
+        self.started = true;
+        self.last_data = now;
     }
 
     /// A segment carrying an ACK went out (Linux's `tcp_dec_quickack_mode`).

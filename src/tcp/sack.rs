@@ -237,6 +237,10 @@ pub enum NextSeg {
     Retransmit { seq: SeqNum, len: u32 },
     /// Send new data (rule 2): the caller said some is available and the window allows it.
     NewData,
+    /// Rule 4, the rescue retransmission: `len` bytes at `seq` ending at the highest
+    /// unSACKed octet, once per recovery, when nothing else may be sent (the caller then
+    /// calls [`Scoreboard::on_rescue`]; HighRxt does not move).
+    Rescue { seq: SeqNum, len: u32 },
     /// Nothing to send.
     Nothing,
 }
@@ -252,6 +256,9 @@ pub struct Scoreboard {
     /// HighRxt + 1: the end of what was retransmitted in this recovery (RFC 6675 §2);
     /// `None` outside recovery.
     rxt_end: Option<SeqNum>,
+    /// RFC 6675 §4 rule 4: the rescue retransmission of this recovery has been sent
+    /// (RescueRxt ≥ RecoveryPoint).
+    rescued: bool,
 }
 
 impl Default for Scoreboard {
@@ -266,6 +273,7 @@ impl Scoreboard {
             ranges: Vec::new(),
             len: 0,
             rxt_end: None,
+            rescued: false,
         }
     }
 
@@ -390,6 +398,11 @@ impl Scoreboard {
         Some(new_r.distance_from(new_l).saturating_sub(before))
     }
 
+    /// All of `[l, r)` has been SACKed.
+    pub fn covers(&self, l: SeqNum, r: SeqNum) -> bool {
+        self.active().iter().any(|&(a, b)| a.le(l) && r.le(b))
+    }
+
     /// `seq` has been SACKed.
     pub fn is_sacked(&self, seq: SeqNum) -> bool {
         self.active().iter().any(|&(l, r)| seq.in_range(l, r))
@@ -490,6 +503,12 @@ impl Scoreboard {
     /// (HighRxt = SND.UNA − 1).
     pub fn start_recovery(&mut self, snd_una: SeqNum) {
         self.rxt_end = Some(snd_una);
+        self.rescued = false;
+    }
+
+    /// RFC 6675 §4 rule 4: the rescue retransmission went out (HighRxt is not updated).
+    pub fn on_rescue(&mut self) {
+        self.rescued = true;
     }
 
     /// Recovery is over: forget HighRxt.
@@ -504,7 +523,7 @@ impl Scoreboard {
     }
 
     /// RFC 6675 §4 NextSeg(). `new_data_ok`: unsent data is available and the peer's window
-    /// allows it (rule 2). Rule 4 (rescue retransmission) is not implemented.
+    /// allows it (rule 2).
     pub fn next_seg(
         &self,
         snd_una: SeqNum,
@@ -543,7 +562,28 @@ impl Scoreboard {
         if new_data_ok {
             return NextSeg::NewData;
         }
-        rule3.unwrap_or(NextSeg::Nothing)
+        rule3.unwrap_or_else(|| self.rescue(snd_una, snd_nxt, smss))
+    }
+
+    /// RFC 6675 §4 rule 4: "If the conditions for rules (1), (2), and (3) fail, but there
+    /// exists an unSACKed sequence number S3 such that S3 > HighRxt [and RescueRxt <
+    /// RecoveryPoint], then one segment of up to SMSS octets that MUST include the highest
+    /// outstanding unSACKed sequence number SHOULD be returned". It saves an RTO when the
+    /// tail of the window is lost and no new data can follow it.
+    fn rescue(&self, snd_una: SeqNum, snd_nxt: SeqNum, smss: u32) -> NextSeg {
+        let Some(rxt_end) = self.rxt_end.filter(|_| !self.rescued) else {
+            return NextSeg::Nothing;
+        };
+        match self.holes(snd_una, snd_nxt).last() {
+            Some((a, b)) if rxt_end.lt(b) => {
+                let start = a.max(rxt_end).max(b.sub(smss));
+                NextSeg::Rescue {
+                    seq: start,
+                    len: b.distance_from(start),
+                }
+            }
+            _ => NextSeg::Nothing,
+        }
     }
 }
 
@@ -772,8 +812,17 @@ mod tests {
         assert_eq!(sb.next_seg(s(0), s(10_000), MSS, true), rtx(0, 1000));
         sb.on_retransmit(s(0), 1000);
         assert_eq!(sb.pipe(s(0), s(10_000), MSS), 7000);
-        // Nothing else is lost: new data next, else nothing (4000.. is above every SACK).
+        // Nothing else is lost: new data next (4000.. is above every SACK), else the rescue
+        // retransmission of the tail (rule 4), once.
         assert_eq!(sb.next_seg(s(0), s(10_000), MSS, true), NextSeg::NewData);
+        assert_eq!(
+            sb.next_seg(s(0), s(10_000), MSS, false),
+            NextSeg::Rescue {
+                seq: s(9000),
+                len: 1000
+            }
+        );
+        sb.on_rescue();
         assert_eq!(sb.next_seg(s(0), s(10_000), MSS, false), NextSeg::Nothing);
     }
 
@@ -803,6 +852,29 @@ mod tests {
             }
         }
         assert_eq!(sent, vec![(0, 1000), (1000, 1000), (2000, 500)]);
+    }
+
+    #[test]
+    fn the_rescue_retransmission_resends_the_tail_once_per_recovery() {
+        // RFC 6675 rule 4: 0..1000 lost and resent; 1000..2000 SACKed; the tail 2000..4000
+        // has nothing SACKed above it (not lost by IsLost) and no new data may be sent.
+        let mut sb = Scoreboard::new();
+        sb.on_sack(s(0), s(4000), &[blk(1000, 2000)]);
+        sb.start_recovery(s(0));
+        sb.on_retransmit(s(0), 1000);
+        assert_eq!(
+            sb.next_seg(s(0), s(4000), MSS, false),
+            NextSeg::Rescue {
+                seq: s(3000),
+                len: 1000
+            }
+        );
+        sb.on_rescue();
+        assert_eq!(sb.next_seg(s(0), s(4000), MSS, false), NextSeg::Nothing);
+        // New data comes first.
+        sb.start_recovery(s(0));
+        sb.on_retransmit(s(0), 1000);
+        assert_eq!(sb.next_seg(s(0), s(4000), MSS, true), NextSeg::NewData);
     }
 
     #[test]

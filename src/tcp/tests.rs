@@ -1242,6 +1242,10 @@ fn without_nagle_every_small_write_goes_at_once() {
 
 /// ESTABLISHED with SACK (and no timestamps, to keep segment sizes round), MSS 1400.
 fn established_sack() -> Harness {
+    established_sack_with(Config::default())
+}
+
+fn established_sack_with(cfg: Config) -> Harness {
     let syn = TcpSegment {
         options: TcpOptions {
             mss: Some(1400),
@@ -1251,7 +1255,7 @@ fn established_sack() -> Harness {
         ..SYN
     };
     let now = Instant::from_millis(10_000);
-    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &Config::default());
+    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &cfg);
     let mut h = Harness { conn, now };
     h.output();
     h.input(&RECV);
@@ -1316,6 +1320,22 @@ fn a_fin_beyond_a_hole_is_processed_once_the_hole_is_filled() {
     assert_eq!(h.read_all(), b"abcdef");
     assert!(h.conn.peer_closed());
     assert_eq!(h.output()[0].ack, IRS.add(8));
+}
+
+/// The peer ACKs `ack` and SACKs the 1400-byte segments `from..to` of our data.
+fn sack_segments(h: &mut Harness, ack: SeqNum, from: u32, to: u32) {
+    let seg = |k: u32| ISS.add(1 + 1400 * k);
+    let mut opts = TcpOptions::EMPTY;
+    opts.sack_blocks[0] = crate::wire::SackBlock {
+        left: seg(from),
+        right: seg(to),
+    };
+    opts.sack_count = 1;
+    h.input(&TcpSegment {
+        ack,
+        options: opts,
+        ..RECV
+    });
 }
 
 /// Send `n` MSS-sized segments' worth of data and return what went out.
@@ -1399,7 +1419,14 @@ fn a_timeout_collapses_the_congestion_window_to_one_segment() {
     let mut h = established_sack();
     let out = send_segments(&mut h, 10);
     assert_eq!(out.len(), 10);
+    // First the tail loss probe (RFC 8985 §7: the last segment again), then the RTO.
     h.advance_to_timeout();
+    let probe = h.output();
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].seq, ISS.add(1 + 9 * 1400), "the last segment");
+    assert_eq!(h.conn.events().loss_probes, 1);
+    h.advance_to_timeout();
+    assert_eq!(h.conn.events().rto_expirations, 1);
     let out = h.output();
     assert_eq!(out.len(), 1, "cwnd = 1 SMSS after an RTO");
     assert_eq!(out[0].seq, ISS.add(1));

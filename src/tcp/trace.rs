@@ -52,6 +52,14 @@ pub enum Label {
     FastRetransmit,
     /// A hole the peer's SACK blocks revealed, sent again in SACK recovery (RFC 6675 §5).
     SackRetransmit,
+    /// A segment RACK deemed lost (a later one was delivered more than an RTT and the
+    /// reordering window after it was sent), sent again (RFC 8985 §6).
+    Rack,
+    /// A tail loss probe (RFC 8985 §7): new data or the last segment, about two RTTs after
+    /// the ACKs stopped.
+    Tlp,
+    /// An ACK carrying a D-SACK block: we got that data twice (RFC 2883).
+    Dsack,
     /// The n-th ACK in a row for the same RCV.NXT, sent because data arrived out of order
     /// (RFC 5681 §4.2).
     DupAck(u16),
@@ -82,6 +90,9 @@ impl Label {
             Label::RtoRetransmit => Borrowed("retransmission (RTO)"),
             Label::FastRetransmit => Borrowed("fast retransmission"),
             Label::SackRetransmit => Borrowed("SACK retransmission"),
+            Label::Rack => Borrowed("RACK"),
+            Label::Tlp => Borrowed("TLP"),
+            Label::Dsack => Borrowed("D-SACK"),
             Label::DupAck(n) => std::borrow::Cow::Owned(format!("dup ACK #{n}")),
             Label::ZeroWindowProbe => Borrowed("zero-window probe"),
             Label::WindowUpdate => Borrowed("window update"),
@@ -181,6 +192,12 @@ impl Trace {
             room: true,
             ..Trace::default()
         }
+    }
+
+    /// Give back the room kept for events that have not come: a connection that will record
+    /// little more (TIME-WAIT) keeps exactly what it recorded.
+    pub fn shrink(&mut self) {
+        self.events.shrink_to_fit();
     }
 
     /// Bytes allocated for kept events.

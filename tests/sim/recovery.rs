@@ -10,7 +10,7 @@
 
 use crate::nodes::MSS;
 use std::collections::HashMap;
-use synack::tcp::{CcKind, Config, Connection, SeqNum, Socket};
+use synack::tcp::{CcKind, Config, Connection, RecoveryKind, SeqNum, Socket};
 use synack::time::{Duration, Instant};
 use synack::wire::{self, Packet, Quad, TcpSegment};
 
@@ -37,6 +37,7 @@ pub enum Wire {
 }
 
 type DropRule = Box<dyn FnMut(&Wire) -> bool>;
+type DelayRule = Box<dyn FnMut(&Wire) -> Duration>;
 
 pub struct Path {
     pub now: Instant,
@@ -47,6 +48,8 @@ pub struct Path {
     /// Packets on the wire: (arrival, to the receiver, bytes), in arrival order.
     wire: Vec<(Instant, bool, Vec<u8>)>,
     drop: DropRule,
+    /// Extra delay for some packets (reordering).
+    extra_delay: Option<DelayRule>,
     /// Every data segment the sender emitted, in order.
     pub sent: Vec<Sent>,
     /// Every packet the drop rule removed.
@@ -97,6 +100,7 @@ impl Path {
             delay,
             wire: Vec::new(),
             drop: Box::new(drop),
+            extra_delay: None,
             sent: Vec::new(),
             dropped: Vec::new(),
             times_sent: HashMap::new(),
@@ -104,6 +108,12 @@ impl Path {
             queued: 0,
             received: 0,
         }
+    }
+
+    /// Delay some packets by more than the path's delay (`rule` gives the extra).
+    pub fn delaying(mut self, rule: impl FnMut(&Wire) -> Duration + 'static) -> Path {
+        self.extra_delay = Some(Box::new(rule));
+        self
     }
 
     /// The stream offset of a sequence number of the sender's.
@@ -143,7 +153,12 @@ impl Path {
             self.dropped.push(w);
             return;
         }
-        self.wire.push((self.now + self.delay, to_receiver, bytes));
+        let extra = match (&mut self.extra_delay, what) {
+            (Some(rule), Some(w)) => rule(&w),
+            _ => Duration::ZERO,
+        };
+        self.wire
+            .push((self.now + self.delay + extra, to_receiver, bytes));
     }
 
     fn poll_sender(&mut self) {
@@ -469,4 +484,147 @@ fn losing_the_first_segment_sent_during_recovery_starts_another_recovery() {
     assert_eq!(lost.len(), 2);
     assert_eq!(p.sender.events().rto_expirations, 0, "a timeout");
     assert_eq!(p.resent(), lost.iter().map(|&o| (o, 2)).collect::<Vec<_>>());
+}
+
+/// The time until every byte of a `total`-byte transfer over `p`'s path was acknowledged.
+fn completion(mut p: Path) -> (Duration, Path) {
+    let start = p.now;
+    p.run(Duration::from_secs(30));
+    assert!(p.complete(), "transfer incomplete");
+    (p.now - start, p)
+}
+
+/// The last `n` data segments' first copies (by stream offset, for a transfer of `total`
+/// bytes sent in segments of `seg`).
+fn tail_of(total: u32, seg: u32, n: u32) -> impl FnMut(&Wire) -> bool {
+    let from = (total - 1) / seg * seg - (n - 1) * seg;
+    move |w| matches!(w, Wire::Data(s) if s.nth == 0 && s.offset >= from)
+}
+
+/// RFC 8985 §7: a lost tail (the last segments of a response) is found by a tail loss
+/// probe about two round trips after the ACKs stop, not by the retransmission timer (at
+/// least 200 ms); with `--recovery classic` it waits for the RTO.
+#[test]
+fn a_lost_tail_is_recovered_by_a_probe_in_about_two_round_trips() {
+    crate::init_logs();
+    let total = 100 * 1448;
+    let clean = completion(Path::new(
+        Config::default(),
+        RTT / 2,
+        total as usize,
+        |_| false,
+    ))
+    .0;
+    for (recovery, probes) in [(RecoveryKind::Rack, true), (RecoveryKind::Classic, false)] {
+        let cfg = Config {
+            recovery,
+            ..Config::default()
+        };
+        let (took, p) = completion(Path::new(
+            cfg,
+            RTT / 2,
+            total as usize,
+            tail_of(total, 1448, 2),
+        ));
+        assert_eq!(dropped_offsets(&p).len(), 2, "{recovery}");
+        let stall = took.saturating_sub(clean);
+        let ev = p.sender.events();
+        if probes {
+            assert_eq!(ev.rto_expirations, 0, "{recovery}: an RTO");
+            assert_eq!(ev.loss_probes, 1, "{recovery}");
+            // After the last ACK: the probe (the last segment) 2·SRTT later, its ACK a
+            // round trip after that, and RACK's retransmission of the other lost segment
+            // another: about four round trips, under the 200 ms floor of the RTO alone.
+            assert!(
+                stall < RTT * 9 / 2,
+                "{recovery}: {stall:?} longer than a clean run"
+            );
+            // Each lost segment is sent twice: the probe is one of them.
+            assert_eq!(p.resent().len(), 2, "{recovery}: {:?}", p.resent());
+        } else {
+            assert_eq!(ev.loss_probes, 0);
+            assert!(ev.rto_expirations >= 1, "{recovery}");
+            assert!(stall >= Duration::from_millis(200), "{recovery}: {stall:?}");
+        }
+    }
+}
+
+/// RFC 8985 §6.2: segments that arrive late, but within the reordering window (RACK learns
+/// of reordering from the first one: a D-SACK, or delivery below RACK.fack), are not
+/// retransmitted; three duplicate ACKs retransmit them.
+#[test]
+fn reordering_within_the_rack_window_causes_no_retransmission() {
+    crate::init_logs();
+    let late = [40u32, 120, 200, 280, 360];
+    let mut retransmitted = Vec::new();
+    for recovery in [RecoveryKind::Rack, RecoveryKind::Classic] {
+        let cfg = Config {
+            recovery,
+            ..Config::default()
+        };
+        let mut k = 0u32;
+        let p = Path::new(cfg, RTT / 2, 400 * 1448, |_| false).delaying(move |w| match w {
+            Wire::Data(s) if s.nth == 0 => {
+                k += 1;
+                if late.contains(&(k - 1)) {
+                    Duration::from_millis(5)
+                } else {
+                    Duration::ZERO
+                }
+            }
+            _ => Duration::ZERO,
+        });
+        let (_, p) = completion(p);
+        assert_eq!(p.sender.events().rto_expirations, 0, "{recovery}");
+        retransmitted.push(p.resent().len());
+    }
+    // RACK: at most the first (before any reordering was seen); classic: those whose late
+    // arrival drew three duplicate ACKs.
+    assert!(
+        retransmitted[0] <= 1,
+        "RACK retransmitted {retransmitted:?}"
+    );
+    assert!(retransmitted[1] >= 2, "classic: {retransmitted:?}");
+}
+
+/// The RTT is measured from each segment's transmit time in microseconds (as Linux's
+/// `tcp_rtt_estimator`); from timestamps (1 ms ticks) a 200 µs path measured 0.
+#[test]
+fn the_rtt_of_a_short_path_is_measured_in_microseconds() {
+    let mut p = Path::new(
+        Config::default(),
+        Duration::from_micros(100),
+        200 * 1448,
+        |_| false,
+    );
+    p.run(Duration::from_secs(10));
+    assert!(p.complete());
+    let info = p.sender.tcp_info(Duration::from_secs(1));
+    let rtt = info.rtt_us.expect("an RTT sample");
+    assert!((150..=400).contains(&rtt), "rtt {rtt} µs");
+}
+
+/// A loss inside the window and the loss of its last segment, with no new data to follow:
+/// RFC 6675's rescue retransmission (rule 4, `classic`) resends the tail during recovery, and
+/// RACK finds it lost once the earlier retransmission is delivered; neither waits for the
+/// RTO.
+#[test]
+fn a_lost_last_segment_during_recovery_needs_no_timeout() {
+    crate::init_logs();
+    for recovery in [RecoveryKind::Classic, RecoveryKind::Rack] {
+        let cfg = Config {
+            recovery,
+            ..Config::default()
+        };
+        let mut p = Path::new(cfg, RTT / 2, 100 * 1448, first_copy_of(&[90, 99]));
+        p.run(Duration::from_secs(30));
+        assert!(p.complete(), "{recovery}");
+        assert_eq!(p.sender.events().rto_expirations, 0, "{recovery}: an RTO");
+        let lost = dropped_offsets(&p);
+        assert_eq!(
+            p.resent(),
+            lost.iter().map(|&o| (o, 2)).collect::<Vec<_>>(),
+            "{recovery}"
+        );
+    }
 }

@@ -192,14 +192,20 @@ impl Window {
         self.cwnd = self.cwnd.max(self.smss);
     }
 
-    /// RFC 6582 §3.2 step 3, option (1): on the full ACK, cwnd = min(ssthresh,
-    /// max(FlightSize, SMSS) + SMSS), which avoids a burst when little is in flight.
+    /// The end of fast recovery. With SACK, PRR (RFC 9937) has brought the flight down to
+    /// ssthresh: cwnd = ssthresh (Linux's `tcp_end_cwnd_reduction`). Without, RFC 6582 §3.2
+    /// step 3, option (1): cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS), which avoids
+    /// a burst when little is in flight.
     pub fn on_recovery_exit(&mut self, flight_size: u32) {
         if !self.in_recovery {
             return;
         }
         let deflated = flight_size.max(self.smss).saturating_add(self.smss);
-        self.cwnd = self.ssthresh.min(deflated);
+        self.cwnd = if self.sack_recovery {
+            self.ssthresh
+        } else {
+            self.ssthresh.min(deflated)
+        };
         self.in_recovery = false;
         self.sack_recovery = false;
         self.bytes_acked = 0;
@@ -256,6 +262,11 @@ impl CongestionControl {
     /// The congestion window, in bytes.
     pub fn cwnd(&self) -> u32 {
         self.window().cwnd
+    }
+
+    /// Set the congestion window during recovery: PRR's pipe + sndcnt (RFC 9937).
+    pub fn set_cwnd(&mut self, cwnd: u32) {
+        self.window_mut().cwnd = cwnd;
     }
 
     /// The slow-start threshold, in bytes (`u32::MAX` until the first loss).

@@ -44,7 +44,11 @@ fn three_duplicate_acks_label_a_fast_retransmission() {
 
 #[test]
 fn sack_recovery_labels_its_retransmissions() {
-    let mut h = established_sack();
+    // `--recovery classic`: three duplicate ACKs, then RFC 6675's NextSeg().
+    let mut h = established_sack_with(Config {
+        recovery: crate::tcp::RecoveryKind::Classic,
+        ..Config::default()
+    });
     send_segments(&mut h, 8);
     let seg = |k: u32| ISS.add(1 + 1400 * k);
     for right in [seg(2), seg(3), seg(4)] {
@@ -169,4 +173,32 @@ fn time_wait_labels_its_reack_of_a_retransmitted_fin_only() {
     h.advance(Duration::from_secs(30));
     h.input(&fin);
     assert_eq!(last_label(&mut h), Label::TimeWaitReAck);
+}
+
+#[test]
+fn rack_tlp_and_dsack_label_their_segments() {
+    // RACK (RFC 8985 §6): three segments SACKed above the first: it is lost, resent [RACK].
+    let mut h = established_sack();
+    send_segments(&mut h, 8);
+    sack_segments(&mut h, ISS.add(1), 1, 4);
+    assert_eq!(last_label(&mut h), Label::Rack);
+    assert!(h.conn.ladder().contains("[RACK]"));
+    assert_eq!(h.conn.events().sack_recovery, 1);
+    // TLP (§7): the ACKs stop; the probe is the last segment again.
+    let mut h = established_sack();
+    send_segments(&mut h, 4);
+    h.advance_to_timeout();
+    assert_eq!(last_label(&mut h), Label::Tlp);
+    assert!(h.conn.ladder().contains("[TLP]"));
+    // D-SACK (RFC 2883): the ACK of a duplicate.
+    let mut h = established_sack();
+    let data = TcpSegment {
+        payload: b"abc",
+        ..RECV
+    };
+    h.input(&data);
+    h.output();
+    h.input(&data);
+    assert_eq!(last_label(&mut h), Label::Dsack);
+    assert!(h.conn.ladder().contains("[D-SACK]"));
 }

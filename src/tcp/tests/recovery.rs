@@ -103,3 +103,60 @@ fn no_dsack_without_sack() {
     assert!(sack_of(&out[0]).is_empty());
     assert_eq!(h.conn.events().dsack_old_sent, 0);
 }
+
+#[test]
+fn status_info_shows_the_congestion_state_and_the_reordering_window() {
+    let mut h = established_sack();
+    let info = |h: &Harness| h.conn.tcp_info(Duration::from_secs(1));
+    assert_eq!(info(&h).ca_state, "open");
+    send_segments(&mut h, 8);
+    sack_segments(&mut h, ISS.add(1), 1, 4);
+    assert_eq!(info(&h).ca_state, "recovery");
+    let entries = info(&h).entries();
+    assert!(entries.iter().any(|(k, _)| *k == "ca_state"));
+    assert!(entries.iter().any(|(k, _)| *k == "reo_wnd_us"));
+    // A timeout: loss.
+    h.output();
+    while h.conn.events().rto_expirations == 0 {
+        h.advance_to_timeout();
+        h.output();
+    }
+    assert_eq!(info(&h).ca_state, "loss");
+}
+
+#[test]
+fn limited_transmit_sends_new_data_on_the_first_duplicate_acks() {
+    // RFC 3042: the window is full; each of the first two duplicate ACKs lets one new
+    // segment out (with SACK: each SACKed segment has left the pipe). (`classic`: this
+    // harness's handshake takes no time, so RACK's window is zero and RACK would call the
+    // first segment lost at once; tests/sim covers RACK.)
+    let mut h = established_sack_with(Config {
+        recovery: crate::tcp::RecoveryKind::Classic,
+        ..Config::default()
+    });
+    assert_eq!(send_segments(&mut h, 20).len(), 10);
+    sack_segments(&mut h, ISS.add(1), 1, 2);
+    let out = h.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq, ISS.add(1 + 10 * 1400), "new data");
+    sack_segments(&mut h, ISS.add(1), 1, 3);
+    let out = h.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq, ISS.add(1 + 11 * 1400));
+    // Without SACK: the duplicate ACKs themselves.
+    let mut h = Harness::established();
+    send_segments(&mut h, 20);
+    let first = h.conn.snd_nxt();
+    for k in 0..2u32 {
+        h.input(&RECV);
+        let out = h.output();
+        assert_eq!(out.len(), 1, "dup ACK {k}: {out:?}");
+        assert_eq!(out[0].seq, first.add(k * out[0].payload.len() as u32));
+    }
+    h.input(&RECV);
+    let out = h.output();
+    assert!(
+        out.iter().any(|s| s.seq == ISS.add(1)),
+        "the third: fast retransmit: {out:?}"
+    );
+}

@@ -1,0 +1,238 @@
+//! What a connection does with RACK and TLP: the calls from input (after each ACK), from
+//! the timers and from output (the probe). Kept here, beside the state they drive, so that
+//! `input.rs` and `output.rs` only call in.
+
+use super::{CaState, Delivered, ProbeOutcome, Prr, RecoveryKind, Tlp, state};
+use crate::tcp::connection::Connection;
+use crate::tcp::sack::SackUpdate;
+use crate::tcp::trace::Label;
+use crate::tcp::{SeqNum, State};
+use crate::time::Instant;
+
+impl Connection {
+    /// RACK-TLP is in use: `--recovery rack` and SACK negotiated (Linux's RACK, too, needs
+    /// SACK; a connection without it keeps three duplicate ACKs).
+    pub(in crate::tcp) fn rack_active(&self) -> bool {
+        self.cfg.recovery == RecoveryKind::Rack && self.opts.sack
+    }
+
+    /// The congestion state, as Linux names it.
+    pub(in crate::tcp) fn ca_state(&self) -> CaState {
+        if self.rec.in_loss() {
+            CaState::Loss
+        } else if self.cc.in_recovery() {
+            CaState::Recovery
+        } else if !self.scoreboard.is_empty() || self.dup_acks > 0 {
+            CaState::Disorder
+        } else {
+            CaState::Open
+        }
+    }
+
+    /// After an ACK's SACK blocks are on the scoreboard: mark what is now SACKed among the
+    /// segments in flight, then RACK (RFC 8985 §6.2), the probe's outcome (§7.4) and the
+    /// next probe (§7.2). `d`: what the cumulative part of the ACK delivered; `advanced`:
+    /// it acknowledged new data; `flight`: the bytes in flight before it.
+    pub(in crate::tcp) fn recovery_on_ack(
+        &mut self,
+        now: Instant,
+        ack: SeqNum,
+        mut d: Delivered,
+        update: &SackUpdate,
+        advanced: bool,
+        flight: u32,
+    ) -> u32 {
+        if update.dsack {
+            self.events.dsack_recv += 1;
+        }
+        let sb = &self.scoreboard;
+        let st = state(&mut self.rec.st);
+        st.sent
+            .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
+        if !self.rack_active() {
+            return 0;
+        }
+        let (una, nxt) = (self.snd.una, self.snd.nxt);
+        let st = state(&mut self.rec.st);
+        st.rack.on_delivered(now, &d, self.rtt.min_rtt());
+        if update.dsack {
+            // RFC 8985 §6.2 step 4: D-SACK means reordering (or a spurious retransmission):
+            // widen the window.
+            st.rack.reordering_seen = true;
+            st.rack.on_dsack(una, nxt);
+        }
+        let delivered = advanced || d.newly_sacked > 0;
+        if st.tlp.on_ack(ack, update.dsack, delivered) == ProbeOutcome::RepairedLoss {
+            // RFC 8985 §7.4.2: the probe repaired a loss: react as to one (Linux: a cwnd
+            // reduction, TCPLossProbeRecovery), without a recovery episode.
+            self.events.loss_probe_recovery += 1;
+            let flight_now = self.snd.nxt.distance_from(self.snd.una);
+            self.cc.enter_recovery(now, flight, true);
+            self.cc.on_recovery_exit(now, flight_now);
+        }
+        let marked = self.rack_detect_loss(now, flight);
+        if !self.in_flight() {
+            let st = state(&mut self.rec.st);
+            st.tlp.deadline = None;
+            st.reo_deadline = None;
+        } else if advanced {
+            self.schedule_probe(now);
+        }
+        marked
+    }
+
+    /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
+    pub(in crate::tcp) fn prr_start(&mut self, prior_cwnd: u32) {
+        state(&mut self.rec.st).prr = Prr::start(prior_cwnd);
+    }
+
+    /// RFC 9937 "On every ACK starting or during fast recovery" (SACK recoveries):
+    /// cwnd = pipe + sndcnt. `delivered`: the bytes this ACK newly acknowledged or SACKed;
+    /// `safe_ack`: SND.UNA advanced and no new loss was found.
+    pub(in crate::tcp) fn prr_on_ack(&mut self, delivered: u32, safe_ack: bool) {
+        if !(self.opts.sack && self.cc.in_recovery()) {
+            return;
+        }
+        let mss = u32::from(self.eff_mss()).max(1);
+        let pipe = if self.rack_active() {
+            self.rec.sent().pipe()
+        } else {
+            self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        };
+        let ssthresh = self.cc.ssthresh();
+        let cwnd = state(&mut self.rec.st)
+            .prr
+            .on_ack(delivered, pipe, ssthresh, safe_ack, mss);
+        self.cc.set_cwnd(cwnd);
+    }
+
+    /// RFC 8985 §6.2 step 5 and §6.3: mark lost what RACK says is, arm the reordering
+    /// timer for the rest, and enter fast recovery on a first loss.
+    pub(in crate::tcp) fn rack_detect_loss(&mut self, now: Instant, flight: u32) -> u32 {
+        let mss = u32::from(self.eff_mss()).max(1);
+        let sacked_segments = self.scoreboard.sacked_bytes().div_ceil(mss);
+        let in_recovery = self.cc.in_recovery() || self.rec.in_loss();
+        let st = state(&mut self.rec.st);
+        let reo = st.rack.reo_wnd(
+            in_recovery,
+            sacked_segments,
+            self.rtt.min_rtt(),
+            self.rtt.srtt(),
+        );
+        let (marked, wait) = st.rack.detect_loss(now, &mut st.sent, reo);
+        st.reo_deadline = wait.map(|w| now + w);
+        if marked == 0 {
+            return 0;
+        }
+        // Recovery takes over from the probe.
+        st.tlp.deadline = None;
+        if !in_recovery && self.snd.una.ge(self.recover) {
+            tracing::debug!(marked, "RACK: loss detected, fast recovery");
+            self.recover = self.snd.nxt;
+            let prior_cwnd = self.cc.cwnd();
+            self.cc.enter_recovery(now, flight, true);
+            self.prr_start(prior_cwnd);
+            self.scoreboard.start_recovery(self.snd.una);
+            self.events.sack_recovery += 1;
+        }
+        marked
+    }
+
+    /// RFC 8985 §7.2: arm the probe timer, if a probe may be sent: RACK in use, data in
+    /// flight, no probe outstanding, and nothing unusual going on (Linux: only in the Open
+    /// state).
+    pub(in crate::tcp) fn schedule_probe(&mut self, now: Instant) {
+        let allowed = self.rack_active()
+            && self.in_flight()
+            && self
+                .rec
+                .st
+                .as_ref()
+                .is_none_or(|st| st.tlp.end_seq.is_none())
+            && self.ca_state() == CaState::Open
+            && matches!(
+                self.state,
+                State::Established
+                    | State::CloseWait
+                    | State::FinWait1
+                    | State::LastAck
+                    | State::Closing
+            );
+        if !allowed {
+            if let Some(st) = self.rec.st.as_mut() {
+                st.tlp.deadline = None;
+            }
+            return;
+        }
+        let mss = u32::from(self.eff_mss()).max(1);
+        let one_segment = self.snd.nxt.distance_from(self.snd.una) <= mss;
+        let pto = Tlp::pto(self.rtt.srtt(), one_segment);
+        let rto_at = self.timers.retransmit;
+        state(&mut self.rec.st).tlp.schedule(now, pto, rto_at);
+    }
+
+    /// The reordering timer and the probe timer (called from `handle_timeout`).
+    pub(in crate::tcp) fn on_recovery_timers(&mut self, now: Instant) {
+        let Some(st) = self.rec.st.as_mut() else {
+            return;
+        };
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let reo_due = due(st.reo_deadline);
+        let tlp_due = due(st.tlp.deadline);
+        if reo_due {
+            st.reo_deadline = None;
+        }
+        if tlp_due {
+            st.tlp.deadline = None;
+        }
+        if reo_due && self.rack_active() && self.in_flight() {
+            let flight = self.snd.nxt.distance_from(self.snd.una);
+            self.rack_detect_loss(now, flight);
+        }
+        if tlp_due && self.rack_active() && self.in_flight() && self.ca_state() == CaState::Open {
+            state(&mut self.rec.st).probe_due = true;
+        }
+    }
+
+    /// RFC 8985 §7.3: send the probe: a new segment if there is one and the peer's window
+    /// takes it (regardless of cwnd, as Linux), else the last segment again. The RTO restarts
+    /// (§7.3: "the sender MUST arm the RTO timer").
+    pub(in crate::tcp) fn transmit_probe(
+        &mut self,
+        now: Instant,
+        mss: u32,
+        emit: &mut crate::tcp::output::Emit<'_>,
+    ) {
+        let due = self
+            .rec
+            .st
+            .as_mut()
+            .is_some_and(|st| std::mem::take(&mut st.probe_due));
+        if !due || !self.in_flight() {
+            return;
+        }
+        let wnd_end = self.snd.una.add(self.snd.wnd);
+        let unsent = self.tx_next == self.snd.nxt && self.has_unsent();
+        let is_retrans = if unsent
+            && self.snd.nxt.lt(wnd_end)
+            && self.send_new_segment(now, mss, wnd_end, Label::Tlp, emit)
+        {
+            false
+        } else {
+            // The last segment: its last SMSS of data (and the FIN, if it was sent).
+            let data_end = if self.snd.nxt.gt(self.fin_seq()) {
+                self.fin_seq()
+            } else {
+                self.snd.nxt
+            };
+            let len = data_end.distance_from(self.snd.una).min(mss);
+            let seq = data_end.sub(len);
+            self.retransmit(now, seq, len, Label::Tlp, emit);
+            true
+        };
+        let nxt = self.snd.nxt;
+        state(&mut self.rec.st).tlp.on_probe_sent(nxt, is_retrans);
+        self.events.loss_probes += 1;
+        self.timers.retransmit = Some(now + self.rtt.rto());
+    }
+}

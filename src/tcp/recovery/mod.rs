@@ -1,0 +1,170 @@
+//! Loss detection and recovery beside input and output, as Linux keeps `tcp_recovery.c`
+//! beside `tcp_input.c` (issue 19): the segments in flight with their transmit times
+//! (`sent.rs`), RACK's time-based loss detection (`rack.rs`, RFC 8985 §6) and tail loss
+//! probes (`tlp.rs`, RFC 8985 §7). The congestion controllers (`cc/`) only hear events from
+//! here: recovery entered, a loss repaired by a probe.
+//!
+//! `--recovery rack` (the default, as Linux's `net.ipv4.tcp_recovery = 1`) detects losses
+//! with RACK and probes tails with TLP on connections that negotiated SACK;
+//! `--recovery classic` keeps three duplicate ACKs and RFC 6675's IsLost() (and so does a
+//! connection without SACK, as in Linux, whose RACK needs SACK).
+
+mod conn;
+pub mod prr;
+pub mod rack;
+pub mod sent;
+pub mod tlp;
+
+use crate::time::Instant;
+use std::fmt;
+use std::str::FromStr;
+
+pub use super::sack::DUP_THRESH;
+pub use prr::Prr;
+pub use rack::Rack;
+pub use sent::{Delivered, SentLog};
+pub use tlp::{ProbeOutcome, Tlp};
+
+/// How losses are detected (`--recovery rack|classic`, default rack).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RecoveryKind {
+    /// RACK-TLP (RFC 8985).
+    #[default]
+    Rack,
+    /// Three duplicate ACKs (RFC 5681, RFC 6582) and RFC 6675's IsLost().
+    Classic,
+}
+
+impl FromStr for RecoveryKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "rack" => Ok(RecoveryKind::Rack),
+            "classic" => Ok(RecoveryKind::Classic),
+            other => Err(format!(
+                "unknown loss recovery '{other}' (use rack or classic)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for RecoveryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecoveryKind::Rack => "rack",
+            RecoveryKind::Classic => "classic",
+        })
+    }
+}
+
+/// The sender's congestion state as Linux names it (`icsk_ca_state`), for `status --info`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaState {
+    /// Nothing unusual.
+    Open,
+    /// Duplicate ACKs or SACKs seen, no loss yet.
+    Disorder,
+    /// Fast recovery (RFC 6675 / RFC 6582).
+    Recovery,
+    /// After a retransmission timeout, until what was in flight then is acknowledged.
+    Loss,
+}
+
+impl CaState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaState::Open => "open",
+            CaState::Disorder => "disorder",
+            CaState::Recovery => "recovery",
+            CaState::Loss => "loss",
+        }
+    }
+}
+
+/// A connection's loss-recovery state. What only RACK-TLP needs lives in a box allocated
+/// on first use and given back when the connection idles (`RackTlp`), so that a connection
+/// table slot stays small.
+#[derive(Clone, Debug, Default)]
+pub struct Recovery {
+    pub st: Option<Box<RackTlp>>,
+}
+
+/// The segments in flight, RACK's and TLP's state, PRR's, and the Loss state.
+#[derive(Clone, Debug, Default)]
+pub struct RackTlp {
+    /// The segments in flight with their transmit times.
+    pub sent: SentLog,
+    pub rack: Rack,
+    pub tlp: Tlp,
+    /// Proportional Rate Reduction in the current (SACK) recovery, RFC 9937.
+    pub prr: Prr,
+    /// RACK.fack: the highest end sequence delivered so far.
+    pub fack: Option<crate::seqnum::SeqNum>,
+    /// RACK's reordering timer (RFC 8985 §6.3): when to look for losses again.
+    pub reo_deadline: Option<Instant>,
+    /// In the Loss state: a retransmission timeout happened and SND.UNA has not yet reached
+    /// what was in flight then.
+    pub in_loss: bool,
+    /// The probe timer fired: the output path sends a probe.
+    pub probe_due: bool,
+}
+
+/// The RACK-TLP state, allocated on first use.
+pub fn state(st: &mut Option<Box<RackTlp>>) -> &mut RackTlp {
+    st.get_or_insert_with(Box::default)
+}
+
+impl Recovery {
+    /// A retransmission timeout: everything in flight is lost (Linux's `tcp_enter_loss`),
+    /// what was SACKed is forgotten (RFC 2018 §8), no probe or reordering timer is pending.
+    pub fn on_rto(&mut self) {
+        let st = state(&mut self.st);
+        st.sent.mark_all_lost(true);
+        st.tlp.clear();
+        st.reo_deadline = None;
+        st.probe_due = false;
+        st.in_loss = true;
+    }
+
+    /// In the Loss state (after a retransmission timeout).
+    pub fn in_loss(&self) -> bool {
+        self.st.as_ref().is_some_and(|st| st.in_loss)
+    }
+
+    /// The earliest of RACK's and TLP's timers.
+    pub fn next_timer(&self) -> Option<Instant> {
+        let st = self.st.as_ref()?;
+        [st.reo_deadline, st.tlp.deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// RACK's reordering window as last computed.
+    pub fn reo_wnd(&self) -> crate::time::Duration {
+        self.st
+            .as_ref()
+            .map_or(crate::time::Duration::ZERO, |st| st.rack.reo_wnd)
+    }
+
+    /// Give memory back while nothing is in flight: the ring, and the RACK-TLP state unless
+    /// it learnt something worth keeping (reordering seen, a widened window).
+    pub fn release(&mut self) {
+        if self.st.as_ref().is_some_and(|st| {
+            st.sent.is_empty() && st.rack.pristine() && st.tlp.end_seq.is_none() && !st.in_loss
+        }) {
+            self.st = None;
+        }
+    }
+
+    /// The segments in flight (none before the first is sent).
+    pub fn sent(&self) -> &SentLog {
+        self.st.as_ref().map_or(&sent::EMPTY, |st| &st.sent)
+    }
+
+    /// The segments in flight, to change.
+    pub fn sent_mut(&mut self) -> &mut SentLog {
+        &mut state(&mut self.st).sent
+    }
+}
