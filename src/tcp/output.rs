@@ -493,6 +493,13 @@ impl Connection {
         self.after_emit();
         // Its transmit time, for RACK and for RTT samples (RFC 6298 §3, Karn: a
         // retransmitted segment gives none): `recovery/sent.rs`.
+        let ts = self.ts_now(now);
+        if seq.lt(self.snd.nxt)
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            // A retransmission: counted for undo (recovery/undo.rs), with its TSval.
+            st.undo.on_retransmit(ts);
+        }
         self.rec.sent_mut().on_send(seq, end, now);
         if self.opts.sack
             && self.cc.in_recovery()

@@ -628,3 +628,68 @@ fn a_lost_last_segment_during_recovery_needs_no_timeout() {
         );
     }
 }
+
+/// A delay spike longer than the RTO: the timer fires although nothing was lost. The ACKs
+/// of the originals then echo timestamps older than the retransmission (RFC 3522): the
+/// timeout was spurious, its window reduction is undone, and go-back-N stops.
+#[test]
+fn a_spurious_timeout_is_detected_by_timestamps_and_undone() {
+    crate::init_logs();
+    // The receiver's ACKs from the 20th on are held 400 ms (once).
+    let mut n = 0u32;
+    let p =
+        Path::new(Config::default(), RTT / 2, 300 * 1448, |_| false).delaying(move |w| match w {
+            Wire::Ack => {
+                n += 1;
+                if (20..=40).contains(&n) {
+                    Duration::from_millis(400) - Duration::from_micros(u64::from(n))
+                } else {
+                    Duration::ZERO
+                }
+            }
+            Wire::Data(_) => Duration::ZERO,
+        });
+    let (_, p) = completion(p);
+    let ev = p.sender.events();
+    assert!(ev.rto_expirations >= 1, "no timeout: {ev:?}");
+    assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
+    // Go-back-N stopped at the undo: only what went out before it was sent twice.
+    assert!(
+        p.resent().len() <= 2,
+        "{:?}\n{ev:?}\n{}",
+        p.resent(),
+        p.sender.ladder()
+    );
+}
+
+/// Reordering makes `--recovery classic` retransmit what was only late; the receiver's
+/// D-SACKs (or the timestamps) show it, and the window reduction is undone.
+#[test]
+fn a_spurious_fast_retransmit_is_undone() {
+    crate::init_logs();
+    let cfg = Config {
+        recovery: RecoveryKind::Classic,
+        ..Config::default()
+    };
+    let mut k = 0u32;
+    let p = Path::new(cfg, RTT / 2, 200 * 1448, |_| false).delaying(move |w| match w {
+        Wire::Data(s) if s.nth == 0 => {
+            k += 1;
+            if k == 61 {
+                Duration::from_millis(5)
+            } else {
+                Duration::ZERO
+            }
+        }
+        _ => Duration::ZERO,
+    });
+    let (_, p) = completion(p);
+    let ev = p.sender.events();
+    assert_eq!(p.resent().len(), 1, "one spurious retransmission");
+    assert_eq!(
+        ev.dsack_undo + ev.full_undo + ev.partial_undo,
+        1,
+        "undone: {ev:?}"
+    );
+    assert_eq!(ev.dsack_recv, 1, "{ev:?}");
+}

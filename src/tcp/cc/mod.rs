@@ -211,6 +211,18 @@ impl Window {
         self.bytes_acked = 0;
     }
 
+    /// A reduction proved spurious (D-SACK, timestamps): back to the window and threshold
+    /// from before it, or what they have grown to since (Linux's `tcp_undo_cwnd_reduction`
+    /// with `tcp_reno_undo_cwnd`); recovery, and slow start's timeout limit, end.
+    pub fn undo(&mut self, prior_cwnd: u32, prior_ssthresh: u32) {
+        self.cwnd = self.cwnd.max(prior_cwnd);
+        self.ssthresh = self.ssthresh.max(prior_ssthresh);
+        self.in_recovery = false;
+        self.sack_recovery = false;
+        self.after_rto = false;
+        self.bytes_acked = 0;
+    }
+
     /// RFC 5681 §3.1: after a retransmission timeout, ssthresh as given (≥ 2·SMSS, equation 4)
     /// and cwnd = the loss window, LW = 1 SMSS.
     pub fn on_rto(&mut self, ssthresh: u32) {
@@ -262,6 +274,11 @@ impl CongestionControl {
     /// The congestion window, in bytes.
     pub fn cwnd(&self) -> u32 {
         self.window().cwnd
+    }
+
+    /// Undo a reduction that proved spurious (see [`Window::undo`]).
+    pub fn undo(&mut self, prior_cwnd: u32, prior_ssthresh: u32) {
+        self.window_mut().undo(prior_cwnd, prior_ssthresh);
     }
 
     /// Set the congestion window during recovery: PRR's pipe + sndcnt (RFC 9937).

@@ -33,7 +33,15 @@ impl Rack {
     /// RFC 8985 §6.2 step 2 (`RACK_update`) and step 3 (reordering): take what one ACK
     /// delivered. A retransmitted segment whose delivery came sooner than the minimum RTT
     /// after its retransmission is ignored: the ACK was for the original.
-    pub fn on_delivered(&mut self, now: Instant, d: &Delivered, min_rtt: Option<Duration>) {
+    /// `original_acked`: the ACK's TSecr predates the newest segment's retransmission, so the
+    /// original was delivered (§6.2 step 2: "ACK.ts_option.echo_reply < Segment.xmit_ts").
+    pub fn on_delivered(
+        &mut self,
+        now: Instant,
+        d: &Delivered,
+        min_rtt: Option<Duration>,
+        original_acked: bool,
+    ) {
         if d.reordered {
             self.reordering_seen = true;
         }
@@ -41,7 +49,7 @@ impl Rack {
             return;
         };
         let rtt = now.saturating_since(xmit);
-        if retransmitted && min_rtt.is_some_and(|m| rtt < m) {
+        if retransmitted && (original_acked || min_rtt.is_some_and(|m| rtt < m)) {
             return;
         }
         if self.xmit.is_none_or(|(t, e)| sent_after(xmit, end, t, e)) {
@@ -165,7 +173,7 @@ mod tests {
             |a, b| a.ge(s(2000)) && b.le(s(3000)),
             &mut None,
         );
-        rack.on_delivered(t(45), &d, Some(Duration::from_millis(40)));
+        rack.on_delivered(t(45), &d, Some(Duration::from_millis(40)), false);
         let wnd = Duration::from_millis(10);
         // 0 + 40 + 10 = 50 ms: not yet; a timer for the remaining 5 ms.
         let (n, wait) = rack.detect_loss(t(45), &mut log, wnd);
@@ -209,7 +217,7 @@ mod tests {
         let mut log = log_of(1, t(0));
         log.on_send(s(0), s(1000), t(100)); // retransmitted
         let d = log.on_ack(t(105), s(1000), |_, _| false, &mut None);
-        rack.on_delivered(t(105), &d, Some(Duration::from_millis(40)));
+        rack.on_delivered(t(105), &d, Some(Duration::from_millis(40)), false);
         assert!(
             rack.xmit.is_none(),
             "5 ms after the retransmission: the original's ACK"
