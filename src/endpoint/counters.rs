@@ -181,6 +181,8 @@ counters! {
     partial_undo => "TcpExtTCPPartialUndo",
     loss_undo => "TcpExtTCPLossUndo",
     spurious_rtos => "TcpExtTCPSpuriousRTOs",
+    /// Slow starts left because the RTT rose (HyStart++, RFC 9406).
+    hystart_delay_detect => "TcpExtTCPHystartDelayDetect",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -240,6 +242,7 @@ impl Counters {
         self.partial_undo += u64::from(e.partial_undo);
         self.loss_undo += u64::from(e.loss_undo);
         self.spurious_rtos += u64::from(e.spurious_rtos);
+        self.hystart_delay_detect += u64::from(e.hystart_delay_detect);
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

@@ -79,6 +79,9 @@ pub struct ConnEvents {
     pub partial_undo: u32,
     pub loss_undo: u32,
     pub spurious_rtos: u32,
+    /// HyStart++ (RFC 9406) found the RTT rising and left slow start (Linux's HyStart:
+    /// `TCPHystartDelayDetect`).
+    pub hystart_delay_detect: u32,
 }
 
 impl Connection {

@@ -504,6 +504,8 @@ impl Connection {
             cum_delivered = acked.saturating_sub(was_sacked);
             // RFC 3522: was the recovery or the timeout spurious? (Before the ACK ends it.)
             self.try_undo_on_ack(seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
+            // RFC 9406: leave slow start when the RTT rises.
+            self.hystart_on_ack(seg.ack, delivered.rtt_sample);
             self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
             if establishing {
                 self.rto_after_handshake();

@@ -32,10 +32,12 @@
 //! sequence space, not about the window.
 
 mod cubic;
+pub mod hystart;
 mod newreno;
 mod usage;
 
 pub use cubic::Cubic;
+pub use hystart::HyStart;
 pub use newreno::NewReno;
 pub use usage::CwndUsage;
 
@@ -103,6 +105,8 @@ pub struct Window {
     pub after_rto: bool,
     /// RFC 3465 §2.1: bytes acknowledged in congestion avoidance since cwnd last grew.
     pub bytes_acked: u32,
+    /// RFC 9406: in HyStart++'s Conservative Slow Start (cwnd grows a quarter as fast).
+    pub css: bool,
 }
 
 impl Window {
@@ -117,6 +121,7 @@ impl Window {
             sack_recovery: false,
             after_rto: false,
             bytes_acked: 0,
+            css: false,
         }
     }
 
@@ -145,6 +150,9 @@ impl Window {
     pub fn slow_start(&mut self, bytes_acked: u32) {
         let inc = if self.after_rto {
             bytes_acked.min(self.smss)
+        } else if self.css {
+            // RFC 9406 §4.2: "cwnd = cwnd + (N / CSS_GROWTH_DIVISOR)".
+            bytes_acked / hystart::CSS_GROWTH_DIVISOR
         } else {
             bytes_acked
         };
@@ -160,6 +168,7 @@ impl Window {
     /// step 3 / RFC 6582: cwnd = ssthresh + 3·SMSS, the three segments that left the network.
     /// RFC 6675 §5 step 4.2: with SACK, cwnd = ssthresh and `pipe` accounts for what left.
     pub fn enter_recovery(&mut self, ssthresh: u32, sack: bool) {
+        self.css = false;
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
         self.cwnd = if sack {
             self.ssthresh
@@ -226,6 +235,7 @@ impl Window {
     /// RFC 5681 §3.1: after a retransmission timeout, ssthresh as given (≥ 2·SMSS, equation 4)
     /// and cwnd = the loss window, LW = 1 SMSS.
     pub fn on_rto(&mut self, ssthresh: u32) {
+        self.css = false;
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
         self.cwnd = self.smss;
         self.in_recovery = false;
@@ -274,6 +284,21 @@ impl CongestionControl {
     /// The congestion window, in bytes.
     pub fn cwnd(&self) -> u32 {
         self.window().cwnd
+    }
+
+    /// RFC 9406: act on what HyStart++ saw.
+    pub fn hystart(&mut self, step: hystart::Step) {
+        let w = self.window_mut();
+        match step {
+            hystart::Step::Stay => {}
+            hystart::Step::EnterCss => w.css = true,
+            hystart::Step::ResumeSlowStart => w.css = false,
+            hystart::Step::EnterCongestionAvoidance => {
+                // "ssthresh = cwnd": slow start (and CSS) end.
+                w.css = false;
+                w.ssthresh = w.cwnd;
+            }
+        }
     }
 
     /// Undo a reduction that proved spurious (see [`Window::undo`]).

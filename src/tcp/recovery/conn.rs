@@ -160,6 +160,31 @@ impl Connection {
         }
     }
 
+    /// RFC 9406 HyStart++: an ACK of new data in the initial slow start (or its CSS), with
+    /// this ACK's RTT sample.
+    pub(in crate::tcp) fn hystart_on_ack(
+        &mut self,
+        ack: SeqNum,
+        rtt: Option<crate::time::Duration>,
+    ) {
+        if self.cc.in_recovery() || self.rec.in_loss() {
+            return;
+        }
+        let initial = self.cc.ssthresh() == u32::MAX;
+        let nxt = self.snd.nxt;
+        let st = state(&mut self.rec.st);
+        if st.hystart.done || !(initial || st.hystart.in_css()) {
+            st.hystart.done = true;
+            return;
+        }
+        let step = st.hystart.on_ack(ack, nxt, rtt);
+        if step == crate::tcp::cc::hystart::Step::EnterCss {
+            tracing::debug!("HyStart++: the RTT rose, conservative slow start");
+            self.events.hystart_delay_detect += 1;
+        }
+        self.cc.hystart(step);
+    }
+
     /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
     pub(in crate::tcp) fn prr_start(&mut self, prior_cwnd: u32) {
         state(&mut self.rec.st).prr = Prr::start(prior_cwnd);

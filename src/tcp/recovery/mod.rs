@@ -103,6 +103,8 @@ pub struct RackTlp {
     pub prr: Prr,
     /// What to restore if the current recovery or timeout proves spurious.
     pub undo: Undo,
+    /// HyStart++ (RFC 9406) in the initial slow start (`cc/hystart.rs`).
+    pub hystart: crate::tcp::cc::HyStart,
     /// RACK.fack: the highest end sequence delivered so far.
     pub fack: Option<crate::seqnum::SeqNum>,
     /// RACK's reordering timer (RFC 8985 §6.3): when to look for losses again.
@@ -156,7 +158,11 @@ impl Recovery {
     /// it learnt something worth keeping (reordering seen, a widened window).
     pub fn release(&mut self) {
         if self.st.as_ref().is_some_and(|st| {
-            st.sent.is_empty() && st.rack.pristine() && st.tlp.end_seq.is_none() && !st.in_loss
+            st.sent.is_empty()
+                && st.rack.pristine()
+                && st.tlp.end_seq.is_none()
+                && !st.in_loss
+                && !st.hystart.in_css()
         }) {
             self.st = None;
         }
