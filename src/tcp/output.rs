@@ -183,7 +183,12 @@ impl Connection {
         }
         // RFC 8985 §7.3: a tail loss probe, when its timer fired.
         self.transmit_probe(now, mss, emit);
-        let rack_lost = self.rack_active() && !self.rec.in_loss() && self.rec.sent().has_lost();
+        // (Segments are marked lost only once something above them was SACKed: no scan of
+        // the segments in flight on a loss-free connection.)
+        let rack_lost = self.rack_active()
+            && !self.rec.in_loss()
+            && !self.scoreboard.is_empty()
+            && self.rec.sent().has_lost();
         if self.opts.sack && (self.cc.in_recovery() || rack_lost) {
             self.transmit_sack_recovery(now, mss, emit);
         } else {

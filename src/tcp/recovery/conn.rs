@@ -60,8 +60,10 @@ impl Connection {
         }
         let sb = &self.scoreboard;
         let st = state(&mut self.rec.st);
-        st.sent
-            .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
+        if !sb.is_empty() {
+            st.sent
+                .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
+        }
         if !self.rack_active() {
             return 0;
         }

@@ -123,9 +123,13 @@ impl Rack {
                 continue;
             }
             if sent_after(s.xmit, s.end, rack_xmit, rack_end) {
-                // Sent after the newest delivered one: nothing to say yet (and neither about
-                // those after it, in the order of transmission; sequence order may differ
-                // after retransmissions, so the walk goes on).
+                // Sent after the newest delivered one: nothing to say yet. A first
+                // transmission ends the walk: everything above it was first sent later still,
+                // and retransmitted later than that (Linux walks its time-sorted list and
+                // stops the same way), so a loss-free ACK costs one step.
+                if !s.retransmitted {
+                    break;
+                }
                 continue;
             }
             let deadline = s.xmit + self.rtt + reo_wnd;
