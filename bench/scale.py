@@ -268,6 +268,26 @@ def targets(recs, server, meta_bytes):
     return out
 
 
+def memory_rows(recs, server):
+    """Issue 22: daemon RSS per service with every connection held, and once they are gone."""
+    rows = []
+    for kind, what in (("echo", "echo, one line each"), ("http", "http, one keep-alive `GET /` each"),
+                       ("time-wait", "http with `Connection: close`: TIME-WAIT on synack's side")):
+        idle = find(recs, server, f"mem_{kind}_idle") or {}
+        opened = find(recs, server, f"mem_{kind}_open") or {}
+        used = find(recs, server, f"mem_{kind}_echo") or {}
+        gone = find(recs, server, f"mem_{kind}_gone") or {}
+        if not used:
+            continue
+        base, held, after = idle.get("rss_kib"), used.get("rss_kib"), gone.get("rss_kib")
+        n = opened.get("conns") or 0
+        per = f"{(held - base) * 1024 / n:,.0f} B" if n and base and held else "n/a"
+        mib = lambda k: f"{k / 1024:.1f} MiB" if k else "n/a"  # noqa: E731
+        rows.append(f"| {what} | {n:,} | {used.get('ok', 0):,} | {mib(base)} | {mib(held)} | {per} "
+                    f"| {mib(after)} |")
+    return rows
+
+
 def markdown(recs, meta):
     m = machine()
     servers = [s for s in ("synack", "baseline") if any(r["server"] == s for r in recs)]
@@ -311,6 +331,15 @@ def markdown(recs, meta):
                     "| figure | value |", "|---|---:|"]
             out += [f"| {k} | {v} |" for k, v in cells.items()]
             out += ["", f"Echo part: {part_notes(recs, s, 'load')} ab part: {part_notes(recs, s, 'ab')}", ""]
+        rows = memory_rows(recs, s)
+        if rows:
+            out += ["### Daemon memory per service (issue 22)", "",
+                    "RSS before the first connection, with every connection held after its "
+                    "exchange, per connection, and 15 s after the clients closed them all "
+                    "(`--time-wait 10s`).", "",
+                    "| connections | held | answered | RSS before | RSS held | per connection | "
+                    "RSS once gone |", "|---|---:|---:|---:|---:|---:|---:|"]
+            out += rows + [""]
         t = targets(recs, s, meta["bytes"])
         if t:
             out += ["### Targets (issue 9)", "", "| target | measured | verdict |",

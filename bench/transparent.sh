@@ -33,11 +33,7 @@ transparent_suite() {
     ip -n "$syn" link set up0 up
     # The direct path: a veth from the client namespace to the upstream's.
     ns_new "$dc"
-    ip -n "$dc" link add dc0 type veth peer name dc1 netns "$up"
-    ip -n "$dc" addr add 198.18.5.1/24 dev dc0
-    ip -n "$up" addr add 198.18.5.2/24 dev dc1
-    ip -n "$dc" link set dc0 up
-    ip -n "$up" link set dc1 up
+    link_to_upstream "$dc" dc "$up" 198.18.5
     ip -n "$dc" route add 198.19.1.0/24 via 198.18.5.2
     ip netns exec "$up" "$BIN/kernel-server" --addr 198.19.1.10 --workers 16 >"$WORK/t-upstream.log" 2>&1 &
     PIDS+=("$!")
@@ -54,11 +50,7 @@ transparent_suite() {
     fi
     if command -v microsocks >/dev/null; then
         ns_new "$sp"
-        ip -n "$sp" link add sp0 type veth peer name sp1 netns "$up"
-        ip -n "$sp" addr add 198.18.8.1/24 dev sp0
-        ip -n "$up" addr add 198.18.8.2/24 dev sp1
-        ip -n "$sp" link set sp0 up
-        ip -n "$up" link set sp1 up
+        link_to_upstream "$sp" sp "$up" 198.18.8
         ip netns exec "$up" microsocks -i 198.18.8.2 -p 1080 >/dev/null 2>&1 &
         PIDS+=("$!")
         if start_relay "$sp" tsocks -l '*=socks5:198.18.8.2:1080' --upstream-interface sp0; then
@@ -71,11 +63,7 @@ transparent_suite() {
     local tpid="" tuser=()
     if [ -x "$T2P_BIN" ]; then
         ns_new "$t2p"
-        ip -n "$t2p" link add t0 type veth peer name t1 netns "$up"
-        ip -n "$t2p" addr add 198.18.6.1/24 dev t0
-        ip -n "$up" addr add 198.18.6.2/24 dev t1
-        ip -n "$t2p" link set t0 up
-        ip -n "$up" link set t1 up
+        link_to_upstream "$t2p" t "$up" 198.18.6
         ip -n "$t2p" route add 198.19.1.0/24 via 198.18.6.2
         ip netns exec "$t2p" "$T2P_BIN" --tun tun0 --proxy none --tcp-mss 1460 --max-sessions 20000 \
             >"$WORK/t-tun2proxy.log" 2>&1 &
@@ -131,6 +119,17 @@ transparent_suite() {
     cp "$tj" "$OUT/transparent.jsonl"
     "$PY" "$ROOT/bench/transparent_report.py" "$tj" "$OUT/transparent.md" "$BYTES" "$COUNT" \
         "$COMMIT" "$DATE" "$LOAD"
+}
+
+# link_to_upstream NS NAME UPSTREAM-NS NET: a veth NAME0 (NET.1/24, in NS) to NAME1 (NET.2/24,
+# in the upstream namespace), both up.
+link_to_upstream() {
+    local ns=$1 name=$2 up=$3 net=$4
+    ip -n "$ns" link add "${name}0" type veth peer name "${name}1" netns "$up"
+    ip -n "$ns" addr add "$net.1/24" dev "${name}0"
+    ip -n "$up" addr add "$net.2/24" dev "${name}1"
+    ip -n "$ns" link set "${name}0" up
+    ip -n "$up" link set "${name}1" up
 }
 
 # start_relay NS NAME SYNACK-ARGS...: synack --addr any in NS (its own control socket), with

@@ -41,7 +41,7 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
                   --quick: 20ms)
   --scale-conns N scale: concurrent echo connections to hold (default 100000; --quick: 10000)
   --scale-bytes N scale: bytes per delayed transfer (default 256 MiB; --quick: 64 MiB)
-  --scale-parts L scale: a subset of delay,conns,load (default all three)
+  --scale-parts L scale: a subset of delay,conns,load,memory (default all four)
   SYNACK_ARGS     extra arguments for synack (environment variable)
   SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
 EOF
@@ -58,7 +58,7 @@ BASELINE=""
 DELAYS=""
 SCALE_CONNS=""
 SCALE_BYTES=""
-SCALE_PARTS=delay,conns,load
+SCALE_PARTS=delay,conns,load,memory
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/bench/results"
 while [ $# -gt 0 ]; do
@@ -473,6 +473,38 @@ scale_conns() {
     scale_stop "$label" conns
 }
 
+# scale_memory LABEL BINARY: daemon RSS per service (issue 22): SCALE_CONNS connections to echo
+# (one line each), to http (one keep-alive `GET /` each), and to http with `Connection: close`
+# (each then in TIME-WAIT on synack's side); each held, then closed, and RSS once they are gone
+# (--time-wait 10s, so TIME-WAIT is over by then).
+scale_memory() {
+    local label=$1 bin=$2 srcs="" i line step kind port mode
+    for kind in echo http time-wait; do
+        case $kind in
+            echo) port=7 mode= ;;
+            http) port=80 mode=--http ;;
+            time-wait) port=80 mode=--http-close ;;
+        esac
+        if ! scale_start "$label" "$bin" "mem-$kind" --max-connections $((SCALE_CONNS + 1000)) \
+            --max-time-wait $((SCALE_CONNS + 1000)) --time-wait 10s; then
+            srecord "$label" "mem_${kind}_echo" "" ""; ns_del "$NS_SCALE"; continue
+        fi
+        srcs=""
+        for i in $(seq 1 $(( (SCALE_CONNS + 39999) / 40000 ))); do
+            ip -n "$NS_SCALE" addr add "198.18.0.$((10 + i))/24" dev synack0
+            srcs="$srcs${srcs:+,}198.18.0.$((10 + i))"
+        done
+        while read -r line; do
+            step=$(printf '%s' "$line" | grep -o '"step": "[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/')
+            [ -n "$step" ] && srecord "$label" "mem_${kind}_$step" "" "$line"
+        done < <(echo_clients "$NS_SCALE" 900 --port "$port" $mode --stages "$SCALE_CONNS" \
+            --bind "$srcs" --timeout 240 --settle 15 --rss-pid "${S_PID[$label]}")
+        log "  $label $kind: $(grep "\"server\":\"$label\",\"figure\":\"mem_${kind}_" "$SRAW" |
+            grep -o '"step": "[a-z]*"\|"rss_kib": [0-9]*\|"ok": [0-9]*' | tr '\n' ' ')"
+        scale_stop "$label" "mem-$kind"
+    done
+}
+
 # scale_load LABEL BINARY: every default: 20,000 concurrent echo connections, then ab.
 scale_load() {
     local label=$1 bin=$2 line step
@@ -514,6 +546,10 @@ scale_suite() {
         if part load; then
             log "scale: $label, 20,000 concurrent connections and ab, every default"
             scale_load "$label" "$bin"
+        fi
+        if part memory; then
+            log "scale: $label, daemon RSS for $SCALE_CONNS connections per service and after"
+            scale_memory "$label" "$bin"
         fi
     done
 }

@@ -43,8 +43,28 @@ IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 # Worker: holds its share of the connections, answers one line per command on stdout.
 
 
+HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: synack\r\n\r\n"
+# The same request asking synack to close first: its side then waits out TIME-WAIT.
+HTTP_CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: synack\r\nConnection: close\r\n\r\n"
+
+
+def http_response_done(got):
+    """Whether `got` holds a whole HTTP response (head and Content-Length body)."""
+    head, sep, body = got.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return True
+
+
 class Worker:
-    def __init__(self, wid, addr, port, sources):
+    def __init__(self, wid, addr, port, sources, http=False):
+        # http: the "line" is one `GET /` ("close": with `Connection: close`), and its answer
+        # a 200 response.
+        self.http = http
         self.wid = wid
         self.dst = (addr, port)
         self.family = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -114,6 +134,10 @@ class Worker:
                 "secs": time.monotonic() - start}
 
     def line(self, i):
+        if self.http == "close":
+            return HTTP_CLOSE_REQUEST
+        if self.http:
+            return HTTP_REQUEST
         return f"echo {self.wid}.{i} {os.getpid()} {i * 7919 % 100003:06d}\n".encode()
 
     def echo(self, deadline):
@@ -150,7 +174,14 @@ class Worker:
                     del want[fd]
                     continue
                 got[fd] += data
-                if len(got[fd]) >= len(want[fd]):
+                if self.http and http_response_done(got[fd]):
+                    if got[fd].startswith(b"HTTP/1.1 200 "):
+                        ok += 1
+                    else:
+                        bad += 1
+                    ep.unregister(fd)
+                    del want[fd]
+                elif not self.http and len(got[fd]) >= len(want[fd]):
                     if got[fd] == want[fd]:
                         ok += 1
                     else:
@@ -165,9 +196,13 @@ class Worker:
                 "send_failed": send_failed, "samples": samples,
                 "secs": time.monotonic() - start}
 
-    def close(self):
-        for s in self.socks:
+    def close(self, batch=0):
+        """Close every connection; with `batch`, that many at a time 20 ms apart, so that
+        tens of thousands of FINs do not overflow the TUN's queue all at once."""
+        for i, s in enumerate(self.socks):
             s.close()
+            if batch and i % batch == batch - 1:
+                time.sleep(0.02)
         n = len(self.socks)
         self.socks = []
         return {"closed": n}
@@ -178,7 +213,7 @@ def worker_main(args):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
-    w = Worker(args.worker, args.addr, args.port, args.sources())
+    w = Worker(args.worker, args.addr, args.port, args.sources(), http=args.http_mode())
     print(json.dumps({"ready": True}), flush=True)
     for cmd in sys.stdin:
         words = cmd.split()
@@ -190,7 +225,8 @@ def worker_main(args):
         elif words[0] == "echo":
             out = w.echo(deadline)
         elif words[0] == "close":
-            print(json.dumps(w.close()), flush=True)
+            batch = int(words[1]) if len(words) > 2 else 0
+            print(json.dumps(w.close(batch)), flush=True)
             return
         else:
             out = {"error": f"unknown command {words[0]!r}"}
@@ -213,7 +249,7 @@ class EchoClients:
         c.echo(timeout=60)           # {"ok": ..., "bad": ..., "missing": ..., ...}
     """
 
-    def __init__(self, addr, port, procs, sources=(), max_per_proc=MAX_PER_PROC):
+    def __init__(self, addr, port, procs, sources=(), max_per_proc=MAX_PER_PROC, http=False):
         self.procs = []
         self.max_per_proc = max_per_proc
         srcs = ",".join(sources)
@@ -222,6 +258,10 @@ class EchoClients:
                    "--addr", addr, "--port", str(port), "--max-conns", str(max_per_proc)]
             if srcs:
                 cmd += ["--bind", srcs]
+            if http == "close":
+                cmd += ["--http-close"]
+            elif http:
+                cmd += ["--http"]
             self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                                stdout=subprocess.PIPE, text=True))
         self._collect(10, "start")
@@ -287,11 +327,12 @@ class EchoClients:
         out["secs"] = time.monotonic() - start
         return out
 
-    def stop(self):
-        """Close every connection and end the workers (bounded; kills what does not exit)."""
+    def stop(self, batch=0):
+        """Close every connection (`batch` at a time per worker, if given) and end the
+        workers (bounded; kills what does not exit)."""
         for p in self.procs:
             try:
-                p.stdin.write("close 0\n")
+                p.stdin.write(f"close {batch} 0\n" if batch else "close 0\n")
                 p.stdin.close()
             except (BrokenPipeError, ValueError):
                 pass
@@ -363,7 +404,7 @@ def cli_main(args):
         print(json.dumps(obj), flush=True)
 
     status = 0
-    with EchoClients(args.addr, args.port, procs, sources) as c:
+    with EchoClients(args.addr, args.port, procs, sources, http=args.http_mode()) as c:
         held = 0
         if args.rss_pid:
             emit({"step": "idle", "rss_kib": vm_rss_kib(args.rss_pid)})
@@ -387,6 +428,11 @@ def cli_main(args):
         emit(r)
         if r["ok"] != held:
             status = 1
+    if args.settle and args.rss_pid:
+        # Every connection closed: RSS once they are gone (and out of TIME-WAIT, given a
+        # --time-wait shorter than the settling time).
+        time.sleep(args.settle)
+        emit({"step": "gone", "rss_kib": vm_rss_kib(args.rss_pid), "settle_s": args.settle})
     return status
 
 
@@ -399,10 +445,17 @@ def main():
     ap.add_argument("--procs", type=int, default=0, help="worker processes (default: enough)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per step")
     ap.add_argument("--rss-pid", type=int, help="report this process's VmRSS at each step")
+    ap.add_argument("--http", action="store_true",
+                    help="send one keep-alive `GET /` per connection instead of an echo line")
+    ap.add_argument("--http-close", action="store_true",
+                    help="the same with `Connection: close`: synack closes first (TIME-WAIT)")
+    ap.add_argument("--settle", type=float, default=0,
+                    help="after the last step, close everything, wait this long, report RSS")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--max-conns", type=int, default=MAX_PER_PROC, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.sources = lambda: [s for s in args.bind.split(",") if s]
+    args.http_mode = lambda: "close" if args.http_close else args.http
     if args.worker is not None:
         worker_main(args)
         return 0

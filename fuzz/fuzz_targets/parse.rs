@@ -67,7 +67,7 @@ fn check(data: &[u8]) {
                 .expect("an echo reply is no longer than its request");
             assert_eq!(parse(&buf[..n]), Ok(Packet::Other { src: dst, dst: src }));
         }
-        Ok(Packet::Other { .. } | Packet::Udp { .. }) | Err(_) => {}
+        Ok(Packet::Other { .. } | Packet::Udp { .. } | Packet::IcmpError { .. }) | Err(_) => {}
     }
 }
 

@@ -6,8 +6,7 @@ use super::generate;
 use super::{Args, Command};
 use crate::config::plain;
 use crate::driver::control::{
-    Request, Response, StatusRow, decode_response, encode, format_stats, format_status,
-    format_status_info, rows_json,
+    Request, Response, StatusRow, StatusTable, decode_response, encode, format_stats, row_json,
 };
 use crate::driver::socket_dir::{self, check_socket_dir};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
@@ -87,6 +86,8 @@ fn next(reader: &mut BufReader<UnixStream>) -> Result<Option<Response>, String> 
     let mut line = String::new();
     match reader.read_line(&mut line) {
         Ok(0) => Ok(None),
+        // A line cut short: the daemon closed the stream in the middle of a response.
+        Ok(_) if !line.ends_with('\n') => Err(CUT_SHORT.into()),
         Ok(_) => match decode_response(&line)? {
             Response::Error { message } => Err(message),
             r => Ok(Some(r)),
@@ -95,38 +96,95 @@ fn next(reader: &mut BufReader<UnixStream>) -> Result<Option<Response>, String> 
     }
 }
 
-fn status_rows(args: &Args) -> Result<Vec<StatusRow>, String> {
-    let mut r = request(args, &Request::Status)?;
-    match next(&mut r)? {
-        Some(Response::Status { rows }) => Ok(rows),
-        _ => Err("synack sent no status".into()),
+/// What the client says when the daemon ends the stream before the response is complete.
+const CUT_SHORT: &str = "synack closed the control connection before its answer was complete \
+     (it was stopped, or it dropped this client for reading too slowly: a control client may \
+     fall at most 16 MiB behind); run the command again";
+
+/// A write to standard output failed. A closed pipe is the reader's normal end (`synack
+/// status --watch | head`): the command stops at once, silently, with status 0, as a Unix
+/// filter does; anything else is an error to report.
+fn output_failed(e: io::Error) -> String {
+    if is_normal_end(&e) {
+        std::process::exit(0);
+    }
+    format!("cannot write the output: {}", plain(&e))
+}
+
+fn is_normal_end(e: &io::Error) -> bool {
+    e.kind() == ErrorKind::BrokenPipe
+}
+
+/// Write `bytes` to standard output now.
+fn emit(out: &mut impl Write, bytes: &[u8]) -> Result<(), String> {
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(output_failed)
+}
+
+/// Ask for the status and hand each page of rows to `page` as it arrives (the daemon sends
+/// them as they are read, so a table of any size streams through in bounded memory).
+fn status_pages(
+    args: &Args,
+    info: bool,
+    mut page: impl FnMut(Vec<StatusRow>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut r = request(args, &Request::Status { info })?;
+    let mut received = 0u64;
+    loop {
+        match next(&mut r)? {
+            Some(Response::Status { rows }) => {
+                received += rows.len() as u64;
+                page(rows)?;
+            }
+            Some(Response::StatusEnd { rows }) if rows == received => return Ok(()),
+            Some(Response::StatusEnd { rows }) => {
+                return Err(format!(
+                    "synack announced {rows} status rows but sent {received}; run the \
+                     command again"
+                ));
+            }
+            Some(_) => return Err("synack sent something other than status rows".into()),
+            None if received == 0 => return Err("synack sent no status".into()),
+            None => return Err(CUT_SHORT.into()),
+        }
     }
 }
 
 fn status(args: &Args, json: bool, watch: bool, info: bool) -> Result<(), String> {
     loop {
-        let mut rows = status_rows(args)?;
-        if !info {
-            // The daemon always sends the details; `--info` asks to see them.
-            for r in &mut rows {
-                r.info = None;
-            }
-        }
-        let text = if json {
-            rows_json(&rows)
-        } else if info {
-            format_status_info(&rows)
-        } else {
-            format_status(&rows)
-        };
         let mut out = io::stdout().lock();
         if watch && !json {
             // Clear the screen and go home, as `watch` does.
-            let _ = out.write_all(b"\x1b[H\x1b[2J");
+            emit(&mut out, b"\x1b[H\x1b[2J")?;
         }
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| plain(&e))?;
+        if json {
+            // One JSON array, written a row at a time: a valid document however many rows.
+            let mut first = true;
+            status_pages(args, info, |rows| {
+                let mut text = String::new();
+                for row in &rows {
+                    text.push_str(if first { "[\n  " } else { ",\n  " });
+                    first = false;
+                    text.push_str(&row_json(row));
+                }
+                emit(&mut out, text.as_bytes())
+            })?;
+            emit(&mut out, if first { b"[]\n" } else { b"\n]\n" })?;
+        } else {
+            // The columns are sized by the first page (the listeners and the first
+            // connections); a wider cell later widens its own line only, as in `ss`.
+            let mut table: Option<StatusTable> = None;
+            status_pages(args, info, |rows| {
+                let table = table.get_or_insert_with(|| StatusTable::new(&rows));
+                let text = if info {
+                    table.format_info(&rows)
+                } else {
+                    table.format(&rows)
+                };
+                emit(&mut out, text.as_bytes())
+            })?;
+        }
         drop(out);
         if !watch {
             return Ok(());
@@ -152,18 +210,62 @@ fn stats(args: &Args, json: bool) -> Result<(), String> {
     };
     io::stdout()
         .write_all(text.as_bytes())
-        .map_err(|e| plain(&e))
+        .map_err(output_failed)
+}
+
+/// How long `connect` waits for the handshake before it says the SYN goes unanswered: the
+/// first retransmission comes after the initial RTO of 1 s (RFC 6298 §2.1).
+const SYN_NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// What `connect` says, once, when the peer has not answered its SYN.
+fn syn_retry_notice(addr: SocketAddr, gives_up_after_ms: u64) -> String {
+    format!(
+        "synack: no answer from {addr} yet: retransmitting the SYN for up to {} s before \
+         giving up (Ctrl-C stops it sooner)",
+        gives_up_after_ms.div_ceil(1000)
+    )
 }
 
 fn connect(args: &Args, req: Request) -> Result<(), String> {
+    let addr = match &req {
+        Request::Connect { addr, .. } => Some(*addr),
+        _ => None,
+    };
     let mut r = request(args, &req)?;
     let mut out = io::stdout().lock();
-    while let Some(resp) = next(&mut r)? {
+    // The first answer is Connecting; until the handshake completes, a silence longer than
+    // the first RTO is the SYN going unanswered: say so once.
+    let mut pending_notice = None;
+    loop {
+        let resp = match next(&mut r) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => break,
+            Err(_)
+                if pending_notice.is_some()
+                    && r.get_ref().read_timeout().ok().flatten().is_some() =>
+            {
+                if let (Some(addr), Some(ms)) = (addr, pending_notice.take()) {
+                    eprintln!("{}", syn_retry_notice(addr, ms));
+                }
+                let _ = r.get_ref().set_read_timeout(None);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if !matches!(resp, Response::Connecting { .. }) && pending_notice.take().is_some() {
+            let _ = r.get_ref().set_read_timeout(None);
+        }
         match resp {
+            Response::Connecting {
+                gives_up_after_ms, ..
+            } => {
+                pending_notice = Some(gives_up_after_ms);
+                let _ = r.get_ref().set_read_timeout(Some(SYN_NOTICE_AFTER));
+            }
             Response::Data { data } => {
                 out.write_all(&data)
                     .and_then(|()| out.flush())
-                    .map_err(|e| plain(&e))?;
+                    .map_err(output_failed)?;
             }
             Response::Closed { outcome } if outcome == "closed" => return Ok(()),
             Response::Closed { outcome } => return Err(outcome),
@@ -201,7 +303,7 @@ fn trace(args: &Args, follow: bool, svg_dir: Option<&Path>) -> Result<(), String
                     .map_err(|e| format!("cannot write {}: {}", path.display(), plain(&e)))?;
                 writeln!(out, "{}", path.display())
                     .and_then(|()| out.flush())
-                    .map_err(|e| plain(&e))?;
+                    .map_err(output_failed)?;
             }
             // Gone from the endpoint's memory before it could be drawn: nothing to write.
             (Some(_), None) => {}
@@ -209,7 +311,7 @@ fn trace(args: &Args, follow: bool, svg_dir: Option<&Path>) -> Result<(), String
                 .write_all(text.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
                 .and_then(|()| out.flush())
-                .map_err(|e| plain(&e))?,
+                .map_err(output_failed)?,
         }
     }
     Ok(())
@@ -224,4 +326,37 @@ fn svg_file_name(local: &SocketAddr, peer: &SocketAddr) -> String {
         peer.ip(),
         peer.port()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_a_normal_end_and_other_write_errors_are_not() {
+        assert!(is_normal_end(&io::Error::from(ErrorKind::BrokenPipe)));
+        let full = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(!is_normal_end(&full));
+        assert!(output_failed(full).starts_with("cannot write the output: "));
+    }
+
+    #[test]
+    fn an_unanswered_syn_is_announced_once_with_how_long_it_will_try() {
+        let notice = syn_retry_notice("198.18.0.1:8080".parse().unwrap(), 123_000);
+        assert_eq!(
+            notice,
+            "synack: no answer from 198.18.0.1:8080 yet: retransmitting the SYN for up to \
+             123 s before giving up (Ctrl-C stops it sooner)"
+        );
+        assert_eq!(
+            crate::tcp::Config::default().syn_give_up_after().as_secs(),
+            123
+        );
+    }
+
+    #[test]
+    fn a_response_cut_short_says_what_happened_and_what_to_do() {
+        assert!(CUT_SHORT.contains("16 MiB"));
+        assert!(CUT_SHORT.ends_with("run the command again"));
+    }
 }

@@ -96,7 +96,9 @@ pub fn man_page() -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     man.render_title(&mut out)?;
     man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
+    // clap_mangen's synopsis names the flags but not their arguments (`[--mtu]`).
+    out.extend_from_slice(b".SH SYNOPSIS\n");
+    out.extend_from_slice(synopsis(&cmd).as_bytes());
     man.render_description_section(&mut out)?;
     man.render_options_section(&mut out)?;
     out.extend_from_slice(b".SH SUBCOMMANDS\n");
@@ -111,9 +113,8 @@ pub fn man_page() -> io::Result<Vec<u8>> {
         if let Some(about) = sub.get_long_about().or_else(|| sub.get_about()) {
             writeln!(out, "{}", escape(&about.to_string()))?;
         }
+        let mut section = format!(".PP\n{}", synopsis(&sub)).into_bytes();
         let sub_man = Man::new(sub);
-        let mut section = Vec::new();
-        sub_man.render_synopsis_section(&mut section)?;
         sub_man.render_options_section(&mut section)?;
         // Their `.SH` headings would end the SUBCOMMANDS section: paragraph breaks instead.
         for line in section.split_inclusive(|&b| b == b'\n') {
@@ -126,7 +127,83 @@ pub fn man_page() -> io::Result<Vec<u8>> {
     }
     out.extend_from_slice(EXTRA_SECTIONS.as_bytes());
     man.render_version_section(&mut out)?;
-    Ok(out)
+    Ok(break_after_commas(&out))
+}
+
+/// A synopsis line that names each option's argument, as man pages do:
+/// `synack [-i|--iface <NAME>] [--mtu <BYTES>] [-v]... [SUBCOMMAND]`.
+fn synopsis(cmd: &clap::Command) -> String {
+    let name = cmd.get_bin_name().unwrap_or(cmd.get_name());
+    let mut line = format!("\\fB{}\\fR", escape(name));
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let values: Vec<String> = arg
+            .get_value_names()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| format!("\\fI<{}>\\fR", escape(v)))
+            .collect();
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(short), Some(long)) => {
+                format!("\\fB\\-{short}\\fR|\\fB\\-\\-{}\\fR", escape(long))
+            }
+            (None, Some(long)) => format!("\\fB\\-\\-{}\\fR", escape(long)),
+            (Some(short), None) => format!("\\fB\\-{short}\\fR"),
+            // A positional argument: its value name alone.
+            (None, None) => {
+                let value = values.join(" ");
+                line.push(' ');
+                line.push_str(&if arg.is_required_set() {
+                    value
+                } else {
+                    format!("[{value}]")
+                });
+                continue;
+            }
+        };
+        let word = if takes_value && !values.is_empty() {
+            format!("{flag} {}", values.join(" "))
+        } else {
+            flag
+        };
+        let repeats = matches!(
+            arg.get_action(),
+            clap::ArgAction::Append | clap::ArgAction::Count
+        );
+        line.push_str(&format!(" [{word}]{}", if repeats { "..." } else { "" }));
+    }
+    if cmd.has_subcommands() {
+        line.push_str(" [\\fISUBCOMMAND\\fR]");
+    }
+    line.push('\n');
+    line
+}
+
+/// Let troff break a long value list (`loss=2%,dup=1%,...`) after its commas (`\:` is an
+/// invisible break point), and set such a line ragged-right (`.ad l`, then back to `.ad b`):
+/// a line holding one long list has no space to stretch, and troff would warn "cannot adjust
+/// line".
+fn break_after_commas(page: &[u8]) -> Vec<u8> {
+    let list_comma = |line: &[u8], i: usize| {
+        line.get(i) == Some(&b',') && line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace())
+    };
+    let mut out = Vec::with_capacity(page.len() + 256);
+    for line in page.split_inclusive(|&b| b == b'\n') {
+        let request = line.starts_with(b".") || line.starts_with(b"'");
+        if request || !(0..line.len()).any(|i| list_comma(line, i)) {
+            out.extend_from_slice(line);
+            continue;
+        }
+        out.extend_from_slice(b".ad l\n");
+        for (i, &b) in line.iter().enumerate() {
+            out.push(b);
+            if list_comma(line, i) {
+                out.extend_from_slice(b"\\:");
+            }
+        }
+        out.extend_from_slice(b".ad b\n");
+    }
+    out
 }
 
 /// Text for a roff line: backslashes and hyphens escaped, no leading control character.
@@ -206,6 +283,39 @@ mod tests {
                 assert!(script.contains(word), "{shell:?} script lacks {word}");
             }
         }
+    }
+
+    #[test]
+    fn the_synopsis_names_each_options_argument() {
+        let page = man();
+        let synopsis = page
+            .split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().find(|l| !l.starts_with(".ad")))
+            .unwrap();
+        for want in [
+            "[\\fB\\-\\-mtu\\fR \\fI<BYTES>\\fR]",
+            "[\\fB\\-l\\fR|\\fB\\-\\-listen\\fR \\fI<PORT=SERVICE>\\fR]...",
+            "[\\fB\\-\\-ladder\\fR]",
+            "[\\fISUBCOMMAND\\fR]",
+        ] {
+            assert!(synopsis.contains(want), "{want} not in {synopsis}");
+        }
+        // A subcommand's positional argument, by its value name.
+        assert!(
+            page.contains("\\fBsynack connect\\fR \\fI<ADDR:PORT>\\fR"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn long_value_lists_may_break_after_their_commas() {
+        let page = man();
+        assert!(page.contains("loss=2%,\\:dup=1%,\\:"), "{page}");
+        assert_eq!(
+            break_after_commas(b".TH a,b\nx,y, z\nno list, here\n"),
+            b".TH a,b\n.ad l\nx,\\:y, z\n.ad b\nno list, here\n"
+        );
     }
 
     #[test]

@@ -106,6 +106,29 @@ pub(super) fn parse_count(s: &str) -> Result<usize, String> {
     }
 }
 
+/// An `--mtu`: a whole number of bytes from IPv4's minimum up; IPv6's higher minimum is
+/// checked once the addresses are known (`Args::daemon_config`). Said in words, not in
+/// Rust's range syntax.
+pub(super) fn parse_mtu(s: &str) -> Result<u16, String> {
+    let range = || {
+        format!(
+            "must be between {} and 65535 ({} with IPv6 addresses)",
+            super::IPV4_MIN_MTU,
+            super::IPV6_MIN_MTU
+        )
+    };
+    match s.trim().parse::<u64>() {
+        Ok(n) => u16::try_from(n)
+            .ok()
+            .filter(|&n| n >= super::IPV4_MIN_MTU)
+            .ok_or_else(range),
+        Err(_) => Err(format!(
+            "'{s}' is not a whole number of bytes; it {}",
+            range()
+        )),
+    }
+}
+
 /// One `--keepalive [PORT=]DURATION`: for every listener, or for the one on PORT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeepaliveArg {

@@ -64,7 +64,7 @@ pub struct Args {
 
     /// Interface MTU; MSS = MTU-40 (IPv4) / MTU-60 (IPv6)
     #[arg(long = "mtu", value_name = "BYTES", default_value_t = 1500,
-          value_parser = clap::value_parser!(u16).range(i64::from(IPV4_MIN_MTU)..))]
+          value_parser = limits::parse_mtu)]
     pub mtu: u16,
 
     /// A listening port and its service (repeatable): echo, discard, chargen, http,
@@ -92,8 +92,16 @@ pub struct Args {
     #[arg(long = "recovery", value_name = "MODE", default_value = "rack")]
     pub recovery: RecoveryKind,
 
+    /// Path MTU black-hole detection (RFC 4821, as Linux's tcp_mtu_probing): off (only ICMP
+    /// lowers the MSS), blackhole (after three timeouts in a row with no ICMP, fall back to an
+    /// MSS of 1024 and halve it on), always (start every connection at MSS 1024)
+    #[arg(long = "mtu-probing", value_name = "MODE", default_value = "blackhole")]
+    pub mtu_probing: crate::tcp::MtuProbing,
+
     /// Impair the link inside the daemon, both directions, e.g.
-    /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42
+    /// loss=2%,dup=1%,reorder=2%,delay=10ms,jitter=5ms,corrupt=0.1%,rate=100mbit,seed=42;
+    /// mtu=1280 (a smaller next hop: larger packets dropped and answered with ICMP),
+    /// blackhole-mtu=1280 (dropped silently)
     #[arg(long = "impair", value_name = "SPEC")]
     pub impair: Option<ImpairSpec>,
 
@@ -110,8 +118,8 @@ pub struct Args {
     pub backlog: usize,
 
     /// The most connections in any state but TIME-WAIT; past it new SYNs are dropped
-    /// silently. Each idle connection costs about 2 KiB (see docs/PERFORMANCE.md), so the
-    /// default table holds about 128 MiB of connections; buffers are counted apart
+    /// silently. Each idle connection costs about 2.6 KiB (see docs/PERFORMANCE.md), so the
+    /// default table holds about 170 MiB of connections; buffers are counted apart
     /// (--max-buffer-memory)
     #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
           value_parser = limits::parse_count)]
@@ -493,6 +501,7 @@ impl Args {
             gso: false,
             rmem: self.rmem.0,
             wmem: self.wmem.0,
+            mtu_probing: self.mtu_probing,
         }
     }
 

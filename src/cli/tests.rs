@@ -117,6 +117,15 @@ fn bad_addr_and_iface_are_rejected() {
 #[test]
 fn mtu_range_depends_on_ipv6() {
     assert!(parse_err(&["--mtu", "575"]).contains("575"));
+    for bad in ["50", "70000"] {
+        let err = parse_err(&["--mtu", bad]);
+        assert!(
+            err.contains("must be between 576 and 65535 (1280 with IPv6 addresses)"),
+            "{err}"
+        );
+        assert!(!err.contains("..="), "no Rust range syntax: {err}");
+    }
+    assert!(parse_err(&["--mtu", "big"]).contains("'big' is not a whole number of bytes"));
     let low = parse_err(&["--mtu", "1000"]);
     assert!(low.contains("below 1280"), "{low}");
     let v4 = parse(&[

@@ -23,6 +23,13 @@
 //!   direction, or after [`REORDER_HOLD`] if none comes.
 //! - `rate`: packets of one direction are serialised at this many bits per second before
 //!   their delay, queueing behind each other.
+//! - `mtu`: a router whose next hop takes IP packets of at most this many bytes: a larger
+//!   packet is dropped and answered, towards its sender, with ICMP "fragmentation needed"
+//!   (IPv4, RFC 1191) or ICMPv6 "packet too big" (RFC 8201), quoting it, from the address it
+//!   was sent to (as a tunnel's far end would), after the link's delay. Both directions, so
+//!   synack and the kernel's client each see path MTU discovery.
+//! - `blackhole-mtu`: the same packets are dropped silently (a firewall that eats ICMP: the
+//!   PMTUD black hole of RFC 2923 §2.1).
 //! - `limit`: at most this many packets (default 65,536) wait in the impairer (and at most
 //!   [`MAX_QUEUED_BYTES`]); packets beyond are dropped and counted as `overflow`.
 //!
@@ -164,6 +171,10 @@ pub struct ImpairSpec {
     /// The most packets waiting in the impairer at once.
     pub limit: usize,
     pub seed: u64,
+    /// Packets larger than this many bytes are dropped and answered with ICMP (`mtu`).
+    pub mtu: Option<u32>,
+    /// Packets larger than this many bytes are dropped silently (`blackhole-mtu`).
+    pub blackhole_mtu: Option<u32>,
 }
 
 impl ImpairSpec {
@@ -186,6 +197,8 @@ impl ImpairSpec {
             && self.reorder.is_zero()
             && self.corrupt.is_zero()
             && self.rate.is_none()
+            && self.mtu.is_none()
+            && self.blackhole_mtu.is_none()
     }
 
     /// Nothing is dropped, altered, delayed or limited.
@@ -206,11 +219,23 @@ impl Default for ImpairSpec {
             rate: None,
             limit: ImpairSpec::DEFAULT_LIMIT,
             seed: 0,
+            mtu: None,
+            blackhole_mtu: None,
         }
     }
 }
 
-const KEYS: &str = "loss, dup, reorder, corrupt, delay, jitter, rate, limit, seed";
+const KEYS: &str =
+    "loss, dup, reorder, corrupt, delay, jitter, rate, limit, seed, mtu, blackhole-mtu";
+
+/// An MTU for `mtu=` and `blackhole-mtu=`: 68 (RFC 791's minimum) to 65535 bytes.
+fn parse_mtu(value: &str) -> Result<u32, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|n: &u32| (68..=65_535).contains(n))
+        .ok_or_else(|| format!("'{value}' is not an MTU in bytes (68 to 65535, e.g. 1280)"))
+}
 
 impl FromStr for ImpairSpec {
     type Err = String;
@@ -243,6 +268,8 @@ impl FromStr for ImpairSpec {
                 "delay" => spec.delay = micros(parse_duration(value).map_err(wrap)?),
                 "jitter" => spec.jitter = micros(parse_duration(value).map_err(wrap)?),
                 "rate" => spec.rate = Some(parse_rate(value).map_err(wrap)?),
+                "mtu" => spec.mtu = Some(parse_mtu(value).map_err(wrap)?),
+                "blackhole-mtu" => spec.blackhole_mtu = Some(parse_mtu(value).map_err(wrap)?),
                 "limit" => {
                     spec.limit = value
                         .parse()
@@ -285,6 +312,12 @@ impl fmt::Display for ImpairSpec {
         }
         if let Some(rate) = self.rate {
             write!(f, "rate={},", DisplayRate(rate))?;
+        }
+        if let Some(mtu) = self.mtu {
+            write!(f, "mtu={mtu},")?;
+        }
+        if let Some(mtu) = self.blackhole_mtu {
+            write!(f, "blackhole-mtu={mtu},")?;
         }
         if self.limit != ImpairSpec::DEFAULT_LIMIT {
             write!(f, "limit={},", self.limit)?;
@@ -425,6 +458,8 @@ struct Counters {
     reordered: u64,
     corrupted: u64,
     overflow: u64,
+    /// Larger than `mtu` or `blackhole-mtu`: dropped (and, for `mtu`, answered with ICMP).
+    too_big: u64,
 }
 
 /// Applies an [`ImpairSpec`] to a stream of packets. See the module docs.
@@ -448,6 +483,8 @@ pub struct Impairer {
     /// The slot handed out by the last `poll`, recycled on the next call.
     lent: Option<usize>,
     counters: Counters,
+    /// Where the ICMP error answering a packet larger than `mtu` is written.
+    icmp_buf: Vec<u8>,
 }
 
 impl Impairer {
@@ -466,6 +503,7 @@ impl Impairer {
             order: 0,
             lent: None,
             counters: Counters::default(),
+            icmp_buf: Vec::new(),
         }
     }
 
@@ -484,7 +522,7 @@ impl Impairer {
 
     /// The counters, as (name, value) pairs: every packet pushed, every one released, and one
     /// per fault.
-    pub fn counters(&self) -> [(&'static str, u64); 7] {
+    pub fn counters(&self) -> [(&'static str, u64); 8] {
         let c = &self.counters;
         [
             ("packets", c.packets),
@@ -494,6 +532,7 @@ impl Impairer {
             ("reordered", c.reordered),
             ("corrupted", c.corrupted),
             ("overflow", c.overflow),
+            ("too_big", c.too_big),
         ]
     }
 
@@ -517,6 +556,9 @@ impl Impairer {
         self.counters.packets += 1;
         let n = self.counters.packets;
         let len = packet.len();
+        if self.too_big(now, dir, packet, r.jitter) {
+            return;
+        }
         if self.spec.loss.hit(r.loss) {
             self.counters.lost += 1;
             debug!(packet = n, %dir, len, "impair: lost");
@@ -579,6 +621,43 @@ impl Impairer {
             self.counters.duplicated += 1;
             debug!(packet = n, %dir, len, "impair: duplicated");
         }
+    }
+
+    /// `mtu=` and `blackhole-mtu=`: whether `packet` is too big for the next hop, in which case
+    /// it is dropped, and for `mtu=` answered with ICMP towards its sender (RFC 1191 §4,
+    /// RFC 8201 §4; the message quotes as much of it as RFC 1812 §4.3.2.3 / RFC 4443 §2.4
+    /// allow), from the address it was sent to, after the link's delay.
+    fn too_big(&mut self, now: Instant, dir: Direction, packet: &[u8], r: u64) -> bool {
+        let len = u32::try_from(packet.len()).unwrap_or(u32::MAX);
+        let answer = match (self.spec.mtu, self.spec.blackhole_mtu) {
+            (Some(mtu), _) if len > mtu => Some(mtu),
+            (_, Some(mtu)) if len > mtu => None,
+            _ => return false,
+        };
+        self.counters.too_big += 1;
+        debug!(%dir, len, "impair: too big for the next hop");
+        let Some(mtu) = answer else {
+            return true;
+        };
+        let Some((src, dst)) = ip_addresses(packet) else {
+            return true;
+        };
+        let back = match dir {
+            Direction::Inbound => Direction::Outbound,
+            Direction::Outbound => Direction::Inbound,
+        };
+        let mut buf = std::mem::take(&mut self.icmp_buf);
+        buf.resize(1500, 0);
+        let kind = crate::wire::IcmpErrorKind::PacketTooBig { mtu };
+        if let Ok(n) = crate::wire::emit_icmp_error(&mut buf, dst, src, kind, packet)
+            && let Some(msg) = buf.get(..n)
+            && let Some(slot) = self.admit(back, msg, RxMeta::default(), None)
+        {
+            let release = self.in_order(back, self.delayed(now, r));
+            self.enqueue(slot, release);
+        }
+        self.icmp_buf = buf;
+        true
     }
 
     /// The next packet whose release time has come, in order of release time. The bytes are
@@ -713,6 +792,31 @@ impl Impairer {
         // delay - jitter + offset, clamped at zero.
         let us = delay.saturating_add(offset).saturating_sub(jitter);
         at + Duration::from_micros(us)
+    }
+}
+
+/// The source and destination addresses of an IPv4 or IPv6 packet.
+fn ip_addresses(p: &[u8]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let at = |from: usize, to: usize| p.get(from..to);
+    match p.first()? >> 4 {
+        4 => {
+            let src: [u8; 4] = at(12, 16)?.try_into().ok()?;
+            let dst: [u8; 4] = at(16, 20)?.try_into().ok()?;
+            Some((
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(dst)),
+            ))
+        }
+        6 => {
+            let src: [u8; 16] = at(8, 24)?.try_into().ok()?;
+            let dst: [u8; 16] = at(24, 40)?.try_into().ok()?;
+            Some((
+                IpAddr::V6(Ipv6Addr::from(src)),
+                IpAddr::V6(Ipv6Addr::from(dst)),
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -1088,5 +1192,79 @@ mod tests {
         let a = lost("loss=10%,seed=8");
         assert!(!a.is_empty());
         assert_eq!(a, lost("loss=10%,dup=30%,seed=8"));
+    }
+
+    /// A TCP segment of `payload` bytes from `src` to `dst`, as a packet.
+    fn tcp_packet(src: &str, dst: &str, payload: usize) -> Vec<u8> {
+        let mut buf = vec![0; 2000];
+        let data = vec![0u8; payload];
+        let seg = crate::wire::TcpSegment {
+            src_port: 80,
+            dst_port: 40000,
+            seq: crate::seqnum::SeqNum::new(77),
+            flags: crate::wire::Flags::ACK,
+            payload: &data,
+            ..crate::wire::SEGMENT_TEMPLATE
+        };
+        let n = crate::wire::emit_tcp(&mut buf, src.parse().unwrap(), dst.parse().unwrap(), &seg)
+            .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn mtu_drops_larger_packets_and_answers_their_sender_with_icmp_both_ways() {
+        for (a, b, mtu) in [
+            ("198.18.0.2", "198.18.0.1", 1280),
+            ("2001:2::2", "2001:2::1", 1280),
+        ] {
+            let mut imp = Impairer::new(spec(&format!("mtu={mtu},delay=5ms")));
+            for dir in [Direction::Outbound, Direction::Inbound] {
+                imp.push(
+                    T0,
+                    dir,
+                    &tcp_packet(a, b, 1240 - 20 * usize::from(a.contains(':'))),
+                );
+                imp.push(T0, dir, &tcp_packet(a, b, 1400));
+                let at = T0 + Duration::from_millis(5);
+                let (d1, p1) = imp.poll(at).map(|(d, p)| (d, p.to_vec())).unwrap();
+                assert_eq!((d1, p1.len()), (dir, 1280), "the one that fits passes");
+                let (d2, p2) = imp.poll(at).map(|(d, p)| (d, p.to_vec())).unwrap();
+                assert_ne!(d2, dir, "the answer goes back towards the sender");
+                let Ok(crate::wire::Packet::IcmpError { src, dst, error }) =
+                    crate::wire::parse(&p2)
+                else {
+                    panic!("{:?}", crate::wire::parse(&p2));
+                };
+                assert_eq!((src, dst), (b.parse().unwrap(), a.parse().unwrap()));
+                assert_eq!(error.kind, crate::wire::IcmpErrorKind::PacketTooBig { mtu });
+                assert_eq!(error.seq, crate::seqnum::SeqNum::new(77));
+                assert!(imp.poll(at).is_none());
+            }
+            assert_eq!(count(&imp, "too_big"), 2);
+        }
+    }
+
+    #[test]
+    fn blackhole_mtu_drops_larger_packets_silently() {
+        let mut imp = Impairer::new(spec("blackhole-mtu=1280"));
+        imp.push(
+            T0,
+            Direction::Outbound,
+            &tcp_packet("198.18.0.2", "198.18.0.1", 1400),
+        );
+        imp.push(
+            T0,
+            Direction::Inbound,
+            &tcp_packet("198.18.0.1", "198.18.0.2", 100),
+        );
+        let (dir, p) = imp.poll(T0).unwrap();
+        assert_eq!((dir, p.len()), (Direction::Inbound, 140));
+        assert!(imp.poll(T0).is_none());
+        assert_eq!(count(&imp, "too_big"), 1);
+        let s = spec("mtu=1400,blackhole-mtu=1280,seed=1");
+        assert_eq!(s.to_string(), "mtu=1400,blackhole-mtu=1280,seed=1");
+        assert!(!s.only_delays());
+        assert!("mtu=40".parse::<ImpairSpec>().is_err());
     }
 }

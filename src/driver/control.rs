@@ -16,11 +16,18 @@ use std::net::SocketAddr;
 /// The longest request line the daemon reads (a `connect` carries its data hex-encoded).
 pub const MAX_REQUEST_LINE: usize = 4 * 1024 * 1024;
 
+/// Connections per page of `status` rows (about 300 KiB of JSON, 600 KiB with `--info`).
+pub const STATUS_PAGE: usize = 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    /// One row per connection and listener.
-    Status,
+    /// One row per connection and listener, in pages ([`Response::Status`], then
+    /// [`Response::StatusEnd`]); with `info`, each connection's `ss -ti` fields too.
+    Status {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        info: bool,
+    },
     /// The counters.
     Stats,
     /// Open a connection to `addr`, send `data`, half-close, stream back what arrives.
@@ -42,15 +49,25 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
+    /// A page of `status` rows: the listeners, then up to [`STATUS_PAGE`] connections per
+    /// page, sent as the client reads them (so a table of any size is listed with bounded
+    /// memory in the daemon and no stall of the data path).
     Status {
         rows: Vec<StatusRow>,
+    },
+    /// The last page has been sent: `rows` rows in all.
+    StatusEnd {
+        rows: u64,
     },
     Stats {
         counters: Vec<(String, u64)>,
     },
-    /// The active open began: our address and port.
+    /// The active open began: our address and port, and how long an unanswered SYN is
+    /// retransmitted before the open fails.
     Connecting {
         local: SocketAddr,
+        #[serde(default)]
+        gives_up_after_ms: u64,
     },
     /// The handshake completed.
     Connected,
@@ -116,9 +133,12 @@ pub struct StatusRow {
     /// The send buffer limit.
     #[serde(default)]
     pub snd_buf: usize,
-    /// Bytes this connection holds in its queues (charged to --max-buffer-memory).
+    /// Bytes this connection and its service hold (charged to --max-buffer-memory).
     #[serde(default)]
     pub mem: usize,
+    /// `/connections.json` only: a recently closed connection (no longer in the table).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 impl From<&ConnStatus> for StatusRow {
@@ -162,20 +182,25 @@ impl From<&ConnStatus> for StatusRow {
             snd_wnd: s.snd_wnd,
             snd_buf: s.snd_buf,
             mem: s.mem,
+            closed: false,
         }
     }
 }
 
-/// `synack status --json`: the rows as a pretty-printed JSON array (also `GET
-/// /connections.json`, through `Endpoint::set_status_json`).
-pub fn status_json(rows: &[ConnStatus]) -> String {
+/// `GET /connections.json` (through `Endpoint::set_status_json`): the rows of `synack status
+/// --json`, then the recently closed connections `/connections` lists, each with the state
+/// it ended in and `"closed": true`, as a pretty-printed JSON array.
+pub fn status_json(rows: &[ConnStatus], closed: &[ConnStatus]) -> String {
     // As `synack status --json` prints them: without `--info`'s details.
+    let row = |r: &ConnStatus, closed: bool| StatusRow {
+        info: None,
+        closed,
+        ..StatusRow::from(r)
+    };
     let rows: Vec<StatusRow> = rows
         .iter()
-        .map(|r| StatusRow {
-            info: None,
-            ..StatusRow::from(r)
-        })
+        .map(|r| row(r, false))
+        .chain(closed.iter().map(|r| row(r, true)))
         .collect();
     rows_json(&rows)
 }
@@ -231,81 +256,100 @@ pub fn decode_response(line: &str) -> Result<Response, String> {
 /// `synack status --info`: the table, each connection followed by its `ss -ti` fields on an
 /// indented line (`name:value`, unknown ones left out).
 pub fn format_status_info(rows: &[StatusRow]) -> String {
-    let table = format_status(rows);
-    let mut lines = table.lines();
-    let mut out = String::new();
-    if let Some(header) = lines.next() {
-        out.push_str(header);
-        out.push('\n');
-    }
-    for (line, row) in lines.zip(rows) {
-        out.push_str(line);
-        out.push('\n');
-        if let Some(info) = &row.info {
-            // In `ss -ti`'s order (the JSON object's is alphabetical).
-            let order = crate::tcp::TcpInfo::default().entries();
-            let fields: Vec<String> = order
-                .iter()
-                .filter_map(|(k, _)| Some((*k, info.get(*k).filter(|v| !v.is_null())?)))
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) if s.contains(' ') => format!("{k}:\"{s}\""),
-                    serde_json::Value::String(s) => format!("{k}:{s}"),
-                    v => format!("{k}:{v}"),
-                })
-                .collect();
-            let _ = writeln!(out, "\t {}", fields.join(" "));
-        }
-    }
-    out
+    StatusTable::new(rows).format_info(rows)
 }
 
 /// `synack status` as a table, like `ss -tan` with a few more columns.
 pub fn format_status(rows: &[StatusRow]) -> String {
-    let ms =
-        |us: Option<u64>| us.map_or(String::new(), |us| format!("{:.1}ms", us as f64 / 1000.0));
-    let age = |us: Option<u64>| us.map_or(String::new(), format_age);
-    let mut table: Vec<[String; 11]> = vec![[
-        "State".into(),
-        "Recv-Q".into(),
-        "Send-Q".into(),
-        "Local Address:Port".into(),
-        "Peer Address:Port".into(),
-        "RTT".into(),
-        "RTO".into(),
-        "cwnd".into(),
-        "Retrans".into(),
-        "Age".into(),
-        "App".into(),
-    ]];
-    for r in rows {
-        table.push([
-            r.state.clone(),
-            r.recv_q.to_string(),
-            r.send_q.to_string(),
-            r.local.to_string(),
-            r.peer.map_or("*:*".into(), |p| p.to_string()),
-            ms(r.rtt_us),
-            ms(r.rto_us),
-            r.cwnd.map_or(String::new(), |c| c.to_string()),
-            if r.peer.is_some() {
-                r.retransmissions.to_string()
-            } else {
-                String::new()
-            },
-            age(r.age_us),
-            r.app.clone(),
-        ]);
-    }
-    let mut widths = [0usize; 11];
-    for row in &table {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    StatusTable::new(rows).format(rows)
+}
+
+/// One status row as compact JSON: an element of `synack status --json`'s array.
+pub fn row_json(row: &StatusRow) -> String {
+    serde_json::to_string(row).unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+}
+
+/// The `synack status` table, printed a page at a time: the column widths come from the
+/// first page (and the header), and the header is printed before the first row.
+pub struct StatusTable {
+    widths: [usize; COLUMNS],
+    header_done: bool,
+}
+
+const COLUMNS: usize = 11;
+
+const HEADER: [&str; COLUMNS] = [
+    "State",
+    "Recv-Q",
+    "Send-Q",
+    "Local Address:Port",
+    "Peer Address:Port",
+    "RTT",
+    "RTO",
+    "cwnd",
+    "Retrans",
+    "Age",
+    "App",
+];
+
+impl StatusTable {
+    /// Columns wide enough for the header and `first` rows.
+    pub fn new(first: &[StatusRow]) -> StatusTable {
+        let mut widths = HEADER.map(|h| h.chars().count());
+        for row in first {
+            for (w, cell) in widths.iter_mut().zip(cells(row)) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        StatusTable {
+            widths,
+            header_done: false,
         }
     }
-    let mut out = String::new();
-    for row in &table {
+
+    /// The lines of `rows` (after the header, the first time).
+    pub fn format(&mut self, rows: &[StatusRow]) -> String {
+        let mut out = self.header();
+        for row in rows {
+            self.line(&mut out, &cells(row));
+        }
+        out
+    }
+
+    /// As [`StatusTable::format`], each connection followed by its `ss -ti` fields.
+    pub fn format_info(&mut self, rows: &[StatusRow]) -> String {
+        let mut out = self.header();
+        for row in rows {
+            self.line(&mut out, &cells(row));
+            if let Some(info) = &row.info {
+                // In `ss -ti`'s order (the JSON object's is alphabetical).
+                let order = crate::tcp::TcpInfo::default().entries();
+                let fields: Vec<String> = order
+                    .iter()
+                    .filter_map(|(k, _)| Some((*k, info.get(*k).filter(|v| !v.is_null())?)))
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) if s.contains(' ') => format!("{k}:\"{s}\""),
+                        serde_json::Value::String(s) => format!("{k}:{s}"),
+                        v => format!("{k}:{v}"),
+                    })
+                    .collect();
+                let _ = writeln!(out, "\t {}", fields.join(" "));
+            }
+        }
+        out
+    }
+
+    fn header(&mut self) -> String {
+        let mut out = String::new();
+        if !std::mem::replace(&mut self.header_done, true) {
+            self.line(&mut out, &HEADER.map(String::from));
+        }
+        out
+    }
+
+    fn line(&self, out: &mut String, row: &[String; COLUMNS]) {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in row.iter().zip(self.widths).enumerate() {
             // Numbers right-aligned (as ss does for the queues), text left-aligned.
             let numeric = matches!(i, 1 | 2 | 5..=9);
             if numeric {
@@ -317,7 +361,30 @@ pub fn format_status(rows: &[StatusRow]) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    out
+}
+
+/// A row's cells, in [`HEADER`]'s order.
+fn cells(r: &StatusRow) -> [String; COLUMNS] {
+    let ms =
+        |us: Option<u64>| us.map_or(String::new(), |us| format!("{:.1}ms", us as f64 / 1000.0));
+    let age = |us: Option<u64>| us.map_or(String::new(), format_age);
+    [
+        r.state.clone(),
+        r.recv_q.to_string(),
+        r.send_q.to_string(),
+        r.local.to_string(),
+        r.peer.map_or("*:*".into(), |p| p.to_string()),
+        ms(r.rtt_us),
+        ms(r.rto_us),
+        r.cwnd.map_or(String::new(), |c| c.to_string()),
+        if r.peer.is_some() {
+            r.retransmissions.to_string()
+        } else {
+            String::new()
+        },
+        age(r.age_us),
+        r.app.clone(),
+    ]
 }
 
 fn format_age(us: u64) -> String {
@@ -397,7 +464,8 @@ mod tests {
     #[test]
     fn requests_round_trip_as_one_json_line() {
         let requests = [
-            Request::Status,
+            Request::Status { info: false },
+            Request::Status { info: true },
             Request::Stats,
             Request::Connect {
                 addr: "198.18.0.1:8080".parse().unwrap(),
@@ -424,7 +492,10 @@ mod tests {
             }),
             "{\"cmd\":\"connect\",\"addr\":\"[2001:2::1]:80\",\"data\":\"410a\"}\n"
         );
-        assert_eq!(encode(&Request::Status), "{\"cmd\":\"status\"}\n");
+        assert_eq!(
+            encode(&Request::Status { info: false }),
+            "{\"cmd\":\"status\"}\n"
+        );
     }
 
     #[test]
@@ -446,6 +517,7 @@ mod tests {
         let responses = [
             Response::Connecting {
                 local: "198.18.0.2:50000".parse().unwrap(),
+                gives_up_after_ms: 123_000,
             },
             Response::Connected,
             Response::Data {
@@ -593,10 +665,59 @@ TIME-WAIT       0      12  198.18.0.2:80       198.18.0.1:51234   0.2ms  200.0ms
         assert_eq!(json["info"]["cwnd"], 14480);
         assert_eq!(json["info"]["ssthresh"], serde_json::Value::Null);
         // /connections.json is status --json: without the details.
-        assert!(!status_json(&[with_info]).contains("\"info\""));
+        assert!(!status_json(std::slice::from_ref(&with_info), &[]).contains("\"info\""));
+        // Recently closed connections (for /connections.json) are marked; open ones are not.
+        let listed: serde_json::Value = serde_json::from_str(&status_json(
+            std::slice::from_ref(&with_info),
+            std::slice::from_ref(&with_info),
+        ))
+        .unwrap();
+        let closed: Vec<Option<&serde_json::Value>> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.get("closed"))
+            .collect();
+        assert_eq!(closed, [None, Some(&serde_json::Value::Bool(true))]);
         for field in ["rcv_wnd", "rcv_space", "snd_wnd", "snd_buf", "mem"] {
             assert!(json.get(field).is_some(), "{field} in {json}");
         }
+    }
+
+    #[test]
+    fn a_paged_table_prints_its_header_once_with_the_first_page_widths() {
+        let row = |port: u16| StatusRow {
+            state: "ESTABLISHED".into(),
+            recv_q: 0,
+            send_q: 0,
+            local: "198.18.0.2:7".parse().unwrap(),
+            peer: Some(SocketAddr::new("198.18.0.1".parse().unwrap(), port)),
+            app: "echo".into(),
+            rtt_us: None,
+            rto_us: None,
+            cwnd: None,
+            retransmissions: 0,
+            age_us: None,
+            pid: None,
+            upstream_local: None,
+            info: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
+            closed: false,
+        };
+        let mut table = StatusTable::new(&[row(1000)]);
+        let first = table.format(&[row(1000)]);
+        let second = table.format(&[row(1001)]);
+        assert!(first.starts_with("State"), "{first}");
+        assert_eq!(first.lines().count(), 2);
+        assert_eq!(second.lines().count(), 1, "no second header: {second}");
+        assert_eq!(first.lines().nth(1).unwrap().len(), second.trim_end().len());
+        assert_eq!(format_status(&[row(1000)]), first);
+        // Each row of `status --json` is one line of JSON.
+        assert!(!row_json(&row(1000)).contains('\n'));
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! stale file from a daemon that died is removed at startup, and ours is removed on exit.
 
 use super::control::{
-    MAX_REQUEST_LINE, Request, Response, StatusRow, client_responses, decode_request, encode,
+    MAX_REQUEST_LINE, Request, Response, STATUS_PAGE, StatusRow, client_responses, decode_request,
+    encode,
 };
 use super::socket_dir::make_socket_dir;
 use crate::config::plain;
-use crate::endpoint::{ClientId, Endpoint};
+use crate::endpoint::{ClientId, Endpoint, StatusCursor};
 use crate::time::Instant;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
@@ -24,6 +25,9 @@ const MAX_CLIENTS: usize = 64;
 /// How much unsent output a client may have before it is dropped (a `connect` of a fast
 /// sender to a stalled reader).
 const MAX_PENDING_OUTPUT: usize = 16 * 1024 * 1024;
+/// A `status` client gets its next page once its unsent output is below this: the daemon
+/// never holds more than about a page for it, however large the table.
+const STATUS_LOW_WATER: usize = 256 * 1024;
 
 /// What a client is waiting for.
 enum Mode {
@@ -33,6 +37,12 @@ enum Mode {
     Connect { id: ClientId, connected: bool },
     /// `trace --follow`: each connection's ladder as it closes (with `svg`, its picture too).
     Follow { svg: bool },
+    /// `status`: the rows a page at a time, as the client reads them.
+    Status {
+        cursor: StatusCursor,
+        info: bool,
+        rows: u64,
+    },
     /// Everything is said: close once the output is flushed.
     Done,
 }
@@ -101,6 +111,14 @@ impl ControlServer {
             .any(|c| matches!(c.mode, Mode::Follow { .. }))
     }
 
+    /// Some `status` client has read its last page and waits for the next: the loop turns
+    /// again at once (one page per client per turn, the data path served in between).
+    pub fn wants_turn(&self) -> bool {
+        self.clients
+            .values()
+            .any(|c| matches!(c.mode, Mode::Status { .. }) && c.output.len() < STATUS_LOW_WATER)
+    }
+
     /// A readiness event for the listener or a client.
     pub fn on_event(&mut self, token: Token, registry: &Registry, ep: &mut Endpoint, now: Instant) {
         if token.0 == self.first_token {
@@ -158,6 +176,7 @@ impl ControlServer {
         registry: &Registry,
         ep: &mut Endpoint,
         ladders: &[(crate::wire::Quad, String)],
+        now: Instant,
     ) {
         let mut closed = Vec::new();
         for (token, client) in &mut self.clients {
@@ -191,6 +210,7 @@ impl ControlServer {
                         });
                     }
                 }
+                Mode::Status { .. } => client.status_page(ep, now),
                 Mode::Request | Mode::Done => {}
             }
             let done = matches!(client.mode, Mode::Done) && client.output.is_empty();
@@ -275,9 +295,13 @@ impl Client {
         }
         self.mode = Mode::Done;
         match req {
-            Request::Status => {
-                let rows = ep.snapshot(now).iter().map(StatusRow::from).collect();
-                self.send(&Response::Status { rows });
+            Request::Status { info } => {
+                self.mode = Mode::Status {
+                    cursor: StatusCursor::default(),
+                    info,
+                    rows: 0,
+                };
+                self.status_page(ep, now);
             }
             Request::Stats => {
                 let counters = ep
@@ -290,7 +314,12 @@ impl Client {
             Request::Connect { addr, data } => match ep.connect(now, addr, data) {
                 Ok(id) => {
                     if let Some(local) = ep.client_local(id) {
-                        self.send(&Response::Connecting { local });
+                        let gives_up_after_ms =
+                            u64::try_from(ep.syn_give_up_after().as_millis()).unwrap_or(u64::MAX);
+                        self.send(&Response::Connecting {
+                            local,
+                            gives_up_after_ms,
+                        });
                     }
                     self.mode = Mode::Connect {
                         id,
@@ -316,6 +345,43 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The next page of a `status`, if the client has read the last one; the end once
+    /// every row has been sent.
+    fn status_page(&mut self, ep: &Endpoint, now: Instant) {
+        let Mode::Status {
+            mut cursor,
+            info,
+            mut rows,
+        } = self.mode
+        else {
+            return;
+        };
+        if self.output.len() >= STATUS_LOW_WATER {
+            return;
+        }
+        let page: Vec<StatusRow> = ep
+            .snapshot_page(now, &mut cursor, STATUS_PAGE)
+            .iter()
+            .map(|r| {
+                let mut row = StatusRow::from(r);
+                if !info {
+                    row.info = None;
+                }
+                row
+            })
+            .collect();
+        if !page.is_empty() {
+            rows += page.len() as u64;
+            self.send(&Response::Status { rows: page });
+        }
+        self.mode = if cursor.is_done() {
+            self.send(&Response::StatusEnd { rows });
+            Mode::Done
+        } else {
+            Mode::Status { cursor, info, rows }
+        };
     }
 
     /// Write what is pending; false when the client has gone away.

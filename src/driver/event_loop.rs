@@ -208,6 +208,8 @@ pub struct EventLoop<'d, D: Device> {
     upstreams: Upstreams,
     grace: Duration,
     obs: Observers,
+    /// Memory given back after a burst (`trim.rs`).
+    trim: super::trim::HeapTrim,
 }
 
 impl<'d, D: Device> EventLoop<'d, D> {
@@ -238,6 +240,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
             upstreams: Upstreams::default(),
             grace,
             obs: Observers::default(),
+            trim: Default::default(),
         })
     }
 
@@ -269,7 +272,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
         self.programs.stop_all();
         self.upstreams.stop_all();
         // The ladders of the connections the shutdown closed.
-        self.obs.after_poll(self.poll.registry(), core.endpoint());
+        self.obs
+            .after_poll(self.poll.registry(), core.endpoint(), clock.now());
         log_counters(core, &stats);
         result.map(|()| stats)
     }
@@ -292,7 +296,10 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = if backlog {
+            // A `status` client waiting for its next page (control_server.rs) is served on
+            // the next turn, as a backlog of packets is.
+            let paging = self.obs.control.as_ref().is_some_and(|c| c.wants_turn());
+            let timeout = if backlog || paging {
                 Some(Duration::ZERO)
             } else {
                 deadline.map(|d| d.saturating_since(now))
@@ -389,8 +396,10 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 self.programs.pump(ep, registry, now, &ran);
                 self.upstreams.pump(ep, registry, now, &ran);
                 ran.clear();
+                self.trim.after_poll(ep);
             }
-            self.obs.after_poll(self.poll.registry(), core.endpoint());
+            self.obs
+                .after_poll(self.poll.registry(), core.endpoint(), now);
             let mut tx = DeviceTx {
                 dev: self.dev,
                 stats: &mut *stats,

@@ -292,14 +292,16 @@ impl Programs {
         };
         p.ended = true;
         self.maybe_finished = true;
-        // Its pipes close; a program still reading sees EOF, one still writing EPIPE.
-        p.close_stdin(registry);
-        p.close_stdout(registry);
         if reset && p.status.is_none() {
-            debug!(%quad, pid = p.child.id(), "connection reset: killing the program");
+            // Killed before its pipes close, so that it dies of our SIGKILL rather than of
+            // the SIGPIPE a write to its closed stdout would bring; its exit is logged once,
+            // with the reason (`exit_message`).
             p.killed = true;
             let _ = p.child.kill();
         }
+        // Its pipes close; a program still reading sees EOF, one still writing EPIPE.
+        p.close_stdin(registry);
+        p.close_stdout(registry);
     }
 }
 
@@ -476,7 +478,7 @@ impl Program {
         self.log_stderr(registry);
         self.flush_line();
         let quad = self.quad;
-        info!(%quad, pid = self.child.id(), "program {}", describe(status));
+        info!(%quad, pid = self.child.id(), "{}", exit_message(status, self.killed));
         self.close_stdin(registry);
         if self.ended || self.killed {
             return;
@@ -517,6 +519,19 @@ impl Program {
     }
 }
 
+/// The one line logged when a program ends: how, and, when the client's RST made synack
+/// stop it, that this is why.
+fn exit_message(status: ExitStatus, killed_for_reset: bool) -> String {
+    if killed_for_reset {
+        format!(
+            "the client reset the connection, so synack stopped the program ({})",
+            describe(status)
+        )
+    } else {
+        format!("program {}", describe(status))
+    }
+}
+
 /// "exited with status 0", "killed by signal 9".
 fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
@@ -553,4 +568,25 @@ fn set_nonblocking(fd: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_program_stopped_for_a_client_reset_is_logged_once_with_the_reason() {
+        // Raw wait statuses: 13 is "killed by SIGPIPE", 9 << 8 "exited with status 9".
+        let sigpipe = ExitStatus::from_raw(13);
+        assert_eq!(
+            exit_message(sigpipe, true),
+            "the client reset the connection, so synack stopped the program (killed by signal 13)"
+        );
+        assert_eq!(exit_message(sigpipe, false), "program killed by signal 13");
+        assert_eq!(
+            exit_message(ExitStatus::from_raw(9 << 8), false),
+            "program exited with status 9"
+        );
+    }
 }

@@ -135,11 +135,22 @@ impl<C: Core> Core for Impaired<C> {
     }
 
     fn endpoint(&mut self) -> Option<&mut crate::endpoint::Endpoint> {
-        self.inner.endpoint()
+        // The link's counters go to the endpoint whenever the driver turns to it, so that
+        // `synack stats` and `/metrics` show them (at most a turn old).
+        let link = self.link.counters().map(|(name, v)| (impair_name(name), v));
+        let ep = self.inner.endpoint()?;
+        ep.set_link_counters(&link);
+        Some(ep)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        let mut all = self.inner.counters();
+        // The endpoint's, with the link's as they are now (not as last handed over).
+        let mut all: Vec<_> = self
+            .inner
+            .counters()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("impair_"))
+            .collect();
         for (name, value) in self.link.counters() {
             all.push((impair_name(name), value));
         }
@@ -157,6 +168,7 @@ fn impair_name(name: &str) -> &'static str {
         "reordered" => "impair_reordered",
         "corrupted" => "impair_corrupted",
         "overflow" => "impair_overflow",
+        "too_big" => "impair_too_big",
         _ => "impair_other",
     }
 }

@@ -16,6 +16,7 @@ mod notify;
 mod observe;
 pub mod pcap;
 pub mod socket_dir;
+mod trim;
 
 pub use event_loop::{Clock, Core, Device, EventLoop, LoopStats};
 pub use forward::UpstreamOptions;

@@ -126,7 +126,7 @@ impl Observers {
 
     /// After the endpoint's poll: print and stream the ladders of closed connections, answer
     /// the control clients, flush the capture.
-    pub fn after_poll(&mut self, registry: &Registry, ep: Option<&mut Endpoint>) {
+    pub fn after_poll(&mut self, registry: &Registry, ep: Option<&mut Endpoint>, now: Instant) {
         if let Some(ep) = ep {
             let followers = self.control.as_ref().is_some_and(|c| c.has_followers());
             ep.set_collect_ladders(self.ladder.is_some() || followers);
@@ -137,7 +137,7 @@ impl Observers {
                 }
             }
             if let Some(ctl) = self.control.as_mut() {
-                ctl.after_poll(registry, ep, &ladders);
+                ctl.after_poll(registry, ep, &ladders, now);
             }
         }
         self.capture.flush();

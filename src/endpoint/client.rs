@@ -58,6 +58,9 @@ pub enum ClientOutcome {
     TimedOut,
     /// We aborted it (shutdown).
     Aborted,
+    /// An ICMP error about our segments ended it (in SYN-SENT any; later a hard one), or a
+    /// soft one was the last word before it timed out.
+    Unreachable(crate::wire::IcmpErrorKind),
 }
 
 impl ClientOutcome {
@@ -68,6 +71,30 @@ impl ClientOutcome {
             ClientOutcome::Reset => "connection reset by peer",
             ClientOutcome::TimedOut => "connection timed out",
             ClientOutcome::Aborted => "connection aborted",
+            ClientOutcome::Unreachable(kind) => match kind {
+                crate::wire::IcmpErrorKind::PortUnreachable => {
+                    "connection refused (ICMP port unreachable)"
+                }
+                crate::wire::IcmpErrorKind::NetUnreachable => {
+                    "network is unreachable (ICMP from the path)"
+                }
+                crate::wire::IcmpErrorKind::HostUnreachable => {
+                    "no route to host (ICMP host unreachable from the path)"
+                }
+                crate::wire::IcmpErrorKind::TimeExceeded => {
+                    "no route to host (ICMP time exceeded: a routing loop or too few hops)"
+                }
+                crate::wire::IcmpErrorKind::AdminProhibited => {
+                    "no route to host (ICMP: administratively prohibited by a filter)"
+                }
+                crate::wire::IcmpErrorKind::ProtocolUnreachable => {
+                    "protocol not available (ICMP protocol unreachable: the host runs no TCP)"
+                }
+                crate::wire::IcmpErrorKind::ParameterProblem => {
+                    "protocol error (ICMP parameter problem)"
+                }
+                crate::wire::IcmpErrorKind::PacketTooBig { .. } => "message too long",
+            },
         }
     }
 
@@ -78,6 +105,7 @@ impl ClientOutcome {
             Some(ResetCause::PeerReset) => ClientOutcome::Reset,
             Some(ResetCause::TimedOut) => ClientOutcome::TimedOut,
             Some(ResetCause::Aborted) => ClientOutcome::Aborted,
+            Some(ResetCause::Unreachable(kind)) => ClientOutcome::Unreachable(kind),
         }
     }
 }
@@ -143,6 +171,11 @@ impl Endpoint {
     /// RFC 9293 §3.10.1 OPEN (active): connect to `remote` from our address of the same family
     /// and a free ephemeral port, send `data`, half-close, and collect the reply. The SYN goes
     /// out at the next [`Endpoint::poll`].
+    /// How long an active open whose SYN is never answered lasts before it fails.
+    pub fn syn_give_up_after(&self) -> crate::time::Duration {
+        self.tcp.syn_give_up_after()
+    }
+
     pub fn connect(
         &mut self,
         now: Instant,
@@ -174,7 +207,7 @@ impl Endpoint {
         let iss = self.isn.isn(now, &quad);
         let conn = Connection::connect(now, quad, iss, self.local_mss(&quad), &self.tcp);
         self.counters.active_opens += 1;
-        let id = self.insert(quad, Entry::new(conn, App::Client(Client::new(data))));
+        let id = self.insert(now, quad, Entry::new(conn, App::Client(Client::new(data))));
         self.mark_dirty(id);
         let client = ClientId(self.clients.next_id);
         self.clients.next_id += 1;
@@ -242,7 +275,10 @@ impl Endpoint {
             });
         }
         let slot = self.table.get(&quad).copied()?;
-        let entry = self.slots.get_mut(slot).and_then(|s| s.entry.as_mut())?;
+        let entry = self
+            .slots
+            .get_mut(slot)
+            .and_then(|s| s.entry.as_deref_mut())?;
         let App::Client(client) = &mut entry.app else {
             return None;
         };

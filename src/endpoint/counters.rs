@@ -10,11 +10,15 @@ use crate::tcp::ConnEvents;
 use crate::wire::DropReason;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident $(=> $linux:literal)?),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident $(=> $linux:literal)?),* $(,)?) => {
+        /// Each counter's doc comment, in declaration order (empty for one that shares the
+        /// comment of the counter before it): what `/metrics` says it counts.
+        const DOCS: &[(&str, &str)] = &[$((stringify!($name), concat!($($doc, "\n",)* "")),)*];
+
         /// Event counters of the endpoint.
         #[derive(Clone, Debug, Default)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
             /// Packets dropped by the parser, by reason (indexed like `DropReason::ALL`).
             pub parse_drops: [u64; DropReason::ALL.len()],
         }
@@ -42,6 +46,58 @@ macro_rules! counters {
             }
         }
     };
+}
+
+impl Counters {
+    /// What the counter `name` counts, in one line: its doc comment (shared by a group of
+    /// counters declared together), or the parser's drop reason, or the link impairer's fault
+    /// (`--impair`); with Linux's counter, where Linux keeps one (for `/metrics`' HELP lines).
+    pub fn help(name: &str) -> String {
+        let text = match DOCS.iter().position(|(n, _)| *n == name) {
+            Some(i) => DOCS
+                .get(..=i)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .map(|(_, doc)| *doc)
+                .find(|doc| !doc.trim().is_empty())
+                .map(str::to_owned),
+            None => None,
+        };
+        let text = text
+            .or_else(|| {
+                let reason = DropReason::ALL.iter().find(|r| r.counter_name() == name)?;
+                Some(format!(
+                    "Packets the parser dropped: {} (synack stats: {name}).",
+                    reason.name().replace('_', " ")
+                ))
+            })
+            .or_else(|| impair_help(name).map(str::to_owned))
+            .unwrap_or_else(|| format!("The synack stats counter {name}."));
+        // One line, as the text format wants, without the doc comments' Markdown.
+        let mut line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        line.retain(|c| c != '`');
+        match Counters::linux_name(name) {
+            Some(linux) => format!("{line} (Linux: {linux})"),
+            None => line,
+        }
+    }
+}
+
+/// The link impairer's counters (`--impair`, docs/COUNTERS.md), as `synack stats` names them.
+pub fn impair_help(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "impair_packets" => "Packets that entered the --impair link, both directions.",
+        "impair_released" => "Packets the --impair link passed on (after any delay).",
+        "impair_lost" => "Packets the --impair link dropped (loss=).",
+        "impair_duplicated" => "Packets the --impair link sent twice (dup=).",
+        "impair_reordered" => "Packets the --impair link held back behind the next (reorder=).",
+        "impair_corrupted" => "Packets the --impair link corrupted (corrupt=).",
+        "impair_overflow" => {
+            "Packets the --impair link dropped because its queue was full (limit=)."
+        }
+        _ => return None,
+    })
 }
 
 /// The parser's drops that Linux counts under a name of its own.
@@ -206,12 +262,43 @@ counters! {
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
     forward_pending_full,
+    /// ICMP and ICMPv6 errors quoting a TCP segment, by type, under Linux's names (Linux
+    /// counts every such message received; so does synack, whether or not it matched).
+    /// Fragmentation needed is a destination unreachable (IPv4); Packet Too Big has its own
+    /// (IPv6); an ICMPv6 unrecognized next header is a parameter problem.
+    icmp_in_dest_unreachs => "IcmpInDestUnreachs",
+    icmp_in_time_excds => "IcmpInTimeExcds",
+    icmp_in_parm_probs => "IcmpInParmProbs",
+    icmp6_in_dest_unreachs => "Icmp6InDestUnreachs",
+    icmp6_in_pkt_too_bigs => "Icmp6InPktTooBigs",
+    icmp6_in_time_excds => "Icmp6InTimeExcds",
+    icmp6_in_parm_problems => "Icmp6InParmProblems",
+    /// ICMP errors quoting a segment of no connection of ours (ignored).
+    icmp_no_connection,
+    /// ICMP errors whose quoted sequence number is not in flight (RFC 5927 §4.1: ignored).
+    out_of_window_icmps => "TcpExtOutOfWindowIcmps",
+    /// Soft ICMP errors kept as a connection's last error, and connections an ICMP error
+    /// aborted (a hard one, or any in SYN-SENT / SYN-RECEIVED).
+    icmp_soft_errors,
+    icmp_aborts,
+    /// Times a destination's path MTU was lowered by a Packet Too Big (RFC 1191, RFC 8201).
+    pmtu_lowered,
+    /// Times a connection's MSS was lowered after repeated timeouts with no ICMP (PLPMTUD
+    /// black-hole detection, `--mtu-probing`; Linux: `tcp_mtu_probing`, no counter).
+    mtu_blackhole_fallbacks,
+    /// After a fallback, probes of the MSS from before it (once a round trip succeeded at
+    /// the smaller size): acknowledged, and lost to a timeout (no probe again for 10 min).
+    mtu_probe_successes => "TcpExtTCPMTUPSuccess",
+    mtu_probe_failures => "TcpExtTCPMTUPFail",
 }
 
 impl Counters {
     /// Add what a connection counted (see `tcp::ConnEvents`).
     pub fn add_events(&mut self, e: &ConnEvents) {
         self.paws_rejected += e.paws_rejected;
+        self.mtu_blackhole_fallbacks += u64::from(e.mtu_blackhole_fallbacks);
+        self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
+        self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;
@@ -285,6 +372,37 @@ mod tests {
             .collect();
         let unique: std::collections::HashSet<_> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert!(names.iter().all(|n| n.starts_with("Tcp")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn every_counter_says_what_it_counts_in_one_line() {
+        for (name, _) in Counters::default().entries() {
+            let help = Counters::help(name);
+            assert!(!help.contains("The synack stats counter"), "{name}: {help}");
+            assert!(
+                !help.contains('\n') && !help.contains('`'),
+                "{name}: {help}"
+            );
+            if let Some(linux) = Counters::linux_name(name) {
+                assert!(
+                    help.ends_with(&format!("(Linux: {linux})")),
+                    "{name}: {help}"
+                );
+            }
+        }
+        assert!(Counters::help("segments_in").starts_with("TCP segments received"));
+        // A counter declared under another's comment shares it.
+        assert_eq!(
+            Counters::help("segments_out").strip_suffix(" (Linux: TcpOutSegs)"),
+            Counters::help("segments_in").strip_suffix(" (Linux: TcpInSegs)")
+        );
+        assert!(Counters::help("drop_fragment").contains("fragment"));
+        assert!(Counters::help("impair_lost").contains("loss="));
     }
 }

@@ -32,6 +32,23 @@ impl IsnGenerator {
     }
 }
 
+/// A key for another purpose derived from the endpoint's secret (so that the ISN key is never
+/// used twice): the TSval offsets' (`tcp::TsKey`), Fast Open cookies'.
+pub fn derive_key(secret: &[u8; 16], purpose: &[u8]) -> [u8; 16] {
+    let half = |label: u8| {
+        let mut h = SipHasher24::new_with_key(secret);
+        h.write(b"synack key ");
+        h.write(purpose);
+        h.write_u8(label);
+        h.finish().to_le_bytes()
+    };
+    let mut key = [0u8; 16];
+    let (a, b) = key.split_at_mut(8);
+    a.copy_from_slice(&half(0));
+    b.copy_from_slice(&half(1));
+    key
+}
+
 fn write_ip(h: &mut SipHasher24, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => h.write(&a.octets()),

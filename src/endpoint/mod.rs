@@ -7,6 +7,7 @@
 mod client;
 mod cookie;
 mod counters;
+mod icmp;
 mod isn;
 mod limiter;
 mod limits;
@@ -26,7 +27,7 @@ pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
 pub use limits::Limits;
 use limits::{ListenQueues, Queued};
-pub use observe::ConnStatus;
+pub use observe::{ConnStatus, StatusCursor};
 pub use relay::RelayEvent;
 pub use sockets::{
     Readiness, Shutdown, SockOpt, SockOptName, SocketError, SocketHandle, SocketTcpInfo, Sockets,
@@ -105,6 +106,8 @@ pub struct EndpointConfig {
     /// Receive and send buffer sizes (`--rmem`, `--wmem`; `tcp::memory`).
     pub rmem: tcp::BufferSizes,
     pub wmem: tcp::BufferSizes,
+    /// PLPMTUD black-hole detection (`--mtu-probing`).
+    pub mtu_probing: tcp::MtuProbing,
 }
 
 impl Default for EndpointConfig {
@@ -125,6 +128,7 @@ impl Default for EndpointConfig {
             gso: false,
             rmem: tcp::BufferSizes::RMEM,
             wmem: tcp::BufferSizes::WMEM,
+            mtu_probing: tcp::MtuProbing::Blackhole,
         }
     }
 }
@@ -149,10 +153,12 @@ struct Entry {
     /// Counted as established once; from then on the service has "accepted" it.
     counted_established: bool,
     /// The listener it came from (an index into `listeners`), if any.
-    listener: Option<usize>,
+    /// (A `u32`: eight bytes fewer per connection than an `Option<usize>`.)
+    listener: Option<u32>,
     /// Where it is counted in its listener's queues.
     queued: Queued,
-    /// The bytes it was last charged for against `--max-buffer-memory` (what it holds).
+    /// The bytes it was last charged for against `--max-buffer-memory` (what it and its
+    /// service hold: `Entry::held`).
     charged: usize,
     /// Memory held it back the last time it ran (`buffer_memory_limited` counts each time
     /// this becomes true).
@@ -171,6 +177,12 @@ struct Entry {
 }
 
 impl Entry {
+    /// The bytes it holds and is charged for: the connection's queues and what its service
+    /// holds (`App::memory`).
+    fn held(&self) -> usize {
+        self.conn.memory().saturating_add(self.app.memory())
+    }
+
     fn new(conn: Connection, app: App) -> Entry {
         Entry {
             conn,
@@ -253,10 +265,12 @@ impl Listener {
     }
 }
 
-/// A slot of the connection slab; `generation` tells stale timer entries apart.
+/// A slot of the connection slab; `generation` tells stale timer entries apart. The entry is
+/// boxed so that a slot left free after a burst costs 16 bytes, not a whole connection, and
+/// the memory of connections that are gone goes back to the allocator (issue 22).
 struct Slot {
     generation: u32,
-    entry: Option<Entry>,
+    entry: Option<Box<Entry>>,
 }
 
 /// The endpoint. See the module docs.
@@ -282,7 +296,7 @@ pub struct Endpoint {
     /// The last few closed connections, for `/connections` (observe.rs).
     finished: observe::Finished,
     /// How `/connections.json` is written: the driver's `synack status --json` encoder.
-    status_json: Option<fn(&[ConnStatus]) -> String>,
+    status_json: Option<observe::StatusJson>,
     /// Our own active opens (client.rs).
     clients: client::Clients,
     limits: Limits,
@@ -316,6 +330,10 @@ pub struct Endpoint {
     time_wait: usize,
     /// The sockets of the socket API (`sockets.rs`).
     sockets: sockets::SocketTable,
+    /// Path MTUs learned from ICMP (`icmp.rs`).
+    pmtu: icmp::PathMtuCache,
+    /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
+    link_counters: Vec<(&'static str, u64)>,
 }
 
 impl Endpoint {
@@ -337,6 +355,8 @@ impl Endpoint {
             } else {
                 0
             },
+            ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
+            mtu_probing: config.mtu_probing,
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -387,6 +407,8 @@ impl Endpoint {
             mem_relieved: false,
             time_wait: 0,
             sockets: sockets::SocketTable::default(),
+            pmtu: icmp::PathMtuCache::default(),
+            link_counters: Vec::new(),
         }
     }
 
@@ -471,6 +493,15 @@ impl Endpoint {
                     }
                     Err(_) => self.counters.tx_errors += 1,
                 }
+            }
+            Ok(Packet::IcmpError { src, dst, error }) => {
+                // With `--addr any` an error may quote a segment we sent as a relayed
+                // destination: it is addressed to that destination.
+                let ours = self.is_local(error.quad.local.ip()) || self.any_addr;
+                if !self.accepts(src, dst, self.any_addr) || !ours {
+                    return;
+                }
+                self.on_icmp_error(now, src, &error);
             }
             Ok(Packet::Tcp { src, dst, seg }) => {
                 if !self.accepts(src, dst, self.any_addr) {
@@ -698,11 +729,11 @@ impl Endpoint {
             .unwrap_or(&self.tcp);
         let conn = Connection::accept(now, quad, seg, iss, mss, cfg);
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Put a new passive connection of `listener` in the table and its queue.
-    fn admit(&mut self, mut conn: Connection, listener: usize) {
+    fn admit(&mut self, now: Instant, mut conn: Connection, listener: usize) {
         let Some(l) = self.listeners.get(listener) else {
             return;
         };
@@ -724,11 +755,11 @@ impl Endpoint {
             ListenTarget::Socket(_) => App::Socket(crate::services::SocketApp::default()),
         };
         let entry = Entry {
-            listener: Some(listener),
+            listener: u32::try_from(listener).ok(),
             awaiting_accept: matches!(target, ListenTarget::Socket(_)),
             ..Entry::new(conn, app)
         };
-        let id = self.insert(quad, entry);
+        let id = self.insert(now, quad, entry);
         self.requeue(id);
         self.mark_dirty(id);
     }
@@ -857,7 +888,7 @@ impl Endpoint {
         debug!(%quad, mss = syn.mss, "connection from a SYN cookie");
         self.counters.syn_cookies_accepted += 1;
         self.counters.passive_opens += 1;
-        self.admit(conn, listener);
+        self.admit(now, conn, listener);
     }
 
     /// Count the connection in the right queue of its listener for its current state.
@@ -866,7 +897,7 @@ impl Endpoint {
             return;
         };
         let state = entry.conn.state();
-        let want = match entry.listener {
+        let want = match entry.listener.map(|l| l as usize) {
             Some(l) if state == State::SynReceived => Queued::HalfOpen(l),
             Some(l)
                 if state.is_synchronized()
@@ -880,7 +911,7 @@ impl Endpoint {
         entry.queued = want;
     }
 
-    fn insert(&mut self, quad: Quad, entry: Entry) -> usize {
+    fn insert(&mut self, now: Instant, quad: Quad, entry: Entry) -> usize {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
@@ -892,11 +923,13 @@ impl Endpoint {
             }
         };
         let mut entry = entry;
-        entry.charged = entry.conn.memory();
+        // RFC 1191 §5: a new connection starts from what was learned about its path.
+        self.apply_path_mtu(now, &mut entry.conn);
+        entry.charged = entry.held();
         self.mem_used = self.mem_used.saturating_add(entry.charged);
         self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
-            slot.entry = Some(entry);
+            slot.entry = Some(Box::new(entry));
         }
         self.table.insert(quad, id);
         id
@@ -914,7 +947,7 @@ impl Endpoint {
             }
             slot.generation = slot.generation.wrapping_add(1);
             self.free.push(id);
-            self.on_removed(entry);
+            self.on_removed(*entry);
         }
     }
 
@@ -1047,7 +1080,7 @@ impl Endpoint {
             return;
         };
         let generation = slot.generation;
-        let Some(entry) = slot.entry.as_mut() else {
+        let Some(entry) = slot.entry.as_deref_mut() else {
             return;
         };
         entry.dirty = false;
@@ -1190,10 +1223,10 @@ impl Endpoint {
             return;
         };
         let generation = slot.generation;
-        let Some(entry) = slot.entry.as_mut() else {
+        let Some(entry) = slot.entry.as_deref_mut() else {
             return;
         };
-        let held = entry.conn.memory();
+        let held = entry.held();
         self.mem_used = self
             .mem_used
             .saturating_sub(entry.charged)
@@ -1269,7 +1302,7 @@ impl Endpoint {
         for (id, generation) in waiters {
             if let Some(slot) = self.slots.get_mut(id)
                 && slot.generation == generation
-                && let Some(entry) = slot.entry.as_mut()
+                && let Some(entry) = slot.entry.as_deref_mut()
             {
                 entry.mem_waiting = false;
                 self.mark_dirty(id);
@@ -1296,6 +1329,31 @@ impl Endpoint {
         let slots = &self.slots;
         self.timers
             .retain(|&Reverse((at, id, generation))| timer_is_live(slots, at, id, generation));
+    }
+
+    /// Give back what the tables kept for connections that are gone: after a burst the slab,
+    /// the 4-tuple map and the timer heap shrink to what the connections left need. O(slots
+    /// + timers): the driver calls it only once the table has fallen well below its peak.
+    pub fn release_memory(&mut self) {
+        // Stale timer entries first, so that none names a slot about to go.
+        let slots = &self.slots;
+        self.timers
+            .retain(|&Reverse((at, id, generation))| timer_is_live(slots, at, id, generation));
+        self.timers.shrink_to_fit();
+        // The free slots at the end of the slab go; those below stay on the free list.
+        let used = self
+            .slots
+            .iter()
+            .rposition(|slot| slot.entry.is_some())
+            .map_or(0, |last| last + 1);
+        self.slots.truncate(used);
+        self.slots.shrink_to_fit();
+        self.free.retain(|&id| id < used);
+        self.free.shrink_to_fit();
+        self.table.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        self.dirty.shrink_to_fit();
+        self.mem_waiters.shrink_to_fit();
     }
 
     /// When `poll` must be called next, if nothing arrives before.
@@ -1328,7 +1386,7 @@ impl Endpoint {
     pub fn is_drained(&self) -> bool {
         self.slots
             .iter()
-            .filter_map(|s| s.entry.as_ref())
+            .filter_map(|s| s.entry.as_deref())
             .all(|e| matches!(e.conn.state(), State::TimeWait | State::Closed))
     }
 
@@ -1351,8 +1409,16 @@ impl Endpoint {
     /// followed by the gauge `buffer_memory_used` (bytes held now).
     pub fn counters(&self) -> Vec<(&'static str, u64)> {
         let mut v = self.counters.entries();
+        v.extend_from_slice(&self.link_counters);
         v.push(("buffer_memory_used", self.mem_used as u64));
         v
+    }
+
+    /// The `--impair` link's counters (`impair_lost`, ...), which the driver owns: listed by
+    /// [`Endpoint::counters`] and `/metrics` after the endpoint's own.
+    pub fn set_link_counters(&mut self, counters: &[(&'static str, u64)]) {
+        self.link_counters.clear();
+        self.link_counters.extend_from_slice(counters);
     }
 
     /// The counters themselves.
@@ -1374,7 +1440,7 @@ impl Endpoint {
     pub fn states(&self) -> impl Iterator<Item = State> + '_ {
         self.slots
             .iter()
-            .filter_map(|s| s.entry.as_ref())
+            .filter_map(|s| s.entry.as_deref())
             .map(|e| e.conn.state())
     }
 
@@ -1386,7 +1452,7 @@ impl Endpoint {
     /// The entry of the connection with this 4-tuple.
     fn find(&self, quad: &Quad) -> Option<&Entry> {
         let id = *self.table.get(quad)?;
-        self.slots.get(id)?.entry.as_ref()
+        self.slots.get(id)?.entry.as_deref()
     }
 }
 
@@ -1401,7 +1467,7 @@ fn timer_is_live(slots: &[Slot], at: Instant, id: usize, generation: u32) -> boo
         slot.generation == generation
             && slot
                 .entry
-                .as_ref()
+                .as_deref()
                 .is_some_and(|entry| entry.scheduled == Some(at))
     })
 }
@@ -1419,7 +1485,7 @@ fn accept_full(queues: &ListenQueues, listeners: &[Listener], backlog: usize, l:
 /// The live entry in slot `id`, if any. A free function over the slots (not a method) so that
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
-    slots.get_mut(id)?.entry.as_mut()
+    slots.get_mut(id)?.entry.as_deref_mut()
 }
 
 #[cfg(test)]

@@ -138,7 +138,7 @@ fn status_row(c: &Connection, app: &App, now: Instant) -> ConnStatus {
         rcv_space: c.rcv_space(),
         snd_wnd: c.snd_wnd(),
         snd_buf: c.snd_buf(),
-        mem: c.memory(),
+        mem: c.memory().saturating_add(app.memory()),
     }
 }
 
@@ -225,12 +225,58 @@ impl Endpoint {
     }
 
     fn entries(&self) -> impl Iterator<Item = &Entry> {
-        self.slots.iter().filter_map(|s| s.entry.as_ref())
+        self.slots.iter().filter_map(|s| s.entry.as_deref())
     }
 
     /// One row per listener and address (LISTEN), then one per connection, ordered by local
     /// then peer address, as `ss -tan` lists them.
     pub fn snapshot(&self, now: Instant) -> Vec<ConnStatus> {
+        let mut rows = self.listener_rows();
+        let mut conns: Vec<ConnStatus> = self
+            .entries()
+            .map(|e| status_row(&e.conn, &e.app, now))
+            .collect();
+        conns.sort_by_key(|r| (r.local, r.peer));
+        rows.extend(conns);
+        rows
+    }
+
+    /// The next rows of a paged `synack status`: the listeners first, then at most `max`
+    /// connections from where `cursor` stopped, in table order (as `ss` lists a netlink dump
+    /// in hash order). O(rows) per page, so that a table of a million connections is listed
+    /// a page per turn of the loop without stalling the data path; like a netlink dump, a
+    /// connection opened or closed between two pages may be listed or not.
+    pub fn snapshot_page(
+        &self,
+        now: Instant,
+        cursor: &mut StatusCursor,
+        max: usize,
+    ) -> Vec<ConnStatus> {
+        let mut rows = Vec::new();
+        if !cursor.listeners_done {
+            cursor.listeners_done = true;
+            rows = self.listener_rows();
+        }
+        let mut taken = 0;
+        while taken < max {
+            let Some(slot) = self.slots.get(cursor.next_slot) else {
+                cursor.done = true;
+                break;
+            };
+            cursor.next_slot += 1;
+            if let Some(e) = slot.entry.as_deref() {
+                rows.push(status_row(&e.conn, &e.app, now));
+                taken += 1;
+            }
+        }
+        if cursor.next_slot >= self.slots.len() {
+            cursor.done = true;
+        }
+        rows
+    }
+
+    /// A row per listening address and port (none once shutting down), sorted.
+    fn listener_rows(&self) -> Vec<ConnStatus> {
         let mut rows = Vec::new();
         if self.accepting {
             for listener in self.listeners.iter().filter(|l| l.open) {
@@ -267,14 +313,26 @@ impl Endpoint {
                 }
             }
         }
-        let mut conns: Vec<ConnStatus> = self
-            .entries()
-            .map(|e| status_row(&e.conn, &e.app, now))
-            .collect();
         rows.sort_by_key(|r| r.local);
-        conns.sort_by_key(|r| (r.local, r.peer));
-        rows.extend(conns);
         rows
+    }
+}
+
+/// How `/connections.json` is written from the open rows and the recently closed ones.
+pub type StatusJson = fn(&[ConnStatus], &[ConnStatus]) -> String;
+
+/// Where a paged `synack status` has got to ([`Endpoint::snapshot_page`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCursor {
+    listeners_done: bool,
+    next_slot: usize,
+    done: bool,
+}
+
+impl StatusCursor {
+    /// Every row has been given.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 }
 
@@ -286,12 +344,12 @@ impl Endpoint {
     /// How `/connections.json` is encoded: the driver passes `synack status --json`'s
     /// encoder, so both give the same data (the core does not depend on a JSON crate).
     /// Without one, `/connections.json` is 404.
-    pub fn set_status_json(&mut self, encode: fn(&[ConnStatus]) -> String) {
+    pub fn set_status_json(&mut self, encode: StatusJson) {
         self.status_json = Some(encode);
     }
 
     /// Closed connections still listed on `/connections`, oldest first.
-    pub fn recently_closed(&self) -> impl Iterator<Item = &ConnStatus> {
+    pub fn recently_closed(&self) -> impl DoubleEndedIterator<Item = &ConnStatus> {
         self.finished.queue.iter().map(|c| &c.status)
     }
 
@@ -302,7 +360,10 @@ impl Endpoint {
             Page::Metrics => Some((ContentType::Prometheus, self.metrics())),
             Page::ConnectionsJson => {
                 let encode = self.status_json?;
-                Some((ContentType::Json, encode(&self.snapshot(now))))
+                // As /connections lists them: the open ones, then the recently closed, most
+                // recent first, with the state they ended in.
+                let closed: Vec<ConnStatus> = self.recently_closed().rev().cloned().collect();
+                Some((ContentType::Json, encode(&self.snapshot(now), &closed)))
             }
             Page::Connections => Some((ContentType::Html, self.connections_page(now))),
             Page::Connection(quad) => self
@@ -326,7 +387,7 @@ impl Endpoint {
         match self
             .table
             .get(quad)
-            .and_then(|&id| self.slots.get(id)?.entry.as_ref())
+            .and_then(|&id| self.slots.get(id)?.entry.as_deref())
         {
             Some(e) => Some(Known::Open(e)),
             None => self.finished.find(quad).map(Known::Closed),
@@ -361,11 +422,9 @@ impl Endpoint {
             buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
             recently_closed: self.finished.queue.len() as u64,
         };
-        metrics::render(
-            &self.counters.entries(),
-            super::Counters::linux_name,
-            &gauges,
-        )
+        let mut counters = self.counters.entries();
+        counters.extend_from_slice(&self.link_counters);
+        metrics::render(&counters, super::Counters::help, &gauges)
     }
 
     fn connections_page(&self, now: Instant) -> String {

@@ -410,11 +410,11 @@ fn metrics_count_connections_by_state_and_parse_as_the_text_format() {
 fn connections_list_open_and_recently_closed_ones_with_a_page_each() {
     let mut net = Net::new();
     net.ep
-        .set_status_json(|rows| format!("{} rows", rows.len()));
+        .set_status_json(|rows, closed| format!("{} rows, {} closed", rows.len(), closed.len()));
     let json = http_get(&mut net, 42000, "/connections.json", "*/*");
     assert!(json.contains("Content-Type: application/json"), "{json}");
     // Four listeners and this connection.
-    assert!(json.ends_with("\r\n\r\n5 rows"), "{json}");
+    assert!(json.ends_with("\r\n\r\n5 rows, 0 closed"), "{json}");
     // The first connection lingers in TIME-WAIT; let it close.
     net.now += Duration::from_secs(2);
     net.poll();
@@ -442,6 +442,10 @@ fn connections_list_open_and_recently_closed_ones_with_a_page_each() {
             "/connections/198.18.0.2/80/198.18.0.1/42000"
         ]
     );
+    // /connections.json lists the closed one too, as /connections does (four listeners,
+    // 42001 in TIME-WAIT, this request's connection).
+    let json = http_get(&mut net, 42004, "/connections.json", "*/*");
+    assert!(json.ends_with("\r\n\r\n6 rows, 1 closed"), "{json}");
     // The closed one's page still draws its whole story.
     let page = http_get(&mut net, 42002, links[1], "text/html");
     let body = page.split_once("\r\n\r\n").unwrap().1;

@@ -144,7 +144,7 @@ impl Endpoint {
         let mss = self.local_mss(quad);
         let conn = Connection::accept(now, *quad, &p.syn, iss, mss, &self.tcp);
         self.counters.passive_opens += 1;
-        self.admit(conn, p.listener);
+        self.admit(now, conn, p.listener);
         true
     }
 
@@ -213,7 +213,12 @@ impl Endpoint {
                     || !entry.counted_established
                     || matches!(
                         entry.conn.reset_cause(),
-                        Some(ResetCause::PeerReset | ResetCause::Aborted | ResetCause::TimedOut)
+                        Some(
+                            ResetCause::PeerReset
+                                | ResetCause::Aborted
+                                | ResetCause::TimedOut
+                                | ResetCause::Unreachable(_)
+                        )
                     );
                 self.relay_events.push(RelayEvent::End {
                     quad: entry.conn.quad(),

@@ -30,7 +30,7 @@
     clippy::indexing_slicing
 )]
 
-use super::{Counters, Endpoint, EndpointConfig, Limits};
+use super::{Counters, Endpoint, EndpointConfig, Entry, Limits};
 use crate::services::ServiceKind;
 use crate::tcp::{SeqNum, State};
 use crate::time::{Duration, Instant};
@@ -259,6 +259,7 @@ fn check_replies(received: &[u8], tx: &[Vec<u8>]) {
                 assert!(!(was_rst && seg.flags.rst()), "a RST answered with a RST");
             }
             Ok(Packet::EchoRequest { .. }) => panic!("we sent an echo request"),
+            Ok(Packet::IcmpError { .. }) => panic!("we sent an ICMP error"),
             Ok(Packet::Other { .. } | Packet::Udp { .. }) => {}
             Err(e) => panic!("we sent a packet that does not parse: {e}"),
         }
@@ -305,11 +306,14 @@ fn check(ep: &Endpoint, limits: &Limits) {
     // The accounting is exact: the endpoint's total is the bytes the connections hold
     // (queues and out-of-order data, tcp::memory), and never above the cap but for the
     // minimum buffers each connection is guaranteed (`--rmem`/`--wmem` MIN).
-    let entries = ep.slots.iter().filter_map(|s| s.entry.as_ref());
-    let held: usize = entries.clone().map(|e| e.conn.memory()).sum();
+    let entries = ep.slots.iter().filter_map(|s| s.entry.as_deref());
+    let held: usize = entries.clone().map(Entry::held).sum();
     assert_eq!(ep.memory_used(), held, "the charge is not the bytes held");
+    // Services are charged for what they hold but not refused it (an http request head is
+    // bounded by MAX_HEAD, a page by the table it shows).
+    let apps: usize = entries.clone().map(|e| e.app.memory()).sum();
     let floors = ep.connection_count() * (ep.tcp.rmem.min + ep.tcp.wmem.min);
-    assert!(ep.memory_used() <= limits.max_buffer_memory + floors);
+    assert!(ep.memory_used() <= limits.max_buffer_memory + floors + apps);
     let tw = entries
         .filter(|e| e.conn.state() == State::TimeWait)
         .count();

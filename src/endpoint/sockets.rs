@@ -34,6 +34,7 @@ use super::{Endpoint, Entry, ListenTarget, Listener, entry_mut};
 use crate::services::{App, SocketApp};
 use crate::tcp::{Connection, ResetCause, Socket, SocketInfo, State};
 use crate::time::{Duration, Instant};
+use crate::wire::IcmpErrorKind;
 use crate::wire::Quad;
 use std::collections::VecDeque;
 use std::fmt;
@@ -67,6 +68,11 @@ pub enum SocketError {
     ConnectionReset,
     /// Retransmissions went unanswered (R2, `TCP_USER_TIMEOUT`, SYN retries: `ETIMEDOUT`).
     TimedOut,
+    /// An ICMP host unreachable, time exceeded or administratively prohibited ended the
+    /// connect, or was the last word before a time-out (`EHOSTUNREACH`).
+    HostUnreachable,
+    /// An ICMP parameter problem ended it (`EPROTO`).
+    ProtocolError,
     /// The socket is not connected (`ENOTCONN`).
     NotConnected,
     /// The socket is connected, or listening (`EISCONN`).
@@ -103,6 +109,8 @@ impl SocketError {
             SocketError::ConnectionRefused => libc::ECONNREFUSED,
             SocketError::ConnectionReset => libc::ECONNRESET,
             SocketError::TimedOut => libc::ETIMEDOUT,
+            SocketError::HostUnreachable => libc::EHOSTUNREACH,
+            SocketError::ProtocolError => libc::EPROTO,
             SocketError::NotConnected => libc::ENOTCONN,
             SocketError::AlreadyConnected => libc::EISCONN,
             SocketError::InvalidArgument => libc::EINVAL,
@@ -123,6 +131,17 @@ impl SocketError {
             ResetCause::Refused => Some(SocketError::ConnectionRefused),
             ResetCause::PeerReset => Some(SocketError::ConnectionReset),
             ResetCause::TimedOut => Some(SocketError::TimedOut),
+            // As Linux's icmp_err_convert / icmpv6_err_convert.
+            ResetCause::Unreachable(kind) => Some(match kind {
+                IcmpErrorKind::NetUnreachable => SocketError::NetworkUnreachable,
+                IcmpErrorKind::PortUnreachable => SocketError::ConnectionRefused,
+                IcmpErrorKind::ProtocolUnreachable => SocketError::NoSuchOption,
+                IcmpErrorKind::ParameterProblem => SocketError::ProtocolError,
+                IcmpErrorKind::HostUnreachable
+                | IcmpErrorKind::TimeExceeded
+                | IcmpErrorKind::AdminProhibited
+                | IcmpErrorKind::PacketTooBig { .. } => SocketError::HostUnreachable,
+            }),
             // We aborted it ourselves (close, SO_LINGER 0, shutdown of the endpoint).
             ResetCause::Aborted => None,
         }
@@ -138,6 +157,8 @@ impl fmt::Display for SocketError {
             SocketError::ConnectionRefused => "connection refused",
             SocketError::ConnectionReset => "connection reset by peer",
             SocketError::TimedOut => "connection timed out",
+            SocketError::HostUnreachable => "no route to host",
+            SocketError::ProtocolError => "protocol error",
             SocketError::NotConnected => "socket is not connected",
             SocketError::AlreadyConnected => "socket is already connected",
             SocketError::InvalidArgument => "invalid argument",
@@ -549,7 +570,7 @@ impl Sockets<'_> {
             .enumerate()
             .filter_map(|(i, s)| {
                 let e = s.entry.as_ref()?;
-                (e.listener == Some(index) && e.awaiting_accept).then_some(i)
+                (e.listener.map(|l| l as usize) == Some(index) && e.awaiting_accept).then_some(i)
             })
             .collect();
         for id in children {
@@ -591,9 +612,9 @@ impl Sockets<'_> {
             };
             let live = self.ep.slots.get(slot).is_some_and(|s| {
                 s.generation == generation
-                    && s.entry
-                        .as_ref()
-                        .is_some_and(|e| e.awaiting_accept && e.listener == Some(index))
+                    && s.entry.as_ref().is_some_and(|e| {
+                        e.awaiting_accept && e.listener.map(|l| l as usize) == Some(index)
+                    })
             });
             if !live {
                 // It ended before anyone accepted it (reset, timed out).
@@ -743,9 +764,11 @@ impl Sockets<'_> {
             self.ep.mem_pressure,
         );
         self.ep.counters.active_opens += 1;
-        let id = self
-            .ep
-            .insert(quad, Entry::new(conn, App::Socket(SocketApp::held_by(h))));
+        let id = self.ep.insert(
+            now,
+            quad,
+            Entry::new(conn, App::Socket(SocketApp::held_by(h))),
+        );
         let generation = self.ep.slots.get(id).map_or(0, |s| s.generation);
         self.ep.mark_dirty(id);
         let rec = self.ep.sockets.get_mut(h)?;
@@ -782,7 +805,7 @@ impl Sockets<'_> {
         match self.ep.slots.get_mut(slot) {
             Some(s) if s.generation == generation => s
                 .entry
-                .as_mut()
+                .as_deref_mut()
                 .map(|e| (e, slot))
                 .ok_or(SocketError::NotConnected),
             _ => Err(SocketError::NotConnected),
@@ -799,7 +822,7 @@ impl Sockets<'_> {
         };
         let s = self.ep.slots.get(slot)?;
         (s.generation == generation)
-            .then_some(s.entry.as_ref())
+            .then_some(s.entry.as_deref())
             .flatten()
             .map(|e| &e.conn)
     }
@@ -1167,7 +1190,7 @@ impl Endpoint {
         let generation = slot.generation;
         if let Some(entry) = slot.entry.as_ref()
             && entry.awaiting_accept
-            && let Some(listener) = entry.listener
+            && let Some(listener) = entry.listener.map(|l| l as usize)
             && entry.queued != Queued::No
         {
             self.sockets.enqueue_accept(listener, id, generation);

@@ -782,6 +782,7 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
 mod hardening;
 mod relay;
 mod rfc_edges;
+mod signals;
 
 /// A super-segment from the kernel (GSO through the TUN's offload) is taken whole, ACKed at
 /// once and counted as the segments it stands for; echo sends it back as wire-sized segments
@@ -893,7 +894,12 @@ fn an_idle_established_connection_stays_small() {
         flags: Flags::ACK,
         ..FROM_PEER
     });
-    let entry = net.ep.slots.iter().find_map(|s| s.entry.as_ref()).unwrap();
+    let entry = net
+        .ep
+        .slots
+        .iter()
+        .find_map(|s| s.entry.as_deref())
+        .unwrap();
     assert_eq!(entry.conn.memory(), 0);
     assert_eq!(entry.conn.allocated(), 0, "its buffers were given back");
     let trace = entry.conn.trace().heap_bytes();
@@ -1028,4 +1034,129 @@ fn a_gathering_device_gets_the_same_super_segments_in_two_parts() {
     assert_eq!(gathering.supers, whole.supers);
     assert_eq!(gathered.len(), written.len());
     assert!(gathered == written, "the same packets, byte for byte");
+}
+
+#[test]
+fn what_a_service_holds_is_charged_and_given_back_when_it_answers() {
+    let mut net = Net::v4();
+    let (iss, seq) = net.partial_request();
+    // The http service holds the start of the head: charged like a queue.
+    let held = net.ep.memory_used();
+    assert!(held > 0, "a half-read request head is charged");
+    let status = net.ep.snapshot(net.now);
+    assert!(status.iter().any(|row| row.mem == held), "status shows it");
+    // The rest of the head `partial_request` began.
+    let head: &[u8] = b"GET / HTTP/1.0\r\nX-Pad: 0123456789012345678901234567890123456789\r\n\r\n";
+    let sent = seq.distance_from(PEER_ISN.add(1)) as usize;
+    let out = net.send(&TcpSegment {
+        dst_port: 80,
+        seq,
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: &head[sent..],
+        ..FROM_PEER
+    });
+    let last = out
+        .iter()
+        .rfind(|o| !o.payload.is_empty())
+        .expect("answered");
+    // Acknowledged: the send queue is empty and the service holds nothing between requests.
+    net.send(&TcpSegment {
+        dst_port: 80,
+        seq: seq.add((head.len() - sent) as u32),
+        ack: last.seq.add(last.payload.len() as u32),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert_eq!(net.ep.memory_used(), 0);
+}
+
+#[test]
+fn after_a_burst_the_tables_shrink_to_what_is_left() {
+    let mut net = Net::v4();
+    // 2,000 connections open at once, then all but the last close.
+    let mut isses = Vec::new();
+    for i in 0..2_000u16 {
+        isses.push(connect_from(&mut net, 10_000 + i));
+    }
+    let peak_slots = net.ep.slots.len();
+    assert!(peak_slots >= 2_000);
+    for (i, iss) in isses.iter().enumerate().take(1_999) {
+        let from = TcpSegment {
+            src_port: 10_000 + i as u16,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            ..FROM_PEER
+        };
+        net.send(&TcpSegment {
+            flags: Flags::ACK | Flags::RST,
+            ..from
+        });
+    }
+    assert_eq!(net.ep.connection_count(), 1);
+    net.ep.release_memory();
+    // The last connection holds the highest slot: the slab keeps it and the free slots below.
+    assert_eq!(net.ep.slots.len(), peak_slots);
+    assert!(net.ep.table.capacity() < 16, "{}", net.ep.table.capacity());
+    // Once it is gone too, nothing of the burst is left.
+    net.send(&TcpSegment {
+        src_port: 11_999,
+        seq: PEER_ISN.add(1),
+        ack: isses[1_999].add(1),
+        flags: Flags::ACK | Flags::RST,
+        ..FROM_PEER
+    });
+    net.ep.release_memory();
+    assert_eq!(net.ep.slots.len(), 0);
+    assert!(net.ep.free.is_empty());
+    // And the endpoint goes on: a new connection is served.
+    connect_and_close(&mut net, 20_000);
+    assert_eq!(net.ep.connection_count(), 0);
+}
+
+#[test]
+fn a_paged_status_lists_every_connection_once() {
+    let mut net = Net::v4();
+    for i in 0..50u16 {
+        connect_from(&mut net, 10_000 + i);
+    }
+    let mut cursor = StatusCursor::default();
+    let mut pages = Vec::new();
+    while !cursor.is_done() {
+        pages.push(net.ep.snapshot_page(net.now, &mut cursor, 16));
+    }
+    // The listeners (two ports, two addresses) come first, then 16 connections a page.
+    assert_eq!(pages.len(), 4);
+    assert_eq!(pages[0].len(), 4 + 16);
+    let mut peers: Vec<_> = pages.iter().flatten().filter_map(|r| r.peer).collect();
+    peers.sort();
+    peers.dedup();
+    assert_eq!(peers.len(), 50);
+    assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 4 + 50);
+}
+
+#[test]
+fn the_impair_links_counters_are_listed_with_the_endpoints() {
+    let mut net = Net::v4();
+    net.ep
+        .set_link_counters(&[("impair_packets", 10), ("impair_lost", 3)]);
+    let counters = net.ep.counters();
+    assert!(counters.contains(&("impair_lost", 3)));
+    assert_eq!(counters.last().map(|c| c.0), Some("buffer_memory_used"));
+    let metrics = net.ep.metrics();
+    assert!(
+        metrics.contains("synack_impair_lost_total 3\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# HELP synack_impair_lost_total Packets the --impair link dropped"));
+    // Handed over again: replaced, not added.
+    net.ep.set_link_counters(&[("impair_lost", 4)]);
+    assert_eq!(
+        net.ep
+            .counters()
+            .iter()
+            .filter(|c| c.0.starts_with("impair_"))
+            .count(),
+        1
+    );
 }

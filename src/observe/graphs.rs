@@ -11,9 +11,14 @@
 //! little flight lost, an RTO a fall to one segment with the RTO line doubling.
 
 use crate::tcp::samples::{Sample, SampleKind};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-const SIZE: (u32, u32) = (900, 420);
+/// The whole picture: the plot on the left, its legend in a column of its own on the right,
+/// where it can never cover a curve (issue 22: an RTO spike hid under it).
+const SIZE: (u32, u32) = (1160, 420);
+/// The legend's column.
+const LEGEND_WIDTH: u32 = 260;
 const SENT: RGBColor = RGBColor(31, 95, 168);
 const RETRANSMIT: RGBColor = RGBColor(200, 30, 30);
 const ACK: RGBColor = RGBColor(42, 125, 42);
@@ -52,7 +57,8 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
+        let (plot, legend_column) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+        let mut chart = ChartBuilder::on(&plot)
             .caption(
                 "Time-sequence graph (what synack sent and what was acknowledged)",
                 ("sans-serif", 16),
@@ -70,9 +76,9 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .ok()?;
-        for (kind, color, label) in [
-            (SampleKind::Sent, SENT, "data sent"),
-            (SampleKind::Retransmitted, RETRANSMIT, "retransmitted"),
+        for (kind, color) in [
+            (SampleKind::Sent, SENT),
+            (SampleKind::Retransmitted, RETRANSMIT),
         ] {
             chart
                 .draw_series(samples.iter().filter(|s| s.kind == kind).map(|s| {
@@ -85,11 +91,7 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
                         color.stroke_width(2),
                     )
                 }))
-                .ok()?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .ok()?;
         }
         // Retransmissions stand out at any scale: a ring around each.
         chart
@@ -113,18 +115,14 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
         let ack_line = step(acks.iter().map(|s| (secs(s, t0), f64::from(s.seq))));
         chart
             .draw_series(LineSeries::new(ack_line, ACK.stroke_width(1)))
-            .ok()?
-            .label("ACK (SND.UNA)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], ACK.stroke_width(2)));
+            .ok()?;
         let window_line = step(
             acks.iter()
                 .map(|s| (secs(s, t0), f64::from(s.seq) + f64::from(s.wnd))),
         );
         chart
             .draw_series(LineSeries::new(window_line, WINDOW.stroke_width(1)))
-            .ok()?
-            .label("receive window (SND.UNA + SND.WND)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], WINDOW.stroke_width(2)));
+            .ok()?;
         chart
             .draw_series(acks.iter().filter_map(|s| {
                 let (a, b) = s.sack?;
@@ -134,10 +132,17 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
                     SACKED.stroke_width(3),
                 ))
             }))
-            .ok()?
-            .label("SACK block")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], SACKED.stroke_width(3)));
-        legend(&mut chart)?;
+            .ok()?;
+        legend(
+            &legend_column,
+            &[
+                ("data sent", SENT, 2),
+                ("retransmitted", RETRANSMIT, 2),
+                ("ACK (SND.UNA)", ACK, 2),
+                ("receive window (SND.UNA + SND.WND)", WINDOW, 2),
+                ("SACK block", SACKED, 3),
+            ],
+        )?;
         root.present().ok()?;
     }
     Some(svg)
@@ -177,7 +182,8 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
+        let (plot, legend_column) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+        let mut chart = ChartBuilder::on(&plot)
             .caption("Congestion graph (synack's own state)", ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(40)
@@ -206,7 +212,7 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
             ("cwnd", SENT, 2, |s| s.cwnd),
             ("peer's window (clipped)", WINDOW, 2, |s| s.wnd),
         ];
-        for (label, color, width, pick) in series {
+        for (_, color, width, pick) in series {
             let clip = top * 1.04;
             let points = step(
                 samples
@@ -215,11 +221,7 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
             );
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(width)))
-                .ok()?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .ok()?;
         }
         let ssthresh = step(
             samples
@@ -229,16 +231,12 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
         );
         chart
             .draw_series(LineSeries::new(ssthresh, RETRANSMIT.stroke_width(2)))
-            .ok()?
-            .label("ssthresh")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], RETRANSMIT.stroke_width(2))
-            });
+            .ok()?;
         let ms: [(&str, RGBColor, Pick); 2] = [
             ("SRTT (ms, right)", SACKED, |s| s.srtt_us),
             ("RTO (ms, right)", GREY, |s| s.rto_us),
         ];
-        for (label, color, pick) in ms {
+        for (_, color, pick) in ms {
             let points = step(
                 samples
                     .iter()
@@ -246,27 +244,46 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
             );
             chart
                 .draw_secondary_series(LineSeries::new(points, color.stroke_width(1)))
-                .ok()?
-                .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+                .ok()?;
         }
-        legend(&mut *chart)?;
+        let mut entries: Vec<(&str, RGBColor, u32)> = series
+            .iter()
+            .map(|&(label, color, width, _)| (label, color, width))
+            .collect();
+        entries.push(("ssthresh", RETRANSMIT, 2));
+        entries.extend(ms.iter().map(|&(label, color, _)| (label, color, 1)));
+        legend(&legend_column, &entries)?;
         root.present().ok()?;
     }
     Some(svg)
 }
 
-/// The legend box, top left.
-fn legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Option<()> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .draw()
-        .ok()
+/// The legend, in the column right of the plot: outside the plotting area, so that it covers
+/// no curve (plotters keeps its own legend box inside the plot). One line per series: its
+/// colour and width, and its name.
+fn legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[(&str, RGBColor, u32)],
+) -> Option<()> {
+    let (x, top) = (12i32, 40i32);
+    let rows = i32::try_from(entries.len()).ok()?;
+    let right = i32::try_from(LEGEND_WIDTH).ok()? - 8;
+    area.draw(&Rectangle::new(
+        [(4, top - 12), (right, top + 20 * rows - 4)],
+        GREY.stroke_width(1),
+    ))
+    .ok()?;
+    for (row, (name, color, width)) in (0..).zip(entries) {
+        let y = top + 20 * row;
+        area.draw(&PathElement::new(
+            vec![(x, y), (x + 16, y)],
+            color.stroke_width(*width),
+        ))
+        .ok()?;
+        area.draw(&Text::new(*name, (x + 24, y - 6), ("sans-serif", 12)))
+            .ok()?;
+    }
+    Some(())
 }
 
 /// An axis label in kB: `1500`, `12.5`.
@@ -346,6 +363,47 @@ mod tests {
         // A retransmission is drawn in red.
         let ts = time_sequence(&samples).unwrap();
         assert!(ts.contains("#C81E1E"), "{ts}");
+    }
+
+    #[test]
+    fn legends_sit_outside_the_plot_so_they_cover_no_curve() {
+        let samples = story();
+        let column = f64::from(SIZE.0 - LEGEND_WIDTH);
+        for (svg, names) in [
+            (
+                time_sequence(&samples).unwrap(),
+                &["data sent", "retransmitted", "SACK block"][..],
+            ),
+            (
+                congestion(&samples).unwrap(),
+                &["cwnd", "ssthresh", "bytes in flight", "RTO (ms, right)"][..],
+            ),
+        ] {
+            let doc = roxmltree::Document::parse(&svg).unwrap();
+            for name in names {
+                let text = doc
+                    .descendants()
+                    .find(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(name))
+                    .unwrap_or_else(|| panic!("no legend entry {name}"));
+                let x: f64 = text.attribute("x").unwrap().parse().unwrap();
+                assert!(x >= column, "{name} at x={x}, inside the plot (< {column})");
+                assert!(x < f64::from(SIZE.0), "{name} at x={x}, off the picture");
+            }
+            // Every curve is drawn left of the legend's column.
+            let mut curves = 0;
+            for path in doc.descendants().filter(|n| n.has_tag_name("polyline")) {
+                for point in path.attribute("points").unwrap().split_whitespace() {
+                    let x: f64 = point.split(',').next().unwrap().parse().unwrap();
+                    if x < column {
+                        curves += 1;
+                    } else {
+                        // The legend's own sample lines, nothing else.
+                        assert!(x <= column + 40.0, "a curve reaches x={x}");
+                    }
+                }
+            }
+            assert!(curves > 0);
+        }
     }
 
     #[test]

@@ -22,25 +22,18 @@ pub struct Gauges {
     pub recently_closed: u64,
 }
 
-/// Render every counter (as `synack stats` names them) and the gauges; `linux` names Linux's
-/// counter of the same meaning, for the help line.
-pub fn render(
-    counters: &[(&str, u64)],
-    linux: fn(&str) -> Option<&'static str>,
-    gauges: &Gauges,
-) -> String {
-    let mut out = String::with_capacity(64 * (counters.len() + 24));
+/// Render every counter (as `synack stats` names them) and the gauges; `help` says in one
+/// line what a counter counts (and Linux's counter of the same meaning), for its HELP line.
+pub fn render(counters: &[(&str, u64)], help: fn(&str) -> String, gauges: &Gauges) -> String {
+    let mut out = String::with_capacity(160 * (counters.len() + 24));
     for (name, value) in counters {
+        // The text format escapes backslash and newline in HELP (there are none to escape
+        // in our help texts, which are one line).
+        let text = help(name).replace('\\', "\\\\").replace('\n', " ");
         let _ = write!(
             out,
-            "# HELP synack_{name}_total The synack stats counter {name}"
-        );
-        if let Some(linux) = linux(name) {
-            let _ = write!(out, " (Linux: {linux})");
-        }
-        let _ = write!(
-            out,
-            ".\n# TYPE synack_{name}_total counter\nsynack_{name}_total {value}\n"
+            "# HELP synack_{name}_total {text}\n# TYPE synack_{name}_total counter\n\
+             synack_{name}_total {value}\n"
         );
     }
     out.push_str(
@@ -93,11 +86,10 @@ mod tests {
             buffer_memory_limit_bytes: 1 << 30,
             recently_closed: 3,
         };
-        let linux = |name: &str| (name == "segments_in").then_some("TcpInSegs");
-        let text = render(&[("segments_in", 7), ("drop_fragment", 0)], linux, &gauges);
+        let help = |name: &str| format!("What {name} counts (Linux: TcpInSegs)");
+        let text = render(&[("segments_in", 7), ("drop_fragment", 0)], help, &gauges);
         assert!(text.contains(
-            "# HELP synack_segments_in_total The synack stats counter segments_in (Linux: \
-             TcpInSegs).\n"
+            "# HELP synack_segments_in_total What segments_in counts (Linux: TcpInSegs)\n"
         ));
         assert!(
             text.contains("# TYPE synack_segments_in_total counter\nsynack_segments_in_total 7\n")

@@ -59,14 +59,24 @@ impl Echo {
         }
     }
 
+    /// The heap it holds (charged like the connection's queues; see `App::memory`).
+    pub fn memory(&self) -> usize {
+        self.carry.capacity()
+    }
+
     /// Try to send what an earlier `send` refused; true when nothing is left over.
     fn flush_carry(&mut self, sock: &mut dyn Socket) -> bool {
-        if self.carry.is_empty() {
+        if self.carry.capacity() == 0 {
             return true;
         }
         let sent = sock.send(&self.carry);
         self.carry.drain(..sent.min(self.carry.len()));
-        self.carry.is_empty()
+        if self.carry.is_empty() {
+            // Given back: an idle connection holds nothing.
+            self.carry = Vec::new();
+            return true;
+        }
+        false
     }
 }
 

@@ -58,8 +58,8 @@ pub const MAX_BYTES: u64 = 1 << 40;
 
 /// The largest request head (request line and header fields) we accept.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Initial room for a response and for composing a body; enough for every response we make,
-/// so neither buffer grows after the connection is created.
+/// What the response and body buffers may keep between two responses of one busy exchange;
+/// past it they are given back (a page, a diagram, the connection list can be large).
 const OUT_CAPACITY: usize = 4096;
 const BODY_CAPACITY: usize = 3072;
 
@@ -177,27 +177,23 @@ enum Step {
     Wait,
 }
 
-/// The http service's per-connection state.
+/// The http service's per-connection state: nothing on the heap while the connection is idle
+/// (between requests) and nothing once it is closing (our FIN queued, TIME-WAIT), so an
+/// idle keep-alive connection costs what an idle echo connection costs (README, "Buffers and
+/// memory"). The buffers of an exchange are taken when its first byte arrives, grow with
+/// what it needs (at most [`MAX_HEAD`] for the head) and are given back as soon as the
+/// response is queued and nothing more is waiting.
 pub struct Http {
-    /// Received bytes not yet consumed: the next request head, perhaps more. Never longer
-    /// than [`MAX_HEAD`].
-    inbuf: Vec<u8>,
-    /// How much of `inbuf` has been searched for the end of the head without finding it.
-    /// Each byte that arrives is searched once: rescanning from the start would make a head
-    /// sent a byte per segment cost O(n²) (found by the `http` fuzz target, docs/FUZZING.md).
-    head_scanned: usize,
-    /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
-    out: Vec<u8>,
-    out_sent: usize,
-    /// Where a body is composed before its headers, which carry its length.
-    scratch: Vec<u8>,
-    /// The request body so far: its length and SHA-256 (for PUT and POST).
-    body_len: u64,
-    body_hash: Sha256,
-    phase: Phase,
-    /// Close as soon as `out` is fully queued.
-    close_after: bool,
-    closed: bool,
+    state: HttpState,
+}
+
+enum HttpState {
+    /// Between requests: no request bytes held, no response pending.
+    Idle,
+    /// A request or response in progress.
+    Busy(Box<Session>),
+    /// We queued our FIN: whatever still arrives is read and dropped.
+    Closed,
 }
 
 impl Default for Http {
@@ -209,11 +205,115 @@ impl Default for Http {
 impl Http {
     pub fn new() -> Self {
         Http {
-            inbuf: Vec::with_capacity(MAX_HEAD),
+            state: HttpState::Idle,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, HttpState::Closed)
+    }
+
+    pub fn poll(&mut self, sock: &mut dyn Socket) {
+        if let HttpState::Idle = self.state {
+            if sock.recv_queue() == 0 && !sock.peer_closed() {
+                return;
+            }
+            self.state = HttpState::Busy(Box::new(Session::new()));
+        }
+        let HttpState::Busy(session) = &mut self.state else {
+            // Closed: whatever still arrives has no one to answer it.
+            drain(sock);
+            return;
+        };
+        session.poll(sock);
+        self.settle();
+    }
+
+    /// Give back what the exchange held once it is over (the connection idle or closing).
+    fn settle(&mut self) {
+        if let HttpState::Busy(session) = &self.state {
+            if session.closed {
+                self.state = HttpState::Closed;
+            } else if session.is_idle() {
+                self.state = HttpState::Idle;
+            }
+        }
+    }
+
+    /// The heap this connection's service holds now: what it is charged against
+    /// `--max-buffer-memory`, like the connection's queues.
+    pub fn memory(&self) -> usize {
+        match &self.state {
+            HttpState::Busy(session) => session.memory(),
+            HttpState::Idle | HttpState::Closed => 0,
+        }
+    }
+
+    /// The exchange in progress, if any.
+    #[cfg(test)]
+    fn session(&self) -> Option<&Session> {
+        match &self.state {
+            HttpState::Busy(session) => Some(session),
+            HttpState::Idle | HttpState::Closed => None,
+        }
+    }
+
+    /// The endpoint-wide page this connection is waiting for, if any: the endpoint renders it
+    /// after running the service and passes it to [`Http::answer_page`].
+    pub fn pending_page(&self) -> Option<Page> {
+        match &self.state {
+            HttpState::Busy(session) => session.pending_page(),
+            HttpState::Idle | HttpState::Closed => None,
+        }
+    }
+
+    /// The pending page's body and type, or `None` when there is no such page (404). Queues
+    /// the response; the next [`Http::poll`] sends it.
+    pub fn answer_page(&mut self, body: Option<(ContentType, &[u8])>) {
+        if let HttpState::Busy(session) = &mut self.state {
+            session.answer_page(body);
+        }
+    }
+}
+
+/// One exchange in progress (a request head, its body, its response): the state an idle
+/// connection does not keep.
+struct Session {
+    /// Received bytes not yet consumed: the next request head, perhaps more. Never longer
+    /// than [`MAX_HEAD`].
+    inbuf: Vec<u8>,
+    /// How much of `inbuf` has been searched for the end of the head without finding it.
+    /// Each byte that arrives is searched once: rescanning from the start would make a head
+    /// sent a byte per segment cost O(n²) (found by the `http` fuzz target, docs/FUZZING.md).
+    head_scanned: usize,
+    /// The response being sent; `out[out_sent..]` is what `send` has not yet taken.
+    out: Vec<u8>,
+    out_sent: usize,
+    /// Where a body is composed before its headers, which carry its length; once they are
+    /// queued in `out`, sent from here (`scratch[body_sent..]`, while `body_queued`) with no
+    /// copy.
+    scratch: Vec<u8>,
+    body_queued: bool,
+    body_sent: usize,
+    /// The request body so far: its length and SHA-256 (for PUT and POST).
+    body_len: u64,
+    body_hash: Sha256,
+    phase: Phase,
+    /// Close as soon as `out` is fully queued.
+    close_after: bool,
+    closed: bool,
+}
+
+impl Session {
+    fn new() -> Self {
+        Session {
+            inbuf: Vec::new(),
             head_scanned: 0,
-            out: Vec::with_capacity(OUT_CAPACITY),
+            out: Vec::new(),
             out_sent: 0,
-            scratch: Vec::with_capacity(BODY_CAPACITY),
+            scratch: Vec::new(),
+            body_queued: false,
+            body_sent: 0,
             body_len: 0,
             body_hash: Sha256::new(),
             phase: Phase::Head,
@@ -222,11 +322,24 @@ impl Http {
         }
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed
+    /// Nothing received and not yet answered, nothing left to send: the exchange is over.
+    fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head)
+            && self.inbuf.is_empty()
+            && self.out.is_empty()
+            && !self.body_queued
+            && !self.close_after
     }
 
-    pub fn poll(&mut self, sock: &mut dyn Socket) {
+    /// The heap this exchange holds: its own state and its buffers' capacity.
+    fn memory(&self) -> usize {
+        std::mem::size_of::<Session>()
+            .saturating_add(self.inbuf.capacity())
+            .saturating_add(self.out.capacity())
+            .saturating_add(self.scratch.capacity())
+    }
+
+    fn poll(&mut self, sock: &mut dyn Socket) {
         loop {
             // One response at a time: until it is queued we read nothing more, so a client
             // that pipelines without reading meets a full receive window.
@@ -263,6 +376,20 @@ impl Http {
         if self.out_sent < self.out.len() {
             return false;
         }
+        if self.body_queued {
+            if let Some(rest) = self.scratch.get(self.body_sent..).filter(|r| !r.is_empty()) {
+                self.body_sent += sock.send(rest);
+            }
+            if self.body_sent < self.scratch.len() {
+                return false;
+            }
+            self.body_queued = false;
+            self.body_sent = 0;
+            self.scratch.clear();
+            if self.scratch.capacity() > 4 * BODY_CAPACITY {
+                self.scratch.shrink_to(BODY_CAPACITY);
+            }
+        }
         self.out.clear();
         self.out_sent = 0;
         // A page (a diagram, the connection list) may have grown the buffer: give it back, so
@@ -273,18 +400,14 @@ impl Http {
         true
     }
 
-    /// The endpoint-wide page this connection is waiting for, if any: the endpoint renders it
-    /// after running the service and passes it to [`Http::answer_page`].
-    pub fn pending_page(&self) -> Option<Page> {
+    fn pending_page(&self) -> Option<Page> {
         match self.phase {
             Phase::Page { page, .. } => Some(page),
             _ => None,
         }
     }
 
-    /// The pending page's body and type, or `None` when there is no such page (404). Queues
-    /// the response; the next [`Http::poll`] sends it.
-    pub fn answer_page(&mut self, body: Option<(ContentType, &[u8])>) {
+    fn answer_page(&mut self, body: Option<(ContentType, &[u8])>) {
         let Phase::Page { req, .. } = self.phase else {
             return;
         };
@@ -359,6 +482,9 @@ impl Http {
         self.head_scanned = 0;
         match parsed {
             Ok(req) => {
+                // Each request's body is counted and hashed from its first byte.
+                self.body_len = 0;
+                self.body_hash = Sha256::new();
                 // RFC 9110 §10.1.1: a server that receives 100-continue "ought to" send an
                 // immediate 100 (Continue) response when it means to read the content, and
                 // need not when the content is already on its way. A 1xx response has no
@@ -576,7 +702,7 @@ impl Http {
         );
     }
 
-    /// Queue status line, header fields and (unless `head_only`) the body in `scratch`;
+    /// Queue status line and header fields, and (unless `head_only`) the body in `scratch`;
     /// `length` is the Content-Length (the scratch body's, or a streamed body's); `allow`
     /// adds the methods we implement (RFC 9110 §10.2.1).
     fn write_response(
@@ -606,13 +732,10 @@ impl Http {
             let _ = write!(out, "Connection: {value}\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        // RFC 9110 §9.3.2: HEAD gets the same header fields as GET, and no content.
-        if !head_only {
-            out.extend_from_slice(&self.scratch);
-        }
-        if self.scratch.capacity() > 4 * BODY_CAPACITY {
-            self.scratch.shrink_to(BODY_CAPACITY);
-        }
+        // RFC 9110 §9.3.2: HEAD gets the same header fields as GET, and no content. The body
+        // follows the head from `scratch` (`flush`).
+        self.body_queued = !head_only && !self.scratch.is_empty();
+        self.body_sent = 0;
     }
 }
 

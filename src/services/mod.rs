@@ -2,8 +2,10 @@
 //!
 //! A service is a pure state machine over a [`Socket`]: the endpoint calls [`App::poll`] after
 //! anything happens on the connection, and the service reads what it can, writes what fits, and
-//! closes when it is done. Services never block and never allocate per packet: any buffer a
-//! service needs is allocated once, bounded, when the connection is created.
+//! closes when it is done. Services never block and never allocate per packet: a buffer a
+//! service needs is taken when a request begins, bounded, and given back once the connection
+//! is idle or closing, and what it holds is charged like the connection's queues
+//! ([`App::memory`]).
 //!
 //! # When to poll
 //! Call [`App::poll`] once right after the connection becomes ESTABLISHED (a service such as
@@ -202,9 +204,8 @@ pub enum App {
     Echo(Echo),
     Discard(Discard),
     Chargen(Chargen),
-    /// Boxed: its buffers and hash state dwarf the other services' state (one allocation
-    /// per connection, none per packet).
-    Http(Box<Http>),
+    /// Its buffers and hash state live on the heap only while a request is in progress.
+    Http(Http),
     /// `exec:` and `forward:`: bytes relayed to and from a peer stream the driver owns.
     Relay(ServiceKind, Relay),
     /// Not a service: the endpoint's own active open (`synack connect`).
@@ -215,14 +216,14 @@ pub enum App {
 }
 
 impl App {
-    /// The state of a fresh connection to `kind`. This is where a service allocates its
-    /// bounded per-connection buffers (only http has any).
+    /// The state of a fresh connection to `kind`. No service allocates here: each takes
+    /// memory when it needs it and gives it back when idle (see [`App::memory`]).
     pub fn new(kind: ServiceKind) -> App {
         match kind {
             ServiceKind::Echo => App::Echo(Echo::new()),
             ServiceKind::Discard => App::Discard(Discard::new()),
             ServiceKind::Chargen => App::Chargen(Chargen::new()),
-            ServiceKind::Http => App::Http(Box::default()),
+            ServiceKind::Http => App::Http(Http::new()),
             ServiceKind::Exec(_)
             | ServiceKind::Forward(_)
             | ServiceKind::Direct
@@ -269,6 +270,25 @@ impl App {
     pub fn answer_page(&mut self, body: Option<(crate::observe::ContentType, &[u8])>) {
         if let App::Http(s) = self {
             s.answer_page(body);
+        }
+    }
+
+    /// The heap the service holds now (its buffers), charged against `--max-buffer-memory`
+    /// with the connection's queues. Zero for an idle connection and for one whose service
+    /// has closed: a service holds memory only while it has something in hand.
+    pub fn memory(&self) -> usize {
+        match self {
+            App::Http(s) => s.memory(),
+            App::Echo(s) => s.memory(),
+            // The relay holds no bytes (relay.rs); discard and chargen copy through the
+            // stack. The endpoint's own client holds what `synack connect --send` handed it,
+            // which the user chose: not charged, as a socket's caller's buffer is not.
+            // A socket's connection: the program holds its own buffers.
+            App::Discard(_)
+            | App::Chargen(_)
+            | App::Relay(..)
+            | App::Client(_)
+            | App::Socket(_) => 0,
         }
     }
 

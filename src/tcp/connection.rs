@@ -167,7 +167,7 @@ pub struct Connection {
     pub(super) last_ack_sent: SeqNum,
     /// When TS.Recent was last updated: it is invalid after 24 idle days (RFC 7323 §5.5).
     pub(super) ts_recent_at: Instant,
-    /// RFC 7323 §5.4: a per-connection offset for our TSval clock.
+    /// RFC 7323 §5.4 and §7.1: the offset of our TSval clock, random per address pair.
     pub(super) ts_offset: u32,
     /// The next RTT sample from timestamps waits for an ACK at or beyond this (one per RTT).
     pub(super) ts_sample_mark: SeqNum,
@@ -177,6 +177,13 @@ pub struct Connection {
     pub(super) paws_drops: u64,
     pub(super) peer_mss: Option<u16>,
     pub(super) send_mss: u16,
+    /// The largest send MSS the path takes (RFC 1191, RFC 8201: the path MTU less the IP
+    /// and TCP headers; `pmtu.rs`), `u16::MAX` until an ICMP error or the endpoint's cache
+    /// says otherwise.
+    pub(super) mss_cap: u16,
+    /// What ICMP and the black-hole fallback taught it (`pmtu.rs`), allocated on first use:
+    /// most connections never hear from the path.
+    pub(super) path: Option<Box<super::pmtu::PathState>>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -257,7 +264,6 @@ pub struct Connection {
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
     pub(super) created: Instant,
-    pub(super) span: tracing::Span,
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
     /// Defensive actions and drops, collected by the endpoint's counters (`take_events`).
@@ -279,6 +285,9 @@ pub enum ResetCause {
     Aborted,
     /// Our SYN was answered with a RST: "connection refused".
     Refused,
+    /// An ICMP error ended it (`pmtu.rs`): a hard one, or any in SYN-SENT or SYN-RECEIVED;
+    /// or a soft one was the last word before it timed out (RFC 1122 §4.2.3.9).
+    Unreachable(crate::wire::IcmpErrorKind),
 }
 
 impl Connection {
@@ -324,7 +333,6 @@ impl Connection {
         local_mss: u16,
         cfg: &Config,
     ) -> Connection {
-        let span = tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote);
         Connection {
             quad,
             state: State::Closed,
@@ -353,12 +361,19 @@ impl Connection {
             ts_recent: 0,
             ts_recent_at: now,
             last_ack_sent: SeqNum::new(0),
-            ts_offset: Self::ts_offset_for(iss),
+            ts_offset: Self::ts_offset_for(cfg, &quad),
             ts_sample_mark: iss,
             ts_rto_floor: None,
             paws_drops: 0,
             peer_mss: None,
             send_mss: default_mss(&quad).min(local_mss),
+            // `--mtu-probing always` starts from the base MSS (Linux's tcp_mtu_probing=2).
+            mss_cap: if cfg.mtu_probing == super::MtuProbing::Always {
+                super::pmtu::BASE_MSS.max(default_mss(&quad))
+            } else {
+                u16::MAX
+            },
+            path: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),
@@ -398,7 +413,6 @@ impl Connection {
             timers: Timers::default(),
             reset: None,
             created: now,
-            span,
             trace: Trace::new(),
             events: ConnEvents::default(),
             keepalive: KeepAliveState::new(now),
@@ -406,10 +420,23 @@ impl Connection {
         }
     }
 
-    /// RFC 7323 §5.4: the per-connection offset of our TSval clock, derived from the ISS so
-    /// that a SYN cookie's SYN,ACK (sent before any TCB exists) uses the same clock.
-    pub(crate) fn ts_offset_for(iss: SeqNum) -> u32 {
-        iss.raw().rotate_left(16)
+    /// RFC 7323 §7.1 (and §5.4): the offset of our TSval clock, a keyed hash of the address
+    /// pair, so that a TSval tells nothing of how long we have run, nor relates the clocks two
+    /// peers see. Linux does the same (`secure_tcp_ts_off`: siphash of the two addresses under
+    /// a boot-time secret; per address pair rather than per connection, since Linux 4.13, so
+    /// that a new connection's TSvals keep increasing after the old one's for PAWS and
+    /// TIME-WAIT reuse). A SYN cookie's SYN,ACK, sent before any TCB exists, and the
+    /// connection rebuilt from the cookie both compute it from the 4-tuple alone.
+    pub(crate) fn ts_offset_for(cfg: &Config, quad: &Quad) -> u32 {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&cfg.ts_key.0);
+        for ip in [quad.local.ip(), quad.remote.ip()] {
+            match ip {
+                std::net::IpAddr::V4(a) => h.write(&a.octets()),
+                std::net::IpAddr::V6(a) => h.write(&a.octets()),
+            }
+        }
+        h.finish() as u32
     }
 
     /// Take what the peer's SYN (or SYN,ACK) tells us: IRS, RCV.NXT, its MSS and window.
@@ -443,7 +470,8 @@ impl Connection {
             .options
             .mss
             .unwrap_or(default_mss(&self.quad))
-            .clamp(64, self.local_mss.max(64));
+            .clamp(64, self.local_mss.max(64))
+            .min(self.mss_cap.max(64));
         // RFC 5681 §3.1: the initial window depends on the MSS, known only now.
         self.cc = CongestionControl::new(self.cfg.cc, u32::from(self.eff_mss()));
         // The window of a SYN is never scaled (RFC 7323 §2.2).
@@ -595,6 +623,9 @@ impl Connection {
                 0
             },
             limited,
+            pmtu: (self.mss_cap < u16::MAX)
+                .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
+            last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ca_state: self.ca_state().name(),
             reo_wnd_us: us(self.rec.reo_wnd()),
         }
@@ -639,13 +670,22 @@ impl Connection {
         ((now.as_micros() / 1000) as u32).wrapping_add(self.ts_offset)
     }
 
+    /// The logging context of this connection's events (its 4-tuple), made when it is
+    /// entered rather than kept: a span kept per connection made the logging library hold
+    /// memory for every connection at the busiest moment, scattered through the heap, long
+    /// after they were gone (issue 22). Disabled below `-v`, where it costs a level check.
+    pub(super) fn span(&self) -> tracing::Span {
+        tracing::debug_span!("conn", local = %self.quad.local, remote = %self.quad.remote)
+    }
+
     /// The one place every state transition passes through, and is logged.
     pub(super) fn set_state(&mut self, next: State) {
         if self.state == next {
             return;
         }
         {
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!("{} -> {}", self.state, next);
         }
         // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
@@ -814,7 +854,8 @@ impl Connection {
         if due(self.timers.fin_wait_2) {
             self.timers.fin_wait_2 = None;
             if self.state == State::FinWait2 {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no FIN from the peer in FIN-WAIT-2: resetting");
                 drop(_enter);
                 self.events.fin_wait_2_timeouts += 1;
@@ -854,7 +895,8 @@ impl Connection {
                 self.cfg.synack_retries
             };
             if self.retries >= limit {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("SYN unanswered after {} retransmissions", self.retries);
                 drop(_enter);
                 self.close_silently(Some(ResetCause::TimedOut));
@@ -875,12 +917,19 @@ impl Connection {
                 }
             };
             if gave_up {
-                let _enter = self.span.enter();
+                let span = self.span();
+                let _enter = span.enter();
                 debug!("no acknowledgment for {:?}: giving up", self.cfg.r2);
                 drop(_enter);
-                self.close_silently(Some(ResetCause::TimedOut));
+                // RFC 1122 §4.2.3.9: a soft error heard meanwhile is what is reported (as
+                // Linux's tcp_write_err: sk_err_soft, else ETIMEDOUT).
+                let cause = self
+                    .soft_error()
+                    .map_or(ResetCause::TimedOut, ResetCause::Unreachable);
+                self.close_silently(Some(cause));
                 return;
             }
+            self.blackhole_check(now);
             // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
             // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
             let flight = self.snd.nxt.distance_from(self.snd.una);
@@ -893,6 +942,9 @@ impl Connection {
             self.dup_acks = 0;
             self.fast_rtx_due = false;
             self.ts_rto_floor = Some(self.ts_now(now));
+            if let Some(path) = self.path.as_deref_mut() {
+                path.pmtu_rtx_end = None;
+            }
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
             self.scoreboard.clear();
             // Everything in flight is lost (Linux's tcp_enter_loss); no probe is pending.

@@ -10,6 +10,13 @@ use super::Connection;
 /// Per-connection event counts since the last [`Connection::take_events`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnEvents {
+    /// PLPMTUD black-hole fallbacks (RFC 4821 §7.5): full-sized segments went unanswered
+    /// through repeated timeouts and the MSS was lowered (`pmtu.rs`).
+    pub mtu_blackhole_fallbacks: u32,
+    /// Probes of the MSS from before the fallback: acknowledged (Linux: `TCPMTUPSuccess`) or
+    /// lost to a timeout (`TCPMTUPFail`).
+    pub mtu_probe_successes: u32,
+    pub mtu_probe_failures: u32,
     /// RFC 7323 §5.3: segments with a TSval older than TS.Recent (dropped, ACKed).
     pub paws_rejected: u64,
     /// RFC 9293 §3.10.7.4, RFC 5961 §3.2: RSTs outside the receive window (dropped silently).

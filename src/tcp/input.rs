@@ -76,7 +76,7 @@ impl Connection {
         now: Instant,
         seg: &TcpSegment<'_>,
     ) -> Option<TcpSegment<'static>> {
-        let span = self.span.clone();
+        let span = self.span();
         let _enter = span.enter();
         self.process(now, seg, false)
     }
@@ -725,6 +725,7 @@ impl Connection {
             self.send_start = self.send_start.add(acked);
         }
         self.snd.una = ack;
+        self.mtu_probe_on_ack(now, ack);
         if self.tx_next.lt(ack) {
             self.tx_next = ack;
         }

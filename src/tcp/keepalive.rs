@@ -123,7 +123,8 @@ impl Connection {
         }
         if self.keepalive.probes_out >= ka.probes {
             // MUST-27 is satisfied: this is after `probes` unanswered probes, not one.
-            let _enter = self.span.enter();
+            let span = self.span();
+            let _enter = span.enter();
             debug!(
                 probes = self.keepalive.probes_out,
                 "keep-alive: no answer from the peer, aborting"

@@ -78,6 +78,7 @@ pub fn closing_reason(view: &View, last: State) -> &'static str {
         (Some(ResetCause::Aborted), _) => " (aborted)",
         (Some(ResetCause::PeerReset), _) => " (reset)",
         (Some(ResetCause::Refused), _) => " (refused)",
+        (Some(ResetCause::Unreachable(_)), _) => " (ICMP error)",
         (None, State::TimeWait) => " (2·MSL elapsed)",
         (None, _) => "",
     }

@@ -464,13 +464,16 @@ impl Connection {
         if matches!(self.state, State::TimeWait | State::Closed) {
             // Out-of-order data can no longer be completed.
             self.reasm.clear();
+            // What is left to record is a re-ACK or two: TIME-WAIT costs its record and no
+            // more (issue 22).
+            self.trace.shrink();
         }
         self.reasm.release();
         self.scoreboard.release();
-        if matches!(self.state, State::TimeWait | State::Closed)
-            && let Some(st) = self.rec.st.as_mut()
-        {
-            st.sent.clear();
+        if matches!(self.state, State::TimeWait | State::Closed) {
+            // Nothing is or will be in flight: what RACK-TLP learnt about the path is of no
+            // more use (TIME-WAIT keeps what RFC 9293 §3.6 needs, nothing else).
+            self.rec.st = None;
         }
         self.rec.release();
     }

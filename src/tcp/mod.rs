@@ -13,6 +13,7 @@ mod keepalive;
 pub mod ladder;
 mod memory;
 mod output;
+mod pmtu;
 mod quickack;
 pub mod recovery;
 mod reset;
@@ -29,6 +30,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
+pub use pmtu::{IcmpOutcome, MtuProbing};
 pub use recovery::RecoveryKind;
 pub use reset::rst_reply;
 pub use rtt::RttEstimator;
@@ -142,6 +144,37 @@ pub struct Config {
     /// splits it into MSS-sized segments (`src/wire/gso.rs`); 0 sends only wire-sized
     /// segments. See `Connection::gso_limit` for when a connection uses it.
     pub gso_max: u32,
+    /// The secret behind our TSval offsets (RFC 7323 §7.1, `Connection::ts_offset_for`):
+    /// the endpoint derives it from its random secret; tests keep the default.
+    pub ts_key: TsKey,
+    /// PLPMTUD black-hole detection (`--mtu-probing`, `pmtu.rs`).
+    pub mtu_probing: MtuProbing,
+}
+
+/// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct TsKey(pub [u8; 16]);
+
+impl std::fmt::Debug for TsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TsKey(..)")
+    }
+}
+
+impl Config {
+    /// How long an unanswered active open lasts before it fails: the SYN and its
+    /// `syn_retries` retransmissions, each RTO doubling from `initial_rto` up to `max_rto`
+    /// (RFC 6298 §5.5); 123 s with the defaults, as Linux's 127 s with its 1 s initial RTO and
+    /// no 60 s cap before the last.
+    pub fn syn_give_up_after(&self) -> Duration {
+        (0..=self.syn_retries).fold(Duration::ZERO, |total, i| {
+            let rto = self
+                .initial_rto
+                .saturating_mul(1u32.checked_shl(i).unwrap_or(u32::MAX))
+                .min(self.max_rto);
+            total.saturating_add(rto)
+        })
+    }
 }
 
 impl Default for Config {
@@ -169,6 +202,8 @@ impl Default for Config {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            ts_key: TsKey::default(),
+            mtu_probing: MtuProbing::default(),
         }
     }
 }
@@ -230,6 +265,10 @@ pub struct TcpInfo {
     /// What holds the sender back now: `application` (nothing queued), `receive window`
     /// (the peer's window is full) or `cwnd` (the congestion window is full).
     pub limited: &'static str,
+    /// The path MTU, once an ICMP error lowered it below the link's (RFC 1191, RFC 8201).
+    pub pmtu: Option<u32>,
+    /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
+    pub last_error: Option<&'static str>,
     /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
     /// `loss`.
     pub ca_state: &'static str,
@@ -254,6 +293,7 @@ impl TcpInfo {
             ("rtt_us", self.rtt_us.map(Number)),
             ("rttvar_us", n(self.rttvar_us)),
             ("mss", n(u64::from(self.mss))),
+            ("pmtu", self.pmtu.map(|m| Number(u64::from(m)))),
             ("cwnd", n(u64::from(self.cwnd))),
             ("ssthresh", self.ssthresh.map(|s| Number(u64::from(s)))),
             ("bytes_sent", n(self.bytes_sent)),
@@ -271,6 +311,7 @@ impl TcpInfo {
             ("ca_state", Some(Text(self.ca_state.to_string()))),
             ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
+            ("last_error", self.last_error.map(|e| Text(e.to_string()))),
         ]
     }
 }

@@ -419,7 +419,11 @@ impl Connection {
             if seq.lt(self.snd.nxt) {
                 // Below SND.NXT only after a timeout: go-back-N.
                 self.count_retransmission();
-                label = Label::RtoRetransmit;
+                label = if self.pmtu_retransmission(seq) {
+                    Label::Pmtu
+                } else {
+                    Label::RtoRetransmit
+                };
             }
             let end = self.emit_data(now, seq, n, fin, label, emit);
             self.tx_next = end;

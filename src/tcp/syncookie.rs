@@ -25,7 +25,7 @@ impl Connection {
     /// RFC 4987 §3.6: the SYN,ACK that answers `syn` with the cookie `iss` and keeps no state,
     /// `<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>`, offering what a TCB's SYN,ACK would: our
     /// MSS `local_mss`, the window shift for `cfg.recv_buffer` and our TSval clock for this
-    /// ISS (so that [`Connection::from_cookie`] continues it). Window scale and SACK are
+    /// address pair (so that [`Connection::from_cookie`] continues it). Window scale and SACK are
     /// offered only with timestamps, which carry them: `encode_ts(ts_now, peer_ws, sack)`
     /// folds them into our TSval. The window is capped by `window_max` (memory pressure).
     #[allow(clippy::too_many_arguments)]
@@ -54,7 +54,8 @@ impl Connection {
         let sack = syn.options.sack_permitted && cfg.sack && with_ts;
         let timestamps = tsval_peer.map(|echo| {
             // RFC 7323 §5.4: the same TSval clock the connection will use (`ts_now`).
-            let ts_now = ((now.as_micros() / 1000) as u32).wrapping_add(Self::ts_offset_for(iss));
+            let ts_now =
+                ((now.as_micros() / 1000) as u32).wrapping_add(Self::ts_offset_for(cfg, quad));
             (encode_ts(ts_now, peer_ws, sack), echo)
         });
         // The window of a new connection (`memory.rs`): its initial receive buffer, within

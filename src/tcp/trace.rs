@@ -76,6 +76,9 @@ pub enum Label {
     /// Our SYN,ACK was a SYN cookie (RFC 4987 §3.6): sent without state, and drawn as the
     /// cookie remembers it once the final ACK rebuilt the connection.
     SynCookie,
+    /// Sent again at once in smaller segments after an ICMP error lowered the path MTU
+    /// (RFC 1191, RFC 8201).
+    Pmtu,
 }
 
 impl Label {
@@ -97,6 +100,7 @@ impl Label {
             Label::ChallengeAck => Borrowed("challenge ACK"),
             Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
             Label::SynCookie => Borrowed("SYN cookie"),
+            Label::Pmtu => Borrowed("PMTU"),
         })
     }
 }
@@ -188,6 +192,12 @@ impl Trace {
             room: true,
             ..Trace::default()
         }
+    }
+
+    /// Give back the room kept for events that have not come: a connection that will record
+    /// little more (TIME-WAIT) keeps exactly what it recorded.
+    pub fn shrink(&mut self) {
+        self.events.shrink_to_fit();
     }
 
     /// Bytes allocated for kept events.

@@ -139,7 +139,7 @@ pub fn emit_echo_reply(
 
 /// Write the IP header for an upper-layer message of `upper_len` bytes. Returns the header's
 /// length and the packet's total length, having checked that the whole packet fits in `buf`.
-fn emit_ip_header(
+pub(super) fn emit_ip_header(
     buf: &mut [u8],
     src: IpAddr,
     dst: IpAddr,

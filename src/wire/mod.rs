@@ -8,6 +8,7 @@ mod bytes;
 mod checksum;
 mod emit;
 pub mod gso;
+mod icmp;
 mod options;
 mod parse;
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub(crate) mod testutil;
 
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
 pub use gso::{Gso, emit_tcp_gso, emit_tcp_gso_headers};
+pub use icmp::{IcmpError, IcmpErrorKind, emit_icmp_error};
 pub use options::{MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
 pub use parse::{parse, parse_with};
 
@@ -197,6 +199,13 @@ pub enum Packet<'a> {
     /// dropped, and counted apart (`udp_dropped`): DNS routed into the interface goes
     /// unanswered.
     Udp { src: IpAddr, dst: IpAddr },
+    /// An ICMP or ICMPv6 error quoting a TCP segment (`icmp.rs`), checksum verified. `src`
+    /// is whoever sent the error (a router, or the peer).
+    IcmpError {
+        src: IpAddr,
+        dst: IpAddr,
+        error: IcmpError,
+    },
     /// A well-formed packet that is not for us to answer (other protocols, other ICMP types,
     /// IPv6 neighbour discovery, ...). Ignored without counting it as malformed.
     Other { src: IpAddr, dst: IpAddr },

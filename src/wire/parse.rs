@@ -14,7 +14,7 @@
 
 use super::bytes::array;
 use super::checksum::{pseudo_header, verify};
-use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment};
+use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment, icmp};
 use crate::seqnum::SeqNum;
 use etherparse::checksum::Sum16BitWords;
 use etherparse::err::tcp::HeaderSliceError;
@@ -78,14 +78,7 @@ fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     match header.protocol() {
         IpNumber::TCP => parse_tcp(src, dst, payload, verify_l4),
         IpNumber::UDP => Ok(Packet::Udp { src, dst }),
-        IpNumber::ICMP => parse_icmp(
-            src,
-            dst,
-            payload,
-            icmpv4::TYPE_ECHO_REQUEST,
-            None,
-            verify_l4,
-        ),
+        IpNumber::ICMP => parse_icmp(src, dst, payload, None, verify_l4),
         _ => Ok(Packet::Other { src, dst }),
     }
 }
@@ -116,14 +109,7 @@ fn parse_ipv6(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
             IpNumber::TCP => return parse_tcp(src, dst, rest, verify_l4),
             IpNumber::UDP => return Ok(Packet::Udp { src, dst }),
             IpNumber::IPV6_ICMP => {
-                return parse_icmp(
-                    src,
-                    dst,
-                    rest,
-                    icmpv6::TYPE_ECHO_REQUEST,
-                    Some(IpNumber::IPV6_ICMP.0),
-                    verify_l4,
-                );
+                return parse_icmp(src, dst, rest, Some(IpNumber::IPV6_ICMP.0), verify_l4);
             }
             // RFC 8200 §4.5: any fragment is dropped, atomic fragments included (we do not
             // reassemble); no need to read the header itself.
@@ -223,23 +209,43 @@ fn parse_tcp(
 }
 
 /// An ICMP (RFC 792) or ICMPv6 (RFC 4443) message. Echo requests (RFC 792 type 8, RFC 4443
-/// §4.1 type 128, code 0) are checksummed and
-/// returned; every other type is [`Packet::Other`]. `pseudo` is the next-header value to use
-/// in an IPv6 pseudo-header (RFC 4443 §2.3); ICMPv4's checksum covers the message alone.
+/// §4.1 type 128, code 0) and the errors TCP acts on that quote a TCP segment (`icmp.rs`) are
+/// checksummed and returned; every other message is [`Packet::Other`]. `pseudo` is the
+/// next-header value of an IPv6 pseudo-header (RFC 4443 §2.3), `None` for ICMPv4, whose
+/// checksum covers the message alone.
 fn parse_icmp(
     src: IpAddr,
     dst: IpAddr,
     msg: &[u8],
-    echo_request: u8,
     pseudo: Option<u8>,
     verify_l4: bool,
 ) -> Result<Packet<'_>, DropReason> {
-    // Every ICMP message starts with type, code and checksum.
+    // Every ICMP message starts with type, code and checksum, and the ones we read with a
+    // second 32-bit word.
     let [kind, code, _, _] = *array::<4>(msg, 0).ok_or(DropReason::Malformed)?;
-    if kind != echo_request || code != 0 {
+    let echo_request = match pseudo {
+        None => icmpv4::TYPE_ECHO_REQUEST,
+        Some(_) => icmpv6::TYPE_ECHO_REQUEST,
+    };
+    let Some(&[_, _, _, _, a, b, c, d]) = array::<8>(msg, 0) else {
+        if kind == echo_request && code == 0 {
+            return Err(DropReason::Malformed);
+        }
         return Ok(Packet::Other { src, dst });
-    }
-    let header: &[u8; 8] = array(msg, 0).ok_or(DropReason::Malformed)?;
+    };
+    let word = u32::from_be_bytes([a, b, c, d]);
+    let error = match pseudo {
+        None => icmp::kind_v4(kind, code, word),
+        Some(_) => icmp::kind_v6(kind, code, word),
+    };
+    let error = match error {
+        Some(error_kind) => match icmp::quoted(error_kind, msg.get(8..).unwrap_or(&[])) {
+            Some(error) => Some(error),
+            None => return Ok(Packet::Other { src, dst }),
+        },
+        None if kind == echo_request && code == 0 => None,
+        None => return Ok(Packet::Other { src, dst }),
+    };
     let sum = match pseudo {
         Some(next) => {
             let len = u32::try_from(msg.len()).map_err(|_| DropReason::Malformed)?;
@@ -250,11 +256,14 @@ fn parse_icmp(
     if verify_l4 && !verify(sum, msg) {
         return Err(DropReason::BadIcmpChecksum);
     }
+    if let Some(error) = error {
+        return Ok(Packet::IcmpError { src, dst, error });
+    }
     Ok(Packet::EchoRequest {
         src,
         dst,
-        ident: u16::from_be_bytes([header[4], header[5]]),
-        seq_no: u16::from_be_bytes([header[6], header[7]]),
+        ident: u16::from_be_bytes([a, b]),
+        seq_no: u16::from_be_bytes([c, d]),
         data: msg.get(8..).unwrap_or(&[]),
     })
 }

@@ -4,16 +4,16 @@ use super::*;
 
 /// A sent packet, with what `Out` leaves out: the window and the options.
 #[derive(Debug, Clone)]
-struct Seg {
-    seq: SeqNum,
-    ack: SeqNum,
-    flags: Flags,
-    window: u16,
-    options: TcpOptions,
-    payload: Vec<u8>,
+pub(super) struct Seg {
+    pub(super) seq: SeqNum,
+    pub(super) ack: SeqNum,
+    pub(super) flags: Flags,
+    pub(super) window: u16,
+    pub(super) options: TcpOptions,
+    pub(super) payload: Vec<u8>,
 }
 
-fn net_with(limits: Limits) -> Net {
+pub(super) fn net_with(limits: Limits) -> Net {
     let mut net = Net::v4();
     let cfg = EndpointConfig {
         addrs: vec![ip(US4), ip(US6)],
@@ -49,7 +49,7 @@ fn net_without_floors(limits: Limits) -> Net {
     net
 }
 
-fn backlog(n: usize) -> Limits {
+pub(super) fn backlog(n: usize) -> Limits {
     Limits {
         backlog: n,
         ..Limits::default()
@@ -59,7 +59,7 @@ fn backlog(n: usize) -> Limits {
 impl Net {
     /// Advance to the next deadline that makes the endpoint send something (the timer heap
     /// may hold deadlines of cancelled timers, which send nothing).
-    fn next_output(&mut self, limit: Duration) -> Vec<Out> {
+    pub(super) fn next_output(&mut self, limit: Duration) -> Vec<Out> {
         let until = self.now + limit;
         while let Some(at) = self.ep.poll_timeout() {
             if at > until {
@@ -74,7 +74,7 @@ impl Net {
     }
 
     /// Deliver a segment and poll (or not), returning what came out with windows and options.
-    fn exchange(&mut self, seg: &TcpSegment<'_>, poll: bool) -> Vec<Seg> {
+    pub(super) fn exchange(&mut self, seg: &TcpSegment<'_>, poll: bool) -> Vec<Seg> {
         let mut buf = vec![0; 2000];
         let n = wire::emit_tcp(&mut buf, self.peer, self.us, seg).unwrap();
         let mut tx: Vec<Vec<u8>> = Vec::new();
@@ -85,14 +85,14 @@ impl Net {
         tx.iter().map(|p| seg_of(p)).collect()
     }
 
-    fn poll_now(&mut self) -> Vec<Seg> {
+    pub(super) fn poll_now(&mut self) -> Vec<Seg> {
         let mut tx: Vec<Vec<u8>> = Vec::new();
         self.ep.poll(self.now, &mut tx);
         tx.iter().map(|p| seg_of(p)).collect()
     }
 }
 
-fn seg_of(p: &[u8]) -> Seg {
+pub(super) fn seg_of(p: &[u8]) -> Seg {
     match wire::parse(p).expect("we emit valid packets") {
         Packet::Tcp { seg, .. } => Seg {
             seq: seg.seq,
@@ -106,7 +106,7 @@ fn seg_of(p: &[u8]) -> Seg {
     }
 }
 
-fn quad_from(port: u16) -> Quad {
+pub(super) fn quad_from(port: u16) -> Quad {
     Quad {
         local: "198.18.0.2:7".parse().unwrap(),
         remote: SocketAddr::new(ip(PEER4), port),
@@ -114,7 +114,7 @@ fn quad_from(port: u16) -> Quad {
 }
 
 /// A SYN from `port` with MSS 1400 (and `options` otherwise).
-fn syn_from(port: u16, options: TcpOptions) -> TcpSegment<'static> {
+pub(super) fn syn_from(port: u16, options: TcpOptions) -> TcpSegment<'static> {
     TcpSegment {
         src_port: port,
         flags: Flags::SYN,
@@ -129,7 +129,7 @@ const MSS_1400: TcpOptions = TcpOptions {
 };
 
 /// Linux's SYN options: MSS, SACK-permitted, timestamps, window scale 7.
-const LINUX_SYN: TcpOptions = TcpOptions {
+pub(super) const LINUX_SYN: TcpOptions = TcpOptions {
     mss: Some(1460),
     window_scale: Some(7),
     sack_permitted: true,
@@ -138,7 +138,7 @@ const LINUX_SYN: TcpOptions = TcpOptions {
 };
 
 /// Fill port 7's half-open queue (`n` SYNs from ports 1000..), collecting the SYN,ACKs.
-fn fill_backlog(net: &mut Net, n: u16) {
+pub(super) fn fill_backlog(net: &mut Net, n: u16) {
     for port in 1000..1000 + n {
         let out = net.exchange(&syn_from(port, MSS_1400), true);
         assert_eq!(out.len(), 1);

@@ -1,0 +1,424 @@
+//! What the network says besides TCP segments (issue #20), and what our own segments say
+//! about us: private timestamps, ICMP and the path MTU, ECN, Fast Open.
+
+use super::hardening::{LINUX_SYN, Seg, backlog, fill_backlog, net_with, quad_from, syn_from};
+use super::*;
+
+/// Our TSval on the SYN,ACK answering a Linux-like SYN from `port`, and our ISS.
+fn syn_ack_ts(net: &mut Net, port: u16) -> (u32, SeqNum) {
+    let out = net.exchange(&syn_from(port, LINUX_SYN), true);
+    let sa: &Seg = out.first().expect("a SYN,ACK");
+    assert_eq!(sa.flags, Flags::SYN | Flags::ACK);
+    (sa.options.timestamps.expect("timestamps").0, sa.seq)
+}
+
+/// RFC 7323 §7.1: nothing in a SYN,ACK tells how long the endpoint has run. Before issue #20
+/// the TSval offset was the ISS rotated, so TSval − rotl(ISS, 16) was our clock in ms.
+#[test]
+fn a_syn_ack_tsval_reveals_no_uptime() {
+    let mut net = net_with(backlog(64));
+    for (i, port) in (6000..6010).enumerate() {
+        net.now = Instant::from_millis(5_000 + 7_919 * i as u64);
+        let (tsval, iss) = syn_ack_ts(&mut net, port);
+        let uptime_ms = (net.now.as_micros() / 1000) as u32;
+        assert_ne!(tsval.wrapping_sub(iss.raw().rotate_left(16)), uptime_ms);
+        assert_ne!(tsval, uptime_ms);
+    }
+}
+
+/// RFC 7323 §7.1 as Linux (`secure_tcp_ts_off`): one clock per address pair, whatever the
+/// ports or the ISS; another peer, or another daemon's secret, sees an unrelated clock.
+#[test]
+fn the_tsval_clock_is_one_per_address_pair_and_secret() {
+    let mut net = net_with(backlog(64));
+    let (first, _) = syn_ack_ts(&mut net, 6000);
+    net.now += Duration::from_millis(1_234);
+    let (second, _) = syn_ack_ts(&mut net, 6001);
+    assert_eq!(
+        second.wrapping_sub(first),
+        1_234,
+        "the same pair: one clock, in ms"
+    );
+    // Another peer address.
+    let mut other_peer = net_with(backlog(64));
+    other_peer.now = net.now;
+    other_peer.peer = ip("198.18.0.3");
+    let (theirs, _) = syn_ack_ts(&mut other_peer, 6001);
+    assert_ne!(theirs, second);
+    // Another secret.
+    let mut other_secret = net_with(backlog(64));
+    other_secret.ep = Endpoint::new(
+        EndpointConfig {
+            addrs: vec![ip(US4), ip(US6)],
+            listeners: vec![(7, ServiceKind::Echo)],
+            ..EndpointConfig::default()
+        },
+        [4; 16],
+        net.now,
+    );
+    other_secret.now = net.now;
+    let (again, _) = syn_ack_ts(&mut other_secret, 6001);
+    assert_ne!(again, second);
+}
+
+/// A SYN cookie's SYN,ACK is sent with no TCB; the connection rebuilt from the cookie goes on
+/// with the same TSval clock (the offset comes from the address pair, not from the ISS).
+#[test]
+fn a_cookie_connection_continues_the_syn_ack_tsval_clock() {
+    let mut net = net_with(backlog(1));
+    fill_backlog(&mut net, 1);
+    let (tsval, cookie) = syn_ack_ts(&mut net, 5001);
+    net.now += Duration::from_millis(10);
+    let out = net.exchange(
+        &TcpSegment {
+            src_port: 5001,
+            seq: PEER_ISN.add(1),
+            ack: cookie.add(1),
+            flags: Flags::ACK | Flags::PSH,
+            payload: b"hi",
+            options: TcpOptions {
+                timestamps: Some((1_001, tsval)),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        },
+        true,
+    );
+    assert_eq!(
+        net.ep.connection_state(&quad_from(5001)),
+        Some(State::Established)
+    );
+    let echo = out.iter().find(|s| !s.payload.is_empty()).expect("echo");
+    let (later, _) = echo.options.timestamps.expect("timestamps");
+    // The cookie's TSval lies up to 63 ms behind the clock (its low bits carry options).
+    let step = later.wrapping_sub(tsval);
+    assert!((10..10 + 64).contains(&step), "{step}");
+}
+
+// --- ICMP and the path MTU ----------------------------------------------------------------
+
+const ROUTER4: &str = "198.18.0.254";
+const ROUTER6: &str = "2001:2::fe";
+
+impl Net {
+    /// Deliver a segment from the peer and poll: our packets, as raw bytes.
+    fn exchange_raw(&mut self, seg: &TcpSegment<'_>) -> Vec<Vec<u8>> {
+        let mut buf = vec![0; 65536];
+        let n = wire::emit_tcp(&mut buf, self.peer, self.us, seg).unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        self.ep.receive(self.now, &buf[..n], &mut tx);
+        self.ep.poll(self.now, &mut tx);
+        tx
+    }
+
+    /// A router on the path answers `invoking` (one of our packets) with `kind`; what we
+    /// send in reply, parsed.
+    fn icmp(&mut self, kind: wire::IcmpErrorKind, invoking: &[u8]) -> Vec<Seg> {
+        let router = ip(if self.us.is_ipv4() { ROUTER4 } else { ROUTER6 });
+        let mut buf = vec![0; 2000];
+        let n = wire::emit_icmp_error(&mut buf, router, self.us, kind, invoking).unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        self.ep.receive(self.now, &buf[..n], &mut tx);
+        self.ep.poll(self.now, &mut tx);
+        tx.iter().map(|p| super::hardening::seg_of(p)).collect()
+    }
+
+    fn quad(&self, port: u16) -> Quad {
+        Quad {
+            local: SocketAddr::new(self.us, 7),
+            remote: SocketAddr::new(self.peer, port),
+        }
+    }
+
+    /// An established echo connection from the peer's port 40000 with `n` bytes of ours
+    /// in flight (echoed, unacknowledged): our ISS and the raw packets of the echo.
+    fn echo_in_flight(&mut self, n: usize) -> (SeqNum, Vec<Vec<u8>>) {
+        let iss = self.connect(7);
+        let data = vec![b'x'; n];
+        let out = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK | Flags::PSH,
+            payload: &data,
+            ..FROM_PEER
+        });
+        let echoed: usize = out
+            .iter()
+            .map(|p| super::hardening::seg_of(p).payload.len())
+            .sum();
+        assert_eq!(echoed, n);
+        (iss, out)
+    }
+}
+
+fn v6() -> Net {
+    Net::new(PEER6, US6)
+}
+
+/// Overwrite the sequence number of our TCP segment in `packet` (quoted in an ICMP error).
+fn with_seq(packet: &[u8], seq: SeqNum) -> Vec<u8> {
+    let mut p = packet.to_vec();
+    let at = if p[0] >> 4 == 4 { 20 } else { 40 } + 4;
+    p[at..at + 4].copy_from_slice(&seq.raw().to_be_bytes());
+    p
+}
+
+/// RFC 9293 §3.9.2.2 (SHLD-26), RFC 1122 §4.2.3.9: port unreachable is a hard error; it
+/// aborts the connection it names, for IPv4 and IPv6 alike.
+#[test]
+fn an_icmp_port_unreachable_for_a_segment_in_flight_aborts_the_connection() {
+    for mut net in [Net::v4(), v6()] {
+        let (_, out) = net.echo_in_flight(100);
+        let reply = net.icmp(wire::IcmpErrorKind::PortUnreachable, &out[0]);
+        assert!(reply.is_empty(), "no RST towards a port that is not there");
+        assert_eq!(net.ep.connection_state(&net.quad(40000)), None);
+        let s = net.ep.stats();
+        assert_eq!(s.icmp_aborts, 1);
+        let unreachs = s.icmp_in_dest_unreachs + s.icmp6_in_dest_unreachs;
+        assert_eq!(unreachs, 1);
+    }
+}
+
+/// RFC 5927 §4.1: an error whose quoted sequence number is not in SND.UNA..=SND.NXT (a
+/// blind attacker's guess, or a stale one) is counted and ignored, IPv4 and IPv6; so is one
+/// quoting a connection that does not exist.
+#[test]
+fn an_icmp_error_quoting_a_sequence_number_not_in_flight_is_counted_and_ignored() {
+    for mut net in [Net::v4(), v6()] {
+        let (iss, out) = net.echo_in_flight(100);
+        for seq in [iss, iss.add(102), iss.add(1 << 20), iss.sub(1 << 20)] {
+            let reply = net.icmp(
+                wire::IcmpErrorKind::PortUnreachable,
+                &with_seq(&out[0], seq),
+            );
+            assert!(reply.is_empty());
+        }
+        let reply = net.icmp(
+            wire::IcmpErrorKind::PacketTooBig { mtu: 1280 },
+            &with_seq(&out[0], iss.add(1 << 20)),
+        );
+        assert!(reply.is_empty(), "{reply:?}");
+        assert_eq!(
+            net.ep.connection_state(&net.quad(40000)),
+            Some(State::Established)
+        );
+        assert_eq!(net.ep.stats().out_of_window_icmps, 5);
+        assert_eq!(net.ep.stats().icmp_aborts, 0);
+        // Another port of the peer: no such connection.
+        let mut other = out[0].clone();
+        let at = if other[0] >> 4 == 4 { 20 } else { 40 } + 2;
+        other[at..at + 2].copy_from_slice(&40001u16.to_be_bytes());
+        net.icmp(wire::IcmpErrorKind::PortUnreachable, &other);
+        assert_eq!(net.ep.stats().icmp_no_connection, 1);
+        assert_eq!(
+            net.ep.connection_state(&net.quad(40000)),
+            Some(State::Established)
+        );
+    }
+}
+
+/// RFC 9293 MUST-56: host unreachable is soft in ESTABLISHED: the connection goes on, and
+/// the error is kept for `status --info`.
+#[test]
+fn an_icmp_host_unreachable_in_established_is_kept_as_the_last_error() {
+    let mut net = Net::v4();
+    let (_, out) = net.echo_in_flight(100);
+    net.icmp(wire::IcmpErrorKind::HostUnreachable, &out[0]);
+    assert_eq!(
+        net.ep.connection_state(&net.quad(40000)),
+        Some(State::Established)
+    );
+    assert_eq!(net.ep.stats().icmp_soft_errors, 1);
+    let snap = net.ep.snapshot(net.now);
+    let info = snap
+        .iter()
+        .find_map(|s| {
+            s.info
+                .as_ref()
+                .filter(|_| s.peer == Some(net.quad(40000).remote))
+        })
+        .expect("the connection's info");
+    assert_eq!(info.last_error, Some("host unreachable"));
+}
+
+/// RFC 1191 §6.3, RFC 8201 §5.4: a Packet Too Big for a full-sized segment in flight lowers
+/// the MSS to fit and sends what was lost again at once, in smaller segments, labelled
+/// [PMTU]; the destination's path MTU is remembered for new connections.
+#[test]
+fn a_packet_too_big_lowers_the_mss_and_resends_at_once_v4_and_v6() {
+    for (mut net, mtu, want_mss) in [(Net::v4(), 1280u32, 1240u16), (v6(), 1280, 1220)] {
+        let (iss, out) = net.echo_in_flight(1400);
+        assert_eq!(out.len(), 1);
+        let resent = net.icmp(wire::IcmpErrorKind::PacketTooBig { mtu }, &out[0]);
+        // No RTO waited for: the same instant.
+        let sizes: Vec<usize> = resent.iter().map(|s| s.payload.len()).collect();
+        assert_eq!(sizes, [usize::from(want_mss), 1400 - usize::from(want_mss)]);
+        assert_eq!(resent[0].seq, iss.add(1));
+        let info = net.ep.connection_info(&net.quad(40000)).unwrap();
+        assert_eq!(info.send_mss, want_mss);
+        let ladder = net
+            .ep
+            .ladders()
+            .into_iter()
+            .find(|(q, _)| q.remote.port() == 40000)
+            .unwrap()
+            .1;
+        assert!(ladder.contains("[PMTU]"), "{ladder}");
+        assert_eq!(net.ep.stats().pmtu_lowered, 1);
+        // A second message for the same size changes nothing.
+        assert!(
+            net.icmp(wire::IcmpErrorKind::PacketTooBig { mtu }, &out[0])
+                .is_empty()
+        );
+        // A new connection to the same destination starts at the smaller size.
+        let syn_ack = net.exchange(&syn_from(40001, LINUX_SYN), true);
+        assert_eq!(syn_ack.len(), 1);
+        let mut q = net.quad(40000);
+        q.remote.set_port(40001);
+        assert_eq!(net.ep.connection_info(&q).unwrap().send_mss, want_mss);
+    }
+}
+
+/// RFC 1191 §3 (and Linux's `min_pmtu`), RFC 8200 §5: a Packet Too Big below 552 (IPv4) or
+/// 1280 (IPv6) lowers the path to that floor and no further; one above the current MTU
+/// raises nothing.
+#[test]
+fn a_packet_too_big_never_goes_below_the_floor_nor_raises_the_mtu() {
+    let mut net = Net::v4();
+    let (_, out) = net.echo_in_flight(1400);
+    assert!(
+        net.icmp(wire::IcmpErrorKind::PacketTooBig { mtu: 9000 }, &out[0])
+            .is_empty()
+    );
+    let resent = net.icmp(wire::IcmpErrorKind::PacketTooBig { mtu: 68 }, &out[0]);
+    assert_eq!(resent[0].payload.len(), 552 - 40);
+    let mut net = v6();
+    let (_, out) = net.echo_in_flight(1400);
+    let resent = net.icmp(wire::IcmpErrorKind::PacketTooBig { mtu: 1000 }, &out[0]);
+    assert_eq!(resent[0].payload.len(), 1280 - 60);
+}
+
+/// Linux's `connect()` fails at once when an ICMP error answers its SYN (`tcp_v4_err` in
+/// SYN-SENT), with the error's errno: `synack connect` and the socket API do the same.
+#[test]
+fn an_icmp_error_for_our_syn_fails_the_connect_at_once() {
+    for (kind, outcome, errno) in [
+        (
+            wire::IcmpErrorKind::HostUnreachable,
+            "no route to host (ICMP host unreachable from the path)",
+            libc::EHOSTUNREACH,
+        ),
+        (
+            wire::IcmpErrorKind::NetUnreachable,
+            "network is unreachable (ICMP from the path)",
+            libc::ENETUNREACH,
+        ),
+    ] {
+        // synack connect.
+        let mut net = Net::v4();
+        let id = net
+            .ep
+            .connect(net.now, SocketAddr::new(net.peer, 9), b"x".to_vec())
+            .unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert_eq!(tx.len(), 1, "our SYN");
+        net.icmp(kind, &tx[0]);
+        let ev = net.ep.poll_client(id).unwrap();
+        assert_eq!(ev.outcome, Some(ClientOutcome::Unreachable(kind)));
+        assert_eq!(ev.outcome.unwrap().name(), outcome);
+        // The socket API.
+        let mut net = Net::v4();
+        let c = net.ep.sockets().socket(false);
+        let to = SocketAddr::new(net.peer, 9);
+        assert_eq!(
+            net.ep.sockets().connect(net.now, c, to),
+            Err(SocketError::InProgress)
+        );
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        net.icmp(kind, &tx[0]);
+        let err = net.ep.sockets().connect(net.now, c, to).unwrap_err();
+        assert_eq!(err.errno(), errno, "{err}");
+    }
+}
+
+/// RFC 4821 §7.5 as Linux's `tcp_mtu_probing=1`: a path that drops full-sized segments
+/// without a word (RFC 2923 §2.1) is suspected at the third timeout in a row, and the MSS
+/// falls to 1024, then halves; `--mtu-probing off` keeps resending the same size.
+#[test]
+fn repeated_timeouts_without_icmp_fall_back_to_a_smaller_mss() {
+    let sizes_per_rto = |probing: tcp::MtuProbing| {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().mtu_probing = probing;
+        net.echo_in_flight(3000);
+        (0..4)
+            .map(|_| {
+                let out = net.advance();
+                out.iter().map(|o| o.payload.len()).max().unwrap_or(0)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sizes_per_rto(tcp::MtuProbing::Blackhole),
+        [1460, 1460, 1024, 536]
+    );
+    assert_eq!(
+        sizes_per_rto(tcp::MtuProbing::Off),
+        [1460, 1460, 1460, 1460]
+    );
+}
+
+/// `--mtu-probing always` starts at the base MSS (Linux's `tcp_mtu_probing=2`).
+#[test]
+fn mtu_probing_always_starts_at_the_base_mss() {
+    let mut net = Net::v4();
+    net.ep.tcp_config_mut().mtu_probing = tcp::MtuProbing::Always;
+    let (_, out) = net.echo_in_flight(1400);
+    let sizes: Vec<usize> = out
+        .iter()
+        .map(|p| super::hardening::seg_of(p).payload.len())
+        .collect();
+    assert_eq!(sizes, [1024, 376]);
+}
+
+/// RFC 4821 §7.6: after the fallback, once data sent at the smaller size is acknowledged,
+/// the old size is probed; acknowledged, it stays (`TcpExtTCPMTUPSuccess`).
+#[test]
+fn after_a_fallback_the_old_size_is_probed_and_kept_when_acknowledged() {
+    let mut net = Net::v4();
+    let (iss, _) = net.echo_in_flight(3000);
+    for _ in 0..3 {
+        net.advance();
+    }
+    assert_eq!(net.ep.stats().mtu_blackhole_fallbacks, 1);
+    let mut sent = 3000u32;
+    let mut peer_sent = 3000u32;
+    let round = |net: &mut Net, sent: &mut u32, peer_sent: &mut u32| -> usize {
+        // The peer acknowledges everything and sends 3000 more bytes to echo.
+        let data = vec![b'y'; 3000];
+        let out = net.send(&TcpSegment {
+            seq: PEER_ISN.add(1 + *peer_sent),
+            ack: iss.add(1 + *sent),
+            flags: Flags::ACK | Flags::PSH,
+            payload: &data,
+            ..FROM_PEER
+        });
+        *peer_sent += 3000;
+        *sent += out.iter().map(|o| o.payload.len() as u32).sum::<u32>();
+        out.iter().map(|o| o.payload.len()).max().unwrap_or(0)
+    };
+    assert_eq!(
+        round(&mut net, &mut sent, &mut peer_sent),
+        1024,
+        "at the fallen size"
+    );
+    assert_eq!(
+        round(&mut net, &mut sent, &mut peer_sent),
+        1460,
+        "the probe"
+    );
+    round(&mut net, &mut sent, &mut peer_sent);
+    assert_eq!(net.ep.stats().mtu_probe_successes, 1);
+    assert_eq!(net.ep.stats().mtu_probe_failures, 0);
+}
