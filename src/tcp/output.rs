@@ -242,7 +242,13 @@ impl Connection {
                     self.scoreboard.on_rescue();
                 }
                 NextSeg::NewData => {
-                    if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
+                    if !self.send_new_segment(
+                        now,
+                        mss,
+                        wnd_end,
+                        self.recovery_new_data_label(),
+                        emit,
+                    ) {
                         break;
                     }
                 }
@@ -281,7 +287,7 @@ impl Connection {
             if !new_ok {
                 break;
             }
-            if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
+            if !self.send_new_segment(now, mss, wnd_end, self.recovery_new_data_label(), emit) {
                 break;
             }
             pipe = pipe.saturating_add(
@@ -290,6 +296,16 @@ impl Connection {
                     .distance_from(self.snd.una)
                     .saturating_sub(before),
             );
+        }
+    }
+
+    /// The label of new data sent during fast recovery: `[PRR]` when Proportional Rate
+    /// Reduction let it out (SACK recoveries, RFC 9937).
+    fn recovery_new_data_label(&self) -> Label {
+        if self.opts.sack && self.cc.in_recovery() {
+            Label::Prr
+        } else {
+            Label::None
         }
     }
 
