@@ -230,6 +230,15 @@ counters! {
     /// Tail loss probes sent (RFC 8985 §7), and losses a probe repaired.
     loss_probes => "TcpExtTCPLossProbes",
     loss_probe_recovery => "TcpExtTCPLossProbeRecovery",
+    /// Window reductions undone because they proved spurious: by D-SACK, by timestamps at
+    /// the end of a recovery, on a partial ACK, after a timeout; and spurious timeouts.
+    dsack_undo => "TcpExtTCPDSACKUndo",
+    full_undo => "TcpExtTCPFullUndo",
+    partial_undo => "TcpExtTCPPartialUndo",
+    loss_undo => "TcpExtTCPLossUndo",
+    spurious_rtos => "TcpExtTCPSpuriousRTOs",
+    /// Slow starts left because the RTT rose (HyStart++, RFC 9406).
+    hystart_delay_detect => "TcpExtTCPHystartDelayDetect",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -317,13 +326,19 @@ impl Counters {
         self.retransmissions += e.retransmissions;
         self.rcv_window_clamped += e.rcv_window_clamped;
         self.rcv_memory_drops += e.rcv_memory_drops;
-        self.dsack_old_sent += e.dsack_old_sent;
-        self.dsack_ofo_sent += e.dsack_ofo_sent;
-        self.dsack_recv += e.dsack_recv;
-        self.sack_recovery += e.sack_recovery;
-        self.reno_recovery += e.reno_recovery;
-        self.loss_probes += e.loss_probes;
-        self.loss_probe_recovery += e.loss_probe_recovery;
+        self.dsack_old_sent += u64::from(e.dsack_old_sent);
+        self.dsack_ofo_sent += u64::from(e.dsack_ofo_sent);
+        self.dsack_recv += u64::from(e.dsack_recv);
+        self.sack_recovery += u64::from(e.sack_recovery);
+        self.reno_recovery += u64::from(e.reno_recovery);
+        self.loss_probes += u64::from(e.loss_probes);
+        self.loss_probe_recovery += u64::from(e.loss_probe_recovery);
+        self.dsack_undo += u64::from(e.dsack_undo);
+        self.full_undo += u64::from(e.full_undo);
+        self.partial_undo += u64::from(e.partial_undo);
+        self.loss_undo += u64::from(e.loss_undo);
+        self.spurious_rtos += u64::from(e.spurious_rtos);
+        self.hystart_delay_detect += u64::from(e.hystart_delay_detect);
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

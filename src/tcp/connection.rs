@@ -938,6 +938,10 @@ impl Connection {
             // RFC 5681 §3.1 (and RFC 9438 §4.8): after a timeout, cwnd is one segment;
             // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
             let flight = self.snd.nxt.distance_from(self.snd.una);
+            if self.retries == 0 {
+                // The first timeout of an episode: what to restore if it proves spurious.
+                self.undo_start();
+            }
             self.cc.on_rto(now, flight);
             self.recover = self.snd.nxt;
             self.dup_acks = 0;

@@ -63,20 +63,34 @@ pub struct ConnEvents {
     /// Segments whose in-window data was dropped (wholly or in part) at the buffer memory
     /// limit (Linux: `TCPRcvQDrop`).
     pub rcv_memory_drops: u64,
+    // Loss recovery (issue 19). These are u32: the endpoint takes the counts after every
+    // run of the connection, and a table slot must stay small.
     /// RFC 2883: D-SACK blocks reported for duplicate data below RCV.NXT (Linux:
     /// `TCPDSACKOldSent`) and in the out-of-order queue (`TCPDSACKOfoSent`).
-    pub dsack_old_sent: u64,
-    pub dsack_ofo_sent: u64,
+    pub dsack_old_sent: u32,
+    pub dsack_ofo_sent: u32,
     /// ACKs carrying a D-SACK block (Linux: `TCPDSACKRecv`).
-    pub dsack_recv: u64,
+    pub dsack_recv: u32,
     /// Fast recoveries entered with SACK (RFC 6675 or RACK; Linux: `TCPSackRecovery`) and
     /// without (RFC 6582; `TCPRenoRecovery`).
-    pub sack_recovery: u64,
-    pub reno_recovery: u64,
+    pub sack_recovery: u32,
+    pub reno_recovery: u32,
     /// Tail loss probes sent (RFC 8985 §7; Linux: `TCPLossProbes`), and losses a probe
     /// repaired (`TCPLossProbeRecovery`).
-    pub loss_probes: u64,
-    pub loss_probe_recovery: u64,
+    pub loss_probes: u32,
+    pub loss_probe_recovery: u32,
+    /// Reductions undone because they proved spurious (Linux's names): by D-SACK
+    /// (`TCPDSACKUndo`), by timestamps at the end of a recovery (`TCPFullUndo`), on a
+    /// partial ACK (`TCPPartialUndo`), after a timeout (`TCPLossUndo`); and timeouts found
+    /// spurious (`TCPSpuriousRTOs`).
+    pub dsack_undo: u32,
+    pub full_undo: u32,
+    pub partial_undo: u32,
+    pub loss_undo: u32,
+    pub spurious_rtos: u32,
+    /// HyStart++ (RFC 9406) found the RTT rising and left slow start (Linux's HyStart:
+    /// `TCPHystartDelayDetect`).
+    pub hystart_delay_detect: u32,
 }
 
 impl Connection {

@@ -503,6 +503,10 @@ impl Connection {
             self.scoreboard.on_ack(seg.ack);
             let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
             cum_delivered = acked.saturating_sub(was_sacked);
+            // RFC 3522: was the recovery or the timeout spurious? (Before the ACK ends it.)
+            self.try_undo_on_ack(seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
+            // RFC 9406: leave slow start when the RTT rises.
+            self.hystart_on_ack(seg.ack, delivered.rtt_sample);
             self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
             if establishing {
                 self.rto_after_handshake();
@@ -533,7 +537,7 @@ impl Connection {
         }
         // The segments in flight, RACK and the tail loss probe (recovery/).
         let newly_lost =
-            self.recovery_on_ack(now, seg.ack, delivered, &update, advances, flight_before);
+            self.recovery_on_ack(now, seg, delivered, &update, advances, flight_before);
         if duplicate {
             self.on_duplicate_ack(now, flight_before);
         }
@@ -682,6 +686,7 @@ impl Connection {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
+            self.undo_start();
             self.cc.enter_recovery(now, flight, self.opts.sack);
             if self.opts.sack {
                 self.prr_start(prior_cwnd);

@@ -188,7 +188,12 @@ impl Connection {
         }
         // RFC 8985 §7.3: a tail loss probe, when its timer fired.
         self.transmit_probe(now, mss, emit);
-        let rack_lost = self.rack_active() && !self.rec.in_loss() && self.rec.sent().has_lost();
+        // (Segments are marked lost only once something above them was SACKed: no scan of
+        // the segments in flight on a loss-free connection.)
+        let rack_lost = self.rack_active()
+            && !self.rec.in_loss()
+            && !self.scoreboard.is_empty()
+            && self.rec.sent().has_lost();
         if self.opts.sack && (self.cc.in_recovery() || rack_lost) {
             self.transmit_sack_recovery(now, mss, emit);
         } else {
@@ -242,7 +247,13 @@ impl Connection {
                     self.scoreboard.on_rescue();
                 }
                 NextSeg::NewData => {
-                    if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
+                    if !self.send_new_segment(
+                        now,
+                        mss,
+                        wnd_end,
+                        self.recovery_new_data_label(),
+                        emit,
+                    ) {
                         break;
                     }
                 }
@@ -281,7 +292,7 @@ impl Connection {
             if !new_ok {
                 break;
             }
-            if !self.send_new_segment(now, mss, wnd_end, Label::None, emit) {
+            if !self.send_new_segment(now, mss, wnd_end, self.recovery_new_data_label(), emit) {
                 break;
             }
             pipe = pipe.saturating_add(
@@ -290,6 +301,16 @@ impl Connection {
                     .distance_from(self.snd.una)
                     .saturating_sub(before),
             );
+        }
+    }
+
+    /// The label of new data sent during fast recovery: `[PRR]` when Proportional Rate
+    /// Reduction let it out (SACK recoveries, RFC 9937).
+    fn recovery_new_data_label(&self) -> Label {
+        if self.opts.sack && self.cc.in_recovery() {
+            Label::Prr
+        } else {
+            Label::None
         }
     }
 
@@ -502,6 +523,13 @@ impl Connection {
         self.after_emit();
         // Its transmit time, for RACK and for RTT samples (RFC 6298 §3, Karn: a
         // retransmitted segment gives none): `recovery/sent.rs`.
+        let ts = self.ts_now(now);
+        if seq.lt(self.snd.nxt)
+            && let Some(st) = self.rec.st.as_mut()
+        {
+            // A retransmission: counted for undo (recovery/undo.rs), with its TSval.
+            st.undo.on_retransmit(ts);
+        }
         self.rec.sent_mut().on_send(seq, end, now);
         if self.opts.sack
             && self.cc.in_recovery()

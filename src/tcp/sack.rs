@@ -223,6 +223,8 @@ pub struct SackUpdate {
     pub newly_sacked: u32,
     /// The first block was a D-SACK (RFC 2883 §4): a report of duplicate data.
     pub dsack: bool,
+    /// Its left edge.
+    pub dsack_left: Option<SeqNum>,
     /// Blocks ignored as invalid (empty, reversed, outside SND.UNA..SND.NXT).
     pub invalid: u32,
     /// Valid blocks that could not be recorded because the table was full.
@@ -322,6 +324,7 @@ impl Scoreboard {
                 .get(1)
                 .is_some_and(|&(l2, r2)| l2.le(l) && r.le(r2) && l.lt(r));
             up.dsack = (l.lt(r) && r.le(snd_una)) || inside_second;
+            up.dsack_left = up.dsack.then_some(l);
         }
         for (i, &(l, r)) in blocks.iter().enumerate() {
             if i == 0 && up.dsack && r.le(snd_una) {

@@ -60,6 +60,9 @@ pub enum Label {
     Tlp,
     /// An ACK carrying a D-SACK block: we got that data twice (RFC 2883).
     Dsack,
+    /// New data sent during fast recovery as Proportional Rate Reduction allowed
+    /// (RFC 9937).
+    Prr,
     /// The n-th ACK in a row for the same RCV.NXT, sent because data arrived out of order
     /// (RFC 5681 §4.2).
     DupAck(u16),
@@ -93,6 +96,7 @@ impl Label {
             Label::Rack => Borrowed("RACK"),
             Label::Tlp => Borrowed("TLP"),
             Label::Dsack => Borrowed("D-SACK"),
+            Label::Prr => Borrowed("PRR"),
             Label::DupAck(n) => std::borrow::Cow::Owned(format!("dup ACK #{n}")),
             Label::ZeroWindowProbe => Borrowed("zero-window probe"),
             Label::WindowUpdate => Borrowed("window update"),

@@ -50,6 +50,12 @@ pub struct Path {
     drop: DropRule,
     /// Extra delay for some packets (reordering).
     extra_delay: Option<DelayRule>,
+    /// A bottleneck toward the receiver: (bits per second, queue length in packets), and
+    /// when its link is free again.
+    bottleneck: Option<(u64, u32)>,
+    link_free: Instant,
+    /// Packets the bottleneck's queue dropped.
+    pub queue_drops: u32,
     /// Every data segment the sender emitted, in order.
     pub sent: Vec<Sent>,
     /// Every packet the drop rule removed.
@@ -101,6 +107,9 @@ impl Path {
             wire: Vec::new(),
             drop: Box::new(drop),
             extra_delay: None,
+            bottleneck: None,
+            link_free: now,
+            queue_drops: 0,
             sent: Vec::new(),
             dropped: Vec::new(),
             times_sent: HashMap::new(),
@@ -108,6 +117,12 @@ impl Path {
             queued: 0,
             received: 0,
         }
+    }
+
+    /// A bottleneck of `bps` toward the receiver with a drop-tail queue of `queue` packets.
+    pub fn bottleneck(mut self, bps: u64, queue: u32) -> Path {
+        self.bottleneck = Some((bps, queue));
+        self
     }
 
     /// Delay some packets by more than the path's delay (`rule` gives the extra).
@@ -153,10 +168,23 @@ impl Path {
             self.dropped.push(w);
             return;
         }
-        let extra = match (&mut self.extra_delay, what) {
+        let mut extra = match (&mut self.extra_delay, what) {
             (Some(rule), Some(w)) => rule(&w),
             _ => Duration::ZERO,
         };
+        if let (Some((bps, queue)), true) = (self.bottleneck, to_receiver) {
+            // Serialised at `bps` behind what is queued; past `queue` packets, dropped.
+            let tx = Duration::from_nanos(bytes.len() as u64 * 8 * 1_000_000_000 / bps);
+            let start = self.link_free.max(self.now);
+            let waiting = (start - self.now).as_nanos() / tx.as_nanos().max(1);
+            if waiting > u128::from(queue) {
+                self.queue_drops += 1;
+                tracing::debug!(now = %self.now, "bottleneck queue full: dropped");
+                return;
+            }
+            self.link_free = start + tx;
+            extra += self.link_free - self.now;
+        }
         self.wire
             .push((self.now + self.delay + extra, to_receiver, bytes));
     }
@@ -627,4 +655,92 @@ fn a_lost_last_segment_during_recovery_needs_no_timeout() {
             "{recovery}"
         );
     }
+}
+
+/// A delay spike longer than the RTO: the timer fires although nothing was lost. The ACKs
+/// of the originals then echo timestamps older than the retransmission (RFC 3522): the
+/// timeout was spurious, its window reduction is undone, and go-back-N stops.
+#[test]
+fn a_spurious_timeout_is_detected_by_timestamps_and_undone() {
+    crate::init_logs();
+    // The receiver's ACKs from the 20th on are held 400 ms (once).
+    let mut n = 0u32;
+    let p =
+        Path::new(Config::default(), RTT / 2, 300 * 1448, |_| false).delaying(move |w| match w {
+            Wire::Ack => {
+                n += 1;
+                if (20..=40).contains(&n) {
+                    Duration::from_millis(400) - Duration::from_micros(u64::from(n))
+                } else {
+                    Duration::ZERO
+                }
+            }
+            Wire::Data(_) => Duration::ZERO,
+        });
+    let (_, p) = completion(p);
+    let ev = p.sender.events();
+    assert!(ev.rto_expirations >= 1, "no timeout: {ev:?}");
+    assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
+    // Go-back-N stopped at the undo: only what went out before it was sent twice.
+    assert!(
+        p.resent().len() <= 2,
+        "{:?}\n{ev:?}\n{}",
+        p.resent(),
+        p.sender.ladder()
+    );
+}
+
+/// Reordering makes `--recovery classic` retransmit what was only late; the receiver's
+/// D-SACKs (or the timestamps) show it, and the window reduction is undone.
+#[test]
+fn a_spurious_fast_retransmit_is_undone() {
+    crate::init_logs();
+    let cfg = Config {
+        recovery: RecoveryKind::Classic,
+        ..Config::default()
+    };
+    let mut k = 0u32;
+    let p = Path::new(cfg, RTT / 2, 200 * 1448, |_| false).delaying(move |w| match w {
+        Wire::Data(s) if s.nth == 0 => {
+            k += 1;
+            if k == 61 {
+                Duration::from_millis(5)
+            } else {
+                Duration::ZERO
+            }
+        }
+        _ => Duration::ZERO,
+    });
+    let (_, p) = completion(p);
+    let ev = p.sender.events();
+    assert_eq!(p.resent().len(), 1, "one spurious retransmission");
+    assert_eq!(
+        ev.dsack_undo + ev.full_undo + ev.partial_undo,
+        1,
+        "undone: {ev:?}"
+    );
+    assert_eq!(ev.dsack_recv, 1, "{ev:?}");
+}
+
+/// HyStart++ (RFC 9406): through a 10 Mbit/s bottleneck with a deep queue (400 packets, ten
+/// times the path's 40 ms of data), slow start ends when the queue starts to delay the ACKs,
+/// long before the queue overflows; without it the window doubles until the queue drops
+/// hundreds of packets.
+#[test]
+fn hystart_leaves_slow_start_before_the_first_loss_at_a_deep_queue() {
+    crate::init_logs();
+    let mut p =
+        Path::new(Config::default(), RTT / 2, 2 << 20, |_| false).bottleneck(10_000_000, 400);
+    p.run(Duration::from_secs(30));
+    assert!(p.complete());
+    let ev = p.sender.events();
+    assert_eq!(ev.hystart_delay_detect, 1, "{ev:?}");
+    // Later, congestion avoidance finds the queue's limit (a drop or two); slow start
+    // doubling past it would lose hundreds.
+    assert!(
+        p.queue_drops <= 2,
+        "{} drops at the bottleneck",
+        p.queue_drops
+    );
+    assert!(ev.retransmissions <= 2, "{ev:?}");
 }

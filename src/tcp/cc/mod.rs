@@ -32,10 +32,12 @@
 //! sequence space, not about the window.
 
 mod cubic;
+pub mod hystart;
 mod newreno;
 mod usage;
 
 pub use cubic::Cubic;
+pub use hystart::HyStart;
 pub use newreno::NewReno;
 pub use usage::CwndUsage;
 
@@ -103,6 +105,8 @@ pub struct Window {
     pub after_rto: bool,
     /// RFC 3465 §2.1: bytes acknowledged in congestion avoidance since cwnd last grew.
     pub bytes_acked: u32,
+    /// RFC 9406: in HyStart++'s Conservative Slow Start (cwnd grows a quarter as fast).
+    pub css: bool,
 }
 
 impl Window {
@@ -117,6 +121,7 @@ impl Window {
             sack_recovery: false,
             after_rto: false,
             bytes_acked: 0,
+            css: false,
         }
     }
 
@@ -145,6 +150,9 @@ impl Window {
     pub fn slow_start(&mut self, bytes_acked: u32) {
         let inc = if self.after_rto {
             bytes_acked.min(self.smss)
+        } else if self.css {
+            // RFC 9406 §4.2: "cwnd = cwnd + (N / CSS_GROWTH_DIVISOR)".
+            bytes_acked / hystart::CSS_GROWTH_DIVISOR
         } else {
             bytes_acked
         };
@@ -160,6 +168,7 @@ impl Window {
     /// step 3 / RFC 6582: cwnd = ssthresh + 3·SMSS, the three segments that left the network.
     /// RFC 6675 §5 step 4.2: with SACK, cwnd = ssthresh and `pipe` accounts for what left.
     pub fn enter_recovery(&mut self, ssthresh: u32, sack: bool) {
+        self.css = false;
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
         self.cwnd = if sack {
             self.ssthresh
@@ -211,9 +220,22 @@ impl Window {
         self.bytes_acked = 0;
     }
 
+    /// A reduction proved spurious (D-SACK, timestamps): back to the window and threshold
+    /// from before it, or what they have grown to since (Linux's `tcp_undo_cwnd_reduction`
+    /// with `tcp_reno_undo_cwnd`); recovery, and slow start's timeout limit, end.
+    pub fn undo(&mut self, prior_cwnd: u32, prior_ssthresh: u32) {
+        self.cwnd = self.cwnd.max(prior_cwnd);
+        self.ssthresh = self.ssthresh.max(prior_ssthresh);
+        self.in_recovery = false;
+        self.sack_recovery = false;
+        self.after_rto = false;
+        self.bytes_acked = 0;
+    }
+
     /// RFC 5681 §3.1: after a retransmission timeout, ssthresh as given (≥ 2·SMSS, equation 4)
     /// and cwnd = the loss window, LW = 1 SMSS.
     pub fn on_rto(&mut self, ssthresh: u32) {
+        self.css = false;
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
         self.cwnd = self.smss;
         self.in_recovery = false;
@@ -262,6 +284,26 @@ impl CongestionControl {
     /// The congestion window, in bytes.
     pub fn cwnd(&self) -> u32 {
         self.window().cwnd
+    }
+
+    /// RFC 9406: act on what HyStart++ saw.
+    pub fn hystart(&mut self, step: hystart::Step) {
+        let w = self.window_mut();
+        match step {
+            hystart::Step::Stay => {}
+            hystart::Step::EnterCss => w.css = true,
+            hystart::Step::ResumeSlowStart => w.css = false,
+            hystart::Step::EnterCongestionAvoidance => {
+                // "ssthresh = cwnd": slow start (and CSS) end.
+                w.css = false;
+                w.ssthresh = w.cwnd;
+            }
+        }
+    }
+
+    /// Undo a reduction that proved spurious (see [`Window::undo`]).
+    pub fn undo(&mut self, prior_cwnd: u32, prior_ssthresh: u32) {
+        self.window_mut().undo(prior_cwnd, prior_ssthresh);
     }
 
     /// Set the congestion window during recovery: PRR's pipe + sndcnt (RFC 9937).

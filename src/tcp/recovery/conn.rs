@@ -2,12 +2,13 @@
 //! the timers and from output (the probe). Kept here, beside the state they drive, so that
 //! `input.rs` and `output.rs` only call in.
 
-use super::{CaState, Delivered, ProbeOutcome, Prr, RecoveryKind, Tlp, state};
+use super::{CaState, Delivered, ProbeOutcome, Prr, RecoveryKind, Tlp, Undo, Undone, state};
 use crate::tcp::connection::Connection;
 use crate::tcp::sack::SackUpdate;
 use crate::tcp::trace::Label;
 use crate::tcp::{SeqNum, State};
 use crate::time::Instant;
+use crate::wire::TcpSegment;
 
 impl Connection {
     /// RACK-TLP is in use: `--recovery rack` and SACK negotiated (Linux's RACK, too, needs
@@ -36,25 +37,52 @@ impl Connection {
     pub(in crate::tcp) fn recovery_on_ack(
         &mut self,
         now: Instant,
-        ack: SeqNum,
+        seg: &TcpSegment<'_>,
         mut d: Delivered,
         update: &SackUpdate,
         advanced: bool,
         flight: u32,
     ) -> u32 {
+        let (ack, tsecr) = (seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
         if update.dsack {
             self.events.dsack_recv += 1;
+            // RFC 2883 §5 / RFC 3708: each retransmission of the episode reported as a
+            // duplicate; all of them: undo (Linux's tcp_try_undo_dsack).
+            if let (Some(left), Some(st)) = (update.dsack_left, self.rec.st.as_mut())
+                && st.undo.on_dsack(left)
+            {
+                self.undo(if self.rec.in_loss() {
+                    Undone::Loss
+                } else {
+                    Undone::Dsack
+                });
+            }
         }
         let sb = &self.scoreboard;
         let st = state(&mut self.rec.st);
-        st.sent
-            .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
+        if !sb.is_empty() {
+            st.sent
+                .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
+        }
         if !self.rack_active() {
             return 0;
         }
         let (una, nxt) = (self.snd.una, self.snd.nxt);
+        // RFC 8985 §6.2 step 2: an echo older than the newest segment's retransmission
+        // means its original was delivered. Only for a cumulative ACK: the echo of an ACK
+        // that SACKs data above a hole is of the segment before the hole (RFC 7323 §4.3), so
+        // says nothing about the SACKed one (Linux checks min_RTT alone).
+        let original_acked = match (d.newest, tsecr) {
+            (Some((xmit, _, true)), Some(ecr))
+                if ecr != 0 && self.opts.ts && d.newly_sacked == 0 =>
+            {
+                (ecr.wrapping_sub(self.ts_now(xmit)) as i32) < 0
+            }
+            _ => false,
+        };
+        let min_rtt = self.rtt.min_rtt();
         let st = state(&mut self.rec.st);
-        st.rack.on_delivered(now, &d, self.rtt.min_rtt());
+        st.rack.on_delivered(now, &d, min_rtt, original_acked);
         if update.dsack {
             // RFC 8985 §6.2 step 4: D-SACK means reordering (or a spurious retransmission):
             // widen the window.
@@ -79,6 +107,84 @@ impl Connection {
             self.schedule_probe(now);
         }
         marked
+    }
+
+    /// A recovery or a timeout begins: remember what to restore should it prove spurious.
+    /// Call before the window is reduced.
+    pub(in crate::tcp) fn undo_start(&mut self) {
+        let (una, cwnd, ssthresh) = (self.snd.una, self.cc.cwnd(), self.cc.ssthresh());
+        state(&mut self.rec.st).undo = Undo::start(una, cwnd, ssthresh);
+    }
+
+    /// An ACK of new data in recovery or after a timeout: undo if the timestamps show the
+    /// originals arrived (RFC 3522; Linux's `tcp_try_undo_recovery`, `_partial`, `_loss`).
+    /// Call before the ACK ends the recovery.
+    pub(in crate::tcp) fn try_undo_on_ack(&mut self, ack: SeqNum, tsecr: Option<u32>) {
+        let Some(st) = self.rec.st.as_ref() else {
+            return;
+        };
+        if !st.undo.eifel(tsecr) {
+            return;
+        }
+        if st.in_loss {
+            self.undo(Undone::Loss);
+        } else if self.cc.in_recovery() {
+            self.undo(if ack.ge(self.recover) {
+                Undone::Full
+            } else {
+                Undone::Partial
+            });
+        }
+    }
+
+    /// Give the window back (see `recovery/undo.rs`) and count it.
+    pub(in crate::tcp) fn undo(&mut self, how: Undone) {
+        let st = state(&mut self.rec.st);
+        let u = st.undo;
+        st.undo.end();
+        tracing::debug!(?how, "undo: the reduction was spurious");
+        self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
+        self.scoreboard.end_recovery();
+        match how {
+            Undone::Dsack => self.events.dsack_undo += 1,
+            Undone::Full => self.events.full_undo += 1,
+            Undone::Partial => self.events.partial_undo += 1,
+            Undone::Loss => {
+                self.events.loss_undo += 1;
+                self.events.spurious_rtos += 1;
+            }
+        }
+        if st.in_loss {
+            // Nothing was lost: no go-back-N (Linux's tcp_undo_cwnd_reduction unmarks).
+            st.in_loss = false;
+            st.sent.unmark_lost();
+            self.tx_next = self.snd.nxt;
+        }
+    }
+
+    /// RFC 9406 HyStart++: an ACK of new data in the initial slow start (or its CSS), with
+    /// this ACK's RTT sample.
+    pub(in crate::tcp) fn hystart_on_ack(
+        &mut self,
+        ack: SeqNum,
+        rtt: Option<crate::time::Duration>,
+    ) {
+        if self.cc.in_recovery() || self.rec.in_loss() {
+            return;
+        }
+        let initial = self.cc.ssthresh() == u32::MAX;
+        let nxt = self.snd.nxt;
+        let st = state(&mut self.rec.st);
+        if st.hystart.done || !(initial || st.hystart.in_css()) {
+            st.hystart.done = true;
+            return;
+        }
+        let step = st.hystart.on_ack(ack, nxt, rtt);
+        if step == crate::tcp::cc::hystart::Step::EnterCss {
+            tracing::debug!("HyStart++: the RTT rose, conservative slow start");
+            self.events.hystart_delay_detect += 1;
+        }
+        self.cc.hystart(step);
     }
 
     /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
@@ -130,6 +236,7 @@ impl Connection {
             tracing::debug!(marked, "RACK: loss detected, fast recovery");
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
+            self.undo_start();
             self.cc.enter_recovery(now, flight, true);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);

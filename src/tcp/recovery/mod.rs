@@ -14,6 +14,7 @@ pub mod prr;
 pub mod rack;
 pub mod sent;
 pub mod tlp;
+pub mod undo;
 
 use crate::time::Instant;
 use std::fmt;
@@ -24,6 +25,7 @@ pub use prr::Prr;
 pub use rack::Rack;
 pub use sent::{Delivered, SentLog};
 pub use tlp::{ProbeOutcome, Tlp};
+pub use undo::{Undo, Undone};
 
 /// How losses are detected (`--recovery rack|classic`, default rack).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -99,6 +101,10 @@ pub struct RackTlp {
     pub tlp: Tlp,
     /// Proportional Rate Reduction in the current (SACK) recovery, RFC 9937.
     pub prr: Prr,
+    /// What to restore if the current recovery or timeout proves spurious.
+    pub undo: Undo,
+    /// HyStart++ (RFC 9406) in the initial slow start (`cc/hystart.rs`).
+    pub hystart: crate::tcp::cc::HyStart,
     /// RACK.fack: the highest end sequence delivered so far.
     pub fack: Option<crate::seqnum::SeqNum>,
     /// RACK's reordering timer (RFC 8985 §6.3): when to look for losses again.
@@ -152,7 +158,11 @@ impl Recovery {
     /// it learnt something worth keeping (reordering seen, a widened window).
     pub fn release(&mut self) {
         if self.st.as_ref().is_some_and(|st| {
-            st.sent.is_empty() && st.rack.pristine() && st.tlp.end_seq.is_none() && !st.in_loss
+            st.sent.is_empty()
+                && st.rack.pristine()
+                && st.tlp.end_seq.is_none()
+                && !st.in_loss
+                && !st.hystart.in_css()
         }) {
             self.st = None;
         }

@@ -33,7 +33,15 @@ impl Rack {
     /// RFC 8985 §6.2 step 2 (`RACK_update`) and step 3 (reordering): take what one ACK
     /// delivered. A retransmitted segment whose delivery came sooner than the minimum RTT
     /// after its retransmission is ignored: the ACK was for the original.
-    pub fn on_delivered(&mut self, now: Instant, d: &Delivered, min_rtt: Option<Duration>) {
+    /// `original_acked`: the ACK's TSecr predates the newest segment's retransmission, so the
+    /// original was delivered (§6.2 step 2: "ACK.ts_option.echo_reply < Segment.xmit_ts").
+    pub fn on_delivered(
+        &mut self,
+        now: Instant,
+        d: &Delivered,
+        min_rtt: Option<Duration>,
+        original_acked: bool,
+    ) {
         if d.reordered {
             self.reordering_seen = true;
         }
@@ -41,7 +49,7 @@ impl Rack {
             return;
         };
         let rtt = now.saturating_since(xmit);
-        if retransmitted && min_rtt.is_some_and(|m| rtt < m) {
+        if retransmitted && (original_acked || min_rtt.is_some_and(|m| rtt < m)) {
             return;
         }
         if self.xmit.is_none_or(|(t, e)| sent_after(xmit, end, t, e)) {
@@ -115,9 +123,13 @@ impl Rack {
                 continue;
             }
             if sent_after(s.xmit, s.end, rack_xmit, rack_end) {
-                // Sent after the newest delivered one: nothing to say yet (and neither about
-                // those after it, in the order of transmission; sequence order may differ
-                // after retransmissions, so the walk goes on).
+                // Sent after the newest delivered one: nothing to say yet. A first
+                // transmission ends the walk: everything above it was first sent later still,
+                // and retransmitted later than that (Linux walks its time-sorted list and
+                // stops the same way), so a loss-free ACK costs one step.
+                if !s.retransmitted {
+                    break;
+                }
                 continue;
             }
             let deadline = s.xmit + self.rtt + reo_wnd;
@@ -165,7 +177,7 @@ mod tests {
             |a, b| a.ge(s(2000)) && b.le(s(3000)),
             &mut None,
         );
-        rack.on_delivered(t(45), &d, Some(Duration::from_millis(40)));
+        rack.on_delivered(t(45), &d, Some(Duration::from_millis(40)), false);
         let wnd = Duration::from_millis(10);
         // 0 + 40 + 10 = 50 ms: not yet; a timer for the remaining 5 ms.
         let (n, wait) = rack.detect_loss(t(45), &mut log, wnd);
@@ -209,7 +221,7 @@ mod tests {
         let mut log = log_of(1, t(0));
         log.on_send(s(0), s(1000), t(100)); // retransmitted
         let d = log.on_ack(t(105), s(1000), |_, _| false, &mut None);
-        rack.on_delivered(t(105), &d, Some(Duration::from_millis(40)));
+        rack.on_delivered(t(105), &d, Some(Duration::from_millis(40)), false);
         assert!(
             rack.xmit.is_none(),
             "5 ms after the retransmission: the original's ACK"

@@ -229,6 +229,13 @@ impl SentLog {
         }
     }
 
+    /// Nothing is lost after all (a spurious timeout was undone).
+    pub fn unmark_lost(&mut self) {
+        for s in self.segs.iter_mut() {
+            s.lost = false;
+        }
+    }
+
     /// Bytes in flight by RFC 6675's SetPipe() with RACK's loss marks (Linux's
     /// `tcp_packets_in_flight`: out − SACKed − lost + retransmitted): a segment counts unless
     /// SACKed or lost, and a retransmitted one that has not been marked lost again counts

@@ -184,6 +184,11 @@ fn rack_tlp_and_dsack_label_their_segments() {
     assert_eq!(last_label(&mut h), Label::Rack);
     assert!(h.conn.ladder().contains("[RACK]"));
     assert_eq!(h.conn.events().sack_recovery, 1);
+    // PRR: the retransmission's ACK (SND.UNA moves, more SACKed) lets new data out.
+    h.conn.send(&[0x42; 1400]);
+    sack_segments(&mut h, ISS.add(1 + 1400), 1, 7);
+    assert_eq!(last_label(&mut h), Label::Prr);
+    assert!(h.conn.ladder().contains("[PRR]"));
     // TLP (§7): the ACKs stop; the probe is the last segment again.
     let mut h = established_sack();
     send_segments(&mut h, 4);
