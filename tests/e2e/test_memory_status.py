@@ -54,16 +54,26 @@ def say(capsys):
     return out
 
 
+@pytest.fixture
 def port_range():
-    """The whole ephemeral range, inside this test's namespace."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
-        f.write("1024 65535")
+    """A wide ephemeral range (10000-65535: 55,000 ports per source address) for this test
+    only, put back afterwards. It stays above the fixed ports other tests listen on with the
+    kernel (8080 in test_observe): the clients' TIME-WAIT sockets would otherwise hold them
+    for a minute after this test."""
+    path = "/proc/sys/net/ipv4/ip_local_port_range"
+    with open(path) as f:
+        saved = f.read()
+    with open(path, "w") as f:
+        f.write("10000 65535")
+    yield
+    with open(path, "w") as f:
+        f.write(saved)
 
 
 @pytest.mark.kernel_differs("measures synack's own memory")
 @pytest.mark.synack_args("--time-wait", "1s")
-def test_ten_thousand_http_connections_cost_the_readmes_figure_and_give_it_back(synack, say):
-    port_range()
+def test_ten_thousand_http_connections_cost_the_readmes_figure_and_give_it_back(synack, say,
+                                                                             port_range):
     start = rss_kib(synack)
     with EchoClients(SYNACK4, 80, procs=2, http=True) as clients:
         opened = clients.open(HTTP_CONNS, timeout=60)
@@ -93,8 +103,7 @@ def count_rows():
 
 @pytest.mark.kernel_differs("measures synack's own memory")
 @pytest.mark.synack_args("--time-wait", "1s")
-def test_after_time_wait_rss_returns_near_its_start(synack, say):
-    port_range()
+def test_after_time_wait_rss_returns_near_its_start(synack, say, port_range):
     start = rss_kib(synack)
     # `Connection: close` on every request: synack closes first and each connection waits
     # out TIME-WAIT here.
@@ -124,8 +133,7 @@ STATUS_CONNS = 70_000
 # cookie handshake whose last ACK is lost leaves the client with a connection synack never had
 # (and a stray ACK of a closed one can pass as a cookie): the row count would not be exact.
 @pytest.mark.synack_args("--max-connections", "80000", "--backlog", "80000")
-def test_status_lists_seventy_thousand_connections_in_text_and_json(synack, say):
-    port_range()
+def test_status_lists_seventy_thousand_connections_in_text_and_json(synack, say, port_range):
     # Two source addresses: one gives at most 64,512 ports towards one port of ours.
     extra = "198.18.0.11"
     harness.run(["ip", "addr", "add", f"{extra}/24", "dev", harness.IFACE], check=True)
