@@ -97,10 +97,17 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
             config.cc = cc;
             Applied::Mapped(format!("cc = {cc}"))
         }
-        "tcp_ecn" => match value {
-            "0" => Applied::Mapped("ECN off, as synack always is".into()),
-            _ => Applied::Ignored("synack does not negotiate ECN".into()),
-        },
+        "tcp_ecn" => {
+            // --ecn, as net.ipv4.tcp_ecn: 0 off, 1 on (ask and accept), 2 server.
+            let mode = match value {
+                "0" => tcp::EcnMode::Off,
+                "1" => tcp::EcnMode::On,
+                "2" => tcp::EcnMode::Server,
+                _ => return Applied::Ignored(format!("tcp_ecn={value}: synack has no AccECN")),
+            };
+            config.ecn = mode;
+            Applied::Mapped(format!("ecn = {mode}"))
+        }
         _ => Applied::Ignored("no equivalent in synack".into()),
     }
 }
@@ -152,7 +159,7 @@ mod tests {
         let mut config = tcp::Config::default();
         for line in [
             "net.ipv4.tcp_fastopen=0x70403",
-            "net.ipv4.tcp_ecn=1",
+            "net.ipv4.tcp_ecn=3",
             "net.ipv4.tcp_congestion_control=bbr",
             "net.ipv4.tcp_timestamps=yes",
             "net.ipv4.tcp_rmem=1 2",

@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long = "cc", value_name = "ALGORITHM", default_value = "cubic")]
     pub cc: CcKind,
 
+    /// ECN (RFC 3168, as net.ipv4.tcp_ecn): off, on (also ask for it in synack connect and the
+    /// socket API's connect), server (accept it when a client asks)
+    #[arg(long = "ecn", value_name = "MODE", default_value = "server")]
+    pub ecn: crate::tcp::EcnMode,
+
     /// Loss detection: rack (RACK-TLP, RFC 8985: time-based, with tail loss probes) or
     /// classic (three duplicate ACKs and RFC 6675's IsLost), like Linux's
     /// net.ipv4.tcp_recovery; connections without SACK always use classic
@@ -502,6 +507,7 @@ impl Args {
             rmem: self.rmem.0,
             wmem: self.wmem.0,
             mtu_probing: self.mtu_probing,
+            ecn: self.ecn,
         }
     }
 

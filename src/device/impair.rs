@@ -30,6 +30,10 @@
 //!   synack and the kernel's client each see path MTU discovery.
 //! - `blackhole-mtu`: the same packets are dropped silently (a firewall that eats ICMP: the
 //!   PMTUD black hole of RFC 2923 §2.1).
+//! - `ce`: an ECN-capable packet (ECT(0) or ECT(1) in its IP header) is marked CE
+//!   (congestion experienced, RFC 3168 §5) instead of being dropped, as an AQM router does;
+//!   other packets pass untouched. Drawn from a PRNG of its own, so adding `ce` changes no
+//!   other fault's choices.
 //! - `limit`: at most this many packets (default 65,536) wait in the impairer (and at most
 //!   [`MAX_QUEUED_BYTES`]); packets beyond are dropped and counted as `overflow`.
 //!
@@ -175,6 +179,8 @@ pub struct ImpairSpec {
     pub mtu: Option<u32>,
     /// Packets larger than this many bytes are dropped silently (`blackhole-mtu`).
     pub blackhole_mtu: Option<u32>,
+    /// ECN-capable packets marked CE (`ce`).
+    pub ce: Percent,
 }
 
 impl ImpairSpec {
@@ -199,6 +205,7 @@ impl ImpairSpec {
             && self.rate.is_none()
             && self.mtu.is_none()
             && self.blackhole_mtu.is_none()
+            && self.ce.is_zero()
     }
 
     /// Nothing is dropped, altered, delayed or limited.
@@ -221,12 +228,13 @@ impl Default for ImpairSpec {
             seed: 0,
             mtu: None,
             blackhole_mtu: None,
+            ce: Percent::ZERO,
         }
     }
 }
 
 const KEYS: &str =
-    "loss, dup, reorder, corrupt, delay, jitter, rate, limit, seed, mtu, blackhole-mtu";
+    "loss, dup, reorder, corrupt, ce, delay, jitter, rate, limit, seed, mtu, blackhole-mtu";
 
 /// An MTU for `mtu=` and `blackhole-mtu=`: 68 (RFC 791's minimum) to 65535 bytes.
 fn parse_mtu(value: &str) -> Result<u32, String> {
@@ -265,6 +273,7 @@ impl FromStr for ImpairSpec {
                 "dup" => spec.dup = value.parse().map_err(wrap)?,
                 "reorder" => spec.reorder = value.parse().map_err(wrap)?,
                 "corrupt" => spec.corrupt = value.parse().map_err(wrap)?,
+                "ce" => spec.ce = value.parse().map_err(wrap)?,
                 "delay" => spec.delay = micros(parse_duration(value).map_err(wrap)?),
                 "jitter" => spec.jitter = micros(parse_duration(value).map_err(wrap)?),
                 "rate" => spec.rate = Some(parse_rate(value).map_err(wrap)?),
@@ -299,6 +308,7 @@ impl fmt::Display for ImpairSpec {
             ("dup", self.dup),
             ("reorder", self.reorder),
             ("corrupt", self.corrupt),
+            ("ce", self.ce),
         ];
         for (key, p) in percents {
             if !p.is_zero() {
@@ -460,6 +470,8 @@ struct Counters {
     overflow: u64,
     /// Larger than `mtu` or `blackhole-mtu`: dropped (and, for `mtu`, answered with ICMP).
     too_big: u64,
+    /// ECN-capable packets marked CE.
+    ce_marked: u64,
 }
 
 /// Applies an [`ImpairSpec`] to a stream of packets. See the module docs.
@@ -485,12 +497,15 @@ pub struct Impairer {
     counters: Counters,
     /// Where the ICMP error answering a packet larger than `mtu` is written.
     icmp_buf: Vec<u8>,
+    /// `ce`'s own draws.
+    ce_rng: SplitMix64,
 }
 
 impl Impairer {
     pub fn new(spec: ImpairSpec) -> Impairer {
         Impairer {
             rng: SplitMix64(spec.seed),
+            ce_rng: SplitMix64(spec.seed ^ 0xec4e_c4ec_4ec4_ec4e),
             spec,
             slots: Vec::new(),
             free: Vec::new(),
@@ -522,7 +537,7 @@ impl Impairer {
 
     /// The counters, as (name, value) pairs: every packet pushed, every one released, and one
     /// per fault.
-    pub fn counters(&self) -> [(&'static str, u64); 8] {
+    pub fn counters(&self) -> [(&'static str, u64); 9] {
         let c = &self.counters;
         [
             ("packets", c.packets),
@@ -533,6 +548,7 @@ impl Impairer {
             ("corrupted", c.corrupted),
             ("overflow", c.overflow),
             ("too_big", c.too_big),
+            ("ce_marked", c.ce_marked),
         ]
     }
 
@@ -569,6 +585,14 @@ impl Impairer {
             debug!(packet = n, %dir, len, "impair: queue full, dropped");
             return;
         };
+        if !self.spec.ce.is_zero()
+            && self.spec.ce.hit(self.ce_rng.next())
+            && let Some(data) = self.slots.get_mut(slot).map(|s| &mut s.data)
+            && mark_ce(data)
+        {
+            self.counters.ce_marked += 1;
+            debug!(packet = n, %dir, len, "impair: marked CE");
+        }
         if self.spec.corrupt.hit(r.corrupt)
             && let Some(data) = self.slots.get_mut(slot).map(|s| &mut s.data)
             && !data.is_empty()
@@ -792,6 +816,56 @@ impl Impairer {
         // delay - jitter + offset, clamped at zero.
         let us = delay.saturating_add(offset).saturating_sub(jitter);
         at + Duration::from_micros(us)
+    }
+}
+
+/// RFC 3168 §5: mark an ECN-capable packet CE, as a router does instead of dropping it (and
+/// update IPv4's header checksum). Returns whether it was ECN-capable.
+fn mark_ce(p: &mut [u8]) -> bool {
+    match p.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ihl = usize::from(p.first().copied().unwrap_or(0) & 0x0f) * 4;
+            let Some(tos) = p.get_mut(1) else {
+                return false;
+            };
+            if !matches!(*tos & 3, 1 | 2) {
+                return false;
+            }
+            *tos |= 3;
+            let Some(header) = p.get_mut(..ihl) else {
+                return false;
+            };
+            if let Some(c) = header.get_mut(10..12) {
+                c.copy_from_slice(&[0, 0]);
+            }
+            let mut sum: u32 = header
+                .chunks(2)
+                .map(|w| {
+                    let hi = w.first().copied().unwrap_or(0);
+                    u32::from(u16::from_be_bytes([hi, w.get(1).copied().unwrap_or(0)]))
+                })
+                .sum();
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            let check = !(sum as u16);
+            if let Some(c) = header.get_mut(10..12) {
+                c.copy_from_slice(&check.to_be_bytes());
+            }
+            true
+        }
+        Some(6) => {
+            // The traffic class straddles bytes 0 and 1; its ECN bits are byte 1's 0x30.
+            let Some(b) = p.get_mut(1) else {
+                return false;
+            };
+            if !matches!((*b >> 4) & 3, 1 | 2) {
+                return false;
+            }
+            *b |= 0x30;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -1266,5 +1340,36 @@ mod tests {
         assert_eq!(s.to_string(), "mtu=1400,blackhole-mtu=1280,seed=1");
         assert!(!s.only_delays());
         assert!("mtu=40".parse::<ImpairSpec>().is_err());
+    }
+
+    #[test]
+    fn ce_marks_ecn_capable_packets_and_leaves_the_others() {
+        for (a, b) in [("198.18.0.2", "198.18.0.1"), ("2001:2::2", "2001:2::1")] {
+            let mut imp = Impairer::new(spec("ce=100%"));
+            for ecn in [crate::wire::Ecn::Ect0, crate::wire::Ecn::NotEct] {
+                let mut buf = vec![0; 200];
+                let seg = crate::wire::TcpSegment {
+                    payload: b"data",
+                    ecn,
+                    ..crate::wire::SEGMENT_TEMPLATE
+                };
+                let n =
+                    crate::wire::emit_tcp(&mut buf, a.parse().unwrap(), b.parse().unwrap(), &seg)
+                        .unwrap();
+                imp.push(T0, Direction::Outbound, &buf[..n]);
+                let (_, p) = imp.poll(T0).unwrap();
+                let Ok(crate::wire::Packet::Tcp { seg, .. }) = crate::wire::parse(p) else {
+                    panic!("still a valid packet (IPv4 header checksum updated)");
+                };
+                let want = if ecn.is_ect() {
+                    crate::wire::Ecn::Ce
+                } else {
+                    ecn
+                };
+                assert_eq!(seg.ecn, want);
+            }
+            assert_eq!(count(&imp, "ce_marked"), 1);
+        }
+        assert_eq!(spec("ce=5%,seed=3").to_string(), "ce=5%,seed=3");
     }
 }

@@ -169,6 +169,7 @@ fn impair_name(name: &str) -> &'static str {
         "corrupted" => "impair_corrupted",
         "overflow" => "impair_overflow",
         "too_big" => "impair_too_big",
+        "ce_marked" => "impair_ce_marked",
         _ => "impair_other",
     }
 }

@@ -290,6 +290,14 @@ counters! {
     /// the smaller size): acknowledged, and lost to a timeout (no probe again for 10 min).
     mtu_probe_successes => "TcpExtTCPMTUPSuccess",
     mtu_probe_failures => "TcpExtTCPMTUPFail",
+    /// TCP segments received, by the ECN field of their IP header (RFC 3168 §5).
+    in_no_ect_pkts => "IpExtInNoECTPkts",
+    in_ect1_pkts => "IpExtInECT1Pkts",
+    in_ect0_pkts => "IpExtInECT0Pkts",
+    in_ce_pkts => "IpExtInCEPkts",
+    /// On ECN connections (RFC 3168): congestion window reductions for the peer's ECE (once
+    /// per window of data; none while already in loss recovery).
+    ecn_cwnd_reductions,
 }
 
 impl Counters {
@@ -299,6 +307,7 @@ impl Counters {
         self.mtu_blackhole_fallbacks += u64::from(e.mtu_blackhole_fallbacks);
         self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
         self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
+        self.ecn_cwnd_reductions += u64::from(e.ecn_cwnd_reductions);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;
@@ -375,7 +384,7 @@ mod tests {
         assert!(
             names
                 .iter()
-                .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp")),
+                .all(|n| n.starts_with("Tcp") || n.starts_with("Icmp") || n.starts_with("IpExt")),
             "{names:?}"
         );
     }

@@ -108,6 +108,8 @@ pub struct EndpointConfig {
     pub wmem: tcp::BufferSizes,
     /// PLPMTUD black-hole detection (`--mtu-probing`).
     pub mtu_probing: tcp::MtuProbing,
+    /// ECN (`--ecn`, RFC 3168).
+    pub ecn: tcp::EcnMode,
 }
 
 impl Default for EndpointConfig {
@@ -129,6 +131,7 @@ impl Default for EndpointConfig {
             rmem: tcp::BufferSizes::RMEM,
             wmem: tcp::BufferSizes::WMEM,
             mtu_probing: tcp::MtuProbing::Blackhole,
+            ecn: tcp::EcnMode::Server,
         }
     }
 }
@@ -357,6 +360,7 @@ impl Endpoint {
             },
             ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             mtu_probing: config.mtu_probing,
+            ecn: config.ecn,
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -558,6 +562,12 @@ impl Endpoint {
             self.counters.super_segments_in += 1;
         }
         self.counters.bytes_in += seg.payload.len() as u64;
+        *match seg.ecn {
+            wire::Ecn::NotEct => &mut self.counters.in_no_ect_pkts,
+            wire::Ecn::Ect1 => &mut self.counters.in_ect1_pkts,
+            wire::Ecn::Ect0 => &mut self.counters.in_ect0_pkts,
+            wire::Ecn::Ce => &mut self.counters.in_ce_pkts,
+        } += segments as u64;
         if seg.flags.rst() {
             self.counters.rst_in += 1;
         }

@@ -195,6 +195,8 @@ pub fn run(data: &[u8]) -> Counters {
             urgent: 0,
             options,
             payload: payload.get(..len).unwrap_or(&[]),
+            // Any ECN codepoint, CE included, drawn from bits the input chose.
+            ecn: wire::Ecn::from_bits((seq >> 7) as u8),
         };
         // The peer's view moves on as if the segment were taken.
         if seq == talk.snd_nxt {

@@ -12,7 +12,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222;backgro
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto}\
 table{border-collapse:collapse}td,th{padding:.2em .7em;text-align:left;\
 border-bottom:1px solid #ddd;font-family:monospace}\
-nav a{margin-right:1em}.closed{color:#777}";
+nav a{margin-right:1em}.closed{color:#777}.graph svg{max-width:100%;height:auto}";
 
 /// The links every page carries.
 const NAV: &str = "<nav><a href=\"/\">this connection</a><a href=\"/handshake\">its \

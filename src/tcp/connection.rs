@@ -184,6 +184,8 @@ pub struct Connection {
     /// What ICMP and the black-hole fallback taught it (`pmtu.rs`), allocated on first use:
     /// most connections never hear from the path.
     pub(super) path: Option<Box<super::pmtu::PathState>>,
+    /// ECN (RFC 3168, `ecn.rs`).
+    pub(super) ecn: super::ecn::EcnState,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -374,6 +376,7 @@ impl Connection {
                 u16::MAX
             },
             path: None,
+            ecn: super::ecn::EcnState::default(),
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),
@@ -456,6 +459,7 @@ impl Connection {
             self.opts.rcv_shift = 0;
         }
         self.opts.sack = self.cfg.sack && o.sack_permitted;
+        self.ecn_on_syn(syn);
         if let (true, Some((tsval, _))) = (self.cfg.timestamps, o.timestamps) {
             self.opts.ts = true;
             self.ts_recent = tsval;
@@ -626,6 +630,7 @@ impl Connection {
             pmtu: (self.mss_cap < u16::MAX)
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
+            ecn: self.ecn.ok,
             ca_state: self.ca_state().name(),
             reo_wnd_us: us(self.rec.reo_wnd()),
         }

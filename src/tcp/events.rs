@@ -17,6 +17,8 @@ pub struct ConnEvents {
     /// lost to a timeout (`TCPMTUPFail`).
     pub mtu_probe_successes: u32,
     pub mtu_probe_failures: u32,
+    /// ECN (RFC 3168): congestion window reductions for the peer's ECE.
+    pub ecn_cwnd_reductions: u32,
     /// RFC 7323 §5.3: segments with a TSval older than TS.Recent (dropped, ACKed).
     pub paws_rejected: u64,
     /// RFC 9293 §3.10.7.4, RFC 5961 §3.2: RSTs outside the receive window (dropped silently).

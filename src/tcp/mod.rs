@@ -7,6 +7,7 @@
 pub mod assembler;
 pub mod cc;
 mod connection;
+mod ecn;
 mod events;
 mod input;
 mod keepalive;
@@ -28,6 +29,7 @@ pub mod trace;
 pub use assembler::{InsertOutcome, Reassembly};
 pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
+pub use ecn::EcnMode;
 pub use events::ConnEvents;
 pub use keepalive::KeepAlive;
 pub use pmtu::{IcmpOutcome, MtuProbing};
@@ -149,6 +151,8 @@ pub struct Config {
     pub ts_key: TsKey,
     /// PLPMTUD black-hole detection (`--mtu-probing`, `pmtu.rs`).
     pub mtu_probing: MtuProbing,
+    /// ECN (RFC 3168, `--ecn`, `ecn.rs`).
+    pub ecn: EcnMode,
 }
 
 /// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
@@ -204,6 +208,7 @@ impl Default for Config {
             sack: true,
             ts_key: TsKey::default(),
             mtu_probing: MtuProbing::default(),
+            ecn: EcnMode::default(),
         }
     }
 }
@@ -269,6 +274,8 @@ pub struct TcpInfo {
     pub pmtu: Option<u32>,
     /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
     pub last_error: Option<&'static str>,
+    /// ECN was negotiated (RFC 3168; `ss -ti` prints `ecn`).
+    pub ecn: bool,
     /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
     /// `loss`.
     pub ca_state: &'static str,
@@ -312,6 +319,7 @@ impl TcpInfo {
             ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
             ("last_error", self.last_error.map(|e| Text(e.to_string()))),
+            ("ecn", self.ecn.then(|| Text("on".to_string()))),
         ]
     }
 }

@@ -22,7 +22,11 @@ impl Connection {
         // Only a connection with data queued can send data: the others skip the snapshot.
         let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
         let iss = self.snd.iss;
+        let (mut ecn, ecn_mode, mss) = (self.ecn, self.cfg.ecn, usize::from(self.eff_mss()));
         self.transmit(now, &mut |seg, label| {
+            let mut marked = *seg;
+            Connection::ecn_marks(&mut ecn, ecn_mode, &mut marked, label, mss);
+            let seg = &marked;
             trace.record_labeled(Direction::Out, now, seg, state, label);
             if let (Some(sender), false) = (&sender, seg.payload.is_empty()) {
                 let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
@@ -36,6 +40,7 @@ impl Connection {
         }
         self.trace = trace;
         self.samples = samples;
+        self.ecn = ecn;
         // An idle connection gives its buffers back (memory.rs).
         self.release_if_idle();
     }

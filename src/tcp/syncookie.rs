@@ -77,6 +77,7 @@ impl Connection {
                 ..TcpOptions::EMPTY
             },
             payload: &[],
+            ecn: crate::wire::Ecn::NotEct,
         }
     }
 

@@ -1,8 +1,8 @@
 //! Emitting packets into a caller's buffer (no allocation).
 
-use super::TcpSegment;
 use super::bytes::{Writer, set_be_u16};
 use super::checksum::{compute, partial, pseudo_header};
+use super::{Ecn, TcpSegment};
 use etherparse::IpNumber;
 use etherparse::checksum::Sum16BitWords;
 use std::net::IpAddr;
@@ -64,7 +64,7 @@ pub(super) fn emit_tcp_with(
     let options_len = seg.options.wire_len();
     let header_len = TCP_HEADER_LEN + options_len;
     let tcp_len = header_len + seg.payload.len();
-    let (ip_len, total) = emit_ip_header(buf, src, dst, IpNumber::TCP.0, tcp_len)?;
+    let (ip_len, total) = emit_ip_header(buf, src, dst, IpNumber::TCP.0, tcp_len, seg.ecn)?;
     let tcp = buf
         .get_mut(ip_len..total)
         .ok_or(EmitError::BufferTooSmall)?;
@@ -116,7 +116,7 @@ pub fn emit_echo_reply(
         IpAddr::V6(_) => (IpNumber::IPV6_ICMP.0, ICMPV6_ECHO_REPLY),
     };
     let msg_len = 8 + data.len();
-    let (ip_len, total) = emit_ip_header(buf, src, dst, proto, msg_len)?;
+    let (ip_len, total) = emit_ip_header(buf, src, dst, proto, msg_len, Ecn::NotEct)?;
     let msg = buf
         .get_mut(ip_len..total)
         .ok_or(EmitError::BufferTooSmall)?;
@@ -145,6 +145,7 @@ pub(super) fn emit_ip_header(
     dst: IpAddr,
     proto: u8,
     upper_len: usize,
+    ecn: Ecn,
 ) -> Result<(usize, usize), EmitError> {
     match (src, dst) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -155,9 +156,10 @@ pub(super) fn emit_ip_header(
                 .ok_or(EmitError::BufferTooSmall)?
                 .get_mut(..IPV4_HEADER_LEN)
                 .ok_or(EmitError::BufferTooSmall)?;
-            // RFC 791 §3.1: version 4, IHL 5, TOS 0, total length, ID 0, DF, TTL, protocol.
+            // RFC 791 §3.1: version 4, IHL 5, TOS (DSCP 0, the ECN field: RFC 3168 §5),
+            // total length, ID 0, DF, TTL, protocol.
             let mut w = Writer::new(header);
-            w.put(&[0x45, 0])?;
+            w.put(&[0x45, ecn.bits()])?;
             w.put(&total_field.to_be_bytes())?;
             w.put(&[0, 0, 0x40, 0, HOP_LIMIT, proto, 0, 0])?;
             w.put(&src.octets())?;
@@ -174,10 +176,10 @@ pub(super) fn emit_ip_header(
                 .ok_or(EmitError::BufferTooSmall)?
                 .get_mut(..IPV6_HEADER_LEN)
                 .ok_or(EmitError::BufferTooSmall)?;
-            // RFC 8200 §3: version 6, traffic class 0, flow label 0, payload length, next
-            // header, hop limit.
+            // RFC 8200 §3: version 6, traffic class (DSCP 0, the ECN field), flow label 0,
+            // payload length, next header, hop limit.
             let mut w = Writer::new(header);
-            w.put(&[0x60, 0, 0, 0])?;
+            w.put(&[0x60, ecn.bits() << 4, 0, 0])?;
             w.put(&payload_field.to_be_bytes())?;
             w.put(&[proto, HOP_LIMIT])?;
             w.put(&src.octets())?;

@@ -219,7 +219,7 @@ pub fn emit_icmp_error(
     };
     let quote = invoking.len().min(max - ip_len - 8);
     let msg_len = 8 + quote;
-    let (ip_len, total) = emit_ip_header(buf, src, dst, proto, msg_len)?;
+    let (ip_len, total) = emit_ip_header(buf, src, dst, proto, msg_len, super::Ecn::NotEct)?;
     let msg = buf
         .get_mut(ip_len..total)
         .ok_or(EmitError::BufferTooSmall)?;

@@ -88,6 +88,12 @@ impl Flags {
     pub const fn urg(self) -> bool {
         self.contains(Flags::URG)
     }
+    pub const fn ece(self) -> bool {
+        self.contains(Flags::ECE)
+    }
+    pub const fn cwr(self) -> bool {
+        self.contains(Flags::CWR)
+    }
 }
 
 impl std::ops::BitOr for Flags {
@@ -154,6 +160,49 @@ pub struct TcpSegment<'a> {
     pub urgent: u16,
     pub options: TcpOptions,
     pub payload: &'a [u8],
+    /// The ECN field of the IP header that carries it (RFC 3168 §5): read by the parser,
+    /// written by the emitter.
+    pub ecn: Ecn,
+}
+
+/// The ECN codepoint of an IP header (RFC 3168 §5): the two low bits of IPv4's TOS byte and
+/// of IPv6's traffic class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// 00: not ECN-capable transport.
+    #[default]
+    NotEct,
+    /// 01: ECT(1) (L4S, RFC 9331).
+    Ect1,
+    /// 10: ECT(0), what an RFC 3168 sender marks.
+    Ect0,
+    /// 11: congestion experienced, set by a router instead of dropping.
+    Ce,
+}
+
+impl Ecn {
+    pub const fn from_bits(bits: u8) -> Ecn {
+        match bits & 3 {
+            0 => Ecn::NotEct,
+            1 => Ecn::Ect1,
+            2 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    pub const fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+
+    /// ECT(0) or ECT(1): a router may mark it CE.
+    pub const fn is_ect(self) -> bool {
+        matches!(self, Ecn::Ect0 | Ecn::Ect1)
+    }
 }
 
 impl TcpSegment<'_> {
@@ -176,6 +225,7 @@ pub const SEGMENT_TEMPLATE: TcpSegment<'static> = TcpSegment {
     urgent: 0,
     options: TcpOptions::EMPTY,
     payload: &[],
+    ecn: Ecn::NotEct,
 };
 
 /// What [`parse`] found in a packet.

@@ -14,7 +14,7 @@
 
 use super::bytes::array;
 use super::checksum::{pseudo_header, verify};
-use super::{DropReason, Flags, Packet, RxMeta, TcpOptions, TcpSegment, icmp};
+use super::{DropReason, Ecn, Flags, Packet, RxMeta, TcpOptions, TcpSegment, icmp};
 use crate::seqnum::SeqNum;
 use etherparse::checksum::Sum16BitWords;
 use etherparse::err::tcp::HeaderSliceError;
@@ -76,7 +76,13 @@ fn parse_ipv4(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     let payload = packet.get(ihl..).unwrap_or(&[]);
     // An Authentication Header (protocol 51) is Other, not walked: see parse_ipv6.
     match header.protocol() {
-        IpNumber::TCP => parse_tcp(src, dst, payload, verify_l4),
+        IpNumber::TCP => parse_tcp(
+            src,
+            dst,
+            payload,
+            verify_l4,
+            Ecn::from_bits(header.ecn().value()),
+        ),
         IpNumber::UDP => Ok(Packet::Udp { src, dst }),
         IpNumber::ICMP => parse_icmp(src, dst, payload, None, verify_l4),
         _ => Ok(Packet::Other { src, dst }),
@@ -94,6 +100,8 @@ fn parse_ipv6(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
         .ok_or(DropReason::Malformed)?;
     let src = IpAddr::V6(header.source_addr());
     let dst = IpAddr::V6(header.destination_addr());
+    // RFC 3168 §5: the low two bits of the traffic class.
+    let ecn = Ecn::from_bits(header.traffic_class());
 
     // The chain, one header at a time: etherparse slices each header (RFC 8200 §4.3-4.6:
     // 8 bytes at least, the length in 8-octet units not counting the first eight); synack
@@ -106,7 +114,7 @@ fn parse_ipv6(buf: &[u8], verify_l4: bool) -> Result<Packet<'_>, DropReason> {
     let mut first = true;
     loop {
         match next {
-            IpNumber::TCP => return parse_tcp(src, dst, rest, verify_l4),
+            IpNumber::TCP => return parse_tcp(src, dst, rest, verify_l4, ecn),
             IpNumber::UDP => return Ok(Packet::Udp { src, dst }),
             IpNumber::IPV6_ICMP => {
                 return parse_icmp(src, dst, rest, Some(IpNumber::IPV6_ICMP.0), verify_l4);
@@ -173,6 +181,7 @@ fn parse_tcp(
     dst: IpAddr,
     seg: &[u8],
     verify_l4: bool,
+    ecn: Ecn,
 ) -> Result<Packet<'_>, DropReason> {
     // etherparse: 20 bytes at least, data offset ≥ 5 and the options within the segment.
     let header = TcpHeaderSlice::from_slice(seg).map_err(|e| match e {
@@ -204,6 +213,7 @@ fn parse_tcp(
             urgent: header.urgent_pointer(),
             options,
             payload: seg.get(fixed.len()..).unwrap_or(&[]),
+            ecn,
         },
     })
 }

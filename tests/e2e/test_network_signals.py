@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from conftest import synack_cmd
-from harness import SYNACK4, SYNACK6, ip_layer
+from harness import SYNACK4, SYNACK6, ip_layer, wait_until
 from scapy.all import TCP
 from test_bulk import pattern_prefix
 
@@ -107,3 +107,109 @@ def test_mtu_probing_always_starts_small_and_needs_no_fallback(synack):
     assert curl_download(SYNACK4, MIB4) == hashlib.sha256(pattern_prefix(MIB4)).hexdigest()
     assert time.time() - start < 5
     assert stats()["mtu_blackhole_fallbacks"] == 0
+
+
+# --- ECN (RFC 3168) ---------------------------------------------------------------------
+
+@pytest.fixture
+def kernel_ecn():
+    """The kernel's TCP asks for ECN on its SYNs (net.ipv4.tcp_ecn=1), in this namespace."""
+    path = "/proc/sys/net/ipv4/tcp_ecn"
+    old = open(path).read().strip()
+    with open(path, "w") as f:
+        f.write("1")
+    yield
+    with open(path, "w") as f:
+        f.write(old)
+
+
+@pytest.mark.synack_args("--impair", "ce=5%,seed=1")
+def test_a_kernel_ecn_client_under_ce_marks_downloads_without_a_retransmission(
+        synack, kernel_ecn, capture):
+    with capture("tcp port 80") as cap:
+        assert curl_download(SYNACK4, MIB4) == hashlib.sha256(pattern_prefix(MIB4)).hexdigest()
+    s = stats()
+    # CE marks on our ECT(0) data reached the kernel, which echoed ECE; synack reduced its
+    # window for them instead of losing anything.
+    assert s["ecn_cwnd_reductions"] >= 1, s
+    assert s["retransmissions"] == 0, s
+    pkts = cap.packets()
+    syn = next(p for p in pkts if p[TCP].flags == "SEC")
+    synack_ = next(p for p in pkts if p[TCP].sport == 80 and p[TCP].flags.S)
+    assert synack_[TCP].flags == "SAE", synack_[TCP].flags
+    assert syn is not None
+    data = [p for p in pkts if p[TCP].sport == 80 and len(p[TCP].payload) > 0]
+    assert all((p.tos & 3) in (2, 3) for p in data[:50]), "new data goes out ECT(0)"
+    assert any(p[TCP].flags.C for p in data), "CWR after a reduction"
+
+
+@pytest.mark.synack_args("--impair", "ce=5%,seed=1")
+def test_a_kernel_ecn_client_uploading_hears_ece_for_ce_marks(synack, kernel_ecn):
+    data = os.urandom(4 << 20)
+    s = socket.create_connection((SYNACK4, 9), timeout=20)
+    s.sendall(data)
+    s.close()
+    # The discard service has taken every byte once the counters say so.
+    assert wait_until(lambda: stats()["bytes_in"] >= len(data), 10)
+    st = stats()
+    assert st["in_ce_pkts"] >= 1, st
+    assert st["in_ect0_pkts"] >= 1, st
+
+
+# --- crafted packets --------------------------------------------------------------------
+
+def icmp_about(p, pkt, kind: str):
+    """An ICMP/ICMPv6 error of `kind` from a router on the path, quoting our segment `pkt`."""
+    from scapy.all import IP, ICMP, IPv6, ICMPv6DestUnreach, ICMPv6PacketTooBig
+    quoted = bytes(pkt)
+    if p.family == 4:
+        code = {"port": 3, "host": 1, "frag": 4}[kind]
+        icmp = ICMP(type=3, code=code, nexthopmtu=1280 if kind == "frag" else 0)
+        return IP(src="198.18.0.254", dst=p.dst) / icmp / quoted[:548]
+    if kind == "frag":
+        icmp = ICMPv6PacketTooBig(mtu=1280)
+    else:
+        icmp = ICMPv6DestUnreach(code={"port": 4, "host": 3}[kind])
+    return IPv6(src="2001:2::fe", dst=p.dst) / icmp / quoted[:1232]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_icmp_quoting_in_window_and_out_of_window_sequence_numbers(synack, peer, family):
+    p = peer(family, 7)
+    p.syn()
+    p.expect_synack()
+    p.send_data(b"x" * 100)
+    echoed = p.expect(lambda q: len(q[TCP].payload) == 100)
+    assert echoed is not None
+    # Out of window: the quoted sequence number is not in flight. Counted, ignored.
+    stale = echoed.copy()
+    stale[TCP].seq = (stale[TCP].seq + (1 << 20)) % (1 << 32)
+    p.send_raw(bytes(icmp_about(p, stale, "port")))
+    assert wait_until(lambda: stats()["out_of_window_icmps"] == 1, 3)
+    # (Acknowledging the echo, so that Nagle lets the next one out.)
+    p.rcv_nxt = (echoed[TCP].seq + 100) % (1 << 32)
+    p.send_data(b"still here")
+    live = p.expect(lambda q: bytes(q[TCP].payload) == b"still here")
+    assert live is not None  # and left unacknowledged: in flight
+    # In window, soft (host unreachable): the connection goes on.
+    p.send_raw(bytes(icmp_about(p, live, "host")))
+    assert wait_until(lambda: stats()["icmp_soft_errors"] == 1, 3)
+    # In window, hard (port unreachable): the connection is aborted, without a RST.
+    p.send_raw(bytes(icmp_about(p, live, "port")))
+    assert wait_until(lambda: stats()["icmp_aborts"] == 1, 3)
+    assert p.expect(lambda q: "R" in str(q[TCP].flags), timeout=0.5) is None
+
+
+def test_an_ecn_setup_syn_gets_ece_on_the_syn_ack(synack, peer):
+    p = peer(4, 7)
+    p.send("SEC", seq=p.iss, ack=0, options=[("MSS", 1460)])
+    p.snd_nxt = (p.iss + 1) % (1 << 32)
+    sa = p.expect(lambda q: q[TCP].flags.S)
+    assert sa is not None
+    assert str(sa[TCP].flags) == "SAE", sa[TCP].flags
+    assert sa.tos & 3 == 0, "the SYN,ACK itself is not ECN-capable"
+    p.peer_iss = sa[TCP].seq
+    p.rcv_nxt = (sa[TCP].seq + 1) % (1 << 32)
+    p.send_data(b"marked", flags="PA")
+    got = p.expect(lambda q: bytes(q[TCP].payload) == b"marked")
+    assert got is not None and got.tos & 3 == 2, "ECT(0) data"

@@ -422,3 +422,193 @@ fn after_a_fallback_the_old_size_is_probed_and_kept_when_acknowledged() {
     assert_eq!(net.ep.stats().mtu_probe_successes, 1);
     assert_eq!(net.ep.stats().mtu_probe_failures, 0);
 }
+
+// --- ECN (RFC 3168) ----------------------------------------------------------------------
+
+/// Our packets, parsed with their IP ECN field.
+fn parsed(raw: &[Vec<u8>]) -> Vec<TcpSegment<'_>> {
+    raw.iter()
+        .map(|p| match wire::parse(p).unwrap() {
+            Packet::Tcp { seg, .. } => seg,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+impl Net {
+    /// A handshake on echo from the peer's port 40000 whose SYN carries `flags` besides SYN:
+    /// our SYN,ACK and ISS.
+    fn ecn_handshake(&mut self, flags: Flags) -> (Flags, Ecn, SeqNum) {
+        let raw = self.exchange_raw(&TcpSegment {
+            flags: Flags::SYN | flags,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        });
+        let sa = parsed(&raw)[0];
+        let out = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(1),
+            ack: sa.seq.add(1),
+            flags: Flags::ACK,
+            ..FROM_PEER
+        });
+        assert!(out.is_empty());
+        (sa.flags, sa.ecn, sa.seq)
+    }
+
+    /// The peer sends `data` at `seq` (with `flags` and IP `ecn`), acknowledging `ack`.
+    fn data(&mut self, seq: u32, ack: SeqNum, data: &[u8], flags: Flags, ecn: Ecn) -> Vec<Vec<u8>> {
+        self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(seq),
+            ack,
+            flags: Flags::ACK | flags,
+            payload: data,
+            ecn,
+            ..FROM_PEER
+        })
+    }
+}
+
+use crate::wire::Ecn;
+
+/// RFC 3168 §6.1.1 as a Linux server (`tcp_ecn=2`): an ECN-setup SYN (ECE+CWR) is answered
+/// with ECE alone, the SYN,ACK itself not ECN-capable (§6.1.5); then new data goes out
+/// ECT(0) and pure ACKs do not.
+#[test]
+fn an_ecn_setup_syn_is_answered_with_ece_and_new_data_is_marked_ect0() {
+    let mut net = Net::v4();
+    let (flags, ecn, iss) = net.ecn_handshake(Flags::ECE | Flags::CWR);
+    assert_eq!(flags, Flags::SYN | Flags::ACK | Flags::ECE);
+    assert_eq!(ecn, Ecn::NotEct);
+    let out = net.data(1, iss.add(1), b"hello", Flags::PSH, Ecn::Ect0);
+    let segs = parsed(&out);
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].payload, b"hello");
+    assert_eq!(segs[0].ecn, Ecn::Ect0, "new data is ECN-capable");
+    assert!(!segs[0].flags.ece());
+    // The peer's FIN: our pure ACK (and FIN) carry no ECT.
+    let out = net.data(6, iss.add(6), b"", Flags::FIN, Ecn::NotEct);
+    assert!(parsed(&out).iter().all(|s| s.ecn == Ecn::NotEct));
+    assert_eq!(net.ep.stats().in_ect0_pkts, 1);
+    let snap = net.ep.snapshot(net.now);
+    assert!(
+        snap.iter().filter_map(|s| s.info.as_ref()).any(|i| i.ecn),
+        "status --info shows ecn:on"
+    );
+}
+
+/// Without ECE+CWR on the SYN, or with `--ecn off`, nothing is negotiated or marked.
+#[test]
+fn ecn_is_not_used_unless_both_ask_and_allow() {
+    for (mode, flags) in [
+        (tcp::EcnMode::Server, Flags::NONE),
+        (tcp::EcnMode::Server, Flags::ECE),
+        (tcp::EcnMode::Off, Flags::ECE | Flags::CWR),
+    ] {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().ecn = mode;
+        let (sa_flags, _, iss) = net.ecn_handshake(flags);
+        assert_eq!(sa_flags, Flags::SYN | Flags::ACK, "{mode} {flags}");
+        let out = net.data(1, iss.add(1), b"hello", Flags::PSH, Ecn::Ce);
+        let segs = parsed(&out);
+        assert_eq!(segs[0].ecn, Ecn::NotEct);
+        assert!(
+            !segs[0].flags.ece(),
+            "a CE mark on a non-ECN connection is not echoed"
+        );
+    }
+}
+
+/// RFC 3168 §6.1.3: a CE mark is acknowledged at once with ECE, and ECE stays on every
+/// segment until the peer's CWR.
+#[test]
+fn a_ce_mark_is_echoed_with_ece_until_the_peers_cwr() {
+    let mut net = Net::v4();
+    net.ep.listeners.retain(|l| l.port != 7);
+    net.ep
+        .listeners
+        .push(Listener::service(7, ServiceKind::Discard));
+    let (_, _, iss) = net.ecn_handshake(Flags::ECE | Flags::CWR);
+    // Discard reads without answering: a lone segment would wait for the delayed ACK, but
+    // a CE mark is acknowledged at once.
+    let out = parsed(&net.data(1, iss.add(1), b"a", Flags::NONE, Ecn::Ce).to_vec())
+        .iter()
+        .map(|s| (s.flags, s.ack))
+        .collect::<Vec<_>>();
+    assert_eq!(out, [(Flags::ACK | Flags::ECE, PEER_ISN.add(2))]);
+    // Unmarked data still gets ECE (on the delayed ACKs too).
+    let acks = |net: &mut Net, seq: u32, flags: Flags| {
+        let mut raw = net.data(seq, iss.add(1), b"b", flags, Ecn::Ect0);
+        net.now += Duration::from_millis(50);
+        net.ep.poll(net.now, &mut raw);
+        parsed(&raw).iter().map(|s| s.flags).collect::<Vec<_>>()
+    };
+    assert_eq!(acks(&mut net, 2, Flags::NONE), [Flags::ACK | Flags::ECE]);
+    assert_eq!(acks(&mut net, 3, Flags::NONE), [Flags::ACK | Flags::ECE]);
+    // The peer's CWR: the echo stops.
+    assert_eq!(acks(&mut net, 4, Flags::CWR), [Flags::ACK]);
+    assert_eq!(acks(&mut net, 5, Flags::NONE), [Flags::ACK]);
+    assert_eq!(net.ep.stats().in_ce_pkts, 1);
+}
+
+/// RFC 3168 §6.1.2: the peer's ECE halves the congestion window once per window of data,
+/// and our next new data carries CWR.
+#[test]
+fn the_peers_ece_reduces_cwnd_once_per_window_and_is_answered_with_cwr() {
+    let mut net = Net::v4();
+    let (_, _, iss) = net.ecn_handshake(Flags::ECE | Flags::CWR);
+    let quad = net.quad(40000);
+    let cwnd = |net: &Net| {
+        net.ep
+            .snapshot(net.now)
+            .iter()
+            .find(|s| s.peer == Some(quad.remote))
+            .and_then(|s| s.cwnd)
+            .unwrap()
+    };
+    let before = cwnd(&net);
+    // 3000 bytes echoed (in flight), then the peer's ECE on an ACK of the first 1000.
+    net.data(1, iss.add(1), &[b'x'; 3000], Flags::PSH, Ecn::Ect0);
+    net.data(3001, iss.add(1001), b"", Flags::ECE, Ecn::NotEct);
+    let after = cwnd(&net);
+    assert!(after < before, "{after} < {before}");
+    assert_eq!(net.ep.stats().ecn_cwnd_reductions, 1);
+    // A second ECE for the same window: no second reduction.
+    net.data(3001, iss.add(2001), b"", Flags::ECE, Ecn::NotEct);
+    assert_eq!(net.ep.stats().ecn_cwnd_reductions, 1);
+    // New data carries CWR, once.
+    let out = parsed(
+        &net.data(
+            3001,
+            iss.add(3001),
+            b"yz",
+            Flags::ECE | Flags::PSH,
+            Ecn::Ect0,
+        )
+        .to_vec(),
+    )
+    .iter()
+    .map(|s| s.flags)
+    .collect::<Vec<_>>();
+    assert!(out.iter().any(|f| f.cwr()), "{out:?}");
+}
+
+/// `--ecn on` asks on our own SYNs (`synack connect`, the socket API) with ECE+CWR.
+#[test]
+fn ecn_on_asks_on_our_syn() {
+    for (mode, want) in [
+        (tcp::EcnMode::On, Flags::SYN | Flags::ECE | Flags::CWR),
+        (tcp::EcnMode::Server, Flags::SYN),
+    ] {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().ecn = mode;
+        net.ep
+            .connect(net.now, SocketAddr::new(net.peer, 9), Vec::new())
+            .unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert_eq!(parsed(&tx)[0].flags, want);
+    }
+}
