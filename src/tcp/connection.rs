@@ -939,8 +939,12 @@ impl Connection {
             // RFC 6582 §3.2 step 4 and RFC 6675 §5.1: recover = SND.NXT, recovery ends.
             let flight = self.snd.nxt.distance_from(self.snd.una);
             if self.retries == 0 {
-                // The first timeout of an episode: what to restore if it proves spurious.
+                // The first timeout of an episode: what to restore if it proves spurious, and
+                // F-RTO's first step (RFC 5682 §2.1).
                 self.undo_start();
+                self.frto_start();
+            } else {
+                self.frto_stop();
             }
             self.cc.on_rto(now, flight);
             self.recover = self.snd.nxt;

@@ -505,6 +505,8 @@ impl Connection {
             cum_delivered = acked.saturating_sub(was_sacked);
             // RFC 3522: was the recovery or the timeout spurious? (Before the ACK ends it.)
             self.try_undo_on_ack(seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
+            // RFC 5682: F-RTO, when the timestamps could not tell.
+            self.frto_on_ack(seg.ack, true);
             // RFC 9406: leave slow start when the RTT rises.
             self.hystart_on_ack(seg.ack, delivered.rtt_sample);
             self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
@@ -539,6 +541,7 @@ impl Connection {
         let newly_lost =
             self.recovery_on_ack(now, seg, delivered, &update, advances, flight_before);
         if duplicate {
+            self.frto_on_ack(seg.ack, false);
             self.on_duplicate_ack(now, flight_before);
         }
         // RFC 9937: in SACK recovery, how much this ACK lets out (Proportional Rate

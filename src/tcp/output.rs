@@ -370,7 +370,11 @@ impl Connection {
             };
             // The peer's window bounds the right edge; the congestion window bounds what is
             // in flight. (During NewReno recovery cwnd is inflated by the duplicate ACKs.)
-            let cwnd = self.cc.cwnd().saturating_add(self.limited_transmit());
+            let cwnd = self
+                .cc
+                .cwnd()
+                .saturating_add(self.limited_transmit())
+                .saturating_add(self.frto_allowance());
             let wnd_end = self.snd.una.add(self.snd.wnd.min(cwnd));
             let usable = if self.tx_next.lt(wnd_end) {
                 wnd_end.distance_from(self.tx_next)

@@ -744,3 +744,33 @@ fn hystart_leaves_slow_start_before_the_first_loss_at_a_deep_queue() {
     );
     assert!(ev.retransmissions <= 2, "{ev:?}");
 }
+
+/// F-RTO (RFC 5682): the same delay spike on a connection without timestamps. After the
+/// timeout's one retransmission, the first ACK of new data lets two new segments go instead
+/// of more retransmissions; the next one acknowledges new data too, so the timeout was
+/// spurious and is undone.
+#[test]
+fn a_spurious_timeout_without_timestamps_is_detected_by_frto() {
+    crate::init_logs();
+    let cfg = Config {
+        timestamps: false,
+        ..Config::default()
+    };
+    let mut n = 0u32;
+    let p = Path::new(cfg, RTT / 2, 300 * 1448, |_| false).delaying(move |w| match w {
+        Wire::Ack => {
+            n += 1;
+            if (20..=40).contains(&n) {
+                Duration::from_millis(400) - Duration::from_micros(u64::from(n))
+            } else {
+                Duration::ZERO
+            }
+        }
+        Wire::Data(_) => Duration::ZERO,
+    });
+    let (_, p) = completion(p);
+    let ev = p.sender.events();
+    assert!(ev.rto_expirations >= 1, "no timeout: {ev:?}");
+    assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
+    assert!(p.resent().len() <= 2, "{:?}", p.resent());
+}

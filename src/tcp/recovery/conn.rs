@@ -2,7 +2,7 @@
 //! the timers and from output (the probe). Kept here, beside the state they drive, so that
 //! `input.rs` and `output.rs` only call in.
 
-use super::{CaState, Delivered, ProbeOutcome, Prr, RecoveryKind, Tlp, Undo, Undone, state};
+use super::{CaState, Delivered, Frto, ProbeOutcome, Prr, RecoveryKind, Tlp, Undo, Undone, state};
 use crate::tcp::connection::Connection;
 use crate::tcp::sack::SackUpdate;
 use crate::tcp::trace::Label;
@@ -116,6 +116,73 @@ impl Connection {
         state(&mut self.rec.st).undo = Undo::start(una, cwnd, ssthresh);
     }
 
+    /// RFC 5682 §2.1: a first timeout: F-RTO watches the next ACKs.
+    pub(in crate::tcp) fn frto_start(&mut self) {
+        let high = self.snd.nxt;
+        state(&mut self.rec.st).frto = Some(Frto::First { high });
+    }
+
+    /// A second timeout, or a decision: F-RTO is over.
+    pub(in crate::tcp) fn frto_stop(&mut self) {
+        if let Some(st) = self.rec.st.as_mut() {
+            st.frto = None;
+        }
+    }
+
+    /// RFC 5682 §2 steps 2 and 3, on each ACK in the Loss state (before it may end it).
+    /// `advanced`: it acknowledged new data.
+    pub(in crate::tcp) fn frto_on_ack(&mut self, ack: SeqNum, advanced: bool) {
+        let Some(frto) = self.rec.st.as_ref().and_then(|st| st.frto) else {
+            return;
+        };
+        if !self.rec.in_loss() {
+            self.frto_stop();
+            return;
+        }
+        match frto {
+            Frto::First { high } => {
+                let wnd_end = self.snd.una.add(self.snd.wnd);
+                // Step 2.b: new data acknowledged, not all of it, and new data may go.
+                if advanced && ack.lt(high) && self.has_unsent() && self.snd.nxt.lt(wnd_end) {
+                    let mss = u32::from(self.eff_mss());
+                    let limit = self.snd.nxt.add(2 * mss);
+                    // Two new segments instead of retransmissions.
+                    self.tx_next = self.snd.nxt;
+                    state(&mut self.rec.st).frto = Some(Frto::Second { limit });
+                } else {
+                    // Step 2.a: a duplicate ACK, or nothing new to send: conventional recovery.
+                    self.frto_stop();
+                }
+            }
+            Frto::Second { .. } => {
+                self.frto_stop();
+                if advanced {
+                    // Step 3.b: new data acknowledged again: the timeout was spurious.
+                    self.undo(Undone::Loss);
+                } else {
+                    // Step 3.a: a duplicate ACK: the loss was real; go back to SND.UNA.
+                    self.tx_next = self.snd.una;
+                }
+            }
+        }
+    }
+
+    /// F-RTO's two new segments may go beyond cwnd (RFC 5682 §2.1 step 2.b): the room
+    /// beyond `una + cwnd` up to its limit.
+    pub(in crate::tcp) fn frto_allowance(&self) -> u32 {
+        match self.rec.st.as_ref().and_then(|st| st.frto) {
+            Some(Frto::Second { limit }) => {
+                let cwnd_end = self.snd.una.add(self.cc.cwnd());
+                if limit.gt(cwnd_end) {
+                    limit.distance_from(cwnd_end)
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
+    }
+
     /// An ACK of new data in recovery or after a timeout: undo if the timestamps show the
     /// originals arrived (RFC 3522; Linux's `tcp_try_undo_recovery`, `_partial`, `_loss`).
     /// Call before the ACK ends the recovery.
@@ -142,6 +209,7 @@ impl Connection {
         let st = state(&mut self.rec.st);
         let u = st.undo;
         st.undo.end();
+        st.frto = None;
         tracing::debug!(?how, "undo: the reduction was spurious");
         self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
         self.scoreboard.end_recovery();

@@ -103,6 +103,8 @@ pub struct RackTlp {
     pub prr: Prr,
     /// What to restore if the current recovery or timeout proves spurious.
     pub undo: Undo,
+    /// F-RTO (RFC 5682) after a timeout: `None`, or what the next ACK decides.
+    pub frto: Option<Frto>,
     /// HyStart++ (RFC 9406) in the initial slow start (`cc/hystart.rs`).
     pub hystart: crate::tcp::cc::HyStart,
     /// RACK.fack: the highest end sequence delivered so far.
@@ -114,6 +116,18 @@ pub struct RackTlp {
     pub in_loss: bool,
     /// The probe timer fired: the output path sends a probe.
     pub probe_due: bool,
+}
+
+/// F-RTO (RFC 5682 §2): after a timeout and its one retransmission, the first ACK that
+/// acknowledges new data lets two new segments go instead of more retransmissions; if the
+/// next ACK acknowledges new data too, the segments were not lost and the timeout was
+/// spurious.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frto {
+    /// Step 2: waiting for the first ACK after the timeout; `high` = SND.NXT then.
+    First { high: crate::seqnum::SeqNum },
+    /// Step 3: two new segments may go, up to `limit`; waiting for the ACK that decides.
+    Second { limit: crate::seqnum::SeqNum },
 }
 
 /// The RACK-TLP state, allocated on first use.

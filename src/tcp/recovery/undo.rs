@@ -5,7 +5,8 @@
 //! Two proofs are taken: D-SACK (RFC 2883 §5; RFC 3708): the receiver reports every
 //! retransmission of the episode as a duplicate; and timestamps (RFC 3522, Eifel detection):
 //! an ACK of retransmitted data echoes a TSval older than the first retransmission, so the
-//! original arrived. (F-RTO, RFC 5682, is not done yet.)
+//! original arrived; and, after a timeout on a connection without timestamps, F-RTO
+//! (RFC 5682, `Frto` in `mod.rs`, driven from `conn.rs`).
 
 use crate::seqnum::SeqNum;
 
