@@ -258,6 +258,9 @@ counters! {
     /// failed otherwise (unreachable, timed out: the client's SYN went unanswered).
     forward_refused,
     forward_connect_failures,
+    /// Of those failures, the relayed connects (`direct`, `socks5:`) whose destination was
+    /// unreachable: the client got the ICMP error the host got.
+    forward_unreachable,
     /// SYNs to forward ports retransmitted while their connect was under way (absorbed),
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,

@@ -9,6 +9,7 @@ an upstream namespace; its own upstream sockets are bound to that veth
                                                       198.19.1.20:1080 (microsocks)
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -129,6 +130,25 @@ def test_an_upstream_that_refuses_resets_the_client(relay):
         socket.create_connection((UP4, 8), timeout=5)
     stats = synack_cmd("stats").stdout.decode()
     assert re.search(r"forward_refused\s+1\b", stats), stats
+
+
+@pytest.mark.kernel_differs("synack's relay")
+def test_an_unreachable_destination_fails_the_clients_connect_at_once(relay):
+    """The host's own connect fails (nothing answers for these addresses on up0's link:
+    neighbour discovery gives up after about 3 s, EHOSTUNREACH): the client gets the same
+    error as ICMP from the destination, and its connect() fails as the host's did
+    instead of retrying its SYN for two minutes."""
+    # (IPv6 has no such case here: the host's connect to a silent IPv6 neighbour just
+    # times out; the ICMPv6 form is a unit test.)
+    for dest in ["198.18.77.1", "198.19.1.99"]:
+        harness.run(["ip", "route", "add", f"{dest}/32", "dev", "synack0"], check=True)
+        start = time.monotonic()
+        with pytest.raises(OSError) as err:
+            socket.create_connection((dest, 80), timeout=15)
+        assert err.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH), (dest, err.value)
+        assert time.monotonic() - start < 10, dest
+    stats = synack_cmd("stats").stdout.decode()
+    assert re.search(r"forward_unreachable\s+2\b", stats), stats
 
 
 @pytest.mark.kernel_differs("synack's relay")
