@@ -82,6 +82,9 @@ pub enum Label {
     /// Sent again at once in smaller segments after an ICMP error lowered the path MTU
     /// (RFC 1191, RFC 8201).
     Pmtu,
+    /// A SYN carrying data under TCP Fast Open (RFC 7413): ours, or the peer's that we
+    /// accepted with its cookie.
+    FastOpen,
 }
 
 impl Label {
@@ -105,6 +108,7 @@ impl Label {
             Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
             Label::SynCookie => Borrowed("SYN cookie"),
             Label::Pmtu => Borrowed("PMTU"),
+            Label::FastOpen => Borrowed("TFO"),
         })
     }
 }
