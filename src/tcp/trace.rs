@@ -31,6 +31,8 @@ pub struct OptionSummary {
     pub window_scale: Option<u8>,
     pub sack_permitted: bool,
     pub timestamps: bool,
+    /// TCP Fast Open (RFC 7413): the cookie's length, 0 for a cookie request.
+    pub fastopen: Option<u8>,
 }
 
 impl OptionSummary {
@@ -286,6 +288,9 @@ impl Trace {
                 window_scale: o.window_scale,
                 sack_permitted: o.sack_permitted,
                 timestamps: o.timestamps.is_some(),
+                fastopen: o
+                    .fastopen
+                    .map(|c| u8::try_from(c.as_bytes().len()).unwrap_or(u8::MAX)),
             },
             before: self.last_state,
             after,

@@ -136,6 +136,8 @@ fn a_valid_cookie_has_its_data_taken_acked_in_the_syn_ack_and_served_at_once() {
     let ladders: String = net.ep.ladders().into_iter().map(|(_, l)| l).collect();
     assert!(ladders.contains("SYN seq=0 len=6"), "{ladders}");
     assert!(ladders.contains("[TFO]"), "{ladders}");
+    assert!(ladders.contains("wscale 7,tfo cookie>"), "{ladders}");
+    assert!(ladders.contains("tfo cookiereq>"), "{ladders}");
 }
 
 #[test]
