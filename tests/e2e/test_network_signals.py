@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from conftest import synack_cmd
-from harness import SYNACK4, SYNACK6, ip_layer, wait_until
+from harness import HOST4, SYNACK4, SYNACK6, ip_layer, wait_until
 from scapy.all import TCP
 from test_bulk import pattern_prefix
 
@@ -217,21 +217,30 @@ def test_an_ecn_setup_syn_gets_ece_on_the_syn_ack(synack, peer):
 
 # --- TCP Fast Open (RFC 7413) -----------------------------------------------------------
 
-@pytest.fixture
-def kernel_fastopen():
-    """The kernel's TCP may use Fast Open as a client (net.ipv4.tcp_fastopen=1), in this
-    namespace; curl --tcp-fastopen asks for it on its socket."""
+def kernel_tcp_fastopen(bits: str):
+    """net.ipv4.tcp_fastopen=`bits` in this namespace for the test, with the kernel's cookie
+    cache emptied before and after (tcp_metrics keeps the cookies it got per destination)."""
     path = "/proc/sys/net/ipv4/tcp_fastopen"
     old = open(path).read().strip()
     with open(path, "w") as f:
-        f.write("1")
-    # The kernel keeps the cookies it got per destination (tcp_metrics, per namespace):
-    # each test starts without one.
+        f.write(bits)
     subprocess.run(["ip", "tcp_metrics", "flush", "all"], check=True, timeout=5)
     yield
     subprocess.run(["ip", "tcp_metrics", "flush", "all"], check=True, timeout=5)
     with open(path, "w") as f:
         f.write(old)
+
+
+@pytest.fixture
+def kernel_fastopen():
+    """The kernel's TCP may use Fast Open as a client (1); curl --tcp-fastopen asks for it."""
+    yield from kernel_tcp_fastopen("1")
+
+
+@pytest.fixture
+def kernel_fastopen_server():
+    """The kernel's listeners may use Fast Open too (3), if they set TCP_FASTOPEN."""
+    yield from kernel_tcp_fastopen("3")
 
 
 def tfo_option(pkt):
@@ -313,3 +322,55 @@ def test_a_crafted_fast_open_syn_with_data_is_acknowledged_and_served(synack, pe
     assert tfo_option(sa) == cookie
     s = stats()
     assert (s["fastopen_passive"], s["fastopen_passive_fail"]) == (1, 1), s
+
+
+def test_synack_connect_fastopen_sends_its_data_on_the_second_syn_to_a_kernel_server(
+        synack, kernel_fastopen_server, capture):
+    import threading
+    port = 8092
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_FASTOPEN", 23), 16)
+    srv.bind((HOST4, port))
+    srv.listen(16)
+    srv.settimeout(10)
+    got = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            got.append(data)
+            conn.sendall(b"ok\n")
+            conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    request = b"hello over Fast Open\n"
+    try:
+        with capture(f"tcp port {port}") as cap:
+            for _ in range(2):
+                out = synack_cmd("connect", f"{HOST4}:{port}", "--fastopen", "--send", "-",
+                                 input=request)
+                assert out.returncode == 0 and out.stdout == b"ok\n", out
+        server.join(10)
+    finally:
+        srv.close()
+    assert got == [request, request]
+    pkts = cap.packets()
+    syns = [p for p in pkts if p[TCP].flags == "S"]
+    syn_acks = [p for p in pkts if p[TCP].flags == "SA"]
+    assert len(syns) == 2 and len(syn_acks) == 2
+    # No cookie yet: synack asks; the kernel's SYN,ACK gives one.
+    assert tfo_option(syns[0]) == b"" and len(syns[0][TCP].payload) == 0
+    cookie = tfo_option(syn_acks[0])
+    assert cookie
+    # With it, the data rides on the SYN and the kernel acknowledges it in its SYN,ACK.
+    assert tfo_option(syns[1]) == cookie
+    assert bytes(syns[1][TCP].payload) == request
+    assert syn_acks[1][TCP].ack == (syns[1][TCP].seq + 1 + len(request)) % (1 << 32)
+    s = stats()
+    assert (s["fastopen_active"], s["fastopen_active_fail"]) == (1, 0), s
