@@ -1,4 +1,5 @@
-"""What the network says besides TCP segments (issue 20): ICMP errors and the path MTU.
+"""What the network says besides TCP segments (issue 20): ICMP errors and the path MTU, ECN,
+TCP Fast Open (kernel clients and servers, and crafted SYNs, against `--fastopen`).
 
 `--impair mtu=1280` is a router whose next hop takes at most 1280 bytes: larger packets are
 dropped and answered with ICMP "fragmentation needed" / ICMPv6 "packet too big", both ways,
@@ -252,6 +253,7 @@ def tfo_option(pkt):
     return None
 
 
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
 @pytest.mark.synack_args("--fastopen")
 def test_curl_tcp_fastopen_twice_sends_the_request_in_the_second_syn(
         synack, kernel_fastopen, capture):
@@ -283,6 +285,7 @@ def test_curl_tcp_fastopen_twice_sends_the_request_in_the_second_syn(
     assert s["fastopen_passive_fail"] == 0, s
 
 
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
 def test_without_fastopen_curl_gets_no_cookie(synack, kernel_fastopen, capture):
     with capture("tcp port 80") as cap:
         for _ in range(2):
@@ -296,6 +299,7 @@ def test_without_fastopen_curl_gets_no_cookie(synack, kernel_fastopen, capture):
     assert stats()["fastopen_passive"] == 0
 
 
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
 @pytest.mark.synack_args("--fastopen")
 def test_a_crafted_fast_open_syn_with_data_is_acknowledged_and_served(synack, peer):
     import struct
@@ -324,6 +328,7 @@ def test_a_crafted_fast_open_syn_with_data_is_acknowledged_and_served(synack, pe
     assert (s["fastopen_passive"], s["fastopen_passive_fail"]) == (1, 1), s
 
 
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
 def test_synack_connect_fastopen_sends_its_data_on_the_second_syn_to_a_kernel_server(
         synack, kernel_fastopen_server, capture):
     import threading
