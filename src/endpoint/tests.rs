@@ -36,6 +36,7 @@ struct Out {
     /// SEG.WND, unscaled.
     window: u16,
     mss: Option<u16>,
+    fastopen: Option<crate::wire::FastOpenCookie>,
     payload: Vec<u8>,
 }
 
@@ -151,6 +152,7 @@ fn parse_out(p: &[u8]) -> Out {
             flags: seg.flags,
             window: seg.window,
             mss: seg.options.mss,
+            fastopen: seg.options.fastopen,
             payload: seg.payload.to_vec(),
         },
         other => panic!("not TCP: {other:?}"),
@@ -779,6 +781,7 @@ fn a_fired_timer_leaves_no_stale_deadline_behind() {
     assert_eq!(net.ep.poll_timeout(), None);
 }
 
+mod fastopen;
 mod hardening;
 mod relay;
 mod rfc_edges;

@@ -132,15 +132,6 @@ impl Connection {
             (Flags::SYN | Flags::ACK, self.rcv.nxt)
         };
         let window = self.advertise(true);
-        let options = self.syn_options(now);
-        let seg = TcpSegment {
-            seq: self.snd.iss,
-            ack,
-            flags,
-            window,
-            options,
-            ..self.template()
-        };
         let resend = self.snd.nxt != self.snd.iss;
         let mut label = Label::None;
         if resend {
@@ -153,12 +144,36 @@ impl Connection {
                 // The retransmission timer fired (not only the peer's duplicate SYN).
                 label = Label::RtoRetransmit;
             }
+            self.fast_open_syn_lost();
         }
+        let options = TcpOptions {
+            fastopen: self.fast_open_option(),
+            ..self.syn_options(now)
+        };
+        // RFC 7413 §4.2.1: with a Fast Open cookie, our first SYN carries data.
+        let payload = self.fast_open_syn_data();
+        let len = u32::try_from(payload.len()).unwrap_or(0);
+        if len > 0 {
+            label = Label::FastOpen;
+        }
+        let seg = TcpSegment {
+            seq: self.snd.iss,
+            ack,
+            flags,
+            window,
+            options,
+            payload,
+            ..self.template()
+        };
         emit(&seg, label);
         self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);
-        self.snd.nxt = self.snd.nxt.max(syn_end);
-        self.tx_next = syn_end;
+        // The data on a SYN (Fast Open) is in flight with it; a retransmitted SYN has none.
+        self.snd.nxt = syn_end.add(len);
+        self.tx_next = self.snd.nxt;
+        if len > 0 {
+            self.fast_open_sent(len);
+        }
         self.ack_due = AckDue::None;
         self.timers.delayed_ack = None;
         // Karn: time the SYN or SYN,ACK only if it was sent once.
