@@ -196,7 +196,7 @@ impl Connection {
         // RFC 7323 §4.3: update TS.Recent, but only from a segment whose ACK was acceptable,
         // so a forged bad-ACK segment cannot move it.
         self.update_ts_recent(now, seg);
-        self.ecn_on_segment(now, seg);
+        self.ecn_input(now, seg);
 
         // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
         // in order (MUST-30..33 only ask that the stream is not corrupted).
