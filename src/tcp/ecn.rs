@@ -121,6 +121,20 @@ pub(super) fn syn_asks(flags: Flags) -> (bool, bool) {
 }
 
 impl EcnState {
+    /// A new AccECN connection's state (§3.2.1: r.cep = s.cep = 5, r.e0b = r.e1b = 1,
+    /// r.ceb = 0).
+    fn initial() -> EcnState {
+        EcnState {
+            ok: true,
+            accecn: true,
+            r_cep: CEP_INIT,
+            s_cep: CEP_INIT,
+            r_e0b: 1,
+            r_e1b: 1,
+            ..EcnState::default()
+        }
+    }
+
     /// The receiver's counters as the AccECN option carries them.
     fn option(&self) -> AccEcnOption {
         AccEcnOption {
@@ -157,15 +171,38 @@ impl Connection {
             self.ecn.ok = allowed && ecn;
             self.ecn.accecn = allowed && accecn;
             if self.ecn.accecn {
-                self.ecn.syn_ecn = syn.ecn;
-                self.ecn.await_handshake_ack = true;
-                (self.ecn.r_cep, self.ecn.s_cep) = (CEP_INIT, CEP_INIT);
-                (self.ecn.r_e0b, self.ecn.r_e1b, self.ecn.r_ceb) = (1, 1, 0);
+                self.ecn = EcnState {
+                    syn_ecn: syn.ecn,
+                    await_handshake_ack: true,
+                    una: self.snd.iss,
+                    ..EcnState::initial()
+                };
                 self.events.accecn_negotiated += 1;
             } else if self.ecn.ok {
                 self.events.ecn_negotiated += 1;
             }
         }
+    }
+
+    /// The ECN part of a SYN cookie's SYN,ACK (`cookie_syn_ack`), which keeps no state: the
+    /// same answer `ecn_on_syn` and `ecn_marks` give. Returns whether ECN was accepted.
+    pub(super) fn cookie_syn_ack_ecn(
+        mode: EcnMode,
+        syn: &TcpSegment<'_>,
+        flags: &mut Flags,
+        option: &mut Option<AccEcnOption>,
+    ) -> bool {
+        let (asks, accecn) = syn_asks(syn.flags);
+        if mode == EcnMode::Off || !asks {
+            return false;
+        }
+        if accecn {
+            *flags = flags.with_ace(ace_reflecting(syn.ecn));
+            *option = Some(EcnState::initial().option());
+        } else {
+            *flags |= Flags::ECE;
+        }
+        true
     }
 
     /// Whether the connection uses AccECN (RFC 9768).

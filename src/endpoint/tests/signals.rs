@@ -95,6 +95,67 @@ fn a_cookie_connection_continues_the_syn_ack_tsval_clock() {
     assert!((10..10 + 64).contains(&step), "{step}");
 }
 
+/// SYN cookies keep ECN as Linux does (TS_OPT_ECN in the TSval's low bits, echoed in
+/// TSecr): an RFC 3168 SYN gets ECE and the connection uses ECN; an AccECN SYN gets the
+/// reflecting ACE and the option, and the final ACK's ACE (> 1, Linux's cookie_accecn_ok)
+/// makes it AccECN; without timestamps nothing carries it and ECN is not offered.
+#[test]
+fn a_cookie_connection_keeps_ecn_and_accecn_with_timestamps() {
+    for (i, (syn_ace, ts, sa_ace, ack_ace, want)) in [
+        (0b011, true, 0b001, 0b000, Some(false)),
+        (0b111, true, 0b010, 0b010, Some(true)),
+        (0b011, false, 0b000, 0b000, None),
+        (0b000, true, 0b000, 0b000, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = 5001 + i as u16;
+        let mut net = net_with(backlog(1));
+        fill_backlog(&mut net, 1);
+        let options = TcpOptions {
+            timestamps: ts.then_some((1_000, 0)),
+            ..LINUX_SYN
+        };
+        let out = net.exchange(
+            &TcpSegment {
+                flags: Flags::SYN.with_ace(syn_ace),
+                ..syn_from(port, options)
+            },
+            true,
+        );
+        let sa = out.first().expect("a SYN,ACK");
+        assert_eq!(sa.flags.ace(), sa_ace, "case {i}");
+        assert_eq!(sa.options.accecn.is_some(), want == Some(true), "case {i}");
+        let tsval = sa.options.timestamps.map(|t| t.0);
+        net.exchange(
+            &TcpSegment {
+                src_port: port,
+                seq: PEER_ISN.add(1),
+                ack: sa.seq.add(1),
+                flags: Flags::ACK.with_ace(ack_ace),
+                options: TcpOptions {
+                    timestamps: tsval.map(|t| (1_001, t)),
+                    ..TcpOptions::EMPTY
+                },
+                ..FROM_PEER
+            },
+            true,
+        );
+        let snap = net.ep.snapshot(net.now);
+        let info = snap
+            .iter()
+            .filter(|s| s.peer.map(|p| p.port()) == Some(port))
+            .find_map(|s| s.info.as_ref())
+            .expect("an established connection");
+        assert_eq!(
+            (info.ecn, info.accecn),
+            (want.is_some(), want == Some(true)),
+            "case {i}"
+        );
+    }
+}
+
 // --- ICMP and the path MTU ----------------------------------------------------------------
 
 const ROUTER4: &str = "198.18.0.254";
