@@ -11,6 +11,7 @@
 
 use super::SeqNum;
 use super::connection::{AckDue, Connection};
+use super::samples::SampleEcn;
 use super::trace::Label;
 use crate::time::Instant;
 use crate::wire::{AccEcnOption, Ecn, Flags, TcpSegment};
@@ -89,6 +90,8 @@ pub(super) struct EcnState {
     /// SND.UNA when the feedback was last read (what an ACK newly acknowledges).
     s_cep: u32,
     una: SeqNum,
+    /// The segment `ecn_input` last read reported CE marks (for the congestion graph).
+    feedback: bool,
 }
 
 /// RFC 9768 §3.2.1: r.cep and s.cep start at 5, so that a zeroed ACE field is noticed.
@@ -205,6 +208,15 @@ impl Connection {
         true
     }
 
+    /// What `seg`, just processed, said about congestion, for the congestion graph.
+    pub(super) fn ecn_sample(&mut self, seg: &TcpSegment<'_>) -> SampleEcn {
+        let feedback = std::mem::take(&mut self.ecn.feedback);
+        SampleEcn {
+            ece: self.ecn.ok && feedback,
+            ce: self.ecn.ok && seg.ecn == Ecn::Ce,
+        }
+    }
+
     /// Whether the connection uses AccECN (RFC 9768).
     pub fn accecn_negotiated(&self) -> bool {
         self.ecn.accecn
@@ -218,6 +230,7 @@ impl Connection {
         if !self.ecn.ok {
             return;
         }
+        self.ecn.feedback = false;
         let newly = self.snd.una.distance_from(self.ecn.una);
         let newly = if self.snd.una.gt(self.ecn.una) {
             newly
@@ -230,12 +243,14 @@ impl Connection {
         if !self.ecn.accecn {
             if seg.flags.ece() && seg.flags.ack() {
                 self.events.delivered_ce += packets.max(1);
+                self.ecn.feedback = true;
             }
             self.ecn_on_segment(now, seg);
             return;
         }
         let ce = self.accecn_on_segment(seg, packets);
         self.events.delivered_ce += ce;
+        self.ecn.feedback = ce > 0;
         // The shared reaction (RFC 9768 §3.2.2.5: "as if an ECE"), with the feedback that
         // AccECN replaced taken out.
         let classic = TcpSegment {

@@ -50,6 +50,7 @@ impl Connection {
     ) -> Option<TcpSegment<'static>> {
         let reply = self.process_segment(now, seg);
         self.trace.record(Direction::In, now, seg, self.state);
+        let ecn = self.ecn_sample(seg);
         if seg.flags.ack() && !self.samples.is_empty() {
             // The highest SACK block it carried, for the time-sequence graph.
             let o = &seg.options;
@@ -61,7 +62,7 @@ impl Connection {
                 .map(|b| (b.left, b.right))
                 .reduce(|a, b| if b.1.gt(a.1) { b } else { a });
             let sender = self.sender_state();
-            self.samples.on_ack(now, self.snd.iss, sack, &sender);
+            self.samples.on_ack(now, self.snd.iss, sack, &sender, ecn);
         }
         if let Some(rst) = &reply {
             self.trace.record(Direction::Out, now, rst, self.state);
