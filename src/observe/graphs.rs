@@ -12,7 +12,7 @@
 //! Slow start is cwnd doubling each RTT, fast recovery a halving with retransmissions and
 //! little flight lost, an RTO a fall to one segment with the RTO line doubling.
 
-use crate::tcp::samples::{Sample, SampleEcn, SampleKind};
+use crate::tcp::samples::{Sample, SampleKind};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -358,7 +358,7 @@ mod tests {
             flight: 2000,
             srtt_us: 1500,
             rto_us: 200_000,
-            ecn: SampleEcn::default(),
+            ecn: crate::tcp::samples::SampleEcn::default(),
         }
     }
 
