@@ -61,6 +61,7 @@ impl Connection {
         let sb = &self.scoreboard;
         let st = state(&mut self.rec.st);
         if !sb.is_empty() {
+            st.sent.split_at_sack_edges(sb.ranges());
             st.sent
                 .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
         }
