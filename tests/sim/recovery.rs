@@ -833,3 +833,32 @@ fn a_spurious_timeout_without_timestamps_is_detected_by_frto() {
     assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
     assert!(p.resent().len() <= 2, "{:?}", p.resent());
 }
+
+/// Issue 19's loss suite: a loss late in a slow-start round. The round's ACKs arrive in one
+/// batch, so the flight left when RACK detects the loss is only what lies above the hole (the
+/// cumulative ACKs before it took the rest); ssthresh = β · that flight was a tenth of the
+/// window and the transfer crawled at 7 segments a round trip. The reduction starts from
+/// cwnd, as Linux's.
+#[test]
+fn a_loss_late_in_a_slow_start_round_reduces_from_the_window() {
+    crate::init_logs();
+    // Rounds of 10, 20, 40: segment 60 is the 31st of the third.
+    let mut p = Path::new(
+        Config::default(),
+        RTT / 2,
+        700 * usize::from(MSS),
+        first_copy_of(&[60]),
+    );
+    let start = p.now;
+    let mut ssthresh = None;
+    while ssthresh.is_none() && p.now - start < Duration::from_secs(2) {
+        p.run(Duration::from_millis(10));
+        ssthresh = p.sender.tcp_info(Duration::ZERO).ssthresh;
+    }
+    let segs = ssthresh.map(|s| s / u32::from(MSS));
+    // cwnd had grown to about 70 segments when the loss was found: 0.7 · 70 ≈ 49.
+    assert!(segs.is_some_and(|s| s >= 40), "ssthresh {segs:?} segments");
+    p.run(Duration::from_secs(10));
+    assert!(p.complete());
+    assert_eq!(p.resent().len(), 1, "{:?}", p.resent());
+}
