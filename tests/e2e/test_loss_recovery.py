@@ -47,12 +47,15 @@ def curl_many(n: int, size: int) -> str:
     return out.stdout.split()[0]
 
 
-def data_stalls(pkts, port=80):
-    """The gaps between consecutive data segments from synack while some of its data was
-    unacknowledged (the kernel's highest ACK below the highest end synack sent), longest
-    first, as (gap in seconds, the segment's time)."""
+def data_stalls(pkts, port=80, at_least=2 * 1448):
+    """The gaps between consecutive data segments from synack while at least `at_least` bytes
+    of its data were unacknowledged (the kernel's highest ACK that far below the highest end
+    synack sent), longest first, as (gap in seconds, the segment's time). With two segments
+    or more outstanding a probe is due after 2·SRTT + 2 ms (RFC 8985 §7.2); only a lone
+    segment waits for the peer's delayed-ACK allowance, as long as an RTO."""
     gaps = []
     last_t = high_end = high_ack = None
+    outstanding = 0
     for p in sorted(pkts, key=lambda p: float(p.time)):
         tcp = p[TCP]
         t = float(p.time)
@@ -60,16 +63,17 @@ def data_stalls(pkts, port=80):
             n = len(tcp.payload)
             if n == 0:
                 continue
-            end = (tcp.seq + n) % MOD
-            outstanding = high_end is not None and (high_ack is None or after(high_end, high_ack))
-            if last_t is not None and outstanding:
+            if last_t is not None and outstanding >= at_least:
                 gaps.append((t - last_t, t))
             last_t = t
+            end = (tcp.seq + n) % MOD
             if high_end is None or after(end, high_end):
                 high_end = end
         elif tcp.dport == port and "A" in str(tcp.flags):
             if high_ack is None or after(tcp.ack, high_ack):
                 high_ack = tcp.ack
+        if high_end is not None and high_ack is not None:
+            outstanding = (high_end - high_ack) % MOD if after(high_end, high_ack) else 0
     return sorted(gaps, reverse=True)
 
 
@@ -94,22 +98,28 @@ def dsack_blocks(pkts, port=80) -> int:
 @pytest.mark.kernel_differs("counts synack's own counters")
 @pytest.mark.synack_args("--impair", "loss=3%,delay=5ms,seed=19")
 def test_lost_tails_under_3_percent_loss_are_repaired_without_an_rto_stall(synack, capture):
-    # 40 responses of 20 segments each on one connection: 40 tails, about 24 losses.
-    n, size = 40, 20 * 1448
+    # 100 responses of 10 segments each on one connection: 100 tails, about 60 losses.
+    n, size = 100, 10 * 1448
     with capture("tcp port 80") as cap:
         digest = curl_many(n, size)
     assert digest == hashlib.sha256(pattern_prefix(size) * n).hexdigest()
     s = stats()
-    assert s["impair_lost"] >= 5, s
-    # The tail losses were probed (RFC 8985 §7), and none waited for the RTO.
+    assert s["impair_lost"] >= 20, s
+    # Tails were probed (RFC 8985 §7).
     assert s["loss_probes"] >= 1, s
-    assert s["rto_expirations"] == 0, s
-    # From the capture: synack's data never stopped for an RTO-length (200 ms at least) while
-    # some of it was unacknowledged. (A probe for a lone segment may wait 2·SRTT + 200 ms, the
-    # peer's delayed ACK allowance; a timeout backs off beyond that.)
+    # From the capture: while two segments or more were unacknowledged, synack's data stopped
+    # for an RTO-length (200 ms at least; the probe is due after 2·SRTT + 2 ms, about 25 ms
+    # here) only where a retransmission was itself lost at the tail, which only the timer
+    # repairs (RFC 8985 §7: no probe outside the Open state; Linux the same): about one in
+    # 33 retransmissions, one or two a run. Waiting for the timer at every lost tail, as
+    # before issue 19, stalls ten times or more. (Timeouts of the handshake or the FIN are
+    # not data stalls; the capture does not show what the impairer dropped.)
     gaps = data_stalls(cap.packets())
     assert gaps, "no data captured"
-    assert gaps[0][0] < 0.3, f"stalls (s, at): {gaps[:5]}"
+    stalls = [g for g in gaps if g[0] >= 0.15]
+    assert len(stalls) <= 3, f"stalls (s, at): {stalls}"
+    # None backed off: each was one RTO at most.
+    assert gaps[0][0] < 0.35, f"stalls (s, at): {gaps[:5]}"
 
 
 @pytest.mark.kernel_differs("counts synack's own counters")
