@@ -64,12 +64,16 @@ def main():
     ap.add_argument("--rtt-ms", default="40")
     a = ap.parse_args()
     fct, fails, counters, bridge, order = {}, {}, {}, {}, []
+    tun_drops, last_drops = {}, 0
     for line in open(a.raw):
         line = line.strip()
         if not line:
             continue
         r = json.loads(line)
-        if "bridge" in r:
+        if "tun_drops" in r:
+            tun_drops[r["cond"]] = r["tun_drops"] - last_drops
+            last_drops = r["tun_drops"]
+        elif "bridge" in r:
             bridge[r["cond"]] = r["bridge"]
         elif "counters" in r:
             counters[(r["cond"], r["size"])] = r
@@ -138,11 +142,12 @@ def main():
             cells.append(f"{vs:.1f} / {vl:.1f}")
         out.append(f"| {size_name(key[1])} | {COND.get(key[0], key[0])} | " + " | ".join(cells) + " |")
     out += ["", "The bridge (one thread; both directions; CPU = user + system over its lifetime):", "",
-            "| path | wall s | CPU s | CPU % | packets read | lost | queue drops | deepest queue |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| path | wall s | CPU s | CPU % | packets read | lost | queue drops | deepest queue "
+            "| dropped by the TUNs before the bridge read them |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for cond, br in bridge.items():
         if not br:
-            out.append(f"| {COND.get(cond, cond)} | n/a |||||||")
+            out.append(f"| {COND.get(cond, cond)} | n/a ||||||||")
             continue
         cpu = br["cpu_user_s"] + br["cpu_sys_s"]
         rd = br["a2b_read"] + br["b2a_read"]
@@ -150,7 +155,8 @@ def main():
         qd = br["a2b_queue_drops"] + br["b2a_queue_drops"]
         mq = max(br["a2b_max_queue"], br["b2a_max_queue"])
         out.append(f"| {COND.get(cond, cond)} | {br['wall_s']:.1f} | {cpu:.2f} | "
-                   f"{100 * cpu / max(br['wall_s'], 1e-9):.1f} | {rd} | {lost} | {qd} | {mq} |")
+                   f"{100 * cpu / max(br['wall_s'], 1e-9):.1f} | {rd} | {lost} | {qd} | {mq} "
+                   f"| {tun_drops.get(cond, 'n/a')} |")
     text = "\n".join(out) + "\n"
     open(a.out, "w").write(text)
     print(text)
