@@ -36,8 +36,8 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
                   HTTP flow completion times from synack and from Linux's TCP behind
                   the same impairing bridge (bench/src/bin/impair-bridge.rs): 100 KB
                   and 10 MB at RTT 40 ms with 0, 1 and 3 % loss, 10 MB through a
-                  100 Mbit/s bottleneck with a 100-packet queue; about 15 minutes,
-                  --quick about 2; bench/loss.sh)
+                  100 Mbit/s bottleneck with a 100-packet queue; 3-5 minutes,
+                  --quick about 1; bench/loss.sh)
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
