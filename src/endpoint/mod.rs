@@ -341,6 +341,9 @@ pub struct Endpoint {
     pmtu: icmp::PathMtuCache,
     /// TCP Fast Open cookies servers gave our active opens (`fastopen.rs`).
     fastopen_cookies: fastopen::CookieCache,
+    /// The key of the Fast Open cookies we give (RFC 7413 §4.1.2), derived from the secret
+    /// (not kept in `tcp::Config`, which every connection copies).
+    fastopen_key: tcp::FastOpenKey,
     /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
     link_counters: Vec<(&'static str, u64)>,
 }
@@ -367,10 +370,7 @@ impl Endpoint {
             ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             mtu_probing: config.mtu_probing,
             ecn: config.ecn,
-            fastopen: tcp::FastOpen {
-                server: config.fastopen,
-                key: tcp::FastOpenKey(isn::derive_key(&secret, b"fast open cookie")),
-            },
+            fastopen: config.fastopen,
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -423,6 +423,7 @@ impl Endpoint {
             sockets: sockets::SocketTable::default(),
             pmtu: icmp::PathMtuCache::default(),
             fastopen_cookies: fastopen::CookieCache::default(),
+            fastopen_key: tcp::FastOpenKey(isn::derive_key(&secret, b"fast open cookie")),
             link_counters: Vec::new(),
         }
     }
@@ -628,6 +629,11 @@ impl Endpoint {
                 let reply = entry.conn.on_segment(now, seg);
                 if let Some((cookie, mss)) = entry.conn.take_fast_open_cookie() {
                     self.fastopen_cookies.learn(quad.remote.ip(), cookie, mss);
+                }
+                match entry.conn.take_fast_open_outcome() {
+                    Some(true) => self.counters.fastopen_active += 1,
+                    Some(false) => self.counters.fastopen_active_fail += 1,
+                    None => {}
                 }
                 self.settle(id, false);
                 self.requeue(id);
