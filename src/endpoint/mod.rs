@@ -627,14 +627,6 @@ impl Endpoint {
                     self.mem_pressure,
                 );
                 let reply = entry.conn.on_segment(now, seg);
-                if let Some((cookie, mss)) = entry.conn.take_fast_open_cookie() {
-                    self.fastopen_cookies.learn(quad.remote.ip(), cookie, mss);
-                }
-                match entry.conn.take_fast_open_outcome() {
-                    Some(true) => self.counters.fastopen_active += 1,
-                    Some(false) => self.counters.fastopen_active_fail += 1,
-                    None => {}
-                }
                 self.settle(id, false);
                 self.requeue(id);
                 self.mark_dirty(id);
@@ -1200,6 +1192,16 @@ impl Endpoint {
             Self::emit(buf, counters, local, remote, seg, Some(segment_size), tx);
         });
         self.counters.add_events(&conn.take_events());
+        // Fast Open as a client: the cookie a SYN,ACK gave, and whether our SYN's data got
+        // through (endpoint/fastopen.rs).
+        if let Some((cookie, mss)) = conn.take_fast_open_cookie() {
+            self.fastopen_cookies.learn(remote, cookie, mss);
+        }
+        match conn.take_fast_open_outcome() {
+            Some(true) => self.counters.fastopen_active += 1,
+            Some(false) => self.counters.fastopen_active_fail += 1,
+            None => {}
+        }
         if conn.state() == State::TimeWait
             && !entry.in_time_wait
             && self.time_wait >= self.limits.max_time_wait

@@ -234,9 +234,13 @@ impl Connection {
         }
     }
 
-    /// A retransmitted SYN carries no data (as Linux's): it is sent again after the handshake.
+    /// A retransmitted SYN carries no data (as Linux's): it is sent again after the handshake,
+    /// and counted as a failure, as Linux counts it once the SYN,ACK acknowledges only the SYN.
     pub(super) fn fast_open_syn_lost(&mut self) {
         if let Some(fo) = self.fastopen.as_deref_mut() {
+            if fo.syn_data > 0 {
+                fo.data_acked = Some(false);
+            }
             fo.syn_data = 0;
             fo.syn_data_max = 0;
         }

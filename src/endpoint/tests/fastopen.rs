@@ -277,4 +277,5 @@ fn a_retransmitted_fast_open_syn_carries_no_data() {
     assert_eq!(again.flags, Flags::SYN);
     assert!(again.payload.is_empty());
     assert_eq!(again.fastopen, Some(cookie));
+    assert_eq!(counter(&net, "fastopen_active_fail"), 1);
 }
