@@ -142,19 +142,21 @@ impl Connection {
     }
 
     /// Before the SYN goes out (SYN-SENT): Fast Open, with `option` a cookie request or the
-    /// cookie the server gave; with a cookie, `data` rides on the SYN up to `mss` less the
-    /// most options can take (as Linux's `tcp_send_syn_data`), and the rest follows once
-    /// the connection is established. Returns how much of `data` was queued.
+    /// cookie the server gave; with a cookie, `data` rides on the SYN up to `mss` (the one the
+    /// server announced before, or ours if smaller) less the most options can take (as
+    /// Linux's `tcp_send_syn_data`), and the rest follows once the connection is
+    /// established. Returns how much of `data` was queued.
     pub fn connect_fast_open(&mut self, option: FastOpenCookie, data: &[u8], mss: u16) -> usize {
         if self.state != State::SynSent {
             return 0;
         }
+        let local_mss = self.local_mss;
         let fo = self.fast_open_mut();
         fo.option = Some(option);
         if option.is_request() {
             return 0;
         }
-        fo.syn_data_max = usize::from(mss).saturating_sub(MAX_OPTIONS_LEN);
+        fo.syn_data_max = usize::from(mss.min(local_mss)).saturating_sub(MAX_OPTIONS_LEN);
         let room = self.buf.sndbuf.saturating_sub(self.send_buf.len());
         let n = data.len().min(room);
         self.send_buf.extend(data.get(..n).unwrap_or(&[]));
