@@ -100,12 +100,17 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
             Applied::Mapped(format!("cc = {cc}"))
         }
         "tcp_ecn" => {
-            // --ecn, as net.ipv4.tcp_ecn: 0 off, 1 on (ask and accept), 2 server.
+            // --ecn, as net.ipv4.tcp_ecn: 0 off, 1 on (ask and accept), 2 server; 4 and 5
+            // accept AccECN too (as synack's on and server do) and ask RFC 3168 or nothing.
             let mode = match value {
                 "0" => tcp::EcnMode::Off,
-                "1" => tcp::EcnMode::On,
-                "2" => tcp::EcnMode::Server,
-                _ => return Applied::Ignored(format!("tcp_ecn={value}: synack has no AccECN")),
+                "1" | "4" => tcp::EcnMode::On,
+                "2" | "5" => tcp::EcnMode::Server,
+                _ => {
+                    return Applied::Ignored(format!(
+                        "tcp_ecn={value}: synack does not ask for AccECN"
+                    ));
+                }
             };
             config.ecn = mode;
             Applied::Mapped(format!("ecn = {mode}"))

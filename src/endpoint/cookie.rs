@@ -10,9 +10,11 @@
 //! `count` is a minute counter and H1/H2 are SipHash-2-4 under a key derived from the
 //! endpoint's secret (not the ISN key itself). A cookie is valid in the minute it was made
 //! and the next one (Linux: MAX_SYNCOOKIE_AGE = 2). The MSS index picks from a small table
-//! (Linux's msstab). Window scale and SACK-permitted do not fit in the cookie; when the peer
-//! offered timestamps they ride in the low 6 bits of our TSval, which the peer echoes in
-//! TSecr (Linux's cookie_init_timestamp); without timestamps they are not offered.
+//! (Linux's msstab). Window scale, SACK-permitted and ECN do not fit in the cookie; when the
+//! peer offered timestamps they ride in the low 6 bits of our TSval, which the peer echoes in
+//! TSecr (Linux's cookie_init_timestamp, TS_OPT_ECN for ECN); without timestamps they are not
+//! offered. Whether ECN is AccECN is read from the final ACK's ACE field (Linux:
+//! cookie_accecn_ok), `Connection::from_cookie`.
 
 use crate::tcp::{CookieSyn, SeqNum};
 use crate::time::{Duration, Instant};
@@ -36,6 +38,7 @@ pub const MSS_TABLE_V6: [u16; 4] = [1220, 1420, 1440, 8940];
 const TS_MASK: u32 = 0x3f;
 const TS_WSCALE_MASK: u32 = 0x0f;
 const TS_SACK: u32 = 1 << 4;
+const TS_ECN: u32 = 1 << 5;
 
 /// The cookie key and codec.
 pub struct SynCookies {
@@ -128,6 +131,7 @@ impl SynCookies {
             window_scale: None,
             sack_permitted: false,
             timestamps: false,
+            ecn: false,
         };
         // The options rode in our TSval, echoed in TSecr (Linux: cookie_timestamp_decode).
         if let Some((_, tsecr)) = ack.options.timestamps {
@@ -138,21 +142,30 @@ impl SynCookies {
                 syn.window_scale = Some(ws as u8);
             }
             syn.sack_permitted = bits & TS_SACK != 0;
+            syn.ecn = bits & TS_ECN != 0;
             syn.timestamps = true;
         }
         Some(syn)
     }
 
-    /// Our TSval for a cookie SYN,ACK: the clock `ts_now` with the peer's window scale and
-    /// SACK-permitted in its low 6 bits, never ahead of the clock (Linux:
-    /// cookie_init_timestamp), so later TSvals still increase.
-    pub fn timestamp(ts_now: u32, window_scale: Option<u8>, sack_permitted: bool) -> u32 {
+    /// Our TSval for a cookie SYN,ACK: the clock `ts_now` with the peer's window scale,
+    /// SACK-permitted and whether we accepted ECN in its low 6 bits, never ahead of the clock
+    /// (Linux: cookie_init_timestamp), so later TSvals still increase.
+    pub fn timestamp(
+        ts_now: u32,
+        window_scale: Option<u8>,
+        sack_permitted: bool,
+        ecn: bool,
+    ) -> u32 {
         let mut bits = match window_scale {
             Some(ws) => u32::from(ws.min(14)),
             None => TS_WSCALE_MASK,
         };
         if sack_permitted {
             bits |= TS_SACK;
+        }
+        if ecn {
+            bits |= TS_ECN;
         }
         let ts = (ts_now & !TS_MASK) | bits;
         if (ts.wrapping_sub(ts_now) as i32) > 0 {
@@ -260,13 +273,13 @@ mod tests {
         let now = Instant::from_millis(1_000);
         let cookie = c.make(now, &quad(), SYN_SEQ, 1460);
         let ts_now = 0x1234_5678;
-        for (ws, sack) in [
-            (Some(7), true),
-            (None, true),
-            (Some(0), false),
-            (Some(14), false),
+        for (ws, sack, ecn) in [
+            (Some(7), true, true),
+            (None, true, false),
+            (Some(0), false, true),
+            (Some(14), false, false),
         ] {
-            let tsval = SynCookies::timestamp(ts_now, ws, sack);
+            let tsval = SynCookies::timestamp(ts_now, ws, sack, ecn);
             assert!(
                 (tsval.wrapping_sub(ts_now) as i32) <= 0,
                 "never ahead of the clock"
@@ -275,7 +288,10 @@ mod tests {
             let syn = c
                 .check(now, &quad(), &final_ack(cookie, Some(tsval)))
                 .unwrap();
-            assert_eq!((syn.window_scale, syn.sack_permitted), (ws, sack));
+            assert_eq!(
+                (syn.window_scale, syn.sack_permitted, syn.ecn),
+                (ws, sack, ecn)
+            );
             assert!(syn.timestamps);
         }
         // 15 in the low bits means the peer offered no window scaling.

@@ -258,6 +258,9 @@ counters! {
     /// failed otherwise (unreachable, timed out: the client's SYN went unanswered).
     forward_refused,
     forward_connect_failures,
+    /// Of those failures, the relayed connects (`direct`, `socks5:`) whose destination was
+    /// unreachable: the client got the ICMP error the host got.
+    forward_unreachable,
     /// SYNs to forward ports retransmitted while their connect was under way (absorbed),
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
@@ -310,6 +313,15 @@ counters! {
     /// acknowledged, and those whose data it did not (sent again after the handshake).
     fastopen_active => "TcpExtTCPFastOpenActive",
     fastopen_active_fail => "TcpExtTCPFastOpenActiveFail",
+    /// Connections that negotiated ECN: RFC 3168, and Accurate ECN (RFC 9768, `--ecn` not
+    /// off and the client asked); AccECN connections that fell back because the handshake's
+    /// ACK came with the ACE field zeroed (RFC 9768 §3.2.2.3: a middlebox clears it).
+    ecn_negotiated,
+    accecn_negotiated,
+    accecn_ace_failures,
+    /// Packets the peer reported as received CE-marked: acknowledged by an ECE (RFC 3168)
+    /// or counted by the ACE field (AccECN).
+    delivered_ce => "TcpExtTCPDeliveredCE",
 }
 
 impl Counters {
@@ -351,6 +363,10 @@ impl Counters {
         self.loss_undo += u64::from(e.loss_undo);
         self.spurious_rtos += u64::from(e.spurious_rtos);
         self.hystart_delay_detect += u64::from(e.hystart_delay_detect);
+        self.ecn_negotiated += u64::from(e.ecn_negotiated);
+        self.accecn_negotiated += u64::from(e.accecn_negotiated);
+        self.accecn_ace_failures += u64::from(e.accecn_ace_failures);
+        self.delivered_ce += u64::from(e.delivered_ce);
     }
 
     pub fn count_drop(&mut self, reason: DropReason) {

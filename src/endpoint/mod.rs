@@ -323,8 +323,9 @@ pub struct Endpoint {
     exec_count: usize,
     /// SYNs to `forward:` ports waiting for their upstream connect (relay.rs).
     pending: HashMap<Quad, relay::PendingSyn>,
-    /// Held SYNs whose upstream refused: answered with RST at the next poll.
-    refusals: Vec<(Quad, TcpSegment<'static>)>,
+    /// Held SYNs whose upstream refused, or whose destination was unreachable: answered
+    /// with RST, or with the ICMP error the host got, at the next poll.
+    refusals: Vec<(Quad, TcpSegment<'static>, Option<wire::IcmpErrorKind>)>,
     /// Above two thirds of `--max-buffer-memory` until below one half (`tcp::memory`).
     mem_pressure: bool,
     /// Connections memory held back, re-run when it frees: (slot, generation).

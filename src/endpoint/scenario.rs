@@ -157,7 +157,7 @@ pub fn run(data: &[u8]) -> Counters {
                 snd_nxt: 0x1000_0000u32.wrapping_mul(u32::from(sport % 7) + 1),
                 ..Conversation::default()
             });
-        let flags = Flags(input.u8());
+        let flags = Flags(u16::from(input.u8()));
         let seq = pick(&mut input, talk.snd_nxt);
         let ack = pick(&mut input, talk.rcv_nxt);
         let window = input.u16();

@@ -5,7 +5,9 @@
 //!   from its first to its last byte (retransmissions in red), the ACK line (SND.UNA), the
 //!   peer's receive-window line (SND.UNA + SND.WND) and the SACK blocks the peer reported;
 //! - the **congestion graph**: cwnd, ssthresh, bytes in flight (SACK-aware, RFC 6675 pipe) and
-//!   the peer's window in bytes, and SRTT and RTO in milliseconds on the right axis.
+//!   the peer's window in bytes, and SRTT and RTO in milliseconds on the right axis; with
+//!   ECN, a mark on the cwnd line where the peer reported CE marks (ECE, or AccECN's ACE
+//!   field growing) and one on the time axis where a segment arrived marked CE.
 //!
 //! Slow start is cwnd doubling each RTT, fast recovery a halving with retransmissions and
 //! little flight lost, an RTO a fall to one segment with the RTO line doubling.
@@ -25,6 +27,9 @@ const ACK: RGBColor = RGBColor(42, 125, 42);
 const WINDOW: RGBColor = RGBColor(200, 140, 0);
 const SACKED: RGBColor = RGBColor(140, 60, 170);
 const GREY: RGBColor = RGBColor(120, 120, 120);
+/// ECN marks: the peer's congestion feedback, and a CE mark on an arriving segment.
+const ECE_MARK: RGBColor = RGBColor(230, 90, 0);
+const CE_MARK: RGBColor = RGBColor(0, 150, 160);
 
 /// Seconds since the first sample.
 fn secs(s: &Sample, t0: &Sample) -> f64 {
@@ -246,12 +251,39 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
                 .draw_secondary_series(LineSeries::new(points, color.stroke_width(1)))
                 .ok()?;
         }
+        // ECN: small triangles on the cwnd line for the peer's feedback, small circles on
+        // the time axis for CE marks that reached us; named in the legend only if present.
+        let ece: Vec<_> = samples
+            .iter()
+            .filter(|s| s.ecn.ece)
+            .map(|s| (secs(s, t0), f64::from(s.cwnd)))
+            .collect();
+        let ce: Vec<_> = samples
+            .iter()
+            .filter(|s| s.ecn.ce)
+            .map(|s| (secs(s, t0), 0.0))
+            .collect();
+        chart
+            .draw_series(
+                ece.iter()
+                    .map(|&p| TriangleMarker::new(p, 5, ECE_MARK.filled())),
+            )
+            .ok()?;
+        chart
+            .draw_series(ce.iter().map(|&p| Circle::new(p, 3, CE_MARK.filled())))
+            .ok()?;
         let mut entries: Vec<(&str, RGBColor, u32)> = series
             .iter()
             .map(|&(label, color, width, _)| (label, color, width))
             .collect();
         entries.push(("ssthresh", RETRANSMIT, 2));
         entries.extend(ms.iter().map(|&(label, color, _)| (label, color, 1)));
+        if !ece.is_empty() {
+            entries.push(("ECE received (▲ on cwnd)", ECE_MARK, 4));
+        }
+        if !ce.is_empty() {
+            entries.push(("CE received (● on the axis)", CE_MARK, 4));
+        }
         legend(&legend_column, &entries)?;
         root.present().ok()?;
     }
@@ -326,6 +358,7 @@ mod tests {
             flight: 2000,
             srtt_us: 1500,
             rto_us: 200_000,
+            ecn: crate::tcp::samples::SampleEcn::default(),
         }
     }
 
@@ -404,6 +437,32 @@ mod tests {
             }
             assert!(curves > 0);
         }
+    }
+
+    /// ECN: the peer's feedback and CE marks are drawn as marks, with legend entries, and
+    /// only when they happened.
+    #[test]
+    fn the_congestion_graph_marks_ece_and_ce() {
+        let plain = congestion(&story()).unwrap();
+        assert!(!plain.contains("ECE received") && !plain.contains("CE received"));
+        let mut samples = story();
+        samples[3].ecn.ece = true;
+        samples[5].ecn.ce = true;
+        let svg = congestion(&samples).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: String = doc.descendants().filter_map(|n| n.text()).collect();
+        assert!(texts.contains("ECE received"), "{texts}");
+        assert!(texts.contains("CE received"), "{texts}");
+        let filled = |color: &str| {
+            doc.descendants()
+                .filter(|n| {
+                    n.attribute("fill")
+                        .is_some_and(|f| f.eq_ignore_ascii_case(color))
+                })
+                .count()
+        };
+        assert!(filled("#E65A00") >= 1, "a triangle for the ECE");
+        assert!(filled("#0096A0") >= 1, "a circle for the CE mark");
     }
 
     #[test]

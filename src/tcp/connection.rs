@@ -542,6 +542,7 @@ impl Connection {
             || self.snd.una.distance_from(self.snd.iss) < GSO_AFTER
             || self.snd.max_wnd < GSO_MIN_WINDOW
             || self.send_mss < self.local_mss
+            || self.ecn.ace_has_cwr()
         {
             return mss;
         }
@@ -653,6 +654,7 @@ impl Connection {
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ecn: self.ecn.ok,
+            accecn: self.ecn.accecn,
             ca_state: self.ca_state().name(),
             reo_wnd_us: us(self.rec.reo_wnd()),
         }

@@ -2,12 +2,19 @@
 //! (`net.ipv4.tcp_ecn`): negotiated on the SYN exchange, data marked ECT(0), CE marks echoed
 //! with ECE until the peer's CWR, and the congestion window reduced once per window of data
 //! for the peer's ECE, answered with CWR.
+//!
+//! Accurate ECN (RFC 9768) when the client asks for it: the receiver counts CE-marked packets
+//! and ECT(0)/ECT(1)/CE payload bytes and feeds them back on every segment (the ACE field,
+//! AE·CWR·ECE as a 3-bit counter) and on pure ACKs where there is room (the AccECN option);
+//! the sender turns the growth of the ACE counter into the same once-per-window reduction as
+//! an ECE (`accecn_on_segment` hands it to `ecn_on_segment` as one).
 
 use super::SeqNum;
 use super::connection::{AckDue, Connection};
+use super::samples::SampleEcn;
 use super::trace::Label;
 use crate::time::Instant;
-use crate::wire::{Ecn, Flags, TcpSegment};
+use crate::wire::{AccEcnOption, Ecn, Flags, TcpSegment};
 
 /// `--ecn`, as `net.ipv4.tcp_ecn`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,19 +65,262 @@ pub(super) struct EcnState {
     /// per window of data).
     reacted: bool,
     reacted_until: SeqNum,
+    /// AccECN (RFC 9768) was negotiated: feedback is the ACE field and the AccECN option,
+    /// not ECE and CWR.
+    pub(super) accecn: bool,
+    /// The IP-ECN field of the peer's SYN, which our SYN,ACK reflects (§3.1.1, Table 2).
+    syn_ecn: Ecn,
+    /// The handshake's last ACK has not arrived: its ACE reflects our SYN,ACK's IP-ECN field
+    /// (§3.2.2.1), it does not count.
+    await_handshake_ack: bool,
+    /// The ACE field arrived zeroed on the handshake's ACK (§3.2.2.3): a middlebox clears the
+    /// flags, so we neither mark ECT nor believe the field, but still feed back.
+    ace_failed: bool,
+    /// The receiver's counters (§3.2.1): CE-marked packets (initialised to 5), and payload
+    /// bytes marked ECT(0), ECT(1) (initialised to 1) and CE (to 0).
+    r_cep: u32,
+    r_e0b: u32,
+    r_e1b: u32,
+    r_ceb: u32,
+    /// CE marks received since our last segment (each one carries the ACE field), and
+    /// whether the last data segment was marked CE (§3.2.2.5.1, change-triggered ACKs).
+    ce_pending: u32,
+    last_ce: bool,
+    /// The sender's count of the peer's r.cep (s.cep: 5 + the CE marks fed back), and
+    /// SND.UNA when the feedback was last read (what an ACK newly acknowledges).
+    s_cep: u32,
+    una: SeqNum,
+    /// The segment `ecn_input` last read reported CE marks (for the congestion graph).
+    feedback: bool,
+}
+
+/// RFC 9768 §3.2.1: r.cep and s.cep start at 5, so that a zeroed ACE field is noticed.
+const CEP_INIT: u32 = 5;
+/// RFC 9768 §3.2.2.5.1: an ACK at the latest after this many CE marks, so that the 3-bit
+/// ACE field cannot wrap unseen (Linux: TCP_ACCECN_ACE_MAX_DELTA).
+const ACE_MAX_DELTA: u32 = 6;
+/// The 24 bits of the AccECN option's byte counters.
+const BYTES_MASK: u32 = 0x00ff_ffff;
+
+/// RFC 9768 §3.1.1 Table 2 (and §3.2.2.1 Table 4 for the handshake's ACK): the ACE value
+/// that reflects the IP-ECN field `ecn` of a SYN (or SYN,ACK).
+pub(super) fn ace_reflecting(ecn: Ecn) -> u8 {
+    match ecn {
+        Ecn::NotEct => 0b010,
+        Ecn::Ect1 => 0b011,
+        Ecn::Ect0 => 0b100,
+        Ecn::Ce => 0b110,
+    }
+}
+
+/// RFC 9768 §3.1.1: what a SYN's AE, CWR and ECE ask for. 011 is RFC 3168's ECN-setup SYN;
+/// 111 asks for AccECN, and so does every other non-zero combination ("MUST negotiate the
+/// use of AccECN as if they had been set to 111", for forward compatibility; Linux's
+/// tcp_accecn_syn_requested agrees).
+pub(super) fn syn_asks(flags: Flags) -> (bool, bool) {
+    let ace = flags.ace();
+    let accecn = ace != 0 && ace != 0b011;
+    (ace == 0b011 || accecn, accecn)
+}
+
+impl EcnState {
+    /// A new AccECN connection's state (§3.2.1: r.cep = s.cep = 5, r.e0b = r.e1b = 1,
+    /// r.ceb = 0).
+    fn initial() -> EcnState {
+        EcnState {
+            ok: true,
+            accecn: true,
+            r_cep: CEP_INIT,
+            s_cep: CEP_INIT,
+            r_e0b: 1,
+            r_e1b: 1,
+            ..EcnState::default()
+        }
+    }
+
+    /// The receiver's counters as the AccECN option carries them.
+    fn option(&self) -> AccEcnOption {
+        AccEcnOption {
+            e0b: Some(self.r_e0b & BYTES_MASK),
+            ceb: Some(self.r_ceb & BYTES_MASK),
+            e1b: Some(self.r_e1b & BYTES_MASK),
+        }
+    }
+
+    /// With AccECN, the ACE field of our next segment has CWR set, which a device's
+    /// segmentation offload would clear on all pieces but the first (Linux's tcp_gso_segment
+    /// without SKB_GSO_TCP_ACCECN): such segments go out wire-sized (`gso_limit`).
+    pub(super) fn ace_has_cwr(&self) -> bool {
+        self.accecn && self.r_cep & 0b010 != 0
+    }
 }
 
 impl Connection {
     /// RFC 3168 §6.1.1, from the peer's SYN or SYN,ACK (`learn_syn`): an ECN-setup SYN carries
     /// ECE and CWR, and `--ecn` is not off; an ECN-setup SYN,ACK carries ECE and not CWR,
     /// answering the ECE+CWR of our SYN (`--ecn on`).
+    ///
+    /// RFC 9768 §3.1.1: a SYN that asks for AccECN (`syn_asks`) gets it unless `--ecn off`
+    /// (beyond Linux, whose default `tcp_ecn=2` answers it as RFC 3168; `tcp_ecn=3..5` accept
+    /// AccECN); our SYN,ACK will reflect the SYN's IP-ECN field.
     pub(super) fn ecn_on_syn(&mut self, syn: &TcpSegment<'_>) {
         let f = syn.flags;
-        self.ecn.ok = if f.ack() {
-            self.cfg.ecn == EcnMode::On && f.ece() && !f.cwr()
+        self.ecn.una = self.snd.iss;
+        if f.ack() {
+            self.ecn.ok = self.cfg.ecn == EcnMode::On && f.ece() && !f.cwr();
         } else {
-            self.cfg.ecn != EcnMode::Off && f.ece() && f.cwr()
+            let (ecn, accecn) = syn_asks(f);
+            let allowed = self.cfg.ecn != EcnMode::Off;
+            self.ecn.ok = allowed && ecn;
+            self.ecn.accecn = allowed && accecn;
+            if self.ecn.accecn {
+                self.ecn = EcnState {
+                    syn_ecn: syn.ecn,
+                    await_handshake_ack: true,
+                    una: self.snd.iss,
+                    ..EcnState::initial()
+                };
+                self.events.accecn_negotiated += 1;
+            } else if self.ecn.ok {
+                self.events.ecn_negotiated += 1;
+            }
+        }
+    }
+
+    /// The ECN part of a SYN cookie's SYN,ACK (`cookie_syn_ack`), which keeps no state: the
+    /// same answer `ecn_on_syn` and `ecn_marks` give. Returns whether ECN was accepted.
+    pub(super) fn cookie_syn_ack_ecn(
+        mode: EcnMode,
+        syn: &TcpSegment<'_>,
+        flags: &mut Flags,
+        option: &mut Option<AccEcnOption>,
+    ) -> bool {
+        let (asks, accecn) = syn_asks(syn.flags);
+        if mode == EcnMode::Off || !asks {
+            return false;
+        }
+        if accecn {
+            *flags = flags.with_ace(ace_reflecting(syn.ecn));
+            *option = Some(EcnState::initial().option());
+        } else {
+            *flags |= Flags::ECE;
+        }
+        true
+    }
+
+    /// What `seg`, just processed, said about congestion, for the congestion graph.
+    pub(super) fn ecn_sample(&mut self, seg: &TcpSegment<'_>) -> SampleEcn {
+        let feedback = std::mem::take(&mut self.ecn.feedback);
+        SampleEcn {
+            ece: self.ecn.ok && feedback,
+            ce: self.ecn.ok && seg.ecn == Ecn::Ce,
+        }
+    }
+
+    /// Whether the connection uses AccECN (RFC 9768).
+    pub fn accecn_negotiated(&self) -> bool {
+        self.ecn.accecn
+    }
+
+    /// An acceptable segment arrived (`process`, after the ACK field), on an ECN connection
+    /// of either kind: AccECN's receiver counts and its sender reads the ACE field
+    /// (`accecn_on_segment`); what it learns reaches `ecn_on_segment` as RFC 3168's signal.
+    /// Also counts the packets the peer reported CE-marked (Linux: `TCPDeliveredCE`).
+    pub(super) fn ecn_input(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+        if !self.ecn.ok {
+            return;
+        }
+        self.ecn.feedback = false;
+        let newly = self.snd.una.distance_from(self.ecn.una);
+        let newly = if self.snd.una.gt(self.ecn.una) {
+            newly
+        } else {
+            0
         };
+        self.ecn.una = self.snd.una;
+        let mss = u32::from(self.eff_mss()).max(1);
+        let packets = newly.div_ceil(mss);
+        if !self.ecn.accecn {
+            if seg.flags.ece() && seg.flags.ack() {
+                self.events.delivered_ce += packets.max(1);
+                self.ecn.feedback = true;
+            }
+            self.ecn_on_segment(now, seg);
+            return;
+        }
+        let ce = self.accecn_on_segment(seg, packets);
+        self.events.delivered_ce += ce;
+        self.ecn.feedback = ce > 0;
+        // The shared reaction (RFC 9768 §3.2.2.5: "as if an ECE"), with the feedback that
+        // AccECN replaced taken out.
+        let classic = TcpSegment {
+            flags: Flags::ACK.union(if ce > 0 { Flags::ECE } else { Flags::NONE }),
+            ecn: Ecn::NotEct,
+            ..*seg
+        };
+        self.ecn_on_segment(now, &classic);
+    }
+
+    /// RFC 9768 §3.2: an acceptable segment on an AccECN connection that newly acknowledged
+    /// `packets` full-sized segments. Returns how many CE marks the peer newly reported.
+    fn accecn_on_segment(&mut self, seg: &TcpSegment<'_>, packets: u32) -> u32 {
+        // The receiver (§3.2.2.2): every packet counts, data bytes by their codepoint; a
+        // super-segment counts as the segments it stands for.
+        let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+        let size = usize::from(self.local_mss).saturating_sub(seg.options.wire_len());
+        let segments = u32::try_from(crate::wire::gso::segment_count(seg.payload.len(), size))
+            .unwrap_or(1)
+            .max(1);
+        let e = &mut self.ecn;
+        match seg.ecn {
+            Ecn::Ce => {
+                e.r_cep = e.r_cep.wrapping_add(segments);
+                e.r_ceb = e.r_ceb.wrapping_add(len);
+                e.ce_pending = e.ce_pending.saturating_add(segments);
+            }
+            Ecn::Ect0 => e.r_e0b = e.r_e0b.wrapping_add(len),
+            Ecn::Ect1 => e.r_e1b = e.r_e1b.wrapping_add(len),
+            Ecn::NotEct => {}
+        }
+        if len > 0 {
+            // §3.2.2.5.1: change-triggered ACKs: at once for a CE mark after a packet
+            // without, and before the ACE field could wrap.
+            let ce = seg.ecn == Ecn::Ce;
+            if (ce && !e.last_ce) || e.ce_pending >= ACE_MAX_DELTA {
+                self.ack_due = AckDue::Now;
+            }
+            e.last_ce = ce;
+        }
+        if !seg.flags.ack() {
+            return 0;
+        }
+        if e.await_handshake_ack {
+            // §3.2.2.3: a zeroed ACE on the handshake's ACK means a middlebox clears the
+            // flags: send Not-ECT and ignore the field from now on (Linux:
+            // TCP_ACCECN_ACE_FAIL_RECV). Any other value reflects our SYN,ACK.
+            e.await_handshake_ack = false;
+            if seg.flags.ace() == 0 {
+                e.ace_failed = true;
+                self.events.accecn_ace_failures += 1;
+            }
+            return 0;
+        }
+        if e.ace_failed || packets == 0 {
+            // Only an ACK that acknowledges new data says something new (Linux reads the
+            // ACE field only on forward progress: a reordered ACK would count backwards).
+            return 0;
+        }
+        // §3.2.2.5.2: the growth of the 3-bit counter; when more than 7 packets were newly
+        // acknowledged it may have wrapped, and the safe assumption is the largest count
+        // of that residue not above them (Linux's __tcp_accecn_process).
+        let delta = u32::from(seg.flags.ace()).wrapping_sub(e.s_cep) & 0b111;
+        let delta = if packets <= 0b111 {
+            delta
+        } else {
+            packets - (packets.wrapping_sub(delta) & 0b111)
+        };
+        e.s_cep = e.s_cep.wrapping_add(delta);
+        delta
     }
 
     /// Whether the connection uses ECN (for `status`, the counters).
@@ -131,12 +381,31 @@ impl Connection {
         if seg.flags.syn() {
             if !seg.flags.ack() && mode == EcnMode::On {
                 seg.flags |= Flags::ECE | Flags::CWR;
+            } else if seg.flags.ack() && ecn.accecn {
+                // RFC 9768 §3.1.1: the SYN,ACK reflects the SYN's IP-ECN field, and
+                // §3.2.3: carries the AccECN option where there is room.
+                seg.flags = seg.flags.with_ace(ace_reflecting(ecn.syn_ecn));
+                seg.options.accecn = Some(ecn.option());
             } else if seg.flags.ack() && ecn.ok {
                 seg.flags |= Flags::ECE;
             }
             return;
         }
         if !ecn.ok || seg.flags.rst() {
+            return;
+        }
+        if ecn.accecn {
+            // RFC 9768 §3.2.2: every segment carries r.cep in the ACE field (CWR and ECE
+            // keep no RFC 3168 meaning); §3.2.3.3: pure ACKs carry the option where there
+            // is room (Linux also puts it on data, shrinking the segment; we do not).
+            seg.flags = seg.flags.with_ace((ecn.r_cep & 0b111) as u8);
+            ecn.ce_pending = 0;
+            ecn.cwr_due = false;
+            if seg.payload.is_empty() && !seg.flags.fin() {
+                seg.options.accecn = Some(ecn.option());
+            } else if !ecn.ace_failed && label == Label::None {
+                seg.ecn = Ecn::Ect0;
+            }
             return;
         }
         if ecn.ece {

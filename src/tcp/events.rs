@@ -91,6 +91,14 @@ pub struct ConnEvents {
     /// HyStart++ (RFC 9406) found the RTT rising and left slow start (Linux's HyStart:
     /// `TCPHystartDelayDetect`).
     pub hystart_delay_detect: u32,
+    /// ECN (issue 20): connections that negotiated RFC 3168 ECN, and AccECN (RFC 9768);
+    /// AccECN connections whose handshake ACK arrived with the ACE field zeroed (a
+    /// middlebox: RFC 9768 §3.2.2.3, no ECT sent from then on); packets the peer reported
+    /// CE-marked, by ECE or by the ACE field (Linux: `TCPDeliveredCE`).
+    pub ecn_negotiated: u32,
+    pub accecn_negotiated: u32,
+    pub accecn_ace_failures: u32,
+    pub delivered_ce: u32,
 }
 
 impl Connection {

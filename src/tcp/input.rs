@@ -50,6 +50,7 @@ impl Connection {
     ) -> Option<TcpSegment<'static>> {
         let reply = self.process_segment(now, seg);
         self.trace.record(Direction::In, now, seg, self.state);
+        let ecn = self.ecn_sample(seg);
         if seg.flags.ack() && !self.samples.is_empty() {
             // The highest SACK block it carried, for the time-sequence graph.
             let o = &seg.options;
@@ -61,7 +62,7 @@ impl Connection {
                 .map(|b| (b.left, b.right))
                 .reduce(|a, b| if b.1.gt(a.1) { b } else { a });
             let sender = self.sender_state();
-            self.samples.on_ack(now, self.snd.iss, sack, &sender);
+            self.samples.on_ack(now, self.snd.iss, sack, &sender, ecn);
         }
         if let Some(rst) = &reply {
             self.trace.record(Direction::Out, now, rst, self.state);
@@ -196,7 +197,7 @@ impl Connection {
         // RFC 7323 §4.3: update TS.Recent, but only from a segment whose ACK was acceptable,
         // so a forged bad-ACK segment cannot move it.
         self.update_ts_recent(now, seg);
-        self.ecn_on_segment(now, seg);
+        self.ecn_input(now, seg);
 
         // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
         // in order (MUST-30..33 only ask that the stream is not corrupted).

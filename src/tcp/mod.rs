@@ -280,8 +280,10 @@ pub struct TcpInfo {
     pub pmtu: Option<u32>,
     /// The last soft ICMP error (RFC 1122 §4.2.3.9), e.g. `host unreachable`.
     pub last_error: Option<&'static str>,
-    /// ECN was negotiated (RFC 3168; `ss -ti` prints `ecn`).
+    /// ECN was negotiated (RFC 3168; `ss -ti` prints `ecn`), and it is Accurate ECN (RFC
+    /// 9768; `status --info` prints `ecn:accecn`).
     pub ecn: bool,
+    pub accecn: bool,
     /// The congestion state, as `ss -ti` would name it: `open`, `disorder`, `recovery`,
     /// `loss`.
     pub ca_state: &'static str,
@@ -325,7 +327,11 @@ impl TcpInfo {
             ("reo_wnd_us", n(self.reo_wnd_us)),
             ("limited", Some(Text(self.limited.to_string()))),
             ("last_error", self.last_error.map(|e| Text(e.to_string()))),
-            ("ecn", self.ecn.then(|| Text("on".to_string()))),
+            (
+                "ecn",
+                self.ecn
+                    .then(|| Text(if self.accecn { "accecn" } else { "on" }.to_string())),
+            ),
         ]
     }
 }

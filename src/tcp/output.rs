@@ -349,7 +349,7 @@ impl Connection {
             return false;
         }
         let seq = self.snd.nxt;
-        self.tx_next = self.emit_data(now, seq, n, fin, label, emit);
+        self.tx_next = self.emit_data(now, seq, n, fin_flag(fin), label, emit);
         true
     }
 
@@ -370,12 +370,14 @@ impl Connection {
         self.count_retransmission();
         // RFC 6298 §3 (Karn): nothing retransmitted is timed.
         self.rtt_probe = None;
-        self.emit_data(now, seq, len, fin, label, emit);
+        self.emit_data(now, seq, len, fin_flag(fin), label, emit);
     }
 
     /// New data from `tx_next` (and, after a timeout, the go-back-N retransmissions), within
     /// min(SND.WND, cwnd) beyond SND.UNA (RFC 5681 §3.1), sender SWS avoidance and Nagle.
     fn transmit_window(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
+        // Segments of new data this pass has sent, for the PSH rule below.
+        let mut burst = 0u32;
         loop {
             let data_end = self.fin_seq();
             let avail = if self.tx_next.lt(data_end) {
@@ -465,7 +467,17 @@ impl Connection {
                     Label::RtoRetransmit
                 };
             }
-            let end = self.emit_data(now, seq, n, fin, label, emit);
+            // PSH as Linux (6.18, observed with packetdrill) sets it on new data: on every TSO
+            // packet it sends, the smallest of which (tcp_tso_autosize's tcp_min_tso_segs) is
+            // two segments, and not on a single segment cut out of the queue by a one-segment
+            // opening (Limited Transmit, PRR). So: a super-segment, or every second
+            // wire-sized segment of a burst, besides the segment ending the data (emit_data).
+            burst += 1;
+            let mut flags = fin_flag(fin);
+            if label == Label::None && (n > mss || burst.is_multiple_of(2)) {
+                flags |= Flags::PSH;
+            }
+            let end = self.emit_data(now, seq, n, flags, label, emit);
             self.tx_next = end;
             if small && n > 0 {
                 self.small_end = Some(end);
@@ -491,23 +503,23 @@ impl Connection {
         }
     }
 
-    /// Emit `len` bytes of the send buffer at `seq` (plus the FIN), and do the bookkeeping of
-    /// every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
+    /// Emit `len` bytes of the send buffer at `seq` (plus the FIN if `flags` has it, with PSH
+    /// if it has it or the segment ends the data), and do the bookkeeping of every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
     /// sequence number after the segment.
     pub(super) fn emit_data(
         &mut self,
         now: Instant,
         seq: SeqNum,
         len: u32,
-        fin: bool,
+        flags: Flags,
         label: Label,
         emit: &mut Emit<'_>,
     ) -> SeqNum {
-        let mut flags = Flags::ACK;
-        if fin {
-            flags |= Flags::FIN;
-        }
+        let fin = flags.fin();
+        let mut flags = flags | Flags::ACK;
         let end = seq.add(len + u32::from(fin));
+        // RFC 9293 §3.9.1 (SEND): PSH on the segment that ends the data the application has
+        // handed over (Linux's tcp_push on the tail of a write), and where the caller says.
         if len > 0 && end.ge(self.fin_seq()) {
             flags |= Flags::PSH;
         }
@@ -754,6 +766,11 @@ fn contiguous<'a>(
     scratch.extend_from_slice(front.get(start..).unwrap_or(&[]));
     scratch.extend_from_slice(back.get(..end - split).unwrap_or(&[]));
     scratch
+}
+
+/// FIN if `fin`, else no flag.
+fn fin_flag(fin: bool) -> Flags {
+    if fin { Flags::FIN } else { Flags::NONE }
 }
 
 #[cfg(test)]

@@ -52,6 +52,18 @@ pub struct Sample {
     pub flight: u32,
     pub srtt_us: u32,
     pub rto_us: u32,
+    /// Ack: what the segment said about congestion (ECN, issue 20).
+    pub ecn: SampleEcn,
+}
+
+/// ECN on an arriving segment, for the congestion graph's marks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleEcn {
+    /// The peer reported CE marks on our data: ECE (RFC 3168) or growth of the ACE field
+    /// (AccECN, RFC 9768).
+    pub ece: bool,
+    /// The segment itself arrived marked CE by the network.
+    pub ce: bool,
 }
 
 /// The sender's state that every sample carries (see [`Sample`]).
@@ -122,16 +134,19 @@ impl Samples {
             flight,
             srtt_us: s.srtt_us,
             rto_us: s.rto_us,
+            ecn: SampleEcn::default(),
         });
     }
 
-    /// An ACK was processed; recorded only once data has been sent.
+    /// An ACK was processed (with what it said about congestion, `ecn`); recorded only once
+    /// data has been sent.
     pub fn on_ack(
         &mut self,
         at: Instant,
         iss: SeqNum,
         sack: Option<(SeqNum, SeqNum)>,
         s: &SenderState,
+        ecn: SampleEcn,
     ) {
         if self.samples.is_empty() {
             return;
@@ -148,6 +163,7 @@ impl Samples {
             flight: s.flight,
             srtt_us: s.srtt_us,
             rto_us: s.rto_us,
+            ecn,
         });
     }
 
@@ -156,7 +172,8 @@ impl Samples {
             self.samples.reserve_exact(FIRST);
             self.stride = 1;
         }
-        if sample.kind != SampleKind::Retransmitted {
+        // Retransmissions and ECN marks are kept whatever the stride: they are the events.
+        if sample.kind != SampleKind::Retransmitted && sample.ecn == SampleEcn::default() {
             self.skipped += 1;
             if self.skipped < self.stride {
                 return;
@@ -213,7 +230,7 @@ mod tests {
     #[test]
     fn nothing_is_allocated_before_data_is_sent() {
         let mut s = Samples::default();
-        s.on_ack(Instant::ZERO, ISS, None, &state(1));
+        s.on_ack(Instant::ZERO, ISS, None, &state(1), SampleEcn::default());
         s.on_sent(Instant::ZERO, ISS, ISS.add(1), 0, &state(1));
         assert!(s.is_empty());
         assert_eq!(s.samples.capacity(), 0);
@@ -224,6 +241,7 @@ mod tests {
             ISS,
             Some((ISS.add(201), ISS.add(301))),
             &state(101),
+            SampleEcn::default(),
         );
         let got = s.as_slice();
         assert_eq!(got[0].kind, SampleKind::Sent);

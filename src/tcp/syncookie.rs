@@ -19,6 +19,9 @@ pub struct CookieSyn {
     pub sack_permitted: bool,
     /// Both sides use timestamps.
     pub timestamps: bool,
+    /// We accepted the SYN's ECN request (kept only with timestamps, as Linux's TS_OPT_ECN):
+    /// RFC 3168, or AccECN if the final ACK's ACE field says so (`from_cookie`).
+    pub ecn: bool,
 }
 
 impl Connection {
@@ -26,8 +29,10 @@ impl Connection {
     /// `<SEQ=cookie><ACK=SEG.SEQ+1><CTL=SYN,ACK>`, offering what a TCB's SYN,ACK would: our
     /// MSS `local_mss`, the window shift for `cfg.recv_buffer` and our TSval clock for this
     /// address pair (so that [`Connection::from_cookie`] continues it). Window scale and SACK are
-    /// offered only with timestamps, which carry them: `encode_ts(ts_now, peer_ws, sack)`
-    /// folds them into our TSval. The window is capped by `window_max` (memory pressure).
+    /// offered only with timestamps, which carry them: `encode_ts(ts_now, peer_ws, sack, ecn)`
+    /// folds them into our TSval; so is ECN (RFC 3168, or AccECN with its SYN,ACK reflecting
+    /// the SYN's IP-ECN field, `ecn.rs`). The window is capped by `window_max` (memory
+    /// pressure).
     #[allow(clippy::too_many_arguments)]
     pub fn cookie_syn_ack(
         now: Instant,
@@ -37,7 +42,7 @@ impl Connection {
         local_mss: u16,
         window_max: usize,
         cfg: &Config,
-        encode_ts: fn(u32, Option<u8>, bool) -> u32,
+        encode_ts: fn(u32, Option<u8>, bool, bool) -> u32,
     ) -> TcpSegment<'static> {
         let tsval_peer = syn
             .options
@@ -52,11 +57,14 @@ impl Connection {
             .filter(|_| cfg.window_scaling && with_ts)
             .map(|ws| ws.min(14));
         let sack = syn.options.sack_permitted && cfg.sack && with_ts;
+        let mut flags = Flags::SYN | Flags::ACK;
+        let mut accecn = None;
+        let ecn = with_ts && Self::cookie_syn_ack_ecn(cfg.ecn, syn, &mut flags, &mut accecn);
         let timestamps = tsval_peer.map(|echo| {
             // RFC 7323 §5.4: the same TSval clock the connection will use (`ts_now`).
             let ts_now =
                 ((now.as_micros() / 1000) as u32).wrapping_add(Self::ts_offset_for(cfg, quad));
-            (encode_ts(ts_now, peer_ws, sack), echo)
+            (encode_ts(ts_now, peer_ws, sack, ecn), echo)
         });
         // The window of a new connection (`memory.rs`): its initial receive buffer, within
         // `window_max` (four segments under memory pressure).
@@ -66,7 +74,7 @@ impl Connection {
             dst_port: quad.remote.port(),
             seq: iss,
             ack: syn.seq.add(1),
-            flags: Flags::SYN | Flags::ACK,
+            flags,
             window: u16::try_from(window).unwrap_or(u16::MAX),
             urgent: 0,
             options: TcpOptions {
@@ -74,6 +82,7 @@ impl Connection {
                 window_scale: peer_ws.map(|_| Self::shift_for(cfg.rmem.max)),
                 sack_permitted: sack,
                 timestamps,
+                accecn,
                 ..TcpOptions::EMPTY
             },
             payload: &[],
@@ -100,10 +109,17 @@ impl Connection {
         // The SYN as the cookie remembers it: IRS = SEG.SEQ − 1, and its options. Its TSval
         // is unknown; the ACK's TSval stands in for TS.Recent.
         let tsval = ack.options.timestamps.map(|(tsval, _)| (tsval, 0));
+        // ECN as the SYN asked for it: AccECN if the ACK's ACE field reflects our SYN,ACK
+        // (Linux's cookie_accecn_ok: ACE > 1; an RFC 3168 client's ACK has 0), else RFC 3168.
+        let ecn_flags = match (syn.ecn, ack.flags.ace() > 1) {
+            (false, _) => Flags::NONE,
+            (true, true) => Flags::AE | Flags::CWR | Flags::ECE,
+            (true, false) => Flags::CWR | Flags::ECE,
+        };
         let remembered = TcpSegment {
             seq: ack.seq.sub(1),
             ack: SeqNum::new(0),
-            flags: Flags::SYN,
+            flags: Flags::SYN | ecn_flags,
             window: ack.window,
             options: TcpOptions {
                 mss: Some(syn.mss),

@@ -2,7 +2,7 @@
 
 use super::bytes::{Writer, set_be_u16};
 use super::checksum::{compute, partial, pseudo_header};
-use super::{Ecn, TcpSegment};
+use super::{Ecn, Flags, TcpSegment};
 use etherparse::IpNumber;
 use etherparse::checksum::Sum16BitWords;
 use std::net::IpAddr;
@@ -76,7 +76,9 @@ pub(super) fn emit_tcp_with(
     w.put(&seg.dst_port.to_be_bytes())?;
     w.put(&seg.seq.raw().to_be_bytes())?;
     w.put(&seg.ack.raw().to_be_bytes())?;
-    w.put(&[data_offset << 4, seg.flags.0])?;
+    // AE (RFC 9768 §3) is the low bit of the data offset's byte.
+    let [ae, flags] = (seg.flags.0 & Flags::ALL.0).to_be_bytes();
+    w.put(&[data_offset << 4 | ae, flags])?;
     w.put(&seg.window.to_be_bytes())?;
     w.put(&[0, 0])?; // checksum, filled in below
     w.put(&seg.urgent.to_be_bytes())?;

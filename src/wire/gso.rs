@@ -121,7 +121,12 @@ pub fn segment(
     let (src, dst) = addresses(header, gso.ipv6).ok_or(EmitError::BufferTooSmall)?;
     let tcp_hdr = header.get(ip_len..).ok_or(EmitError::BufferTooSmall)?;
     let seq0 = be_u32(tcp_hdr, 4).ok_or(EmitError::BufferTooSmall)?;
-    let flags = Flags(*tcp_hdr.get(13).ok_or(EmitError::BufferTooSmall)?);
+    let flags = Flags(
+        u16::from_be_bytes([
+            *tcp_hdr.get(12).ok_or(EmitError::BufferTooSmall)?,
+            *tcp_hdr.get(13).ok_or(EmitError::BufferTooSmall)?,
+        ]) & Flags::ALL.0,
+    );
     let size = usize::from(gso.segment_size.max(1));
     let count = segment_count(payload.len(), size);
     let chunks = payload
@@ -153,7 +158,9 @@ pub fn segment(
             tcp.get_mut(4..8)
                 .ok_or(EmitError::BufferTooSmall)?
                 .copy_from_slice(&seq0.wrapping_add(offset).to_be_bytes());
-            *tcp.get_mut(13).ok_or(EmitError::BufferTooSmall)? = f.0;
+            // Byte 12 (with AE) was copied from the header.
+            let [_, low] = f.0.to_be_bytes();
+            *tcp.get_mut(13).ok_or(EmitError::BufferTooSmall)? = low;
             set_be_u16(tcp, 16, 0)?;
             let len = u32::try_from(tcp_len).map_err(|_| EmitError::BufferTooSmall)?;
             let sum = compute(pseudo_header(src, dst, IpNumber::TCP.0, len), tcp);

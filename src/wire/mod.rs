@@ -17,7 +17,9 @@ pub(crate) mod testutil;
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
 pub use gso::{Gso, emit_tcp_gso, emit_tcp_gso_headers};
 pub use icmp::{IcmpError, IcmpErrorKind, emit_icmp_error};
-pub use options::{FastOpenCookie, MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
+pub use options::{
+    AccEcnOption, FastOpenCookie, MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions,
+};
 pub use parse::{parse, parse_with};
 
 /// What the device says about a packet it delivered (see `src/device`: the TUN's offloads).
@@ -47,9 +49,10 @@ impl fmt::Display for Quad {
     }
 }
 
-/// The TCP control bits (RFC 9293 §3.1, plus ECE/CWR of RFC 3168).
+/// The TCP control bits (RFC 9293 §3.1, plus ECE/CWR of RFC 3168 and AE of RFC 9768 §3:
+/// the header's bit 7, before CWR, once reserved).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Flags(pub u8);
+pub struct Flags(pub u16);
 
 impl Flags {
     pub const FIN: Flags = Flags(0x01);
@@ -60,6 +63,10 @@ impl Flags {
     pub const URG: Flags = Flags(0x20);
     pub const ECE: Flags = Flags(0x40);
     pub const CWR: Flags = Flags(0x80);
+    /// Accurate ECN (RFC 9768 §3): with CWR and ECE the 3-bit ACE field.
+    pub const AE: Flags = Flags(0x100);
+    /// The nine control bits that exist (the three others of the 12 are reserved).
+    pub const ALL: Flags = Flags(0x1ff);
     pub const NONE: Flags = Flags(0);
 
     pub const fn union(self, other: Flags) -> Flags {
@@ -94,6 +101,25 @@ impl Flags {
     pub const fn cwr(self) -> bool {
         self.contains(Flags::CWR)
     }
+    pub const fn ae(self) -> bool {
+        self.contains(Flags::AE)
+    }
+
+    /// The ACE field of RFC 9768 §3.2.2: AE, CWR and ECE read as a 3-bit number (AE the most
+    /// significant bit).
+    pub const fn ace(self) -> u8 {
+        ((self.0 >> 6) & 0b111) as u8
+    }
+
+    /// These flags with the ACE field set to `ace` (its three low bits).
+    pub const fn with_ace(self, ace: u8) -> Flags {
+        Flags((self.0 & !0x1c0) | ((ace as u16 & 0b111) << 6))
+    }
+
+    /// These flags without the flags of `other`.
+    pub const fn without(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
 }
 
 impl std::ops::BitOr for Flags {
@@ -112,7 +138,7 @@ impl std::ops::BitOrAssign for Flags {
 impl fmt::Display for Flags {
     /// Flags as tcpdump's readers expect to see them: `SYN,ACK`, `FIN,ACK`, `RST`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [(Flags, &str); 8] = [
+        const NAMES: [(Flags, &str); 9] = [
             (Flags::SYN, "SYN"),
             (Flags::FIN, "FIN"),
             (Flags::RST, "RST"),
@@ -121,6 +147,7 @@ impl fmt::Display for Flags {
             (Flags::URG, "URG"),
             (Flags::ECE, "ECE"),
             (Flags::CWR, "CWR"),
+            (Flags::AE, "AE"),
         ];
         let mut first = true;
         for (flag, name) in NAMES {

@@ -31,6 +31,8 @@ pub struct TcpOptions {
     /// TCP Fast Open (kind 34, or the experimental kind 254 with magic 0xF989; RFC 7413
     /// §4.1.1): a cookie, or a cookie request (empty).
     pub fastopen: Option<FastOpenCookie>,
+    /// The AccECN option (kinds 172 and 174, RFC 9768 §3.2.3).
+    pub accecn: Option<AccEcnOption>,
 }
 
 /// A TCP Fast Open cookie as carried in the option (RFC 7413 §4.1.1): empty for a cookie
@@ -88,6 +90,20 @@ impl FastOpenCookie {
     }
 }
 
+/// The AccECN option (RFC 9768 §3.2.3): the data receiver's byte counters, each 24 bits on
+/// the wire. Kind 172 (AccECN0) lists them e0b, ceb, e1b, kind 174 (AccECN1) e1b, ceb, e0b;
+/// a shorter option carries only the first ones (`None` here). synack sends kind 172, with
+/// as many fields as there is room for (`TcpOptions::plan`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccEcnOption {
+    /// Payload bytes received marked ECT(0).
+    pub e0b: Option<u32>,
+    /// Payload bytes received marked CE.
+    pub ceb: Option<u32>,
+    /// Payload bytes received marked ECT(1).
+    pub e1b: Option<u32>,
+}
+
 impl TcpOptions {
     pub const EMPTY: TcpOptions = TcpOptions {
         mss: None,
@@ -100,6 +116,7 @@ impl TcpOptions {
         }; MAX_SACK_BLOCKS],
         sack_count: 0,
         fastopen: None,
+        accecn: None,
     };
 
     /// The valid SACK blocks.
@@ -128,6 +145,11 @@ const KIND_TIMESTAMPS: u8 = 8;
 const KIND_FASTOPEN: u8 = 34;
 const KIND_EXPERIMENT: u8 = 254;
 const FASTOPEN_MAGIC: [u8; 2] = [0xf9, 0x89];
+/// RFC 9768 §3.2.3: AccECN0 (e0b, ceb, e1b) and AccECN1 (e1b, ceb, e0b).
+const KIND_ACCECN0: u8 = 172;
+const KIND_ACCECN1: u8 = 174;
+/// The AccECN fields are 24 bits wide.
+const ACCECN_FIELD_MASK: u32 = 0x00ff_ffff;
 
 /// The most option bytes a TCP header can carry: data offset 15 words minus the 5 fixed.
 pub const MAX_OPTIONS_LEN: usize = 40;
@@ -217,6 +239,7 @@ impl TcpOptions {
                     }
                     let option = rest.get(..len).ok_or(DropReason::BadTcpOption)?;
                     opts.record_other(option);
+                    opts.record_accecn(option);
                     rest = rest.get(len..).ok_or(DropReason::BadTcpOption)?;
                 }
             }
@@ -264,10 +287,66 @@ impl TcpOptions {
         }
     }
 
+    /// An AccECN option (etherparse does not know it): RFC 9768 §3.2.3, length 2 + 3n with
+    /// n ≤ 3; another length is ignored, as Linux's tcp_parse_options does.
+    fn record_accecn(&mut self, option: &[u8]) {
+        let (kind, fields) = match option {
+            [kind @ (KIND_ACCECN0 | KIND_ACCECN1), _, fields @ ..] => (*kind, fields),
+            _ => return,
+        };
+        if fields.len() % 3 != 0 || fields.len() > 9 {
+            return;
+        }
+        let mut values = fields.chunks_exact(3).map(|f| match *f {
+            [a, b, c] => u32::from_be_bytes([0, a, b, c]),
+            _ => 0,
+        });
+        let (first, ceb, last) = (values.next(), values.next(), values.next());
+        self.accecn = Some(if kind == KIND_ACCECN0 {
+            AccEcnOption {
+                e0b: first,
+                ceb,
+                e1b: last,
+            }
+        } else {
+            AccEcnOption {
+                e1b: first,
+                ceb,
+                e0b: last,
+            }
+        });
+    }
+
     /// Bytes the options take on the wire when emitted (a multiple of 4, at most 40), i.e.
     /// what they add to the TCP header. SACK blocks that cannot fit are left out.
     pub fn wire_len(&self) -> usize {
-        self.plan().2
+        let (_, blocks, len) = self.plan();
+        len + Self::accecn_len(self.accecn_fields(len, blocks))
+    }
+
+    /// How many AccECN fields fit after the other options (`len` bytes): all three (with a
+    /// NOP in front, 12 bytes) or the first two (8 bytes), in the aligned layout only; none
+    /// when there is no room, e.g. beside timestamps and three SACK blocks (RFC 9768
+    /// §3.2.3.3: the option is sent where there is space, as Linux does).
+    fn accecn_fields(&self, len: usize, blocks: usize) -> usize {
+        let room = MAX_OPTIONS_LEN.saturating_sub(len);
+        if self.accecn.is_none() || self.aligned_len(blocks) != len {
+            0
+        } else if room >= 12 {
+            3
+        } else if room >= 8 {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The bytes `fields` AccECN fields take, aligned.
+    fn accecn_len(fields: usize) -> usize {
+        match fields {
+            0 => 0,
+            n => (2 + 3 * n).div_ceil(4) * 4,
+        }
     }
 
     /// Choose the layout and how many SACK blocks fit: the aligned layout if it fits, else
@@ -387,7 +466,18 @@ impl TcpOptions {
         }
         // RFC 9293 §3.1: the header is padded with zeros (an EOL and zero padding, MUST-69).
         let written = w.len().saturating_sub(start);
-        w.fill(KIND_EOL, len.saturating_sub(written))
+        w.fill(KIND_EOL, len.saturating_sub(written))?;
+        let fields = self.accecn_fields(len, blocks);
+        if let (Some(acc), 1..) = (self.accecn, fields) {
+            let len = 2 + 3 * fields;
+            w.fill(KIND_NOP, Self::accecn_len(fields) - len)?;
+            w.put(&[KIND_ACCECN0, u8::try_from(len).unwrap_or(0)])?;
+            for value in [acc.e0b, acc.ceb, acc.e1b].into_iter().take(fields) {
+                let [_, a, b, c] = (value.unwrap_or(0) & ACCECN_FIELD_MASK).to_be_bytes();
+                w.put(&[a, b, c])?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -724,5 +814,70 @@ mod tests {
         let mut buf = [0u8; 10];
         let mut w = Writer::new(&mut buf);
         assert_eq!(full_syn().emit(&mut w), Err(EmitError::BufferTooSmall));
+    }
+
+    fn counters() -> AccEcnOption {
+        AccEcnOption {
+            e0b: Some(0x0102_0304),
+            ceb: Some(5),
+            e1b: Some(1),
+        }
+    }
+
+    /// RFC 9768 §3.2.3: kind 172 with the three 24-bit counters (e0b, ceb, e1b), a NOP in
+    /// front to keep the header a multiple of 4; it parses back, and kind 174's order too.
+    #[test]
+    fn the_accecn_option_round_trips_in_both_orders() {
+        let o = TcpOptions {
+            timestamps: Some((7, 8)),
+            accecn: Some(counters()),
+            ..TcpOptions::EMPTY
+        };
+        let bytes = emitted(&o);
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(
+            &bytes[12..],
+            &[1, 172, 11, 0x02, 0x03, 0x04, 0, 0, 5, 0, 0, 1],
+            "the counters are 24 bits wide"
+        );
+        let back = TcpOptions::parse(&bytes).unwrap();
+        let want = AccEcnOption {
+            e0b: Some(0x0002_0304),
+            ..counters()
+        };
+        assert_eq!(back.accecn, Some(want));
+        assert_eq!(back.timestamps, Some((7, 8)));
+        let acc1 = TcpOptions::parse(&[174, 8, 0, 0, 9, 0, 0, 3]).unwrap();
+        assert_eq!(
+            acc1.accecn,
+            Some(AccEcnOption {
+                e1b: Some(9),
+                ceb: Some(3),
+                e0b: None
+            })
+        );
+        // A length that is not 2 + 3n is ignored, as Linux does.
+        assert_eq!(TcpOptions::parse(&[172, 4, 0, 0]).unwrap().accecn, None);
+    }
+
+    /// The option goes where there is room: all three fields beside timestamps and one SACK
+    /// block, two beside two blocks, none beside three.
+    #[test]
+    fn the_accecn_option_shrinks_to_the_room_left() {
+        for (blocks, want) in [(1usize, Some(11u8)), (2, Some(8)), (3, None)] {
+            let ranges: Vec<(u32, u32)> =
+                (0..blocks as u32).map(|i| (i * 10, i * 10 + 5)).collect();
+            let o = TcpOptions {
+                timestamps: Some((1, 2)),
+                accecn: Some(counters()),
+                ..sack(&ranges)
+            };
+            let bytes = emitted(&o);
+            assert!(bytes.len() <= MAX_OPTIONS_LEN);
+            let back = TcpOptions::parse(&bytes).unwrap();
+            assert_eq!(back.sack().len(), blocks, "SACK blocks are never given up");
+            let len = bytes.windows(2).find(|w| w[0] == 172).map(|w| w[1]);
+            assert_eq!(len, want, "{blocks} blocks");
+        }
     }
 }

@@ -207,8 +207,14 @@ fn parse_tcp(
             dst_port: header.destination_port(),
             seq: SeqNum::new(header.sequence_number()),
             ack: SeqNum::new(header.acknowledgment_number()),
-            // The eight flag bits (CWR..FIN) as one byte, RFC 9293 §3.1.
-            flags: Flags(fixed.get(13).copied().unwrap_or(0)),
+            // The nine flag bits (AE..FIN), RFC 9293 §3.1 and RFC 9768 §3: AE is the low
+            // bit of byte 12 (the three reserved bits above it are ignored, as RFC 9293 §3.1 asks).
+            flags: Flags(
+                u16::from_be_bytes([
+                    fixed.get(12).copied().unwrap_or(0),
+                    fixed.get(13).copied().unwrap_or(0),
+                ]) & Flags::ALL.0,
+            ),
             window: header.window_size(),
             urgent: header.urgent_pointer(),
             options,

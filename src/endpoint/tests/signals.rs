@@ -95,6 +95,67 @@ fn a_cookie_connection_continues_the_syn_ack_tsval_clock() {
     assert!((10..10 + 64).contains(&step), "{step}");
 }
 
+/// SYN cookies keep ECN as Linux does (TS_OPT_ECN in the TSval's low bits, echoed in
+/// TSecr): an RFC 3168 SYN gets ECE and the connection uses ECN; an AccECN SYN gets the
+/// reflecting ACE and the option, and the final ACK's ACE (> 1, Linux's cookie_accecn_ok)
+/// makes it AccECN; without timestamps nothing carries it and ECN is not offered.
+#[test]
+fn a_cookie_connection_keeps_ecn_and_accecn_with_timestamps() {
+    for (i, (syn_ace, ts, sa_ace, ack_ace, want)) in [
+        (0b011, true, 0b001, 0b000, Some(false)),
+        (0b111, true, 0b010, 0b010, Some(true)),
+        (0b011, false, 0b000, 0b000, None),
+        (0b000, true, 0b000, 0b000, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let port = 5001 + i as u16;
+        let mut net = net_with(backlog(1));
+        fill_backlog(&mut net, 1);
+        let options = TcpOptions {
+            timestamps: ts.then_some((1_000, 0)),
+            ..LINUX_SYN
+        };
+        let out = net.exchange(
+            &TcpSegment {
+                flags: Flags::SYN.with_ace(syn_ace),
+                ..syn_from(port, options)
+            },
+            true,
+        );
+        let sa = out.first().expect("a SYN,ACK");
+        assert_eq!(sa.flags.ace(), sa_ace, "case {i}");
+        assert_eq!(sa.options.accecn.is_some(), want == Some(true), "case {i}");
+        let tsval = sa.options.timestamps.map(|t| t.0);
+        net.exchange(
+            &TcpSegment {
+                src_port: port,
+                seq: PEER_ISN.add(1),
+                ack: sa.seq.add(1),
+                flags: Flags::ACK.with_ace(ack_ace),
+                options: TcpOptions {
+                    timestamps: tsval.map(|t| (1_001, t)),
+                    ..TcpOptions::EMPTY
+                },
+                ..FROM_PEER
+            },
+            true,
+        );
+        let snap = net.ep.snapshot(net.now);
+        let info = snap
+            .iter()
+            .filter(|s| s.peer.map(|p| p.port()) == Some(port))
+            .find_map(|s| s.info.as_ref())
+            .expect("an established connection");
+        assert_eq!(
+            (info.ecn, info.accecn),
+            (want.is_some(), want == Some(true)),
+            "case {i}"
+        );
+    }
+}
+
 // --- ICMP and the path MTU ----------------------------------------------------------------
 
 const ROUTER4: &str = "198.18.0.254";
@@ -504,8 +565,8 @@ fn an_ecn_setup_syn_is_answered_with_ece_and_new_data_is_marked_ect0() {
 fn ecn_is_not_used_unless_both_ask_and_allow() {
     for (mode, flags) in [
         (tcp::EcnMode::Server, Flags::NONE),
-        (tcp::EcnMode::Server, Flags::ECE),
         (tcp::EcnMode::Off, Flags::ECE | Flags::CWR),
+        (tcp::EcnMode::Off, Flags::AE | Flags::ECE | Flags::CWR),
     ] {
         let mut net = Net::v4();
         net.ep.tcp_config_mut().ecn = mode;
@@ -610,5 +671,272 @@ fn ecn_on_asks_on_our_syn() {
         let mut tx: Vec<Vec<u8>> = Vec::new();
         net.ep.poll(net.now, &mut tx);
         assert_eq!(parsed(&tx)[0].flags, want);
+    }
+}
+
+// --- AccECN (RFC 9768) -------------------------------------------------------------------
+
+impl Net {
+    /// A discard connection from port 40000 whose SYN carries the ACE value `syn_ace` and
+    /// the IP-ECN field `syn_ecn`, completed by an ACK with the ACE value `ack_ace`: our
+    /// SYN,ACK's flags, IP-ECN field and AccECN option, and our ISS.
+    fn accecn_handshake(
+        &mut self,
+        syn_ace: u8,
+        syn_ecn: Ecn,
+        ack_ace: u8,
+    ) -> (Flags, Ecn, Option<wire::AccEcnOption>, SeqNum) {
+        self.ep.listeners.retain(|l| l.port != 7);
+        self.ep
+            .listeners
+            .push(Listener::service(7, ServiceKind::Discard));
+        let raw = self.exchange_raw(&TcpSegment {
+            flags: Flags::SYN.with_ace(syn_ace),
+            ecn: syn_ecn,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        });
+        let sa = parsed(&raw)[0];
+        let out = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(1),
+            ack: sa.seq.add(1),
+            flags: Flags::ACK.with_ace(ack_ace),
+            ..FROM_PEER
+        });
+        assert!(out.is_empty());
+        (sa.flags, sa.ecn, sa.options.accecn, sa.seq)
+    }
+
+    /// The peer's segment at `seq` acknowledging `ack` with the ACE value `ace`: our replies
+    /// (after the delayed-ACK timer too) as (ACE, AccECN option).
+    fn accecn_data(
+        &mut self,
+        seq: u32,
+        ack: SeqNum,
+        data: &[u8],
+        ace: u8,
+        ecn: Ecn,
+    ) -> Vec<(u8, Option<wire::AccEcnOption>)> {
+        let mut raw = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(seq),
+            ack,
+            flags: Flags::ACK.with_ace(ace),
+            payload: data,
+            ecn,
+            ..FROM_PEER
+        });
+        if raw.is_empty() {
+            self.now += Duration::from_millis(50);
+            self.ep.poll(self.now, &mut raw);
+        }
+        parsed(&raw)
+            .iter()
+            .map(|s| (s.flags.ace(), s.options.accecn))
+            .collect()
+    }
+}
+
+fn acc(e0b: u32, ceb: u32, e1b: u32) -> Option<wire::AccEcnOption> {
+    Some(wire::AccEcnOption {
+        e0b: Some(e0b),
+        ceb: Some(ceb),
+        e1b: Some(e1b),
+    })
+}
+
+/// RFC 9768 §3.1.1: a SYN with AE, CWR and ECE asks for AccECN, and the SYN,ACK's ACE field
+/// reflects the SYN's IP-ECN field (Table 2: Not-ECT 010, ECT(1) 011, ECT(0) 100, CE 110);
+/// the SYN,ACK itself is Not-ECT and carries the AccECN option with the counters' initial
+/// values (§3.2.1: e0b = e1b = 1, ceb = 0).
+#[test]
+fn an_accecn_syn_is_answered_with_the_ace_reflecting_its_ip_ecn_field() {
+    for (ecn, ace) in [
+        (Ecn::NotEct, 0b010),
+        (Ecn::Ect1, 0b011),
+        (Ecn::Ect0, 0b100),
+        (Ecn::Ce, 0b110),
+    ] {
+        let mut net = Net::v4();
+        let (flags, sa_ecn, option, _) = net.accecn_handshake(0b111, ecn, 0b010);
+        assert_eq!(flags, (Flags::SYN | Flags::ACK).with_ace(ace), "{ecn:?}");
+        assert_eq!(sa_ecn, Ecn::NotEct);
+        assert_eq!(option, acc(1, 0, 1));
+        assert_eq!(net.ep.stats().accecn_negotiated, 1);
+        let snap = net.ep.snapshot(net.now);
+        assert!(
+            snap.iter()
+                .filter_map(|s| s.info.as_ref())
+                .any(|i| i.ecn && i.accecn),
+            "status --info shows ecn:accecn"
+        );
+    }
+}
+
+/// RFC 9768 §3.1.1: any non-zero combination but 011 (RFC 3168) asks for AccECN (forward
+/// compatibility); 011 gets RFC 3168; `--ecn off` answers every one with none (000).
+#[test]
+fn which_syn_flags_get_accecn_rfc3168_or_nothing() {
+    for (mode, syn_ace, want) in [
+        (tcp::EcnMode::Server, 0b001, 0b010),
+        (tcp::EcnMode::Server, 0b100, 0b010),
+        (tcp::EcnMode::On, 0b111, 0b010),
+        (tcp::EcnMode::Server, 0b011, 0b001),
+        (tcp::EcnMode::Off, 0b111, 0b000),
+        (tcp::EcnMode::Server, 0b000, 0b000),
+    ] {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().ecn = mode;
+        let (flags, _, option, _) = net.accecn_handshake(syn_ace, Ecn::NotEct, 0b010);
+        assert_eq!(flags.ace(), want, "{mode} {syn_ace:03b}");
+        assert_eq!(option.is_some(), want == 0b010);
+    }
+}
+
+/// RFC 9768 §3.2.2: the data receiver counts CE-marked packets from 5 (r.cep) and bytes by
+/// codepoint, and every segment carries r.cep in the ACE field, pure ACKs the option too; a
+/// CE mark after an unmarked packet is acknowledged at once (§3.2.2.5.1).
+#[test]
+fn accecn_feeds_back_ce_marks_in_the_ace_field_and_bytes_in_the_option() {
+    let mut net = Net::v4();
+    let (_, _, _, iss) = net.accecn_handshake(0b111, Ecn::NotEct, 0b010);
+    let una = iss.add(1);
+    // Unmarked data: the (delayed) ACK says r.cep = 5, e0b = 1 + 100.
+    let out = net.accecn_data(1, una, &[b'a'; 100], 0b101, Ecn::Ect0);
+    assert_eq!(out, [(0b101, acc(101, 0, 1))]);
+    // A CE mark: acknowledged at once, r.cep = 6, ceb = 10.
+    let raw = net.exchange_raw(&TcpSegment {
+        seq: PEER_ISN.add(101),
+        ack: una,
+        flags: Flags::ACK.with_ace(0b101),
+        payload: &[b'b'; 10],
+        ecn: Ecn::Ce,
+        ..FROM_PEER
+    });
+    let acks = parsed(&raw);
+    assert_eq!(acks.len(), 1, "a CE mark is acknowledged at once");
+    assert_eq!(acks[0].flags.ace(), 0b110);
+    assert_eq!(acks[0].options.accecn, acc(101, 10, 1));
+    // Three more CE marks wrap past 7: ACE is r.cep mod 8 (9 → 001).
+    let mut last = Vec::new();
+    for i in 0..3 {
+        last = net.accecn_data(111 + i * 10, una, &[b'c'; 10], 0b101, Ecn::Ce);
+    }
+    assert_eq!(last.last().map(|a| a.0), Some(0b001));
+    assert_eq!(net.ep.stats().in_ce_pkts, 4);
+}
+
+/// RFC 9768 §3.2.2.5: as the data sender, the growth of the peer's ACE counter is a
+/// congestion signal, acted on once per window of data like an ECE; our data carries the
+/// ACE field and never RFC 3168's CWR.
+#[test]
+fn the_peers_ace_growth_reduces_cwnd_once_per_window() {
+    let mut net = Net::v4();
+    let (_, _, _, iss) = net.accecn_handshake_echo(0b010);
+    let quad = net.quad(40000);
+    let cwnd = |net: &Net| {
+        net.ep
+            .snapshot(net.now)
+            .iter()
+            .find(|s| s.peer == Some(quad.remote))
+            .and_then(|s| s.cwnd)
+            .unwrap()
+    };
+    let before = cwnd(&net);
+    // 3000 bytes echoed, ECT(0); an ACK of the first 1000 with ACE unchanged (5).
+    let echoed = net.accecn_echo(1, iss.add(1), &[b'x'; 3000], 0b101);
+    assert!(echoed.iter().all(|s| s.1 == Ecn::Ect0 && s.0 == 0b101));
+    net.accecn_echo(3001, iss.add(1001), b"", 0b101);
+    assert_eq!(cwnd(&net), before);
+    assert_eq!(net.ep.stats().delivered_ce, 0);
+    // The next ACK counts one CE mark (ACE 6): one reduction.
+    net.accecn_echo(3001, iss.add(2001), b"", 0b110);
+    let after = cwnd(&net);
+    assert!(after < before, "{after} < {before}");
+    assert_eq!(net.ep.stats().ecn_cwnd_reductions, 1);
+    assert_eq!(net.ep.stats().delivered_ce, 1);
+    // Another mark in the same window: counted, no second reduction.
+    let out = net.accecn_echo(3001, iss.add(3001), b"yz", 0b111);
+    assert_eq!(net.ep.stats().delivered_ce, 2);
+    assert_eq!(net.ep.stats().ecn_cwnd_reductions, 1);
+    assert!(
+        out.iter().all(|s| s.0 == 0b101),
+        "our ACE is our r.cep, no CWR: {out:?}"
+    );
+}
+
+/// RFC 9768 §3.2.2.5.2: an ACK that newly acknowledges more than 7 packets may hide a
+/// wrapped ACE field; the sender assumes the most CE marks the residue allows (Linux's
+/// __tcp_accecn_process): 10 packets with ACE + 1 count as 9.
+#[test]
+fn a_large_ack_assumes_the_ace_field_wrapped() {
+    let mut net = Net::v4();
+    let (_, _, _, iss) = net.accecn_handshake_echo(0b010);
+    // 10 full segments echoed back to us, then one ACK for all of them.
+    for i in 0..10u32 {
+        net.accecn_echo(1 + i * 1000, iss.add(1), &[b'x'; 1000], 0b101);
+    }
+    net.accecn_echo(10_001, iss.add(10_001), b"", 0b110);
+    assert_eq!(net.ep.stats().delivered_ce, 9);
+}
+
+/// RFC 9768 §3.2.2.3: the handshake's ACK with ACE zeroed means a middlebox clears the
+/// flags: we send Not-ECT from then on and ignore the field, but still feed back.
+#[test]
+fn a_zeroed_ace_on_the_handshake_ack_falls_back_to_not_ect() {
+    let mut net = Net::v4();
+    let (_, _, _, iss) = net.accecn_handshake_echo(0b000);
+    assert_eq!(net.ep.stats().accecn_ace_failures, 1);
+    let out = net.accecn_echo(1, iss.add(1), b"hello", 0b000);
+    assert!(!out.is_empty());
+    assert!(
+        out.iter().all(|s| s.1 == Ecn::NotEct && s.0 == 0b101),
+        "{out:?}"
+    );
+    net.accecn_echo(6, iss.add(6), b"", 0b011);
+    assert_eq!(net.ep.stats().delivered_ce, 0, "the field is not believed");
+}
+
+impl Net {
+    /// An AccECN handshake on echo (Not-ECT SYN), whose ACK has ACE `ack_ace`.
+    fn accecn_handshake_echo(
+        &mut self,
+        ack_ace: u8,
+    ) -> (Flags, Ecn, Option<wire::AccEcnOption>, SeqNum) {
+        let raw = self.exchange_raw(&TcpSegment {
+            flags: Flags::SYN.with_ace(0b111),
+            options: TcpOptions {
+                mss: Some(1000),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        });
+        let sa = parsed(&raw)[0];
+        let out = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(1),
+            ack: sa.seq.add(1),
+            flags: Flags::ACK.with_ace(ack_ace),
+            ..FROM_PEER
+        });
+        assert!(out.is_empty());
+        (sa.flags, sa.ecn, sa.options.accecn, sa.seq)
+    }
+
+    /// The peer's segment on the echo connection: what we sent, as (ACE, IP-ECN).
+    fn accecn_echo(&mut self, seq: u32, ack: SeqNum, data: &[u8], ace: u8) -> Vec<(u8, Ecn)> {
+        let raw = self.exchange_raw(&TcpSegment {
+            seq: PEER_ISN.add(seq),
+            ack,
+            flags: Flags::ACK.with_ace(ace),
+            payload: data,
+            ecn: Ecn::Ect0,
+            ..FROM_PEER
+        });
+        parsed(&raw)
+            .iter()
+            .map(|s| (s.flags.ace(), s.ecn))
+            .collect()
     }
 }

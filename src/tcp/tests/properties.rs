@@ -79,7 +79,7 @@ fn run(steps: &[Step], timestamps: bool) -> Result<(), TestCaseError> {
             seq,
             ack: h.conn.snd.una.add(st.ack_delta as u32),
             // Any combination of the eight control bits.
-            flags: Flags(st.flags),
+            flags: Flags(u16::from(st.flags)),
             window: st.window,
             options: TcpOptions {
                 timestamps: st.tsval.map(|v| (v, 0)),
