@@ -18,6 +18,7 @@ from conftest import synack_cmd
 from harness import HOST4, SYNACK4, SYNACK6, ip_layer, wait_until
 from scapy.all import TCP
 from test_bulk import pattern_prefix
+from test_exec_forward import FWD, UPSTREAM, curl_sha256, http_upstream  # noqa: F401
 
 import pytest
 
@@ -108,6 +109,30 @@ def test_mtu_probing_always_starts_small_and_needs_no_fallback(synack):
     assert curl_download(SYNACK4, MIB4) == hashlib.sha256(pattern_prefix(MIB4)).hexdigest()
     assert time.time() - start < 5
     assert stats()["mtu_blackhole_fallbacks"] == 0
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}=forward:127.0.0.1:{UPSTREAM}",
+                         "--impair", "mtu=1280,seed=1")
+def test_a_forward_download_through_a_1280_byte_hop_completes_at_the_smaller_size(
+        synack, http_upstream, capture, tmp_path):
+    # The upstream side is the host's loopback; the hop is between synack and its client.
+    with capture("tcp") as cap:
+        start = time.time()
+        assert curl_sha256(f"http://{SYNACK4}:{FWD}/big", tmp_path, 120) == http_upstream
+        assert time.time() - start < 60
+    assert stats()["pmtu_lowered"] >= 1
+    sizes = [len(ip_layer(p)) for p in cap.packets() if p[TCP].sport == FWD]
+    assert sizes and max(sizes) <= 1280, max(sizes)
+
+
+@pytest.mark.synack_args("-l", "7=echo", "-l", f"{FWD}=forward:127.0.0.1:{UPSTREAM}",
+                         "--impair", "blackhole-mtu=1280,seed=1")
+def test_a_forward_download_through_a_black_hole_completes_after_the_fallback(
+        synack, http_upstream, tmp_path):
+    assert curl_sha256(f"http://{SYNACK4}:{FWD}/big", tmp_path, 120) == http_upstream
+    s = stats()
+    assert s["mtu_blackhole_fallbacks"] >= 1, s
+    assert s["pmtu_lowered"] == 0, s
 
 
 # --- ECN (RFC 3168) ---------------------------------------------------------------------
