@@ -726,6 +726,15 @@ impl Connection {
         self.snd.nxt
     }
 
+    /// ISS and IRS: the two initial sequence numbers.
+    pub fn iss(&self) -> SeqNum {
+        self.snd.iss
+    }
+
+    pub fn irs(&self) -> SeqNum {
+        self.rcv.irs
+    }
+
     /// RCV.NXT.
     pub fn rcv_nxt(&self) -> SeqNum {
         self.rcv.nxt
