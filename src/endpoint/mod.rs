@@ -221,7 +221,7 @@ struct Listener {
     backlog: Option<usize>,
     /// The TCP tunables its connections start with, when its socket set options
     /// (`TCP_NODELAY`, `SO_RCVBUF`, `TCP_MAXSEG`…); `None`: the endpoint's.
-    tcp: Option<Box<tcp::Config>>,
+    tcp: Option<std::sync::Arc<tcp::Config>>,
     /// `TCP_MAXSEG` on the listening socket: the MSS its connections announce.
     mss: Option<u16>,
     /// `unlisten`ed (or its socket closed): the slot waits for reuse, its index stays valid
@@ -282,7 +282,8 @@ pub struct Endpoint {
     any_addr: bool,
     listeners: Vec<Listener>,
     accepting: bool,
-    tcp: tcp::Config,
+    /// Shared by every connection it makes (issue 23).
+    tcp: std::sync::Arc<tcp::Config>,
     mss_v4: u16,
     mss_v6: u16,
     slots: Vec<Slot>,
@@ -347,7 +348,7 @@ impl Endpoint {
         let _ = now;
         let mss_v4 = config.mtu.saturating_sub(40).max(64);
         let mss_v6 = config.mtu.saturating_sub(60).max(64);
-        let tcp = tcp::Config {
+        let tcp = std::sync::Arc::new(tcp::Config {
             mss_v4,
             mss_v6,
             time_wait: config.time_wait,
@@ -364,7 +365,7 @@ impl Endpoint {
             mtu_probing: config.mtu_probing,
             ecn: config.ecn,
             ..tcp::Config::default()
-        };
+        });
         let listeners = config.listeners.len();
         Endpoint {
             addrs: config.addrs,
@@ -458,7 +459,7 @@ impl Endpoint {
 
     /// The TCP tunables every new connection gets; tests adjust them.
     pub fn tcp_config_mut(&mut self) -> &mut tcp::Config {
-        &mut self.tcp
+        std::sync::Arc::make_mut(&mut self.tcp)
     }
 
     /// Process one IP packet read from the device; replies go to `tx`.
@@ -742,7 +743,7 @@ impl Endpoint {
         let cfg = self
             .listeners
             .get(listener)
-            .and_then(|l| l.tcp.as_deref())
+            .and_then(|l| l.tcp.as_ref())
             .unwrap_or(&self.tcp);
         let conn = Connection::accept(now, quad, seg, iss, mss, cfg);
         self.counters.passive_opens += 1;

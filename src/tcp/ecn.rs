@@ -110,7 +110,7 @@ impl Connection {
                 let flight = self.snd.nxt.distance_from(self.snd.una);
                 self.cc.enter_recovery(now, flight, self.opts.sack);
                 self.cc.on_recovery_exit(now, flight);
-                self.events.ecn_cwnd_reductions += 1;
+                self.events_mut().ecn_cwnd_reductions += 1;
             }
         }
     }

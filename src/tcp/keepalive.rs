@@ -130,14 +130,14 @@ impl Connection {
                 "keep-alive: no answer from the peer, aborting"
             );
             drop(_enter);
-            self.events.keepalive_timeouts += 1;
+            self.events_mut().keepalive_timeouts += 1;
             self.rst_due = true;
             self.reset = Some(ResetCause::TimedOut);
             return;
         }
         self.keepalive.probes_out += 1;
         self.keepalive.probe_due = true;
-        self.events.keepalive_probes += 1;
+        self.events_mut().keepalive_probes += 1;
         self.timers.keepalive = Some(now + ka.interval);
     }
 
