@@ -96,7 +96,10 @@ pub struct ConnEvents {
 impl Connection {
     /// The events counted since the last call, and reset them.
     pub fn take_events(&mut self) -> ConnEvents {
-        self.events.as_deref_mut().map(std::mem::take).unwrap_or_default()
+        self.events
+            .as_deref_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The counts, allocated at the first event (issue 23: most connections never have one;
