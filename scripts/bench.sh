@@ -556,20 +556,20 @@ scale_million() {
     done
     srecord "$label" million_before "" "{\"slab_kib\": $(awk '/^Slab:/ {print $2}' /proc/meminfo), \"rss_kib\": $(awk '/^VmRSS:/ {print $2}' "/proc/${S_PID[$label]}/status")}"
     while read -r line; do
-        step=$(printf '%s' "$line" | grep -o '"step": "[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/')
+        step=$(printf '%s' "$line" | grep -o '"step": *"[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/' || true)
         [ -n "$step" ] && srecord "$label" "million_$step" "" "$line"
     done < <(timeout 1800 ip netns exec "$NS_SCALE" "$BIN/conn-load" --addr 198.18.0.2 --port 7 \
         --stages "$MILLION_STAGES" --bind "$srcs" --in-flight 64 --timeout 600 --idle 30 \
         --tun synack0 --rss-pid "${S_PID[$label]}" 2>>"$WORK/client.log" || true)
     log "  $label: $(grep "\"server\":\"$label\",\"figure\":\"million_" "$SRAW" |
-        grep -o '"step": "[a-z]*"\|"conns": [0-9]*\|"rss_kib": [0-9]*\|"tun_tx_dropped": [0-9]*\|"cpu_pct": [0-9.]*' | tr '\n' ' ')"
+        grep -o '"step": *"[a-z]*"\|"conns": *[0-9]*\|"rss_kib": *[0-9]*\|"tun_tx_dropped": *[0-9]*\|"cpu_pct": *[0-9.]*' | tr '\n' ' ')"
     scale_stop "$label" million
     command -v ab >/dev/null || return
     if scale_start "$label" "$bin" churn --max-time-wait $((total + 10000)); then
         line=$(timeout 900 ip netns exec "$NS_SCALE" ab -n "$CHURN" -c 100 -s 20 http://198.18.0.2/ 2>&1 |
             "$PY" "$ROOT/bench/scale.py" ab-parse || true)
         srecord "$label" churn "" "{\"ab\": ${line:-null}, \"rss_kib\": $(awk '/^VmRSS:/ {print $2}' "/proc/${S_PID[$label]}/status")}"
-        log "  $label churn: $(tail -n 1 "$SRAW" | grep -o '"complete": [0-9.]*\|"rss_kib": [0-9]*' | tr '\n' ' ')"
+        log "  $label churn: $(tail -n 1 "$SRAW" | grep -o '"complete": *[0-9.]*\|"rss_kib": *[0-9]*' | tr '\n' ' ')"
         scale_stop "$label" churn
     fi
 }
