@@ -498,30 +498,42 @@ fn worker(args: &Args, _id: usize) -> Result<(), String> {
             }
             "echo" => {
                 let deadline = Instant::now() + Duration::from_secs_f64(arg().max(1.0));
-                for (i, c) in conns.iter_mut().enumerate() {
-                    c.echoed = 0;
-                    let l = line_of(i);
-                    // SAFETY: writing our own buffer to our own socket.
-                    let n = unsafe { libc::write(c.fd, l.as_ptr().cast(), l.len()) };
-                    if n != l.len() as isize {
-                        c.echoed = usize::MAX;
-                    }
-                }
-                let mut done = conns.iter().filter(|c| c.echoed == usize::MAX).count();
                 let want = conns.len();
-                let mut ok = 0usize;
+                for c in conns.iter_mut() {
+                    c.echoed = 0;
+                }
+                // Ramped as the handshakes are: at most `--in-flight` lines unanswered per
+                // worker, so a million lines do not land in the daemon's queue at once.
+                let mut next = 0usize;
+                let (mut done, mut ok) = (0usize, 0usize);
                 let mut buf = [0u8; 64];
-                // Sockets whose echo may have arrived before their EPOLLIN edge: read all once.
-                let mut sweep = true;
+                let mut sweep = false;
                 while done < want && Instant::now() < deadline {
+                    while next < want && next - done < args.in_flight.max(1) {
+                        let l = line_of(next);
+                        if let Some(c) = conns.get_mut(next) {
+                            // SAFETY: writing our own buffer to our own socket.
+                            let n = unsafe { libc::write(c.fd, l.as_ptr().cast(), l.len()) };
+                            if n != l.len() as isize {
+                                c.echoed = usize::MAX;
+                                done += 1;
+                            }
+                        }
+                        next += 1;
+                    }
                     let ready: Vec<usize> = if sweep {
+                        // Nothing came for a while: read every line still unanswered once,
+                        // in case an edge was missed.
                         sweep = false;
-                        (0..conns.len()).collect()
+                        (0..next)
+                            .filter(|&i| conns.get(i).is_some_and(|c| c.echoed < line_of(i).len()))
+                            .collect()
                     } else {
                         // SAFETY: `events` has room for its length.
                         let n = unsafe {
                             libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, 100)
                         };
+                        sweep = n == 0;
                         events
                             .iter()
                             .take(n.max(0) as usize)
@@ -531,7 +543,7 @@ fn worker(args: &Args, _id: usize) -> Result<(), String> {
                     for i in ready {
                         let Some(c) = conns.get_mut(i) else { continue };
                         let l = line_of(i);
-                        while c.echoed < l.len() {
+                        while i < next && c.echoed < l.len() {
                             // SAFETY: reading into our own buffer.
                             let n = unsafe { libc::read(c.fd, buf.as_mut_ptr().cast(), buf.len()) };
                             if n <= 0 {
