@@ -1704,3 +1704,43 @@ fn a_super_segment_from_the_peer_is_acked_at_once() {
     assert_eq!(out[0].ack, IRS.add(1 + data.len() as u32));
     assert_eq!(h.read_all(), data);
 }
+
+#[test]
+fn time_wait_drops_a_fin_with_an_old_timestamp_per_paws_and_answers_with_an_ack() {
+    // Issue 23's rules for TIME-WAIT: PAWS (RFC 7323 §5) still holds there. A duplicate FIN
+    // whose TSval is older than TS.Recent is dropped and answered with an ACK, and the state
+    // stays TIME-WAIT (Linux: tcp_timewait_state_process, paws_reject: TCP_TW_ACK).
+    let (mut h, _) = established_full();
+    h.conn.close();
+    h.output();
+    let fin = TcpSegment {
+        ack: ISS.add(2),
+        flags: Flags::FIN | Flags::ACK,
+        options: ts(PEER_TS + 10),
+        ..RECV
+    };
+    h.input(&fin);
+    assert_eq!(h.conn.state(), State::TimeWait);
+    h.output();
+    h.advance(Duration::from_secs(30));
+    h.input(&TcpSegment {
+        options: ts(PEER_TS - 100),
+        ..fin
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1, "answered with an ACK");
+    assert_eq!((out[0].seq, out[0].ack), (ISS.add(2), IRS.add(2)));
+    assert_eq!(h.conn.state(), State::TimeWait);
+    assert_eq!(h.conn.take_events().paws_rejected, 1);
+    // A RST is exempt from PAWS, and TIME-WAIT ignores it (RFC 1337).
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        flags: Flags::RST,
+        options: ts(PEER_TS - 100),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::TimeWait);
+    // Its timer still runs out, and the record goes.
+    h.advance_to_timeout();
+    assert_eq!(h.conn.state(), State::Closed);
+}
