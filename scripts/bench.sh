@@ -46,7 +46,12 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
                   --quick: 20ms)
   --scale-conns N scale: concurrent echo connections to hold (default 100000; --quick: 10000)
   --scale-bytes N scale: bytes per delayed transfer (default 256 MiB; --quick: 64 MiB)
-  --scale-parts L scale: a subset of delay,conns,load,memory (default all four)
+  --scale-parts L scale: a subset of delay,conns,load,memory,million (default all five)
+  --scale-million L scale, million part (issue 23): the totals of concurrent echo connections
+                  conn-load holds, in order (default 100000,1000000; --quick: 10000,50000),
+                  from one source address per 19,230 connections (52 for a million)
+  --scale-churn N scale, million part: short http connections ab makes, each leaving synack
+                  in TIME-WAIT (--max-time-wait above the largest total; default 200000)
   SYNACK_ARGS     extra arguments for synack (environment variable)
   SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
 EOF
@@ -63,7 +68,9 @@ BASELINE=""
 DELAYS=""
 SCALE_CONNS=""
 SCALE_BYTES=""
-SCALE_PARTS=delay,conns,load,memory
+SCALE_PARTS=delay,conns,load,memory,million
+MILLION_STAGES=""
+CHURN=200000
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/bench/results"
 while [ $# -gt 0 ]; do
@@ -82,6 +89,8 @@ while [ $# -gt 0 ]; do
         --scale-conns) SCALE_CONNS=$2; shift 2 ;;
         --scale-bytes) SCALE_BYTES=$2; shift 2 ;;
         --scale-parts) SCALE_PARTS=$2; shift 2 ;;
+        --scale-million) MILLION_STAGES=$2; shift 2 ;;
+        --scale-churn) CHURN=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -90,14 +99,14 @@ done
 case "$SUITE" in main|scale|all|forward|transparent|loss) ;; *) echo "bench.sh: --suite must be main, scale, all, forward, transparent or loss" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=3}" "${BYTES:=67108864}"
-    : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}"
+    : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}" "${MILLION_STAGES:=10000,50000}"
     SCAP=20        # seconds at most per delayed transfer
     CAP=3          # seconds at most per transfer
     COUNT=1000     # connect-and-close per connections/s measurement
     TUN_SECS=0.5
 else
     : "${RUNS:=5}" "${BYTES:=1073741824}"
-    : "${DELAYS:=5ms,10ms,20ms,50ms}" "${SCALE_CONNS:=100000}" "${SCALE_BYTES:=268435456}"
+    : "${DELAYS:=5ms,10ms,20ms,50ms}" "${SCALE_CONNS:=100000}" "${SCALE_BYTES:=268435456}" "${MILLION_STAGES:=100000,1000000}"
     SCAP=45
     CAP=6
     COUNT=5000
@@ -128,7 +137,7 @@ if [ "$BUILD" = 1 ]; then
     cargo build --release --quiet -p synack-bench
 fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-for b in bench-client smoltcp-server kernel-server tun-rate; do
+for b in bench-client smoltcp-server kernel-server tun-rate conn-load; do
     [ -x "$BIN/$b" ] || { echo "bench.sh: $BIN/$b not built" >&2; exit 1; }
 done
 PY=/usr/bin/python3
@@ -531,6 +540,45 @@ scale_load() {
     fi
 }
 
+# scale_million LABEL BINARY (issue 23): conn-load holds MILLION_STAGES echo connections, then
+# echoes a line on each and measures synack's CPU over 30 s with all idle. Each step records
+# synack's RSS, the TUN's TX drops (packets the kernel dropped because synack did not read them
+# in time) and the kernel's slab (the client sockets' cost; machine-wide, so other work on the
+# machine shows in it). Then the TIME-WAIT variant: CHURN short `ab` requests, synack closing
+# each first.
+scale_million() {
+    local label=$1 bin=$2 total srcs="" i n line step
+    total=${MILLION_STAGES##*,}
+    if ! scale_start "$label" "$bin" million --max-connections $((total + 10000)) \
+        --max-time-wait $((total + 10000)); then
+        srecord "$label" million_open "" ""; ns_del "$NS_SCALE"; return
+    fi
+    ip netns exec "$NS_SCALE" sysctl -qw net.ipv4.ip_local_port_range="10000 65535" >/dev/null
+    n=$(( (total + 19229) / 19230 ))
+    for i in $(seq 1 "$n"); do
+        ip -n "$NS_SCALE" addr add "198.18.0.$((10 + i))/24" dev synack0
+        srcs="$srcs${srcs:+,}198.18.0.$((10 + i))"
+    done
+    srecord "$label" million_before "" "{\"slab_kib\": $(awk '/^Slab:/ {print $2}' /proc/meminfo), \"rss_kib\": $(awk '/^VmRSS:/ {print $2}' "/proc/${S_PID[$label]}/status")}"
+    while read -r line; do
+        step=$(printf '%s' "$line" | grep -o '"step": *"[a-z]*"' | sed 's/.*"\([a-z]*\)"$/\1/' || true)
+        [ -n "$step" ] && srecord "$label" "million_$step" "" "$line"
+    done < <(timeout 1800 ip netns exec "$NS_SCALE" "$BIN/conn-load" --addr 198.18.0.2 --port 7 \
+        --stages "$MILLION_STAGES" --bind "$srcs" --in-flight 64 --timeout 600 --idle 30 \
+        --tun synack0 --rss-pid "${S_PID[$label]}" 2>>"$WORK/client.log" || true)
+    log "  $label: $(grep "\"server\":\"$label\",\"figure\":\"million_" "$SRAW" |
+        grep -o '"step": *"[a-z]*"\|"conns": *[0-9]*\|"rss_kib": *[0-9]*\|"tun_tx_dropped": *[0-9]*\|"cpu_pct": *[0-9.]*' | tr '\n' ' ')"
+    scale_stop "$label" million
+    command -v ab >/dev/null || return
+    if scale_start "$label" "$bin" churn --max-time-wait $((total + 10000)); then
+        line=$(timeout 900 ip netns exec "$NS_SCALE" ab -n "$CHURN" -c 100 -s 20 http://198.18.0.2/ 2>&1 |
+            "$PY" "$ROOT/bench/scale.py" ab-parse || true)
+        srecord "$label" churn "" "{\"ab\": ${line:-null}, \"rss_kib\": $(awk '/^VmRSS:/ {print $2}' "/proc/${S_PID[$label]}/status")}"
+        log "  $label churn: $(tail -n 1 "$SRAW" | grep -o '"complete": *[0-9.]*\|"rss_kib": *[0-9]*' | tr '\n' ' ')"
+        scale_stop "$label" churn
+    fi
+}
+
 part() { case ",$SCALE_PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 scale_suite() {
@@ -555,6 +603,10 @@ scale_suite() {
         if part memory; then
             log "scale: $label, daemon RSS for $SCALE_CONNS connections per service and after"
             scale_memory "$label" "$bin"
+        fi
+        if part million; then
+            log "scale: $label, $MILLION_STAGES concurrent echo connections (conn-load), then $CHURN in TIME-WAIT"
+            scale_million "$label" "$bin"
         fi
     done
 }

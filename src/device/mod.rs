@@ -327,9 +327,12 @@ fn write(fd: RawFd, parts: &[&[u8]; 3]) -> io::Result<usize> {
 /// The length of the queue of packets the kernel holds for synack (`txqueuelen`). A TUN gets
 /// 500 by default, which a burst of connections overflows: 100,000 clients opening at once
 /// lost 900,000 packets there, and a client whose line was dropped waits out its RTO backoff.
-/// 20,000 carried that burst without a drop (docs/PERFORMANCE.md). Departure: Linux's own
-/// NICs default to 1000, but they are drained by interrupts, not by one userspace reader.
-pub const TX_QUEUE_LEN: u32 = 20_000;
+/// 20,000 carried that burst without a drop (docs/PERFORMANCE.md), but not 100,000 clients
+/// that held the daemon's two CPUs for a minute (430,891 drops, issue 23): 100,000 packets
+/// (the kernel's ring of pointers is 800 KB; the packets in it are only held while it is
+/// full). Departure: Linux's own NICs default to 1000, but they are drained by interrupts,
+/// not by one userspace reader.
+pub const TX_QUEUE_LEN: u32 = 100_000;
 
 /// The `ip` commands that do what [`Tun::configure`] does, for `--no-configure`.
 pub fn ip_commands(iface: &str, host_addrs: &[HostAddr], mtu: u16) -> Vec<String> {

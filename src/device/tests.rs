@@ -13,7 +13,7 @@ fn ip_commands_configure_both_families_and_the_link() {
         [
             "ip addr add 198.18.0.1/24 dev synack0",
             "ip -6 addr add 2001:2::1/64 dev synack0 nodad",
-            "ip link set dev synack0 mtu 1500 txqueuelen 20000 up",
+            "ip link set dev synack0 mtu 1500 txqueuelen 100000 up",
         ]
     );
 }
@@ -62,7 +62,7 @@ fn configured_tun_has_both_addresses_usable_mtu_and_is_up() {
     let v6_line = show.lines().find(|l| l.contains("2001:2::1/64")).unwrap();
     assert!(!v6_line.contains("tentative"), "{show}");
     assert!(show.contains("mtu 1400"), "{show}");
-    assert!(show.contains("qlen 20000"), "{show}");
+    assert!(show.contains("qlen 100000"), "{show}");
     assert!(show.contains(",UP") || show.contains("<UP"), "{show}");
 }
 

@@ -20,6 +20,7 @@ use crate::tcp::{CookieSyn, SeqNum};
 use crate::time::{Duration, Instant};
 use crate::wire::{Quad, TcpSegment};
 use siphasher::sip::SipHasher24;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
 use std::net::IpAddr;
 
@@ -109,11 +110,11 @@ impl SynCookies {
         SeqNum::new(cookie)
     }
 
-    /// Check the cookie in a final ACK (its SEG.ACK − 1, with SEG.SEQ − 1 as the SYN's
-    /// sequence number); return the SYN it stands for, or `None` if it is forged or stale.
-    pub fn check(&self, now: Instant, quad: &Quad, ack: &TcpSegment<'_>) -> Option<CookieSyn> {
-        let cookie = ack.ack.sub(1).raw();
-        let syn_seq = ack.seq.sub(1).raw();
+    /// The MSS `cookie` (an ISS) carries if it is a valid cookie for `quad` and a SYN whose
+    /// sequence number was `syn_seq` (Linux: __cookie_v4_check), made in this minute or the
+    /// last.
+    fn decode(&self, now: Instant, quad: &Quad, cookie: SeqNum, syn_seq: SeqNum) -> Option<u16> {
+        let (cookie, syn_seq) = (cookie.raw(), syn_seq.raw());
         let count = Self::count(now);
         let rest = cookie
             .wrapping_sub(self.hash(quad, 1, 0))
@@ -125,7 +126,19 @@ impl SynCookies {
         }
         let made = count.wrapping_sub(age);
         let index = rest.wrapping_sub(self.hash(quad, 2, made)) & COOKIE_MASK;
-        let mss = *Self::table(quad).get(usize::try_from(index).ok()?)?;
+        Self::table(quad).get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// Whether a connection's ISS is a cookie still valid for its IRS: its final ACK (or any
+    /// later ACK that keeps SEG.ACK − SEG.SEQ, as an echo's does) would pass `check`.
+    pub fn is_cookie(&self, now: Instant, quad: &Quad, iss: SeqNum, irs: SeqNum) -> bool {
+        self.decode(now, quad, iss, irs).is_some()
+    }
+
+    /// Check the cookie in a final ACK (its SEG.ACK − 1, with SEG.SEQ − 1 as the SYN's
+    /// sequence number); return the SYN it stands for, or `None` if it is forged or stale.
+    pub fn check(&self, now: Instant, quad: &Quad, ack: &TcpSegment<'_>) -> Option<CookieSyn> {
+        let mss = self.decode(now, quad, ack.ack.sub(1), ack.seq.sub(1))?;
         let mut syn = CookieSyn {
             mss,
             window_scale: None,
@@ -299,5 +312,65 @@ mod tests {
             .check(now, &quad(), &final_ack(cookie, Some(0x0f)))
             .unwrap();
         assert_eq!(syn.window_scale, None);
+    }
+}
+
+/// The 4-tuples of connections made from a cookie that ended while the cookie was still
+/// valid: a later ACK on one of them is a late copy, not a handshake (issue 23).
+///
+/// Departure: Linux keeps nothing (syncookies.c checks only the arithmetic). Every ACK of an
+/// echo-like connection keeps SEG.ACK − SEG.SEQ equal to its cookie's (each side sent as many
+/// sequence numbers as it received), so after a passive close (LAST-ACK → CLOSED, no
+/// TIME-WAIT on our side) a duplicate of the peer's last ACK, e.g. its TIME-WAIT answering a
+/// retransmitted FIN, passes the check and leaves an idle ESTABLISHED connection that nothing
+/// will ever close. A cookie is spent once its connection existed; the record is bounded in
+/// time (the cookie's two minutes) and count (`MAX_SPENT`, oldest forgotten first).
+#[derive(Default)]
+pub struct SpentCookies {
+    until: HashMap<Quad, Instant>,
+    order: VecDeque<(Instant, Quad)>,
+}
+
+/// At most this many spent cookies are remembered (about 100 bytes each).
+const MAX_SPENT: usize = 1 << 17;
+
+impl SpentCookies {
+    /// Remember that `quad`'s cookie is spent, until a cookie made now would be stale.
+    pub fn insert(&mut self, now: Instant, quad: Quad) {
+        self.expire(now);
+        while self.order.len() >= MAX_SPENT {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.until.remove(&old);
+            }
+        }
+        let until = now + TICK * MAX_AGE;
+        self.until.insert(quad, until);
+        self.order.push_back((until, quad));
+    }
+
+    /// Whether `quad`'s cookie was spent (and still would be valid).
+    pub fn contains(&self, now: Instant, quad: &Quad) -> bool {
+        self.until.get(quad).is_some_and(|&until| now < until)
+    }
+
+    /// A new SYN on `quad` was answered with a fresh cookie: that one is not spent.
+    pub fn forget(&mut self, quad: &Quad) {
+        self.until.remove(quad);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(until, quad)) = self.order.front() {
+            if now < until {
+                break;
+            }
+            self.order.pop_front();
+            if self.until.get(&quad) == Some(&until) {
+                self.until.remove(&quad);
+            }
+        }
+        if self.until.is_empty() && self.order.capacity() > 64 {
+            self.order = VecDeque::new();
+            self.until = HashMap::new();
+        }
     }
 }

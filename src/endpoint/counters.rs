@@ -200,7 +200,8 @@ counters! {
     /// SYNs that found their listener's half-open queue full (`--backlog`): each is answered
     /// with a SYN cookie.
     backlog_full => "TcpExtTCPReqQFullDoCookies",
-    /// SYN cookies sent, final ACKs that carried a valid one, and forged or stale ones.
+    /// SYN cookies sent, final ACKs that carried a valid one, and forged, stale or spent ones
+    /// (a late ACK of a connection made from a cookie that has ended: `cookie.rs`).
     syn_cookies_sent => "TcpExtSyncookiesSent",
     syn_cookies_accepted => "TcpExtSyncookiesRecv",
     syn_cookies_rejected => "TcpExtSyncookiesFailed",

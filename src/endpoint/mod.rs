@@ -22,7 +22,7 @@ mod sockets;
 pub mod scenario;
 
 pub use client::{ClientEvents, ClientId, ClientOutcome, ConnectError};
-pub use cookie::{MSS_TABLE_V4, MSS_TABLE_V6, SynCookies};
+pub use cookie::{MSS_TABLE_V4, MSS_TABLE_V6, SpentCookies, SynCookies};
 pub use counters::Counters;
 pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
@@ -225,7 +225,7 @@ struct Listener {
     backlog: Option<usize>,
     /// The TCP tunables its connections start with, when its socket set options
     /// (`TCP_NODELAY`, `SO_RCVBUF`, `TCP_MAXSEG`…); `None`: the endpoint's.
-    tcp: Option<Box<tcp::Config>>,
+    tcp: Option<std::sync::Arc<tcp::Config>>,
     /// `TCP_MAXSEG` on the listening socket: the MSS its connections announce.
     mss: Option<u16>,
     /// `unlisten`ed (or its socket closed): the slot waits for reuse, its index stays valid
@@ -286,7 +286,8 @@ pub struct Endpoint {
     any_addr: bool,
     listeners: Vec<Listener>,
     accepting: bool,
-    tcp: tcp::Config,
+    /// Shared by every connection it makes (issue 23).
+    tcp: std::sync::Arc<tcp::Config>,
     mss_v4: u16,
     mss_v6: u16,
     slots: Vec<Slot>,
@@ -312,6 +313,8 @@ pub struct Endpoint {
     /// Per listener: when it last answered a SYN with a cookie. Final ACKs are checked as
     /// cookies only within two minutes of that (Linux: tcp_synq_no_recent_overflow).
     cookies_sent_at: Vec<Option<Instant>>,
+    /// Connections made from cookies that ended within their cookie's lifetime (cookie.rs).
+    cookies_spent: SpentCookies,
     /// The bytes all connections hold in their queues (`tcp::memory`).
     mem_used: usize,
     /// What the driver must do for `exec:` connections (relay.rs).
@@ -355,7 +358,7 @@ impl Endpoint {
         let _ = now;
         let mss_v4 = config.mtu.saturating_sub(40).max(64);
         let mss_v6 = config.mtu.saturating_sub(60).max(64);
-        let tcp = tcp::Config {
+        let tcp = std::sync::Arc::new(tcp::Config {
             mss_v4,
             mss_v6,
             time_wait: config.time_wait,
@@ -373,7 +376,7 @@ impl Endpoint {
             ecn: config.ecn,
             fastopen: config.fastopen,
             ..tcp::Config::default()
-        };
+        });
         let listeners = config.listeners.len();
         Endpoint {
             addrs: config.addrs,
@@ -410,6 +413,7 @@ impl Endpoint {
             queues: ListenQueues::new(listeners),
             cookies: SynCookies::new(secret),
             cookies_sent_at: vec![None; listeners],
+            cookies_spent: SpentCookies::default(),
             mem_used: 0,
             relay_events: Vec::new(),
             relay_ready: Vec::new(),
@@ -468,7 +472,7 @@ impl Endpoint {
 
     /// The TCP tunables every new connection gets; tests adjust them.
     pub fn tcp_config_mut(&mut self) -> &mut tcp::Config {
-        &mut self.tcp
+        std::sync::Arc::make_mut(&mut self.tcp)
     }
 
     /// Process one IP packet read from the device; replies go to `tx`.
@@ -592,7 +596,7 @@ impl Endpoint {
         {
             // The connection reached CLOSED earlier in this batch and is not reaped yet: the
             // segment is for no connection (RFC 9293 §3.10.7.1, or LISTEN, §3.10.7.2).
-            self.reap(id);
+            self.reap(now, id);
             found = self.table.get(&quad).copied();
         }
         let mut reopen = None;
@@ -671,6 +675,10 @@ impl Endpoint {
             // Unless it is the final ACK of a handshake answered with a SYN cookie.
             if !seg.flags.rst() && !seg.flags.syn() && self.cookies_recent(listener, now) {
                 match self.cookies.check(now, &quad, seg) {
+                    // A late ACK of a connection that ended (cookie.rs, SpentCookies).
+                    Some(_) if self.cookies_spent.contains(now, &quad) => {
+                        self.counters.syn_cookies_rejected += 1;
+                    }
                     Some(syn) => {
                         self.accept_cookie(now, quad, seg, listener, syn);
                         return;
@@ -815,10 +823,10 @@ impl Endpoint {
     }
 
     /// The TCP settings of `listener`'s connections: a socket's own, else the endpoint's.
-    fn listener_tcp(&self, listener: usize) -> &tcp::Config {
+    fn listener_tcp(&self, listener: usize) -> &std::sync::Arc<tcp::Config> {
         self.listeners
             .get(listener)
-            .and_then(|l| l.tcp.as_deref())
+            .and_then(|l| l.tcp.as_ref())
             .unwrap_or(&self.tcp)
     }
 
@@ -856,11 +864,7 @@ impl Endpoint {
 
     /// Whether `listener` sent a SYN cookie in the last two minutes (a cookie's lifetime).
     fn cookies_recent(&self, listener: usize, now: Instant) -> bool {
-        self.cookies_sent_at
-            .get(listener)
-            .copied()
-            .flatten()
-            .is_some_and(|at| now.saturating_since(at) < Duration::from_secs(120))
+        cookies_recent(&self.cookies_sent_at, listener, now)
     }
 
     /// RFC 4987 §3.6: answer `syn` with a SYN cookie (`Connection::cookie_syn_ack`) and keep
@@ -895,6 +899,7 @@ impl Endpoint {
         if let Some(at) = self.cookies_sent_at.get_mut(listener) {
             *at = Some(now);
         }
+        self.cookies_spent.forget(&quad);
         self.counters.syn_cookies_sent += 1;
         self.send_reply(quad.local.ip(), quad.remote.ip(), &reply, tx);
     }
@@ -1221,7 +1226,7 @@ impl Endpoint {
         let conn = &mut entry.conn;
 
         if conn.state() == State::Closed {
-            self.reap(id);
+            self.reap(now, id);
             return;
         }
         // The heap entry that stands for this connection is the one at `scheduled`; when its
@@ -1251,11 +1256,20 @@ impl Endpoint {
     }
 
     /// Count how a CLOSED connection ended, and remove it.
-    fn reap(&mut self, id: usize) {
+    fn reap(&mut self, now: Instant, id: usize) {
         let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
         };
         let conn = &mut entry.conn;
+        // A connection made from a cookie that ends while the cookie is valid spends it
+        // (cookie.rs, SpentCookies): a late ACK of it must not open it again.
+        let quad = conn.quad();
+        if let Some(l) = entry.listener
+            && cookies_recent(&self.cookies_sent_at, l as usize, now)
+            && self.cookies.is_cookie(now, &quad, conn.iss(), conn.irs())
+        {
+            self.cookies_spent.insert(now, quad);
+        }
         self.counters.add_events(&conn.take_events());
         match conn.reset_cause() {
             Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
@@ -1545,3 +1559,13 @@ fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `listener` sent a SYN cookie in the last two minutes, a cookie's lifetime (Linux:
+/// tcp_synq_no_recent_overflow), by `sent_at`, the endpoint's `cookies_sent_at`.
+fn cookies_recent(sent_at: &[Option<Instant>], listener: usize, now: Instant) -> bool {
+    sent_at
+        .get(listener)
+        .copied()
+        .flatten()
+        .is_some_and(|at| now.saturating_since(at) < Duration::from_secs(120))
+}

@@ -517,7 +517,7 @@ impl Sockets<'_> {
             backlog: Some(backlog),
             tcp: opts
                 .shapes_tcp()
-                .then(|| Box::new(opts.tcp_config(&self.ep.tcp))),
+                .then(|| std::sync::Arc::new(opts.tcp_config(&self.ep.tcp))),
             mss: opts.maxseg,
             open: true,
         };
@@ -751,7 +751,7 @@ impl Sockets<'_> {
             None => self.ep.local_mss(&quad),
         };
         let cfg = if opts.shapes_tcp() {
-            opts.tcp_config(&self.ep.tcp)
+            std::sync::Arc::new(opts.tcp_config(&self.ep.tcp))
         } else {
             self.ep.tcp.clone()
         };
@@ -1096,7 +1096,9 @@ impl Sockets<'_> {
             Phase::Listening(index) => {
                 let base = self.ep.tcp.clone();
                 if let Some(l) = self.ep.listeners.get_mut(index) {
-                    l.tcp = opts.shapes_tcp().then(|| Box::new(opts.tcp_config(&base)));
+                    l.tcp = opts
+                        .shapes_tcp()
+                        .then(|| std::sync::Arc::new(opts.tcp_config(&base)));
                     l.mss = opts.maxseg;
                 }
             }

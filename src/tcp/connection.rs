@@ -151,7 +151,9 @@ impl Timers {
 pub struct Connection {
     pub(super) quad: Quad,
     pub(super) state: State,
-    pub(super) cfg: Config,
+    /// Shared by every connection made with the same tunables; a socket option copies it
+    /// first (`Arc::make_mut`, sockopt.rs). Issue 23: 224 bytes no longer per connection.
+    pub(super) cfg: std::sync::Arc<Config>,
     pub(super) snd: SendSpace,
     pub(super) rcv: RecvSpace,
     /// What the sender did over time, for the graphs (empty until data is sent).
@@ -271,7 +273,7 @@ pub struct Connection {
     /// The segments in and out, for the sequence diagrams (`trace.rs`).
     pub(super) trace: Trace,
     /// Defensive actions and drops, collected by the endpoint's counters (`take_events`).
-    pub(super) events: ConnEvents,
+    pub(super) events: Option<Box<ConnEvents>>,
     /// Keep-alive settings and state (RFC 9293 §3.8.4), off unless `set_keepalive`.
     pub(super) keepalive: KeepAliveState,
     /// Buffer sizes, autotuning and the share of `--max-buffer-memory` (`memory.rs`).
@@ -303,7 +305,7 @@ impl Connection {
         syn: &TcpSegment<'_>,
         iss: SeqNum,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         Connection::accept_syn(now, quad, syn, iss, local_mss, cfg, false)
     }
@@ -315,7 +317,7 @@ impl Connection {
         syn: &TcpSegment<'_>,
         iss: SeqNum,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
         fast_open: bool,
     ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
@@ -341,7 +343,7 @@ impl Connection {
         quad: Quad,
         iss: SeqNum,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = false;
@@ -354,12 +356,12 @@ impl Connection {
         quad: Quad,
         iss: SeqNum,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         Connection {
             quad,
             state: State::Closed,
-            cfg: cfg.clone(),
+            cfg: std::sync::Arc::clone(cfg),
             samples: Samples::default(),
             snd: SendSpace {
                 una: iss,
@@ -439,7 +441,7 @@ impl Connection {
             reset: None,
             created: now,
             trace: Trace::new(),
-            events: ConnEvents::default(),
+            events: None,
             keepalive: KeepAliveState::new(now),
             buf: Buffers::new(cfg),
         }
@@ -720,7 +722,7 @@ impl Connection {
         // RFC 1213 tcpEstabResets (Linux: TcpEstabResets): "a direct transition to the CLOSED
         // state from either the ESTABLISHED state or the CLOSE-WAIT state", whoever reset.
         if next == State::Closed && matches!(self.state, State::Established | State::CloseWait) {
-            self.events.established_resets += 1;
+            self.events_mut().established_resets += 1;
         }
         self.state = next;
         if next == State::Closed {
@@ -748,6 +750,15 @@ impl Connection {
     /// SND.NXT, for TIME-WAIT reuse (RFC 9293 MAY-2: the new ISS must be above it).
     pub fn snd_nxt(&self) -> SeqNum {
         self.snd.nxt
+    }
+
+    /// ISS and IRS: the two initial sequence numbers.
+    pub fn iss(&self) -> SeqNum {
+        self.snd.iss
+    }
+
+    pub fn irs(&self) -> SeqNum {
+        self.rcv.irs
     }
 
     /// RCV.NXT.
@@ -887,7 +898,7 @@ impl Connection {
                 let _enter = span.enter();
                 debug!("no FIN from the peer in FIN-WAIT-2: resetting");
                 drop(_enter);
-                self.events.fin_wait_2_timeouts += 1;
+                self.events_mut().fin_wait_2_timeouts += 1;
                 self.rst_due = true;
                 self.reset = Some(ResetCause::TimedOut);
                 return;
@@ -913,7 +924,7 @@ impl Connection {
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {
-        self.events.rto_expirations += 1;
+        self.events_mut().rto_expirations += 1;
         let first = *self.first_timeout.get_or_insert(now);
         if matches!(self.state, State::SynReceived | State::SynSent) {
             // A half-open connection is dropped after a bounded number of SYN or SYN,ACK
@@ -1100,7 +1111,7 @@ impl Socket for Connection {
         }
         // RFC 9293 §3.10.4 (SHLD-3): closing with unread data aborts with a RST, as Linux does.
         if !self.recv_buf.is_empty() {
-            self.events.aborts_on_data += 1;
+            self.events_mut().aborts_on_data += 1;
             self.abort();
             return;
         }

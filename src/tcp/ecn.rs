@@ -180,9 +180,9 @@ impl Connection {
                     una: self.snd.iss,
                     ..EcnState::initial()
                 };
-                self.events.accecn_negotiated += 1;
+                self.events_mut().accecn_negotiated += 1;
             } else if self.ecn.ok {
-                self.events.ecn_negotiated += 1;
+                self.events_mut().ecn_negotiated += 1;
             }
         }
     }
@@ -242,14 +242,14 @@ impl Connection {
         let packets = newly.div_ceil(mss);
         if !self.ecn.accecn {
             if seg.flags.ece() && seg.flags.ack() {
-                self.events.delivered_ce += packets.max(1);
+                self.events_mut().delivered_ce += packets.max(1);
                 self.ecn.feedback = true;
             }
             self.ecn_on_segment(now, seg);
             return;
         }
         let ce = self.accecn_on_segment(seg, packets);
-        self.events.delivered_ce += ce;
+        self.events_mut().delivered_ce += ce;
         self.ecn.feedback = ce > 0;
         // The shared reaction (RFC 9768 §3.2.2.5: "as if an ECE"), with the feedback that
         // AccECN replaced taken out.
@@ -301,7 +301,7 @@ impl Connection {
             e.await_handshake_ack = false;
             if seg.flags.ace() == 0 {
                 e.ace_failed = true;
-                self.events.accecn_ace_failures += 1;
+                self.events_mut().accecn_ace_failures += 1;
             }
             return 0;
         }
@@ -360,7 +360,7 @@ impl Connection {
                 let flight = self.snd.nxt.distance_from(self.snd.una);
                 self.cc.enter_recovery(now, flight, self.opts.sack);
                 self.cc.on_recovery_exit(now, flight);
-                self.events.ecn_cwnd_reductions += 1;
+                self.events_mut().ecn_cwnd_reductions += 1;
             }
         }
     }

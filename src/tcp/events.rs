@@ -104,17 +104,26 @@ pub struct ConnEvents {
 impl Connection {
     /// The events counted since the last call, and reset them.
     pub fn take_events(&mut self) -> ConnEvents {
-        std::mem::take(&mut self.events)
+        self.events
+            .as_deref_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The counts, allocated at the first event (issue 23: most connections never have one;
+    /// one that had keeps the room, so counting allocates nothing per packet).
+    pub(super) fn events_mut(&mut self) -> &mut ConnEvents {
+        self.events.get_or_insert_with(Box::default)
     }
 
     /// Count one retransmitted segment, in the connection's total and its events.
     pub(super) fn count_retransmission(&mut self) {
         self.retransmits += 1;
-        self.events.retransmissions += 1;
+        self.events_mut().retransmissions += 1;
     }
 
     /// The events counted since the last `take_events`, without resetting them.
-    pub fn events(&self) -> &ConnEvents {
-        &self.events
+    pub fn events(&self) -> ConnEvents {
+        self.events.as_deref().copied().unwrap_or_default()
     }
 }

@@ -108,7 +108,7 @@ impl Connection {
         syn: &TcpSegment<'_>,
         iss: crate::seqnum::SeqNum,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         Connection::accept_syn(now, quad, syn, iss, local_mss, cfg, true)
     }

@@ -134,7 +134,7 @@ impl Connection {
         // duplicate from an earlier wrap of the sequence space: ACK it and drop it.
         if self.paws_rejects(now, seg) {
             self.paws_drops += 1;
-            self.events.paws_rejected += 1;
+            self.events_mut().paws_rejected += 1;
             self.dup_ack(now, seg, OowAck::Paws);
             return None;
         }
@@ -149,9 +149,9 @@ impl Connection {
                 // in reply (unless the RST bit is set ...)".
                 if seg.flags.rst() {
                     // RFC 5961 §3.2: an out-of-window RST is dropped silently.
-                    self.events.out_of_window_rst += 1;
+                    self.events_mut().out_of_window_rst += 1;
                 } else {
-                    self.events.out_of_window += 1;
+                    self.events_mut().out_of_window += 1;
                     if self.state == State::TimeWait && seg.flags.fin() {
                         // §3.10.7.4 eighth step, TIME-WAIT: a retransmitted FIN is acknowledged
                         // and the 2·MSL timeout restarted.
@@ -178,7 +178,7 @@ impl Connection {
                 self.close_silently(None);
             } else {
                 // RFC 5961 §4 via §3.10.7.4: a SYN in a synchronized state gets a challenge ACK.
-                self.events.syn_challenged += 1;
+                self.events_mut().syn_challenged += 1;
                 self.challenge_ack(now);
             }
             return None;
@@ -330,7 +330,7 @@ impl Connection {
         // RFC 5961 §3.2: only a RST exactly at RCV.NXT resets; any other in-window RST gets a
         // challenge ACK (out-of-window ones were dropped by the acceptability test).
         if seg.seq != self.rcv.nxt {
-            self.events.rst_challenged += 1;
+            self.events_mut().rst_challenged += 1;
             self.challenge_ack(now);
             return;
         }
@@ -363,7 +363,7 @@ impl Connection {
     /// asks its global budget (RFC 5961 §7).
     fn challenge_ack(&mut self, now: Instant) {
         if self.oow_rate_limited(now) {
-            self.events.challenge_acks_skipped += 1;
+            self.events_mut().challenge_acks_skipped += 1;
         } else {
             self.challenge_due = true;
         }
@@ -392,8 +392,8 @@ impl Connection {
             return;
         }
         match why {
-            OowAck::OutOfWindow => self.events.out_of_window_acks_skipped += 1,
-            OowAck::Paws => self.events.paws_acks_skipped += 1,
+            OowAck::OutOfWindow => self.events_mut().out_of_window_acks_skipped += 1,
+            OowAck::Paws => self.events_mut().paws_acks_skipped += 1,
         }
     }
 
@@ -410,9 +410,9 @@ impl Connection {
         }
         self.sack_rx.on_duplicate((left, right));
         if right.le(self.rcv.nxt) {
-            self.events.dsack_old_sent += 1;
+            self.events_mut().dsack_old_sent += 1;
         } else {
-            self.events.dsack_ofo_sent += 1;
+            self.events_mut().dsack_ofo_sent += 1;
         }
     }
 
@@ -463,14 +463,14 @@ impl Connection {
         // RFC 9293 §3.10.7.4: "If the ACK acks something not yet sent (SEG.ACK > SND.NXT),
         // then send an ACK, drop the segment, and return."
         if seg.ack.gt(self.snd.nxt) {
-            self.events.ack_unsent += 1;
+            self.events_mut().ack_unsent += 1;
             self.ack_due = AckDue::Now;
             return AckOutcome::Drop;
         }
         // RFC 5961 §5.2: an ACK older than SND.UNA − MAX.SND.WND is discarded and answered
         // with a (rate-limited, as Linux does) challenge ACK.
         if seg.ack.lt(self.snd.una.sub(self.snd.max_wnd)) {
-            self.events.ack_too_old += 1;
+            self.events_mut().ack_too_old += 1;
             self.challenge_ack(now);
             return AckOutcome::Drop;
         }
@@ -697,9 +697,9 @@ impl Connection {
             if self.opts.sack {
                 self.prr_start(prior_cwnd);
                 self.scoreboard.start_recovery(self.snd.una);
-                self.events.sack_recovery += 1;
+                self.events_mut().sack_recovery += 1;
             } else {
-                self.events.reno_recovery += 1;
+                self.events_mut().reno_recovery += 1;
             }
             self.fast_rtx_due = true;
         }

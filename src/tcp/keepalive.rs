@@ -43,12 +43,20 @@ impl KeepAlive {
     }
 }
 
-/// Keep-alive state inside a connection.
-#[derive(Clone, Copy, Debug)]
+/// Keep-alive state inside a connection: when the peer was last heard, and the rest only
+/// while keep-alive is on (issue 23: 16 bytes inline instead of 56, since most connections
+/// never use it).
+#[derive(Clone, Debug)]
 pub(super) struct KeepAliveState {
-    pub config: Option<KeepAlive>,
     /// When the last acceptable segment arrived (Linux: icsk_ack.lrcvtime / rcv_tstamp).
     pub last_heard: Instant,
+    pub on: Option<Box<KeepAliveOn>>,
+}
+
+/// What keep-alive needs while it is on.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct KeepAliveOn {
+    pub config: KeepAlive,
     /// Probes sent since the peer was last heard.
     pub probes_out: u32,
     /// A probe is to be sent by the next `poll_transmit`.
@@ -58,10 +66,8 @@ pub(super) struct KeepAliveState {
 impl KeepAliveState {
     pub fn new(now: Instant) -> Self {
         KeepAliveState {
-            config: None,
             last_heard: now,
-            probes_out: 0,
-            probe_due: false,
+            on: None,
         }
     }
 }
@@ -69,11 +75,22 @@ impl KeepAliveState {
 impl Connection {
     /// Enable (or, with `None`, disable) keep-alive for this connection.
     pub fn set_keepalive(&mut self, config: Option<KeepAlive>) {
-        self.keepalive.config = config;
-        if config.is_none() {
-            self.timers.keepalive = None;
-            self.keepalive.probe_due = false;
-        } else if self.state.is_synchronized() {
+        match (config, self.keepalive.on.as_mut()) {
+            (None, _) => {
+                self.keepalive.on = None;
+                self.timers.keepalive = None;
+                return;
+            }
+            (Some(config), Some(on)) => on.config = config,
+            (Some(config), None) => {
+                self.keepalive.on = Some(Box::new(KeepAliveOn {
+                    config,
+                    probes_out: 0,
+                    probe_due: false,
+                }));
+            }
+        }
+        if self.state.is_synchronized() {
             let at = self.keepalive.last_heard;
             self.arm_keepalive(at);
         }
@@ -81,20 +98,22 @@ impl Connection {
 
     /// The keep-alive settings, if enabled.
     pub fn keepalive(&self) -> Option<KeepAlive> {
-        self.keepalive.config
+        self.keepalive.on.as_ref().map(|on| on.config)
     }
 
     /// An acceptable segment arrived: the peer is alive; the idle time starts again.
     pub(super) fn keepalive_heard(&mut self, now: Instant) {
         self.keepalive.last_heard = now;
-        self.keepalive.probes_out = 0;
+        if let Some(on) = self.keepalive.on.as_mut() {
+            on.probes_out = 0;
+        }
         self.arm_keepalive(now);
     }
 
     /// Arm the timer for `idle` after `from` (only ESTABLISHED and CLOSE-WAIT are probed,
     /// like Linux; the closing states have their own timers).
     fn arm_keepalive(&mut self, from: Instant) {
-        match self.keepalive.config {
+        match self.keepalive() {
             Some(ka) if matches!(self.state, State::Established | State::CloseWait) => {
                 self.timers.keepalive = Some(from + ka.idle);
             }
@@ -104,7 +123,7 @@ impl Connection {
 
     /// The keep-alive timer fired (RFC 9293 §3.8.4; Linux tcp_keepalive_timer).
     pub(super) fn on_keepalive_timeout(&mut self, now: Instant) {
-        let Some(ka) = self.keepalive.config else {
+        let Some(ka) = self.keepalive() else {
             return;
         };
         if !matches!(self.state, State::Established | State::CloseWait) {
@@ -121,30 +140,38 @@ impl Connection {
             self.timers.keepalive = Some(self.keepalive.last_heard + ka.idle);
             return;
         }
-        if self.keepalive.probes_out >= ka.probes {
+        let probes_out = self.keepalive.on.as_ref().map_or(0, |on| on.probes_out);
+        if probes_out >= ka.probes {
             // MUST-27 is satisfied: this is after `probes` unanswered probes, not one.
             let span = self.span();
             let _enter = span.enter();
             debug!(
-                probes = self.keepalive.probes_out,
+                probes = probes_out,
                 "keep-alive: no answer from the peer, aborting"
             );
             drop(_enter);
-            self.events.keepalive_timeouts += 1;
+            self.events_mut().keepalive_timeouts += 1;
             self.rst_due = true;
             self.reset = Some(ResetCause::TimedOut);
             return;
         }
-        self.keepalive.probes_out += 1;
-        self.keepalive.probe_due = true;
-        self.events.keepalive_probes += 1;
+        if let Some(on) = self.keepalive.on.as_mut() {
+            on.probes_out += 1;
+            on.probe_due = true;
+        }
+        self.events_mut().keepalive_probes += 1;
         self.timers.keepalive = Some(now + ka.interval);
     }
 
     /// Send a due keep-alive probe: `<SEQ=SND.NXT-1><ACK=RCV.NXT><CTL=ACK>`, no data
     /// (RFC 9293 §3.8.4, MUST-29 allows one garbage octet for old peers; Linux sends none).
     pub(super) fn transmit_keepalive(&mut self, now: Instant, emit: &mut super::output::Emit<'_>) {
-        if !std::mem::take(&mut self.keepalive.probe_due) {
+        let due = self
+            .keepalive
+            .on
+            .as_mut()
+            .map(|on| std::mem::take(&mut on.probe_due));
+        if due != Some(true) {
             return;
         }
         let seq = self.snd.nxt.sub(1);

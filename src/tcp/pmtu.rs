@@ -116,7 +116,7 @@ impl Connection {
             self.send_mss = small;
             self.mss_cap = self.mss_cap.min(small);
             self.path_mut().plpmtud.next_probe = Some(now + PROBE_INTERVAL);
-            self.events.mtu_probe_failures += 1;
+            self.events_mut().mtu_probe_failures += 1;
             return;
         }
         if self.retries + 1 < BLACKHOLE_AFTER_RTOS {
@@ -158,7 +158,7 @@ impl Connection {
         plpmtud.mark = nxt;
         self.send_mss = target;
         self.mss_cap = self.mss_cap.min(target);
-        self.events.mtu_blackhole_fallbacks += 1;
+        self.events_mut().mtu_blackhole_fallbacks += 1;
     }
 
     /// New data acknowledged up to `ack` (RFC 4821 §7.6): after a fallback, once a round trip
@@ -180,7 +180,7 @@ impl Connection {
         }
         if plpmtud.probing.take().is_some() {
             *plpmtud = Plpmtud::default();
-            self.events.mtu_probe_successes += 1;
+            self.events_mut().mtu_probe_successes += 1;
             return;
         }
         if plpmtud.next_probe.is_some_and(|t| now < t) {

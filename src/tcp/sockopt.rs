@@ -79,13 +79,13 @@ impl State {
 impl Connection {
     /// `TCP_NODELAY`: Nagle's algorithm off (RFC 9293 §3.7.4, MUST-17).
     pub fn set_nagle(&mut self, on: bool) {
-        self.cfg.nagle = on;
+        std::sync::Arc::make_mut(&mut self.cfg).nagle = on;
     }
 
     /// `TCP_USER_TIMEOUT` (RFC 9293 §3.8.3 and RFC 5482): how long sent data may stay
     /// unacknowledged before the connection is given up; `None`: R2 as configured.
     pub fn set_user_timeout(&mut self, timeout: Option<Duration>) {
-        self.cfg.user_timeout = timeout;
+        std::sync::Arc::make_mut(&mut self.cfg).user_timeout = timeout;
     }
 
     /// `SO_RCVBUF` / `SO_SNDBUF`: fixed buffer sizes (autotuning off for that buffer, as
@@ -93,13 +93,13 @@ impl Connection {
     pub fn set_buffer_sizes(&mut self, rcvbuf: Option<usize>, sndbuf: Option<usize>) {
         if let Some(n) = rcvbuf {
             let n = n.max(1);
-            self.cfg.rmem = super::BufferSizes::fixed(n);
+            std::sync::Arc::make_mut(&mut self.cfg).rmem = super::BufferSizes::fixed(n);
             self.buf.rcvbuf = n;
             self.reasm.set_capacity(n);
         }
         if let Some(n) = sndbuf {
             let n = n.max(1);
-            self.cfg.wmem = super::BufferSizes::fixed(n);
+            std::sync::Arc::make_mut(&mut self.cfg).wmem = super::BufferSizes::fixed(n);
             self.buf.sndbuf = n;
         }
     }

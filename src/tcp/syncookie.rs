@@ -100,7 +100,7 @@ impl Connection {
         ack: &TcpSegment<'_>,
         syn: CookieSyn,
         local_mss: u16,
-        cfg: &Config,
+        cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         let iss = ack.ack.sub(1);
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);

@@ -64,7 +64,7 @@ impl Harness {
 
     fn syn_received_with(cfg: Config) -> Harness {
         let now = Instant::from_millis(10_000);
-        let conn = Connection::accept(now, quad(), &SYN, ISS, MSS, &cfg);
+        let conn = Connection::accept(now, quad(), &SYN, ISS, MSS, &std::sync::Arc::new(cfg));
         let mut h = Harness { conn, now };
         let out = h.output();
         assert_eq!(out.len(), 1);
@@ -158,7 +158,14 @@ fn same(a: &Sent, b: &Sent) -> bool {
 #[test]
 fn listen_syn_gives_syn_ack_with_our_mss_and_the_peers_taken() {
     let now = Instant::ZERO;
-    let mut conn = Connection::accept(now, quad(), &SYN, ISS, MSS, &Config::default());
+    let mut conn = Connection::accept(
+        now,
+        quad(),
+        &SYN,
+        ISS,
+        MSS,
+        &std::sync::Arc::new(Config::default()),
+    );
     let mut out = vec![];
     conn.poll_transmit(now, &mut |s| {
         out.push((s.seq, s.ack, s.flags, s.options.mss))
@@ -842,7 +849,13 @@ const SYN_ACK: TcpSegment<'static> = TcpSegment {
 
 fn syn_sent() -> Harness {
     let now = Instant::from_millis(10_000);
-    let conn = Connection::connect(now, quad(), ISS, MSS, &Config::default());
+    let conn = Connection::connect(
+        now,
+        quad(),
+        ISS,
+        MSS,
+        &std::sync::Arc::new(Config::default()),
+    );
     let mut h = Harness { conn, now };
     let out = h.output();
     assert_eq!(out.len(), 1);
@@ -1002,7 +1015,14 @@ fn ts(tsval: u32) -> TcpOptions {
 /// ESTABLISHED after a handshake that negotiated everything.
 fn established_full() -> (Harness, Sent) {
     let now = Instant::from_millis(10_000);
-    let conn = Connection::accept(now, quad(), &FULL_SYN, ISS, MSS, &Config::default());
+    let conn = Connection::accept(
+        now,
+        quad(),
+        &FULL_SYN,
+        ISS,
+        MSS,
+        &std::sync::Arc::new(Config::default()),
+    );
     let mut h = Harness { conn, now };
     let synack = h.output().remove(0);
     h.input(&TcpSegment {
@@ -1048,7 +1068,14 @@ fn the_peers_window_is_scaled_and_a_shift_above_14_is_clamped() {
         },
         ..FULL_SYN
     };
-    let conn = Connection::accept(h.now, quad(), &syn, ISS, MSS, &Config::default());
+    let conn = Connection::accept(
+        h.now,
+        quad(),
+        &syn,
+        ISS,
+        MSS,
+        &std::sync::Arc::new(Config::default()),
+    );
     assert_eq!(conn.opts.snd_shift, 14);
 }
 
@@ -1170,7 +1197,13 @@ fn a_bad_ack_segment_never_updates_ts_recent() {
 fn active_open_offers_every_option_and_uses_what_comes_back() {
     let mut h = syn_sent();
     let syn = {
-        let conn = Connection::connect(h.now, quad(), ISS, MSS, &Config::default());
+        let conn = Connection::connect(
+            h.now,
+            quad(),
+            ISS,
+            MSS,
+            &std::sync::Arc::new(Config::default()),
+        );
         let mut out = vec![];
         let mut c = conn;
         c.poll_transmit(h.now, &mut |s| out.push(s.options));
@@ -1255,7 +1288,7 @@ fn established_sack_with(cfg: Config) -> Harness {
         ..SYN
     };
     let now = Instant::from_millis(10_000);
-    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &cfg);
+    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &std::sync::Arc::new(cfg));
     let mut h = Harness { conn, now };
     h.output();
     h.input(&RECV);
@@ -1631,7 +1664,7 @@ fn super_segment_sender(shift: u8, peer_mss: u16) -> Harness {
         },
         ..SYN
     };
-    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &cfg);
+    let conn = Connection::accept(now, quad(), &syn, ISS, MSS, &std::sync::Arc::new(cfg));
     let mut h = Harness { conn, now };
     assert_eq!(h.output().len(), 1);
     h.input(&RECV);
@@ -1692,4 +1725,44 @@ fn a_super_segment_from_the_peer_is_acked_at_once() {
     assert_eq!(out.len(), 1, "an immediate ACK");
     assert_eq!(out[0].ack, IRS.add(1 + data.len() as u32));
     assert_eq!(h.read_all(), data);
+}
+
+#[test]
+fn time_wait_drops_a_fin_with_an_old_timestamp_per_paws_and_answers_with_an_ack() {
+    // Issue 23's rules for TIME-WAIT: PAWS (RFC 7323 §5) still holds there. A duplicate FIN
+    // whose TSval is older than TS.Recent is dropped and answered with an ACK, and the state
+    // stays TIME-WAIT (Linux: tcp_timewait_state_process, paws_reject: TCP_TW_ACK).
+    let (mut h, _) = established_full();
+    h.conn.close();
+    h.output();
+    let fin = TcpSegment {
+        ack: ISS.add(2),
+        flags: Flags::FIN | Flags::ACK,
+        options: ts(PEER_TS + 10),
+        ..RECV
+    };
+    h.input(&fin);
+    assert_eq!(h.conn.state(), State::TimeWait);
+    h.output();
+    h.advance(Duration::from_secs(30));
+    h.input(&TcpSegment {
+        options: ts(PEER_TS - 100),
+        ..fin
+    });
+    let out = h.output();
+    assert_eq!(out.len(), 1, "answered with an ACK");
+    assert_eq!((out[0].seq, out[0].ack), (ISS.add(2), IRS.add(2)));
+    assert_eq!(h.conn.state(), State::TimeWait);
+    assert_eq!(h.conn.take_events().paws_rejected, 1);
+    // A RST is exempt from PAWS, and TIME-WAIT ignores it (RFC 1337).
+    h.input(&TcpSegment {
+        seq: IRS.add(2),
+        flags: Flags::RST,
+        options: ts(PEER_TS - 100),
+        ..RECV
+    });
+    assert_eq!(h.conn.state(), State::TimeWait);
+    // Its timer still runs out, and the record goes.
+    h.advance_to_timeout();
+    assert_eq!(h.conn.state(), State::Closed);
 }

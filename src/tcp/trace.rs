@@ -398,7 +398,8 @@ mod tests {
             },
             ..FROM_PEER
         };
-        let mut conn = Connection::accept(now, quad(), &syn, ISS, 1460, &cfg());
+        let mut conn =
+            Connection::accept(now, quad(), &syn, ISS, 1460, &std::sync::Arc::new(cfg()));
         assert_eq!(drain(&mut conn, now), 1);
         // The SYN,ACK is lost and sent again: one retransmission.
         now = conn.poll_timeout().unwrap();
@@ -457,7 +458,8 @@ mod tests {
             flags: Flags::SYN,
             ..FROM_PEER
         };
-        let mut conn = Connection::accept(now, quad(), &syn, ISS, 1460, &cfg());
+        let mut conn =
+            Connection::accept(now, quad(), &syn, ISS, 1460, &std::sync::Arc::new(cfg()));
         drain(&mut conn, now);
         // An ACK of something we never sent, in SYN-RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
         let bad = TcpSegment {

@@ -106,7 +106,13 @@ impl Client {
             remote: SocketAddr::new(SERVER_IP.parse().unwrap(), server_port),
         };
         Client {
-            conn: Connection::connect(now, quad, SeqNum::new(iss), MSS, &sim_config()),
+            conn: Connection::connect(
+                now,
+                quad,
+                SeqNum::new(iss),
+                MSS,
+                &std::sync::Arc::new(sim_config()),
+            ),
             source,
             checker,
             closed: false,
@@ -214,7 +220,13 @@ impl BareServer {
             remote: CLIENT.parse().unwrap(),
         };
         let iss = SeqNum::new(self.iss);
-        self.conn = Some(Connection::connect(now, quad, iss, MSS, &sim_config()));
+        self.conn = Some(Connection::connect(
+            now,
+            quad,
+            iss,
+            MSS,
+            &std::sync::Arc::new(sim_config()),
+        ));
     }
 
     fn run_app(&mut self) {
@@ -266,7 +278,14 @@ impl Node for BareServer {
             local: SocketAddr::new(dst, seg.dst_port),
             remote: SocketAddr::new(src, seg.src_port),
         };
-        let conn = Connection::accept(now, quad, &seg, SeqNum::new(self.iss), MSS, &sim_config());
+        let conn = Connection::accept(
+            now,
+            quad,
+            &seg,
+            SeqNum::new(self.iss),
+            MSS,
+            &std::sync::Arc::new(sim_config()),
+        );
         self.conn = Some(conn);
     }
 

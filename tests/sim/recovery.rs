@@ -121,7 +121,13 @@ impl Path {
         let now = Instant::from_millis(1000);
         Path {
             now,
-            sender: Connection::connect(now, quad(), SENDER_ISS, MSS, &cfg),
+            sender: Connection::connect(
+                now,
+                quad(),
+                SENDER_ISS,
+                MSS,
+                &std::sync::Arc::new(cfg.clone()),
+            ),
             receiver: None,
             receiver_cfg: cfg,
             delay,
@@ -276,7 +282,7 @@ impl Path {
                     &seg,
                     RECEIVER_ISS,
                     MSS,
-                    &cfg,
+                    &std::sync::Arc::new(cfg),
                 ));
             }
         }

@@ -169,7 +169,7 @@ impl Bare {
             remote: "198.18.0.2:7".parse().unwrap(),
         };
         let mut b = Bare {
-            conn: Connection::connect(now, quad, OUR_ISS, 1460, &cfg),
+            conn: Connection::connect(now, quad, OUR_ISS, 1460, &std::sync::Arc::new(cfg)),
             now,
         };
         assert_eq!(b.output().len(), 1);

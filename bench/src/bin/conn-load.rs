@@ -50,6 +50,18 @@ struct Args {
     /// Report this process's VmRSS (the daemon) at each step.
     #[arg(long)]
     rss_pid: Option<u32>,
+    /// Report this interface's TX drops at each step (`ip -s link`: the packets the kernel
+    /// dropped at the TUN queue because the daemon did not read them in time).
+    #[arg(long)]
+    tun: Option<String>,
+    /// After the echo, measure the daemon's CPU (`--rss-pid`) over this many seconds with every
+    /// connection idle (0: not measured).
+    #[arg(long, default_value_t = 0.0)]
+    idle: f64,
+    /// The workers' nice value: the daemon they share the CPUs with goes first, so the
+    /// clients cannot starve it (the kernel's queue in front of it then overflows).
+    #[arg(long, default_value_t = 10)]
+    nice: i32,
     #[arg(long, hide = true)]
     worker: Option<usize>,
 }
@@ -80,6 +92,40 @@ fn sources(args: &Args) -> Result<Vec<IpAddr>, String> {
                 .map_err(|_| format!("--bind: '{s}' is not an address"))
         })
         .collect()
+}
+
+/// The step's shared figures: the daemon's RSS, the TUN's TX drops, and the kernel's slab
+/// (`Slab:` of /proc/meminfo: the client sockets' cost, machine-wide).
+fn figures(args: &Args, mut line: Line) -> Line {
+    if let Some(pid) = args.rss_pid {
+        line = line.int("rss_kib", vm_rss_kib(pid).unwrap_or(0));
+    }
+    if let Some(dev) = &args.tun {
+        let path = format!("/sys/class/net/{dev}/statistics/tx_dropped");
+        let drops = std::fs::read_to_string(path).ok();
+        line = line.int(
+            "tun_tx_dropped",
+            drops.and_then(|d| d.trim().parse().ok()).unwrap_or(0),
+        );
+    }
+    line.int("slab_kib", meminfo_kib("Slab:").unwrap_or(0))
+}
+
+fn meminfo_kib(key: &str) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's CPU time so far (user + system), in clock ticks (/proc/PID/stat).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn vm_rss_kib(pid: u32) -> Option<u64> {
@@ -146,6 +192,7 @@ fn coordinator(args: &Args) -> Result<(), String> {
             .args(["--port", &args.port.to_string(), "--bind", &mine.join(",")])
             .args(["--in-flight", &args.in_flight.to_string()])
             .args(["--per-worker", &per.to_string()])
+            .args(["--nice", &args.nice.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -183,9 +230,7 @@ fn coordinator(args: &Args) -> Result<(), String> {
             .int("failed", failed)
             .int("procs", procs as u64)
             .num("secs", start.elapsed().as_secs_f64());
-        if let Some(pid) = args.rss_pid {
-            line = line.int("rss_kib", vm_rss_kib(pid).unwrap_or(0));
-        }
+        line = figures(args, line);
         println!("{}", line.finish());
         if (conns as usize) < target {
             status = Err(format!("held {conns} of {target}"));
@@ -200,15 +245,26 @@ fn coordinator(args: &Args) -> Result<(), String> {
         ok += field(&a, "ok");
         held += field(&a, "conns");
     }
-    let mut line = Line::new()
+    let line = Line::new()
         .str("step", "echo")
         .int("conns", held)
         .int("ok", ok)
         .num("secs", start.elapsed().as_secs_f64());
-    if let Some(pid) = args.rss_pid {
-        line = line.int("rss_kib", vm_rss_kib(pid).unwrap_or(0));
+    println!("{}", figures(args, line).finish());
+    if let Some(pid) = args.rss_pid.filter(|_| args.idle > 0.0) {
+        // Every connection idle: the daemon's CPU over `--idle` seconds (what
+        // `perf stat -e task-clock -p PID` counts).
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let before = cpu_ticks(pid).unwrap_or(0);
+        std::thread::sleep(Duration::from_secs_f64(args.idle));
+        let used = cpu_ticks(pid).unwrap_or(0).saturating_sub(before) as f64 / hz;
+        let line = Line::new()
+            .str("step", "idle")
+            .int("conns", held)
+            .num("secs", args.idle)
+            .num("cpu_pct", 100.0 * used / args.idle);
+        println!("{}", figures(args, line).finish());
     }
-    println!("{}", line.finish());
     if ok != held && status.is_ok() {
         status = Err(format!("{} of {held} echoes wrong or missing", held - ok));
     }
@@ -327,6 +383,8 @@ fn line_of(i: usize) -> String {
 }
 
 fn worker(args: &Args, _id: usize) -> Result<(), String> {
+    // SAFETY: lowers this process's own priority; no pointers involved.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, args.nice) };
     let srcs = sources(args)?;
     let dst = SocketAddr::new(args.addr, args.port);
     // SAFETY: a new epoll descriptor, closed on drop.
@@ -440,30 +498,42 @@ fn worker(args: &Args, _id: usize) -> Result<(), String> {
             }
             "echo" => {
                 let deadline = Instant::now() + Duration::from_secs_f64(arg().max(1.0));
-                for (i, c) in conns.iter_mut().enumerate() {
-                    c.echoed = 0;
-                    let l = line_of(i);
-                    // SAFETY: writing our own buffer to our own socket.
-                    let n = unsafe { libc::write(c.fd, l.as_ptr().cast(), l.len()) };
-                    if n != l.len() as isize {
-                        c.echoed = usize::MAX;
-                    }
-                }
-                let mut done = conns.iter().filter(|c| c.echoed == usize::MAX).count();
                 let want = conns.len();
-                let mut ok = 0usize;
+                for c in conns.iter_mut() {
+                    c.echoed = 0;
+                }
+                // Ramped as the handshakes are: at most `--in-flight` lines unanswered per
+                // worker, so a million lines do not land in the daemon's queue at once.
+                let mut next = 0usize;
+                let (mut done, mut ok) = (0usize, 0usize);
                 let mut buf = [0u8; 64];
-                // Sockets whose echo may have arrived before their EPOLLIN edge: read all once.
-                let mut sweep = true;
+                let mut sweep = false;
                 while done < want && Instant::now() < deadline {
+                    while next < want && next - done < args.in_flight.max(1) {
+                        let l = line_of(next);
+                        if let Some(c) = conns.get_mut(next) {
+                            // SAFETY: writing our own buffer to our own socket.
+                            let n = unsafe { libc::write(c.fd, l.as_ptr().cast(), l.len()) };
+                            if n != l.len() as isize {
+                                c.echoed = usize::MAX;
+                                done += 1;
+                            }
+                        }
+                        next += 1;
+                    }
                     let ready: Vec<usize> = if sweep {
+                        // Nothing came for a while: read every line still unanswered once,
+                        // in case an edge was missed.
                         sweep = false;
-                        (0..conns.len()).collect()
+                        (0..next)
+                            .filter(|&i| conns.get(i).is_some_and(|c| c.echoed < line_of(i).len()))
+                            .collect()
                     } else {
                         // SAFETY: `events` has room for its length.
                         let n = unsafe {
                             libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, 100)
                         };
+                        sweep = n == 0;
                         events
                             .iter()
                             .take(n.max(0) as usize)
@@ -473,7 +543,7 @@ fn worker(args: &Args, _id: usize) -> Result<(), String> {
                     for i in ready {
                         let Some(c) = conns.get_mut(i) else { continue };
                         let l = line_of(i);
-                        while c.echoed < l.len() {
+                        while i < next && c.echoed < l.len() {
                             // SAFETY: reading into our own buffer.
                             let n = unsafe { libc::read(c.fd, buf.as_mut_ptr().cast(), buf.len()) };
                             if n <= 0 {

@@ -791,3 +791,82 @@ fn drops_and_defences_are_counted_by_name() {
         Some(State::Established)
     );
 }
+
+#[test]
+fn a_late_ack_of_a_closed_cookie_connection_is_not_a_new_cookie() {
+    // Issue 23: echo returns exactly the bytes it received, so every ACK of a connection made
+    // from a cookie keeps SEG.ACK − SEG.SEQ equal to the cookie's: once the connection is
+    // gone, a late duplicate of its last ACK decodes as a valid cookie for two minutes.
+    let mut net = net_with(backlog(1));
+    fill_backlog(&mut net, 1);
+    let out = net.exchange(&syn_from(5004, MSS_1400), true);
+    let cookie = out[0].seq;
+    let from_peer = |seq: SeqNum, ack: SeqNum, flags: Flags, payload: &'static [u8]| TcpSegment {
+        src_port: 5004,
+        seq,
+        ack,
+        flags,
+        payload,
+        ..FROM_PEER
+    };
+    let peer_seq = PEER_ISN.add(1);
+    let out = net.exchange(
+        &from_peer(peer_seq, cookie.add(1), Flags::ACK | Flags::PSH, b"hi"),
+        true,
+    );
+    assert_eq!(
+        out.iter()
+            .flat_map(|s| s.payload.clone())
+            .collect::<Vec<_>>(),
+        b"hi"
+    );
+    // The peer closes; echo closes too: our FIN follows its ACK.
+    let out = net.exchange(
+        &from_peer(peer_seq.add(2), cookie.add(3), Flags::ACK | Flags::FIN, b""),
+        true,
+    );
+    let fin = out
+        .iter()
+        .find(|s| s.flags.fin())
+        .expect("echo closes after the peer's FIN");
+    assert_eq!(fin.seq, cookie.add(3));
+    let last_ack = from_peer(peer_seq.add(3), cookie.add(4), Flags::ACK, b"");
+    net.exchange(&last_ack, true);
+    assert_eq!(
+        net.ep.connection_state(&quad_from(5004)),
+        None,
+        "LAST-ACK → CLOSED"
+    );
+    let accepted = net.ep.stats().syn_cookies_accepted;
+    // A second copy of that ACK (the peer answered a retransmitted FIN from TIME-WAIT).
+    net.now += Duration::from_secs(1);
+    let out = net.exchange(&last_ack, true);
+    assert_eq!(
+        net.ep.connection_state(&quad_from(5004)),
+        None,
+        "no idle ESTABLISHED"
+    );
+    assert_eq!(net.ep.stats().syn_cookies_accepted, accepted);
+    assert!(
+        out.iter()
+            .any(|s| s.flags == Flags::RST && s.seq == cookie.add(4)),
+        "answered as a stray ACK: {out:?}"
+    );
+    // A new handshake on the same 4-tuple gets a fresh cookie, which works.
+    let out = net.exchange(
+        &TcpSegment {
+            seq: PEER_ISN.add(100_000),
+            ..syn_from(5004, MSS_1400)
+        },
+        true,
+    );
+    let cookie2 = out[0].seq;
+    net.exchange(
+        &from_peer(PEER_ISN.add(100_001), cookie2.add(1), Flags::ACK, b""),
+        true,
+    );
+    assert_eq!(
+        net.ep.connection_state(&quad_from(5004)),
+        Some(State::Established)
+    );
+}

@@ -45,7 +45,7 @@ impl Connection {
     ) -> u32 {
         let (ack, tsecr) = (seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
         if update.dsack {
-            self.events.dsack_recv += 1;
+            self.events_mut().dsack_recv += 1;
             // RFC 2883 §5 / RFC 3708: each retransmission of the episode reported as a
             // duplicate; all of them: undo (Linux's tcp_try_undo_dsack).
             if let (Some(left), Some(st)) = (update.dsack_left, self.rec.st.as_mut())
@@ -94,7 +94,7 @@ impl Connection {
         if st.tlp.on_ack(ack, update.dsack, delivered) == ProbeOutcome::RepairedLoss {
             // RFC 8985 §7.4.2: the probe repaired a loss: react as to one (Linux: a cwnd
             // reduction, TCPLossProbeRecovery), without a recovery episode.
-            self.events.loss_probe_recovery += 1;
+            self.events_mut().loss_probe_recovery += 1;
             let flight_now = self.snd.nxt.distance_from(self.snd.una);
             self.cc
                 .enter_recovery(now, self.cc.cwnd().max(flight), true);
@@ -215,13 +215,14 @@ impl Connection {
         tracing::debug!(?how, "undo: the reduction was spurious");
         self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
         self.scoreboard.end_recovery();
+        let events = self.events.get_or_insert_with(Box::default);
         match how {
-            Undone::Dsack => self.events.dsack_undo += 1,
-            Undone::Full => self.events.full_undo += 1,
-            Undone::Partial => self.events.partial_undo += 1,
+            Undone::Dsack => events.dsack_undo += 1,
+            Undone::Full => events.full_undo += 1,
+            Undone::Partial => events.partial_undo += 1,
             Undone::Loss => {
-                self.events.loss_undo += 1;
-                self.events.spurious_rtos += 1;
+                events.loss_undo += 1;
+                events.spurious_rtos += 1;
             }
         }
         if st.in_loss {
@@ -252,7 +253,7 @@ impl Connection {
         let step = st.hystart.on_ack(ack, nxt, rtt);
         if step == crate::tcp::cc::hystart::Step::EnterCss {
             tracing::debug!("HyStart++: the RTT rose, conservative slow start");
-            self.events.hystart_delay_detect += 1;
+            self.events_mut().hystart_delay_detect += 1;
         }
         self.cc.hystart(step);
     }
@@ -316,7 +317,7 @@ impl Connection {
             self.cc.enter_recovery(now, prior_cwnd.max(flight), true);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
-            self.events.sack_recovery += 1;
+            self.events_mut().sack_recovery += 1;
         }
         marked
     }
@@ -415,7 +416,7 @@ impl Connection {
         };
         let nxt = self.snd.nxt;
         state(&mut self.rec.st).tlp.on_probe_sent(nxt, is_retrans);
-        self.events.loss_probes += 1;
+        self.events_mut().loss_probes += 1;
         self.timers.retransmit = Some(now + self.rtt.rto());
     }
 }
