@@ -26,6 +26,8 @@ pub enum EcnMode {
     /// Accept it when a peer asks, never ask (`tcp_ecn=2`, Linux's default).
     #[default]
     Server,
+    /// Ask for AccECN (RFC 9768) on our SYNs, accept either (`tcp_ecn=3`).
+    AccEcn,
 }
 
 impl std::str::FromStr for EcnMode {
@@ -35,8 +37,9 @@ impl std::str::FromStr for EcnMode {
             "off" => Ok(EcnMode::Off),
             "on" => Ok(EcnMode::On),
             "server" => Ok(EcnMode::Server),
+            "accecn" => Ok(EcnMode::AccEcn),
             other => Err(format!(
-                "unknown ECN mode '{other}' (use off, on or server)"
+                "unknown ECN mode '{other}' (use off, on, server or accecn)"
             )),
         }
     }
@@ -48,6 +51,7 @@ impl std::fmt::Display for EcnMode {
             EcnMode::Off => "off",
             EcnMode::On => "on",
             EcnMode::Server => "server",
+            EcnMode::AccEcn => "accecn",
         })
     }
 }
@@ -73,6 +77,9 @@ pub(super) struct EcnState {
     /// The handshake's last ACK has not arrived: its ACE reflects our SYN,ACK's IP-ECN field
     /// (§3.2.2.1), it does not count.
     await_handshake_ack: bool,
+    /// As the client: the IP-ECN field of the peer's SYN,ACK, which the ACE field of our
+    /// first segment after it reflects (§3.2.2.1, Table 4).
+    reflect: Option<Ecn>,
     /// The ACE field arrived zeroed on the handshake's ACK (§3.2.2.3): a middlebox clears the
     /// flags, so we neither mark ECT nor believe the field, but still feed back.
     ace_failed: bool,
@@ -166,8 +173,13 @@ impl Connection {
     pub(super) fn ecn_on_syn(&mut self, syn: &TcpSegment<'_>) {
         let f = syn.flags;
         self.ecn.una = self.snd.iss;
-        if f.ack() {
+        if f.ack() && self.cfg.ecn == EcnMode::AccEcn {
+            self.ecn_on_syn_ack_accecn(syn);
+        } else if f.ack() {
             self.ecn.ok = self.cfg.ecn == EcnMode::On && f.ece() && !f.cwr();
+            if self.ecn.ok {
+                self.events.ecn_negotiated += 1;
+            }
         } else {
             let (ecn, accecn) = syn_asks(f);
             let allowed = self.cfg.ecn != EcnMode::Off;
@@ -183,6 +195,28 @@ impl Connection {
                 self.events.accecn_negotiated += 1;
             } else if self.ecn.ok {
                 self.events.ecn_negotiated += 1;
+            }
+        }
+    }
+
+    /// RFC 9768 §3.1.2 Table 2, the client's side (`--ecn accecn` asked with AE+CWR+ECE): a
+    /// SYN,ACK with 000 (no ECN) or 111 (broken) leaves ECN off, 001 (RFC 3168) and 101 (the
+    /// historic ECN nonce) mean RFC 3168, every other value AccECN, whose first ACK will
+    /// reflect the SYN,ACK's IP-ECN field (Linux's tcp_ecn_rcv_synack).
+    fn ecn_on_syn_ack_accecn(&mut self, syn_ack: &TcpSegment<'_>) {
+        match syn_ack.flags.ace() {
+            0b000 | 0b111 => self.ecn.ok = false,
+            0b001 | 0b101 => {
+                self.ecn.ok = true;
+                self.events.ecn_negotiated += 1;
+            }
+            _ => {
+                self.ecn = EcnState {
+                    reflect: Some(syn_ack.ecn),
+                    una: self.snd.iss,
+                    ..EcnState::initial()
+                };
+                self.events.accecn_negotiated += 1;
             }
         }
     }
@@ -381,6 +415,9 @@ impl Connection {
         if seg.flags.syn() {
             if !seg.flags.ack() && mode == EcnMode::On {
                 seg.flags |= Flags::ECE | Flags::CWR;
+            } else if !seg.flags.ack() && mode == EcnMode::AccEcn {
+                // RFC 9768 §3.1.1: asking for AccECN.
+                seg.flags |= Flags::AE | Flags::CWR | Flags::ECE;
             } else if seg.flags.ack() && ecn.accecn {
                 // RFC 9768 §3.1.1: the SYN,ACK reflects the SYN's IP-ECN field, and
                 // §3.2.3: carries the AccECN option where there is room.
@@ -398,7 +435,13 @@ impl Connection {
             // RFC 9768 §3.2.2: every segment carries r.cep in the ACE field (CWR and ECE
             // keep no RFC 3168 meaning); §3.2.3.3: pure ACKs carry the option where there
             // is room (Linux also puts it on data, shrinking the segment; we do not).
-            seg.flags = seg.flags.with_ace((ecn.r_cep & 0b111) as u8);
+            // §3.2.2.1: as the client, the first segment after the SYN,ACK reflects its
+            // IP-ECN field instead.
+            let ace = match ecn.reflect.take() {
+                Some(syn_ack) => ace_reflecting(syn_ack),
+                None => (ecn.r_cep & 0b111) as u8,
+            };
+            seg.flags = seg.flags.with_ace(ace);
             ecn.ce_pending = 0;
             ecn.cwr_due = false;
             if seg.payload.is_empty() && !seg.flags.fin() {
