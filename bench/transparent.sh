@@ -65,14 +65,9 @@ transparent_suite() {
         ns_new "$t2p"
         link_to_upstream "$t2p" t "$up" 198.18.6
         ip -n "$t2p" route add 198.19.1.0/24 via 198.18.6.2
-        ip netns exec "$t2p" "$T2P_BIN" --tun tun0 --proxy none --tcp-mss 1460 --max-sessions 20000 \
-            >"$WORK/t-tun2proxy.log" 2>&1 &
-        tpid=$!
-        PIDS+=("$tpid")
-        for _ in $(seq 1 60); do
-            ip -n "$t2p" link show tun0 >/dev/null 2>&1 && break
-            sleep 0.05
-        done
+        start_with_link "$t2p" tun0 "$WORK/t-tun2proxy.log" \
+            "$T2P_BIN" --tun tun0 --proxy none --tcp-mss 1460 --max-sessions 20000
+        tpid=$BG_PID
         ip -n "$t2p" link set tun0 up 2>/dev/null || true
         ip -n "$t2p" addr add 198.18.7.1/24 dev tun0 2>/dev/null || true
         # Clients (uid 1000) route into tun0; tun2proxy (root) goes out through t0.
@@ -132,20 +127,30 @@ link_to_upstream() {
     ip -n "$up" link set "${name}1" up
 }
 
+# start_with_link NS IFACE LOG CMD...: runs CMD in NS in the background (its PID in BG_PID and
+# PIDS, its output in LOG) and waits (at most 3 s) for it to create IFACE.
+start_with_link() {
+    local ns=$1 iface=$2 logf=$3
+    shift 3
+    ip netns exec "$ns" "$@" >"$logf" 2>&1 &
+    BG_PID=$!
+    PIDS+=("$BG_PID")
+    for _ in $(seq 1 60); do
+        ip -n "$ns" link show "$iface" >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+}
+
 # start_relay NS NAME SYNACK-ARGS...: synack --addr any in NS (its own control socket), with
 # 198.19.1.0/24 routed into synack0; sets RELAY_PID once it relays to 198.19.1.10:9, fails
 # otherwise.
 start_relay() {
     local ns=$1 name=$2 pid
     shift 2
-    ip netns exec "$ns" "$SYN_BIN" --addr any --control "$WORK/$name.sock" -l 7=echo "$@" \
-        ${SYNACK_ARGS:-} >"$WORK/$name-synack.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 1 40); do
-        ip -n "$ns" link show synack0 >/dev/null 2>&1 && break
-        sleep 0.05
-    done
+    # shellcheck disable=SC2086
+    start_with_link "$ns" synack0 "$WORK/$name-synack.log" \
+        "$SYN_BIN" --addr any --control "$WORK/$name.sock" -l 7=echo "$@" ${SYNACK_ARGS:-}
+    pid=$BG_PID
     ip -n "$ns" route add 198.19.1.0/24 dev synack0 2>/dev/null || return 1
     for _ in $(seq 1 40); do
         if [ -n "$(t_client "$ns" wait 198.19.1.10:9 --max-secs 0.25 synack)" ]; then

@@ -8,7 +8,7 @@
 # Usage: scripts/bench.sh [--runs N] [--quick] [--mtu 1500,9000] [--servers synack,smoltcp,kernel,tun]
 #                         [--bytes N] [--no-build] [--out DIR] [--suite main|scale|all] [--scale]
 #                         [--baseline REV] [--delays 5ms,...] [--scale-conns N] [--scale-bytes N]
-#                         [--scale-parts delay,conns,load] [--suite forward|transparent]
+#                         [--scale-parts delay,conns,load] [--suite forward|transparent|loss]
 #
 # The scale suite (issue 9: long fat paths, 100,000 connections, ab) is described in
 # docs/PERFORMANCE.md, "Scale"; it writes bench/results/scale.{md,jsonl}.
@@ -32,7 +32,12 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
                   runs alone: synack --addr any -l '*=direct' and socks5: against
                   tun2proxy and the kernel's direct path: throughput over 1 and 10
                   connections, new connections/s, RSS with 10,000 idle relayed
-                  connections; bench/transparent.sh)
+                  connections; bench/transparent.sh), or loss (issue 19, runs alone:
+                  HTTP flow completion times from synack and from Linux's TCP behind
+                  the same impairing bridge (bench/src/bin/impair-bridge.rs): 100 KB
+                  and 10 MB at RTT 40 ms with 0, 1 and 3 % loss, 10 MB through a
+                  100 Mbit/s bottleneck with a 100-packet queue; 3-5 minutes,
+                  --quick about 1; bench/loss.sh)
   --scale         the same as --suite scale
   --baseline REV  also build synack at git revision REV (in a temporary directory) and measure
                   it in the same run: a "baseline" column in the main suite, a second
@@ -82,7 +87,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-case "$SUITE" in main|scale|all|forward|transparent) ;; *) echo "bench.sh: --suite must be main, scale, all, forward or transparent" >&2; exit 2 ;; esac
+case "$SUITE" in main|scale|all|forward|transparent|loss) ;; *) echo "bench.sh: --suite must be main, scale, all, forward, transparent or loss" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
     : "${RUNS:=3}" "${BYTES:=67108864}"
     : "${DELAYS:=20ms}" "${SCALE_CONNS:=10000}" "${SCALE_BYTES:=67108864}"
@@ -666,6 +671,19 @@ if [ "$SUITE" = transparent ]; then
     log "transparent suite: runs=$RUNS bytes=$BYTES count=$COUNT (load $LOAD)"
     transparent_suite
     log "wrote $OUT/transparent.md, transparent.jsonl ($(( $(date +%s) - START )) s)"
+    exit 0
+fi
+
+if [ "$SUITE" = loss ]; then
+    # shellcheck source=bench/loss.sh
+    . "$ROOT/bench/loss.sh"
+    for tool in curl nstat; do
+        command -v "$tool" >/dev/null || { echo "bench.sh: the loss suite needs $tool" >&2; exit 1; }
+    done
+    [ -x "$BIN/impair-bridge" ] || { echo "bench.sh: $BIN/impair-bridge not built" >&2; exit 1; }
+    log "loss suite (load $LOAD)"
+    loss_suite
+    log "wrote $OUT/loss.md, loss.jsonl ($(( $(date +%s) - START )) s)"
     exit 0
 fi
 

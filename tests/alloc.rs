@@ -290,10 +290,11 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// The README's figure: an idle connection, or one in TIME-WAIT, costs about 2.7 KiB of heap
 /// (table slot, 4-tuple map, timer, the trace's first events) whatever its service. Issue #20
 /// added 16 bytes to the connection (ECN state, the path MTU cap and the boxed path state,
-/// the TSval key in its configuration): 2823 then. AccECN (issue 20) added 16 more (the
-/// pointer to its boxed state, allocated only for AccECN connections, and the ECN event
-/// counts): 2839.
-const PER_CONNECTION: i64 = 2848;
+/// the TSval key in its configuration): 2823 then; Fast Open (its boxed state, the listener's
+/// switch in the configuration) 2855; AccECN (the pointer to its boxed counters, allocated
+/// only when negotiated, the ECN event counts, the trace's events 48 bytes with the AE flag)
+/// 2943.
+const PER_CONNECTION: i64 = 2952;
 
 /// The heap `N` connections still hold after each ran `exchange` (and sat idle, or closed),
 /// per connection. `exchange(rig, client port, our next seq, peer's next seq)`.

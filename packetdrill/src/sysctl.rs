@@ -111,6 +111,27 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
             config.ecn = mode;
             Applied::Mapped(format!("ecn = {mode}"))
         }
+        "tcp_fastopen" => {
+            // A bit mask: 0x2 enables the server side (--fastopen); the client bit (0x1) and
+            // the rest (cookies not required, ...) have no equivalent.
+            let parsed = match value
+                .strip_prefix("0x")
+                .or_else(|| value.strip_prefix("0X"))
+            {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => number(),
+            };
+            let Some(bits) = parsed else { return bad() };
+            config.fastopen.server = bits & 0x2 != 0;
+            Applied::Mapped(format!("fastopen server = {}", config.fastopen.server))
+        }
+        "tcp_fastopen_key" => {
+            let Some(key) = tcp::FastOpenKey::parse_linux(value) else {
+                return bad();
+            };
+            config.fastopen.key = key;
+            Applied::Mapped("fastopen key".into())
+        }
         _ => Applied::Ignored("no equivalent in synack".into()),
     }
 }
@@ -158,10 +179,31 @@ mod tests {
     }
 
     #[test]
+    fn fast_open_bits_and_key_are_mapped() {
+        let mut config = tcp::Config::default();
+        apply(&mut config, "net.ipv4.tcp_fastopen=0x70403");
+        assert!(config.fastopen.server);
+        apply(&mut config, "net.ipv4.tcp_fastopen=1");
+        assert!(!config.fastopen.server);
+        let applied = apply(
+            &mut config,
+            "net.ipv4.tcp_fastopen_key=a0bf63f7-ed803d81-cd641d30-cebc4a90",
+        );
+        assert_eq!(applied, Applied::Mapped("fastopen key".into()));
+        assert_eq!(
+            config.fastopen.key,
+            tcp::FastOpenKey::parse_linux("a0bf63f7-ed803d81-cd641d30-cebc4a90").unwrap()
+        );
+        assert!(matches!(
+            apply(&mut config, "net.ipv4.tcp_fastopen_key=nonsense"),
+            Applied::Ignored(_)
+        ));
+    }
+
+    #[test]
     fn what_synack_lacks_is_ignored_and_leaves_the_configuration_alone() {
         let mut config = tcp::Config::default();
         for line in [
-            "net.ipv4.tcp_fastopen=0x70403",
             "net.ipv4.tcp_ecn=6",
             "net.ipv4.tcp_congestion_control=bbr",
             "net.ipv4.tcp_timestamps=yes",

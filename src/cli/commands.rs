@@ -19,7 +19,11 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
     match cmd {
         Command::Status { json, watch, info } => status(args, *json, *watch, *info),
         Command::Stats { json } => stats(args, *json),
-        Command::Connect { addr, send } => {
+        Command::Connect {
+            addr,
+            send,
+            fastopen,
+        } => {
             let data = match send.as_deref() {
                 None => Vec::new(),
                 Some(p) if p == std::path::Path::new("-") => {
@@ -32,7 +36,14 @@ pub fn run(args: &Args, cmd: &Command) -> Result<(), String> {
                 Some(p) => std::fs::read(p)
                     .map_err(|e| format!("cannot read {}: {}", p.display(), plain(&e)))?,
             };
-            connect(args, Request::Connect { addr: *addr, data })
+            connect(
+                args,
+                Request::Connect {
+                    addr: *addr,
+                    data,
+                    fastopen: *fastopen,
+                },
+            )
         }
         Command::Trace { follow, svg } => trace(args, *follow, svg.as_deref()),
         Command::Completions { shell } => generate::print(Ok(generate::completions(*shell))),

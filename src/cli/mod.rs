@@ -92,6 +92,12 @@ pub struct Args {
     #[arg(long = "ecn", value_name = "MODE", default_value = "server")]
     pub ecn: crate::tcp::EcnMode,
 
+    /// TCP Fast Open (RFC 7413) for the listeners, as bit 0x2 of Linux's
+    /// net.ipv4.tcp_fastopen (off by default, as on Linux): give clients cookies, and take
+    /// the data on a SYN that carries a valid one (synack connect --fastopen is the client)
+    #[arg(long = "fastopen")]
+    pub fastopen: bool,
+
     /// Loss detection: rack (RACK-TLP, RFC 8985: time-based, with tail loss probes) or
     /// classic (three duplicate ACKs and RFC 6675's IsLost), like Linux's
     /// net.ipv4.tcp_recovery; connections without SACK always use classic
@@ -248,6 +254,10 @@ pub enum Command {
         /// Send the contents of FILE (`-` for standard input); nothing by default
         #[arg(long = "send", value_name = "FILE")]
         send: Option<PathBuf>,
+        /// TCP Fast Open (RFC 7413): ask the server for a cookie, and once synack holds one
+        /// for that address, send the data on the SYN
+        #[arg(long = "fastopen")]
+        fastopen: bool,
     },
     /// The sequence diagram of every open connection
     Trace {
@@ -509,6 +519,7 @@ impl Args {
             wmem: self.wmem.0,
             mtu_probing: self.mtu_probing,
             ecn: self.ecn,
+            fastopen: self.fastopen,
         }
     }
 

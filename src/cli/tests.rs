@@ -282,14 +282,24 @@ fn subcommands_parse_with_their_flags() {
         cmd(&["connect", "198.18.0.1:8080", "--send", "-"]),
         Command::Connect {
             addr: "198.18.0.1:8080".parse().unwrap(),
-            send: Some("-".into())
+            send: Some("-".into()),
+            fastopen: false,
         }
     );
     assert_eq!(
         cmd(&["connect", "[2001:2::1]:80"]),
         Command::Connect {
             addr: "[2001:2::1]:80".parse().unwrap(),
-            send: None
+            send: None,
+            fastopen: false,
+        }
+    );
+    assert_eq!(
+        cmd(&["connect", "198.18.0.1:80", "--fastopen"]),
+        Command::Connect {
+            addr: "198.18.0.1:80".parse().unwrap(),
+            send: None,
+            fastopen: true,
         }
     );
     assert_eq!(

@@ -35,6 +35,9 @@ pub enum Request {
         addr: SocketAddr,
         #[serde(with = "hex_bytes")]
         data: Vec<u8>,
+        /// TCP Fast Open (RFC 7413): ask for a cookie, or with one send data on the SYN.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fastopen: bool,
     },
     /// The ladder of every open connection; with `follow`, each connection's ladder again
     /// when it closes, until the client goes away. With `svg`, each ladder comes with its
@@ -470,6 +473,12 @@ mod tests {
             Request::Connect {
                 addr: "198.18.0.1:8080".parse().unwrap(),
                 data: b"hi\n\x00\xff".to_vec(),
+                fastopen: false,
+            },
+            Request::Connect {
+                addr: "198.18.0.1:8080".parse().unwrap(),
+                data: b"GET /".to_vec(),
+                fastopen: true,
             },
             Request::Trace {
                 follow: true,
@@ -488,7 +497,8 @@ mod tests {
         assert_eq!(
             encode(&Request::Connect {
                 addr: "[2001:2::1]:80".parse().unwrap(),
-                data: b"A\n".to_vec()
+                data: b"A\n".to_vec(),
+                fastopen: false,
             }),
             "{\"cmd\":\"connect\",\"addr\":\"[2001:2::1]:80\",\"data\":\"410a\"}\n"
         );

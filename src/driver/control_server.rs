@@ -288,8 +288,12 @@ impl Client {
 
     fn handle(&mut self, req: Request, ep: &mut Endpoint, now: Instant) {
         match &req {
-            Request::Connect { addr, data } => {
-                debug!(%addr, bytes = data.len(), "control request: connect");
+            Request::Connect {
+                addr,
+                data,
+                fastopen,
+            } => {
+                debug!(%addr, bytes = data.len(), fastopen, "control request: connect");
             }
             other => debug!(request = ?other, "control request"),
         }
@@ -311,7 +315,11 @@ impl Client {
                     .collect();
                 self.send(&Response::Stats { counters });
             }
-            Request::Connect { addr, data } => match ep.connect(now, addr, data) {
+            Request::Connect {
+                addr,
+                data,
+                fastopen,
+            } => match ep.connect_with(now, addr, data, fastopen) {
                 Ok(id) => {
                     if let Some(local) = ep.client_local(id) {
                         let gives_up_after_ms =

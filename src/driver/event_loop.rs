@@ -396,7 +396,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 self.programs.pump(ep, registry, now, &ran);
                 self.upstreams.pump(ep, registry, now, &ran);
                 ran.clear();
-                self.trim.after_poll(ep);
+                self.trim.after_poll(ep, now);
             }
             self.obs
                 .after_poll(self.poll.registry(), core.endpoint(), now);

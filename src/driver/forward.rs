@@ -12,11 +12,11 @@
 use crate::endpoint::{Endpoint, RelayEvent};
 use crate::services::{PeerId, Socks5Client, Socks5Outcome, UpstreamTarget};
 use crate::time::Instant;
-use crate::wire::Quad;
+use crate::wire::{IcmpErrorKind, Quad};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -140,14 +140,7 @@ impl Upstreams {
                         );
                         self.by_quad.insert(quad, token);
                     }
-                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                        info!(%quad, "{} refused the connection; resetting the client", target.describe());
-                        ep.forward_refused(&quad);
-                    }
-                    Err(e) => {
-                        warn!(%quad, error = %e, "cannot connect to {}", target.describe());
-                        ep.forward_failed(&quad);
-                    }
+                    Err(e) => connect_failed(ep, &quad, &target, &e),
                 }
             }
             RelayEvent::End { quad, reset } => {
@@ -205,7 +198,10 @@ impl Upstreams {
                     }
                     Ok(Socks5Outcome::Failed(why)) => {
                         warn!(%quad, %why, "{}: the CONNECT failed", u.target.describe());
-                        ep.forward_failed(&quad);
+                        match why.unreachable() {
+                            Some(kind) => ep.forward_unreachable(&quad, kind),
+                            None => ep.forward_failed(&quad),
+                        }
                         self.close(registry, token);
                         continue;
                     }
@@ -230,13 +226,7 @@ impl Upstreams {
                     }
                 }
                 Err(e) => {
-                    if e.kind() == ErrorKind::ConnectionRefused {
-                        info!(%quad, "{} refused the connection; resetting the client", u.target.describe());
-                        ep.forward_refused(&quad);
-                    } else {
-                        warn!(%quad, error = %e, "cannot connect to {}", u.target.describe());
-                        ep.forward_failed(&quad);
-                    }
+                    connect_failed(ep, &quad, &u.target, &e);
                     self.close(registry, token);
                 }
             }
@@ -368,6 +358,31 @@ fn socks_step(stream: &mut TcpStream, socks: &mut Socks5Client) -> std::io::Resu
 }
 
 /// SO_LINGER 0: closing the socket sends RST.
+/// The upstream connect failed with `e`: a refusal resets the client; a `direct`
+/// destination the host could not reach answers it with the same ICMP error
+/// ([`Endpoint::forward_unreachable`]); anything else leaves its SYN unanswered.
+fn connect_failed(ep: &mut Endpoint, quad: &Quad, target: &UpstreamTarget, e: &io::Error) {
+    let unreachable = match (target, e.kind()) {
+        (UpstreamTarget::Direct(_), ErrorKind::HostUnreachable) => {
+            Some(IcmpErrorKind::HostUnreachable)
+        }
+        (UpstreamTarget::Direct(_), ErrorKind::NetworkUnreachable) => {
+            Some(IcmpErrorKind::NetUnreachable)
+        }
+        _ => None,
+    };
+    if e.kind() == ErrorKind::ConnectionRefused {
+        info!(%quad, "{} refused the connection; resetting the client", target.describe());
+        ep.forward_refused(quad);
+    } else if let Some(kind) = unreachable {
+        info!(%quad, error = %e, "cannot connect to {}; telling the client", target.describe());
+        ep.forward_unreachable(quad, kind);
+    } else {
+        warn!(%quad, error = %e, "cannot connect to {}", target.describe());
+        ep.forward_failed(quad);
+    }
+}
+
 fn abortive(stream: &TcpStream) {
     let linger = libc::linger {
         l_onoff: 1,

@@ -5,7 +5,7 @@ use super::{Endpoint, Entry};
 use crate::services::{App, Client};
 use crate::tcp::{Connection, ResetCause, Socket, State};
 use crate::time::Instant;
-use crate::wire::Quad;
+use crate::wire::{FastOpenCookie, Quad};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -182,6 +182,19 @@ impl Endpoint {
         remote: SocketAddr,
         data: Vec<u8>,
     ) -> Result<ClientId, ConnectError> {
+        self.connect_with(now, remote, data, false)
+    }
+
+    /// [`Endpoint::connect`], with TCP Fast Open if `fastopen` (RFC 7413 §4.2.1): without a
+    /// cookie for `remote`'s address the SYN asks for one; with one, the SYN carries it and
+    /// the front of `data`.
+    pub fn connect_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        data: Vec<u8>,
+        fastopen: bool,
+    ) -> Result<ClientId, ConnectError> {
         if !self.accepting
             || self.table.len() >= self.limits.max_connections
             || self.clients.records.len() >= MAX_CLIENTS
@@ -205,9 +218,18 @@ impl Endpoint {
             .free_quad(local_ip, remote)
             .ok_or(ConnectError::NoPort)?;
         let iss = self.isn.isn(now, &quad);
-        let conn = Connection::connect(now, quad, iss, self.local_mss(&quad), &self.tcp);
+        let local_mss = self.local_mss(&quad);
+        let mut conn = Connection::connect(now, quad, iss, local_mss, &self.tcp);
+        let mut queued = 0;
+        if fastopen {
+            queued = match self.fastopen_cookies.get(remote.ip()) {
+                Some((cookie, mss)) => conn.connect_fast_open(cookie, &data, mss.min(local_mss)),
+                None => conn.connect_fast_open(FastOpenCookie::request(false), &[], 0),
+            };
+        }
         self.counters.active_opens += 1;
-        let id = self.insert(now, quad, Entry::new(conn, App::Client(Client::new(data))));
+        let app = App::Client(Client::new(data).already_queued(queued));
+        let id = self.insert(now, quad, Entry::new(conn, app));
         self.mark_dirty(id);
         let client = ClientId(self.clients.next_id);
         self.clients.next_id += 1;

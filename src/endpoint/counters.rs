@@ -258,6 +258,9 @@ counters! {
     /// failed otherwise (unreachable, timed out: the client's SYN went unanswered).
     forward_refused,
     forward_connect_failures,
+    /// Of those failures, the relayed connects (`direct`, `socks5:`) whose destination was
+    /// unreachable: the client got the ICMP error the host got.
+    forward_unreachable,
     /// SYNs to forward ports retransmitted while their connect was under way (absorbed),
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
@@ -298,6 +301,18 @@ counters! {
     /// On ECN connections (RFC 3168): congestion window reductions for the peer's ECE (once
     /// per window of data; none while already in loss recovery).
     ecn_cwnd_reductions,
+    /// TCP Fast Open (RFC 7413), server: SYNs with a valid cookie whose data was accepted,
+    /// SYNs with an invalid cookie (a normal handshake, with a new cookie), cookie requests,
+    /// and Fast Open SYNs turned to a normal handshake because the listener had as many
+    /// Fast Open connections pending as its backlog (RFC 7413 §5.1).
+    fastopen_passive => "TcpExtTCPFastOpenPassive",
+    fastopen_passive_fail => "TcpExtTCPFastOpenPassiveFail",
+    fastopen_cookie_reqd => "TcpExtTCPFastOpenCookieReqd",
+    fastopen_listen_overflow => "TcpExtTCPFastOpenListenOverflow",
+    /// TCP Fast Open, client (`synack connect --fastopen`): SYNs whose data the SYN,ACK
+    /// acknowledged, and those whose data it did not (sent again after the handshake).
+    fastopen_active => "TcpExtTCPFastOpenActive",
+    fastopen_active_fail => "TcpExtTCPFastOpenActiveFail",
     /// Connections that negotiated ECN: RFC 3168, and Accurate ECN (RFC 9768, `--ecn` not
     /// off and the client asked); AccECN connections that fell back because the handshake's
     /// ACK came with the ACE field zeroed (RFC 9768 §3.2.2.3: a middlebox clears it).
@@ -317,6 +332,8 @@ impl Counters {
         self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
         self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
         self.ecn_cwnd_reductions += u64::from(e.ecn_cwnd_reductions);
+        self.fastopen_active += u64::from(e.fastopen_active);
+        self.fastopen_active_fail += u64::from(e.fastopen_active_fail);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;

@@ -81,6 +81,9 @@ pub(super) enum Queued {
     HalfOpen(usize),
     /// In listener `i`'s accept queue (established, service not yet run).
     Accept(usize),
+    /// In SYN-RECEIVED after a Fast Open SYN (RFC 7413 §5.1: bounded per listener by its
+    /// backlog); not in the half-open queue, as Linux queues such a connection for accept.
+    FastOpen(usize),
 }
 
 /// Per-listener queue lengths, indexed like the endpoint's listeners.
@@ -88,6 +91,7 @@ pub(super) enum Queued {
 pub(super) struct ListenQueues {
     half_open: Vec<usize>,
     accept: Vec<usize>,
+    fast_open: Vec<usize>,
 }
 
 impl ListenQueues {
@@ -95,6 +99,7 @@ impl ListenQueues {
         ListenQueues {
             half_open: vec![0; listeners],
             accept: vec![0; listeners],
+            fast_open: vec![0; listeners],
         }
     }
 
@@ -103,11 +108,17 @@ impl ListenQueues {
         if self.half_open.len() < listeners {
             self.half_open.resize(listeners, 0);
             self.accept.resize(listeners, 0);
+            self.fast_open.resize(listeners, 0);
         }
     }
 
     pub fn half_open(&self, listener: usize) -> usize {
         self.half_open.get(listener).copied().unwrap_or(0)
+    }
+
+    /// Fast Open connections of `listener` still in SYN-RECEIVED.
+    pub fn fast_open(&self, listener: usize) -> usize {
+        self.fast_open.get(listener).copied().unwrap_or(0)
     }
 
     pub fn accept(&self, listener: usize) -> usize {
@@ -122,11 +133,13 @@ impl ListenQueues {
         match from {
             Queued::HalfOpen(i) => dec(&mut self.half_open, i),
             Queued::Accept(i) => dec(&mut self.accept, i),
+            Queued::FastOpen(i) => dec(&mut self.fast_open, i),
             Queued::No => {}
         }
         match to {
             Queued::HalfOpen(i) => inc(&mut self.half_open, i),
             Queued::Accept(i) => inc(&mut self.accept, i),
+            Queued::FastOpen(i) => inc(&mut self.fast_open, i),
             Queued::No => {}
         }
     }

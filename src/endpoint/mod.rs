@@ -7,6 +7,7 @@
 mod client;
 mod cookie;
 mod counters;
+mod fastopen;
 mod icmp;
 mod isn;
 mod limiter;
@@ -110,6 +111,8 @@ pub struct EndpointConfig {
     pub mtu_probing: tcp::MtuProbing,
     /// ECN (`--ecn`, RFC 3168).
     pub ecn: tcp::EcnMode,
+    /// TCP Fast Open for listeners (`--fastopen`, RFC 7413).
+    pub fastopen: bool,
 }
 
 impl Default for EndpointConfig {
@@ -132,6 +135,7 @@ impl Default for EndpointConfig {
             wmem: tcp::BufferSizes::WMEM,
             mtu_probing: tcp::MtuProbing::Blackhole,
             ecn: tcp::EcnMode::Server,
+            fastopen: false,
         }
     }
 }
@@ -319,8 +323,9 @@ pub struct Endpoint {
     exec_count: usize,
     /// SYNs to `forward:` ports waiting for their upstream connect (relay.rs).
     pending: HashMap<Quad, relay::PendingSyn>,
-    /// Held SYNs whose upstream refused: answered with RST at the next poll.
-    refusals: Vec<(Quad, TcpSegment<'static>)>,
+    /// Held SYNs whose upstream refused, or whose destination was unreachable: answered
+    /// with RST, or with the ICMP error the host got, at the next poll.
+    refusals: Vec<(Quad, TcpSegment<'static>, Option<wire::IcmpErrorKind>)>,
     /// Above two thirds of `--max-buffer-memory` until below one half (`tcp::memory`).
     mem_pressure: bool,
     /// Connections memory held back, re-run when it frees: (slot, generation).
@@ -335,6 +340,8 @@ pub struct Endpoint {
     sockets: sockets::SocketTable,
     /// Path MTUs learned from ICMP (`icmp.rs`).
     pmtu: icmp::PathMtuCache,
+    /// TCP Fast Open cookies servers gave our active opens (`fastopen.rs`).
+    fastopen_cookies: fastopen::CookieCache,
     /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
     link_counters: Vec<(&'static str, u64)>,
 }
@@ -361,6 +368,10 @@ impl Endpoint {
             ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             mtu_probing: config.mtu_probing,
             ecn: config.ecn,
+            fastopen: tcp::FastOpen {
+                server: config.fastopen,
+                key: tcp::FastOpenKey(isn::derive_key(&secret, b"fast open cookie")),
+            },
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -412,6 +423,7 @@ impl Endpoint {
             time_wait: 0,
             sockets: sockets::SocketTable::default(),
             pmtu: icmp::PathMtuCache::default(),
+            fastopen_cookies: fastopen::CookieCache::default(),
             link_counters: Vec::new(),
         }
     }
@@ -597,7 +609,7 @@ impl Endpoint {
             if !reopens {
                 // The accept queue is full: drop the handshake's final ACK, as Linux does on
                 // listen overflow; our SYN,ACK is retransmitted and the peer tries again.
-                if let Queued::HalfOpen(l) = entry.queued
+                if let Queued::HalfOpen(l) | Queued::FastOpen(l) = entry.queued
                     && entry.conn.state() == State::SynReceived
                     && seg.flags.ack()
                     && !seg.flags.rst()
@@ -615,6 +627,9 @@ impl Endpoint {
                     self.mem_pressure,
                 );
                 let reply = entry.conn.on_segment(now, seg);
+                if let Some((cookie, mss)) = entry.conn.take_fast_open_cookie() {
+                    self.fastopen_cookies.learn(quad.remote.ip(), cookie, mss);
+                }
                 self.settle(id, false);
                 self.requeue(id);
                 self.mark_dirty(id);
@@ -732,12 +747,20 @@ impl Endpoint {
             self.remove(old);
         }
         let mss = self.listener_mss(listener, &quad);
-        let cfg = self
-            .listeners
-            .get(listener)
-            .and_then(|l| l.tcp.as_deref())
-            .unwrap_or(&self.tcp);
-        let conn = Connection::accept(now, quad, seg, iss, mss, cfg);
+        let fast_open = self.listener_tcp(listener).fastopen;
+        let verdict = self.fast_open_verdict(&quad, seg, listener, fast_open);
+        let cfg = self.listener_tcp(listener);
+        let conn = match verdict {
+            fastopen::Verdict::Accept => {
+                Connection::accept_fast_open(now, quad, seg, iss, mss, cfg)
+            }
+            fastopen::Verdict::Reply(cookie) => {
+                let mut conn = Connection::accept(now, quad, seg, iss, mss, cfg);
+                conn.set_fast_open_reply(cookie);
+                conn
+            }
+            fastopen::Verdict::None => Connection::accept(now, quad, seg, iss, mss, cfg),
+        };
         self.counters.passive_opens += 1;
         self.admit(now, conn, listener);
     }
@@ -791,6 +814,14 @@ impl Endpoint {
             }
         }
         best.or(wildcard)
+    }
+
+    /// The TCP settings of `listener`'s connections: a socket's own, else the endpoint's.
+    fn listener_tcp(&self, listener: usize) -> &tcp::Config {
+        self.listeners
+            .get(listener)
+            .and_then(|l| l.tcp.as_deref())
+            .unwrap_or(&self.tcp)
     }
 
     /// The accept-queue limit of `listener`.
@@ -908,6 +939,9 @@ impl Endpoint {
         };
         let state = entry.conn.state();
         let want = match entry.listener.map(|l| l as usize) {
+            Some(l) if state == State::SynReceived && entry.conn.is_fast_open() => {
+                Queued::FastOpen(l)
+            }
             Some(l) if state == State::SynReceived => Queued::HalfOpen(l),
             Some(l)
                 if state.is_synchronized()
@@ -1106,8 +1140,11 @@ impl Endpoint {
             self.limits.max_buffer_memory.saturating_sub(others),
             self.mem_pressure,
         );
-        let runs_app =
-            entry.conn.state().is_synchronized() && entry.conn.state() != State::TimeWait;
+        // RFC 7413 §4.2.2: a Fast Open connection's data is handed to the service (or to
+        // `accept`) at once, before the handshake completes, as Linux does.
+        let state = entry.conn.state();
+        let runs_app = (state.is_synchronized() && state != State::TimeWait)
+            || (state == State::SynReceived && entry.conn.is_fast_open());
         let mut to_accept = false;
         if runs_app {
             if !entry.counted_established {

@@ -6,7 +6,7 @@ use super::{Endpoint, Entry, Transmit};
 use crate::services::{App, ExecSpec, RelayIo, ServiceKind, UpstreamTarget};
 use crate::tcp::{Connection, ResetCause, SeqNum, Socket, State, rst_reply};
 use crate::time::Instant;
-use crate::wire::{Quad, TcpSegment};
+use crate::wire::{self, IcmpErrorKind, Quad, TcpSegment};
 
 /// A SYN to a `forward:` port held until the upstream connect succeeds or fails.
 #[derive(Clone, Copy, Debug)]
@@ -153,7 +153,23 @@ impl Endpoint {
     pub fn forward_refused(&mut self, quad: &Quad) {
         if let Some(p) = self.pending.remove(quad) {
             self.counters.forward_refused += 1;
-            self.refusals.push((*quad, p.syn));
+            self.refusals.push((*quad, p.syn, None));
+        }
+    }
+
+    /// The host could not reach the client's own destination (`direct`: the connect
+    /// failed with EHOSTUNREACH or ENETUNREACH; `socks5:`: the proxy replied host or
+    /// network unreachable, or TTL expired): the client's SYN is answered with the ICMP
+    /// error the host got, from that destination, as the router that could not reach it
+    /// would answer (RFC 1812 §4.3.2, RFC 4443 §3.1), so the client's `connect()` fails at
+    /// once with the same error instead of retrying its SYN for two minutes. `forward:`
+    /// keeps its SYN unanswered: its client asked for synack's own address, not for the
+    /// host that failed. Sent at the next [`Endpoint::poll`].
+    pub fn forward_unreachable(&mut self, quad: &Quad, kind: IcmpErrorKind) {
+        if let Some(p) = self.pending.remove(quad) {
+            self.counters.forward_connect_failures += 1;
+            self.counters.forward_unreachable += 1;
+            self.refusals.push((*quad, p.syn, Some(kind)));
         }
     }
 
@@ -167,10 +183,43 @@ impl Endpoint {
 
     /// Send the RSTs of refused forward connects.
     pub(super) fn send_refusals(&mut self, tx: &mut dyn Transmit) {
-        for (quad, syn) in std::mem::take(&mut self.refusals) {
-            if let Some(rst) = rst_reply(&syn) {
-                self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+        for (quad, syn, icmp) in std::mem::take(&mut self.refusals) {
+            match icmp {
+                None => {
+                    if let Some(rst) = rst_reply(&syn) {
+                        self.send_reply(quad.local.ip(), quad.remote.ip(), &rst, tx);
+                    }
+                }
+                Some(kind) => self.send_unreachable(&quad, &syn, kind, tx),
             }
+        }
+    }
+
+    /// The ICMP error `kind` from the client's destination to the client, quoting its SYN
+    /// (rebuilt from the held segment: IP header and TCP header, which is all a host reads
+    /// of a quote, RFC 5927 §4.1).
+    fn send_unreachable(
+        &mut self,
+        quad: &Quad,
+        syn: &TcpSegment<'static>,
+        kind: IcmpErrorKind,
+        tx: &mut dyn Transmit,
+    ) {
+        let mut quote = [0u8; 128];
+        let Ok(n) = wire::emit_tcp(&mut quote, quad.remote.ip(), quad.local.ip(), syn) else {
+            return;
+        };
+        let Some(quote) = quote.get(..n) else {
+            return;
+        };
+        if let Ok(len) = wire::emit_icmp_error(
+            &mut self.tx_buf,
+            quad.local.ip(),
+            quad.remote.ip(),
+            kind,
+            quote,
+        ) {
+            tx.transmit(self.tx_buf.get(..len).unwrap_or(&[]));
         }
     }
 

@@ -523,7 +523,10 @@ impl Sockets<'_> {
         };
         // Reuse a closed listener's slot once nothing is counted in its queues.
         let free = self.ep.listeners.iter().enumerate().position(|(i, l)| {
-            !l.open && self.ep.queues.half_open(i) == 0 && self.ep.queues.accept(i) == 0
+            !l.open
+                && self.ep.queues.half_open(i) == 0
+                && self.ep.queues.accept(i) == 0
+                && self.ep.queues.fast_open(i) == 0
         });
         let index = match free {
             Some(i) => {

@@ -35,6 +35,13 @@ impl Client {
         }
     }
 
+    /// The first `n` bytes of the data are already in the connection's send buffer (TCP
+    /// Fast Open put them there for the SYN).
+    pub fn already_queued(mut self, n: usize) -> Client {
+        self.sent = n.min(self.data.len());
+        self
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }

@@ -5,6 +5,7 @@
 //! relay service (issue #21): the client's SYN is answered only once the proxy says the
 //! CONNECT succeeded.
 
+use crate::wire::IcmpErrorKind;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -158,6 +159,23 @@ pub enum Socks5Failure {
     AuthRejected,
     /// The bytes are not a SOCKS5 answer.
     Protocol,
+}
+
+impl Socks5Failure {
+    /// The ICMP error a router would have sent the client for this reply: the proxy could
+    /// not reach the destination (RFC 1928 §6: replies 0x03, 0x04 and 0x06).
+    pub fn unreachable(self) -> Option<IcmpErrorKind> {
+        match self {
+            Socks5Failure::Reply(Socks5Reply::NetworkUnreachable) => {
+                Some(IcmpErrorKind::NetUnreachable)
+            }
+            Socks5Failure::Reply(Socks5Reply::HostUnreachable) => {
+                Some(IcmpErrorKind::HostUnreachable)
+            }
+            Socks5Failure::Reply(Socks5Reply::TtlExpired) => Some(IcmpErrorKind::TimeExceeded),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Socks5Failure {
@@ -428,6 +446,21 @@ mod tests {
             let mut c = greeted();
             assert_eq!(c.on_bytes(&reply(code)).0, want, "reply {code}");
         }
+    }
+
+    #[test]
+    fn unreachable_replies_become_the_icmp_error_a_router_would_send() {
+        let unreachable = |code| match greeted().on_bytes(&reply(code)).0 {
+            Socks5Outcome::Failed(why) => why.unreachable(),
+            _ => None,
+        };
+        assert_eq!(unreachable(3), Some(IcmpErrorKind::NetUnreachable));
+        assert_eq!(unreachable(4), Some(IcmpErrorKind::HostUnreachable));
+        assert_eq!(unreachable(6), Some(IcmpErrorKind::TimeExceeded));
+        for code in [1, 7, 8, 9] {
+            assert_eq!(unreachable(code), None, "reply {code}");
+        }
+        assert_eq!(Socks5Failure::AuthRejected.unreachable(), None);
     }
 
     #[test]

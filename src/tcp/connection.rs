@@ -186,6 +186,8 @@ pub struct Connection {
     pub(super) path: Option<Box<super::pmtu::PathState>>,
     /// ECN (RFC 3168, `ecn.rs`).
     pub(super) ecn: super::ecn::EcnState,
+    /// TCP Fast Open (RFC 7413, `fastopen.rs`): only on connections that use it.
+    pub(super) fastopen: Option<Box<super::fastopen::FastOpenState>>,
     /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
     /// number `send_start`.
     pub(super) send_buf: VecDeque<u8>,
@@ -303,6 +305,19 @@ impl Connection {
         local_mss: u16,
         cfg: &Config,
     ) -> Connection {
+        Connection::accept_syn(now, quad, syn, iss, local_mss, cfg, false)
+    }
+
+    /// `accept`, and with `fast_open` (a valid Fast Open cookie) the SYN's data taken too.
+    pub(super) fn accept_syn(
+        now: Instant,
+        quad: Quad,
+        syn: &TcpSegment<'_>,
+        iss: SeqNum,
+        local_mss: u16,
+        cfg: &Config,
+        fast_open: bool,
+    ) -> Connection {
         let mut conn = Connection::new(now, quad, iss, local_mss, cfg);
         conn.passive = true;
         conn.trace.begin(State::Listen);
@@ -310,7 +325,13 @@ impl Connection {
         conn.state = State::Listen;
         conn.learn_syn(syn);
         conn.set_state(State::SynReceived);
-        conn.trace.record(Direction::In, now, syn, conn.state);
+        let label = if fast_open {
+            conn.take_syn_data(syn)
+        } else {
+            Label::None
+        };
+        conn.trace
+            .record_labeled(Direction::In, now, syn, conn.state, label);
         conn
     }
 
@@ -377,6 +398,7 @@ impl Connection {
             },
             path: None,
             ecn: super::ecn::EcnState::default(),
+            fastopen: None,
             send_buf: VecDeque::new(),
             send_straddle: Vec::new(),
             send_start: iss.add(1),

@@ -252,6 +252,8 @@ impl Connection {
             // tcp_rcv_synsent_state_process does (it only goes on to the URG step). RFC 9293
             // would continue at the sixth step.
             self.snd.wl2 = seg.ack;
+            // RFC 7413 §4.2.2: its cookie, and whether it acknowledged our SYN's data.
+            self.fast_open_on_syn_ack(seg);
             self.ts_rtt_sample_unless_timed(now, seg);
             self.on_new_ack(now, seg.ack);
             self.rto_after_handshake();

@@ -138,6 +138,12 @@ pub fn describe(e: &Event, view: &View) -> String {
         if let Some(ws) = o.window_scale {
             parts.push(format!("wscale {ws}"));
         }
+        // As tcpdump names the Fast Open option.
+        match o.fastopen {
+            Some(0) => parts.push("tfo cookiereq".into()),
+            Some(_) => parts.push("tfo cookie".into()),
+            None => {}
+        }
         let _ = write!(s, " <{}>", parts.join(","));
     }
     if let Some(label) = e.label.text() {

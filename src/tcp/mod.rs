@@ -9,6 +9,7 @@ pub mod cc;
 mod connection;
 mod ecn;
 mod events;
+mod fastopen;
 mod input;
 mod keepalive;
 pub mod ladder;
@@ -31,6 +32,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use ecn::EcnMode;
 pub use events::ConnEvents;
+pub use fastopen::{FastOpen, FastOpenKey};
 pub use keepalive::KeepAlive;
 pub use pmtu::{IcmpOutcome, MtuProbing};
 pub use recovery::RecoveryKind;
@@ -153,6 +155,8 @@ pub struct Config {
     pub mtu_probing: MtuProbing,
     /// ECN (RFC 3168, `--ecn`, `ecn.rs`).
     pub ecn: EcnMode,
+    /// TCP Fast Open (RFC 7413, `--fastopen`, `fastopen.rs`).
+    pub fastopen: FastOpen,
 }
 
 /// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
@@ -209,6 +213,7 @@ impl Default for Config {
             ts_key: TsKey::default(),
             mtu_probing: MtuProbing::default(),
             ecn: EcnMode::default(),
+            fastopen: FastOpen::default(),
         }
     }
 }

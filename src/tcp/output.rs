@@ -133,15 +133,6 @@ impl Connection {
             (Flags::SYN | Flags::ACK, self.rcv.nxt)
         };
         let window = self.advertise(true);
-        let options = self.syn_options(now);
-        let seg = TcpSegment {
-            seq: self.snd.iss,
-            ack,
-            flags,
-            window,
-            options,
-            ..self.template()
-        };
         let resend = self.snd.nxt != self.snd.iss;
         let mut label = Label::None;
         if resend {
@@ -154,12 +145,36 @@ impl Connection {
                 // The retransmission timer fired (not only the peer's duplicate SYN).
                 label = Label::RtoRetransmit;
             }
+            self.fast_open_syn_lost();
         }
+        let options = TcpOptions {
+            fastopen: self.fast_open_option(),
+            ..self.syn_options(now)
+        };
+        // RFC 7413 §4.2.1: with a Fast Open cookie, our first SYN carries data.
+        let payload = self.fast_open_syn_data();
+        let len = u32::try_from(payload.len()).unwrap_or(0);
+        if len > 0 {
+            label = Label::FastOpen;
+        }
+        let seg = TcpSegment {
+            seq: self.snd.iss,
+            ack,
+            flags,
+            window,
+            options,
+            payload,
+            ..self.template()
+        };
         emit(&seg, label);
         self.last_ack_sent = self.rcv.nxt;
         let syn_end = self.snd.iss.add(1);
-        self.snd.nxt = self.snd.nxt.max(syn_end);
-        self.tx_next = syn_end;
+        // The data on a SYN (Fast Open) is in flight with it; a retransmitted SYN has none.
+        self.snd.nxt = syn_end.add(len);
+        self.tx_next = self.snd.nxt;
+        if len > 0 {
+            self.fast_open_sent(len);
+        }
         self.ack_due = AckDue::None;
         self.timers.delayed_ack = None;
         // Karn: time the SYN or SYN,ACK only if it was sent once.
@@ -335,7 +350,7 @@ impl Connection {
             return false;
         }
         let seq = self.snd.nxt;
-        self.tx_next = self.emit_data(now, seq, n, fin, label, emit);
+        self.tx_next = self.emit_data(now, seq, n, fin_flag(fin), label, emit);
         true
     }
 
@@ -356,12 +371,14 @@ impl Connection {
         self.count_retransmission();
         // RFC 6298 §3 (Karn): nothing retransmitted is timed.
         self.rtt_probe = None;
-        self.emit_data(now, seq, len, fin, label, emit);
+        self.emit_data(now, seq, len, fin_flag(fin), label, emit);
     }
 
     /// New data from `tx_next` (and, after a timeout, the go-back-N retransmissions), within
     /// min(SND.WND, cwnd) beyond SND.UNA (RFC 5681 §3.1), sender SWS avoidance and Nagle.
     fn transmit_window(&mut self, now: Instant, mss: u32, emit: &mut Emit<'_>) {
+        // Segments of new data this pass has sent, for the PSH rule below.
+        let mut burst = 0u32;
         loop {
             let data_end = self.fin_seq();
             let avail = if self.tx_next.lt(data_end) {
@@ -451,7 +468,17 @@ impl Connection {
                     Label::RtoRetransmit
                 };
             }
-            let end = self.emit_data(now, seq, n, fin, label, emit);
+            // PSH as Linux (6.18, observed with packetdrill) sets it on new data: on every TSO
+            // packet it sends, the smallest of which (tcp_tso_autosize's tcp_min_tso_segs) is
+            // two segments, and not on a single segment cut out of the queue by a one-segment
+            // opening (Limited Transmit, PRR). So: a super-segment, or every second
+            // wire-sized segment of a burst, besides the segment ending the data (emit_data).
+            burst += 1;
+            let mut flags = fin_flag(fin);
+            if label == Label::None && (n > mss || burst.is_multiple_of(2)) {
+                flags |= Flags::PSH;
+            }
+            let end = self.emit_data(now, seq, n, flags, label, emit);
             self.tx_next = end;
             if small && n > 0 {
                 self.small_end = Some(end);
@@ -477,23 +504,23 @@ impl Connection {
         }
     }
 
-    /// Emit `len` bytes of the send buffer at `seq` (plus the FIN), and do the bookkeeping of
-    /// every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
+    /// Emit `len` bytes of the send buffer at `seq` (plus the FIN if `flags` has it, with PSH
+    /// if it has it or the segment ends the data), and do the bookkeeping of every data segment: SND.NXT, the RTT probe and the retransmission timer. Returns the
     /// sequence number after the segment.
     pub(super) fn emit_data(
         &mut self,
         now: Instant,
         seq: SeqNum,
         len: u32,
-        fin: bool,
+        flags: Flags,
         label: Label,
         emit: &mut Emit<'_>,
     ) -> SeqNum {
-        let mut flags = Flags::ACK;
-        if fin {
-            flags |= Flags::FIN;
-        }
+        let fin = flags.fin();
+        let mut flags = flags | Flags::ACK;
         let end = seq.add(len + u32::from(fin));
+        // RFC 9293 §3.9.1 (SEND): PSH on the segment that ends the data the application has
+        // handed over (Linux's tcp_push on the tail of a write), and where the caller says.
         if len > 0 && end.ge(self.fin_seq()) {
             flags |= Flags::PSH;
         }
@@ -740,6 +767,11 @@ fn contiguous<'a>(
     scratch.extend_from_slice(front.get(start..).unwrap_or(&[]));
     scratch.extend_from_slice(back.get(..end - split).unwrap_or(&[]));
     scratch
+}
+
+/// FIN if `fin`, else no flag.
+fn fin_flag(fin: bool) -> Flags {
+    if fin { Flags::FIN } else { Flags::NONE }
 }
 
 #[cfg(test)]

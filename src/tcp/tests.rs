@@ -1355,6 +1355,28 @@ fn the_initial_window_is_ten_segments() {
     );
 }
 
+/// PSH on new data as Linux sets it (docs/PACKETDRILL.md, "PSH on new data"): every second
+/// segment of a cwnd-limited burst (its smallest TSO packet carries PSH), and the segment
+/// that ends the data; not the odd last segment of a burst the window cuts short.
+#[test]
+fn psh_goes_on_every_second_segment_of_a_burst_and_on_the_end_of_the_data() {
+    let mut h = established_sack();
+    let out = send_segments(&mut h, 20);
+    let psh: Vec<bool> = out.iter().map(|s| s.flags.psh()).collect();
+    assert_eq!(out.len(), 10);
+    assert_eq!(
+        psh,
+        [
+            false, true, false, true, false, true, false, true, false, true
+        ],
+        "the initial window in two-segment packets, each with PSH"
+    );
+    let mut h = established_sack();
+    let out = send_segments(&mut h, 3);
+    let psh: Vec<bool> = out.iter().map(|s| s.flags.psh()).collect();
+    assert_eq!(psh, [false, true, true], "the last segment ends the data");
+}
+
 #[test]
 fn three_duplicate_acks_trigger_a_fast_retransmit_before_the_timer() {
     let mut h = Harness::established();

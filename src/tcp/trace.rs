@@ -31,6 +31,8 @@ pub struct OptionSummary {
     pub window_scale: Option<u8>,
     pub sack_permitted: bool,
     pub timestamps: bool,
+    /// TCP Fast Open (RFC 7413): the cookie's length, 0 for a cookie request.
+    pub fastopen: Option<u8>,
 }
 
 impl OptionSummary {
@@ -82,6 +84,9 @@ pub enum Label {
     /// Sent again at once in smaller segments after an ICMP error lowered the path MTU
     /// (RFC 1191, RFC 8201).
     Pmtu,
+    /// A SYN carrying data under TCP Fast Open (RFC 7413): ours, or the peer's that we
+    /// accepted with its cookie.
+    FastOpen,
 }
 
 impl Label {
@@ -105,6 +110,7 @@ impl Label {
             Label::TimeWaitReAck => Borrowed("TIME-WAIT re-ACK"),
             Label::SynCookie => Borrowed("SYN cookie"),
             Label::Pmtu => Borrowed("PMTU"),
+            Label::FastOpen => Borrowed("TFO"),
         })
     }
 }
@@ -282,6 +288,9 @@ impl Trace {
                 window_scale: o.window_scale,
                 sack_permitted: o.sack_permitted,
                 timestamps: o.timestamps.is_some(),
+                fastopen: o
+                    .fastopen
+                    .map(|c| u8::try_from(c.as_bytes().len()).unwrap_or(u8::MAX)),
             },
             before: self.last_state,
             after,

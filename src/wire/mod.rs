@@ -17,7 +17,9 @@ pub(crate) mod testutil;
 pub use emit::{EmitError, emit_echo_reply, emit_tcp};
 pub use gso::{Gso, emit_tcp_gso, emit_tcp_gso_headers};
 pub use icmp::{IcmpError, IcmpErrorKind, emit_icmp_error};
-pub use options::{AccEcnOption, MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions};
+pub use options::{
+    AccEcnOption, FastOpenCookie, MAX_OPTIONS_LEN, MAX_SACK_BLOCKS, SackBlock, TcpOptions,
+};
 pub use parse::{parse, parse_with};
 
 /// What the device says about a packet it delivered (see `src/device`: the TUN's offloads).

@@ -28,8 +28,66 @@ pub struct TcpOptions {
     /// SACK blocks (kind 5), the first `sack_count` entries are valid.
     pub sack_blocks: [SackBlock; MAX_SACK_BLOCKS],
     pub sack_count: u8,
+    /// TCP Fast Open (kind 34, or the experimental kind 254 with magic 0xF989; RFC 7413
+    /// §4.1.1): a cookie, or a cookie request (empty).
+    pub fastopen: Option<FastOpenCookie>,
     /// The AccECN option (kinds 172 and 174, RFC 9768 §3.2.3).
     pub accecn: Option<AccEcnOption>,
+}
+
+/// A TCP Fast Open cookie as carried in the option (RFC 7413 §4.1.1): empty for a cookie
+/// request, else 4 to 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FastOpenCookie {
+    bytes: [u8; FastOpenCookie::MAX],
+    len: u8,
+    /// Carried in the experimental option (kind 254, magic 0xF989, RFC 6994) rather than
+    /// kind 34; a reply uses the form the peer used, as Linux does.
+    pub exp: bool,
+}
+
+impl FastOpenCookie {
+    /// The longest cookie (RFC 7413 §4.1.1).
+    pub const MAX: usize = 16;
+    /// The shortest non-empty cookie (RFC 7413 §4.1.1).
+    pub const MIN: usize = 4;
+
+    /// A cookie request: the option with no cookie.
+    pub const fn request(exp: bool) -> FastOpenCookie {
+        FastOpenCookie {
+            bytes: [0; FastOpenCookie::MAX],
+            len: 0,
+            exp,
+        }
+    }
+
+    /// A cookie of `bytes`: empty (a request), or 4 to 16 bytes of even length, as Linux's
+    /// `tcp_parse_fastopen_option` takes them; anything else is `None`.
+    pub fn new(bytes: &[u8], exp: bool) -> Option<FastOpenCookie> {
+        let n = bytes.len();
+        if n != 0 && (!(Self::MIN..=Self::MAX).contains(&n) || !n.is_multiple_of(2)) {
+            return None;
+        }
+        let mut cookie = FastOpenCookie::request(exp);
+        cookie.bytes.get_mut(..n)?.copy_from_slice(bytes);
+        cookie.len = u8::try_from(n).ok()?;
+        Some(cookie)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Whether this is a cookie request (no cookie).
+    pub fn is_request(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The option's length octet: kind and length (and the experimental magic), then the cookie.
+    fn option_len(&self) -> usize {
+        let base = if self.exp { 4 } else { 2 };
+        base + usize::from(self.len)
+    }
 }
 
 /// The AccECN option (RFC 9768 §3.2.3): the data receiver's byte counters, each 24 bits on
@@ -57,6 +115,7 @@ impl TcpOptions {
             right: SeqNum::new(0),
         }; MAX_SACK_BLOCKS],
         sack_count: 0,
+        fastopen: None,
         accecn: None,
     };
 
@@ -81,6 +140,11 @@ const KIND_WINDOW_SCALE: u8 = 3;
 const KIND_SACK_PERMITTED: u8 = 4;
 const KIND_SACK: u8 = 5;
 const KIND_TIMESTAMPS: u8 = 8;
+/// RFC 7413 §4.1.1: TCP Fast Open, and its experimental form (RFC 6994: kind 254, then the
+/// 16-bit ExID 0xF989), which Linux still sends and reads.
+const KIND_FASTOPEN: u8 = 34;
+const KIND_EXPERIMENT: u8 = 254;
+const FASTOPEN_MAGIC: [u8; 2] = [0xf9, 0x89];
 /// RFC 9768 §3.2.3: AccECN0 (e0b, ceb, e1b) and AccECN1 (e1b, ceb, e0b).
 const KIND_ACCECN0: u8 = 172;
 const KIND_ACCECN1: u8 = 174;
@@ -174,10 +238,26 @@ impl TcpOptions {
                         return Err(DropReason::BadTcpOption);
                     }
                     let option = rest.get(..len).ok_or(DropReason::BadTcpOption)?;
+                    opts.record_other(option);
                     opts.record_accecn(option);
                     rest = rest.get(len..).ok_or(DropReason::BadTcpOption)?;
                 }
             }
+        }
+    }
+
+    /// Record one option etherparse does not know (`option`: kind, length and contents):
+    /// Fast Open, in either form; a cookie of a length RFC 7413 does not allow is ignored.
+    fn record_other(&mut self, option: &[u8]) {
+        let cookie = match option {
+            [KIND_FASTOPEN, _, cookie @ ..] => FastOpenCookie::new(cookie, false),
+            [KIND_EXPERIMENT, _, m0, m1, cookie @ ..] if [*m0, *m1] == FASTOPEN_MAGIC => {
+                FastOpenCookie::new(cookie, true)
+            }
+            _ => return,
+        };
+        if cookie.is_some() {
+            self.fastopen = cookie;
         }
     }
 
@@ -305,7 +385,11 @@ impl TcpOptions {
         } else {
             2 + Self::sack_len(blocks)
         };
-        mss + ws + sp_ts + sack
+        mss + ws + sp_ts + sack + self.fastopen_len().div_ceil(4) * 4
+    }
+
+    fn fastopen_len(&self) -> usize {
+        self.fastopen.map_or(0, |c| c.option_len())
     }
 
     fn compact_len(&self, blocks: usize) -> usize {
@@ -313,7 +397,8 @@ impl TcpOptions {
             + if self.window_scale.is_some() { 3 } else { 0 }
             + if self.sack_permitted { 2 } else { 0 }
             + if self.timestamps.is_some() { 10 } else { 0 }
-            + Self::sack_len(blocks);
+            + Self::sack_len(blocks)
+            + self.fastopen_len();
         raw.div_ceil(4) * 4
     }
 
@@ -363,6 +448,20 @@ impl TcpOptions {
             for block in sack {
                 w.put(&block.left.raw().to_be_bytes())?;
                 w.put(&block.right.raw().to_be_bytes())?;
+            }
+        }
+        if let Some(cookie) = &self.fastopen {
+            // Last, as Linux writes it (`tcp_options_write`), NOP-padded when aligned.
+            let len = u8::try_from(cookie.option_len()).unwrap_or(u8::MAX);
+            if cookie.exp {
+                w.put(&[KIND_EXPERIMENT, len])?;
+                w.put(&FASTOPEN_MAGIC)?;
+            } else {
+                w.put(&[KIND_FASTOPEN, len])?;
+            }
+            w.put(cookie.as_bytes())?;
+            if aligned && len % 4 == 2 {
+                w.put(&[KIND_NOP, KIND_NOP])?;
             }
         }
         // RFC 9293 §3.1: the header is padded with zeros (an EOL and zero padding, MUST-69).
@@ -477,6 +576,65 @@ mod tests {
             TcpOptions::parse(&[1, 1, 1, 30]),
             Err(DropReason::BadTcpOption)
         );
+    }
+
+    #[test]
+    fn fast_open_options_parse_in_both_forms() {
+        // A cookie request (kind 34, empty) between MSS and SACK-permitted, as packetdrill's
+        // `mss 1012,FO,nop,nop,sackOK` is laid out.
+        let o = TcpOptions::parse(&[2, 4, 3, 0xf4, 34, 2, 1, 1, 4, 2]).unwrap();
+        assert_eq!(o.fastopen, Some(FastOpenCookie::request(false)));
+        assert!(o.sack_permitted);
+        assert_eq!(o.mss, Some(1012));
+        // An 8-byte cookie.
+        let o = TcpOptions::parse(&[34, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1]).unwrap();
+        let cookie = o.fastopen.unwrap();
+        assert_eq!(cookie.as_bytes(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(!cookie.exp && !cookie.is_request());
+        // The experimental form: kind 254, magic 0xF989.
+        let o = TcpOptions::parse(&[254, 4, 0xf9, 0x89]).unwrap();
+        assert_eq!(o.fastopen, Some(FastOpenCookie::request(true)));
+        let o = TcpOptions::parse(&[254, 8, 0xf9, 0x89, 9, 9, 9, 9]).unwrap();
+        assert_eq!(o.fastopen.unwrap().as_bytes(), &[9, 9, 9, 9]);
+        // Another experiment, an odd or short cookie: no Fast Open, the rest still read.
+        for area in [
+            &[254, 4, 0xf9, 0x8a, 3, 3, 7, 1][..],
+            &[34, 5, 1, 2, 3, 3, 3, 7],
+            &[34, 4, 1, 2, 3, 3, 7, 1],
+        ] {
+            let o = TcpOptions::parse(area).unwrap();
+            assert_eq!(o.fastopen, None, "{area:?}");
+            assert_eq!(o.window_scale, Some(7), "{area:?}");
+        }
+    }
+
+    #[test]
+    fn fast_open_is_written_last_and_nop_padded_as_linux_does() {
+        // packetdrill's fastopen/server/opt34/simple1.pkt: `mss 1460,sackOK,TS val 10000 ecr
+        // 1,nop,wscale 8,FO 00abaaabe8e954c2,nop,nop`.
+        let cookie = [0x00, 0xab, 0xaa, 0xab, 0xe8, 0xe9, 0x54, 0xc2];
+        let o = TcpOptions {
+            fastopen: FastOpenCookie::new(&cookie, false),
+            ..full_syn()
+        };
+        let bytes = emitted(&o);
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(&bytes[16..20], &[1, 3, 3, 7]);
+        assert_eq!(&bytes[20..22], &[34, 10]);
+        assert_eq!(&bytes[22..30], &cookie);
+        assert_eq!(&bytes[30..], &[1, 1]);
+        assert_eq!(TcpOptions::parse(&bytes).unwrap(), o);
+        // A request alone, and the experimental form, read back as written.
+        for fastopen in [
+            FastOpenCookie::request(false),
+            FastOpenCookie::request(true),
+        ] {
+            let o = TcpOptions {
+                fastopen: Some(fastopen),
+                ..full_syn()
+            };
+            assert_eq!(TcpOptions::parse(&emitted(&o)).unwrap(), o);
+        }
     }
 
     #[test]

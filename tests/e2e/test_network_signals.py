@@ -1,4 +1,5 @@
-"""What the network says besides TCP segments (issue 20): ICMP errors and the path MTU.
+"""What the network says besides TCP segments (issue 20): ICMP errors and the path MTU, ECN,
+TCP Fast Open (kernel clients and servers, and crafted SYNs, against `--fastopen`).
 
 `--impair mtu=1280` is a router whose next hop takes at most 1280 bytes: larger packets are
 dropped and answered with ICMP "fragmentation needed" / ICMPv6 "packet too big", both ways,
@@ -14,7 +15,7 @@ import subprocess
 import time
 
 from conftest import synack_cmd
-from harness import SYNACK4, SYNACK6, ip_layer, wait_until
+from harness import HOST4, SYNACK4, SYNACK6, ip_layer, wait_until
 from scapy.all import TCP
 from test_bulk import pattern_prefix
 
@@ -241,3 +242,168 @@ def test_an_accecn_syn_gets_the_reflecting_ace_and_ce_counts_come_back(synack, p
     ace = (got[TCP].flags.value >> 6) & 7
     assert ace == 0b110, f"ACE {ace:03b}: r.cep is 5 + 1 CE mark"
     assert stats()["in_ce_pkts"] == 1
+
+
+# --- TCP Fast Open (RFC 7413) -----------------------------------------------------------
+
+def kernel_tcp_fastopen(bits: str):
+    """net.ipv4.tcp_fastopen=`bits` in this namespace for the test, with the kernel's cookie
+    cache emptied before and after (tcp_metrics keeps the cookies it got per destination)."""
+    path = "/proc/sys/net/ipv4/tcp_fastopen"
+    old = open(path).read().strip()
+    with open(path, "w") as f:
+        f.write(bits)
+    subprocess.run(["ip", "tcp_metrics", "flush", "all"], check=True, timeout=5)
+    yield
+    subprocess.run(["ip", "tcp_metrics", "flush", "all"], check=True, timeout=5)
+    with open(path, "w") as f:
+        f.write(old)
+
+
+@pytest.fixture
+def kernel_fastopen():
+    """The kernel's TCP may use Fast Open as a client (1); curl --tcp-fastopen asks for it."""
+    yield from kernel_tcp_fastopen("1")
+
+
+@pytest.fixture
+def kernel_fastopen_server():
+    """The kernel's listeners may use Fast Open too (3), if they set TCP_FASTOPEN."""
+    yield from kernel_tcp_fastopen("3")
+
+
+def tfo_option(pkt):
+    """The Fast Open option of a segment as bytes (b"" for a cookie request), or None."""
+    import struct
+    for name, value in pkt[TCP].options:
+        if name == "TFO":
+            return value if isinstance(value, bytes) else struct.pack("!II", *value)
+    return None
+
+
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
+@pytest.mark.synack_args("--fastopen")
+def test_curl_tcp_fastopen_twice_sends_the_request_in_the_second_syn(
+        synack, kernel_fastopen, capture):
+    with capture("tcp port 80") as cap:
+        for _ in range(2):
+            out = subprocess.run(
+                ["curl", "-sS", "--max-time", "10", "--tcp-fastopen", "-o", "/dev/null",
+                 "-w", "%{http_code}", f"http://{SYNACK4}/bytes/100"],
+                capture_output=True, text=True, timeout=15)
+            assert out.returncode == 0 and out.stdout == "200", out
+    pkts = cap.packets()
+    syns = [p for p in pkts if p[TCP].flags == "S"]
+    syn_acks = [p for p in pkts if p[TCP].flags == "SA"]
+    assert len(syns) == 2 and len(syn_acks) == 2, [str(p[TCP].flags) for p in pkts]
+    # First: the kernel asks for a cookie, synack gives one, the request follows the handshake.
+    assert tfo_option(syns[0]) == b"" and len(syns[0][TCP].payload) == 0
+    cookie = tfo_option(syn_acks[0])
+    assert cookie is not None and len(cookie) == 8
+    assert syn_acks[0][TCP].ack == (syns[0][TCP].seq + 1) % (1 << 32)
+    # Second: the cookie and the request ride on the SYN; the SYN,ACK acknowledges both.
+    request = bytes(syns[1][TCP].payload)
+    assert tfo_option(syns[1]) == cookie
+    assert request.startswith(b"GET /bytes/100 HTTP/1.1\r\n"), request
+    assert syn_acks[1][TCP].ack == (syns[1][TCP].seq + 1 + len(request)) % (1 << 32)
+    assert tfo_option(syn_acks[1]) is None
+    s = stats()
+    assert s["fastopen_cookie_reqd"] == 1, s
+    assert s["fastopen_passive"] == 1, s
+    assert s["fastopen_passive_fail"] == 0, s
+
+
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
+def test_without_fastopen_curl_gets_no_cookie(synack, kernel_fastopen, capture):
+    with capture("tcp port 80") as cap:
+        for _ in range(2):
+            out = subprocess.run(
+                ["curl", "-sS", "--max-time", "10", "--tcp-fastopen", "-o", "/dev/null",
+                 f"http://{SYNACK4}/bytes/100"], capture_output=True, text=True, timeout=15)
+            assert out.returncode == 0, out
+    pkts = cap.packets()
+    assert all(tfo_option(p) is None for p in pkts if p[TCP].sport == 80)
+    assert all(len(p[TCP].payload) == 0 for p in pkts if p[TCP].flags == "S")
+    assert stats()["fastopen_passive"] == 0
+
+
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
+@pytest.mark.synack_args("--fastopen")
+def test_a_crafted_fast_open_syn_with_data_is_acknowledged_and_served(synack, peer):
+    import struct
+    first = peer(4, 7)
+    first.syn(options=[("MSS", 1460), ("TFO", b"")])
+    cookie = tfo_option(first.expect_synack())
+    assert cookie is not None and len(cookie) == 8
+    p = peer(4, 7)
+    p.send("S", seq=p.iss, ack=0, payload=b"hello\n",
+           options=[("MSS", 1460), ("TFO", struct.unpack("!II", cookie))])
+    p.snd_nxt = (p.iss + 1 + 6) % (1 << 32)
+    sa = p.expect_synack()
+    assert sa[TCP].ack == p.snd_nxt, "the SYN,ACK acknowledges the data"
+    p.send("A")
+    echo, _ = p.collect(until=lambda data, fin: data == b"hello\n")
+    assert echo == b"hello\n"
+    # A wrong cookie: an ordinary handshake, the data not taken, the right cookie given.
+    q = peer(4, 7)
+    q.send("S", seq=q.iss, ack=0, payload=b"hello\n",
+           options=[("MSS", 1460), ("TFO", (1, 2))])
+    q.snd_nxt = (q.iss + 1) % (1 << 32)
+    sa = q.expect_synack()
+    assert sa[TCP].ack == q.snd_nxt
+    assert tfo_option(sa) == cookie
+    s = stats()
+    assert (s["fastopen_passive"], s["fastopen_passive_fail"]) == (1, 1), s
+
+
+@pytest.mark.kernel_differs("synack's --fastopen, connect --fastopen and counters")
+def test_synack_connect_fastopen_sends_its_data_on_the_second_syn_to_a_kernel_server(
+        synack, kernel_fastopen_server, capture):
+    import threading
+    port = 8092
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_FASTOPEN", 23), 16)
+    srv.bind((HOST4, port))
+    srv.listen(16)
+    srv.settimeout(10)
+    got = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.settimeout(10)
+            data = b""
+            while chunk := conn.recv(4096):
+                data += chunk
+            got.append(data)
+            conn.sendall(b"ok\n")
+            conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    request = b"hello over Fast Open\n"
+    try:
+        with capture(f"tcp port {port}") as cap:
+            for _ in range(2):
+                out = synack_cmd("connect", f"{HOST4}:{port}", "--fastopen", "--send", "-",
+                                 input=request)
+                assert out.returncode == 0 and out.stdout == b"ok\n", out
+        server.join(10)
+    finally:
+        srv.close()
+    assert got == [request, request]
+    pkts = cap.packets()
+    syns = [p for p in pkts if p[TCP].flags == "S"]
+    syn_acks = [p for p in pkts if p[TCP].flags == "SA"]
+    assert len(syns) == 2 and len(syn_acks) == 2
+    # No cookie yet: synack asks; the kernel's SYN,ACK gives one.
+    assert tfo_option(syns[0]) == b"" and len(syns[0][TCP].payload) == 0
+    cookie = tfo_option(syn_acks[0])
+    assert cookie
+    # With it, the data rides on the SYN and the kernel acknowledges it in its SYN,ACK.
+    assert tfo_option(syns[1]) == cookie
+    assert bytes(syns[1][TCP].payload) == request
+    assert syn_acks[1][TCP].ack == (syns[1][TCP].seq + 1 + len(request)) % (1 << 32)
+    s = stats()
+    assert (s["fastopen_active"], s["fastopen_active_fail"]) == (1, 0), s

@@ -9,11 +9,15 @@ an upstream namespace; its own upstream sockets are bound to that veth
                                                       198.19.1.20:1080 (microsocks)
 """
 
+import errno
 import hashlib
+import json
 import os
 import re
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -129,6 +133,69 @@ def test_an_upstream_that_refuses_resets_the_client(relay):
         socket.create_connection((UP4, 8), timeout=5)
     stats = synack_cmd("stats").stdout.decode()
     assert re.search(r"forward_refused\s+1\b", stats), stats
+
+
+@pytest.mark.kernel_differs("synack's relay")
+def test_an_unreachable_destination_fails_the_clients_connect_at_once(relay):
+    """The host's own connect fails (nothing answers for these addresses on up0's link:
+    neighbour discovery gives up after about 3 s, EHOSTUNREACH): the client gets the same
+    error as ICMP from the destination, and its connect() fails as the host's did
+    instead of retrying its SYN for two minutes."""
+    # (IPv6 has no such case here: the host's connect to a silent IPv6 neighbour just
+    # times out; the ICMPv6 form is a unit test.)
+    for dest in ["198.18.77.1", "198.19.1.99"]:
+        harness.run(["ip", "route", "add", f"{dest}/32", "dev", "synack0"], check=True)
+        start = time.monotonic()
+        with pytest.raises(OSError) as err:
+            socket.create_connection((dest, 80), timeout=15)
+        assert err.value.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH), (dest, err.value)
+        assert time.monotonic() - start < 10, dest
+    stats = synack_cmd("stats").stdout.decode()
+    assert re.search(r"forward_unreachable\s+2\b", stats), stats
+
+
+def upstream_endings():
+    """How the connections to the upstream's port 5003 ended, in order."""
+    with socket.create_connection((UP4, 5004), timeout=5) as s:
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(4096)
+            assert chunk, line
+            line += chunk
+    return json.loads(line)
+
+
+@pytest.mark.kernel_differs("synack's relay")
+def test_a_stalled_upstream_closes_the_window_and_a_client_reset_aborts_it(relay):
+    """Nothing held beyond the windows: the upstream reads nothing, so synack holds at most
+    its receive buffer for the client and then offers it a zero window; when the client
+    resets, the upstream connection is aborted at once."""
+    rmem_max, slack = 32 << 20, 64 << 10  # --rmem's MAX, and the window's rounding
+    c = socket.create_connection((UP4, 5003), timeout=10)
+    name = "{}:{}".format(*c.getsockname())
+    try:
+        c.setblocking(False)
+        data, sent = memoryview(bytes(64 << 20)), 0
+        deadline = time.monotonic() + 30
+        while sent < len(data) and time.monotonic() < deadline:
+            try:
+                sent += c.send(data[sent:sent + (1 << 20)])
+            except BlockingIOError:
+                if not select.select([], [c], [], 1.0)[1]:
+                    break
+        assert sent < len(data), "the client sent 64 MiB to an upstream that reads nothing"
+
+        def row():
+            out = synack_cmd("status", "--json").stdout
+            rows = [r for r in json.loads(out) if r.get("peer") == name]
+            return rows[0] if rows else None
+
+        assert harness.wait_until(lambda: (row() or {}).get("rcv_wnd") == 0, 5), row()
+        assert 0 < row()["recv_q"] <= rmem_max + slack, row()
+    finally:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    assert harness.wait_until(lambda: upstream_endings() == ["reset"], 5), upstream_endings()
 
 
 @pytest.mark.kernel_differs("synack's relay")

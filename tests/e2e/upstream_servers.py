@@ -2,13 +2,17 @@
 upstream network namespace: on every address given, port 7 echoes (RFC 862, half-close
 aware), port 80 answers one HTTP request with `upstream <local address>`, port 5001 answers
 the SHA-256 of everything it read once the client half-closes, port 5002 sends N bytes
-(N is the decimal number in the client's first line) of a counting pattern and closes.
-Threads, one per connection; it runs until killed."""
+(N is the decimal number in the client's first line) of a counting pattern and closes,
+port 5003 reads nothing and notes how its connection ended ("eof" or "reset"), and port
+5004 answers those notes, as JSON, to whoever connects. Threads, one per connection; it
+runs until killed."""
 
 import hashlib
+import json
 import socket
 import sys
 import threading
+import time
 
 
 def pattern(n: int) -> bytes:
@@ -66,7 +70,26 @@ def source(conn):
         sent += len(chunk)
 
 
-HANDLERS = {7: echo, 80: http, 5001: sha, 5002: source}
+ENDINGS = []
+
+
+def hold(conn):
+    """Read nothing (the relay must close its client's window), and note how the connection
+    ends, from the socket's TCP state (a reset leaves the unread bytes readable): CLOSE
+    after a reset, CLOSE-WAIT after a FIN."""
+    while True:
+        state = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+        if state in (7, 8):  # TCP_CLOSE, TCP_CLOSE_WAIT
+            ENDINGS.append("reset" if state == 7 else "eof")
+            return
+        time.sleep(0.05)
+
+
+def endings(conn):
+    conn.sendall(json.dumps(ENDINGS).encode() + b"\n")
+
+
+HANDLERS = {7: echo, 80: http, 5001: sha, 5002: source, 5003: hold, 5004: endings}
 
 
 def serve(addr, port, handler):

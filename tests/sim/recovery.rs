@@ -88,6 +88,27 @@ fn packet(q: &Quad, seg: &TcpSegment<'_>) -> Vec<u8> {
     buf
 }
 
+/// An IPv4 packet whose TCP payload exceeds MSS, split into MSS-sized segments (as a device
+/// with segmentation offload does); anything else as it is.
+fn split_super(p: Vec<u8>) -> Vec<Vec<u8>> {
+    let tcp_hdr = usize::from(p.get(32).copied().unwrap_or(0) >> 4) * 4;
+    let hdr_len = 20 + tcp_hdr;
+    // The MSS less the options every segment carries (timestamps), as the sender counts it.
+    let size = usize::from(MSS) - tcp_hdr.saturating_sub(20);
+    if p.len() <= hdr_len + size {
+        return vec![p];
+    }
+    let g = wire::Gso {
+        ipv6: false,
+        hdr_len: hdr_len as u16,
+        segment_size: size as u16,
+        csum_start: 20,
+    };
+    let mut v = Vec::new();
+    wire::gso::split(&p, g, &mut |s| v.push(s.to_vec())).expect("a well-formed super-segment");
+    v
+}
+
 impl Path {
     /// A sender that will send `total` bytes over a path of one-way `delay`, both ends with
     /// `cfg`; `drop` decides which packets the path loses.
@@ -206,7 +227,10 @@ impl Path {
         let q = quad();
         s.poll_transmit(self.now, &mut |seg| out.push(packet(&q, seg)));
         for p in out {
-            self.put(true, p);
+            // A super-segment (`gso_max`) is split as the kernel would, before the path.
+            for p in split_super(p) {
+                self.put(true, p);
+            }
         }
     }
 
@@ -399,6 +423,41 @@ fn sack_recovery_retransmits_each_lost_segment_once() {
         );
         assert_eq!(p.sender.events().rto_expirations, 0, "{cc}");
     }
+}
+
+/// Issue 19's loss suite: with segmentation offload a flight leaves as 64 KiB super-segments,
+/// each one record of the sent log. A loss in the middle of one, with the rest of it SACKed,
+/// made RACK mark the whole record lost, and recovery resent every segment of it: the ones
+/// the receiver held too (each answered with a D-SACK). The log splits its records at the
+/// SACK blocks' edges (as Linux's `tcp_sacktag_walk` fragments an skb), so only the hole is
+/// resent.
+#[test]
+fn a_loss_inside_a_super_segment_resends_only_the_hole() {
+    crate::init_logs();
+    let cfg = Config {
+        gso_max: 65536,
+        ..Config::default()
+    };
+    let mut p = Path::new(
+        cfg,
+        RTT / 2,
+        400 * usize::from(MSS),
+        first_copy_of(&[45, 47, 130, 260]),
+    );
+    p.run(Duration::from_secs(30));
+    assert!(p.complete(), "transfer incomplete: {}", p.received);
+    let lost = dropped_offsets(&p);
+    assert_eq!(lost.len(), 4);
+    assert!(
+        p.sent.iter().any(|s| s.len > u32::from(MSS)) || p.sent.len() > 400,
+        "the sender used segmentation offload"
+    );
+    assert_eq!(
+        p.resent(),
+        lost.iter().map(|&o| (o, 2)).collect::<Vec<_>>(),
+        "(offset, times sent) of every segment sent more than once"
+    );
+    assert_eq!(p.sender.events().rto_expirations, 0);
 }
 
 /// Random loss (1 %, seeded), 2000 segments: in every run that needed no retransmission
@@ -773,4 +832,33 @@ fn a_spurious_timeout_without_timestamps_is_detected_by_frto() {
     assert!(ev.rto_expirations >= 1, "no timeout: {ev:?}");
     assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
     assert!(p.resent().len() <= 2, "{:?}", p.resent());
+}
+
+/// Issue 19's loss suite: a loss late in a slow-start round. The round's ACKs arrive in one
+/// batch, so the flight left when RACK detects the loss is only what lies above the hole (the
+/// cumulative ACKs before it took the rest); ssthresh = β · that flight was a tenth of the
+/// window and the transfer crawled at 7 segments a round trip. The reduction starts from
+/// cwnd, as Linux's.
+#[test]
+fn a_loss_late_in_a_slow_start_round_reduces_from_the_window() {
+    crate::init_logs();
+    // Rounds of 10, 20, 40: segment 60 is the 31st of the third.
+    let mut p = Path::new(
+        Config::default(),
+        RTT / 2,
+        700 * usize::from(MSS),
+        first_copy_of(&[60]),
+    );
+    let start = p.now;
+    let mut ssthresh = None;
+    while ssthresh.is_none() && p.now - start < Duration::from_secs(2) {
+        p.run(Duration::from_millis(10));
+        ssthresh = p.sender.tcp_info(Duration::ZERO).ssthresh;
+    }
+    let segs = ssthresh.map(|s| s / u32::from(MSS));
+    // cwnd had grown to about 70 segments when the loss was found: 0.7 · 70 ≈ 49.
+    assert!(segs.is_some_and(|s| s >= 40), "ssthresh {segs:?} segments");
+    p.run(Duration::from_secs(10));
+    assert!(p.complete());
+    assert_eq!(p.resent().len(), 1, "{:?}", p.resent());
 }

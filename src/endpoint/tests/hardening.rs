@@ -14,14 +14,22 @@ pub(super) struct Seg {
 }
 
 pub(super) fn net_with(limits: Limits) -> Net {
-    let mut net = Net::v4();
-    let cfg = EndpointConfig {
+    net_with_config(limits, test_config())
+}
+
+/// The configuration of `Net::v4`'s endpoint: echo on 7, http on 80, MTU 1500.
+pub(super) fn test_config() -> EndpointConfig {
+    EndpointConfig {
         addrs: vec![ip(US4), ip(US6)],
         listeners: vec![(7, ServiceKind::Echo), (80, ServiceKind::Http)],
         mtu: 1500,
         time_wait: Duration::from_secs(1),
         ..EndpointConfig::default()
-    };
+    }
+}
+
+pub(super) fn net_with_config(limits: Limits, cfg: EndpointConfig) -> Net {
+    let mut net = Net::v4();
     net.ep = Endpoint::new(cfg, [3; 16], net.now).with_limits(limits);
     net
 }

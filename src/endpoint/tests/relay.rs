@@ -541,3 +541,72 @@ fn with_addr_any_pings_are_answered_only_for_our_own_addresses() {
     assert!(out.is_empty());
     assert_eq!(plain.ep.stats().not_ours, 1);
 }
+
+#[test]
+fn a_direct_destination_the_host_cannot_reach_answers_the_client_with_that_icmp_error() {
+    for (kind, peer, dest) in [
+        (
+            crate::wire::IcmpErrorKind::HostUnreachable,
+            PEER4,
+            "198.19.1.99:443",
+        ),
+        (
+            crate::wire::IcmpErrorKind::NetUnreachable,
+            PEER4,
+            "198.19.7.1:80",
+        ),
+        (
+            crate::wire::IcmpErrorKind::HostUnreachable,
+            PEER6,
+            "[2001:2:1::99]:80",
+        ),
+    ] {
+        let mut net = transparent_net();
+        let dest: std::net::SocketAddr = dest.parse().unwrap();
+        net.us = dest.ip();
+        net.peer = ip(peer);
+        net.send(&TcpSegment {
+            dst_port: dest.port(),
+            flags: Flags::SYN,
+            ..FROM_PEER
+        });
+        assert_eq!(net.ep.take_relay_events().len(), 1);
+        let q = Quad {
+            local: dest,
+            remote: std::net::SocketAddr::new(ip(peer), 40000),
+        };
+        net.ep.forward_unreachable(&q, kind);
+        assert_eq!(net.ep.poll_timeout(), Some(Instant::ZERO));
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert_eq!(tx.len(), 1, "one ICMP error, no RST");
+        match crate::wire::parse(&tx[0]) {
+            Ok(crate::wire::Packet::IcmpError { src, dst, error }) => {
+                assert_eq!(src, dest.ip(), "sent as the destination");
+                assert_eq!(dst, ip(peer));
+                assert_eq!(error.kind, kind);
+                // The quote is the client's SYN, as the client's TCP will look it up.
+                assert_eq!(
+                    error.quad,
+                    Quad {
+                        local: q.remote,
+                        remote: dest
+                    }
+                );
+                assert_eq!(error.seq, PEER_ISN);
+            }
+            other => panic!("not an ICMP error: {other:?}"),
+        }
+        let stats = net.ep.stats();
+        assert_eq!(
+            (stats.forward_unreachable, stats.forward_connect_failures),
+            (1, 1)
+        );
+        assert_eq!(net.ep.connection_count(), 0);
+        // Answered once.
+        net.ep.forward_unreachable(&q, kind);
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert!(tx.is_empty());
+    }
+}

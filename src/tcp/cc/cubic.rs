@@ -137,6 +137,18 @@ impl Cubic {
             let target = w_cubic(t + rtt).clamp(cwnd, 1.5 * cwnd);
             cwnd + (target - cwnd) / cwnd * acked
         };
+        // Departure, as Linux (`bictcp_update`: "the initial growth of cubic function may be
+        // too conservative when the available bandwidth is still unknown", cnt ≤ 20): while
+        // no W_max is known (slow start was left without a loss, by HyStart++, or after a
+        // timeout), cwnd grows by at least one segment per 20 acknowledged, 5 % a round
+        // trip. RFC 9438's curve from K = 0 adds 0.4 segment in the first second; a flow
+        // that HyStart++ stopped at half a 100 Mbit/s × 40 ms path stayed there (issue 19's
+        // loss suite).
+        let new_cwnd = if self.w_max <= 0.0 {
+            new_cwnd.max(cwnd + acked / 20.0)
+        } else {
+            new_cwnd
+        };
         if let Some(e) = self.epoch.as_mut() {
             e.w_est = w_est;
             e.last = now;
@@ -291,6 +303,29 @@ mod tests {
             "{} vs {expect}",
             w(k + 3.0)
         );
+    }
+
+    #[test]
+    fn without_a_known_w_max_the_window_grows_at_least_5_percent_a_round_trip() {
+        // Slow start left at 100 segments without a loss (HyStart++): W_max unknown.
+        let mut cc = CongestionControl::new(CcKind::Cubic, MSS);
+        if let CongestionControl::Cubic(c) = &mut cc {
+            c.w.cwnd = 100 * MSS;
+            c.w.ssthresh = 100 * MSS;
+        }
+        let mut t = Instant::ZERO;
+        for _ in 0..20 {
+            t = round_trip(&mut cc, t, Duration::from_millis(40));
+        }
+        // 1.05^20 ≈ 2.65; the curve from K = 0 and W_est alone would give about 111.
+        let segs = f64::from(cc.cwnd()) / f64::from(MSS);
+        assert!(segs > 240.0, "cwnd = {segs}");
+        // With a W_max (after a loss) the curve alone rules: concave toward it.
+        let mut cc = after_loss_at_100(Instant::ZERO);
+        for _ in 0..20 {
+            t = round_trip(&mut cc, t, Duration::from_millis(40));
+        }
+        assert!(cc.cwnd() < 90 * MSS, "cwnd = {}", cc.cwnd() / MSS);
     }
 
     #[test]

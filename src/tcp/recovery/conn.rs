@@ -61,6 +61,7 @@ impl Connection {
         let sb = &self.scoreboard;
         let st = state(&mut self.rec.st);
         if !sb.is_empty() {
+            st.sent.split_at_sack_edges(sb.ranges());
             st.sent
                 .on_sacked(now, |a, b| sb.covers(a, b), &mut d, &mut st.fack);
         }
@@ -95,7 +96,8 @@ impl Connection {
             // reduction, TCPLossProbeRecovery), without a recovery episode.
             self.events.loss_probe_recovery += 1;
             let flight_now = self.snd.nxt.distance_from(self.snd.una);
-            self.cc.enter_recovery(now, flight, true);
+            self.cc
+                .enter_recovery(now, self.cc.cwnd().max(flight), true);
             self.cc.on_recovery_exit(now, flight_now);
         }
         let marked = self.rack_detect_loss(now, flight);
@@ -305,7 +307,13 @@ impl Connection {
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
             self.undo_start();
-            self.cc.enter_recovery(now, flight, true);
+            // Departure: the reduction starts from cwnd (as Linux's `ssthresh` hooks:
+            // `bictcp_recalc_ssthresh`, `tcp_reno_ssthresh`), not from the flight before this
+            // ACK (RFC 9438 §4.6, RFC 5681 §3.2): a round's ACKs read in one batch (a TUN
+            // read, GRO, stretch ACKs) shrink the flight ACK by ACK before anything is sent,
+            // so a loss late in a slow-start round left ssthresh at a tenth of the window
+            // (issue 19's loss suite).
+            self.cc.enter_recovery(now, prior_cwnd.max(flight), true);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events.sack_recovery += 1;

@@ -129,20 +129,29 @@ impl SentLog {
 
     /// Split the record containing `at` (strictly inside it) in two.
     fn split_at(&mut self, at: SeqNum) {
-        let Some(i) = self
-            .segs
-            .iter()
-            .position(|s| s.start.lt(at) && at.lt(s.end))
-        else {
-            return;
-        };
+        // Records are in sequence order and do not overlap: the first that ends after `at`.
+        let i = self.segs.partition_point(|s| s.end.le(at));
         let Some(s) = self.segs.get_mut(i) else {
             return;
         };
+        if !(s.start.lt(at) && at.lt(s.end)) {
+            return;
+        }
         let mut tail = *s;
         s.end = at;
         tail.start = at;
         self.segs.insert(i + 1, tail);
+    }
+
+    /// Split the records at the edges of the SACKed ranges, so that a record (a
+    /// super-segment sent in one piece) is either SACKed in full or not at all: RACK then
+    /// marks only its holes lost, and only they are resent (Linux's `tcp_sacktag_walk`
+    /// fragments an skb at a SACK block's edges the same way).
+    pub fn split_at_sack_edges(&mut self, ranges: impl Iterator<Item = (SeqNum, SeqNum)>) {
+        for (l, r) in ranges {
+            self.split_at(l);
+            self.split_at(r);
+        }
     }
 
     /// An ACK: SND.UNA is now `una`; `is_sacked` tells which sequence ranges the scoreboard
@@ -181,11 +190,15 @@ impl SentLog {
                 continue;
             }
             if front.start.lt(una) {
-                // Partly acknowledged: keep the rest.
+                // Partly acknowledged (a super-segment, or a segment the peer split): what
+                // was delivered ends at `una`, and the rest stays in flight. Reporting the
+                // record's own end as delivered made RACK take the rest for delivered too,
+                // then mark it lost one RTT + reo_wnd later (the peer's delayed ACK for
+                // its last segment was enough).
+                let delivered = Sent { end: una, ..*front };
                 front.start = una;
-                if !front.sacked {
-                    let s = *front;
-                    deliver(now, before, &s, &mut d);
+                if !delivered.sacked {
+                    deliver(now, before, &delivered, &mut d);
                 }
             }
             break;
@@ -375,6 +388,47 @@ mod tests {
                 (s(2000), s(4000), false)
             ]
         );
+    }
+
+    #[test]
+    fn a_partial_ack_delivers_only_what_it_covers() {
+        let mut log = SentLog::default();
+        log.on_send(s(0), s(4000), t(10));
+        let d = log.on_ack(t(50), s(3000), |_, _| false, &mut None);
+        // RACK's newest delivered ends at the ACK, not at the record's end: the rest, sent
+        // at the same time with a higher end, counts as sent after it.
+        assert_eq!(d.newest, Some((t(10), s(3000), false)));
+        let rest = log.iter().next().copied();
+        assert_eq!(rest.map(|r| (r.start, r.end)), Some((s(3000), s(4000))));
+        assert!(rest.is_some_and(|r| sent_after(r.xmit, r.end, t(10), s(3000))));
+    }
+
+    #[test]
+    fn a_record_partly_sacked_is_split_at_the_blocks_edges() {
+        let mut log = SentLog::default();
+        // One super-segment of four segments; the second is lost, the rest SACKed.
+        log.on_send(s(0), s(4000), t(10));
+        log.on_send(s(4000), s(5000), t(11));
+        log.split_at_sack_edges([(s(2000), s(4000)), (s(4500), s(4600))].into_iter());
+        let sacked = |a: SeqNum, b: SeqNum| a.ge(s(2000)) && b.le(s(4000));
+        let mut d = Delivered::default();
+        log.on_sacked(t(60), sacked, &mut d, &mut None);
+        let v: Vec<_> = log.iter().map(|r| (r.start, r.end, r.sacked)).collect();
+        assert_eq!(
+            v,
+            [
+                (s(0), s(2000), false),
+                (s(2000), s(4000), true),
+                (s(4000), s(4500), false),
+                (s(4500), s(4600), false),
+                (s(4600), s(5000), false),
+            ]
+        );
+        assert_eq!(d.newly_sacked, 1);
+        assert_eq!(log.pipe(), 3000);
+        // Edges outside every record, or on a record's edge, change nothing.
+        log.split_at_sack_edges([(s(0), s(2000)), (s(9000), s(9500))].into_iter());
+        assert_eq!(log.iter().count(), 5);
     }
 
     #[test]
