@@ -435,7 +435,11 @@ impl Connection {
         mss: usize,
     ) {
         if seg.flags.syn() {
-            if !seg.flags.ack() && mode == EcnMode::On {
+            if !seg.flags.ack() && label == Label::RtoRetransmit {
+                // A SYN retransmitted after a timeout asks for nothing, in case a middlebox
+                // drops ECN-setup SYNs (RFC 3168 §6.1.1.1, RFC 9768 §3.1.4.1; Linux's
+                // tcp_ecn_fallback=1 clears AE, CWR and ECE from it).
+            } else if !seg.flags.ack() && mode == EcnMode::On {
                 seg.flags |= Flags::ECE | Flags::CWR;
             } else if !seg.flags.ack() && mode == EcnMode::AccEcn {
                 // RFC 9768 §3.1.1: asking for AccECN.

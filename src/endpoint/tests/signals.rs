@@ -1009,3 +1009,31 @@ fn accecn_as_a_client_asks_and_reflects_the_syn_ack() {
         );
     }
 }
+
+/// RFC 3168 §6.1.1.1 and RFC 9768 §3.1.4.1, as Linux's `tcp_ecn_fallback=1`: a SYN
+/// retransmitted after a timeout asks for no ECN, in case ECN-setup SYNs are dropped.
+#[test]
+fn a_retransmitted_syn_asks_for_no_ecn() {
+    for (mode, first) in [
+        (tcp::EcnMode::On, Flags::SYN | Flags::ECE | Flags::CWR),
+        (
+            tcp::EcnMode::AccEcn,
+            Flags::SYN | Flags::AE | Flags::CWR | Flags::ECE,
+        ),
+    ] {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().ecn = mode;
+        net.ep
+            .connect(net.now, SocketAddr::new(net.peer, 9), Vec::new())
+            .unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert_eq!(parsed(&tx)[0].flags, first);
+        net.now += Duration::from_secs(2);
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        let again = parsed(&tx);
+        assert_eq!(again.len(), 1, "{mode}: one retransmitted SYN");
+        assert_eq!(again[0].flags, Flags::SYN, "{mode}");
+    }
+}
