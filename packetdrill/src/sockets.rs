@@ -111,6 +111,12 @@ impl Stack {
                     crate::note(&format!("sysctl {line}: mapped onto synack's {what}"));
                 }
                 Applied::Ignored(why) => crate::note(&format!("sysctl {line}: ignored ({why})")),
+                Applied::FastOpenKey(key) => {
+                    self.clock.ep.set_fast_open_key(key);
+                    crate::note(&format!(
+                        "sysctl {line}: mapped onto synack's Fast Open key"
+                    ));
+                }
             }
         }
         self.sysctl_seen = lines.len();

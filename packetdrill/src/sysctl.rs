@@ -17,6 +17,8 @@ pub enum Applied {
     Mapped(String),
     /// No equivalent in synack (or a value synack cannot take): why it is ignored.
     Ignored(String),
+    /// `tcp_fastopen_key`: the endpoint's Fast Open cookie key (not part of `tcp::Config`).
+    FastOpenKey(tcp::FastOpenKey),
 }
 
 /// Apply one `key=value` line (as `sysctl` takes it: `net.ipv4.tcp_sack=1`, or the
@@ -122,15 +124,14 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
                 None => number(),
             };
             let Some(bits) = parsed else { return bad() };
-            config.fastopen.server = bits & 0x2 != 0;
-            Applied::Mapped(format!("fastopen server = {}", config.fastopen.server))
+            config.fastopen = bits & 0x2 != 0;
+            Applied::Mapped(format!("fastopen = {}", config.fastopen))
         }
         "tcp_fastopen_key" => {
             let Some(key) = tcp::FastOpenKey::parse_linux(value) else {
                 return bad();
             };
-            config.fastopen.key = key;
-            Applied::Mapped("fastopen key".into())
+            Applied::FastOpenKey(key)
         }
         _ => Applied::Ignored("no equivalent in synack".into()),
     }
@@ -182,17 +183,18 @@ mod tests {
     fn fast_open_bits_and_key_are_mapped() {
         let mut config = tcp::Config::default();
         apply(&mut config, "net.ipv4.tcp_fastopen=0x70403");
-        assert!(config.fastopen.server);
+        assert!(config.fastopen);
         apply(&mut config, "net.ipv4.tcp_fastopen=1");
-        assert!(!config.fastopen.server);
+        assert!(!config.fastopen);
         let applied = apply(
             &mut config,
             "net.ipv4.tcp_fastopen_key=a0bf63f7-ed803d81-cd641d30-cebc4a90",
         );
-        assert_eq!(applied, Applied::Mapped("fastopen key".into()));
         assert_eq!(
-            config.fastopen.key,
-            tcp::FastOpenKey::parse_linux("a0bf63f7-ed803d81-cd641d30-cebc4a90").unwrap()
+            applied,
+            Applied::FastOpenKey(
+                tcp::FastOpenKey::parse_linux("a0bf63f7-ed803d81-cd641d30-cebc4a90").unwrap()
+            )
         );
         assert!(matches!(
             apply(&mut config, "net.ipv4.tcp_fastopen_key=nonsense"),

@@ -223,7 +223,7 @@ impl Endpoint {
         let mut queued = 0;
         if fastopen {
             queued = match self.fastopen_cookies.get(remote.ip()) {
-                Some((cookie, mss)) => conn.connect_fast_open(cookie, &data, mss.min(local_mss)),
+                Some((cookie, mss)) => conn.connect_fast_open(cookie, &data, mss),
                 None => conn.connect_fast_open(FastOpenCookie::request(false), &[], 0),
             };
         }

@@ -332,8 +332,6 @@ impl Counters {
         self.mtu_probe_successes += u64::from(e.mtu_probe_successes);
         self.mtu_probe_failures += u64::from(e.mtu_probe_failures);
         self.ecn_cwnd_reductions += u64::from(e.ecn_cwnd_reductions);
-        self.fastopen_active += u64::from(e.fastopen_active);
-        self.fastopen_active_fail += u64::from(e.fastopen_active_fail);
         self.out_of_window_rst += e.out_of_window_rst;
         self.rst_challenged += e.rst_challenged;
         self.syn_challenged += e.syn_challenged;

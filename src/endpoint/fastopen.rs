@@ -3,7 +3,7 @@
 //! The connection's part is `tcp/fastopen.rs`.
 
 use super::Endpoint;
-use crate::tcp::FastOpen;
+use crate::tcp::FastOpenKey;
 use crate::wire::{FastOpenCookie, Quad, TcpSegment};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,6 +45,12 @@ impl CookieCache {
 }
 
 impl Endpoint {
+    /// Replace the key of the Fast Open cookies we give (packetdrill's `tcp_fastopen_key`,
+    /// so that a script's expected cookies are Linux's).
+    pub fn set_fast_open_key(&mut self, key: FastOpenKey) {
+        self.fastopen_key = key;
+    }
+
     /// RFC 7413 §4.2.2, as Linux's `tcp_try_fastopen`: a listener with Fast Open on, a SYN
     /// with the option, and fewer Fast Open connections pending than the listener's backlog
     /// (§5.1; Linux's `tcp_fastopen_queue_check` with the backlog as the limit, as
@@ -55,7 +61,7 @@ impl Endpoint {
         quad: &Quad,
         syn: &TcpSegment<'_>,
         listener: usize,
-        fo: FastOpen,
+        server: bool,
     ) -> Verdict {
         let Some(option) = syn.options.fastopen else {
             return Verdict::None;
@@ -64,14 +70,14 @@ impl Endpoint {
             // Linux counts every request, whether or not it can answer.
             self.counters.fastopen_cookie_reqd += 1;
         }
-        if !fo.server {
+        if !server {
             return Verdict::None;
         }
         if self.queues.fast_open(listener) >= self.backlog_of(listener) {
             self.counters.fastopen_listen_overflow += 1;
             return Verdict::None;
         }
-        let Some(mut ours) = fo.key.cookie(quad.remote.ip(), quad.local.ip()) else {
+        let Some(mut ours) = self.fastopen_key.cookie(quad.remote.ip(), quad.local.ip()) else {
             return Verdict::None;
         };
         if !option.is_request() {

@@ -342,6 +342,9 @@ pub struct Endpoint {
     pmtu: icmp::PathMtuCache,
     /// TCP Fast Open cookies servers gave our active opens (`fastopen.rs`).
     fastopen_cookies: fastopen::CookieCache,
+    /// The key of the Fast Open cookies we give (RFC 7413 §4.1.2), derived from the secret
+    /// (not kept in `tcp::Config`, which every connection copies).
+    fastopen_key: tcp::FastOpenKey,
     /// The `--impair` link's counters, handed over by the driver (`set_link_counters`).
     link_counters: Vec<(&'static str, u64)>,
 }
@@ -368,10 +371,7 @@ impl Endpoint {
             ts_key: tcp::TsKey(isn::derive_key(&secret, b"tsval offset")),
             mtu_probing: config.mtu_probing,
             ecn: config.ecn,
-            fastopen: tcp::FastOpen {
-                server: config.fastopen,
-                key: tcp::FastOpenKey(isn::derive_key(&secret, b"fast open cookie")),
-            },
+            fastopen: config.fastopen,
             ..tcp::Config::default()
         };
         let listeners = config.listeners.len();
@@ -424,6 +424,7 @@ impl Endpoint {
             sockets: sockets::SocketTable::default(),
             pmtu: icmp::PathMtuCache::default(),
             fastopen_cookies: fastopen::CookieCache::default(),
+            fastopen_key: tcp::FastOpenKey(isn::derive_key(&secret, b"fast open cookie")),
             link_counters: Vec::new(),
         }
     }
@@ -627,9 +628,6 @@ impl Endpoint {
                     self.mem_pressure,
                 );
                 let reply = entry.conn.on_segment(now, seg);
-                if let Some((cookie, mss)) = entry.conn.take_fast_open_cookie() {
-                    self.fastopen_cookies.learn(quad.remote.ip(), cookie, mss);
-                }
                 self.settle(id, false);
                 self.requeue(id);
                 self.mark_dirty(id);
@@ -1195,6 +1193,16 @@ impl Endpoint {
             Self::emit(buf, counters, local, remote, seg, Some(segment_size), tx);
         });
         self.counters.add_events(&conn.take_events());
+        // Fast Open as a client: the cookie a SYN,ACK gave, and whether our SYN's data got
+        // through (endpoint/fastopen.rs).
+        if let Some((cookie, mss)) = conn.take_fast_open_cookie() {
+            self.fastopen_cookies.learn(remote, cookie, mss);
+        }
+        match conn.take_fast_open_outcome() {
+            Some(true) => self.counters.fastopen_active += 1,
+            Some(false) => self.counters.fastopen_active_fail += 1,
+            None => {}
+        }
         if conn.state() == State::TimeWait
             && !entry.in_time_wait
             && self.time_wait >= self.limits.max_time_wait

@@ -786,6 +786,40 @@ impl Sockets<'_> {
         Err(SocketError::InProgress)
     }
 
+    /// `sendto(fd, data, MSG_FASTOPEN, remote)`: [`Sockets::connect`] with TCP Fast Open (RFC
+    /// 7413 §4.2.1). With a cookie for `remote`'s address (from an earlier connection's
+    /// SYN,ACK), the SYN carries it and the front of `data`: returns how much of `data` was
+    /// queued. Without one, the SYN asks for a cookie, nothing of `data` is taken, and the
+    /// answer is `InProgress`, as Linux's (the program sends it once connected).
+    pub fn connect_fast_open(
+        &mut self,
+        now: Instant,
+        h: SocketHandle,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<usize, SocketError> {
+        match self.connect(now, h, remote) {
+            Err(SocketError::InProgress) => {}
+            Ok(()) => return Err(SocketError::AlreadyConnected),
+            Err(e) => return Err(e),
+        }
+        let Phase::Connected { slot, .. } = self.ep.sockets.get(h)?.phase else {
+            return Err(SocketError::InProgress);
+        };
+        let cached = self.ep.fastopen_cookies.get(canonical(remote).ip());
+        let Some(entry) = entry_mut(&mut self.ep.slots, slot) else {
+            return Err(SocketError::InProgress);
+        };
+        match cached {
+            Some((cookie, mss)) => Ok(entry.conn.connect_fast_open(cookie, data, mss)),
+            None => {
+                let request = crate::wire::FastOpenCookie::request(false);
+                entry.conn.connect_fast_open(request, &[], 0);
+                Err(SocketError::InProgress)
+            }
+        }
+    }
+
     /// The keep-alive settings `SO_KEEPALIVE` turns on: the endpoint's, or Linux's defaults.
     fn keepalive(&self) -> crate::tcp::KeepAlive {
         crate::tcp::KeepAlive::after(

@@ -19,10 +19,6 @@ pub struct ConnEvents {
     pub mtu_probe_failures: u32,
     /// ECN (RFC 3168): congestion window reductions for the peer's ECE.
     pub ecn_cwnd_reductions: u32,
-    /// TCP Fast Open, our SYN's data: acknowledged by the SYN,ACK (Linux:
-    /// `TCPFastOpenActive`), or not (sent again after the handshake: `TCPFastOpenActiveFail`).
-    pub fastopen_active: u32,
-    pub fastopen_active_fail: u32,
     /// RFC 7323 §5.3: segments with a TSval older than TS.Recent (dropped, ACKed).
     pub paws_rejected: u64,
     /// RFC 9293 §3.10.7.4, RFC 5961 §3.2: RSTs outside the receive window (dropped silently).

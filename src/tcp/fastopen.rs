@@ -1,6 +1,6 @@
 //! TCP Fast Open (RFC 7413): data on the SYN, once the client holds a cookie from the server.
 //!
-//! - **Server** (`--fastopen`, [`FastOpen::server`]): the endpoint checks the SYN's cookie
+//! - **Server** (`--fastopen`, `Config::fastopen`): the endpoint checks the SYN's cookie
 //!   against [`FastOpenKey::cookie`] (`endpoint::on_listen`); with a valid one the connection is
 //!   built by [`Connection::accept_fast_open`], which takes the SYN's data at once (RCV.NXT
 //!   past it, so the SYN,ACK acknowledges it, RFC 7413 §4.2.2) and lets the service run in
@@ -77,17 +77,6 @@ impl FastOpenKey {
     }
 }
 
-/// Fast Open's settings (part of [`Config`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FastOpen {
-    /// Listeners accept Fast Open (`--fastopen`; Linux: bit 0x2 of `tcp_fastopen`). Off by
-    /// default, as on Linux.
-    pub server: bool,
-    /// The cookie secret: the endpoint derives it from its random secret; packetdrill sets
-    /// Linux's `tcp_fastopen_key`.
-    pub key: FastOpenKey,
-}
-
 /// A connection's Fast Open state.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct FastOpenState {
@@ -103,6 +92,10 @@ pub(super) struct FastOpenState {
     pub syn_data: u32,
     /// Active: the cookie the peer's SYN,ACK gave, until the endpoint takes it.
     pub learned: Option<FastOpenCookie>,
+    /// Active: whether the SYN,ACK acknowledged our SYN's data, until the endpoint counts it
+    /// (kept here rather than in `ConnEvents`, so that connections without Fast Open do not
+    /// pay for it).
+    pub data_acked: Option<bool>,
 }
 
 impl Connection {
@@ -149,19 +142,21 @@ impl Connection {
     }
 
     /// Before the SYN goes out (SYN-SENT): Fast Open, with `option` a cookie request or the
-    /// cookie the server gave; with a cookie, `data` rides on the SYN up to `mss` less the
-    /// most options can take (as Linux's `tcp_send_syn_data`), and the rest follows once
-    /// the connection is established. Returns how much of `data` was queued.
+    /// cookie the server gave; with a cookie, `data` rides on the SYN up to `mss` (the one the
+    /// server announced before, or ours if smaller) less the most options can take (as
+    /// Linux's `tcp_send_syn_data`), and the rest follows once the connection is
+    /// established. Returns how much of `data` was queued.
     pub fn connect_fast_open(&mut self, option: FastOpenCookie, data: &[u8], mss: u16) -> usize {
         if self.state != State::SynSent {
             return 0;
         }
+        let local_mss = self.local_mss;
         let fo = self.fast_open_mut();
         fo.option = Some(option);
         if option.is_request() {
             return 0;
         }
-        fo.syn_data_max = usize::from(mss).saturating_sub(MAX_OPTIONS_LEN);
+        fo.syn_data_max = usize::from(mss.min(local_mss)).saturating_sub(MAX_OPTIONS_LEN);
         let room = self.buf.sndbuf.saturating_sub(self.send_buf.len());
         let n = data.len().min(room);
         self.send_buf.extend(data.get(..n).unwrap_or(&[]));
@@ -173,6 +168,13 @@ impl Connection {
     pub fn take_fast_open_cookie(&mut self) -> Option<(FastOpenCookie, u16)> {
         let cookie = self.fastopen.as_mut()?.learned.take()?;
         Some((cookie, self.send_mss))
+    }
+
+    /// Once, after the SYN,ACK: whether it acknowledged the data our SYN carried (Linux:
+    /// `TCPFastOpenActive`) or only the SYN (`TCPFastOpenActiveFail`); `None` if our SYN
+    /// carried none.
+    pub fn take_fast_open_outcome(&mut self) -> Option<bool> {
+        self.fastopen.as_mut()?.data_acked.take()
     }
 
     /// The Fast Open option of our SYN or SYN,ACK.
@@ -199,7 +201,7 @@ impl Connection {
     /// SYN-SENT, a SYN,ACK arrived: keep its cookie, and if it acknowledged only our SYN
     /// and not the data on it, send the data again as ordinary data after the handshake
     /// (RFC 7413 §4.2.2; Linux's `tcp_rcv_fastopen_synack`: `TCPFastOpenActiveFail`). If
-    /// all of it was acknowledged, `TCPFastOpenActive`.
+    /// all of it was acknowledged, `TCPFastOpenActive` (`take_fast_open_outcome`).
     pub(super) fn fast_open_on_syn_ack(&mut self, seg: &TcpSegment<'_>) {
         let syn_end = self.snd.iss.add(1);
         let Some(fo) = self.fastopen.as_deref_mut() else {
@@ -214,13 +216,12 @@ impl Connection {
         if sent == 0 {
             return;
         }
-        if seg.ack.lt(self.snd.nxt) {
+        let acked = !seg.ack.lt(self.snd.nxt);
+        fo.data_acked = Some(acked);
+        if !acked {
             // The data counts as never sent: the output path sends it as new data now.
             self.snd.nxt = seg.ack.max(syn_end);
             self.tx_next = self.snd.nxt;
-            self.events.fastopen_active_fail += 1;
-        } else {
-            self.events.fastopen_active += 1;
         }
     }
 
@@ -235,9 +236,13 @@ impl Connection {
         }
     }
 
-    /// A retransmitted SYN carries no data (as Linux's): it is sent again after the handshake.
+    /// A retransmitted SYN carries no data (as Linux's): it is sent again after the handshake,
+    /// and counted as a failure, as Linux counts it once the SYN,ACK acknowledges only the SYN.
     pub(super) fn fast_open_syn_lost(&mut self) {
         if let Some(fo) = self.fastopen.as_deref_mut() {
+            if fo.syn_data > 0 {
+                fo.data_acked = Some(false);
+            }
             fo.syn_data = 0;
             fo.syn_data_max = 0;
         }

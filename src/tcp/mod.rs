@@ -32,7 +32,7 @@ pub use cc::{CcKind, CongestionControl};
 pub use connection::{Connection, ResetCause};
 pub use ecn::EcnMode;
 pub use events::ConnEvents;
-pub use fastopen::{FastOpen, FastOpenKey};
+pub use fastopen::FastOpenKey;
 pub use keepalive::KeepAlive;
 pub use pmtu::{IcmpOutcome, MtuProbing};
 pub use recovery::RecoveryKind;
@@ -155,8 +155,9 @@ pub struct Config {
     pub mtu_probing: MtuProbing,
     /// ECN (RFC 3168, `--ecn`, `ecn.rs`).
     pub ecn: EcnMode,
-    /// TCP Fast Open (RFC 7413, `--fastopen`, `fastopen.rs`).
-    pub fastopen: FastOpen,
+    /// Listeners accept TCP Fast Open (RFC 7413, `--fastopen`, `fastopen.rs`; Linux: bit 0x2
+    /// of `tcp_fastopen`). Off by default, as on Linux. The cookie key is the endpoint's.
+    pub fastopen: bool,
 }
 
 /// The key of the per-address-pair TSval offset. Its `Debug` does not print it.
@@ -213,7 +214,7 @@ impl Default for Config {
             ts_key: TsKey::default(),
             mtu_probing: MtuProbing::default(),
             ecn: EcnMode::default(),
-            fastopen: FastOpen::default(),
+            fastopen: false,
         }
     }
 }

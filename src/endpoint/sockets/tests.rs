@@ -584,3 +584,51 @@ fn errno_values_are_linux_ones() {
     assert_eq!(SocketError::BrokenPipe.errno(), 32);
     assert_eq!(SocketError::NotConnected.errno(), 107);
 }
+
+#[test]
+fn connect_fast_open_asks_for_a_cookie_then_sends_data_on_the_syn() {
+    // sendto(MSG_FASTOPEN) between two synacks, B's listener with Fast Open on.
+    let mut p = Pair::new();
+    p.b.tcp_config_mut().fastopen = true;
+    let l = p.b.sockets().socket(false);
+    p.b.sockets().bind(l, sa(B, 5000)).unwrap();
+    p.b.sockets().listen(l, 8).unwrap();
+    // No cookie yet: the SYN asks for one; nothing of the data is taken.
+    let c = p.a.sockets().socket(false);
+    assert_eq!(
+        p.a.sockets()
+            .connect_fast_open(p.now, c, sa(B, 5000), b"hello"),
+        Err(SocketError::InProgress)
+    );
+    p.settle();
+    assert_eq!(p.a.sockets().connect(p.now, c, sa(B, 5000)), Ok(()));
+    assert!(p.log.iter().all(|&(_, f, len)| !f.syn() || len == 0));
+    let (s, _) = p.b.sockets().accept(l).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        p.b.sockets().recv(s, &mut buf, false),
+        Err(SocketError::WouldBlock)
+    );
+    // With the cookie A now holds, the SYN carries the data, which B reads at once.
+    let c2 = p.a.sockets().socket(false);
+    assert_eq!(
+        p.a.sockets()
+            .connect_fast_open(p.now, c2, sa(B, 5000), b"hello"),
+        Ok(5)
+    );
+    p.log.clear();
+    p.settle();
+    assert_eq!(p.log.first(), Some(&(true, Flags::SYN, 5)), "{:?}", p.log);
+    let (s2, _) = p.b.sockets().accept(l).unwrap();
+    assert_eq!(p.b.sockets().recv(s2, &mut buf, false), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    let (a, b) = (p.a.stats(), p.b.stats());
+    assert_eq!(
+        (
+            a.fastopen_active,
+            b.fastopen_passive,
+            b.fastopen_cookie_reqd
+        ),
+        (1, 1, 1)
+    );
+}

@@ -277,4 +277,34 @@ fn a_retransmitted_fast_open_syn_carries_no_data() {
     assert_eq!(again.flags, Flags::SYN);
     assert!(again.payload.is_empty());
     assert_eq!(again.fastopen, Some(cookie));
+    assert_eq!(counter(&net, "fastopen_active_fail"), 1);
+}
+
+#[test]
+fn a_syn_cookie_handshake_does_no_fast_open() {
+    // The request fills the half-open queue of one; the next SYN is answered with a SYN
+    // cookie, which keeps no state: its data is not taken (Linux's tcp_conn_request).
+    let mut net = fast_open_net(backlog(1));
+    let cookie = cookie_for(&mut net, 6000);
+    let out = net.exchange(&fo_syn(6001, Some(cookie), b"hello\n"), true);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    assert_eq!(out[0].ack, PEER_ISN.add(1));
+    assert_eq!(out[0].options.fastopen, None);
+    assert_eq!(counter(&net, "syn_cookies_sent"), 1);
+    assert_eq!(counter(&net, "fastopen_passive"), 0);
+}
+
+#[test]
+fn ipv6_clients_get_cookies_of_their_own_and_fast_open_too() {
+    let mut net = fast_open_net(backlog(16));
+    let v4 = cookie_for(&mut net, 6000);
+    (net.peer, net.us) = (ip(PEER6), ip(US6));
+    let v6 = cookie_for(&mut net, 6000);
+    assert_ne!(v4, v6);
+    let out = net.exchange(&fo_syn(6001, Some(v6), b"hello\n"), true);
+    assert_eq!(out[0].ack, PEER_ISN.add(7));
+    // The IPv4 client's cookie is not valid from the IPv6 address.
+    let out = net.exchange(&fo_syn(6002, Some(v4), b"hello\n"), true);
+    assert_eq!(out[0].ack, PEER_ISN.add(1));
+    assert_eq!(out[0].options.fastopen, Some(v6));
 }
