@@ -100,17 +100,15 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
             Applied::Mapped(format!("cc = {cc}"))
         }
         "tcp_ecn" => {
-            // --ecn, as net.ipv4.tcp_ecn: 0 off, 1 on (ask and accept), 2 server; 4 and 5
-            // accept AccECN too (as synack's on and server do) and ask RFC 3168 or nothing.
+            // --ecn, as net.ipv4.tcp_ecn: 0 off, 1 on (ask and accept), 2 server, 3 accecn
+            // (ask for AccECN); 4 and 5 accept AccECN too (as synack's on and server do) and
+            // ask RFC 3168 or nothing.
             let mode = match value {
                 "0" => tcp::EcnMode::Off,
                 "1" | "4" => tcp::EcnMode::On,
                 "2" | "5" => tcp::EcnMode::Server,
-                _ => {
-                    return Applied::Ignored(format!(
-                        "tcp_ecn={value}: synack does not ask for AccECN"
-                    ));
-                }
+                "3" => tcp::EcnMode::AccEcn,
+                _ => return Applied::Ignored(format!("tcp_ecn={value}: no such mode")),
             };
             config.ecn = mode;
             Applied::Mapped(format!("ecn = {mode}"))
@@ -208,7 +206,7 @@ mod tests {
     fn what_synack_lacks_is_ignored_and_leaves_the_configuration_alone() {
         let mut config = tcp::Config::default();
         for line in [
-            "net.ipv4.tcp_ecn=3",
+            "net.ipv4.tcp_ecn=6",
             "net.ipv4.tcp_congestion_control=bbr",
             "net.ipv4.tcp_timestamps=yes",
             "net.ipv4.tcp_rmem=1 2",

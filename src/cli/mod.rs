@@ -87,8 +87,8 @@ pub struct Args {
     pub cc: CcKind,
 
     /// ECN (RFC 3168, as net.ipv4.tcp_ecn): off, on (also ask for it in synack connect and the
-    /// socket API's connect), server (accept it when a client asks); on and server also accept
-    /// Accurate ECN (RFC 9768) when a client asks for it
+    /// socket API's connect), server (accept it when a client asks), accecn (ask for Accurate
+    /// ECN, RFC 9768, on our SYNs); all but off also accept AccECN when a client asks
     #[arg(long = "ecn", value_name = "MODE", default_value = "server")]
     pub ecn: crate::tcp::EcnMode,
 

@@ -656,7 +656,7 @@ impl Connection {
                 .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ecn: self.ecn.ok,
-            accecn: self.ecn.accecn,
+            accecn: self.ecn.is_accecn(),
             ca_state: self.ca_state().name(),
             reo_wnd_us: us(self.rec.reo_wnd()),
         }

@@ -26,6 +26,8 @@ pub enum EcnMode {
     /// Accept it when a peer asks, never ask (`tcp_ecn=2`, Linux's default).
     #[default]
     Server,
+    /// Ask for AccECN (RFC 9768) on our SYNs, accept either (`tcp_ecn=3`).
+    AccEcn,
 }
 
 impl std::str::FromStr for EcnMode {
@@ -35,8 +37,9 @@ impl std::str::FromStr for EcnMode {
             "off" => Ok(EcnMode::Off),
             "on" => Ok(EcnMode::On),
             "server" => Ok(EcnMode::Server),
+            "accecn" => Ok(EcnMode::AccEcn),
             other => Err(format!(
-                "unknown ECN mode '{other}' (use off, on or server)"
+                "unknown ECN mode '{other}' (use off, on, server or accecn)"
             )),
         }
     }
@@ -48,12 +51,13 @@ impl std::fmt::Display for EcnMode {
             EcnMode::Off => "off",
             EcnMode::On => "on",
             EcnMode::Server => "server",
+            EcnMode::AccEcn => "accecn",
         })
     }
 }
 
 /// A connection's ECN state.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct EcnState {
     /// Both SYNs agreed (RFC 3168 §6.1.1).
     pub(super) ok: bool,
@@ -65,14 +69,23 @@ pub(super) struct EcnState {
     /// per window of data).
     reacted: bool,
     reacted_until: SeqNum,
-    /// AccECN (RFC 9768) was negotiated: feedback is the ACE field and the AccECN option,
-    /// not ECE and CWR.
-    pub(super) accecn: bool,
+    /// AccECN (RFC 9768), once negotiated: feedback is the ACE field and the AccECN option,
+    /// not ECE and CWR. Boxed, so that a connection without it pays one pointer (as the path
+    /// state, `pmtu.rs`); allocated once, at the handshake.
+    acc: Option<Box<AccEcn>>,
+}
+
+/// An AccECN connection's state (RFC 9768 §3.2).
+#[derive(Clone, Debug, Default)]
+struct AccEcn {
     /// The IP-ECN field of the peer's SYN, which our SYN,ACK reflects (§3.1.1, Table 2).
     syn_ecn: Ecn,
     /// The handshake's last ACK has not arrived: its ACE reflects our SYN,ACK's IP-ECN field
     /// (§3.2.2.1), it does not count.
     await_handshake_ack: bool,
+    /// As the client: the IP-ECN field of the peer's SYN,ACK, which the ACE field of our
+    /// first segment after it reflects (§3.2.2.1, Table 4).
+    reflect: Option<Ecn>,
     /// The ACE field arrived zeroed on the handshake's ACK (§3.2.2.3): a middlebox clears the
     /// flags, so we neither mark ECT nor believe the field, but still feed back.
     ace_failed: bool,
@@ -86,11 +99,9 @@ pub(super) struct EcnState {
     /// whether the last data segment was marked CE (§3.2.2.5.1, change-triggered ACKs).
     ce_pending: u32,
     last_ce: bool,
-    /// The sender's count of the peer's r.cep (s.cep: 5 + the CE marks fed back), and
-    /// SND.UNA when the feedback was last read (what an ACK newly acknowledges).
+    /// The sender's count of the peer's r.cep (s.cep: 5 + the CE marks fed back).
     s_cep: u32,
-    una: SeqNum,
-    /// The segment `ecn_input` last read reported CE marks (for the congestion graph).
+    /// The segment `ecn_input` last read reported new CE marks (for the congestion graph).
     feedback: bool,
 }
 
@@ -123,18 +134,16 @@ pub(super) fn syn_asks(flags: Flags) -> (bool, bool) {
     (ace == 0b011 || accecn, accecn)
 }
 
-impl EcnState {
+impl AccEcn {
     /// A new AccECN connection's state (§3.2.1: r.cep = s.cep = 5, r.e0b = r.e1b = 1,
     /// r.ceb = 0).
-    fn initial() -> EcnState {
-        EcnState {
-            ok: true,
-            accecn: true,
+    fn initial() -> AccEcn {
+        AccEcn {
             r_cep: CEP_INIT,
             s_cep: CEP_INIT,
             r_e0b: 1,
             r_e1b: 1,
-            ..EcnState::default()
+            ..AccEcn::default()
         }
     }
 
@@ -146,12 +155,28 @@ impl EcnState {
             e1b: Some(self.r_e1b & BYTES_MASK),
         }
     }
+}
+
+impl EcnState {
+    /// AccECN negotiated, with `acc` as its starting state.
+    fn accecn(acc: AccEcn) -> EcnState {
+        EcnState {
+            ok: true,
+            acc: Some(Box::new(acc)),
+            ..EcnState::default()
+        }
+    }
+
+    /// Whether AccECN (RFC 9768) was negotiated.
+    pub(super) fn is_accecn(&self) -> bool {
+        self.acc.is_some()
+    }
 
     /// With AccECN, the ACE field of our next segment has CWR set, which a device's
     /// segmentation offload would clear on all pieces but the first (Linux's tcp_gso_segment
     /// without SKB_GSO_TCP_ACCECN): such segments go out wire-sized (`gso_limit`).
     pub(super) fn ace_has_cwr(&self) -> bool {
-        self.accecn && self.r_cep & 0b010 != 0
+        self.acc.as_ref().is_some_and(|a| a.r_cep & 0b010 != 0)
     }
 }
 
@@ -165,24 +190,47 @@ impl Connection {
     /// AccECN); our SYN,ACK will reflect the SYN's IP-ECN field.
     pub(super) fn ecn_on_syn(&mut self, syn: &TcpSegment<'_>) {
         let f = syn.flags;
-        self.ecn.una = self.snd.iss;
-        if f.ack() {
+        if f.ack() && self.cfg.ecn == EcnMode::AccEcn {
+            self.ecn_on_syn_ack_accecn(syn);
+        } else if f.ack() {
             self.ecn.ok = self.cfg.ecn == EcnMode::On && f.ece() && !f.cwr();
+            if self.ecn.ok {
+                self.events_mut().ecn_negotiated += 1;
+            }
         } else {
             let (ecn, accecn) = syn_asks(f);
             let allowed = self.cfg.ecn != EcnMode::Off;
             self.ecn.ok = allowed && ecn;
-            self.ecn.accecn = allowed && accecn;
-            if self.ecn.accecn {
-                self.ecn = EcnState {
+            if allowed && accecn {
+                self.ecn = EcnState::accecn(AccEcn {
                     syn_ecn: syn.ecn,
                     await_handshake_ack: true,
-                    una: self.snd.iss,
-                    ..EcnState::initial()
-                };
+                    ..AccEcn::initial()
+                });
                 self.events_mut().accecn_negotiated += 1;
             } else if self.ecn.ok {
                 self.events_mut().ecn_negotiated += 1;
+            }
+        }
+    }
+
+    /// RFC 9768 §3.1.2 Table 2, the client's side (`--ecn accecn` asked with AE+CWR+ECE): a
+    /// SYN,ACK with 000 (no ECN) or 111 (broken) leaves ECN off, 001 (RFC 3168) and 101 (the
+    /// historic ECN nonce) mean RFC 3168, every other value AccECN, whose first ACK will
+    /// reflect the SYN,ACK's IP-ECN field (Linux's tcp_ecn_rcv_synack).
+    fn ecn_on_syn_ack_accecn(&mut self, syn_ack: &TcpSegment<'_>) {
+        match syn_ack.flags.ace() {
+            0b000 | 0b111 => self.ecn.ok = false,
+            0b001 | 0b101 => {
+                self.ecn.ok = true;
+                self.events_mut().ecn_negotiated += 1;
+            }
+            _ => {
+                self.ecn = EcnState::accecn(AccEcn {
+                    reflect: Some(syn_ack.ecn),
+                    ..AccEcn::initial()
+                });
+                self.events_mut().accecn_negotiated += 1;
             }
         }
     }
@@ -201,7 +249,7 @@ impl Connection {
         }
         if accecn {
             *flags = flags.with_ace(ace_reflecting(syn.ecn));
-            *option = Some(EcnState::initial().option());
+            *option = Some(AccEcn::initial().option());
         } else {
             *flags |= Flags::ECE;
         }
@@ -209,8 +257,12 @@ impl Connection {
     }
 
     /// What `seg`, just processed, said about congestion, for the congestion graph.
+    /// RFC 3168's feedback is the ECE flag itself; AccECN's, what `accecn_on_segment` read.
     pub(super) fn ecn_sample(&mut self, seg: &TcpSegment<'_>) -> SampleEcn {
-        let feedback = std::mem::take(&mut self.ecn.feedback);
+        let feedback = match self.ecn.acc.as_deref_mut() {
+            Some(acc) => std::mem::take(&mut acc.feedback),
+            None => seg.flags.ece() && seg.flags.ack(),
+        };
         SampleEcn {
             ece: self.ecn.ok && feedback,
             ce: self.ecn.ok && seg.ecn == Ecn::Ce,
@@ -219,38 +271,34 @@ impl Connection {
 
     /// Whether the connection uses AccECN (RFC 9768).
     pub fn accecn_negotiated(&self) -> bool {
-        self.ecn.accecn
+        self.ecn.is_accecn()
     }
 
     /// An acceptable segment arrived (`process`, after the ACK field), on an ECN connection
     /// of either kind: AccECN's receiver counts and its sender reads the ACE field
     /// (`accecn_on_segment`); what it learns reaches `ecn_on_segment` as RFC 3168's signal.
     /// Also counts the packets the peer reported CE-marked (Linux: `TCPDeliveredCE`).
-    pub(super) fn ecn_input(&mut self, now: Instant, seg: &TcpSegment<'_>) {
+    /// `una_before`: SND.UNA before the segment's ACK field was processed.
+    pub(super) fn ecn_input(&mut self, now: Instant, seg: &TcpSegment<'_>, una_before: SeqNum) {
         if !self.ecn.ok {
             return;
         }
-        self.ecn.feedback = false;
-        let newly = self.snd.una.distance_from(self.ecn.una);
-        let newly = if self.snd.una.gt(self.ecn.una) {
-            newly
+        let newly = if self.snd.una.gt(una_before) {
+            self.snd.una.distance_from(una_before)
         } else {
             0
         };
-        self.ecn.una = self.snd.una;
         let mss = u32::from(self.eff_mss()).max(1);
         let packets = newly.div_ceil(mss);
-        if !self.ecn.accecn {
+        if !self.ecn.is_accecn() {
             if seg.flags.ece() && seg.flags.ack() {
-                self.events_mut().delivered_ce += packets.max(1);
-                self.ecn.feedback = true;
+                self.count_delivered_ce(packets.max(1));
             }
             self.ecn_on_segment(now, seg);
             return;
         }
         let ce = self.accecn_on_segment(seg, packets);
-        self.events_mut().delivered_ce += ce;
-        self.ecn.feedback = ce > 0;
+        self.count_delivered_ce(ce);
         // The shared reaction (RFC 9768 §3.2.2.5: "as if an ECE"), with the feedback that
         // AccECN replaced taken out.
         let classic = TcpSegment {
@@ -259,6 +307,15 @@ impl Connection {
             ..*seg
         };
         self.ecn_on_segment(now, &classic);
+    }
+
+    fn count_delivered_ce(&mut self, packets: u32) {
+        if packets == 0 {
+            return;
+        }
+        let packets = u16::try_from(packets).unwrap_or(u16::MAX);
+        let events = self.events_mut();
+        events.delivered_ce = events.delivered_ce.saturating_add(packets);
     }
 
     /// RFC 9768 §3.2: an acceptable segment on an AccECN connection that newly acknowledged
@@ -271,7 +328,9 @@ impl Connection {
         let segments = u32::try_from(crate::wire::gso::segment_count(seg.payload.len(), size))
             .unwrap_or(1)
             .max(1);
-        let e = &mut self.ecn;
+        let Some(e) = self.ecn.acc.as_deref_mut() else {
+            return 0;
+        };
         match seg.ecn {
             Ecn::Ce => {
                 e.r_cep = e.r_cep.wrapping_add(segments);
@@ -320,6 +379,7 @@ impl Connection {
             packets - (packets.wrapping_sub(delta) & 0b111)
         };
         e.s_cep = e.s_cep.wrapping_add(delta);
+        e.feedback = delta > 0;
         delta
     }
 
@@ -379,13 +439,20 @@ impl Connection {
         mss: usize,
     ) {
         if seg.flags.syn() {
-            if !seg.flags.ack() && mode == EcnMode::On {
+            if !seg.flags.ack() && label == Label::RtoRetransmit {
+                // A SYN retransmitted after a timeout asks for nothing, in case a middlebox
+                // drops ECN-setup SYNs (RFC 3168 §6.1.1.1, RFC 9768 §3.1.4.1; Linux's
+                // tcp_ecn_fallback=1 clears AE, CWR and ECE from it).
+            } else if !seg.flags.ack() && mode == EcnMode::On {
                 seg.flags |= Flags::ECE | Flags::CWR;
-            } else if seg.flags.ack() && ecn.accecn {
+            } else if !seg.flags.ack() && mode == EcnMode::AccEcn {
+                // RFC 9768 §3.1.1: asking for AccECN.
+                seg.flags |= Flags::AE | Flags::CWR | Flags::ECE;
+            } else if let (true, Some(acc)) = (seg.flags.ack(), &ecn.acc) {
                 // RFC 9768 §3.1.1: the SYN,ACK reflects the SYN's IP-ECN field, and
                 // §3.2.3: carries the AccECN option where there is room.
-                seg.flags = seg.flags.with_ace(ace_reflecting(ecn.syn_ecn));
-                seg.options.accecn = Some(ecn.option());
+                seg.flags = seg.flags.with_ace(ace_reflecting(acc.syn_ecn));
+                seg.options.accecn = Some(acc.option());
             } else if seg.flags.ack() && ecn.ok {
                 seg.flags |= Flags::ECE;
             }
@@ -394,16 +461,22 @@ impl Connection {
         if !ecn.ok || seg.flags.rst() {
             return;
         }
-        if ecn.accecn {
+        if let Some(acc) = ecn.acc.as_deref_mut() {
             // RFC 9768 §3.2.2: every segment carries r.cep in the ACE field (CWR and ECE
             // keep no RFC 3168 meaning); §3.2.3.3: pure ACKs carry the option where there
             // is room (Linux also puts it on data, shrinking the segment; we do not).
-            seg.flags = seg.flags.with_ace((ecn.r_cep & 0b111) as u8);
-            ecn.ce_pending = 0;
+            // §3.2.2.1: as the client, the first segment after the SYN,ACK reflects its
+            // IP-ECN field instead.
+            let ace = match acc.reflect.take() {
+                Some(syn_ack) => ace_reflecting(syn_ack),
+                None => (acc.r_cep & 0b111) as u8,
+            };
+            seg.flags = seg.flags.with_ace(ace);
+            acc.ce_pending = 0;
             ecn.cwr_due = false;
             if seg.payload.is_empty() && !seg.flags.fin() {
-                seg.options.accecn = Some(ecn.option());
-            } else if !ecn.ace_failed && label == Label::None {
+                seg.options.accecn = Some(acc.option());
+            } else if !acc.ace_failed && label == Label::None {
                 seg.ecn = Ecn::Ect0;
             }
             return;

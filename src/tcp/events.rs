@@ -94,11 +94,13 @@ pub struct ConnEvents {
     /// ECN (issue 20): connections that negotiated RFC 3168 ECN, and AccECN (RFC 9768);
     /// AccECN connections whose handshake ACK arrived with the ACE field zeroed (a
     /// middlebox: RFC 9768 §3.2.2.3, no ECT sent from then on); packets the peer reported
-    /// CE-marked, by ECE or by the ACE field (Linux: `TCPDeliveredCE`).
-    pub ecn_negotiated: u32,
-    pub accecn_negotiated: u32,
-    pub accecn_ace_failures: u32,
-    pub delivered_ce: u32,
+    /// CE-marked, by ECE or by the ACE field (Linux: `TCPDeliveredCE`). The first three are
+    /// once per connection: u8, as a table slot must stay small (and the last saturates at
+    /// 65,535 between two runs of the connection, far more than one run acknowledges).
+    pub ecn_negotiated: u8,
+    pub accecn_negotiated: u8,
+    pub accecn_ace_failures: u8,
+    pub delivered_ce: u16,
 }
 
 impl Connection {

@@ -188,6 +188,7 @@ impl Connection {
         if !seg.flags.ack() {
             return None;
         }
+        let una_before = self.snd.una;
         match self.on_ack(now, seg, syn_window) {
             // An acceptable segment: the peer is alive (RFC 9293 §3.8.4, keep-alive).
             AckOutcome::Continue => self.keepalive_heard(now),
@@ -197,7 +198,7 @@ impl Connection {
         // RFC 7323 §4.3: update TS.Recent, but only from a segment whose ACK was acceptable,
         // so a forged bad-ACK segment cannot move it.
         self.update_ts_recent(now, seg);
-        self.ecn_input(now, seg);
+        self.ecn_input(now, seg, una_before);
 
         // Sixth: URG. The urgent pointer is not acted on: urgent bytes stay in the stream,
         // in order (MUST-30..33 only ask that the stream is not corrupted).

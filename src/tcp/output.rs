@@ -22,7 +22,8 @@ impl Connection {
         // Only a connection with data queued can send data: the others skip the snapshot.
         let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
         let iss = self.snd.iss;
-        let (mut ecn, ecn_mode, mss) = (self.ecn, self.cfg.ecn, usize::from(self.eff_mss()));
+        let (ecn_mode, mss) = (self.cfg.ecn, usize::from(self.eff_mss()));
+        let mut ecn = std::mem::take(&mut self.ecn);
         self.transmit(now, &mut |seg, label| {
             let mut marked = *seg;
             Connection::ecn_marks(&mut ecn, ecn_mode, &mut marked, label, mss);

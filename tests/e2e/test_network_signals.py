@@ -241,6 +241,34 @@ def test_an_ecn_setup_syn_gets_ece_on_the_syn_ack(synack, peer):
     assert got is not None and got.tos & 3 == 2, "ECT(0) data"
 
 
+def test_an_accecn_syn_gets_the_reflecting_ace_and_ce_counts_come_back(synack, peer):
+    """RFC 9768 with crafted packets: a SYN with AE, CWR and ECE (sent ECT(0)) gets a
+    SYN,ACK whose ACE field reflects that (100: AE alone) with the AccECN option (kind 172);
+    after the handshake's ACK (ACE 010), a CE-marked segment is acknowledged with r.cep 6
+    (ACE 110: AE and CWR) and the echo goes out ECT(0)."""
+    from scapy.all import IP
+    p = peer(4, 7)
+    # scapy's "N" is the bit RFC 9768 names AE.
+    p.send("SECN", seq=p.iss, ack=0, options=[("MSS", 1460)], ip=IP(src=p.src, dst=p.dst, tos=2))
+    p.snd_nxt = (p.iss + 1) % (1 << 32)
+    sa = p.expect(lambda q: q[TCP].flags.S)
+    assert sa is not None
+    assert str(sa[TCP].flags) == "SAN", sa[TCP].flags
+    assert sa.tos & 3 == 0, "the SYN,ACK itself is not ECN-capable"
+    assert any(o[0] == 172 for o in sa[TCP].options), sa[TCP].options
+    p.peer_iss = sa[TCP].seq
+    p.rcv_nxt = (sa[TCP].seq + 1) % (1 << 32)
+    p.send("AC")
+    assert wait_until(lambda: stats()["accecn_negotiated"] == 1, 3)
+    p.send("PAEN", payload=b"marked", ip=IP(src=p.src, dst=p.dst, tos=3))
+    p.snd_nxt = (p.snd_nxt + 6) % (1 << 32)
+    got = p.expect(lambda q: bytes(q[TCP].payload) == b"marked")
+    assert got is not None and got.tos & 3 == 2, "ECT(0) data"
+    ace = (got[TCP].flags.value >> 6) & 7
+    assert ace == 0b110, f"ACE {ace:03b}: r.cep is 5 + 1 CE mark"
+    assert stats()["in_ce_pkts"] == 1
+
+
 # --- TCP Fast Open (RFC 7413) -----------------------------------------------------------
 
 def kernel_tcp_fastopen(bits: str):

@@ -940,3 +940,100 @@ impl Net {
             .collect()
     }
 }
+
+impl Net {
+    /// `--ecn accecn`: our SYN to the peer's port 9, answered by a SYN,ACK with the ACE value
+    /// `ace` and the IP-ECN field `ecn`: our SYN's flags, then the ACE of what we sent next.
+    fn accecn_connect(&mut self, ace: u8, ecn: Ecn) -> (Flags, Vec<u8>) {
+        self.ep.tcp_config_mut().ecn = tcp::EcnMode::AccEcn;
+        self.ep
+            .connect(self.now, SocketAddr::new(self.peer, 9), b"hi".to_vec())
+            .unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        self.ep.poll(self.now, &mut tx);
+        let syn = parsed(&tx)[0];
+        let out = self.exchange_raw(&TcpSegment {
+            src_port: 9,
+            dst_port: syn.src_port,
+            seq: PEER_ISN,
+            ack: syn.seq.add(1),
+            flags: (Flags::SYN | Flags::ACK).with_ace(ace),
+            ecn,
+            options: TcpOptions {
+                mss: Some(1460),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        });
+        (
+            syn.flags,
+            parsed(&out).iter().map(|s| s.flags.ace()).collect(),
+        )
+    }
+}
+
+/// RFC 9768 §3.1.1–3.1.2 as a client (`--ecn accecn`, Linux's `tcp_ecn=3`): the SYN asks
+/// with AE, CWR and ECE; a SYN,ACK with 010, 011, 100 or 110 means AccECN, and our first
+/// segment after it reflects the SYN,ACK's IP-ECN field (ECT(0): 100), later ones carry
+/// r.cep (101); 001 and 101 mean RFC 3168; 000 and 111 no ECN.
+#[test]
+fn accecn_as_a_client_asks_and_reflects_the_syn_ack() {
+    for (ace, ecn, want_first, want) in [
+        (0b010, Ecn::Ect0, 0b100, Some(true)),
+        (0b110, Ecn::Ce, 0b110, Some(true)),
+        (0b001, Ecn::NotEct, 0b000, Some(false)),
+        (0b101, Ecn::NotEct, 0b000, Some(false)),
+        (0b000, Ecn::NotEct, 0b000, None),
+        (0b111, Ecn::NotEct, 0b000, None),
+    ] {
+        let mut net = Net::v4();
+        let (syn, aces) = net.accecn_connect(ace, ecn);
+        assert_eq!(syn, Flags::SYN | Flags::AE | Flags::CWR | Flags::ECE);
+        assert_eq!(
+            aces.first(),
+            Some(&want_first),
+            "SYN,ACK {ace:03b}: {aces:?}"
+        );
+        if want == Some(true) {
+            assert!(aces[1..].iter().all(|a| *a == 0b101), "{aces:?}");
+        }
+        let snap = net.ep.snapshot(net.now);
+        let info = snap
+            .iter()
+            .find_map(|s| s.info.as_ref())
+            .expect("a connection");
+        assert_eq!(
+            (info.ecn, info.accecn),
+            (want.is_some(), want == Some(true)),
+            "SYN,ACK {ace:03b}"
+        );
+    }
+}
+
+/// RFC 3168 §6.1.1.1 and RFC 9768 §3.1.4.1, as Linux's `tcp_ecn_fallback=1`: a SYN
+/// retransmitted after a timeout asks for no ECN, in case ECN-setup SYNs are dropped.
+#[test]
+fn a_retransmitted_syn_asks_for_no_ecn() {
+    for (mode, first) in [
+        (tcp::EcnMode::On, Flags::SYN | Flags::ECE | Flags::CWR),
+        (
+            tcp::EcnMode::AccEcn,
+            Flags::SYN | Flags::AE | Flags::CWR | Flags::ECE,
+        ),
+    ] {
+        let mut net = Net::v4();
+        net.ep.tcp_config_mut().ecn = mode;
+        net.ep
+            .connect(net.now, SocketAddr::new(net.peer, 9), Vec::new())
+            .unwrap();
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        assert_eq!(parsed(&tx)[0].flags, first);
+        net.now += Duration::from_secs(2);
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        let again = parsed(&tx);
+        assert_eq!(again.len(), 1, "{mode}: one retransmitted SYN");
+        assert_eq!(again[0].flags, Flags::SYN, "{mode}");
+    }
+}
