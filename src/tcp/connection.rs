@@ -9,10 +9,11 @@ use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
 use super::quickack::QuickAck;
+use super::recovery::CaState;
 use super::recovery::Recovery;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
-use super::samples::{Samples, SenderState};
+use super::samples::{Episode, Samples, SenderState};
 use super::trace::{Direction, Label, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
@@ -543,6 +544,11 @@ impl Connection {
             flight,
             srtt_us: self.rtt.srtt().map_or(0, us),
             rto_us: us(self.rtt.rto()),
+            episode: match self.ca_state() {
+                CaState::Recovery => Episode::FastRecovery,
+                CaState::Loss => Episode::RtoLoss,
+                CaState::Open | CaState::Disorder => Episode::None,
+            },
         }
     }
 

@@ -213,6 +213,7 @@ impl Connection {
         tracing::debug!(?how, "undo: the reduction was spurious");
         self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
         self.scoreboard.end_recovery();
+        self.samples.on_undo();
         match how {
             Undone::Dsack => self.events.dsack_undo += 1,
             Undone::Full => self.events.full_undo += 1,
