@@ -742,6 +742,12 @@ impl Connection {
         self.snd.una
     }
 
+    /// `--impair` dropped one of this connection's segments on the link (see
+    /// [`Trace::record_lost`]).
+    pub fn record_lost(&mut self, direction: Direction, now: Instant, seg: &TcpSegment<'_>) {
+        self.trace.record_lost(direction, now, seg);
+    }
+
     /// The record of the segments this connection received and sent.
     pub fn trace(&self) -> &Trace {
         &self.trace
