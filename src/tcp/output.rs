@@ -547,8 +547,7 @@ impl Connection {
             st.undo.on_retransmit(ts);
         }
         self.rec.sent_mut().on_send(seq, end, now);
-        if self.opts.sack
-            && self.cc.in_recovery()
+        if ((self.opts.sack && self.cc.in_recovery()) || self.in_cwr())
             && let Some(st) = self.rec.st.as_mut()
         {
             // RFC 9937: prr_out.
