@@ -554,6 +554,7 @@ impl Trace {
         if self.events.len() < HEAD + TAIL {
             // No room was allocated: count only.
             self.folded.add(&event);
+            self.run.add(&event);
             return;
         }
         let slot = HEAD + self.next;
@@ -754,5 +755,7 @@ mod tests {
         assert_eq!(t.events().count(), 0);
         assert_eq!(t.folded().segments_in, 1);
         assert_eq!(t.last_state(), State::Established);
+        // Drawn as one fold.
+        assert!(matches!(t.rows().collect::<Vec<_>>()[..], [Row::Fold(f)] if f.segments_in == 1));
     }
 }
