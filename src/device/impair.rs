@@ -552,9 +552,10 @@ impl Impairer {
         ]
     }
 
-    /// Take one packet travelling in `dir` at `now`, and decide its fate.
-    pub fn push(&mut self, now: Instant, dir: Direction, packet: &[u8]) {
-        self.push_with(now, dir, packet, RxMeta::default(), None);
+    /// Take one packet travelling in `dir` at `now`, and decide its fate: true when it was
+    /// dropped (lost, too big, or the queue was full), for the sequence diagrams.
+    pub fn push(&mut self, now: Instant, dir: Direction, packet: &[u8]) -> bool {
+        self.push_with(now, dir, packet, RxMeta::default(), None)
     }
 
     /// [`Impairer::push`] for a packet that carries the device's metadata (inbound) or a
@@ -566,24 +567,24 @@ impl Impairer {
         packet: &[u8],
         meta: RxMeta,
         gso: Option<Gso>,
-    ) {
+    ) -> bool {
         self.recycle_lent();
         let r = self.draw();
         self.counters.packets += 1;
         let n = self.counters.packets;
         let len = packet.len();
         if self.too_big(now, dir, packet, r.jitter) {
-            return;
+            return true;
         }
         if self.spec.loss.hit(r.loss) {
             self.counters.lost += 1;
             debug!(packet = n, %dir, len, "impair: lost");
-            return;
+            return true;
         }
         let Some(slot) = self.admit(dir, packet, meta, gso) else {
             self.counters.overflow += 1;
             debug!(packet = n, %dir, len, "impair: queue full, dropped");
-            return;
+            return true;
         };
         if !self.spec.ce.is_zero()
             && self.spec.ce.hit(self.ce_rng.next())
@@ -638,13 +639,14 @@ impl Impairer {
             let Some(copy) = self.admit(dir, packet, meta, gso) else {
                 self.counters.overflow += 1;
                 debug!(packet = n, %dir, len, "impair: queue full, duplicate dropped");
-                return;
+                return false;
             };
             let release = self.in_order(dir, self.delayed(sent, r.dup_jitter));
             self.enqueue(copy, release);
             self.counters.duplicated += 1;
             debug!(packet = n, %dir, len, "impair: duplicated");
         }
+        false
     }
 
     /// `mtu=` and `blackhole-mtu=`: whether `packet` is too big for the next hop, in which case

@@ -79,9 +79,16 @@ pub trait Core {
     fn endpoint(&mut self) -> Option<&mut Endpoint> {
         None
     }
+    /// `--impair` dropped `packet` on the link (`outbound`: on its way to the peer).
+    fn on_link_drop(&mut self, now: Instant, outbound: bool, packet: &[u8]) {
+        let _ = (now, outbound, packet);
+    }
 }
 
 impl Core for Endpoint {
+    fn on_link_drop(&mut self, now: Instant, outbound: bool, packet: &[u8]) {
+        Endpoint::on_link_drop(self, now, outbound, packet);
+    }
     fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit) {
         Endpoint::receive_with(self, now, packet, meta, tx);
     }

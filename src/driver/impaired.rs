@@ -24,27 +24,52 @@ pub struct Impaired<C> {
     /// An inbound packet released by the link, copied out before the core sees it (the core's
     /// replies go back into the link). Grows once to the largest packet; no allocation after.
     scratch: Vec<u8>,
+    /// The core's packets the link dropped while the core was sending, told to it once it
+    /// returns (its trace marks them). Grows to the most dropped in one turn; reused.
+    dropped: Dropped,
 }
+
+/// Copies of dropped outbound packets, end to end in one buffer.
+#[derive(Default)]
+struct Dropped {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// At most this many dropped packets are told per turn (the rest only counted by the link).
+const MAX_DROPS_TOLD: usize = 64;
 
 /// The endpoint's output goes into the link instead of straight to the TUN.
 struct IntoLink<'a> {
     link: &'a mut Impairer,
     now: Instant,
+    dropped: &'a mut Dropped,
+}
+
+impl IntoLink<'_> {
+    fn note(&mut self, dropped: bool, packet: &[u8]) {
+        if dropped && self.dropped.ends.len() < MAX_DROPS_TOLD {
+            self.dropped.bytes.extend_from_slice(packet);
+            self.dropped.ends.push(self.dropped.bytes.len());
+        }
+    }
 }
 
 impl Transmit for IntoLink<'_> {
     fn transmit(&mut self, packet: &[u8]) {
-        self.link.push(self.now, Direction::Outbound, packet);
+        let dropped = self.link.push(self.now, Direction::Outbound, packet);
+        self.note(dropped, packet);
     }
 
     fn transmit_gso(&mut self, packet: &[u8], gso: Gso) {
-        self.link.push_with(
+        let dropped = self.link.push_with(
             self.now,
             Direction::Outbound,
             packet,
             RxMeta::default(),
             Some(gso),
         );
+        self.note(dropped, packet);
     }
 }
 
@@ -54,7 +79,21 @@ impl<C: Core> Impaired<C> {
             inner,
             link: Impairer::new(spec),
             scratch: Vec::with_capacity(65536),
+            dropped: Dropped::default(),
         }
+    }
+
+    /// Tell the core which of its packets the link dropped since the last call.
+    fn tell_drops(&mut self, now: Instant) {
+        let mut start = 0;
+        for &end in &self.dropped.ends {
+            if let Some(packet) = self.dropped.bytes.get(start..end) {
+                self.inner.on_link_drop(now, true, packet);
+            }
+            start = end;
+        }
+        self.dropped.bytes.clear();
+        self.dropped.ends.clear();
     }
 
     /// Deliver every packet the link releases by `now`: inbound ones to the core (whose
@@ -81,8 +120,10 @@ impl<C: Core> Impaired<C> {
                     let mut into_link = IntoLink {
                         link: &mut self.link,
                         now,
+                        dropped: &mut self.dropped,
                     };
                     self.inner.receive(now, &self.scratch, meta, &mut into_link);
+                    self.tell_drops(now);
                 }
             }
         }
@@ -91,8 +132,12 @@ impl<C: Core> Impaired<C> {
 
 impl<C: Core> Core for Impaired<C> {
     fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit) {
-        self.link
-            .push_with(now, Direction::Inbound, packet, meta, None);
+        if self
+            .link
+            .push_with(now, Direction::Inbound, packet, meta, None)
+        {
+            self.inner.on_link_drop(now, false, packet);
+        }
         self.release(now, tx);
     }
 
@@ -101,9 +146,15 @@ impl<C: Core> Core for Impaired<C> {
         let mut into_link = IntoLink {
             link: &mut self.link,
             now,
+            dropped: &mut self.dropped,
         };
         self.inner.poll(now, &mut into_link);
+        self.tell_drops(now);
         self.release(now, tx);
+    }
+
+    fn on_link_drop(&mut self, now: Instant, outbound: bool, packet: &[u8]) {
+        self.inner.on_link_drop(now, outbound, packet);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -125,8 +176,10 @@ impl<C: Core> Core for Impaired<C> {
         let mut into_link = IntoLink {
             link: &mut self.link,
             now,
+            dropped: &mut self.dropped,
         };
         self.inner.abort_all(now, &mut into_link);
+        self.dropped = Dropped::default();
         // The resets go out now, whatever the link would have done to them: the process is
         // about to exit.
         while let Some((_, packet)) = self.link.poll(Instant::from_micros(u64::MAX)) {
@@ -224,11 +277,13 @@ mod tests {
         assert!(core.counters().contains(&("impair_released", 2)));
     }
 
-    /// A core that sends one super-segment per poll and records the metadata it receives.
+    /// A core that sends one super-segment per poll and records the metadata it receives
+    /// and the drops it is told of.
     #[derive(Default)]
     struct Scripted {
         metas: Vec<RxMeta>,
         sent: bool,
+        drops: Vec<(bool, usize)>,
     }
 
     const GSO: Gso = Gso {
@@ -258,6 +313,9 @@ mod tests {
         fn abort_all(&mut self, _: Instant, _: &mut dyn Transmit) {}
         fn counters(&self) -> Vec<(&'static str, u64)> {
             Vec::new()
+        }
+        fn on_link_drop(&mut self, _: Instant, outbound: bool, packet: &[u8]) {
+            self.drops.push((outbound, packet.len()));
         }
     }
 
@@ -305,5 +363,20 @@ mod tests {
         core.poll(Instant::from_millis(5000), &mut out);
         assert!(out.is_empty());
         assert!(core.counters().contains(&("impair_lost", 1)));
+    }
+
+    #[test]
+    fn the_core_is_told_what_the_link_dropped_and_which_way() {
+        let mut core = Impaired::new(Scripted::default(), "loss=100%".parse().unwrap());
+        let mut wire = Wire::default();
+        core.receive(Instant::ZERO, &[1; 100], RxMeta::default(), &mut wire);
+        core.poll(Instant::ZERO, &mut wire);
+        assert_eq!(core.inner.drops, vec![(false, 100), (true, 52 + 3 * 1448)]);
+        assert!(wire.gso.is_empty() && wire.plain == 0);
+        // Nothing dropped: nothing told.
+        let mut core = Impaired::new(Scripted::default(), "delay=1ms".parse().unwrap());
+        core.receive(Instant::ZERO, &[1; 100], RxMeta::default(), &mut wire);
+        core.poll(Instant::ZERO, &mut wire);
+        assert!(core.inner.drops.is_empty());
     }
 }

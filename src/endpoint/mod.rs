@@ -1513,6 +1513,38 @@ impl Endpoint {
             .map(|e| e.conn.state())
     }
 
+    /// `--impair` dropped a packet on the link (`outbound`: one of ours, on its way to the
+    /// peer; else one from the peer, before it reached us): the connection it belonged to
+    /// marks it in its trace, so that the sequence diagrams show the loss and which side
+    /// lost it (issue 19). Anything that is not a TCP segment of a connection is ignored.
+    pub fn on_link_drop(&mut self, now: Instant, outbound: bool, packet: &[u8]) {
+        // The link has not corrupted it (it dropped it): the checksums are not the point.
+        let meta = RxMeta {
+            checksum_trusted: true,
+        };
+        let Ok(Packet::Tcp { src, dst, seg }) = wire::parse_with(packet, meta) else {
+            return;
+        };
+        let (quad, direction) = if outbound {
+            let quad = Quad {
+                local: SocketAddr::new(src, seg.src_port),
+                remote: SocketAddr::new(dst, seg.dst_port),
+            };
+            (quad, crate::tcp::trace::Direction::Out)
+        } else {
+            let quad = Quad {
+                local: SocketAddr::new(dst, seg.dst_port),
+                remote: SocketAddr::new(src, seg.src_port),
+            };
+            (quad, crate::tcp::trace::Direction::In)
+        };
+        if let Some(id) = self.table.get(&quad).copied()
+            && let Some(entry) = entry_mut(&mut self.slots, id)
+        {
+            entry.conn.record_lost(direction, now, &seg);
+        }
+    }
+
     /// The state of the connection with this 4-tuple, if any.
     pub fn connection_state(&self, quad: &Quad) -> Option<State> {
         Some(self.find(quad)?.conn.state())

@@ -10,9 +10,12 @@
 //!   field growing) and one on the time axis where a segment arrived marked CE.
 //!
 //! Slow start is cwnd doubling each RTT, fast recovery a halving with retransmissions and
-//! little flight lost, an RTO a fall to one segment with the RTO line doubling.
+//! little flight lost, an RTO a fall to one segment with the RTO line doubling. The congestion
+//! graph shades each recovery episode (fast recovery in amber, the Loss state after a
+//! retransmission timeout in red) and marks each undo (a reduction that D-SACK, timestamps or
+//! F-RTO proved spurious, its window given back) with a green line labelled `undo`.
 
-use crate::tcp::samples::{Sample, SampleKind};
+use crate::tcp::samples::{Episode, Sample, SampleKind};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -30,6 +33,48 @@ const GREY: RGBColor = RGBColor(120, 120, 120);
 /// ECN marks: the peer's congestion feedback, and a CE mark on an arriving segment.
 const ECE_MARK: RGBColor = RGBColor(230, 90, 0);
 const CE_MARK: RGBColor = RGBColor(0, 150, 160);
+/// The shading of a fast recovery and of the Loss state after a timeout.
+const FAST_RECOVERY: RGBColor = RGBColor(255, 196, 96);
+const RTO_LOSS: RGBColor = RGBColor(240, 128, 128);
+const UNDO: RGBColor = RGBColor(0, 160, 90);
+
+/// The recovery episodes in the samples: (start, end in seconds, kind). An episode lasts from
+/// its first sample to the next sample outside it (or the last sample).
+pub fn episodes(samples: &[Sample]) -> Vec<(f64, f64, Episode)> {
+    let Some(t0) = samples.first() else {
+        return Vec::new();
+    };
+    let mut out: Vec<(f64, f64, Episode)> = Vec::new();
+    let mut open: Option<(f64, Episode)> = None;
+    for s in samples {
+        let x = secs(s, t0);
+        match open {
+            Some((_, kind)) if kind == s.episode => continue,
+            Some((start, kind)) => out.push((start, x, kind)),
+            None => {}
+        }
+        open = (s.episode != Episode::None).then_some((x, s.episode));
+    }
+    if let (Some((start, kind)), Some(last)) = (open, samples.last()) {
+        out.push((start, secs(last, t0), kind));
+    }
+    out
+}
+
+/// When reductions were undone: the seconds of each sample whose undo count differs from the
+/// sample before it.
+pub fn undos(samples: &[Sample]) -> Vec<f64> {
+    let Some(t0) = samples.first() else {
+        return Vec::new();
+    };
+    samples
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] if a.undos != b.undos => Some(secs(b, t0)),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Seconds since the first sample.
 fn secs(s: &Sample, t0: &Sample) -> f64 {
@@ -210,6 +255,35 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
             .y_desc("milliseconds")
             .draw()
             .ok()?;
+        // The episodes, shaded under the curves, and the undos, a line from top to bottom.
+        let y_top = top * 1.05;
+        chart
+            .draw_series(episodes(samples).into_iter().map(|(a, b, kind)| {
+                let color = if kind == Episode::RtoLoss {
+                    RTO_LOSS
+                } else {
+                    FAST_RECOVERY
+                };
+                // At least a pixel or so wide, however short the episode.
+                let b = b.max(a + (x1 - x0) / 800.0);
+                Rectangle::new([(a, 0.0), (b, y_top)], color.mix(0.35).filled())
+            }))
+            .ok()?;
+        for x in undos(samples) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, y_top)],
+                    UNDO.stroke_width(2),
+                )))
+                .ok()?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    "undo",
+                    (x, y_top * 0.97),
+                    ("sans-serif", 11).into_font().color(&UNDO),
+                )))
+                .ok()?;
+        }
         type Pick = fn(&Sample) -> u32;
         // Flight changes at every segment and ACK: a thin line, under cwnd's thick one.
         let series: [(&str, RGBColor, u32, Pick); 3] = [
@@ -284,6 +358,11 @@ pub fn congestion(samples: &[Sample]) -> Option<String> {
         if !ce.is_empty() {
             entries.push(("CE received (● on the axis)", CE_MARK, 4));
         }
+        entries.extend([
+            ("fast recovery (shaded)", FAST_RECOVERY, 10),
+            ("RTO, Loss state (shaded)", RTO_LOSS, 10),
+            ("undo (reduction proved spurious)", UNDO, 2),
+        ]);
         legend(&legend_column, &entries)?;
         root.present().ok()?;
     }
@@ -359,6 +438,8 @@ mod tests {
             srtt_us: 1500,
             rto_us: 200_000,
             ecn: crate::tcp::samples::SampleEcn::default(),
+            episode: Episode::None,
+            undos: 0,
         }
     }
 
@@ -463,6 +544,61 @@ mod tests {
         };
         assert!(filled("#E65A00") >= 1, "a triangle for the ECE");
         assert!(filled("#0096A0") >= 1, "a circle for the CE mark");
+    }
+
+    /// The fills of the SVG's rectangles with the given colour.
+    fn rects_of(svg: &str, color: RGBColor) -> usize {
+        let hex = format!("#{:02X}{:02X}{:02X}", color.0, color.1, color.2);
+        let doc = roxmltree::Document::parse(svg).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(hex.as_str()))
+            .count()
+    }
+
+    #[test]
+    fn the_congestion_graph_shades_recovery_episodes_and_marks_undos() {
+        let mut samples = story();
+        // A fast recovery from the retransmission at 30 ms to the ACK at 40 ms...
+        samples[4].episode = Episode::FastRecovery;
+        // ...then an RTO, undone at 70 ms (F-RTO), and a second RTO to the end.
+        let mut more = vec![
+            sample(50, SampleKind::Ack, 3001, 0),
+            sample(60, SampleKind::Retransmitted, 3001, 1000),
+            sample(70, SampleKind::Ack, 4001, 0),
+            sample(80, SampleKind::Retransmitted, 4001, 1000),
+        ];
+        more[1].episode = Episode::RtoLoss;
+        more[2].undos = 1;
+        more[3].undos = 1;
+        more[3].episode = Episode::RtoLoss;
+        samples.extend(more);
+        let eps = episodes(&samples);
+        let kinds: Vec<Episode> = eps.iter().map(|e| e.2).collect();
+        assert_eq!(
+            kinds,
+            [Episode::FastRecovery, Episode::RtoLoss, Episode::RtoLoss]
+        );
+        assert_eq!((eps[0].0, eps[0].1), (0.030, 0.040));
+        assert_eq!((eps[1].0, eps[1].1), (0.060, 0.070));
+        assert_eq!(eps[2].0, eps[2].1);
+        assert_eq!(undos(&samples), [0.070]);
+        let svg = congestion(&samples).unwrap();
+        assert_eq!(rects_of(&svg, FAST_RECOVERY), 1);
+        assert_eq!(rects_of(&svg, RTO_LOSS), 2);
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert_eq!(texts.iter().filter(|t| t.trim() == "undo").count(), 1);
+        for w in ["fast recovery (shaded)", "RTO, Loss state (shaded)"] {
+            assert!(texts.iter().any(|t| t.trim() == w), "{w} missing");
+        }
+        // Without episodes: no shading, no undo.
+        let plain = congestion(&story()).unwrap();
+        assert_eq!(rects_of(&plain, FAST_RECOVERY), 0);
+        assert!(!plain.contains(">undo<"));
     }
 
     #[test]

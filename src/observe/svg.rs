@@ -10,7 +10,7 @@ use super::escape;
 use super::peer::PeerState;
 use crate::tcp::State;
 use crate::tcp::ladder::{self, View};
-use crate::tcp::trace::{Direction, Event, Trace};
+use crate::tcp::trace::{Direction, Event, Lost, Row, Trace};
 use std::fmt::Write;
 
 /// Horizontal layout: the peer's state column, the peer's line, our line, our state column.
@@ -37,8 +37,7 @@ pub fn ladder_document(trace: &Trace, view: &View) -> String {
 
 /// The `<svg>` element alone, to be placed inline in an HTML page.
 pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
-    let folded = trace.folded();
-    let rows = trace.events().count() as u32 + u32::from(folded.segments() > 0) + 1;
+    let rows = trace.rows().count() as u32 + 1;
     let height = TOP + rows * ROW + 20;
     let _ = write!(
         out,
@@ -80,29 +79,21 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
     );
     let mut y = TOP;
     let mut peer = PeerState::new(trace.events().next());
-    for e in trace.head() {
-        arrow(out, e, view, &mut peer, y);
-        y += ROW;
-    }
-    if folded.segments() > 0 {
-        let _ = writeln!(
-            out,
-            "<g class=\"fold\"><line x1=\"{PEER_LINE}\" y1=\"{y}\" x2=\"{OUR_LINE}\" y2=\"{y}\" \
-             stroke=\"#999\" stroke-dasharray=\"4 4\"/><text x=\"{mid}\" y=\"{ty}\" \
-             text-anchor=\"middle\" fill=\"#555\">\u{22ee} {n} segments folded: {i} \u{2192} \
-             ({bi} bytes), {o} \u{2190} ({bo} bytes)</text></g>",
-            mid = (PEER_LINE + OUR_LINE) / 2,
-            ty = y + 16,
-            n = folded.segments(),
-            i = folded.segments_in,
-            bi = folded.bytes_in,
-            o = folded.segments_out,
-            bo = folded.bytes_out,
-        );
-        y += ROW;
-    }
-    for e in trace.recent() {
-        arrow(out, e, view, &mut peer, y);
+    for row in trace.rows() {
+        match row {
+            Row::Segment(e, lost) => arrow(out, e, lost, view, &mut peer, y),
+            Row::Fold(folded) => {
+                let _ = writeln!(
+                    out,
+                    "<g class=\"fold\"><line x1=\"{PEER_LINE}\" y1=\"{y}\" x2=\"{OUR_LINE}\" \
+                     y2=\"{y}\" stroke=\"#999\" stroke-dasharray=\"4 4\"/><text x=\"{mid}\" \
+                     y=\"{ty}\" text-anchor=\"middle\" fill=\"#555\">\u{22ee} {text}</text></g>",
+                    mid = (PEER_LINE + OUR_LINE) / 2,
+                    ty = y + 16,
+                    text = escape(&ladder::fold_text(&folded, "\u{2192}", "\u{2190}")),
+                );
+            }
+        }
         y += ROW;
     }
     let last = trace.last_state();
@@ -122,10 +113,21 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
 
 /// One segment: a sloping arrow from its sender's line to its receiver's, its description
 /// above, our state (after it) beside our line and the peer's, inferred, beside its own.
-fn arrow(out: &mut String, e: &Event, view: &View, peer: &mut PeerState, y: u32) {
+///
+/// A segment `--impair` dropped (`<g class="seg in lost">`) is drawn dashed and stops halfway,
+/// at a cross, with the reason after its words.
+fn arrow(out: &mut String, e: &Event, lost: Lost, view: &View, peer: &mut PeerState, y: u32) {
     let (class, x1, x2) = match e.direction {
         Direction::In => ("in", PEER_LINE, OUR_LINE),
         Direction::Out => ("out", OUR_LINE, PEER_LINE),
+    };
+    let lost = lost == Lost::Impair;
+    let mid = (PEER_LINE + OUR_LINE) / 2;
+    // A lost segment's line ends at the middle, where the link dropped it.
+    let (x2, y2, lost_class) = if lost {
+        (mid, y + FALL / 2, " lost")
+    } else {
+        (x2, y + FALL, "")
     };
     let (color, head) = if e.flags.rst() {
         (COLOR_RST, "rst")
@@ -134,17 +136,32 @@ fn arrow(out: &mut String, e: &Event, view: &View, peer: &mut PeerState, y: u32)
     } else {
         (COLOR_OUT, "out")
     };
-    let desc = ladder::describe(e, view);
-    let mid = (PEER_LINE + OUR_LINE) / 2;
+    let mut desc = ladder::describe(e, view);
+    if lost {
+        desc.push(' ');
+        desc.push_str(ladder::lost_text(e.direction));
+    }
     let _ = write!(
         out,
-        "<g class=\"seg {class}\"><line x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y2}\" \
-         stroke=\"{color}\" stroke-width=\"1.5\" marker-end=\"url(#head-{head})\"/>\
+        "<g class=\"seg {class}{lost_class}\"><line x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" \
+         y2=\"{y2}\" stroke=\"{color}\" stroke-width=\"1.5\"{tail}/>\
          <text x=\"{mid}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"{color}\">{desc}</text>",
-        y2 = y + FALL,
+        tail = if lost {
+            " stroke-dasharray=\"6 3\"".to_string()
+        } else {
+            format!(" marker-end=\"url(#head-{head})\"")
+        },
         ty = y + FALL / 2 - 6,
         desc = escape(&desc),
     );
+    if lost {
+        let _ = write!(
+            out,
+            "<text class=\"drop\" x=\"{mid}\" y=\"{cy}\" text-anchor=\"middle\" \
+             fill=\"{COLOR_RST}\" font-size=\"16\">\u{2715}</text>",
+            cy = y + FALL / 2 + 5,
+        );
+    }
     let (text, bold) = state_text(e.before, e.after);
     let _ = write!(
         out,

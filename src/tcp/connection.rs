@@ -9,10 +9,11 @@ use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
 use super::memory::Buffers;
 use super::quickack::QuickAck;
+use super::recovery::CaState;
 use super::recovery::Recovery;
 use super::rtt::RttEstimator;
 use super::sack::{SackReceiver, Scoreboard};
-use super::samples::{Samples, SenderState};
+use super::samples::{Episode, Samples, SenderState};
 use super::trace::{Direction, Label, Trace};
 use super::{Config, ConnInfo, SeqNum, Socket, State, default_mss};
 use crate::time::Instant;
@@ -568,6 +569,11 @@ impl Connection {
             flight,
             srtt_us: self.rtt.srtt().map_or(0, us),
             rto_us: us(self.rtt.rto()),
+            episode: match self.ca_state() {
+                CaState::Recovery => Episode::FastRecovery,
+                CaState::Loss => Episode::RtoLoss,
+                CaState::Open | CaState::Disorder => Episode::None,
+            },
         }
     }
 
@@ -769,6 +775,12 @@ impl Connection {
     /// SND.UNA: with `snd_wnd`, the right edge of the window the peer offered.
     pub fn snd_una(&self) -> SeqNum {
         self.snd.una
+    }
+
+    /// `--impair` dropped one of this connection's segments on the link (see
+    /// [`Trace::record_lost`]).
+    pub fn record_lost(&mut self, direction: Direction, now: Instant, seg: &TcpSegment<'_>) {
+        self.trace.record_lost(direction, now, seg);
     }
 
     /// The record of the segments this connection received and sent.

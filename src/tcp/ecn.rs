@@ -69,6 +69,9 @@ pub(super) struct EcnState {
     /// per window of data).
     reacted: bool,
     reacted_until: SeqNum,
+    /// Linux's CWR state: the reduction for an ECE is under way, PRR pacing the window down
+    /// (until SND.UNA passes `reacted_until`).
+    cwr: bool,
     /// AccECN (RFC 9768), once negotiated: feedback is the ACE field and the AccECN option,
     /// not ECE and CWR. Boxed, so that a connection without it pays one pointer (as the path
     /// state, `pmtu.rs`); allocated once, at the handshake.
@@ -154,6 +157,17 @@ impl AccEcn {
             ceb: Some(self.r_ceb & BYTES_MASK),
             e1b: Some(self.r_e1b & BYTES_MASK),
         }
+    }
+}
+
+impl EcnState {
+    /// The state, taken out while the send path sets each segment's marks
+    /// (`Connection::ecn_marks`); what stays behind answers `in_cwr` meanwhile, so that PRR
+    /// counts what the CWR state sends (`emit_data`).
+    pub(super) fn lend(&mut self) -> EcnState {
+        let lent = std::mem::take(self);
+        self.cwr = lent.cwr;
+        lent
     }
 }
 
@@ -383,6 +397,11 @@ impl Connection {
         delta
     }
 
+    /// In Linux's CWR state: PRR paces the reduction an ECE asked for (`ecn_on_segment`).
+    pub(super) fn in_cwr(&self) -> bool {
+        self.ecn.cwr && !self.cc.in_recovery()
+    }
+
     /// Whether the connection uses ECN (for `status`, the counters).
     pub fn ecn_negotiated(&self) -> bool {
         self.ecn.ok
@@ -404,8 +423,17 @@ impl Connection {
             self.ecn.ece = true;
             self.ack_due = AckDue::Now;
         }
+        if self.cc.in_recovery() {
+            // A loss recovery took over the reduction (and PRR's state).
+            self.ecn.cwr = false;
+        }
         if self.ecn.reacted && self.snd.una.gt(self.ecn.reacted_until) {
             self.ecn.reacted = false;
+            if std::mem::take(&mut self.ecn.cwr) {
+                // The CWR state ends at ssthresh (Linux's tcp_end_cwnd_reduction).
+                let ssthresh = self.cc.ssthresh();
+                self.cc.set_cwnd(ssthresh);
+            }
         }
         if seg.flags.ece() && !self.ecn.reacted {
             self.ecn.reacted = true;
@@ -414,12 +442,19 @@ impl Connection {
             if !self.cc.in_recovery() {
                 // RFC 3168 §6.1.2: "halve the congestion window and reduce the slow start
                 // threshold", as for a loss but retransmitting nothing. The controller's loss
-                // response, entered and left at once (NewReno halves, CUBIC multiplies by
-                // β = 0.7, as Linux's tcp_enter_cwr asks the module for ssthresh), in one
-                // step rather than with PRR.
+                // response sets ssthresh (NewReno halves, CUBIC multiplies by β = 0.7, as
+                // Linux's tcp_enter_cwr asks the module), and, as in Linux's CWR state,
+                // Proportional Rate Reduction (RFC 9937 §5: any reduction, ECN's included)
+                // brings the window down to it over the next round trip, in step with what
+                // is delivered, rather than in one step (which would send nothing until the
+                // flight drained below the new window).
                 let flight = self.snd.nxt.distance_from(self.snd.una);
+                let prior_cwnd = self.cc.cwnd();
                 self.cc.enter_recovery(now, flight, self.opts.sack);
                 self.cc.on_recovery_exit(now, flight);
+                self.prr_start(prior_cwnd);
+                self.ecn.cwr = true;
+                self.prr_on_ack(0, false);
                 self.events_mut().ecn_cwnd_reductions += 1;
             }
         }

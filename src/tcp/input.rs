@@ -647,7 +647,10 @@ impl Connection {
             st.in_loss = false;
             st.rack.on_recovery_exit();
         }
-        if !self.cc.in_recovery() {
+        if self.in_cwr() {
+            // After an ECE, PRR sets the window (`prr_on_ack`); it does not grow meanwhile
+            // (Linux's tcp_cong_control: a reduction or growth, never both).
+        } else if !self.cc.in_recovery() {
             // Whether the window is being used is judged over the round, not after each ACK
             // (issue 19; Linux's tcp_is_cwnd_limited): see `cc::CwndUsage`.
             let used = self.cwnd_usage.flight(flight_before);

@@ -13,7 +13,7 @@
 //!  ACK seq=1 ack=1                 ──▶  SYN-RECEIVED → ESTABLISHED
 //! ```
 
-use super::trace::{Direction, Event, Trace};
+use super::trace::{Direction, Event, Folded, Lost, Row, Trace};
 use super::{ResetCause, SeqNum, State};
 use crate::wire::Quad;
 use std::fmt::Write;
@@ -37,31 +37,30 @@ pub const ARROW_OUT: &str = "◀──";
 pub fn render(trace: &Trace, view: &View) -> String {
     let peer = view.quad.remote.to_string();
     let width = trace
-        .events()
-        .filter(|e| e.direction == Direction::In)
-        .map(|e| describe(e, view).len())
+        .rows()
+        .filter_map(|r| match r {
+            Row::Segment(e, lost) if e.direction == Direction::In => {
+                let extra = if lost == Lost::Impair {
+                    1 + lost_text(e.direction).len()
+                } else {
+                    0
+                };
+                Some(describe(e, view).len() + extra)
+            }
+            _ => None,
+        })
         .chain([peer.len()])
         .max()
         .unwrap_or(0);
     let mut out = String::new();
     let _ = writeln!(out, "{peer:<w$}{}", view.quad.local, w = width + 8);
-    for e in trace.head() {
-        line(&mut out, e, view, width);
-    }
-    let folded = trace.folded();
-    if folded.segments() > 0 {
-        let _ = writeln!(
-            out,
-            " ⋮ {} segments folded: {} {ARROW_IN} ({} bytes), {} {ARROW_OUT} ({} bytes)",
-            folded.segments(),
-            folded.segments_in,
-            folded.bytes_in,
-            folded.segments_out,
-            folded.bytes_out,
-        );
-    }
-    for e in trace.recent() {
-        line(&mut out, e, view, width);
+    for row in trace.rows() {
+        match row {
+            Row::Segment(e, lost) => line(&mut out, e, lost, view, width),
+            Row::Fold(folded) => {
+                let _ = writeln!(out, " ⋮ {}", fold_text(&folded, ARROW_IN, ARROW_OUT));
+            }
+        }
     }
     let last = trace.last_state();
     if view.state != last {
@@ -84,9 +83,49 @@ pub fn closing_reason(view: &View, last: State) -> &'static str {
     }
 }
 
+/// A run of plain segments folded into one line: `12 segments folded: 6 ──▶ (8688 bytes),
+/// 6 ◀── (0 bytes)`, and how many notable ones are among them when their record was full.
+pub fn fold_text(f: &Folded, arrow_in: &str, arrow_out: &str) -> String {
+    let mut s = format!(
+        "{} segments folded: {} {arrow_in} ({} bytes), {} {arrow_out} ({} bytes)",
+        f.segments(),
+        f.segments_in,
+        f.bytes_in,
+        f.segments_out,
+        f.bytes_out,
+    );
+    if f.notable > 0 {
+        let _ = write!(
+            s,
+            ", {} of them notable (too many to keep them all)",
+            f.notable
+        );
+    }
+    s
+}
+
+/// The arrow of a segment `--impair` dropped, broken where the link lost it.
+pub const ARROW_IN_LOST: &str = "─✕▶";
+pub const ARROW_OUT_LOST: &str = "◀✕─";
+
+/// Why a dropped segment's arrow is broken: which side lost it.
+pub fn lost_text(direction: Direction) -> &'static str {
+    match direction {
+        Direction::In => "[dropped by --impair on its way to synack]",
+        Direction::Out => "[dropped by --impair on its way to the peer]",
+    }
+}
+
 /// One arrow.
-fn line(out: &mut String, e: &Event, view: &View, width: usize) {
-    let desc = describe(e, view);
+fn line(out: &mut String, e: &Event, lost: Lost, view: &View, width: usize) {
+    let mut desc = describe(e, view);
+    let (arrow_in, arrow_out) = if lost == Lost::Impair {
+        desc.push(' ');
+        desc.push_str(lost_text(e.direction));
+        (ARROW_IN_LOST, ARROW_OUT_LOST)
+    } else {
+        (ARROW_IN, ARROW_OUT)
+    };
     let change = if e.before == e.after {
         None
     } else {
@@ -95,11 +134,11 @@ fn line(out: &mut String, e: &Event, view: &View, width: usize) {
     let text = match e.direction {
         Direction::In => {
             let state = change.unwrap_or_else(|| e.after.to_string());
-            format!(" {desc:<width$}  {ARROW_IN}  {state}")
+            format!(" {desc:<width$}  {arrow_in}  {state}")
         }
         Direction::Out => match change {
-            Some(change) => format!(" {:<width$}  {ARROW_OUT}  {desc}  ({change})", ""),
-            None => format!(" {:<width$}  {ARROW_OUT}  {desc}", ""),
+            Some(change) => format!(" {:<width$}  {arrow_out}  {desc}  ({change})", ""),
+            None => format!(" {:<width$}  {arrow_out}  {desc}", ""),
         },
     };
     out.push_str(text.trim_end());
@@ -122,6 +161,10 @@ pub fn describe(e: &Event, view: &View) -> String {
     }
     if !e.flags.rst() && (e.flags.syn() || e.window == 0) {
         let _ = write!(s, " win={}", e.window);
+    }
+    if !e.flags.syn() && e.options.sack_blocks > 0 {
+        let n = e.options.sack_blocks;
+        let _ = write!(s, " <SACK, {n} block{}>", if n == 1 { "" } else { "s" });
     }
     if e.flags.syn() && !e.options.is_empty() {
         let o = &e.options;
@@ -328,6 +371,122 @@ pub(crate) mod tests {
         // The ring is in order: the first kept after the fold is the oldest survivor.
         let first_in_ring = lines[2 + HEAD];
         assert!(first_in_ring.contains("──▶"), "{first_in_ring}");
+    }
+
+    /// A long download with a loss in the middle: our data, the peer's ACKs.
+    fn download_with_a_loss(t: &mut Trace, n: u32, loss_at: u32) {
+        use Direction::{In, Out};
+        let now = Instant::ZERO;
+        let data: &'static [u8] = &[0; 100];
+        t.begin(State::Established);
+        for i in 0..n {
+            t.record(
+                Out,
+                now,
+                &seg(Out, Flags::ACK, 1 + 100 * i, 1, data),
+                State::Established,
+            );
+            if i == loss_at {
+                // Segment i is lost: the peer repeats its ACK for i - 1 twice, with SACK.
+                continue;
+            }
+            let ack = if (loss_at + 1..loss_at + 3).contains(&i) {
+                1 + 100 * loss_at
+            } else {
+                101 + 100 * i
+            };
+            let mut a = seg(In, Flags::ACK, 1, ack, b"");
+            if (loss_at + 1..loss_at + 3).contains(&i) {
+                a.options.sack_count = 1;
+            }
+            t.record(In, now, &a, State::Established);
+            if i == loss_at + 2 {
+                t.record_labeled(
+                    Out,
+                    now,
+                    &seg(Out, Flags::ACK, 1 + 100 * loss_at, 1, data),
+                    State::Established,
+                    crate::tcp::trace::Label::FastRetransmit,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_fold_keeps_retransmissions_duplicate_acks_and_sacks() {
+        let mut t = Trace::new();
+        let n = (HEAD + TAIL) as u32 + 40;
+        download_with_a_loss(&mut t, n, 40);
+        let got = render(&t, &view(State::Established, None));
+        let lines: Vec<&str> = got.lines().collect();
+        // Header, head, the middle, ring. The middle: the two duplicate ACKs and the
+        // retransmission, each after the run folded before it, and the last run.
+        let middle = &lines[1 + HEAD..lines.len() - TAIL];
+        let (folds, kept): (Vec<&str>, Vec<&str>) =
+            middle.iter().partition(|l| l.starts_with(" ⋮ "));
+        assert_eq!(folds.len(), 3, "{got}");
+        assert!(middle[0].starts_with(" ⋮ ") && middle.last().unwrap().starts_with(" ⋮ "));
+        assert_eq!(kept.len(), 3, "{got}");
+        assert!(
+            kept[0].contains("ack=4001 <SACK, 1 block> [dup ACK #1]  ──▶"),
+            "{got}"
+        );
+        assert!(kept[1].contains("[dup ACK #2]"), "{got}");
+        assert!(
+            kept[2].ends_with("◀──  ACK seq=4001 ack=1 len=100 [fast retransmission]"),
+            "{got}"
+        );
+        // Nothing is lost from the counts: the folds and the kept add up to the total.
+        let folded: u64 = t
+            .rows()
+            .map(|r| match r {
+                Row::Fold(f) => f.segments(),
+                Row::Segment(..) => 1,
+            })
+            .sum();
+        assert_eq!(folded, t.total());
+        assert_eq!(t.middle().len(), 3);
+    }
+
+    #[test]
+    fn segments_impair_dropped_are_marked_with_the_side_that_lost_them() {
+        use Direction::{In, Out};
+        let mut t = Trace::new();
+        t.begin(State::Established);
+        let now = Instant::ZERO;
+        let data = seg(Out, Flags::ACK, 1, 1, b"abc");
+        t.record(Out, now, &data, State::Established);
+        t.record(
+            Out,
+            now,
+            &seg(Out, Flags::ACK, 4, 1, b"def"),
+            State::Established,
+        );
+        t.record_lost(Out, now, &data);
+        t.record_lost(In, now, &seg(In, Flags::ACK, 1, 7, b""));
+        let got = render(&t, &view(State::Established, None));
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 4, "{got}");
+        assert!(
+            lines[1].ends_with(
+                "◀✕─  ACK seq=1 ack=1 len=3 [dropped by --impair on its way to the peer]"
+            ),
+            "{got}"
+        );
+        assert!(lines[2].ends_with("◀──  ACK seq=4 ack=1 len=3"), "{got}");
+        assert!(
+            lines[3].contains("ACK seq=1 ack=7 [dropped by --impair on its way to synack]  ─✕▶"),
+            "{got}"
+        );
+        // Dropped segments are notable: a fold keeps them.
+        let mut t = Trace::new();
+        t.begin(State::Established);
+        t.record_lost(In, now, &seg(In, Flags::ACK, 1, 7, b""));
+        for _ in 0..HEAD + TAIL {
+            t.record_lost(In, now, &seg(In, Flags::ACK, 1, 7, b""));
+        }
+        assert_eq!(t.middle().len(), 1);
+        assert!(t.rows().all(|r| matches!(r, Row::Segment(_, Lost::Impair))));
     }
 
     #[test]

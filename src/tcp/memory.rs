@@ -479,6 +479,10 @@ impl Connection {
             // more use (TIME-WAIT keeps what RFC 9293 §3.6 needs, nothing else).
             self.rec.st = None;
         }
-        self.rec.release();
+        // Not during a reduction: PRR's counts live there (a CWR after an ECE goes on with
+        // nothing in RACK's ring on a connection without SACK).
+        if !self.in_cwr() && !self.cc.in_recovery() {
+            self.rec.release();
+        }
     }
 }

@@ -23,7 +23,7 @@ impl Connection {
         let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
         let iss = self.snd.iss;
         let (ecn_mode, mss) = (self.cfg.ecn, usize::from(self.eff_mss()));
-        let mut ecn = std::mem::take(&mut self.ecn);
+        let mut ecn = self.ecn.lend();
         self.transmit(now, &mut |seg, label| {
             let mut marked = *seg;
             Connection::ecn_marks(&mut ecn, ecn_mode, &mut marked, label, mss);
@@ -563,8 +563,7 @@ impl Connection {
             st.undo.on_retransmit(ts);
         }
         self.rec.sent_mut().on_send(seq, end, now);
-        if self.opts.sack
-            && self.cc.in_recovery()
+        if ((self.opts.sack && self.cc.in_recovery()) || self.in_cwr())
             && let Some(st) = self.rec.st.as_mut()
         {
             // RFC 9937: prr_out.

@@ -54,6 +54,10 @@ pub struct Sample {
     pub rto_us: u32,
     /// Ack: what the segment said about congestion (ECN, issue 20).
     pub ecn: SampleEcn,
+    /// The recovery episode the sender was in, for the congestion graph's shading.
+    pub episode: Episode,
+    /// Undos so far (wrapping): where it changes between two samples, a reduction was undone.
+    pub undos: u8,
 }
 
 /// ECN on an arriving segment, for the congestion graph's marks.
@@ -66,6 +70,19 @@ pub struct SampleEcn {
     pub ce: bool,
 }
 
+/// A recovery episode, as the congestion graph shades it (Linux's `ca_state` Recovery and
+/// Loss).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Episode {
+    /// Open or disorder: no reduction in progress.
+    #[default]
+    None,
+    /// Fast recovery (RFC 6675, RFC 6582, RACK), cwnd reduced by PRR.
+    FastRecovery,
+    /// After a retransmission timeout, until what was in flight then is acknowledged.
+    RtoLoss,
+}
+
 /// The sender's state that every sample carries (see [`Sample`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SenderState {
@@ -76,6 +93,7 @@ pub struct SenderState {
     pub flight: u32,
     pub srtt_us: u32,
     pub rto_us: u32,
+    pub episode: Episode,
 }
 
 /// A connection's samples. See the module docs.
@@ -87,6 +105,8 @@ pub struct Samples {
     /// Record every `stride`-th ordinary sample (1 until the first decimation).
     stride: u32,
     skipped: u32,
+    /// Reductions undone so far (wrapping), copied into each sample.
+    undos: u8,
 }
 
 impl Samples {
@@ -101,6 +121,11 @@ impl Samples {
     /// Bytes allocated for samples.
     pub fn heap_bytes(&self) -> usize {
         self.samples.capacity() * std::mem::size_of::<Sample>()
+    }
+
+    /// A congestion response was undone (it proved spurious): the next sample carries it.
+    pub fn on_undo(&mut self) {
+        self.undos = self.undos.wrapping_add(1);
     }
 
     /// A data segment left: `seq` and `len` of its payload, `iss` our ISS.
@@ -135,6 +160,8 @@ impl Samples {
             srtt_us: s.srtt_us,
             rto_us: s.rto_us,
             ecn: SampleEcn::default(),
+            episode: s.episode,
+            undos: self.undos,
         });
     }
 
@@ -164,6 +191,8 @@ impl Samples {
             srtt_us: s.srtt_us,
             rto_us: s.rto_us,
             ecn,
+            episode: s.episode,
+            undos: self.undos,
         });
     }
 
@@ -224,6 +253,7 @@ mod tests {
             flight: 0,
             srtt_us: 1000,
             rto_us: 200_000,
+            ..SenderState::default()
         }
     }
 

@@ -2,10 +2,17 @@
 //! (`--ladder`, `synack trace`, `GET /handshake`) and for `synack status`.
 //!
 //! The record is bounded: the first [`HEAD`] events (the handshake) are kept, then a ring of
-//! the [`TAIL`] most recent ones; what falls out of the ring is only counted ([`Folded`]). It
-//! grows on demand (doubling) up to that bound, so a short or idle connection holds room for
-//! the few events it had (a handshake and an echo: 8), not for 64; once full, recording a
-//! segment copies a few header fields and allocates nothing.
+//! the [`TAIL`] most recent ones. What falls out of the ring is only counted ([`Folded`]),
+//! unless it is *notable* — anything but plain in-order data or its ACK: a retransmission
+//! (ours or the peer's), a duplicate ACK, a segment with SACK blocks, out-of-order data, a
+//! probe, a window update or a zero window, a SYN, FIN or RST, a packet `--impair` dropped,
+//! or any segment we sent for a reason the diagram names ([`Label`]). Up to [`MIDDLE`] of
+//! those are kept in order with the count of the plain run folded before each ([`Row`]), so
+//! a folded diagram still shows every retransmission, duplicate ACK and SACK (issue 19).
+//! The record grows on demand (doubling) up to that bound, so a short or idle connection
+//! holds room for the few events it had (a handshake and an echo: 8), not for 64, and the
+//! middle is allocated only when a notable event falls out of the ring; once full, recording
+//! a segment copies a few header fields and allocates nothing.
 
 use super::{SeqNum, State};
 use crate::time::Instant;
@@ -15,6 +22,8 @@ use crate::wire::{Flags, TcpSegment};
 pub const HEAD: usize = 24;
 /// How many of the most recent events are kept after the first [`HEAD`].
 pub const TAIL: usize = 40;
+/// How many notable events from between the head and the ring are kept.
+pub const MIDDLE: usize = 48;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -33,6 +42,8 @@ pub struct OptionSummary {
     pub timestamps: bool,
     /// TCP Fast Open (RFC 7413): the cookie's length, 0 for a cookie request.
     pub fastopen: Option<u8>,
+    /// SACK blocks carried (RFC 2018).
+    pub sack_blocks: u8,
 }
 
 impl OptionSummary {
@@ -68,6 +79,11 @@ pub enum Label {
     /// The n-th ACK in a row for the same RCV.NXT, sent because data arrived out of order
     /// (RFC 5681 §4.2).
     DupAck(u16),
+    /// From the peer: data below what it had already sent (a retransmission, or a copy the
+    /// network duplicated).
+    PeerRetransmit,
+    /// From the peer: data beyond a gap (something before it is missing or late).
+    OutOfOrder,
     /// A probe of the peer's zero window (RFC 9293 §3.8.6.1).
     ZeroWindowProbe,
     /// An ACK sent only to announce a larger window (RFC 9293 §3.8.6.2.2).
@@ -103,6 +119,8 @@ impl Label {
             Label::Dsack => Borrowed("D-SACK"),
             Label::Prr => Borrowed("PRR"),
             Label::DupAck(n) => std::borrow::Cow::Owned(format!("dup ACK #{n}")),
+            Label::PeerRetransmit => Borrowed("retransmission"),
+            Label::OutOfOrder => Borrowed("out of order"),
             Label::ZeroWindowProbe => Borrowed("zero-window probe"),
             Label::WindowUpdate => Borrowed("window update"),
             Label::KeepAlive => Borrowed("keep-alive"),
@@ -133,8 +151,46 @@ pub struct Event {
     pub before: State,
     /// Its state once the segment was processed (incoming) or sent (outgoing).
     pub after: State,
-    /// Why we sent it (outgoing only).
+    /// Why we sent it; on a segment from the peer, what the trace noticed (a duplicate ACK,
+    /// a retransmission, out-of-order data, a window update).
     pub label: Label,
+}
+
+/// One row of a diagram, in order: a segment (and whether `--impair` dropped it), or a run of
+/// plain segments folded into one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row<'a> {
+    Segment(&'a Event, Lost),
+    Fold(Folded),
+}
+
+/// Whether a segment reached the other side: `--impair` drops it on the link, on the way to
+/// us (`In`) or to the peer (`Out`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lost {
+    #[default]
+    No,
+    /// Dropped by `--impair` on its way (its direction says which way).
+    Impair,
+}
+
+/// A notable event kept from the middle, with the plain run folded before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept {
+    pub before: Folded,
+    pub event: Event,
+    pub lost: Lost,
+}
+
+/// What the trace remembers of the segments so far, to tell the notable ones.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The end of the highest data each side sent (SYN and FIN counted).
+    peer_end: Option<SeqNum>,
+    our_end: Option<SeqNum>,
+    /// The peer's latest acknowledgment and window, and how many times in a row it repeated.
+    ack: Option<(SeqNum, u16)>,
+    dups: u16,
 }
 
 /// What was dropped from the middle of a long connection's record.
@@ -144,11 +200,18 @@ pub struct Folded {
     pub segments_out: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Notable segments among them: the record of them ([`MIDDLE`]) was full.
+    pub notable: u64,
 }
 
 impl Folded {
     pub fn segments(&self) -> u64 {
         self.segments_in + self.segments_out
+    }
+
+    fn add_notable(&mut self, e: &Event) {
+        self.add(e);
+        self.notable += 1;
     }
 
     fn add(&mut self, e: &Event) {
@@ -178,6 +241,14 @@ pub struct Trace {
     last_state: State,
     /// Events recorded since creation, kept or folded.
     total: u64,
+    /// One bit per slot of `events`: notable, and dropped by `--impair`.
+    notable: u64,
+    lost: u64,
+    /// Notable events that fell out of the ring (at most [`MIDDLE`]), allocated on the first.
+    middle: Vec<Kept>,
+    /// The plain events folded since the last one kept in the middle.
+    run: Folded,
+    seen: Seen,
 }
 
 impl Default for Trace {
@@ -190,6 +261,11 @@ impl Default for Trace {
             folded: Folded::default(),
             last_state: State::Closed,
             total: 0,
+            notable: 0,
+            lost: 0,
+            middle: Vec::new(),
+            run: Folded::default(),
+            seen: Seen::default(),
         }
     }
 }
@@ -208,11 +284,13 @@ impl Trace {
     /// little more (TIME-WAIT) keeps exactly what it recorded.
     pub fn shrink(&mut self) {
         self.events.shrink_to_fit();
+        self.middle.shrink_to_fit();
     }
 
     /// Bytes allocated for kept events.
     pub fn heap_bytes(&self) -> usize {
         self.events.capacity() * std::mem::size_of::<Event>()
+            + self.middle.capacity() * std::mem::size_of::<Kept>()
     }
 
     /// The state the next event starts from (LISTEN for a passive open).
@@ -243,15 +321,57 @@ impl Trace {
 
     /// The most recent events after the head, oldest first.
     pub fn recent(&self) -> impl Iterator<Item = &Event> {
-        let ring = self.events.get(HEAD..).unwrap_or(&[]);
-        let split = if ring.len() == TAIL { self.next } else { 0 };
-        let (older, newer) = ring.split_at(split.min(ring.len()));
-        newer.iter().chain(older.iter())
+        self.recent_slots().map(|(_, e)| e)
     }
 
-    /// Every kept event in order (the folded ones sit between the head and the rest).
+    /// The ring's events oldest first, with their slots in `events`.
+    fn recent_slots(&self) -> impl Iterator<Item = (usize, &Event)> {
+        let ring = self.events.get(HEAD..).unwrap_or(&[]);
+        let split = if ring.len() == TAIL { self.next } else { 0 };
+        let split = split.min(ring.len());
+        let (older, newer) = ring.split_at(split);
+        (HEAD + split..)
+            .zip(newer)
+            .chain((HEAD..).zip(older.iter()))
+    }
+
+    /// Every kept event in order (the folded ones sit between the head and the rest), the
+    /// notable ones kept from the middle included.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
-        self.head().iter().chain(self.recent())
+        self.rows().filter_map(|r| match r {
+            Row::Segment(e, _) => Some(e),
+            Row::Fold(_) => None,
+        })
+    }
+
+    /// The diagram's rows in order: the head, the notable events of the middle each after
+    /// the run folded before it, the last run folded, the ring.
+    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        let lost = |slot: usize| {
+            if self.lost & bit(slot) != 0 {
+                Lost::Impair
+            } else {
+                Lost::No
+            }
+        };
+        let head = (0..)
+            .zip(self.head())
+            .map(move |(i, e)| Row::Segment(e, lost(i)));
+        let middle = self.middle.iter().flat_map(|k| {
+            let fold = (k.before.segments() > 0).then_some(Row::Fold(k.before));
+            fold.into_iter()
+                .chain(std::iter::once(Row::Segment(&k.event, k.lost)))
+        });
+        let run = (self.run.segments() > 0).then_some(Row::Fold(self.run));
+        let ring = self
+            .recent_slots()
+            .map(move |(i, e)| Row::Segment(e, lost(i)));
+        head.chain(middle).chain(run).chain(ring)
+    }
+
+    /// The notable events kept from the middle.
+    pub fn middle(&self) -> &[Kept] {
+        &self.middle
     }
 
     /// Record a segment; its `before` state is the previous event's `after`.
@@ -274,8 +394,125 @@ impl Trace {
         after: State,
         label: Label,
     ) {
+        let (label, notable) = self.classify(direction, seg, label);
+        let event = self.event(direction, at, seg, after, label);
+        self.push(event, notable, Lost::No);
+    }
+
+    /// `--impair` dropped a segment on the link: one we sent is marked on its arrow (the
+    /// latest kept one with its numbers); one from the peer never reached the connection and
+    /// is recorded, marked, with the state unchanged.
+    pub fn record_lost(&mut self, direction: Direction, at: Instant, seg: &TcpSegment<'_>) {
+        match direction {
+            Direction::Out => {
+                let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+                let same = |e: &Event| {
+                    e.direction == Direction::Out
+                        && e.seq == seg.seq
+                        && e.len == len
+                        && e.flags == seg.flags
+                };
+                let newest = self
+                    .rows_slots()
+                    .filter(|&(slot, e)| same(e) && self.lost & bit(slot) == 0)
+                    .map(|(slot, _)| slot)
+                    .last();
+                if let Some(slot) = newest {
+                    self.lost |= bit(slot);
+                    self.notable |= bit(slot);
+                } else if let Some(k) = self
+                    .middle
+                    .iter_mut()
+                    .rev()
+                    .find(|k| same(&k.event) && k.lost == Lost::No)
+                {
+                    k.lost = Lost::Impair;
+                }
+            }
+            Direction::In => {
+                let state = self.last_state;
+                let event = self.event(direction, at, seg, state, Label::None);
+                self.push(event, true, Lost::Impair);
+            }
+        }
+    }
+
+    /// The kept events of the head and the ring with their slots, oldest first.
+    fn rows_slots(&self) -> impl Iterator<Item = (usize, &Event)> {
+        (0..).zip(self.head()).chain(self.recent_slots())
+    }
+
+    /// Whether a segment is notable (see the module docs), and the label of one from the
+    /// peer; remembers what it needs to judge the next ones.
+    fn classify(
+        &mut self,
+        direction: Direction,
+        seg: &TcpSegment<'_>,
+        label: Label,
+    ) -> (Label, bool) {
+        let f = seg.flags;
+        let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+        let end = seg
+            .seq
+            .add(len.saturating_add(u32::from(f.syn()) + u32::from(f.fin())));
+        let special = f.syn()
+            || f.fin()
+            || f.rst()
+            || seg.options.sack_count > 0
+            || (seg.window == 0 && !f.rst());
+        let seen = &mut self.seen;
+        let high = match direction {
+            Direction::In => &mut seen.peer_end,
+            Direction::Out => &mut seen.our_end,
+        };
+        let again = len > 0 && high.is_some_and(|h| seg.seq.lt(h));
+        let gap = len > 0 && high.is_some_and(|h| seg.seq.gt(h));
+        if high.is_none_or(|h| end.gt(h)) {
+            *high = Some(end);
+        }
+        if direction == Direction::Out {
+            return (label, special || again || label != Label::None);
+        }
+        // A label the input path gave (a Fast Open SYN's `[TFO]`) stands unless the segment
+        // is a retransmission or out of order.
+        let mut label = if again {
+            Label::PeerRetransmit
+        } else if gap {
+            Label::OutOfOrder
+        } else {
+            label
+        };
+        if f.ack() && !f.syn() && !f.rst() {
+            let outstanding = seen.our_end.is_some_and(|e| e.gt(seg.ack));
+            match seen.ack {
+                Some((ack, wnd)) if ack == seg.ack && len == 0 && !f.fin() => {
+                    if wnd != seg.window {
+                        label = Label::WindowUpdate;
+                    } else if outstanding {
+                        seen.dups = seen.dups.saturating_add(1);
+                        label = Label::DupAck(seen.dups);
+                    }
+                }
+                Some((ack, _)) if ack == seg.ack => {}
+                _ => seen.dups = 0,
+            }
+            if seen.ack.is_none_or(|(ack, _)| seg.ack.ge(ack)) {
+                seen.ack = Some((seg.ack, seg.window));
+            }
+        }
+        (label, special || label != Label::None)
+    }
+
+    fn event(
+        &self,
+        direction: Direction,
+        at: Instant,
+        seg: &TcpSegment<'_>,
+        after: State,
+        label: Label,
+    ) -> Event {
         let o = &seg.options;
-        let event = Event {
+        Event {
             direction,
             at,
             flags: seg.flags,
@@ -291,37 +528,81 @@ impl Trace {
                 fastopen: o
                     .fastopen
                     .map(|c| u8::try_from(c.as_bytes().len()).unwrap_or(u8::MAX)),
+                sack_blocks: o.sack_count,
             },
             before: self.last_state,
             after,
             label,
-        };
-        self.push(event);
+        }
     }
 
-    fn push(&mut self, event: Event) {
+    fn push(&mut self, event: Event, notable: bool, lost: Lost) {
         self.total += 1;
         self.last_state = event.after;
+        let mark = |t: &mut Trace, slot: usize| {
+            let b = bit(slot);
+            t.notable = if notable {
+                t.notable | b
+            } else {
+                t.notable & !b
+            };
+            t.lost = if lost == Lost::Impair {
+                t.lost | b
+            } else {
+                t.lost & !b
+            };
+        };
         if self.events.len() < HEAD + TAIL && self.room {
             if self.events.len() == self.events.capacity() {
                 // Grow by doubling, but never beyond the bound.
                 let want = (self.events.len() * 2).clamp(8, HEAD + TAIL);
                 self.events.reserve_exact(want - self.events.len());
             }
+            mark(self, self.events.len());
             self.events.push(event);
             return;
         }
         if self.events.len() < HEAD + TAIL {
             // No room was allocated: count only.
             self.folded.add(&event);
+            self.run.add(&event);
             return;
         }
         let slot = HEAD + self.next;
+        let old_notable = self.notable & bit(slot) != 0;
+        let old_lost = if self.lost & bit(slot) != 0 {
+            Lost::Impair
+        } else {
+            Lost::No
+        };
         if let Some(old) = self.events.get_mut(slot) {
-            self.folded.add(old);
-            *old = event;
+            let old = std::mem::replace(old, event);
+            self.evict(old, old_notable, old_lost);
         }
+        mark(self, slot);
         self.next = (self.next + 1) % TAIL;
+    }
+
+    /// An event falls out of the ring: kept in the middle if notable (and there is room),
+    /// else folded.
+    fn evict(&mut self, old: Event, notable: bool, lost: Lost) {
+        if notable && self.middle.len() < MIDDLE {
+            if self.middle.len() == self.middle.capacity() {
+                let want = (self.middle.len() * 2).clamp(4, MIDDLE);
+                self.middle.reserve_exact(want - self.middle.len());
+            }
+            self.middle.push(Kept {
+                before: std::mem::take(&mut self.run),
+                event: old,
+                lost,
+            });
+        } else if notable {
+            self.folded.add_notable(&old);
+            self.run.add_notable(&old);
+        } else {
+            self.folded.add(&old);
+            self.run.add(&old);
+        }
     }
 
     /// The most recently recorded event, if it was kept.
@@ -344,6 +625,14 @@ impl Trace {
         }
     }
 }
+
+/// The bit of a slot of `events` (there are `HEAD + TAIL` = 64 of them).
+fn bit(slot: usize) -> u64 {
+    1u64.checked_shl(u32::try_from(slot).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+const _: () = assert!(HEAD + TAIL <= 64);
 
 #[cfg(test)]
 mod tests {
@@ -479,5 +768,7 @@ mod tests {
         assert_eq!(t.events().count(), 0);
         assert_eq!(t.folded().segments_in, 1);
         assert_eq!(t.last_state(), State::Established);
+        // Drawn as one fold.
+        assert!(matches!(t.rows().collect::<Vec<_>>()[..], [Row::Fold(f)] if f.segments_in == 1));
     }
 }

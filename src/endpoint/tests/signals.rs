@@ -1037,3 +1037,62 @@ fn a_retransmitted_syn_asks_for_no_ecn() {
         assert_eq!(again[0].flags, Flags::SYN, "{mode}");
     }
 }
+
+/// RFC 9937 after an ECE (Linux's CWR state): the window comes down to ssthresh with PRR,
+/// in step with the ACKs, instead of in one step. With ten segments in flight and a CUBIC
+/// ssthresh of seven, a one-step cut sends nothing for the first three ACKs; PRR sends at
+/// once and about seven segments for every ten delivered.
+#[test]
+fn the_peers_ece_reduces_the_window_with_prr() {
+    let mut net = Net::v4();
+    let (_, _, iss) = net.ecn_handshake(Flags::ECE | Flags::CWR);
+    // The peer sends 40 kB without acknowledging anything: echo fills its window.
+    let mut ours: Vec<(SeqNum, usize)> = Vec::new();
+    for i in 0..40u32 {
+        let out = net.data(
+            1 + 1000 * i,
+            iss.add(1),
+            &[b'x'; 1000],
+            Flags::NONE,
+            Ecn::Ect0,
+        );
+        ours.extend(
+            parsed(&out)
+                .iter()
+                .filter(|s| !s.payload.is_empty())
+                .map(|s| (s.seq, s.payload.len())),
+        );
+    }
+    let window = ours.len();
+    assert!(window >= 10, "{window} segments in the initial window");
+    let peer_next = 1 + 1000 * 40;
+    // The peer acknowledges our segments one by one, the first ACK with ECE.
+    let mut sent_per_ack = Vec::new();
+    for (k, &(seq, len)) in ours.iter().take(window).enumerate() {
+        let ack = seq.add(len as u32);
+        let flags = if k == 0 { Flags::ECE } else { Flags::NONE };
+        let out = net.data(peer_next, ack, b"", flags, Ecn::NotEct);
+        sent_per_ack.push(
+            parsed(&out)
+                .iter()
+                .filter(|s| !s.payload.is_empty())
+                .count(),
+        );
+    }
+    assert_eq!(net.ep.stats().ecn_cwnd_reductions, 1);
+    assert!(
+        sent_per_ack[0] >= 1,
+        "PRR sends on the ECE's own ACK: {sent_per_ack:?}"
+    );
+    assert!(
+        sent_per_ack[..3].iter().sum::<usize>() >= 2,
+        "{sent_per_ack:?}"
+    );
+    // About β = 0.7 of what was delivered, not a burst at the end of the round.
+    let total: usize = sent_per_ack.iter().sum();
+    assert!(
+        (window * 6 / 10..=window * 8 / 10 + 1).contains(&total),
+        "{total} sent for {window} delivered: {sent_per_ack:?}"
+    );
+    assert!(sent_per_ack.iter().all(|&n| n <= 2), "{sent_per_ack:?}");
+}

@@ -122,3 +122,29 @@ fn a_long_connection_folds_its_middle_into_one_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_dropped_segment_is_a_dashed_half_arrow_with_a_cross_and_folds_show_what_they_keep() {
+    use Direction::{In, Out};
+    let mut t = Trace::new();
+    t.begin(State::Established);
+    let now = Instant::ZERO;
+    let data = seg(Out, Flags::ACK, 1, 1, b"abc");
+    t.record(Out, now, &data, State::Established);
+    t.record_lost(Out, now, &data);
+    t.record_lost(In, now, &seg(In, Flags::ACK, 1, 4, b""));
+    t.record(In, now, &seg(In, Flags::ACK, 1, 4, b""), State::Established);
+    let svg = ladder_document(&t, &view(State::Established));
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let class = |c: &str| {
+        doc.descendants()
+            .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some(c))
+            .count()
+    };
+    assert_eq!(class("seg out lost"), 1, "{svg}");
+    assert_eq!(class("seg in lost"), 1, "{svg}");
+    assert_eq!(class("seg in"), 1, "{svg}");
+    assert_eq!(svg.matches('\u{2715}').count(), 2);
+    assert!(svg.contains("dropped by --impair on its way to the peer"));
+    assert!(svg.contains("dropped by --impair on its way to synack"));
+}

@@ -215,6 +215,7 @@ impl Connection {
         tracing::debug!(?how, "undo: the reduction was spurious");
         self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
         self.scoreboard.end_recovery();
+        self.samples.on_undo();
         let events = self.events.get_or_insert_with(Box::default);
         match how {
             Undone::Dsack => events.dsack_undo += 1,
@@ -266,8 +267,9 @@ impl Connection {
     /// RFC 9937 "On every ACK starting or during fast recovery" (SACK recoveries):
     /// cwnd = pipe + sndcnt. `delivered`: the bytes this ACK newly acknowledged or SACKed;
     /// `safe_ack`: SND.UNA advanced and no new loss was found.
+    /// Also in the CWR state after an ECE (`ecn.rs`), as Linux's `tcp_cwnd_reduction`.
     pub(in crate::tcp) fn prr_on_ack(&mut self, delivered: u32, safe_ack: bool) {
-        if !(self.opts.sack && self.cc.in_recovery()) {
+        if !((self.opts.sack && self.cc.in_recovery()) || self.in_cwr()) {
             return;
         }
         let mss = u32::from(self.eff_mss()).max(1);

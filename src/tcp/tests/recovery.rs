@@ -4,6 +4,8 @@
 use super::*;
 
 /// The SACK blocks of a segment we sent.
+use crate::tcp::samples::Episode;
+
 fn sack_of(s: &Sent) -> Vec<(SeqNum, SeqNum)> {
     s.opts.sack().iter().map(|b| (b.left, b.right)).collect()
 }
@@ -112,6 +114,9 @@ fn status_info_shows_the_congestion_state_and_the_reordering_window() {
     send_segments(&mut h, 8);
     sack_segments(&mut h, ISS.add(1), 1, 4);
     assert_eq!(info(&h).ca_state, "recovery");
+    // The congestion graph shades it.
+    let episode = |h: &Harness| h.conn.samples().as_slice().last().map(|s| s.episode);
+    assert_eq!(episode(&h), Some(Episode::FastRecovery));
     let entries = info(&h).entries();
     assert!(entries.iter().any(|(k, _)| *k == "ca_state"));
     assert!(entries.iter().any(|(k, _)| *k == "reo_wnd_us"));
@@ -122,6 +127,7 @@ fn status_info_shows_the_congestion_state_and_the_reordering_window() {
         h.output();
     }
     assert_eq!(info(&h).ca_state, "loss");
+    assert_eq!(episode(&h), Some(Episode::RtoLoss));
 }
 
 #[test]
