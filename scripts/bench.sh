@@ -49,6 +49,8 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
   --scale-parts L scale: a subset of delay,conns,load,memory (default all four)
   SYNACK_ARGS     extra arguments for synack (environment variable)
   SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
+  LOSS_LINUX_CC   loss: the Linux server's congestion control, cubic (default, as synack's)
+                  or bbr (this machine's default) (environment variable)
 EOF
 }
 
