@@ -3,7 +3,12 @@
 serves `GET /bytes/<N>` with the same bytes as synack's http service (byte i is byte i mod 8 of
 the big-endian u64 floor(i/8)) and nearly the same head, so that only the TCP differs.
 
-Usage: http_server.py ADDR PORT. One thread per connection; bodies are built once per size and
+Usage: http_server.py ADDR PORT [CC]. CC (default cubic) is the congestion control of the
+listening socket (TCP_CONGESTION; accepted sockets inherit it): this machine's default is BBR,
+which does not back off on random loss, while synack runs CUBIC (RFC 9438), so the suite sets
+the algorithm per socket rather than relying on net.ipv4.tcp_congestion_control (a namespace
+cannot change that default; root's CAP_NET_ADMIN allows an algorithm outside
+tcp_allowed_congestion_control on its own socket). One thread per connection; bodies are built once per size and
 kept; keep-alive as synack does (the client closes). Never the bottleneck: the whole response
 goes to the socket in one sendall().
 """
@@ -56,13 +61,21 @@ def serve(conn):
 
 def main():
     addr, port = sys.argv[1], int(sys.argv[2])
+    cc = sys.argv[3] if len(sys.argv) > 3 else "cubic"
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+    except OSError as e:
+        sys.exit(f"http_server.py: cannot set congestion control {cc!r} on the socket: {e} "
+                 "(see /proc/sys/net/ipv4/tcp_available_congestion_control; needs CAP_NET_ADMIN "
+                 "for one not in tcp_allowed_congestion_control)")
+    got = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
     s.bind((addr, port))
     s.listen(128)
     for n in (100_000, 1_000_000, 10_000_000):
         body(n)
-    print("ready", flush=True)
+    print(f"ready cc={got}", flush=True)
     while True:
         conn, _ = s.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()

@@ -14,7 +14,8 @@
 # are persistent TUNs the bridge attaches to (bench/src/bin/impair-bridge.rs, restarted per
 # condition with its loss, delay and bottleneck); the router namespace forwards to synack's TUN
 # or across a veth to the Linux server, which serves the same bytes (`/bytes/N`, synack's
-# pattern). Both servers run CUBIC with SACK and timestamps; Linux's route metrics cache is off
+# pattern). Both servers run CUBIC (LOSS_LINUX_CC=bbr: the Linux server runs BBR, this machine's
+# default; set on its listening socket, no sysctl changes) with SACK and timestamps; Linux's route metrics cache is off
 # (net.ipv4.tcp_no_metrics_save=1) so that one run's ssthresh does not carry into the next, as
 # synack keeps none. Runs alternate between the two servers. Counters: `nstat` in the server
 # namespace for Linux, `synack stats` through its control socket, each read before and after
@@ -54,7 +55,8 @@ loss_suite() {
     ip -n "$r" link set r0 up
     ip -n "$l" link set l0 up
     ip -n "$l" route add 198.18.10.0/24 via 198.18.12.1
-    ip netns exec "$l" "$PY" "$ROOT/bench/http_server.py" 198.18.12.2 80 >"$WORK/loss-http.log" 2>&1 &
+    local cc=${LOSS_LINUX_CC:-cubic}
+    ip netns exec "$l" "$PY" "$ROOT/bench/http_server.py" 198.18.12.2 80 "$cc" >"$WORK/loss-http.log" 2>&1 &
     PIDS+=("$!")
     # synack on its own TUN in the router namespace.
     local sock="$WORK/loss-synack.sock"
@@ -109,6 +111,9 @@ loss_suite() {
                 for srv in $order; do
                     local ip=198.18.0.2
                     [ "$srv" = linux ] && ip=198.18.12.2
+                    # What the kernel says the Linux server's connection runs (`ss -ti`),
+                    # read during its first download.
+                    [ "$srv" = linux ] && [ ! -e "$WORK/loss-cc-seen" ] && cc_probe "$l" &
                     local out
                     out=$(timeout $((cap + 5)) ip netns exec "$c" curl -s -o /dev/null --max-time "$cap" \
                         -w '%{time_total} %{size_download} %{http_code}' "http://$ip/bytes/$size" 2>/dev/null || true)
@@ -140,7 +145,8 @@ loss_suite() {
     kill -0 "$spid" 2>/dev/null || log "loss: synack has died (see $WORK/loss-synack.log)"
     cp "$lj" "$OUT/loss.jsonl"
     "$PY" "$ROOT/bench/loss_report.py" "$lj" "$OUT/loss.md" --commit "$COMMIT" --date "$DATE" \
-        --load "$LOAD" --load-end "$(cut -d' ' -f1-3 /proc/loadavg)" --rtt-ms $((2 * LOSS_DELAY_MS))
+        --load "$LOAD" --load-end "$(cut -d' ' -f1-3 /proc/loadavg)" --rtt-ms $((2 * LOSS_DELAY_MS)) \
+        --linux-cc "$cc" --linux-cc-seen "$(cat "$WORK/loss-cc-seen" 2>/dev/null || echo '?')"
 }
 
 # bridge_start CLIENT-NS ROUTER-NS ARGS...: impair-bridge between imp0 and imp1; sets
@@ -180,6 +186,23 @@ bridge_stop() {
 # tun_tx_dropped NS DEV: the TX dropped count of DEV (what its ring could not hold).
 tun_tx_dropped() {
     ip -n "$1" -s link show "$2" | awk '/TX:/ { getline; print $4; exit }' | grep -E '^[0-9]+$' || echo 0
+}
+
+# cc_probe LINUX-NS: polls `ss -ti` in the Linux server's namespace (at most ~3 s) until an
+# established connection on port 80 shows, and writes its congestion control to loss-cc-seen.
+cc_probe() {
+    local seen
+    : >"$WORK/loss-cc-seen"
+    for _ in $(seq 1 150); do
+        seen=$(ip netns exec "$1" ss -tinH state established '( sport = :80 )' 2>/dev/null |
+            grep -oE '(^|[[:space:]])(cubic|bbr|reno)([[:space:]]|$)' | tr -d '[:space:]' | head -c 16 || true)
+        if [ -n "$seen" ]; then
+            echo "$seen" >"$WORK/loss-cc-seen"
+            return 0
+        fi
+        sleep 0.02
+    done
+    echo "?" >"$WORK/loss-cc-seen"
 }
 
 # wait_http CLIENT-NS IP: until a 1-byte download works (at most ~10 s).

@@ -62,6 +62,8 @@ def main():
     ap.add_argument("--load", default="?")
     ap.add_argument("--load-end", default="?")
     ap.add_argument("--rtt-ms", default="40")
+    ap.add_argument("--linux-cc", default="?")
+    ap.add_argument("--linux-cc-seen", default="?")
     a = ap.parse_args()
     fct, fails, counters, bridge, order = {}, {}, {}, {}, []
     tun_drops, last_drops = {}, 0
@@ -90,7 +92,9 @@ def main():
         f"# Loss recovery: synack against Linux behind the same impairing bridge (issue 19)",
         "",
         f"{a.date}, commit {a.commit}; RTT {a.rtt_ms} ms (bench/src/bin/impair-bridge.rs); "
-        f"load average at the start {a.load}, at the end {a.load_end}. Flow completion time "
+        f"load average at the start {a.load}, at the end {a.load_end}. Linux's congestion "
+        f"control: {a.linux_cc} (set on the server's socket; `ss -ti` during a transfer said "
+        f"{a.linux_cc_seen}); synack's: CUBIC. Flow completion time "
         "from curl in the client namespace (kernel TCP): from connect() to the last byte. "
         "Targets: synack's median ≤ 1.0× Linux's, p90 ≤ 1.1×; at the bottleneck no more "
         "retransmissions than Linux and the completion time within 5 %.",

@@ -54,6 +54,8 @@ scripts/bench.sh — synack vs smoltcp vs kernel TCP, plus the raw TUN ceiling
                   in TIME-WAIT (--max-time-wait above the largest total; default 200000)
   SYNACK_ARGS     extra arguments for synack (environment variable)
   SYNACK_BIN      the synack binary to measure instead of this tree's (environment variable)
+  LOSS_LINUX_CC   loss: the Linux server's congestion control, cubic (default, as synack's)
+                  or bbr (this machine's default) (environment variable)
 EOF
 }
 
