@@ -64,7 +64,19 @@ How to read a diagram:
 - On the right of each incoming segment is synack's state after processing it (`A → B` when it
   changed); a state change that happened before one of synack's own segments is shown after
   that segment in parentheses.
-- Long transfers are folded into one `⋮ N segments folded` line.
+- Long transfers are folded: each run of plain segments (in-order data and the ACKs that
+  simply acknowledge it) becomes one `⋮ N segments folded` line, and every other segment
+  stays in place between the runs: retransmissions (ours, labelled with their reason, and
+  the peer's, `[retransmission]`), duplicate ACKs (`[dup ACK #n]`, counted as the sender
+  sees them), segments carrying SACK blocks (`<SACK, n blocks>`), out-of-order data
+  (`[out of order]`), probes, window updates and zero windows, SYNs, FINs and RSTs. Up to 48
+  of them are kept from the middle of a connection; past that the fold line says how many
+  notable segments it swallowed.
+- Under `--impair`, a packet the link dropped keeps its place with a broken arrow and the
+  side that lost it: `◀✕─ … [dropped by --impair on its way to the peer]` for one of
+  synack's, `─✕▶ … [dropped by --impair on its way to synack]` for one of the peer's (which
+  synack never saw, so its state does not change). In the SVG picture the arrow is dashed and
+  stops at a cross in the middle.
 - A SYN,ACK can offer at most 64 KiB (the window of a SYN is never scaled, RFC 7323 §2.2);
   once window scaling is agreed, synack's next segment announces the rest of its buffer.
 
