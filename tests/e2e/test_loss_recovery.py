@@ -13,23 +13,16 @@ everything the kernel sent). The impairer neither reorders nor duplicates here, 
 """
 
 import hashlib
-import json
 import subprocess
 
-from conftest import synack_cmd
 from harness import SYNACK4
 from scapy.all import TCP
 from test_bulk import pattern_prefix
+from test_network_signals import stats
 
 import pytest
 
 MOD = 1 << 32
-
-
-def stats() -> dict:
-    out = synack_cmd("stats", "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def after(a: int, b: int) -> bool:
