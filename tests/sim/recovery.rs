@@ -876,3 +876,53 @@ fn a_loss_late_in_a_slow_start_round_reduces_from_the_window() {
     assert!(p.complete());
     assert_eq!(p.resent().len(), 1, "{:?}", p.resent());
 }
+
+/// Issue 19's loss suite: in congestion avoidance the window may grow while half of it is in
+/// flight (`Window::cwnd_limited`; here the receiver's window holds the flight at about 30
+/// segments), so a RACK recovery that reduced from cwnd left ssthresh above what was flying
+/// and the sender never slowed down: 10 MB at 1 % loss and 40 ms took 4 s where Linux's CUBIC
+/// took 21. It reduces from what the round used.
+#[test]
+fn a_loss_in_congestion_avoidance_reduces_from_what_the_round_used() {
+    crate::init_logs();
+    let window = 30 * usize::from(MSS);
+    let cfg = Config {
+        rmem: synack::tcp::BufferSizes {
+            min: window,
+            default: window,
+            max: window,
+        },
+        ..Config::default()
+    };
+    // The first loss ends slow start; the second comes in congestion avoidance, once cwnd
+    // has had time to grow past the receiver's window.
+    let mut p = Path::new(
+        cfg,
+        RTT / 2,
+        4000 * usize::from(MSS),
+        first_copy_of(&[40, 2500]),
+    );
+    let start = p.now;
+    while p.sent.len() < 2500 && p.now - start < Duration::from_secs(30) {
+        p.run(Duration::from_millis(10));
+    }
+    let before = p.sender.tcp_info(Duration::ZERO);
+    let cwnd_before = before.cwnd / u32::from(MSS);
+    let mut ssthresh_now = before.ssthresh;
+    while ssthresh_now == before.ssthresh && p.now - start < Duration::from_secs(40) {
+        p.run(Duration::from_millis(10));
+        ssthresh_now = p.sender.tcp_info(Duration::ZERO).ssthresh;
+    }
+    let ssthresh = ssthresh_now.map(|s| s / u32::from(MSS));
+    assert!(
+        cwnd_before > 32,
+        "cwnd {cwnd_before} segments did not outgrow the flight"
+    );
+    // 0.7 · ~30 segments in flight, not 0.7 · cwnd.
+    assert!(
+        ssthresh.is_some_and(|s| s <= 23),
+        "ssthresh {ssthresh:?} segments, cwnd was {cwnd_before}"
+    );
+    p.run(Duration::from_secs(20));
+    assert!(p.complete());
+}

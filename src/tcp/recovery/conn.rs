@@ -316,7 +316,18 @@ impl Connection {
             // read, GRO, stretch ACKs) shrink the flight ACK by ACK before anything is sent,
             // so a loss late in a slow-start round left ssthresh at a tenth of the window
             // (issue 19's loss suite).
-            self.cc.enter_recovery(now, prior_cwnd.max(flight), true);
+            // But in congestion avoidance not from more than the round used: the window may
+            // grow there while half used (`Window::cwnd_limited`), whereas Linux's grows only
+            // while really limited (`tcp_is_cwnd_limited`), and from such a window the
+            // "reduction" left the rate where it was: 10 MB at 1 % loss and 40 ms took 4 s
+            // where Linux's CUBIC took 21 (issue 19's loss suite; 9 s with this). In slow
+            // start the window is rightly up to twice the round's flight.
+            let base = if self.cc.in_slow_start() {
+                prior_cwnd
+            } else {
+                prior_cwnd.min(self.cwnd_usage.flight(flight))
+            };
+            self.cc.enter_recovery(now, base.max(flight), true);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
