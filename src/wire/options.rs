@@ -104,6 +104,31 @@ pub struct AccEcnOption {
     pub e1b: Option<u32>,
 }
 
+impl AccEcnOption {
+    /// The kind and the fields in wire order that carry exactly what it holds: kind 172
+    /// (AccECN0: e0b, ceb, e1b), which synack sends, unless what it holds is a prefix only of
+    /// kind 174's order (AccECN1: e1b, ceb, e0b), as a peer's shortened kind 174 parses.
+    fn layout(&self) -> (u8, [Option<u32>; 3]) {
+        let zero = [self.e0b, self.ceb, self.e1b];
+        let one = [self.e1b, self.ceb, self.e0b];
+        if accecn_is_prefix(&zero) || !accecn_is_prefix(&one) {
+            (KIND_ACCECN0, zero)
+        } else {
+            (KIND_ACCECN1, one)
+        }
+    }
+}
+
+/// How many fields, from the first, are held.
+fn accecn_held(fields: &[Option<u32>; 3]) -> usize {
+    fields.iter().take_while(|f| f.is_some()).count()
+}
+
+/// Whether the fields held are the first ones (nothing held after a gap).
+fn accecn_is_prefix(fields: &[Option<u32>; 3]) -> bool {
+    fields.iter().skip(accecn_held(fields)).all(Option::is_none)
+}
+
 impl TcpOptions {
     pub const EMPTY: TcpOptions = TcpOptions {
         mss: None,
@@ -321,32 +346,28 @@ impl TcpOptions {
     /// what they add to the TCP header. SACK blocks that cannot fit are left out.
     pub fn wire_len(&self) -> usize {
         let (_, blocks, len) = self.plan();
-        len + Self::accecn_len(self.accecn_fields(len, blocks))
+        len + self.accecn_fields(len, blocks).map_or(0, Self::accecn_len)
     }
 
-    /// How many AccECN fields fit after the other options (`len` bytes): all three (with a
-    /// NOP in front, 12 bytes) or the first two (8 bytes), in the aligned layout only; none
-    /// when there is no room, e.g. beside timestamps and three SACK blocks (RFC 9768
-    /// §3.2.3.3: the option is sent where there is space, as Linux does).
-    fn accecn_fields(&self, len: usize, blocks: usize) -> usize {
+    /// How many AccECN fields go after the other options (`len` bytes), in the aligned layout
+    /// only: as many of those it holds as fit (all three take 12 bytes with a NOP in front,
+    /// two 8); `None` when it is not sent, e.g. beside timestamps and three SACK blocks
+    /// (RFC 9768 §3.2.3.3: the option is sent where there is space, as Linux does), or when
+    /// it would have to leave out every counter it holds.
+    fn accecn_fields(&self, len: usize, blocks: usize) -> Option<usize> {
+        let acc = self.accecn?;
+        if self.aligned_len(blocks) != len {
+            return None;
+        }
         let room = MAX_OPTIONS_LEN.saturating_sub(len);
-        if self.accecn.is_none() || self.aligned_len(blocks) != len {
-            0
-        } else if room >= 12 {
-            3
-        } else if room >= 8 {
-            2
-        } else {
-            0
-        }
+        let held = accecn_held(&acc.layout().1);
+        let fit = (0..=held).rev().find(|&n| Self::accecn_len(n) <= room)?;
+        (fit > 0 || held == 0).then_some(fit)
     }
 
-    /// The bytes `fields` AccECN fields take, aligned.
+    /// The bytes an AccECN option of `fields` fields takes, aligned.
     fn accecn_len(fields: usize) -> usize {
-        match fields {
-            0 => 0,
-            n => (2 + 3 * n).div_ceil(4) * 4,
-        }
+        (2 + 3 * fields).div_ceil(4) * 4
     }
 
     /// Choose the layout and how many SACK blocks fit: the aligned layout if it fits, else
@@ -467,12 +488,12 @@ impl TcpOptions {
         // RFC 9293 §3.1: the header is padded with zeros (an EOL and zero padding, MUST-69).
         let written = w.len().saturating_sub(start);
         w.fill(KIND_EOL, len.saturating_sub(written))?;
-        let fields = self.accecn_fields(len, blocks);
-        if let (Some(acc), 1..) = (self.accecn, fields) {
+        if let (Some(acc), Some(fields)) = (self.accecn, self.accecn_fields(len, blocks)) {
+            let (kind, values) = acc.layout();
             let len = 2 + 3 * fields;
             w.fill(KIND_NOP, Self::accecn_len(fields) - len)?;
-            w.put(&[KIND_ACCECN0, u8::try_from(len).unwrap_or(0)])?;
-            for value in [acc.e0b, acc.ceb, acc.e1b].into_iter().take(fields) {
+            w.put(&[kind, u8::try_from(len).unwrap_or(0)])?;
+            for value in values.into_iter().take(fields) {
                 let [_, a, b, c] = (value.unwrap_or(0) & ACCECN_FIELD_MASK).to_be_bytes();
                 w.put(&[a, b, c])?;
             }
@@ -858,6 +879,24 @@ mod tests {
         );
         // A length that is not 2 + 3n is ignored, as Linux does.
         assert_eq!(TcpOptions::parse(&[172, 4, 0, 0]).unwrap().accecn, None);
+    }
+
+    /// What a peer's option held is what is emitted again: an empty option stays empty (no
+    /// counters made up as zeros), and a shortened kind 174 stays kind 174 (found by the
+    /// fuzzer's round trip).
+    #[test]
+    fn an_accecn_option_is_emitted_with_the_fields_it_holds() {
+        for wire in [
+            &[172u8, 2][..],
+            &[174, 5, 0, 0, 9],
+            &[174, 8, 0, 0, 9, 0, 0, 3],
+            &[172, 5, 0, 0, 7],
+        ] {
+            let o = TcpOptions::parse(wire).unwrap();
+            assert!(o.accecn.is_some(), "{wire:?}");
+            let back = TcpOptions::parse(&emitted(&o)).unwrap();
+            assert_eq!(back.accecn, o.accecn, "{wire:?}");
+        }
     }
 
     /// The option goes where there is room: all three fields beside timestamps and one SACK
