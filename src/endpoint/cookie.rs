@@ -339,7 +339,11 @@ impl SpentCookies {
     pub fn insert(&mut self, now: Instant, quad: Quad) {
         self.expire(now);
         while self.order.len() >= MAX_SPENT {
-            if let Some((_, old)) = self.order.pop_front() {
+            // As in `expire`: a record that `forget` or a later `insert` replaced is only
+            // dropped from the queue, not taken for the newer one of its 4-tuple.
+            if let Some((until, old)) = self.order.pop_front()
+                && self.until.get(&old) == Some(&until)
+            {
                 self.until.remove(&old);
             }
         }
@@ -372,5 +376,37 @@ impl SpentCookies {
             self.order = VecDeque::new();
             self.until = HashMap::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod spent_tests {
+    use super::*;
+
+    /// A 4-tuple spent again after a `forget` keeps its new record when the queue is full
+    /// and its first, replaced record is the oldest.
+    #[test]
+    fn evicting_a_replaced_record_keeps_the_newer_one() {
+        let q = |n: u32| Quad {
+            local: "198.18.0.2:80".parse().unwrap(),
+            remote: std::net::SocketAddr::new(
+                std::net::Ipv4Addr::from(0xc612_0000 | (n >> 16)).into(),
+                (n & 0xffff) as u16,
+            ),
+        };
+        let mut spent = SpentCookies::default();
+        let t0 = Instant::ZERO;
+        spent.insert(t0, q(1));
+        spent.forget(&q(1));
+        let t1 = t0 + Duration::from_millis(1);
+        spent.insert(t1, q(1));
+        for n in 2..MAX_SPENT as u32 {
+            spent.insert(t1, q(n));
+        }
+        spent.insert(t1, q(0));
+        assert!(
+            spent.contains(t1, &q(1)),
+            "the newer record of q(1) was evicted"
+        );
     }
 }
