@@ -25,6 +25,11 @@ const CHILD: Token = Token(exec::FIRST_TOKEN - 1);
 /// Packets read before the core gets a `poll` (so due ACKs and timers are not starved by a
 /// flood); the rest are read on the next turn without waiting.
 const BATCH: usize = 256;
+/// How long timers may wait while the device holds a backlog of packets (see
+/// [`TimerHold`]). Longer than the worst queueing delay seen when the kernel's clients burst
+/// (10,000 HTTP requests at once: ~200 ms on two CPUs), short beside the 1 s of a SYN,ACK
+/// retransmission.
+const MAX_TIMER_HOLD: Duration = Duration::from_millis(500);
 /// Larger than any packet a TUN can deliver: an IPv6 packet's payload alone may be 65535
 /// bytes, and a GSO super-segment is at most 64 KiB (the TUN's `gso_max_size`).
 const BUF_LEN: usize = 65536 + 256;
@@ -70,6 +75,12 @@ impl Device for crate::device::Tun {
 pub trait Core {
     fn receive(&mut self, now: Instant, packet: &[u8], meta: RxMeta, tx: &mut dyn Transmit);
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit);
+    /// `poll`, firing only the timers due by `timers_until` (see
+    /// [`Endpoint::poll_timers_until`]).
+    fn poll_timers_until(&mut self, now: Instant, timers_until: Instant, tx: &mut dyn Transmit) {
+        let _ = timers_until;
+        self.poll(now, tx);
+    }
     fn poll_timeout(&self) -> Option<Instant>;
     fn shutdown(&mut self, now: Instant);
     fn is_drained(&self) -> bool;
@@ -94,6 +105,9 @@ impl Core for Endpoint {
     }
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
         Endpoint::poll(self, now, tx);
+    }
+    fn poll_timers_until(&mut self, now: Instant, timers_until: Instant, tx: &mut dyn Transmit) {
+        Endpoint::poll_timers_until(self, now, timers_until, tx);
     }
     fn poll_timeout(&self) -> Option<Instant> {
         Endpoint::poll_timeout(self)
@@ -294,6 +308,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; BUF_LEN];
         let mut backlog = false;
+        let mut hold = TimerHold::default();
         let mut grace_end: Option<Instant> = None;
         // The relayed connections that ran in a turn (reused: no allocation per turn).
         let mut ran = Vec::new();
@@ -385,7 +400,7 @@ impl<'d, D: Device> EventLoop<'d, D> {
                 stats: &mut *stats,
                 capture: &mut self.obs.capture,
             };
-            core.poll(now, &mut tx);
+            core.poll_timers_until(now, hold.timers_until(now, backlog), &mut tx);
             if let Some(ep) = core.endpoint() {
                 // Programs behind `exec:`: reap, start, stop, move bytes. What moved marks its
                 // connection for the next `poll`, which then comes at once.
@@ -424,6 +439,38 @@ impl<'d, D: Device> EventLoop<'d, D> {
                     tx.stats.aborted = true;
                     return Ok(());
                 }
+            }
+        }
+    }
+}
+
+/// Timers wait while the device holds a backlog of packets, for at most [`MAX_TIMER_HOLD`]
+/// at a time. The packets in the kernel's queue arrived before the timers that fell due
+/// while they waited: a burst of 10,000 requests kept ACKs ~200 ms in the queue on two CPUs,
+/// and firing the retransmission timers first sent thousands of spurious TLPs and RTOs (each
+/// answered by a D-SACK, and each costing its connection the memory of its recovery). Linux
+/// meets no such queue: its backlog (`netdev_max_backlog`, 1,000 packets) drops instead;
+/// synack's TUN queue holds 100,000 so that nothing is dropped (issue 23). In a sustained
+/// overload the timers still fire, every `MAX_TIMER_HOLD`.
+#[derive(Debug, Default)]
+struct TimerHold {
+    /// When the current backlog was first seen (or the hold last gave way).
+    since: Option<Instant>,
+}
+
+impl TimerHold {
+    /// After a drain that left `backlog` packets waiting (or none): the instant up to which
+    /// the due timers fire now.
+    fn timers_until(&mut self, now: Instant, backlog: bool) -> Instant {
+        if !backlog {
+            self.since = None;
+            return now;
+        }
+        match self.since {
+            Some(since) if now.saturating_since(since) < MAX_TIMER_HOLD => since,
+            _ => {
+                self.since = Some(now);
+                now
             }
         }
     }

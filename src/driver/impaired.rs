@@ -142,13 +142,18 @@ impl<C: Core> Core for Impaired<C> {
     }
 
     fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        self.poll_timers_until(now, now, tx);
+    }
+
+    fn poll_timers_until(&mut self, now: Instant, timers_until: Instant, tx: &mut dyn Transmit) {
         self.release(now, tx);
         let mut into_link = IntoLink {
             link: &mut self.link,
             now,
             dropped: &mut self.dropped,
         };
-        self.inner.poll(now, &mut into_link);
+        self.inner
+            .poll_timers_until(now, timers_until, &mut into_link);
         self.tell_drops(now);
         self.release(now, tx);
     }

@@ -1079,6 +1079,20 @@ impl Endpoint {
     /// Run the services, the timers that are due and every pending transmission. Call after
     /// each batch of received packets and whenever `poll_timeout` is reached.
     pub fn poll(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        self.poll_timers_until(now, now, tx);
+    }
+
+    /// [`Endpoint::poll`], firing only the timers due at or before `timers_until` (at most
+    /// `now`); the later ones wait for a later poll. The driver passes the moment its device
+    /// began to hold a backlog of packets: a timer that fell due since may be answered by a
+    /// packet still in that queue (an ACK read 200 ms late must not make a spurious RTO).
+    pub fn poll_timers_until(
+        &mut self,
+        now: Instant,
+        timers_until: Instant,
+        tx: &mut dyn Transmit,
+    ) {
+        let timers_until = timers_until.min(now);
         if !self.refusals.is_empty() {
             self.send_refusals(tx);
         }
@@ -1087,7 +1101,7 @@ impl Endpoint {
         // `timer_is_live`).
         while let Some(&Reverse((at, id, generation))) = self.timers.peek() {
             let live = timer_is_live(&self.slots, at, id, generation);
-            if live && at > now {
+            if live && at > timers_until {
                 break;
             }
             self.timers.pop();

@@ -1225,3 +1225,52 @@ fn packets_the_link_dropped_are_marked_in_their_connections_trace() {
     // The connection itself saw nothing of it.
     assert_eq!(net.ep.find(&quad).unwrap().conn.trace().total(), 4);
 }
+
+#[test]
+fn a_timer_due_after_timers_until_waits_and_the_ack_in_the_queue_cancels_it() {
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"hi",
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1, "the echo");
+    let due = net.ep.poll_timeout().expect("its retransmission timer");
+    // The driver fell behind: the timer is due, but the device held a backlog since before
+    // it. Polled with timers only up to then, nothing is retransmitted.
+    net.now = due + Duration::from_millis(100);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll_timers_until(
+        net.now,
+        Instant::from_micros(due.as_micros() - 1_000),
+        &mut tx,
+    );
+    assert!(tx.is_empty(), "a timer past timers_until fired: {tx:?}");
+    // The ACK that was in the queue arrives: the timer is gone, nothing was sent twice.
+    let out = net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(3),
+        ack: iss.add(3),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(net.ep.poll_timeout(), None);
+    // Without the hold, the same timer fires at once.
+    let mut net = Net::v4();
+    let iss = net.connect(7);
+    net.send(&TcpSegment {
+        dst_port: 7,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        payload: b"hi",
+        ..FROM_PEER
+    });
+    let out = net.advance();
+    assert!(!out.is_empty(), "the probe or retransmission");
+}

@@ -191,3 +191,21 @@ fn clock_counts_microseconds_from_start() {
     assert!(b >= a);
     assert!(a < Instant::ZERO + Duration::from_secs(1));
 }
+
+#[test]
+fn timers_wait_behind_a_backlog_of_packets_for_at_most_the_hold() {
+    let mut hold = TimerHold::default();
+    let t = |ms| Instant::from_millis(ms);
+    // No backlog: every due timer fires.
+    assert_eq!(hold.timers_until(t(1_000), false), t(1_000));
+    // A backlog is first seen at 1 s: timers due by then fire, later ones wait for the queue.
+    assert_eq!(hold.timers_until(t(1_000), true), t(1_000));
+    assert_eq!(hold.timers_until(t(1_200), true), t(1_000));
+    assert_eq!(hold.timers_until(t(1_499), true), t(1_000));
+    // It has lasted the whole hold: the timers fire, and the next hold starts there.
+    assert_eq!(hold.timers_until(t(1_500), true), t(1_500));
+    assert_eq!(hold.timers_until(t(1_700), true), t(1_500));
+    // The queue is empty: every due timer fires at once.
+    assert_eq!(hold.timers_until(t(1_701), false), t(1_701));
+    assert_eq!(hold.timers_until(t(1_702), true), t(1_702));
+}
