@@ -572,7 +572,7 @@ impl Connection {
             episode: match self.ca_state() {
                 CaState::Recovery => Episode::FastRecovery,
                 CaState::Loss => Episode::RtoLoss,
-                CaState::Open | CaState::Disorder => Episode::None,
+                CaState::Open | CaState::Disorder | CaState::Cwr => Episode::None,
             },
         }
     }

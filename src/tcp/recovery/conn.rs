@@ -23,6 +23,8 @@ impl Connection {
             CaState::Loss
         } else if self.cc.in_recovery() {
             CaState::Recovery
+        } else if self.in_cwr() {
+            CaState::Cwr
         } else if !self.scoreboard.is_empty() || self.dup_acks > 0 {
             CaState::Disorder
         } else {
@@ -95,10 +97,8 @@ impl Connection {
             // RFC 8985 §7.4.2: the probe repaired a loss: react as to one (Linux: a cwnd
             // reduction, TCPLossProbeRecovery), without a recovery episode.
             self.events_mut().loss_probe_recovery += 1;
-            let flight_now = self.snd.nxt.distance_from(self.snd.una);
-            self.cc
-                .enter_recovery(now, self.cc.cwnd().max(flight), true);
-            self.cc.on_recovery_exit(now, flight_now);
+            self.cc.enter_recovery(now, self.cc.cwnd().max(flight));
+            self.cc.on_recovery_exit(now);
         }
         let marked = self.rack_detect_loss(now, flight);
         if !self.in_flight() {
@@ -261,22 +261,73 @@ impl Connection {
 
     /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
     pub(in crate::tcp) fn prr_start(&mut self, prior_cwnd: u32) {
-        state(&mut self.rec.st).prr = Prr::start(prior_cwnd);
+        let st = state(&mut self.rec.st);
+        st.prr = Prr::start(prior_cwnd);
+        st.reno_sacked = 0;
     }
 
-    /// RFC 9937 "On every ACK starting or during fast recovery" (SACK recoveries):
-    /// cwnd = pipe + sndcnt. `delivered`: the bytes this ACK newly acknowledged or SACKed;
-    /// `safe_ack`: SND.UNA advanced and no new loss was found.
-    /// Also in the CWR state after an ECE (`ecn.rs`), as Linux's `tcp_cwnd_reduction`.
+    /// Without SACK, the bytes duplicate ACKs said left the network during this fast
+    /// recovery (0 otherwise): they make room in the window as SACKed bytes do.
+    pub(in crate::tcp) fn reno_sacked(&self) -> u32 {
+        if self.opts.sack || !self.cc.in_recovery() {
+            return 0;
+        }
+        self.rec.st.as_ref().map_or(0, |st| st.reno_sacked)
+    }
+
+    /// RFC 9937 §6, DeliveredData without SACK: "the change in snd.una, plus ... one SMSS
+    /// for each duplicate ACK"; a later partial ACK counts only what the duplicate ACKs
+    /// did not already count (at least a segment: the retransmission it acknowledges). As
+    /// Linux's `tcp_add_reno_sack` and `tcp_remove_reno_sacks`, in bytes. `acked`: what this
+    /// ACK moved SND.UNA by; `duplicate`: a duplicate ACK. Call in non-SACK fast recovery;
+    /// returns this ACK's DeliveredData.
+    pub(in crate::tcp) fn reno_delivered(&mut self, acked: u32, duplicate: bool) -> u32 {
+        let mss = u32::from(self.eff_mss()).max(1);
+        let flight = self.snd.nxt.distance_from(self.snd.una);
+        let st = state(&mut self.rec.st);
+        if duplicate {
+            // At most the flight less the segment at SND.UNA, which is lost (as Linux's
+            // `tcp_limit_reno_sacked`).
+            let before = st.reno_sacked;
+            st.reno_sacked = before.saturating_add(mss).min(flight.saturating_sub(mss));
+            return mss;
+        }
+        if acked == 0 {
+            return 0;
+        }
+        let delivered = acked.saturating_sub(st.reno_sacked).max(mss.min(acked));
+        st.reno_sacked = st.reno_sacked.saturating_sub(acked.saturating_sub(mss));
+        delivered
+    }
+
+    /// RFC 9937 "On every ACK starting or during fast recovery": cwnd = pipe + sndcnt.
+    /// `delivered`: the bytes this ACK newly acknowledged or SACKed (without SACK, as
+    /// `reno_delivered` estimates them); `safe_ack`: SND.UNA advanced and no new loss was
+    /// found. Also in the CWR state after an ECE (`ecn.rs`), as Linux's `tcp_cwnd_reduction`.
     pub(in crate::tcp) fn prr_on_ack(&mut self, delivered: u32, safe_ack: bool) {
-        if !((self.opts.sack && self.cc.in_recovery()) || self.in_cwr()) {
+        if !(self.cc.in_recovery() || self.in_cwr()) {
             return;
         }
         let mss = u32::from(self.eff_mss()).max(1);
         let pipe = if self.rack_active() {
             self.rec.sent().pipe()
-        } else {
+        } else if self.opts.sack {
             self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        } else {
+            // RFC 9937 §6 without SACK: what is in flight less what the duplicate ACKs said
+            // left the network, and less the segment at SND.UNA while it is lost and not yet
+            // retransmitted (RFC 6675's pipe; Linux's `tcp_packets_in_flight` with the head
+            // marked lost).
+            let lost = if self.fast_rtx_due {
+                self.fin_seq().distance_from(self.snd.una).min(mss)
+            } else {
+                0
+            };
+            self.snd
+                .nxt
+                .distance_from(self.snd.una)
+                .saturating_sub(self.reno_sacked())
+                .saturating_sub(lost)
         };
         let ssthresh = self.cc.ssthresh();
         let cwnd = state(&mut self.rec.st)
@@ -327,7 +378,7 @@ impl Connection {
             } else {
                 prior_cwnd.min(self.cwnd_usage.flight(flight))
             };
-            self.cc.enter_recovery(now, base.max(flight), true);
+            self.cc.enter_recovery(now, base.max(flight));
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
