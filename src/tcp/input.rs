@@ -663,6 +663,7 @@ impl Connection {
             // A full ACK: recovery ends.
             self.cc.on_recovery_exit(now);
             self.scoreboard.end_recovery();
+            self.rack_on_recovery_exit();
             if let Some(st) = self.rec.st.as_mut() {
                 st.rack.on_recovery_exit();
             }

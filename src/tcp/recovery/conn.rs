@@ -97,7 +97,7 @@ impl Connection {
             // RFC 8985 §7.4.2: the probe repaired a loss: react as to one (Linux: a cwnd
             // reduction, TCPLossProbeRecovery), without a recovery episode.
             self.events_mut().loss_probe_recovery += 1;
-            self.cc.enter_recovery(now, self.cc.cwnd().max(flight));
+            self.cc.enter_recovery(now, self.cc.cwnd());
             self.cc.on_recovery_exit(now);
         }
         let marked = self.rack_detect_loss(now, flight);
@@ -115,7 +115,43 @@ impl Connection {
     /// Call before the window is reduced.
     pub(in crate::tcp) fn undo_start(&mut self) {
         let (una, cwnd, ssthresh) = (self.snd.una, self.cc.cwnd(), self.cc.ssthresh());
-        state(&mut self.rec.st).undo = Undo::start(una, cwnd, ssthresh);
+        // Retransmissions still in flight from before this episode belong to it too (Linux's
+        // `tcp_init_undo`: undo_retrans = retrans_out, and retrans_stamp stays that of the
+        // first of them): an ACK of one of them echoing a TSval from before it is no proof
+        // that an original arrived. Issue 19: a recovery that began just after the one that
+        // retransmitted the segment at SND.UNA took the timestamp of its own first
+        // retransmission, so the retransmission's own echo "proved" it spurious, and 10 MB
+        // at 3 % loss were sent at twelve times the rate TCP allows.
+        let mut outstanding = 0u32;
+        let mut earliest: Option<Instant> = None;
+        for s in self
+            .rec
+            .sent()
+            .iter()
+            .filter(|s| s.retransmitted && !s.sacked)
+        {
+            outstanding += 1;
+            earliest = Some(earliest.map_or(s.xmit, |e| e.min(s.xmit)));
+        }
+        let mut first_ts = earliest.map(|t| self.ts_now(t));
+        if outstanding > 0
+            && let Some(prev) = self
+                .rec
+                .st
+                .as_ref()
+                .and_then(|st| st.undo.first_retransmission())
+        {
+            // A segment retransmitted twice keeps only its last transmit time.
+            first_ts = Some(first_ts.map_or(prev, |t| {
+                if (prev.wrapping_sub(t) as i32) < 0 {
+                    prev
+                } else {
+                    t
+                }
+            }));
+        }
+        state(&mut self.rec.st).undo =
+            Undo::start(una, cwnd, ssthresh).with_outstanding(outstanding, first_ts);
     }
 
     /// RFC 5682 §2.1: a first timeout: F-RTO watches the next ACKs.
@@ -351,13 +387,14 @@ impl Connection {
         );
         let (marked, wait) = st.rack.detect_loss(now, &mut st.sent, reo);
         st.reo_deadline = wait.map(|w| now + w);
-        if marked == 0 {
+        let outlived = !in_recovery && std::mem::take(&mut st.losses_outlived_recovery);
+        if marked == 0 && !outlived {
             return 0;
         }
         // Recovery takes over from the probe.
         st.tlp.deadline = None;
         if !in_recovery && self.snd.una.ge(self.recover) {
-            tracing::debug!(marked, "RACK: loss detected, fast recovery");
+            tracing::debug!(marked, outlived, "RACK: loss detected, fast recovery");
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
             self.undo_start();
@@ -378,12 +415,34 @@ impl Connection {
             } else {
                 prior_cwnd.min(self.cwnd_usage.flight(flight))
             };
-            self.cc.enter_recovery(now, base.max(flight));
+            // Never from the flight in sequence space: with holes and SACKed data in it, it
+            // can be twice cwnd, and a reduction from it raised ssthresh above the window it
+            // was meant to reduce (issue 19: at 3 % loss ssthresh climbed recovery after
+            // recovery, from 34 segments to 137).
+            self.cc.enter_recovery(now, base);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
         }
         marked
+    }
+
+    /// A fast recovery ended (SND.UNA reached `recover`). Segments sent during it that were
+    /// lost too, and are still in flight (marked lost, or retransmitted and not yet
+    /// acknowledged), belong to a later window: they start a new recovery, with its own
+    /// reduction (RFC 6675 §5; Linux's `tcp_time_to_recover` enters Recovery again while
+    /// `lost_out` is not zero). Before, they were repaired outside any recovery, with no
+    /// reduction, and the window went on growing: at 3 % random loss a recovery rarely
+    /// ended with nothing left, and 10 MB went at several times the rate TCP allows.
+    pub(in crate::tcp) fn rack_on_recovery_exit(&mut self) {
+        if !self.rack_active() {
+            return;
+        }
+        let st = state(&mut self.rec.st);
+        st.losses_outlived_recovery = st
+            .sent
+            .iter()
+            .any(|s| !s.sacked && (s.lost || s.retransmitted));
     }
 
     /// RFC 8985 §7.2: arm the probe timer, if a probe may be sent: RACK in use, data in

@@ -104,6 +104,9 @@ pub struct RackTlp {
     pub tlp: Tlp,
     /// Proportional Rate Reduction in the current recovery, RFC 9937.
     pub prr: Prr,
+    /// The last fast recovery ended with lost segments of a later window still in flight
+    /// (`rack_on_recovery_exit`): the next ACK starts a new one.
+    pub losses_outlived_recovery: bool,
     /// Without SACK: the bytes the duplicate ACKs of the current recovery said left the
     /// network (Linux's `sacked_out` for Reno), for PRR's pipe and DeliveredData.
     pub reno_sacked: u32,

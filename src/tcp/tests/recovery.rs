@@ -188,11 +188,12 @@ fn prr_paces_a_recovery_without_sack_from_the_duplicate_acks() {
     assert!(h.conn.cc.in_recovery());
     let ssthresh = h.conn.cc.ssthresh();
     // Two segments by Limited Transmit, the fast retransmission on the third, then new data
-    // on three ACKs of every four: with CUBIC, ssthresh is 0.7 of the flight of 22, against
-    // a RecoverFS of 20 (the window before). RFC 6582 sent nothing until the sixth.
+    // on two ACKs of every three: with CUBIC, ssthresh is 0.7 of the window of 20 (not of
+    // the flight of 22, which Limited Transmit raised), against a RecoverFS of 20. RFC 6582
+    // sent nothing until the sixth.
     assert_eq!(
         pattern,
-        [1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 0],
+        [1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0],
         "new segments per ACK"
     );
     // The pipe the duplicate ACKs leave is about ssthresh, and cwnd follows PRR (pipe +
