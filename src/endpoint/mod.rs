@@ -1638,6 +1638,8 @@ impl Endpoint {
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
             entry.conn.record_lost(direction, now, &seg);
+        } else if self.time_waits.contains(&quad) {
+            self.record_time_wait_lost(&quad, direction, now, &seg);
         }
     }
 

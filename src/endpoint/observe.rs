@@ -277,6 +277,20 @@ impl Endpoint {
         }
     }
 
+    /// `--impair` dropped a segment of a TIME-WAIT record: marked in its trace, as
+    /// `Connection::record_lost` marks it.
+    pub(super) fn record_time_wait_lost(
+        &mut self,
+        quad: &Quad,
+        direction: crate::tcp::trace::Direction,
+        now: Instant,
+        seg: &crate::wire::TcpSegment<'_>,
+    ) {
+        if let Some(closed) = self.finished.time_wait_mut(quad) {
+            closed.trace.record_lost(direction, now, seg);
+        }
+    }
+
     /// The `status` row of a TIME-WAIT record: its state, 4-tuple, window, and the service
     /// of the listener its port has (a socket's otherwise: only they make active opens that
     /// become records).
@@ -554,7 +568,7 @@ impl Endpoint {
             listeners: listeners as u64,
             buffer_memory_bytes: self.mem_used as u64,
             buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
-            recently_closed: self.finished.queue.len() as u64,
+            recently_closed: self.recently_closed().count() as u64,
         };
         let mut counters = self.counters.entries();
         counters.extend_from_slice(&self.link_counters);
@@ -606,6 +620,15 @@ impl Endpoint {
                 e.conn.samples(),
                 true,
             ),
+            // A TIME-WAIT record: its trace is among the recently closed, its row its own.
+            Known::Closed(c) if self.still_in_time_wait(&c.status) => {
+                let row = self
+                    .time_waits
+                    .find(quad)
+                    .and_then(|id| self.time_waits.get(id))
+                    .map_or_else(|| c.status.clone(), |r| self.time_wait_row(r));
+                (row, &c.trace, c.view, &c.samples, true)
+            }
             Known::Closed(c) => (c.status.clone(), &c.trace, c.view, &c.samples, false),
         };
         let mut out = String::new();

@@ -75,6 +75,19 @@ fn a_connection_in_time_wait_becomes_a_record_that_status_lists() {
     let svg = net.ep.ladder_svg(&quad).expect("its diagram");
     assert!(svg.contains("TIME-WAIT"));
     assert!(net.ep.take_finished_ladders().is_empty(), "not over yet");
+    let (_, page) = net
+        .ep
+        .render_page(net.now, crate::observe::Page::Connection(quad))
+        .expect("its page");
+    assert!(
+        page.contains("Open: reload") && page.contains("TIME-WAIT"),
+        "{page}"
+    );
+    assert!(
+        net.ep
+            .metrics()
+            .contains("synack_connections{state=\"TIME-WAIT\"} 1\n")
+    );
     let (_, ladder) = net.ep.ladders().pop().expect("synack trace shows it");
     assert!(ladder.contains("→ TIME-WAIT"), "{ladder}");
     // 2·MSL later it ends: the ladder shows the end, the row is among the closed.
