@@ -393,14 +393,14 @@ impl Endpoint {
         // Then the TIME-WAIT records.
         if cursor.next_slot >= self.slots.len() {
             let left = max - taken;
-            let mut last = None;
+            let mut listed = 0;
             for (next, record) in self.time_waits.iter_from(cursor.next_tw).take(left) {
                 rows.push(self.time_wait_row(record));
-                last = Some(next);
+                cursor.next_tw = next;
+                listed += 1;
             }
-            match last {
-                Some(next) if rows.len() - taken >= left => cursor.next_tw = next,
-                _ => cursor.done = true,
+            if listed < left || self.time_waits.iter_from(cursor.next_tw).next().is_none() {
+                cursor.done = true;
             }
         }
         rows
