@@ -451,3 +451,44 @@ fn an_idle_echo_connection_costs_little_heap() {
         "{per_conn} bytes of heap per idle connection"
     );
 }
+
+#[test]
+fn time_wait_answers_retransmitted_fins_without_allocating_per_packet() {
+    // One connection in TIME-WAIT (a record), its client's FIN retransmitted 1,000 times:
+    // each is re-ACKed; what allocates is its trace growing to its bound, not each packet.
+    let mut rig = Rig::new();
+    let (ours, peer) = rig.connect_from(20_000, 80);
+    http_exchange(&mut rig, 20_000, ours, peer, true);
+    assert_eq!(rig.ep.time_wait_count(), 1);
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (_, acked, _, _) = rig.last();
+    let fin = TcpSegment {
+        src_port: 20_000,
+        dst_port: 80,
+        seq: peer.add(request.len() as u32),
+        ack: rig.last().0,
+        flags: Flags::FIN | Flags::ACK,
+        window: 65535,
+        ..SEGMENT_TEMPLATE
+    };
+    let retransmit = |rig: &mut Rig| {
+        let before = rig.tx.count;
+        let allocations = measure(|| {
+            for _ in 0..1000 {
+                rig.now += Duration::from_millis(1);
+                rig.send(&fin);
+            }
+        });
+        assert_eq!(rig.tx.count - before, 1000, "every FIN re-ACKed");
+        assert_eq!(rig.last().1, acked);
+        allocations
+    };
+    // The first: the trace grows to its bound, the list of records to answer is made.
+    let first = retransmit(&mut rig);
+    assert!(first <= 16, "{first} allocations");
+    let then = retransmit(&mut rig);
+    assert_eq!(
+        then, 0,
+        "{then} allocations for 1,000 segments in TIME-WAIT"
+    );
+}

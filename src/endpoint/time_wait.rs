@@ -28,8 +28,21 @@ enum Key {
     V6(Box<[u8; 36]>),
 }
 
+/// A 4-tuple's bytes as the maps take them (nothing allocated: a lookup per segment).
+enum Raw {
+    V4([u8; 12]),
+    V6([u8; 36]),
+}
+
 impl Key {
     fn of(quad: &Quad) -> Key {
+        match Key::raw(quad) {
+            Raw::V4(k) => Key::V4(k),
+            Raw::V6(k) => Key::V6(Box::new(k)),
+        }
+    }
+
+    fn raw(quad: &Quad) -> Raw {
         match (quad.local.ip(), quad.remote.ip()) {
             (IpAddr::V4(l), IpAddr::V4(r)) => {
                 let mut k = [0; 12];
@@ -42,7 +55,7 @@ impl Key {
                 ) {
                     *dst = src;
                 }
-                Key::V4(k)
+                Raw::V4(k)
             }
             (l, r) => {
                 let v6 = |ip: IpAddr| match ip {
@@ -60,7 +73,7 @@ impl Key {
                 ) {
                     *dst = src;
                 }
-                Key::V6(Box::new(k))
+                Raw::V6(k)
             }
         }
     }
@@ -142,9 +155,9 @@ impl TimeWaits {
 
     /// The record of `quad`, by its slot.
     pub fn find(&self, quad: &Quad) -> Option<u32> {
-        match Key::of(quad) {
-            Key::V4(k) => self.v4.get(&k).copied(),
-            Key::V6(k) => self.v6.get(&*k).copied(),
+        match Key::raw(quad) {
+            Raw::V4(k) => self.v4.get(&k).copied(),
+            Raw::V6(k) => self.v6.get(&k).copied(),
         }
     }
 
@@ -240,7 +253,8 @@ impl TimeWaits {
         }
     }
 
-    /// The records with something to send, each once.
+    /// The records with something to send, each once; give the list back with
+    /// `put_back_dirty` so that its room is reused.
     pub fn take_dirty(&mut self) -> Vec<u32> {
         let dirty = std::mem::take(&mut self.dirty);
         for &id in &dirty {
@@ -249,6 +263,13 @@ impl TimeWaits {
             }
         }
         dirty
+    }
+
+    pub fn put_back_dirty(&mut self, mut list: Vec<u32>) {
+        if self.dirty.is_empty() {
+            list.clear();
+            self.dirty = list;
+        }
     }
 
     pub fn has_dirty(&self) -> bool {
@@ -355,7 +376,8 @@ impl Endpoint {
     /// Send what the TIME-WAIT records owe: ACKs, and challenge ACKs the global budget
     /// allows (RFC 5961 §7), as `service` does for a connection.
     pub(super) fn transmit_time_waits(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        for id in self.time_waits.take_dirty() {
+        let dirty = self.time_waits.take_dirty();
+        for &id in &dirty {
             let Some(record) = self.time_waits.get_mut(id) else {
                 continue;
             };
@@ -396,6 +418,7 @@ impl Endpoint {
                 self.record_time_wait(&quad, Direction::Out, now, &seg, label);
             }
         }
+        self.time_waits.put_back_dirty(dirty);
     }
 
     /// RFC 9293 §3.10.8: "When the time-wait timeout expires, delete the TCB": the records
