@@ -572,7 +572,7 @@ impl Connection {
             episode: match self.ca_state() {
                 CaState::Recovery => Episode::FastRecovery,
                 CaState::Loss => Episode::RtoLoss,
-                CaState::Open | CaState::Disorder => Episode::None,
+                CaState::Open | CaState::Disorder | CaState::Cwr => Episode::None,
             },
         }
     }
@@ -927,12 +927,31 @@ impl Connection {
             self.timers.delayed_ack = None;
             self.ack_due = AckDue::Now;
         }
+        // RFC 8985 §7.2: a probe scheduled for when the retransmission timer would fire
+        // (the PTO is capped there) goes instead of the timeout, which is re-armed when the
+        // probe is sent (§7.3); so the RTO is not backed off nor cwnd collapsed for a lone
+        // lost segment. Linux keeps one timer for both (ICSK_TIME_LOSS_PROBE replaces the
+        // RTO until it fires).
+        let probe_at = self.rec.st.as_ref().and_then(|st| st.tlp.deadline);
+        let probe_first = due(probe_at)
+            && self
+                .timers
+                .retransmit
+                .is_none_or(|rto| probe_at <= Some(rto));
+        if probe_first {
+            self.on_recovery_timers(now);
+            if self.rec.st.as_ref().is_some_and(|st| st.probe_due) {
+                self.timers.retransmit = None;
+            }
+        }
         if due(self.timers.retransmit) {
             self.timers.retransmit = None;
             self.on_retransmit_timeout(now);
         }
-        // RACK's reordering timer and the tail loss probe (recovery/).
-        self.on_recovery_timers(now);
+        if !probe_first {
+            // RACK's reordering timer and the tail loss probe (recovery/).
+            self.on_recovery_timers(now);
+        }
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {

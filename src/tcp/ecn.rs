@@ -455,8 +455,8 @@ impl Connection {
                 // flight drained below the new window).
                 let flight = self.snd.nxt.distance_from(self.snd.una);
                 let prior_cwnd = self.cc.cwnd();
-                self.cc.enter_recovery(now, flight, self.opts.sack);
-                self.cc.on_recovery_exit(now, flight);
+                self.cc.enter_recovery(now, flight);
+                self.cc.on_recovery_exit(now);
                 self.prr_start(prior_cwnd);
                 self.ecn.cwr = true;
                 self.prr_on_ack(0, false);

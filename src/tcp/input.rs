@@ -514,9 +514,13 @@ impl Connection {
             self.frto_on_ack(seg.ack, false);
             self.on_duplicate_ack(now, flight_before);
         }
-        // RFC 9937: in SACK recovery, how much this ACK lets out (Proportional Rate
+        // RFC 9937: in fast recovery, how much this ACK lets out (Proportional Rate
         // Reduction).
-        let delivered_bytes = cum_delivered.saturating_add(update.newly_sacked);
+        let delivered_bytes = if !self.opts.sack && self.cc.in_recovery() {
+            self.reno_delivered(cum_delivered, duplicate)
+        } else {
+            cum_delivered.saturating_add(update.newly_sacked)
+        };
         self.prr_on_ack(delivered_bytes, advances && newly_lost == 0);
 
         // "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated. If
@@ -623,16 +627,16 @@ impl Connection {
             self.cc.on_ack(now, acked, self.rtt.srtt(), used);
         } else if ack.ge(self.recover) {
             // A full ACK: recovery ends.
-            let flight_after = self.snd.nxt.distance_from(self.snd.una);
-            self.cc.on_recovery_exit(now, flight_after);
+            self.cc.on_recovery_exit(now);
             self.scoreboard.end_recovery();
+            self.rack_on_recovery_exit();
             if let Some(st) = self.rec.st.as_mut() {
                 st.rack.on_recovery_exit();
             }
         } else {
             // A partial ACK: the next hole is lost too. Without SACK, retransmit it now
-            // (RFC 6582 §3.2 step 5); with SACK, NextSeg() finds it.
-            self.cc.on_partial_ack(acked);
+            // (RFC 6582 §3.2 step 5; PRR, not window deflation, sets what else may go);
+            // with SACK, NextSeg() finds it.
             if !self.opts.sack {
                 self.fast_rtx_due = true;
             }
@@ -644,7 +648,7 @@ impl Connection {
     fn on_duplicate_ack(&mut self, now: Instant, flight: u32) {
         self.dup_acks += 1;
         if self.cc.in_recovery() {
-            self.cc.on_dup_ack();
+            // PRR counts it (`prr_on_ack`); no window inflation (RFC 9937).
             return;
         }
         if self.rack_active() {
@@ -663,12 +667,21 @@ impl Connection {
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
             self.undo_start();
-            self.cc.enter_recovery(now, flight, self.opts.sack);
+            // RFC 5681 §3.2 step 2 reduces from FlightSize; but not from the segments Limited
+            // Transmit sent beyond cwnd (RFC 3042 §2: they leave cwnd as it was): from cwnd
+            // when the window is full, as Linux's `ssthresh` hooks always do.
+            self.cc.enter_recovery(now, flight.min(prior_cwnd));
+            self.prr_start(prior_cwnd);
             if self.opts.sack {
-                self.prr_start(prior_cwnd);
                 self.scoreboard.start_recovery(self.snd.una);
                 self.events_mut().sack_recovery += 1;
             } else {
+                // The duplicate ACKs before this one left the network (RFC 9937 §6);
+                // `reno_delivered` counts this one.
+                let mss = u32::from(self.eff_mss());
+                let earlier = self.dup_acks.saturating_sub(1).saturating_mul(mss);
+                super::recovery::state(&mut self.rec.st).reno_sacked =
+                    earlier.min(flight.saturating_sub(mss));
                 self.events_mut().reno_recovery += 1;
             }
             self.fast_rtx_due = true;

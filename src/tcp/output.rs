@@ -321,9 +321,9 @@ impl Connection {
     }
 
     /// The label of new data sent during fast recovery: `[PRR]` when Proportional Rate
-    /// Reduction let it out (SACK recoveries, RFC 9937).
+    /// Reduction let it out (RFC 9937).
     fn recovery_new_data_label(&self) -> Label {
-        if self.opts.sack && self.cc.in_recovery() {
+        if self.cc.in_recovery() {
             Label::Prr
         } else {
             Label::None
@@ -387,11 +387,13 @@ impl Connection {
                 0
             };
             // The peer's window bounds the right edge; the congestion window bounds what is
-            // in flight. (During NewReno recovery cwnd is inflated by the duplicate ACKs.)
+            // in flight, less what duplicate ACKs said left it (Limited Transmit before a
+            // recovery, PRR's pipe in one without SACK).
             let cwnd = self
                 .cc
                 .cwnd()
                 .saturating_add(self.limited_transmit())
+                .saturating_add(self.reno_sacked())
                 .saturating_add(self.frto_allowance());
             let wnd_end = self.snd.una.add(self.snd.wnd.min(cwnd));
             let usable = if self.tx_next.lt(wnd_end) {
@@ -458,16 +460,19 @@ impl Connection {
             }
             self.probe_due = false;
             let seq = self.tx_next;
-            let mut label = Label::None;
-            if seq.lt(self.snd.nxt) {
+            let resend = seq.lt(self.snd.nxt);
+            let label = if resend {
                 // Below SND.NXT only after a timeout: go-back-N.
                 self.count_retransmission();
-                label = if self.pmtu_retransmission(seq) {
+                if self.pmtu_retransmission(seq) {
                     Label::Pmtu
                 } else {
                     Label::RtoRetransmit
-                };
-            }
+                }
+            } else {
+                // New data in a recovery without SACK: PRR let it out.
+                self.recovery_new_data_label()
+            };
             // PSH as Linux (6.18, observed with packetdrill) sets it on new data: on every TSO
             // packet it sends, the smallest of which (tcp_tso_autosize's tcp_min_tso_segs) is
             // two segments, and not on a single segment cut out of the queue by a one-segment
@@ -475,7 +480,7 @@ impl Connection {
             // wire-sized segment of a burst, besides the segment ending the data (emit_data).
             burst += 1;
             let mut flags = fin_flag(fin);
-            if label == Label::None && (n > mss || burst.is_multiple_of(2)) {
+            if !resend && (n > mss || burst.is_multiple_of(2)) {
                 flags |= Flags::PSH;
             }
             let end = self.emit_data(now, seq, n, flags, label, emit);
@@ -563,7 +568,7 @@ impl Connection {
             st.undo.on_retransmit(ts);
         }
         self.rec.sent_mut().on_send(seq, end, now);
-        if ((self.opts.sack && self.cc.in_recovery()) || self.in_cwr())
+        if (self.cc.in_recovery() || self.in_cwr())
             && let Some(st) = self.rec.st.as_mut()
         {
             // RFC 9937: prr_out.

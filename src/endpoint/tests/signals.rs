@@ -1072,6 +1072,12 @@ fn the_peers_ece_reduces_the_window_with_prr() {
         let ack = seq.add(len as u32);
         let flags = if k == 0 { Flags::ECE } else { Flags::NONE };
         let out = net.data(peer_next, ack, b"", flags, Ecn::NotEct);
+        if k == 0 {
+            // `status --info` names the state as Linux's tcpi_ca_state does.
+            let snap = net.ep.snapshot(net.now);
+            let info = snap.iter().find_map(|s| s.info.as_ref()).unwrap();
+            assert_eq!(info.ca_state, "cwr");
+        }
         sent_per_ack.push(
             parsed(&out)
                 .iter()

@@ -177,9 +177,9 @@ impl Cubic {
         to_u32(f64::from(flight_size) * BETA)
     }
 
-    pub(super) fn enter_recovery(&mut self, _now: Instant, flight_size: u32, sack: bool) {
+    pub(super) fn enter_recovery(&mut self, _now: Instant, flight_size: u32) {
         let ssthresh = self.reduce(flight_size);
-        self.w.enter_recovery(ssthresh, sack);
+        self.w.enter_recovery(ssthresh);
     }
 
     /// RFC 9438 §4.8: on a timeout, cwnd = 1 SMSS (RFC 5681) but ssthresh is set with β_cubic;
@@ -237,8 +237,8 @@ mod tests {
         if let CongestionControl::Cubic(c) = &mut cc {
             c.w.cwnd = 100 * MSS;
         }
-        cc.enter_recovery(now, 100 * MSS, true);
-        cc.on_recovery_exit(now, 100 * MSS);
+        cc.enter_recovery(now, 100 * MSS);
+        cc.on_recovery_exit(now);
         cc
     }
 
@@ -267,10 +267,10 @@ mod tests {
         if let CongestionControl::Cubic(c) = &mut cc {
             c.w.cwnd = 80 * MSS;
         }
-        cc.enter_recovery(Instant::ZERO, 80 * MSS, false);
+        cc.enter_recovery(Instant::ZERO, 80 * MSS);
         assert_eq!(cubic(&cc).w_max(), 68 * MSS);
         assert_eq!(cc.ssthresh(), 56 * MSS);
-        assert_eq!(cc.cwnd(), 59 * MSS); // ssthresh + 3 SMSS without SACK
+        assert_eq!(cc.cwnd(), 56 * MSS);
     }
 
     #[test]

@@ -15,16 +15,15 @@
 //!   - not in recovery: [`CongestionControl::on_ack`]`(now, n, rtt.srtt(), used)`, where
 //!     `used` is the largest flight of the round ([`CwndUsage::flight`]), which says whether
 //!     the window is being used;
-//!   - in recovery and ACK < `recover` (RFC 6582 §3.2 step 5, a partial ACK):
-//!     [`CongestionControl::on_partial_ack`]`(n)`, and retransmit the first unacknowledged
-//!     segment (non-SACK), or let the SACK scoreboard drive;
+//!   - in recovery and ACK < `recover` (RFC 6582 §3.2 step 5, a partial ACK): retransmit
+//!     the first unacknowledged segment (non-SACK), or let the SACK scoreboard drive;
 //!   - in recovery and ACK ≥ `recover` (a full ACK, step 3):
-//!     [`CongestionControl::on_recovery_exit`]`(now, flight_size_after_the_ack)`.
+//!     [`CongestionControl::on_recovery_exit`]`(now)`.
 //! - The third duplicate ACK (RFC 5681 §3.2 step 2; RFC 6582 §3.2 step 2 when ACK − 1 >
-//!   `recover`), or RFC 6675's loss trigger with SACK: `recover = SND.NXT`,
-//!   [`CongestionControl::enter_recovery`]`(now, flight_size, sack)`, retransmit SND.UNA.
-//!   Further duplicate ACKs in recovery: [`CongestionControl::on_dup_ack`] (inflates the
-//!   window without SACK; with SACK the scoreboard's `pipe` governs instead).
+//!   `recover`), or a loss RACK or RFC 6675 finds: `recover = SND.NXT`,
+//!   [`CongestionControl::enter_recovery`]`(now, flight_size)`, retransmit SND.UNA. During
+//!   recovery, with or without SACK, Proportional Rate Reduction (`recovery/prr.rs`, RFC
+//!   9937) sets cwnd on every ACK and `pipe` governs: there is no window inflation.
 //! - The retransmission timer expires: [`CongestionControl::on_rto`]`(now, flight_size)`
 //!   (and RFC 6582 §3.2 step 4 / RFC 6675 §5.1: `recover = SND.NXT`).
 //!
@@ -99,8 +98,6 @@ pub struct Window {
     pub ssthresh: u32,
     /// In fast recovery (RFC 5681 §3.2 / RFC 6582 / RFC 6675 §5).
     pub in_recovery: bool,
-    /// The current recovery is SACK-based: no window inflation, `pipe` governs.
-    pub sack_recovery: bool,
     /// RFC 3465 §2.3: slow start after an RTO counts at most 1 SMSS per ACK.
     pub after_rto: bool,
     /// RFC 3465 §2.1: bytes acknowledged in congestion avoidance since cwnd last grew.
@@ -118,7 +115,6 @@ impl Window {
             // RFC 5681 §3.1: "The initial value of ssthresh SHOULD be set arbitrarily high".
             ssthresh: u32::MAX,
             in_recovery: false,
-            sack_recovery: false,
             after_rto: false,
             bytes_acked: 0,
             css: false,
@@ -164,59 +160,30 @@ impl Window {
     }
 
     /// Enter fast recovery with the controller's new ssthresh.
-    /// RFC 5681 §3.2 step 2 / RFC 6582 §3.2 step 2: ssthresh ≥ 2·SMSS (equation 4);
-    /// step 3 / RFC 6582: cwnd = ssthresh + 3·SMSS, the three segments that left the network.
-    /// RFC 6675 §5 step 4.2: with SACK, cwnd = ssthresh and `pipe` accounts for what left.
-    pub fn enter_recovery(&mut self, ssthresh: u32, sack: bool) {
+    /// RFC 5681 §3.2 step 2 / RFC 6582 §3.2 step 2: ssthresh ≥ 2·SMSS (equation 4). cwnd =
+    /// ssthresh as RFC 6675 §5 step 4.2 sets it; from the next ACK on, PRR (RFC 9937) sets it
+    /// to pipe + sndcnt, with or without SACK.
+    ///
+    /// Departure: RFC 5681 §3.2 steps 3 and 4 (and RFC 6582) inflate cwnd by 3 SMSS and by
+    /// one SMSS per further duplicate ACK, and deflate it on partial ACKs. RFC 9937 replaces
+    /// that for any recovery, and Linux has used PRR for Reno too since 3.2 (a non-SACK
+    /// peer's duplicate ACKs count as SACKed segments, `tcp_add_reno_sack`).
+    pub fn enter_recovery(&mut self, ssthresh: u32) {
         self.css = false;
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
-        self.cwnd = if sack {
-            self.ssthresh
-        } else {
-            self.ssthresh.saturating_add(self.smss.saturating_mul(3))
-        };
+        self.cwnd = self.ssthresh;
         self.in_recovery = true;
-        self.sack_recovery = sack;
         self.bytes_acked = 0;
     }
 
-    /// RFC 5681 §3.2 step 4 (RFC 6582 §3.2 step 4): each further duplicate ACK in recovery
-    /// inflates cwnd by SMSS (not with SACK, where `pipe` is used instead).
-    pub fn on_dup_ack(&mut self) {
-        if self.in_recovery && !self.sack_recovery {
-            self.cwnd = self.cwnd.saturating_add(self.smss);
-        }
-    }
-
-    /// RFC 6582 §3.2 step 5: a partial ACK deflates cwnd by the new data it acknowledges and,
-    /// if that was at least one SMSS, adds SMSS back.
-    pub fn on_partial_ack(&mut self, bytes_acked: u32) {
-        if !self.in_recovery || self.sack_recovery {
-            return;
-        }
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.smss {
-            self.cwnd = self.cwnd.saturating_add(self.smss);
-        }
-        self.cwnd = self.cwnd.max(self.smss);
-    }
-
-    /// The end of fast recovery. With SACK, PRR (RFC 9937) has brought the flight down to
-    /// ssthresh: cwnd = ssthresh (Linux's `tcp_end_cwnd_reduction`). Without, RFC 6582 §3.2
-    /// step 3, option (1): cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS), which avoids
-    /// a burst when little is in flight.
-    pub fn on_recovery_exit(&mut self, flight_size: u32) {
+    /// The end of fast recovery: PRR (RFC 9937) has brought the flight down to ssthresh,
+    /// and cwnd = ssthresh (Linux's `tcp_end_cwnd_reduction`).
+    pub fn on_recovery_exit(&mut self) {
         if !self.in_recovery {
             return;
         }
-        let deflated = flight_size.max(self.smss).saturating_add(self.smss);
-        self.cwnd = if self.sack_recovery {
-            self.ssthresh
-        } else {
-            self.ssthresh.min(deflated)
-        };
+        self.cwnd = self.ssthresh;
         self.in_recovery = false;
-        self.sack_recovery = false;
         self.bytes_acked = 0;
     }
 
@@ -227,7 +194,6 @@ impl Window {
         self.cwnd = self.cwnd.max(prior_cwnd);
         self.ssthresh = self.ssthresh.max(prior_ssthresh);
         self.in_recovery = false;
-        self.sack_recovery = false;
         self.after_rto = false;
         self.bytes_acked = 0;
     }
@@ -239,7 +205,6 @@ impl Window {
         self.ssthresh = ssthresh.max(self.smss.saturating_mul(2));
         self.cwnd = self.smss;
         self.in_recovery = false;
-        self.sack_recovery = false;
         self.after_rto = true;
         self.bytes_acked = 0;
     }
@@ -349,29 +314,18 @@ impl CongestionControl {
         }
     }
 
-    /// Loss detected by duplicate ACKs or SACK: back off and enter fast recovery.
-    /// `flight_size`: bytes outstanding; `sack`: recovery is RFC 6675 SACK-based.
-    pub fn enter_recovery(&mut self, now: Instant, flight_size: u32, sack: bool) {
+    /// Loss detected by duplicate ACKs, SACK or RACK: back off and enter fast recovery.
+    /// `flight_size`: the bytes the reduction starts from.
+    pub fn enter_recovery(&mut self, now: Instant, flight_size: u32) {
         match self {
-            CongestionControl::NewReno(c) => c.enter_recovery(flight_size, sack),
-            CongestionControl::Cubic(c) => c.enter_recovery(now, flight_size, sack),
+            CongestionControl::NewReno(c) => c.enter_recovery(flight_size),
+            CongestionControl::Cubic(c) => c.enter_recovery(now, flight_size),
         }
     }
 
-    /// A further duplicate ACK during recovery.
-    pub fn on_dup_ack(&mut self) {
-        self.window_mut().on_dup_ack();
-    }
-
-    /// A partial ACK during recovery, acknowledging `bytes_acked` new bytes.
-    pub fn on_partial_ack(&mut self, bytes_acked: u32) {
-        self.window_mut().on_partial_ack(bytes_acked);
-    }
-
-    /// The ACK that covers `recover` arrived: recovery ends. `flight_size`: bytes still
-    /// outstanding after it.
-    pub fn on_recovery_exit(&mut self, _now: Instant, flight_size: u32) {
-        self.window_mut().on_recovery_exit(flight_size);
+    /// The ACK that covers `recover` arrived: recovery ends.
+    pub fn on_recovery_exit(&mut self, _now: Instant) {
+        self.window_mut().on_recovery_exit();
     }
 
     /// The retransmission timer expired. `flight_size`: bytes outstanding.
@@ -456,43 +410,24 @@ mod tests {
     }
 
     #[test]
-    fn recovery_inflates_deflates_and_exits_without_sack() {
+    fn recovery_sets_cwnd_to_ssthresh_without_inflation_and_exits_there() {
         let mut cc = CongestionControl::new(CcKind::NewReno, MSS);
-        cc.enter_recovery(Instant::ZERO, 20 * MSS, false);
-        assert_eq!(cc.ssthresh(), 10 * MSS);
-        assert_eq!(cc.cwnd(), 13 * MSS);
-        cc.on_dup_ack();
-        assert_eq!(cc.cwnd(), 14 * MSS);
-        // Partial ACK of 2 segments: deflate by 2, add one back.
-        cc.on_partial_ack(2 * MSS);
-        assert_eq!(cc.cwnd(), 13 * MSS);
-        // ACKs during recovery do not grow the window.
+        cc.enter_recovery(Instant::ZERO, 20 * MSS);
+        assert_eq!((cc.ssthresh(), cc.cwnd()), (10 * MSS, 10 * MSS));
+        // ACKs during recovery do not grow the window (PRR sets it: recovery/prr.rs).
         cc.on_ack(Instant::ZERO, MSS, None, 20 * MSS);
-        assert_eq!(cc.cwnd(), 13 * MSS);
-        cc.on_recovery_exit(Instant::ZERO, 4 * MSS);
-        assert_eq!(cc.cwnd(), 5 * MSS);
+        assert_eq!(cc.cwnd(), 10 * MSS);
+        cc.set_cwnd(4 * MSS);
+        cc.on_recovery_exit(Instant::ZERO);
+        assert_eq!(cc.cwnd(), 10 * MSS);
         assert!(!cc.in_recovery());
-        let mut cc = CongestionControl::new(CcKind::NewReno, MSS);
-        cc.enter_recovery(Instant::ZERO, 20 * MSS, false);
-        cc.on_recovery_exit(Instant::ZERO, 18 * MSS);
-        assert_eq!(cc.cwnd(), 10 * MSS);
-    }
-
-    #[test]
-    fn sack_recovery_sets_cwnd_to_ssthresh_without_inflation() {
-        let mut cc = CongestionControl::new(CcKind::NewReno, MSS);
-        cc.enter_recovery(Instant::ZERO, 20 * MSS, true);
-        assert_eq!(cc.cwnd(), 10 * MSS);
-        cc.on_dup_ack();
-        cc.on_partial_ack(3 * MSS);
-        assert_eq!(cc.cwnd(), 10 * MSS);
     }
 
     #[test]
     fn ssthresh_is_at_least_two_segments() {
         for kind in [CcKind::NewReno, CcKind::Cubic] {
             let mut cc = CongestionControl::new(kind, MSS);
-            cc.enter_recovery(Instant::ZERO, MSS, false);
+            cc.enter_recovery(Instant::ZERO, MSS);
             assert_eq!(cc.ssthresh(), 2 * MSS, "{kind}");
             let mut cc = CongestionControl::new(kind, MSS);
             cc.on_rto(Instant::ZERO, 0);
@@ -517,10 +452,8 @@ mod tests {
                 let mut cc = CongestionControl::new(kind, smss);
                 let t = Instant::from_micros(u64::MAX);
                 cc.on_ack(t, u32::MAX, Some(Duration::MAX), u32::MAX);
-                cc.enter_recovery(t, u32::MAX, false);
-                cc.on_dup_ack();
-                cc.on_partial_ack(u32::MAX);
-                cc.on_recovery_exit(t, u32::MAX);
+                cc.enter_recovery(t, u32::MAX);
+                cc.on_recovery_exit(t);
                 cc.on_ack(Instant::ZERO, u32::MAX, Some(Duration::ZERO), u32::MAX);
                 cc.on_rto(t, u32::MAX);
                 cc.on_ack(t, u32::MAX, None, u32::MAX);

@@ -39,9 +39,9 @@ impl NewReno {
         flight_size / 2
     }
 
-    pub(super) fn enter_recovery(&mut self, flight_size: u32, sack: bool) {
+    pub(super) fn enter_recovery(&mut self, flight_size: u32) {
         let ssthresh = self.half(flight_size);
-        self.w.enter_recovery(ssthresh, sack);
+        self.w.enter_recovery(ssthresh);
     }
 
     /// RFC 5681 §3.1: on a timeout, ssthresh per equation (4) and cwnd = 1 SMSS.
@@ -90,8 +90,8 @@ mod tests {
     #[test]
     fn congestion_avoidance_grows_one_smss_per_round_trip() {
         let mut cc = CongestionControl::new(CcKind::NewReno, MSS);
-        cc.enter_recovery(Instant::ZERO, 40 * MSS, false);
-        cc.on_recovery_exit(Instant::ZERO, 40 * MSS);
+        cc.enter_recovery(Instant::ZERO, 40 * MSS);
+        cc.on_recovery_exit(Instant::ZERO);
         assert_eq!(cc.cwnd(), 20 * MSS);
         assert!(!cc.in_slow_start());
         let mut t = Instant::ZERO;
@@ -109,9 +109,9 @@ mod tests {
             t = round_trip(&mut cc, t, 1);
         }
         assert_eq!(cc.cwnd(), 80 * MSS);
-        cc.enter_recovery(t, cc.cwnd(), true);
+        cc.enter_recovery(t, cc.cwnd());
         assert_eq!((cc.ssthresh(), cc.cwnd()), (40 * MSS, 40 * MSS));
-        cc.on_recovery_exit(t, 40 * MSS);
+        cc.on_recovery_exit(t);
         cc.on_rto(t, 30 * MSS);
         assert_eq!((cc.ssthresh(), cc.cwnd()), (15 * MSS, MSS));
         // Slow start again (1 SMSS per ACK after the timeout) up to ssthresh, then linear.

@@ -23,6 +23,8 @@ impl Connection {
             CaState::Loss
         } else if self.cc.in_recovery() {
             CaState::Recovery
+        } else if self.in_cwr() {
+            CaState::Cwr
         } else if !self.scoreboard.is_empty() || self.dup_acks > 0 {
             CaState::Disorder
         } else {
@@ -95,10 +97,8 @@ impl Connection {
             // RFC 8985 §7.4.2: the probe repaired a loss: react as to one (Linux: a cwnd
             // reduction, TCPLossProbeRecovery), without a recovery episode.
             self.events_mut().loss_probe_recovery += 1;
-            let flight_now = self.snd.nxt.distance_from(self.snd.una);
-            self.cc
-                .enter_recovery(now, self.cc.cwnd().max(flight), true);
-            self.cc.on_recovery_exit(now, flight_now);
+            self.cc.enter_recovery(now, self.cc.cwnd());
+            self.cc.on_recovery_exit(now);
         }
         let marked = self.rack_detect_loss(now, flight);
         if !self.in_flight() {
@@ -115,7 +115,43 @@ impl Connection {
     /// Call before the window is reduced.
     pub(in crate::tcp) fn undo_start(&mut self) {
         let (una, cwnd, ssthresh) = (self.snd.una, self.cc.cwnd(), self.cc.ssthresh());
-        state(&mut self.rec.st).undo = Undo::start(una, cwnd, ssthresh);
+        // Retransmissions still in flight from before this episode belong to it too (Linux's
+        // `tcp_init_undo`: undo_retrans = retrans_out, and retrans_stamp stays that of the
+        // first of them): an ACK of one of them echoing a TSval from before it is no proof
+        // that an original arrived. Issue 19: a recovery that began just after the one that
+        // retransmitted the segment at SND.UNA took the timestamp of its own first
+        // retransmission, so the retransmission's own echo "proved" it spurious, and 10 MB
+        // at 3 % loss were sent at twelve times the rate TCP allows.
+        let mut outstanding = 0u32;
+        let mut earliest: Option<Instant> = None;
+        for s in self
+            .rec
+            .sent()
+            .iter()
+            .filter(|s| s.retransmitted && !s.sacked)
+        {
+            outstanding += 1;
+            earliest = Some(earliest.map_or(s.xmit, |e| e.min(s.xmit)));
+        }
+        let mut first_ts = earliest.map(|t| self.ts_now(t));
+        if outstanding > 0
+            && let Some(prev) = self
+                .rec
+                .st
+                .as_ref()
+                .and_then(|st| st.undo.first_retransmission())
+        {
+            // A segment retransmitted twice keeps only its last transmit time.
+            first_ts = Some(first_ts.map_or(prev, |t| {
+                if (prev.wrapping_sub(t) as i32) < 0 {
+                    prev
+                } else {
+                    t
+                }
+            }));
+        }
+        state(&mut self.rec.st).undo =
+            Undo::start(una, cwnd, ssthresh).with_outstanding(outstanding, first_ts);
     }
 
     /// RFC 5682 §2.1: a first timeout: F-RTO watches the next ACKs.
@@ -261,22 +297,73 @@ impl Connection {
 
     /// RFC 9937: recovery begins; `prior_cwnd` the window before the reduction.
     pub(in crate::tcp) fn prr_start(&mut self, prior_cwnd: u32) {
-        state(&mut self.rec.st).prr = Prr::start(prior_cwnd);
+        let st = state(&mut self.rec.st);
+        st.prr = Prr::start(prior_cwnd);
+        st.reno_sacked = 0;
     }
 
-    /// RFC 9937 "On every ACK starting or during fast recovery" (SACK recoveries):
-    /// cwnd = pipe + sndcnt. `delivered`: the bytes this ACK newly acknowledged or SACKed;
-    /// `safe_ack`: SND.UNA advanced and no new loss was found.
-    /// Also in the CWR state after an ECE (`ecn.rs`), as Linux's `tcp_cwnd_reduction`.
+    /// Without SACK, the bytes duplicate ACKs said left the network during this fast
+    /// recovery (0 otherwise): they make room in the window as SACKed bytes do.
+    pub(in crate::tcp) fn reno_sacked(&self) -> u32 {
+        if self.opts.sack || !self.cc.in_recovery() {
+            return 0;
+        }
+        self.rec.st.as_ref().map_or(0, |st| st.reno_sacked)
+    }
+
+    /// RFC 9937 §6, DeliveredData without SACK: "the change in snd.una, plus ... one SMSS
+    /// for each duplicate ACK"; a later partial ACK counts only what the duplicate ACKs
+    /// did not already count (at least a segment: the retransmission it acknowledges). As
+    /// Linux's `tcp_add_reno_sack` and `tcp_remove_reno_sacks`, in bytes. `acked`: what this
+    /// ACK moved SND.UNA by; `duplicate`: a duplicate ACK. Call in non-SACK fast recovery;
+    /// returns this ACK's DeliveredData.
+    pub(in crate::tcp) fn reno_delivered(&mut self, acked: u32, duplicate: bool) -> u32 {
+        let mss = u32::from(self.eff_mss()).max(1);
+        let flight = self.snd.nxt.distance_from(self.snd.una);
+        let st = state(&mut self.rec.st);
+        if duplicate {
+            // At most the flight less the segment at SND.UNA, which is lost (as Linux's
+            // `tcp_limit_reno_sacked`).
+            let before = st.reno_sacked;
+            st.reno_sacked = before.saturating_add(mss).min(flight.saturating_sub(mss));
+            return mss;
+        }
+        if acked == 0 {
+            return 0;
+        }
+        let delivered = acked.saturating_sub(st.reno_sacked).max(mss.min(acked));
+        st.reno_sacked = st.reno_sacked.saturating_sub(acked.saturating_sub(mss));
+        delivered
+    }
+
+    /// RFC 9937 "On every ACK starting or during fast recovery": cwnd = pipe + sndcnt.
+    /// `delivered`: the bytes this ACK newly acknowledged or SACKed (without SACK, as
+    /// `reno_delivered` estimates them); `safe_ack`: SND.UNA advanced and no new loss was
+    /// found. Also in the CWR state after an ECE (`ecn.rs`), as Linux's `tcp_cwnd_reduction`.
     pub(in crate::tcp) fn prr_on_ack(&mut self, delivered: u32, safe_ack: bool) {
-        if !((self.opts.sack && self.cc.in_recovery()) || self.in_cwr()) {
+        if !(self.cc.in_recovery() || self.in_cwr()) {
             return;
         }
         let mss = u32::from(self.eff_mss()).max(1);
         let pipe = if self.rack_active() {
             self.rec.sent().pipe()
-        } else {
+        } else if self.opts.sack {
             self.scoreboard.pipe(self.snd.una, self.snd.nxt, mss)
+        } else {
+            // RFC 9937 §6 without SACK: what is in flight less what the duplicate ACKs said
+            // left the network, and less the segment at SND.UNA while it is lost and not yet
+            // retransmitted (RFC 6675's pipe; Linux's `tcp_packets_in_flight` with the head
+            // marked lost).
+            let lost = if self.fast_rtx_due {
+                self.fin_seq().distance_from(self.snd.una).min(mss)
+            } else {
+                0
+            };
+            self.snd
+                .nxt
+                .distance_from(self.snd.una)
+                .saturating_sub(self.reno_sacked())
+                .saturating_sub(lost)
         };
         let ssthresh = self.cc.ssthresh();
         let cwnd = state(&mut self.rec.st)
@@ -300,13 +387,14 @@ impl Connection {
         );
         let (marked, wait) = st.rack.detect_loss(now, &mut st.sent, reo);
         st.reo_deadline = wait.map(|w| now + w);
-        if marked == 0 {
+        let outlived = !in_recovery && std::mem::take(&mut st.losses_outlived_recovery);
+        if marked == 0 && !outlived {
             return 0;
         }
         // Recovery takes over from the probe.
         st.tlp.deadline = None;
         if !in_recovery && self.snd.una.ge(self.recover) {
-            tracing::debug!(marked, "RACK: loss detected, fast recovery");
+            tracing::debug!(marked, outlived, "RACK: loss detected, fast recovery");
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
             self.undo_start();
@@ -327,12 +415,34 @@ impl Connection {
             } else {
                 prior_cwnd.min(self.cwnd_usage.flight(flight))
             };
-            self.cc.enter_recovery(now, base.max(flight), true);
+            // Never from the flight in sequence space: with holes and SACKed data in it, it
+            // can be twice cwnd, and a reduction from it raised ssthresh above the window it
+            // was meant to reduce (issue 19: at 3 % loss ssthresh climbed recovery after
+            // recovery, from 34 segments to 137).
+            self.cc.enter_recovery(now, base);
             self.prr_start(prior_cwnd);
             self.scoreboard.start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
         }
         marked
+    }
+
+    /// A fast recovery ended (SND.UNA reached `recover`). Segments sent during it that were
+    /// lost too, and are still in flight (marked lost, or retransmitted and not yet
+    /// acknowledged), belong to a later window: they start a new recovery, with its own
+    /// reduction (RFC 6675 §5; Linux's `tcp_time_to_recover` enters Recovery again while
+    /// `lost_out` is not zero). Before, they were repaired outside any recovery, with no
+    /// reduction, and the window went on growing: at 3 % random loss a recovery rarely
+    /// ended with nothing left, and 10 MB went at several times the rate TCP allows.
+    pub(in crate::tcp) fn rack_on_recovery_exit(&mut self) {
+        if !self.rack_active() {
+            return;
+        }
+        let st = state(&mut self.rec.st);
+        st.losses_outlived_recovery = st
+            .sent
+            .iter()
+            .any(|s| !s.sacked && (s.lost || s.retransmitted));
     }
 
     /// RFC 8985 §7.2: arm the probe timer, if a probe may be sent: RACK in use, data in

@@ -67,6 +67,8 @@ pub enum CaState {
     Open,
     /// Duplicate ACKs or SACKs seen, no loss yet.
     Disorder,
+    /// The window is being reduced after an ECN congestion signal (RFC 3168 §6.1.2).
+    Cwr,
     /// Fast recovery (RFC 6675 / RFC 6582).
     Recovery,
     /// After a retransmission timeout, until what was in flight then is acknowledged.
@@ -78,6 +80,7 @@ impl CaState {
         match self {
             CaState::Open => "open",
             CaState::Disorder => "disorder",
+            CaState::Cwr => "cwr",
             CaState::Recovery => "recovery",
             CaState::Loss => "loss",
         }
@@ -99,8 +102,14 @@ pub struct RackTlp {
     pub sent: SentLog,
     pub rack: Rack,
     pub tlp: Tlp,
-    /// Proportional Rate Reduction in the current (SACK) recovery, RFC 9937.
+    /// Proportional Rate Reduction in the current recovery, RFC 9937.
     pub prr: Prr,
+    /// The last fast recovery ended with lost segments of a later window still in flight
+    /// (`rack_on_recovery_exit`): the next ACK starts a new one.
+    pub losses_outlived_recovery: bool,
+    /// Without SACK: the bytes the duplicate ACKs of the current recovery said left the
+    /// network (Linux's `sacked_out` for Reno), for PRR's pipe and DeliveredData.
+    pub reno_sacked: u32,
     /// What to restore if the current recovery or timeout proves spurious.
     pub undo: Undo,
     /// F-RTO (RFC 5682) after a timeout: `None`, or what the next ACK decides.

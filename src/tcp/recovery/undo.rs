@@ -49,6 +49,19 @@ impl Undo {
         }
     }
 
+    /// Retransmissions from before the episode that are still in flight: `n` of them, the
+    /// first sent at our TSval `first_ts`.
+    pub fn with_outstanding(mut self, n: u32, first_ts: Option<u32>) -> Undo {
+        self.retrans = n;
+        self.retrans_ts = first_ts;
+        self
+    }
+
+    /// Our TSval at the episode's first retransmission, while an episode is open.
+    pub fn first_retransmission(&self) -> Option<u32> {
+        self.marker.and(self.retrans_ts)
+    }
+
     pub fn active(&self) -> bool {
         self.marker.is_some()
     }
@@ -101,6 +114,20 @@ mod tests {
         assert!(!u.on_dsack(s(0).sub(5)), "before the episode");
         assert!(!u.on_dsack(s(0)));
         assert!(u.on_dsack(s(1000)), "the second of two");
+    }
+
+    #[test]
+    fn retransmissions_from_before_the_episode_count_and_set_the_eifel_mark() {
+        // Two retransmissions still in flight, the first at TSval 50: an echo of 60 (one of
+        // them) proves nothing, and two D-SACKs are needed, not one.
+        let mut u = Undo::start(SeqNum::new(5), 20_000, 30_000).with_outstanding(2, Some(50));
+        assert_eq!(u.first_retransmission(), Some(50));
+        u.on_retransmit(100);
+        assert!(!u.eifel(Some(60)));
+        assert!(u.eifel(Some(49)));
+        assert!(!u.on_dsack(SeqNum::new(5)));
+        assert!(!u.on_dsack(SeqNum::new(5)));
+        assert!(u.on_dsack(SeqNum::new(5)));
     }
 
     #[test]

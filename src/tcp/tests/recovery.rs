@@ -166,3 +166,51 @@ fn limited_transmit_sends_new_data_on_the_first_duplicate_acks() {
         "the third: fast retransmit: {out:?}"
     );
 }
+
+#[test]
+fn prr_paces_a_recovery_without_sack_from_the_duplicate_acks() {
+    // RFC 9937 §6 for a peer without SACK: each duplicate ACK stands for a segment delivered,
+    // so PRR lets new data out in proportion from the first ACK of the recovery on, instead
+    // of RFC 6582's inflation, which sent nothing until the duplicate ACKs had inflated cwnd
+    // past the whole flight, then one segment on every ACK.
+    let mut h = Harness::established();
+    h.conn.cc.set_cwnd(20 * 1400);
+    assert_eq!(send_segments(&mut h, 60).len(), 20);
+    let mut pattern = Vec::new();
+    let mut retransmitted = 0;
+    for _ in 0..16 {
+        h.input(&RECV);
+        let out = h.output();
+        retransmitted += out.iter().filter(|s| s.seq == ISS.add(1)).count();
+        pattern.push(out.iter().filter(|s| s.seq.gt(ISS.add(1))).count());
+    }
+    assert_eq!(retransmitted, 1, "one fast retransmission");
+    assert!(h.conn.cc.in_recovery());
+    let ssthresh = h.conn.cc.ssthresh();
+    // Two segments by Limited Transmit, the fast retransmission on the third, then new data
+    // on two ACKs of every three: with CUBIC, ssthresh is 0.7 of the window of 20 (not of
+    // the flight of 22, which Limited Transmit raised), against a RecoverFS of 20. RFC 6582
+    // sent nothing until the sixth.
+    assert_eq!(
+        pattern,
+        [1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0],
+        "new segments per ACK"
+    );
+    // The pipe the duplicate ACKs leave is about ssthresh, and cwnd follows PRR (pipe +
+    // sndcnt), not ssthresh + 3 + duplicate ACKs.
+    let pipe = h.conn.snd_nxt().distance_from(h.conn.snd.una) - 16 * 1400;
+    assert!(
+        pipe.abs_diff(ssthresh) <= 1400,
+        "pipe {pipe} ssthresh {ssthresh}"
+    );
+    assert!(
+        h.conn.cc.cwnd() <= ssthresh + 1400,
+        "cwnd {}",
+        h.conn.cc.cwnd()
+    );
+    // The whole flight is acknowledged: recovery ends with cwnd = ssthresh.
+    let all = h.conn.snd_nxt();
+    h.input(&TcpSegment { ack: all, ..RECV });
+    assert!(!h.conn.cc.in_recovery());
+    assert_eq!(h.conn.cc.cwnd(), ssthresh);
+}
