@@ -196,7 +196,7 @@ impl Endpoint {
         fastopen: bool,
     ) -> Result<ClientId, ConnectError> {
         if !self.accepting
-            || self.table.len() >= self.limits.max_connections
+            || self.connection_count() >= self.limits.max_connections
             || self.clients.records.len() >= MAX_CLIENTS
         {
             return Err(ConnectError::Busy);
@@ -272,7 +272,7 @@ impl Endpoint {
                 remote,
             };
             let listening = self.listeners.iter().any(|l| l.open && l.port == port);
-            if !listening && !self.table.contains_key(&quad) {
+            if !listening && !self.quad_in_use(&quad) {
                 self.clients.port_cursor = u16::try_from((offset + 1) % span).unwrap_or(0).max(1);
                 return Some(quad);
             }

@@ -16,6 +16,7 @@ mod martian;
 mod observe;
 mod relay;
 mod sockets;
+mod time_wait;
 // The fuzzing scenarios: built for unit tests and for `cargo fuzz` (which passes
 // `--cfg fuzzing`), not into the daemon.
 #[cfg(any(test, fuzzing))]
@@ -190,6 +191,19 @@ impl Entry {
         self.conn.memory().saturating_add(self.app.memory())
     }
 
+    /// Whether it may become a TIME-WAIT record: nothing will read from it any more (our own
+    /// client and a socket still held read what is left; a relay's driver hands on the
+    /// client's last bytes first), and no accept queue lists it.
+    fn may_retire(&self) -> bool {
+        !self.awaiting_accept
+            && match &self.app {
+                App::Client(_) => false,
+                App::Socket(app) => app.handle().is_none(),
+                App::Relay(..) => self.conn.recv_queue() == 0,
+                _ => true,
+            }
+    }
+
     fn new(conn: Connection, app: App) -> Entry {
         Entry {
             conn,
@@ -209,6 +223,14 @@ impl Entry {
             charged: 0,
         }
     }
+}
+
+/// The TIME-WAIT connection a SYN reopens (RFC 9293 MAY-2): a whole one (its slot) or a
+/// record (its slot in `TimeWaits`).
+#[derive(Clone, Copy, Debug)]
+enum Reopen {
+    Entry(usize),
+    Record(u32),
 }
 
 /// A listening port: a built-in service's (from the configuration, on every address of
@@ -337,8 +359,10 @@ pub struct Endpoint {
     /// ended since.
     mem_peak: usize,
     mem_relieved: bool,
-    /// Connections in TIME-WAIT (`--max-time-wait`).
+    /// Connections in TIME-WAIT (`--max-time-wait`): whole ones and records.
     time_wait: usize,
+    /// Connections in TIME-WAIT reduced to records (time_wait.rs), out of `table`.
+    time_waits: time_wait::TimeWaits,
     /// The sockets of the socket API (`sockets.rs`).
     sockets: sockets::SocketTable,
     /// Path MTUs learned from ICMP (`icmp.rs`).
@@ -425,6 +449,7 @@ impl Endpoint {
             mem_peak: 0,
             mem_relieved: false,
             time_wait: 0,
+            time_waits: time_wait::TimeWaits::default(),
             sockets: sockets::SocketTable::default(),
             pmtu: icmp::PathMtuCache::default(),
             fastopen_cookies: fastopen::CookieCache::default(),
@@ -600,6 +625,18 @@ impl Endpoint {
             found = self.table.get(&quad).copied();
         }
         let mut reopen = None;
+        if found.is_none()
+            && let Some(tw) = self.time_waits.find(&quad)
+            && let Some(record) = self.time_waits.get(tw)
+        {
+            // A TIME-WAIT record: the same rules as the whole connection's, below.
+            if listener.is_some() && !seg.flags.fin() && record.tw.accepts_syn(seg) {
+                reopen = Some((Reopen::Record(tw), record.tw.snd_nxt()));
+            } else {
+                self.time_wait_segment(now, tw, seg);
+                return;
+            }
+        }
         if let Some(id) = found
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
@@ -640,7 +677,7 @@ impl Endpoint {
                 }
                 return;
             }
-            reopen = Some((id, entry.conn.snd_nxt()));
+            reopen = Some((Reopen::Entry(id), entry.conn.snd_nxt()));
         }
         match listener {
             Some(listener) => self.on_listen(now, quad, seg, listener, reopen, tx),
@@ -654,14 +691,14 @@ impl Endpoint {
     }
 
     /// RFC 9293 §3.10.7.2: a segment for a listening port with no connection, or a SYN that
-    /// may reopen the TIME-WAIT connection `reopen` names (its id and SND.NXT).
+    /// may reopen the TIME-WAIT connection `reopen` names (which, and its SND.NXT).
     fn on_listen(
         &mut self,
         now: Instant,
         quad: Quad,
         seg: &TcpSegment<'_>,
         listener: usize,
-        reopen: Option<(usize, SeqNum)>,
+        reopen: Option<(Reopen, SeqNum)>,
         tx: &mut dyn Transmit,
     ) {
         // "First, check for a RST: an incoming RST should be ignored."
@@ -729,7 +766,7 @@ impl Endpoint {
         // its ISS will still lie above the old SND.NXT (MAY-2).
         if let Some(target) = service.and_then(|s| s.upstream(quad.local)) {
             let floor = reopen.map(|(old, floor)| {
-                self.remove(old);
+                self.remove_reopened(old);
                 floor
             });
             self.hold_syn(quad, seg, listener, target, floor);
@@ -750,7 +787,7 @@ impl Endpoint {
                 iss = floor.add(1 << 16);
             }
             debug!(%quad, "new SYN in TIME-WAIT: reopening");
-            self.remove(old);
+            self.remove_reopened(old);
         }
         let mss = self.listener_mss(listener, &quad);
         let fast_open = self.listener_tcp(listener).fastopen;
@@ -983,18 +1020,36 @@ impl Endpoint {
     }
 
     fn remove(&mut self, id: usize) {
-        if let Some(slot) = self.slots.get_mut(id)
-            && let Some(entry) = slot.entry.take()
-        {
-            self.table.remove(&entry.conn.quad());
-            self.queues.moved(entry.queued, Queued::No);
-            self.mem_used = self.mem_used.saturating_sub(entry.charged);
+        if let Some(entry) = self.take_entry(id) {
             if entry.in_time_wait {
                 self.time_wait = self.time_wait.saturating_sub(1);
             }
-            slot.generation = slot.generation.wrapping_add(1);
-            self.free.push(id);
-            self.on_removed(*entry);
+            self.on_removed(entry, false);
+        }
+    }
+
+    /// Take entry `id` out of the slab, the table, its queue and the memory charge.
+    fn take_entry(&mut self, id: usize) -> Option<Entry> {
+        let slot = self.slots.get_mut(id)?;
+        let entry = slot.entry.take()?;
+        self.table.remove(&entry.conn.quad());
+        self.queues.moved(entry.queued, Queued::No);
+        self.mem_used = self.mem_used.saturating_sub(entry.charged);
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id);
+        Some(*entry)
+    }
+
+    /// A SYN reopens a TIME-WAIT connection (MAY-2): the old one goes.
+    fn remove_reopened(&mut self, old: Reopen) {
+        match old {
+            Reopen::Entry(id) => self.remove(id),
+            Reopen::Record(id) => {
+                if let Some(record) = self.time_waits.remove(id) {
+                    self.time_wait = self.time_wait.saturating_sub(1);
+                    self.time_wait_gone(&record.quad(), false);
+                }
+            }
         }
     }
 
@@ -1096,6 +1151,7 @@ impl Endpoint {
         if !self.refusals.is_empty() {
             self.send_refusals(tx);
         }
+        self.expire_time_waits(timers_until);
         // Timers first: whatever they make due is sent in the same pass. Entries that no
         // longer stand for their connection's deadline are dropped on the way (see
         // `timer_is_live`).
@@ -1123,6 +1179,9 @@ impl Endpoint {
             if !self.wake_memory_waiters() {
                 break;
             }
+        }
+        if self.time_waits.has_dirty() {
+            self.transmit_time_waits(now, tx);
         }
         // What the services reaped may sit at the top of the heap now: drop it, so that
         // `poll_timeout` names a deadline some connection still has, not a stale one (which
@@ -1234,6 +1293,9 @@ impl Endpoint {
         }
         self.settle(id, true);
         self.relay_time_wait(id);
+        if self.retire_to_time_wait(now, id) {
+            return;
+        }
         let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
         };
@@ -1271,20 +1333,11 @@ impl Endpoint {
 
     /// Count how a CLOSED connection ended, and remove it.
     fn reap(&mut self, now: Instant, id: usize) {
+        self.account_end(now, id);
         let Some(entry) = entry_mut(&mut self.slots, id) else {
             return;
         };
         let conn = &mut entry.conn;
-        // A connection made from a cookie that ends while the cookie is valid spends it
-        // (cookie.rs, SpentCookies): a late ACK of it must not open it again.
-        let quad = conn.quad();
-        if let Some(l) = entry.listener
-            && cookies_recent(&self.cookies_sent_at, l as usize, now)
-            && self.cookies.is_cookie(now, &quad, conn.iss(), conn.irs())
-        {
-            self.cookies_spent.insert(now, quad);
-        }
-        self.counters.add_events(&conn.take_events());
         match conn.reset_cause() {
             Some(ResetCause::PeerReset) => self.counters.peer_resets += 1,
             Some(ResetCause::TimedOut) if !entry.counted_established => {
@@ -1295,6 +1348,24 @@ impl Endpoint {
         }
         debug!(quad = %conn.quad(), cause = ?conn.reset_cause(), "connection closed");
         self.remove(id);
+    }
+
+    /// The TCB of entry `id` ends (closed, or turned into a TIME-WAIT record): a connection
+    /// made from a cookie that ends while the cookie is valid spends it (cookie.rs,
+    /// SpentCookies), so that a late ACK of it cannot open it again; its events are counted.
+    fn account_end(&mut self, now: Instant, id: usize) {
+        let Some(entry) = entry_mut(&mut self.slots, id) else {
+            return;
+        };
+        let conn = &mut entry.conn;
+        let quad = conn.quad();
+        if let Some(l) = entry.listener
+            && cookies_recent(&self.cookies_sent_at, l as usize, now)
+            && self.cookies.is_cookie(now, &quad, conn.iss(), conn.irs())
+        {
+            self.cookies_spent.insert(now, quad);
+        }
+        self.counters.add_events(&conn.take_events());
     }
 
     /// After a connection ran (`ran`: its application and output, not only a segment's
@@ -1396,7 +1467,7 @@ impl Endpoint {
 
     /// Connections that count against `--max-connections`: all but TIME-WAIT.
     fn open_connections(&self) -> usize {
-        self.table.len().saturating_sub(self.time_wait)
+        self.connection_count().saturating_sub(self.time_wait)
     }
 
     /// Drop the heap's stale entries once they outnumber the live ones. A reaped connection
@@ -1437,14 +1508,19 @@ impl Endpoint {
         self.pending.shrink_to_fit();
         self.dirty.shrink_to_fit();
         self.mem_waiters.shrink_to_fit();
+        self.time_waits.shrink();
     }
 
     /// When `poll` must be called next, if nothing arrives before.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() || !self.refusals.is_empty() {
+        if !self.dirty.is_empty() || !self.refusals.is_empty() || self.time_waits.has_dirty() {
             return Some(Instant::ZERO);
         }
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        let connections = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        [connections, self.time_waits.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Stop accepting new connections and close every open one (FIN). Call `poll` until
@@ -1509,9 +1585,14 @@ impl Endpoint {
         &self.counters
     }
 
-    /// How many connections the table holds (any state).
+    /// How many connections the table holds (any state, TIME-WAIT records included).
     pub fn connection_count(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.time_waits.len()
+    }
+
+    /// Whether a connection (or a TIME-WAIT record) holds this 4-tuple.
+    fn quad_in_use(&self, quad: &Quad) -> bool {
+        self.table.contains_key(quad) || self.time_waits.contains(quad)
     }
 
     /// What the connection with this 4-tuple negotiated, if it exists.
@@ -1525,6 +1606,7 @@ impl Endpoint {
             .iter()
             .filter_map(|s| s.entry.as_deref())
             .map(|e| e.conn.state())
+            .chain(std::iter::repeat_n(State::TimeWait, self.time_waits.len()))
     }
 
     /// `--impair` dropped a packet on the link (`outbound`: one of ours, on its way to the
@@ -1556,12 +1638,17 @@ impl Endpoint {
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
             entry.conn.record_lost(direction, now, &seg);
+        } else if self.time_waits.contains(&quad) {
+            self.record_time_wait_lost(&quad, direction, now, &seg);
         }
     }
 
     /// The state of the connection with this 4-tuple, if any.
     pub fn connection_state(&self, quad: &Quad) -> Option<State> {
-        Some(self.find(quad)?.conn.state())
+        match self.find(quad) {
+            Some(entry) => Some(entry.conn.state()),
+            None => self.time_waits.contains(quad).then_some(State::TimeWait),
+        }
     }
 
     /// The entry of the connection with this 4-tuple.

@@ -102,11 +102,24 @@ pub(super) struct Finished {
 }
 
 impl Finished {
-    fn push(&mut self, closed: Closed) {
-        if self.queue.len() >= RECENTLY_CLOSED {
-            self.queue.pop_front();
-        }
+    /// Keep `closed`; returns the oldest one if it had to make room.
+    fn push(&mut self, closed: Closed) -> Option<Closed> {
+        let evicted = if self.queue.len() >= RECENTLY_CLOSED {
+            self.queue.pop_front()
+        } else {
+            None
+        };
         self.queue.push_back(closed);
+        evicted
+    }
+
+    /// The latest connection of `quad` that was last seen in TIME-WAIT (a record now).
+    fn time_wait_mut(&mut self, quad: &Quad) -> Option<&mut Closed> {
+        self.queue.iter_mut().rev().find(|c| {
+            c.status.state == State::TimeWait
+                && c.status.local == quad.local
+                && c.status.peer == Some(quad.remote)
+        })
     }
 
     fn find(&self, quad: &Quad) -> Option<&Closed> {
@@ -181,10 +194,12 @@ impl Endpoint {
         self.ladders.dropped
     }
 
-    /// Called for every entry leaving the table (closed, or replaced from TIME-WAIT).
-    pub(super) fn on_removed(&mut self, mut entry: Entry) {
+    /// Called for every entry leaving the table (closed, replaced from TIME-WAIT, or, with
+    /// `time_wait`, become a TIME-WAIT record: its ladder is then given when the record
+    /// ends, `time_wait_gone`).
+    pub(super) fn on_removed(&mut self, mut entry: Entry, time_wait: bool) {
         self.relay_removed(&entry);
-        if self.ladders.queue.is_some() {
+        if self.ladders.queue.is_some() && !time_wait {
             self.ladders.push((entry.conn.quad(), entry.conn.ladder()));
         }
         // Kept for /connections: the status row (its age unknown here) and the trace itself.
@@ -193,12 +208,27 @@ impl Endpoint {
         let view = entry.conn.ladder_view();
         let trace = entry.conn.take_trace();
         let samples = entry.conn.take_samples();
-        self.finished.push(Closed {
+        let evicted = self.finished.push(Closed {
             status,
             trace,
             view,
             samples,
         });
+        // A record still in TIME-WAIT whose trace makes room: its ladder now, as it is.
+        if let Some(old) = evicted
+            && self.ladders.queue.is_some()
+            && old.status.state == State::TimeWait
+            && let Some(peer) = old.status.peer
+        {
+            let quad = Quad {
+                local: old.status.local,
+                remote: peer,
+            };
+            if self.time_waits.contains(&quad) {
+                let ladder = crate::tcp::ladder::render(&old.trace, &old.view);
+                self.ladders.push((quad, ladder));
+            }
+        }
         if let App::Socket(app) = &entry.app
             && let Some(handle) = app.handle()
         {
@@ -214,12 +244,103 @@ impl Endpoint {
         }
     }
 
-    /// The current ladder of every connection, ordered by 4-tuple.
+    /// A TIME-WAIT record ended (`expired`: 2·MSL elapsed; else a SYN reopened it): its
+    /// trace, among the recently closed, shows it, and `--ladder` gets its ladder.
+    pub(super) fn time_wait_gone(&mut self, quad: &Quad, expired: bool) {
+        let Some(closed) = self.finished.time_wait_mut(quad) else {
+            return;
+        };
+        if expired {
+            closed.view.state = State::Closed;
+            closed.status.state = State::Closed;
+        }
+        if self.ladders.queue.is_some() {
+            let ladder = crate::tcp::ladder::render(&closed.trace, &closed.view);
+            self.ladders.push((*quad, ladder));
+        }
+    }
+
+    /// A segment a TIME-WAIT record received or sent, in its trace while it is among the
+    /// recently closed (as the whole connection records it).
+    pub(super) fn record_time_wait(
+        &mut self,
+        quad: &Quad,
+        direction: crate::tcp::trace::Direction,
+        now: Instant,
+        seg: &crate::wire::TcpSegment<'_>,
+        label: crate::tcp::trace::Label,
+    ) {
+        if let Some(closed) = self.finished.time_wait_mut(quad) {
+            closed
+                .trace
+                .record_labeled(direction, now, seg, State::TimeWait, label);
+        }
+    }
+
+    /// `--impair` dropped a segment of a TIME-WAIT record: marked in its trace, as
+    /// `Connection::record_lost` marks it.
+    pub(super) fn record_time_wait_lost(
+        &mut self,
+        quad: &Quad,
+        direction: crate::tcp::trace::Direction,
+        now: Instant,
+        seg: &crate::wire::TcpSegment<'_>,
+    ) {
+        if let Some(closed) = self.finished.time_wait_mut(quad) {
+            closed.trace.record_lost(direction, now, seg);
+        }
+    }
+
+    /// The `status` row of a TIME-WAIT record: its state, 4-tuple, window, and the service
+    /// of the listener its port has (a socket's otherwise: only they make active opens that
+    /// become records).
+    fn time_wait_row(&self, record: &super::time_wait::Record) -> ConnStatus {
+        let quad = record.quad();
+        let app = self
+            .listener_for(quad.local)
+            .and_then(|l| self.listeners.get(l))
+            .and_then(super::Listener::service_kind)
+            .map_or("socket", |kind| kind.name());
+        ConnStatus {
+            state: State::TimeWait,
+            recv_q: 0,
+            send_q: 0,
+            local: quad.local,
+            peer: Some(quad.remote),
+            app,
+            rtt: None,
+            rto: None,
+            cwnd: None,
+            retransmissions: 0,
+            age: None,
+            relay_peer: None,
+            info: None,
+            rcv_wnd: record.tw.rcv_wnd(),
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
+        }
+    }
+
+    /// The current ladder of every connection, ordered by 4-tuple (a TIME-WAIT record's
+    /// while its trace is among the recently closed).
     pub fn ladders(&self) -> Vec<(Quad, String)> {
         let mut v: Vec<(Quad, String)> = self
             .entries()
             .map(|e| (e.conn.quad(), e.conn.ladder()))
             .collect();
+        for c in self.finished.queue.iter() {
+            if let (State::TimeWait, Some(remote)) = (c.status.state, c.status.peer) {
+                let quad = Quad {
+                    local: c.status.local,
+                    remote,
+                };
+                if self.time_waits.contains(&quad) && !v.iter().any(|(q, _)| *q == quad) {
+                    v.push((quad, crate::tcp::ladder::render(&c.trace, &c.view)));
+                }
+            }
+        }
         v.sort_by_key(|(q, _)| (q.local, q.remote));
         v
     }
@@ -235,6 +356,7 @@ impl Endpoint {
         let mut conns: Vec<ConnStatus> = self
             .entries()
             .map(|e| status_row(&e.conn, &e.app, now))
+            .chain(self.time_waits.iter().map(|r| self.time_wait_row(r)))
             .collect();
         conns.sort_by_key(|r| (r.local, r.peer));
         rows.extend(conns);
@@ -260,7 +382,6 @@ impl Endpoint {
         let mut taken = 0;
         while taken < max {
             let Some(slot) = self.slots.get(cursor.next_slot) else {
-                cursor.done = true;
                 break;
             };
             cursor.next_slot += 1;
@@ -269,8 +390,18 @@ impl Endpoint {
                 taken += 1;
             }
         }
+        // Then the TIME-WAIT records.
         if cursor.next_slot >= self.slots.len() {
-            cursor.done = true;
+            let left = max - taken;
+            let mut listed = 0;
+            for (next, record) in self.time_waits.iter_from(cursor.next_tw).take(left) {
+                rows.push(self.time_wait_row(record));
+                cursor.next_tw = next;
+                listed += 1;
+            }
+            if listed < left || self.time_waits.iter_from(cursor.next_tw).next().is_none() {
+                cursor.done = true;
+            }
         }
         rows
     }
@@ -326,6 +457,8 @@ pub type StatusJson = fn(&[ConnStatus], &[ConnStatus]) -> String;
 pub struct StatusCursor {
     listeners_done: bool,
     next_slot: usize,
+    /// The next slot of the TIME-WAIT records, once the connections are listed.
+    next_tw: usize,
     done: bool,
 }
 
@@ -349,8 +482,23 @@ impl Endpoint {
     }
 
     /// Closed connections still listed on `/connections`, oldest first.
+    /// A connection in TIME-WAIT as a record is listed as open (`snapshot`), not here.
     pub fn recently_closed(&self) -> impl DoubleEndedIterator<Item = &ConnStatus> {
-        self.finished.queue.iter().map(|c| &c.status)
+        self.finished
+            .queue
+            .iter()
+            .map(|c| &c.status)
+            .filter(|s| !(s.state == State::TimeWait && self.still_in_time_wait(s)))
+    }
+
+    /// Whether the connection of a recently closed row is a TIME-WAIT record now.
+    fn still_in_time_wait(&self, row: &ConnStatus) -> bool {
+        row.peer.is_some_and(|remote| {
+            self.time_waits.contains(&Quad {
+                local: row.local,
+                remote,
+            })
+        })
     }
 
     /// A page about every connection, for the http service (`/metrics`, `/connections`…);
@@ -397,8 +545,8 @@ impl Endpoint {
     /// `/metrics`: the counters and the gauges of what the endpoint holds now.
     pub fn metrics(&self) -> String {
         let mut by_state: Vec<(State, u64)> = State::ALL.iter().map(|&s| (s, 0)).collect();
-        for e in self.entries() {
-            if let Some(n) = by_state.iter_mut().find(|(s, _)| *s == e.conn.state()) {
+        for state in self.states() {
+            if let Some(n) = by_state.iter_mut().find(|(s, _)| *s == state) {
                 n.1 += 1;
             }
         }
@@ -420,7 +568,7 @@ impl Endpoint {
             listeners: listeners as u64,
             buffer_memory_bytes: self.mem_used as u64,
             buffer_memory_limit_bytes: self.limits.max_buffer_memory as u64,
-            recently_closed: self.finished.queue.len() as u64,
+            recently_closed: self.recently_closed().count() as u64,
         };
         let mut counters = self.counters.entries();
         counters.extend_from_slice(&self.link_counters);
@@ -472,6 +620,15 @@ impl Endpoint {
                 e.conn.samples(),
                 true,
             ),
+            // A TIME-WAIT record: its trace is among the recently closed, its row its own.
+            Known::Closed(c) if self.still_in_time_wait(&c.status) => {
+                let row = self
+                    .time_waits
+                    .find(quad)
+                    .and_then(|id| self.time_waits.get(id))
+                    .map_or_else(|| c.status.clone(), |r| self.time_wait_row(r));
+                (row, &c.trace, c.view, &c.samples, true)
+            }
             Known::Closed(c) => (c.status.clone(), &c.trace, c.view, &c.samples, false),
         };
         let mut out = String::new();

@@ -318,7 +318,8 @@ fn check(ep: &Endpoint, limits: &Limits) {
     assert!(ep.memory_used() <= limits.max_buffer_memory + floors + apps);
     let tw = entries
         .filter(|e| e.conn.state() == State::TimeWait)
-        .count();
+        .count()
+        + ep.time_waits.len();
     assert_eq!(tw, time_wait, "TIME-WAIT miscounted");
     for state in ep.states() {
         assert!(

@@ -742,7 +742,7 @@ impl Sockets<'_> {
                 .free_quad(local_ip, remote)
                 .ok_or(SocketError::AddrNotAvailable)?,
         };
-        if self.ep.table.contains_key(&quad) {
+        if self.ep.quad_in_use(&quad) {
             return Err(SocketError::AddrNotAvailable);
         }
         let iss = self.ep.isn.isn(now, &quad);

@@ -786,6 +786,7 @@ mod hardening;
 mod relay;
 mod rfc_edges;
 mod signals;
+mod time_wait;
 
 /// A super-segment from the kernel (GSO through the TUN's offload) is taken whole, ACKed at
 /// once and counted as the segments it stands for; echo sends it back as wire-sized segments

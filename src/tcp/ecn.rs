@@ -137,6 +137,15 @@ pub(super) fn syn_asks(flags: Flags) -> (bool, bool) {
     (ace == 0b011 || accecn, accecn)
 }
 
+/// The AccECN option carrying the receiver's byte counters (24 bits each, RFC 9768 §3.2.3).
+fn counters_option(e0b: u32, ceb: u32, e1b: u32) -> AccEcnOption {
+    AccEcnOption {
+        e0b: Some(e0b & BYTES_MASK),
+        ceb: Some(ceb & BYTES_MASK),
+        e1b: Some(e1b & BYTES_MASK),
+    }
+}
+
 impl AccEcn {
     /// A new AccECN connection's state (§3.2.1: r.cep = s.cep = 5, r.e0b = r.e1b = 1,
     /// r.ceb = 0).
@@ -152,11 +161,7 @@ impl AccEcn {
 
     /// The receiver's counters as the AccECN option carries them.
     fn option(&self) -> AccEcnOption {
-        AccEcnOption {
-            e0b: Some(self.r_e0b & BYTES_MASK),
-            ceb: Some(self.r_ceb & BYTES_MASK),
-            e1b: Some(self.r_e1b & BYTES_MASK),
-        }
+        counters_option(self.r_e0b, self.r_ceb, self.r_e1b)
     }
 }
 
@@ -525,6 +530,122 @@ impl Connection {
                 ecn.cwr_due = false;
                 seg.flags |= Flags::CWR;
             }
+        }
+    }
+}
+
+/// What TIME-WAIT's record (`time_wait.rs`) keeps of ECN: RFC 3168's ECE echo and its
+/// once-per-window reaction, or AccECN's receiver counters, which its ACKs still carry.
+/// Nothing is sent or reduced any more; the counts and marks stay what the whole connection
+/// would give.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct TimeWaitEcn {
+    ok: bool,
+    accecn: bool,
+    ece: bool,
+    reacted: bool,
+    last_ce: bool,
+    ce_pending: u8,
+    r_cep: u32,
+    r_e0b: u32,
+    r_e1b: u32,
+    r_ceb: u32,
+}
+
+impl EcnState {
+    /// The record of a connection entering TIME-WAIT at SND.UNA `snd_una`; `None` while
+    /// the AccECN handshake is still being reflected (the connection then stays whole).
+    pub(super) fn time_wait(&self, snd_una: SeqNum) -> Option<TimeWaitEcn> {
+        let mut tw = TimeWaitEcn {
+            ok: self.ok,
+            ece: self.ece,
+            // SND.UNA stays where it is now: a reaction over by then is over for good
+            // (`ecn_on_segment` would clear it at the next segment).
+            reacted: self.reacted && !snd_una.gt(self.reacted_until),
+            ..TimeWaitEcn::default()
+        };
+        if let Some(acc) = self.acc.as_deref() {
+            if acc.reflect.is_some() || acc.await_handshake_ack {
+                return None;
+            }
+            tw.accecn = true;
+            tw.last_ce = acc.last_ce;
+            tw.ce_pending = u8::try_from(acc.ce_pending).unwrap_or(u8::MAX);
+            (tw.r_cep, tw.r_e0b, tw.r_e1b, tw.r_ceb) = (acc.r_cep, acc.r_e0b, acc.r_e1b, acc.r_ceb);
+        }
+        Some(tw)
+    }
+}
+
+impl TimeWaitEcn {
+    /// An acceptable segment arrived in TIME-WAIT (`ecn_input` with nothing newly
+    /// acknowledged; `size`: the payload of a full-sized segment). Returns whether an ACK is
+    /// due at once: a first CE mark to echo (RFC 3168 §6.1.3), or AccECN's change-triggered
+    /// ACK (RFC 9768 §3.2.2.5.1).
+    pub(super) fn on_segment(
+        &mut self,
+        seg: &TcpSegment<'_>,
+        size: usize,
+        events: &mut super::ConnEvents,
+    ) -> bool {
+        if !self.ok {
+            return false;
+        }
+        if !self.accecn {
+            if seg.flags.ece() && seg.flags.ack() {
+                events.delivered_ce = events.delivered_ce.saturating_add(1);
+            }
+            if seg.flags.cwr() {
+                self.ece = false;
+            }
+            let mut ack_now = false;
+            if seg.ecn == Ecn::Ce && !self.ece {
+                self.ece = true;
+                ack_now = true;
+            }
+            if seg.flags.ece() && !self.reacted {
+                // Counted as the whole connection would; there is nothing left to reduce.
+                self.reacted = true;
+                events.ecn_cwnd_reductions += 1;
+            }
+            return ack_now;
+        }
+        let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+        let segments = u32::try_from(crate::wire::gso::segment_count(seg.payload.len(), size))
+            .unwrap_or(1)
+            .max(1);
+        let pending = u32::from(self.ce_pending);
+        match seg.ecn {
+            Ecn::Ce => {
+                self.r_cep = self.r_cep.wrapping_add(segments);
+                self.r_ceb = self.r_ceb.wrapping_add(len);
+                let pending = pending.saturating_add(segments);
+                self.ce_pending = u8::try_from(pending).unwrap_or(u8::MAX);
+            }
+            Ecn::Ect0 => self.r_e0b = self.r_e0b.wrapping_add(len),
+            Ecn::Ect1 => self.r_e1b = self.r_e1b.wrapping_add(len),
+            Ecn::NotEct => {}
+        }
+        let mut ack_now = false;
+        if len > 0 {
+            let ce = seg.ecn == Ecn::Ce;
+            ack_now = (ce && !self.last_ce) || u32::from(self.ce_pending) >= ACE_MAX_DELTA;
+            self.last_ce = ce;
+        }
+        ack_now
+    }
+
+    /// The marks of an ACK sent in TIME-WAIT (`Connection::ecn_marks` for a pure ACK).
+    pub(super) fn marks(&mut self, seg: &mut TcpSegment<'_>) {
+        if !self.ok {
+            return;
+        }
+        if self.accecn {
+            seg.flags = seg.flags.with_ace((self.r_cep & 0b111) as u8);
+            self.ce_pending = 0;
+            seg.options.accecn = Some(counters_option(self.r_e0b, self.r_ceb, self.r_e1b));
+        } else if self.ece {
+            seg.flags |= Flags::ECE;
         }
     }
 }

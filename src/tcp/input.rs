@@ -274,56 +274,29 @@ impl Connection {
     /// RFC 7323 §5.3: PAWS applies to non-RST segments carrying a timestamp, once timestamps
     /// are in use.
     fn paws_rejects(&self, now: Instant, seg: &TcpSegment<'_>) -> bool {
-        if !self.opts.ts || seg.flags.rst() {
-            return false;
-        }
-        match seg.options.timestamps {
-            // RFC 7323 §5.5: an implementation of PAWS must "invalidate" TS.Recent when the
-            // connection has been idle for more than 24 days (the peer's clock may have
-            // wrapped its sign bit since); the segment is then accepted and R3 takes its
-            // TSval. Linux does the same (TCP_PAWS_24DAYS in tcp_paws_check).
-            Some((tsval, _)) => {
-                (tsval.wrapping_sub(self.ts_recent) as i32) < 0 && self.ts_recent_valid(now)
-            }
-            // RFC 7323 §3.2 says a segment without a timestamp SHOULD be dropped; Linux
-            // accepts it, and so do we, rather than stall a peer that omits one.
-            None => false,
+        self.ts_recent().paws_rejects(now, seg)
+    }
+
+    /// What PAWS and TS.Recent's update look at (RFC 7323 §4.3, §5).
+    fn ts_recent(&self) -> TsRecent {
+        TsRecent {
+            on: self.opts.ts,
+            value: self.ts_recent,
+            at: self.ts_recent_at,
         }
     }
 
     /// RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval
     /// is copied to TS.Recent" (any TSval once TS.Recent is invalid, §5.5).
     fn update_ts_recent(&mut self, now: Instant, seg: &TcpSegment<'_>) {
-        if let (true, Some((tsval, _))) = (self.opts.ts, seg.options.timestamps)
-            && ((tsval.wrapping_sub(self.ts_recent) as i32) >= 0 || !self.ts_recent_valid(now))
-            && seg.seq.le(self.last_ack_sent)
-        {
-            self.ts_recent = tsval;
-            self.ts_recent_at = now;
-        }
-    }
-
-    /// RFC 7323 §5.5: TS.Recent is valid for 24 days after it was last updated.
-    fn ts_recent_valid(&self, now: Instant) -> bool {
-        now.saturating_since(self.ts_recent_at) <= PAWS_IDLE_LIMIT
+        let mut ts = self.ts_recent();
+        ts.update(now, seg, self.last_ack_sent);
+        (self.ts_recent, self.ts_recent_at) = (ts.value, ts.at);
     }
 
     /// §3.10.7.4 Table 6: the four cases of segment acceptability.
     fn acceptable(&self, seg: &TcpSegment<'_>) -> bool {
-        let (nxt, wnd, len) = (self.rcv.nxt, self.rcv.wnd(), seg.seg_len());
-        match (len, wnd) {
-            (0, 0) => seg.seq == nxt,
-            // Departure: a zero-length segment exactly at the right edge is taken, as Linux's
-            // tcp_sequence() does (`!after(seq, rcv_nxt + window)`): a peer's ACK sent at its
-            // SND.NXT after it went back to retransmit can sit there. Not for a RST, whose
-            // window stays strict (RFC 5961 §3.2).
-            (0, _) if !seg.flags.rst() => seg.seq.in_window(nxt, wnd.saturating_add(1)),
-            (0, _) => seg.seq.in_window(nxt, wnd),
-            // Departure: a bare FIN exactly at RCV.NXT is taken at a zero window, as Linux's
-            // tcp_sequence() allows, so a peer's close is not delayed by our full buffer.
-            (_, 0) => seg.payload.is_empty() && !seg.flags.syn() && seg.seq == nxt,
-            (_, _) => seg.seq.in_window(nxt, wnd) || seg.seq.add(len - 1).in_window(nxt, wnd),
-        }
+        acceptable(self.rcv.nxt, self.rcv.wnd(), seg)
     }
 
     /// §3.10.7.4 second step, with RFC 5961 §3.2.
@@ -426,14 +399,7 @@ impl Connection {
     /// Linux's `__tcp_oow_rate_limited`: true if an ACK of this kind went out less than
     /// [`OOW_ACK_INTERVAL`] ago; otherwise the caller may send one, and the time is noted.
     fn oow_rate_limited(&mut self, now: Instant) -> bool {
-        if self
-            .last_oow_ack
-            .is_some_and(|last| now.saturating_since(last) < OOW_ACK_INTERVAL)
-        {
-            return true;
-        }
-        self.last_oow_ack = Some(now);
-        false
+        oow_rate_limited(&mut self.last_oow_ack, now)
     }
 
     /// §3.10.7.4 fifth step. `syn_window`: the window field is a SYN's (see `process`).
@@ -903,17 +869,7 @@ impl Connection {
     /// equal, with SEG.SEQ above RCV.NXT); otherwise SEG.SEQ must be above RCV.NXT. Linux's
     /// tcp_timewait_state_process takes the same SYNs (PAWS, then TSval or SEQ).
     pub fn time_wait_accepts_syn(&self, seg: &TcpSegment<'_>) -> bool {
-        if self.state != State::TimeWait || !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
-            return false;
-        }
-        let above = seg.seq.gt(self.rcv.nxt);
-        match (self.opts.ts, seg.options.timestamps) {
-            (true, Some((tsval, _))) => {
-                let newer = tsval.wrapping_sub(self.ts_recent) as i32;
-                newer > 0 || (newer == 0 && above)
-            }
-            _ => above,
-        }
+        self.state == State::TimeWait && syn_reopens(self.ts_recent(), self.rcv.nxt, seg)
     }
 
     /// §3.10.7.4 eighth step.
@@ -936,5 +892,97 @@ impl Connection {
             State::FinWait2 | State::TimeWait => self.enter_time_wait(now),
             _ => {}
         }
+    }
+}
+
+/// RFC 9293 §3.10.7.4 Table 6: the four cases of segment acceptability, for RCV.NXT `nxt` and
+/// RCV.WND `wnd` (also TIME-WAIT's record, `time_wait.rs`).
+pub(super) fn acceptable(nxt: SeqNum, wnd: u32, seg: &TcpSegment<'_>) -> bool {
+    let len = seg.seg_len();
+    match (len, wnd) {
+        (0, 0) => seg.seq == nxt,
+        // Departure: a zero-length segment exactly at the right edge is taken, as Linux's
+        // tcp_sequence() does (`!after(seq, rcv_nxt + window)`): a peer's ACK sent at its
+        // SND.NXT after it went back to retransmit can sit there. Not for a RST, whose
+        // window stays strict (RFC 5961 §3.2).
+        (0, _) if !seg.flags.rst() => seg.seq.in_window(nxt, wnd.saturating_add(1)),
+        (0, _) => seg.seq.in_window(nxt, wnd),
+        // Departure: a bare FIN exactly at RCV.NXT is taken at a zero window, as Linux's
+        // tcp_sequence() allows, so a peer's close is not delayed by our full buffer.
+        (_, 0) => seg.payload.is_empty() && !seg.flags.syn() && seg.seq == nxt,
+        (_, _) => seg.seq.in_window(nxt, wnd) || seg.seq.add(len - 1).in_window(nxt, wnd),
+    }
+}
+
+/// Linux's `__tcp_oow_rate_limited`: true if an ACK of this kind went out less than
+/// [`OOW_ACK_INTERVAL`] after `last`; otherwise the caller may send one, and `now` is noted.
+pub(super) fn oow_rate_limited(last: &mut Option<Instant>, now: Instant) -> bool {
+    if last.is_some_and(|last| now.saturating_since(last) < OOW_ACK_INTERVAL) {
+        return true;
+    }
+    *last = Some(now);
+    false
+}
+
+/// RFC 9293 §3.10.7.4 (MAY-2) with RFC 6191: whether a SYN arriving in TIME-WAIT (at
+/// RCV.NXT `rcv_nxt`, TS.Recent `ts`) is known not to be an old duplicate; see
+/// [`Connection::time_wait_accepts_syn`].
+pub(super) fn syn_reopens(ts: TsRecent, rcv_nxt: SeqNum, seg: &TcpSegment<'_>) -> bool {
+    if !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
+        return false;
+    }
+    let above = seg.seq.gt(rcv_nxt);
+    match (ts.on, seg.options.timestamps) {
+        (true, Some((tsval, _))) => {
+            let newer = tsval.wrapping_sub(ts.value) as i32;
+            newer > 0 || (newer == 0 && above)
+        }
+        _ => above,
+    }
+}
+
+/// TS.Recent (RFC 7323 §4.3) and when it was last updated, once timestamps are in use
+/// (`on`): what PAWS (§5) checks a segment against.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TsRecent {
+    pub on: bool,
+    pub value: u32,
+    pub at: Instant,
+}
+
+impl TsRecent {
+    /// RFC 7323 §5.3: PAWS applies to non-RST segments carrying a timestamp, once
+    /// timestamps are in use.
+    pub fn paws_rejects(&self, now: Instant, seg: &TcpSegment<'_>) -> bool {
+        if !self.on || seg.flags.rst() {
+            return false;
+        }
+        match seg.options.timestamps {
+            // RFC 7323 §5.5: an implementation of PAWS must "invalidate" TS.Recent when the
+            // connection has been idle for more than 24 days (the peer's clock may have
+            // wrapped its sign bit since); the segment is then accepted and R3 takes its
+            // TSval. Linux does the same (TCP_PAWS_24DAYS in tcp_paws_check).
+            Some((tsval, _)) => (tsval.wrapping_sub(self.value) as i32) < 0 && self.valid(now),
+            // RFC 7323 §3.2 says a segment without a timestamp SHOULD be dropped; Linux
+            // accepts it, and so do we, rather than stall a peer that omits one.
+            None => false,
+        }
+    }
+
+    /// RFC 7323 §4.3: "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then SEG.TSval
+    /// is copied to TS.Recent" (any TSval once TS.Recent is invalid, §5.5).
+    pub fn update(&mut self, now: Instant, seg: &TcpSegment<'_>, last_ack_sent: SeqNum) {
+        if let (true, Some((tsval, _))) = (self.on, seg.options.timestamps)
+            && ((tsval.wrapping_sub(self.value) as i32) >= 0 || !self.valid(now))
+            && seg.seq.le(last_ack_sent)
+        {
+            self.value = tsval;
+            self.at = now;
+        }
+    }
+
+    /// RFC 7323 §5.5: TS.Recent is valid for 24 days after it was last updated.
+    fn valid(&self, now: Instant) -> bool {
+        now.saturating_since(self.at) <= PAWS_IDLE_LIMIT
     }
 }

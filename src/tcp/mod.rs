@@ -25,6 +25,7 @@ pub mod samples;
 pub mod sockopt;
 mod state;
 mod syncookie;
+mod time_wait;
 pub mod trace;
 
 pub use assembler::{InsertOutcome, Reassembly};
@@ -45,6 +46,7 @@ pub use sockopt::SocketInfo;
 pub use crate::seqnum::SeqNum;
 pub use state::State;
 pub use syncookie::CookieSyn;
+pub use time_wait::TimeWait;
 
 use crate::time::Duration;
 use crate::wire::Quad;
