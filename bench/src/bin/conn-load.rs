@@ -15,6 +15,12 @@
 //! connections in all), `echo` (every connection sends a line of its own and reads it back,
 //! checked), `close`. Only the source addresses given are used; the caller keeps them inside
 //! its own network namespace.
+//!
+//! `--churn N` instead makes N short HTTP requests with `Connection: close` (port 80), at most
+//! `--in-flight` at once per worker: the server closes first, so with synack each connection
+//! ends in its TIME-WAIT, while the client's side closes second and keeps nothing. Ports come
+//! from the source addresses in turn, so with enough of them no 4-tuple is used twice (the
+//! ab-style churn of issue 23, beyond one address's ports).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -62,6 +68,10 @@ struct Args {
     /// clients cannot starve it (the kernel's queue in front of it then overflows).
     #[arg(long, default_value_t = 10)]
     nice: i32,
+    /// Make this many short `Connection: close` HTTP requests instead of holding connections
+    /// (0: hold connections, the default).
+    #[arg(long, default_value_t = 0)]
+    churn: u64,
     #[arg(long, hide = true)]
     worker: Option<usize>,
 }
@@ -170,7 +180,12 @@ fn coordinator(args: &Args) -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     let total = stages.iter().copied().max().unwrap_or(0);
     let per = args.per_worker.clamp(1, 18_000);
-    let procs = total.div_ceil(per).max(1);
+    // Churning holds at most `--in-flight` sockets a worker: a few workers do.
+    let procs = if args.churn > 0 {
+        sources(args)?.len().clamp(1, 4)
+    } else {
+        total.div_ceil(per).max(1)
+    };
     let srcs = sources(args)?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut workers = Vec::new();
@@ -207,6 +222,9 @@ fn coordinator(args: &Args) -> Result<(), String> {
     }
     let mut status = Ok(());
     let timeout = args.timeout;
+    if args.churn > 0 {
+        return churn(args, &mut workers);
+    }
     for target in stages {
         let start = Instant::now();
         // Shares: the target spread evenly; each worker ramps its own.
@@ -273,6 +291,148 @@ fn coordinator(args: &Args) -> Result<(), String> {
         let _ = w.child.wait();
     }
     status
+}
+
+/// `--churn`: each worker makes its share of the requests; one JSON line for the step.
+fn churn(args: &Args, workers: &mut [Worker]) -> Result<(), String> {
+    let start = Instant::now();
+    let procs = workers.len() as u64;
+    for (i, w) in workers.iter_mut().enumerate() {
+        let share = args.churn / procs + u64::from((i as u64) < args.churn % procs);
+        writeln!(w.stdin, "churn {share} {}", args.timeout).map_err(|e| e.to_string())?;
+        w.stdin.flush().map_err(|e| e.to_string())?;
+    }
+    let (mut done, mut failed) = (0, 0);
+    for w in workers.iter_mut() {
+        let mut line = String::new();
+        w.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        done += field(&line, "done");
+        failed += field(&line, "failed");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let line = Line::new()
+        .str("step", "churn")
+        .int("target", args.churn)
+        .int("done", done)
+        .int("failed", failed)
+        .num("secs", secs)
+        .num("per_s", done as f64 / secs.max(1e-9));
+    println!("{}", figures(args, line).finish());
+    for w in workers.iter_mut() {
+        let _ = w.ask("close");
+        let _ = w.child.wait();
+    }
+    if done < args.churn {
+        return Err(format!("{done} of {} requests completed", args.churn));
+    }
+    Ok(())
+}
+
+const CHURN_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: synack\r\nConnection: close\r\n\r\n";
+
+/// A worker's churn: `want` requests, at most `in_flight` at once; returns (done, failed).
+fn churn_worker(
+    args: &Args,
+    ep: &Epoll,
+    srcs: &[IpAddr],
+    next_src: &mut usize,
+    want: u64,
+    deadline: Instant,
+) -> (u64, u64) {
+    let dst = SocketAddr::new(args.addr, args.port);
+    // Slot i holds a socket and whether it is still connecting.
+    let mut slots: Vec<Option<(RawFd, bool)>> = vec![None; args.in_flight.max(1)];
+    let (mut started, mut done, mut failed) = (0u64, 0u64, 0u64);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut buf = [0u8; 16384];
+    let close = |fd: RawFd| {
+        // SAFETY: our own descriptor (closing removes it from the epoll set).
+        unsafe { libc::close(fd) };
+    };
+    while done + failed < want && Instant::now() < deadline {
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if slot.is_some() || started >= want {
+                continue;
+            }
+            let src = (!srcs.is_empty()).then(|| srcs[*next_src % srcs.len()]);
+            *next_src += 1;
+            started += 1;
+            match start_connect(src, dst) {
+                Ok(fd) => {
+                    let mut ev = libc::epoll_event {
+                        events: (libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLET) as u32,
+                        u64: i as u64,
+                    };
+                    // SAFETY: valid descriptors and event.
+                    unsafe { libc::epoll_ctl(ep.0, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+                    *slot = Some((fd, true));
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        // SAFETY: `events` has room for its length.
+        let n = unsafe { libc::epoll_wait(ep.0, events.as_mut_ptr(), events.len() as i32, 100) };
+        for ev in events.iter().take(n.max(0) as usize) {
+            let i = ev.u64 as usize;
+            let Some(Some((fd, connecting))) = slots.get(i).copied() else {
+                continue;
+            };
+            if connecting {
+                let mut err: libc::c_int = 0;
+                let mut len = 4 as libc::socklen_t;
+                // SAFETY: reading an int option of our own socket.
+                unsafe {
+                    libc::getsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_ERROR,
+                        (&raw mut err).cast(),
+                        &mut len,
+                    )
+                };
+                if err != 0 || ev.events & libc::EPOLLOUT as u32 == 0 {
+                    if err != 0 {
+                        close(fd);
+                        slots[i] = None;
+                        failed += 1;
+                    }
+                    continue;
+                }
+                // SAFETY: writing a constant buffer to our own socket.
+                let w =
+                    unsafe { libc::write(fd, CHURN_REQUEST.as_ptr().cast(), CHURN_REQUEST.len()) };
+                if w != CHURN_REQUEST.len() as isize {
+                    close(fd);
+                    slots[i] = None;
+                    failed += 1;
+                    continue;
+                }
+                slots[i] = Some((fd, false));
+            }
+            // Read the response to its end: the server's FIN.
+            loop {
+                // SAFETY: reading into our own buffer.
+                let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                if r > 0 {
+                    continue;
+                }
+                if r == 0 {
+                    close(fd);
+                    slots[i] = None;
+                    done += 1;
+                } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                    close(fd);
+                    slots[i] = None;
+                    failed += 1;
+                }
+                break;
+            }
+        }
+    }
+    for (fd, _) in slots.into_iter().flatten() {
+        close(fd);
+    }
+    (done, failed)
 }
 
 /// One connection of a worker.
@@ -565,6 +725,13 @@ fn worker(args: &Args, _id: usize) -> Result<(), String> {
                     }
                 }
                 writeln!(out, "conns={want} ok={ok}").map_err(|e| e.to_string())?;
+                out.flush().map_err(|e| e.to_string())?;
+            }
+            "churn" => {
+                let want = arg() as u64;
+                let deadline = Instant::now() + Duration::from_secs_f64(arg().max(1.0));
+                let (done, failed) = churn_worker(args, &ep, &srcs, &mut next_src, want, deadline);
+                writeln!(out, "done={done} failed={failed}").map_err(|e| e.to_string())?;
                 out.flush().map_err(|e| e.to_string())?;
             }
             "close" => {
