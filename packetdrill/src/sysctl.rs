@@ -80,6 +80,16 @@ pub fn apply(config: &mut tcp::Config, line: &str) -> Applied {
             *target = n;
             Applied::Mapped(format!("{what} = {n}"))
         }
+        "tcp_rfc1337" => match flag() {
+            // RFC 1337: a RST in TIME-WAIT is ignored. synack always does this (decisions
+            // table, "RST in TIME-WAIT"); Linux does it with tcp_rfc1337=1.
+            Some(true) => Applied::Mapped("rfc1337 (synack's only behaviour)".into()),
+            Some(false) => Applied::Ignored(
+                "synack always ignores a RST in TIME-WAIT (RFC 1337); Linux's 0 ends TIME-WAIT"
+                    .into(),
+            ),
+            None => bad(),
+        },
         "tcp_fin_timeout" => {
             let Some(secs) = number() else { return bad() };
             config.fin_wait_2_timeout = Duration::from_secs(secs);
@@ -198,6 +208,19 @@ mod tests {
         );
         assert!(matches!(
             apply(&mut config, "net.ipv4.tcp_fastopen_key=nonsense"),
+            Applied::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn rfc1337_on_is_synacks_behaviour_and_off_is_not_available() {
+        let mut config = tcp::Config::default();
+        assert!(matches!(
+            apply(&mut config, "net.ipv4.tcp_rfc1337=1"),
+            Applied::Mapped(_)
+        ));
+        assert!(matches!(
+            apply(&mut config, "net.ipv4.tcp_rfc1337=0"),
             Applied::Ignored(_)
         ));
     }
