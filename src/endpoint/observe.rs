@@ -60,6 +60,33 @@ pub struct ConnStatus {
     pub mem: usize,
 }
 
+impl ConnStatus {
+    /// A row with no connection state behind it (a listener, a TIME-WAIT record): no
+    /// queues, no RTT or window figures, no `--info`.
+    fn bare(state: State, local: SocketAddr, peer: Option<SocketAddr>, app: &'static str) -> Self {
+        ConnStatus {
+            state,
+            recv_q: 0,
+            send_q: 0,
+            local,
+            peer,
+            app,
+            rtt: None,
+            rto: None,
+            cwnd: None,
+            retransmissions: 0,
+            age: None,
+            relay_peer: None,
+            info: None,
+            rcv_wnd: 0,
+            rcv_space: 0,
+            snd_wnd: 0,
+            snd_buf: 0,
+            mem: 0,
+        }
+    }
+}
+
 /// The ladders of closed connections, collected when `--ladder` asks for them.
 #[derive(Debug, Default)]
 pub(super) struct Ladders {
@@ -302,24 +329,8 @@ impl Endpoint {
             .and_then(super::Listener::service_kind)
             .map_or("socket", |kind| kind.name());
         ConnStatus {
-            state: State::TimeWait,
-            recv_q: 0,
-            send_q: 0,
-            local: quad.local,
-            peer: Some(quad.remote),
-            app,
-            rtt: None,
-            rto: None,
-            cwnd: None,
-            retransmissions: 0,
-            age: None,
-            relay_peer: None,
-            info: None,
             rcv_wnd: record.tw.rcv_wnd(),
-            rcv_space: 0,
-            snd_wnd: 0,
-            snd_buf: 0,
-            mem: 0,
+            ..ConnStatus::bare(State::TimeWait, quad.local, Some(quad.remote), app)
         }
     }
 
@@ -421,26 +432,12 @@ impl Endpoint {
                     .iter()
                     .filter(|a| listener.takes(SocketAddr::new(**a, *port)))
                 {
-                    rows.push(ConnStatus {
-                        state: State::Listen,
-                        recv_q: 0,
-                        send_q: 0,
-                        local: SocketAddr::new(*addr, *port),
-                        peer: None,
-                        app: service,
-                        rtt: None,
-                        rto: None,
-                        cwnd: None,
-                        retransmissions: 0,
-                        age: None,
-                        relay_peer: None,
-                        info: None,
-                        rcv_wnd: 0,
-                        rcv_space: 0,
-                        snd_wnd: 0,
-                        snd_buf: 0,
-                        mem: 0,
-                    });
+                    rows.push(ConnStatus::bare(
+                        State::Listen,
+                        SocketAddr::new(*addr, *port),
+                        None,
+                        service,
+                    ));
                 }
             }
         }

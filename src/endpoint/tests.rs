@@ -117,6 +117,30 @@ impl Net {
         iss
     }
 
+    /// On an echo connection made by `connect(7)`: send "hi" and check it is echoed.
+    fn send_hi(&mut self, iss: SeqNum) {
+        let out = self.send(&TcpSegment {
+            dst_port: 7,
+            seq: PEER_ISN.add(1),
+            ack: iss.add(1),
+            flags: Flags::ACK,
+            payload: b"hi",
+            ..FROM_PEER
+        });
+        assert_eq!(out.len(), 1, "the echo");
+    }
+
+    /// Then acknowledge the echo; what came out.
+    fn ack_hi(&mut self, iss: SeqNum) -> Vec<Out> {
+        self.send(&TcpSegment {
+            dst_port: 7,
+            seq: PEER_ISN.add(3),
+            ack: iss.add(3),
+            flags: Flags::ACK,
+            ..FROM_PEER
+        })
+    }
+
     /// Connect to the HTTP service and send the start of a request, which waits for the
     /// rest (so only a delayed ACK is due); returns our ISS and the peer's next sequence
     /// number. The request goes a byte at a time until the connection's first segments,
@@ -847,24 +871,10 @@ fn a_cancelled_timer_costs_no_wake_up() {
 fn a_connection_with_no_timer_left_leaves_no_wake_up() {
     let mut net = Net::v4();
     let iss = net.connect(7);
-    let out = net.send(&TcpSegment {
-        dst_port: 7,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        payload: b"hi",
-        ..FROM_PEER
-    });
-    assert_eq!(out.len(), 1, "the echo");
+    net.send_hi(iss);
     assert!(net.ep.poll_timeout().is_some(), "its retransmission timer");
     // The echo is acknowledged: the retransmission timer is cancelled, nothing is left.
-    let out = net.send(&TcpSegment {
-        dst_port: 7,
-        seq: PEER_ISN.add(3),
-        ack: iss.add(3),
-        flags: Flags::ACK,
-        ..FROM_PEER
-    });
+    let out = net.ack_hi(iss);
     assert!(out.is_empty());
     assert_eq!(net.ep.poll_timeout(), None);
 }
@@ -1231,15 +1241,7 @@ fn packets_the_link_dropped_are_marked_in_their_connections_trace() {
 fn a_timer_due_after_timers_until_waits_and_the_ack_in_the_queue_cancels_it() {
     let mut net = Net::v4();
     let iss = net.connect(7);
-    let out = net.send(&TcpSegment {
-        dst_port: 7,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        payload: b"hi",
-        ..FROM_PEER
-    });
-    assert_eq!(out.len(), 1, "the echo");
+    net.send_hi(iss);
     let due = net.ep.poll_timeout().expect("its retransmission timer");
     // The driver fell behind: the timer is due, but the device held a backlog since before
     // it. Polled with timers only up to then, nothing is retransmitted.
@@ -1252,26 +1254,13 @@ fn a_timer_due_after_timers_until_waits_and_the_ack_in_the_queue_cancels_it() {
     );
     assert!(tx.is_empty(), "a timer past timers_until fired: {tx:?}");
     // The ACK that was in the queue arrives: the timer is gone, nothing was sent twice.
-    let out = net.send(&TcpSegment {
-        dst_port: 7,
-        seq: PEER_ISN.add(3),
-        ack: iss.add(3),
-        flags: Flags::ACK,
-        ..FROM_PEER
-    });
+    let out = net.ack_hi(iss);
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(net.ep.poll_timeout(), None);
     // Without the hold, the same timer fires at once.
     let mut net = Net::v4();
     let iss = net.connect(7);
-    net.send(&TcpSegment {
-        dst_port: 7,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        payload: b"hi",
-        ..FROM_PEER
-    });
+    net.send_hi(iss);
     let out = net.advance();
     assert!(!out.is_empty(), "the probe or retransmission");
 }

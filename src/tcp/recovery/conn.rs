@@ -134,21 +134,17 @@ impl Connection {
             earliest = Some(earliest.map_or(s.xmit, |e| e.min(s.xmit)));
         }
         let mut first_ts = earliest.map(|t| self.ts_now(t));
-        if outstanding > 0
-            && let Some(prev) = self
-                .rec
-                .st
-                .as_ref()
-                .and_then(|st| st.undo.first_retransmission())
+        // A segment retransmitted twice keeps only its last transmit time: the episode
+        // before may know an earlier first retransmission of one still in flight.
+        let prev = self
+            .rec
+            .st
+            .as_ref()
+            .and_then(|st| st.undo.first_retransmission());
+        if let (Some(t), Some(p)) = (first_ts, prev)
+            && (p.wrapping_sub(t) as i32) < 0
         {
-            // A segment retransmitted twice keeps only its last transmit time.
-            first_ts = Some(first_ts.map_or(prev, |t| {
-                if (prev.wrapping_sub(t) as i32) < 0 {
-                    prev
-                } else {
-                    t
-                }
-            }));
+            first_ts = Some(p);
         }
         state(&mut self.rec.st).undo =
             Undo::start(una, cwnd, ssthresh).with_outstanding(outstanding, first_ts);
