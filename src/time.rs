@@ -1,36 +1,52 @@
 //! Time as a value. Nothing below the driver reads the clock: `now` is always an argument.
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::ops::{Add, AddAssign, Sub};
 pub use std::time::Duration;
 
 /// A point in time, in microseconds since an arbitrary epoch chosen by the driver
 /// (or by a test's virtual clock).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Stored as `micros + 1` in a `NonZeroU64`, so that `Option<Instant>` is 8 bytes, not 16:
+/// a connection keeps a dozen optional deadlines and marks (issue 23, a million
+/// connections). The last representable instant is `u64::MAX - 1` µs (584,000 years);
+/// arithmetic saturates there.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {
-    micros: u64,
+    micros_plus_one: NonZeroU64,
 }
 
 impl Instant {
-    pub const ZERO: Instant = Instant { micros: 0 };
+    pub const ZERO: Instant = Instant::from_micros(0);
+    /// The latest instant there is (what `from_micros(u64::MAX)` saturates to).
+    pub const MAX: Instant = Instant::from_micros(u64::MAX);
 
     pub const fn from_micros(micros: u64) -> Self {
-        Instant { micros }
-    }
-
-    pub const fn from_millis(millis: u64) -> Self {
-        Instant {
-            micros: millis.saturating_mul(1000),
+        let stored = if micros == u64::MAX {
+            u64::MAX
+        } else {
+            micros + 1
+        };
+        match NonZeroU64::new(stored) {
+            Some(micros_plus_one) => Instant { micros_plus_one },
+            // Unreachable: `stored` is at least 1.
+            None => Instant {
+                micros_plus_one: NonZeroU64::MAX,
+            },
         }
     }
 
-    pub const fn as_micros(self) -> u64 {
-        self.micros
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant::from_micros(millis.saturating_mul(1000))
     }
 
-    /// Time elapsed since `earlier`, or zero if `earlier` is later.
+    pub const fn as_micros(self) -> u64 {
+        self.micros_plus_one.get() - 1
+    }
+
     pub fn saturating_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+        Duration::from_micros(self.as_micros().saturating_sub(earlier.as_micros()))
     }
 }
 
@@ -38,9 +54,7 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        Instant {
-            micros: self.micros.saturating_add(micros),
-        }
+        Instant::from_micros(self.as_micros().saturating_add(micros))
     }
 }
 
@@ -57,13 +71,27 @@ impl Sub<Instant> for Instant {
     }
 }
 
+impl Default for Instant {
+    fn default() -> Instant {
+        Instant::ZERO
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instant")
+            .field("micros", &self.as_micros())
+            .finish()
+    }
+}
+
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}.{:06}s",
-            self.micros / 1_000_000,
-            self.micros % 1_000_000
+            self.as_micros() / 1_000_000,
+            self.as_micros() % 1_000_000
         )
     }
 }
@@ -117,5 +145,16 @@ mod tests {
         assert_eq!(t + Duration::from_millis(5), Instant::from_millis(1005));
         assert_eq!(Instant::ZERO - t, Duration::ZERO);
         assert_eq!(t - Instant::ZERO, Duration::from_secs(1));
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::from_micros(u64::MAX - 1), Instant::MAX);
+        assert_eq!(Instant::MAX.as_micros(), u64::MAX - 1);
+        assert!(Instant::ZERO < Instant::from_micros(1));
+        assert_eq!(Instant::default(), Instant::ZERO);
+    }
+
+    #[test]
+    fn an_optional_instant_costs_no_more_than_an_instant() {
+        assert_eq!(std::mem::size_of::<Option<Instant>>(), 8);
+        assert_eq!(std::mem::size_of::<Instant>(), 8);
     }
 }
