@@ -61,17 +61,19 @@ pub struct InsertOutcome {
 #[derive(Clone, Debug)]
 pub struct Reassembly {
     /// The ring; empty until the first out-of-order segment.
-    buf: Vec<u8>,
+    /// (Boxed slices, not `Vec`s: both are all or nothing, and 8 bytes fewer each in every
+    /// connection.)
+    buf: Box<[u8]>,
     capacity: u32,
     /// Ring index of offset 0 (the byte at `base`).
-    head: usize,
+    head: u32,
     /// The RCV.NXT the offsets below are relative to.
     base: SeqNum,
     /// Sorted, disjoint, non-adjacent `[start, end)` offsets from `base`; `len` are in use.
     /// [`MAX_RANGES`] slots, allocated with the ring (an idle connection holds neither).
-    ranges: Vec<(u32, u32)>,
+    ranges: Box<[(u32, u32)]>,
     len: usize,
-    max_ranges: usize,
+    max_ranges: u32,
     /// The sequence number of a FIN that arrived beyond RCV.NXT.
     fin: Option<SeqNum>,
     /// Segments dropped because the range table was full.
@@ -83,13 +85,13 @@ impl Reassembly {
     /// `max_ranges` disjoint blocks (clamped to 1..=[`MAX_RANGES`]).
     pub fn new(capacity_bytes: usize, max_ranges: usize) -> Self {
         Reassembly {
-            buf: Vec::new(),
+            buf: Box::default(),
             capacity: u32::try_from(capacity_bytes.min(MAX_CAPACITY)).unwrap_or(0),
             head: 0,
             base: SeqNum::new(0),
-            ranges: Vec::new(),
+            ranges: Box::default(),
             len: 0,
-            max_ranges: max_ranges.clamp(1, MAX_RANGES),
+            max_ranges: u32::try_from(max_ranges.clamp(1, MAX_RANGES)).unwrap_or(1),
             fin: None,
             dropped_segments: 0,
         }
@@ -151,15 +153,15 @@ impl Reassembly {
     /// Bytes allocated for the ring (0 until the first out-of-order segment, and after
     /// [`Reassembly::release`]).
     pub fn allocated(&self) -> usize {
-        self.buf.capacity() + self.ranges.capacity() * std::mem::size_of::<(u32, u32)>()
+        self.buf.len() + self.ranges.len() * std::mem::size_of::<(u32, u32)>()
     }
 
     /// Give the ring's memory back while nothing is queued (it is allocated again on the next
     /// out-of-order segment).
     pub fn release(&mut self) {
-        if self.len == 0 && self.buf.capacity() + self.ranges.capacity() > 0 {
-            self.buf = Vec::new();
-            self.ranges = Vec::new();
+        if self.len == 0 && self.buf.len() + self.ranges.len() > 0 {
+            self.buf = Box::default();
+            self.ranges = Box::default();
             self.head = 0;
         }
     }
@@ -174,7 +176,7 @@ impl Reassembly {
         }
         if self.len == 0 || self.buf.is_empty() {
             self.capacity = capacity;
-            self.buf = Vec::new();
+            self.buf = Box::default();
             self.head = 0;
             return;
         }
@@ -191,7 +193,7 @@ impl Reassembly {
         if let Some(dst) = buf.get_mut(a_len..a_len + b_len) {
             dst.copy_from_slice(b);
         }
-        self.buf = buf;
+        self.buf = buf.into_boxed_slice();
         self.head = 0;
         self.capacity = capacity;
     }
@@ -241,7 +243,7 @@ impl Reassembly {
         let active = self.active();
         let first = active.partition_point(|&(_, e)| e < start);
         let last = active.partition_point(|&(s, _)| s <= end);
-        if first == last && self.len >= self.max_ranges {
+        if first == last && self.len >= self.max_ranges as usize {
             // A new, separate block and no room for it. If it lies below the furthest block
             // held, give that one up instead (RFC 2018 §8 lets a receiver that runs out of room
             // discard data it has SACKed; Linux's `tcp_prune_ofo_queue` also prunes from the
@@ -255,10 +257,10 @@ impl Reassembly {
             self.len -= 1;
         }
         if self.buf.len() != self.capacity as usize {
-            self.buf = vec![0; self.capacity as usize];
+            self.buf = vec![0; self.capacity as usize].into_boxed_slice();
         }
         if self.ranges.len() != MAX_RANGES {
-            self.ranges = vec![(0, 0); MAX_RANGES];
+            self.ranges = vec![(0, 0); MAX_RANGES].into_boxed_slice();
         }
 
         // Copy only into the gaps between the existing ranges: the first copy of a byte wins.
@@ -352,7 +354,7 @@ impl Reassembly {
         }
         let k = rcv_nxt.distance_from(self.base);
         if self.capacity > 0 {
-            self.head = ((self.head as u64 + u64::from(k)) % u64::from(self.capacity)) as usize;
+            self.head = ((u64::from(self.head) + u64::from(k)) % u64::from(self.capacity)) as u32;
         }
         self.base = rcv_nxt;
         // Drop or trim the ranges now at or below RCV.NXT, shift the rest.
@@ -403,7 +405,7 @@ impl Reassembly {
             return;
         };
         let cap = self.buf.len();
-        let at = (self.head + from as usize) % cap.max(1);
+        let at = (self.head as usize + from as usize) % cap.max(1);
         let first_len = src.len().min(cap - at);
         let (a, b) = src.split_at(first_len);
         if let Some(dst) = self.buf.get_mut(at..at + a.len()) {
@@ -420,7 +422,7 @@ impl Reassembly {
         if cap == 0 || to <= from {
             return (&[], &[]);
         }
-        let at = (self.head + from as usize) % cap;
+        let at = (self.head as usize + from as usize) % cap;
         let n = (to - from) as usize;
         let first_len = n.min(cap - at);
         (

@@ -205,11 +205,12 @@ pub struct Connection {
     pub(super) recv_buf: VecDeque<u8>,
     /// Out-of-order bytes beyond RCV.NXT (SHLD-31), and the SACK blocks that report them.
     pub(super) reasm: Reassembly,
-    pub(super) sack_rx: SackReceiver,
+    /// (Both allocated only while in use: `lazy.rs`.)
+    pub(super) sack_rx: super::lazy::Lazy<SackReceiver>,
     /// The sender's congestion state (RFC 5681, RFC 6582, RFC 9438) and its SACK scoreboard
     /// (RFC 6675).
     pub(super) cc: CongestionControl,
-    pub(super) scoreboard: Scoreboard,
+    pub(super) scoreboard: super::lazy::Lazy<Scoreboard>,
     /// The largest flight of the round, which says whether cwnd is being used.
     pub(super) cwnd_usage: CwndUsage,
     /// Loss detection and recovery: segments in flight, RACK, TLP (`recovery/`).
@@ -408,9 +409,9 @@ impl Connection {
             small_end: None,
             recv_buf: VecDeque::new(),
             reasm: Reassembly::new(cfg.rmem.default.min(cfg.rmem.max), DEFAULT_MAX_RANGES),
-            sack_rx: SackReceiver::new(),
+            sack_rx: super::lazy::Lazy::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
-            scoreboard: Scoreboard::new(),
+            scoreboard: super::lazy::Lazy::new(),
             cwnd_usage: CwndUsage::new(iss),
             rec: Recovery::default(),
             recover: iss,
@@ -1021,7 +1022,7 @@ impl Connection {
                 path.pmtu_rtx_end = None;
             }
             // RFC 2018 §8: after a timeout, do not rely on what the receiver SACKed.
-            self.scoreboard.clear();
+            self.scoreboard.reset();
             // Everything in flight is lost (Linux's tcp_enter_loss); no probe is pending.
             self.rec.on_rto();
             // RFC 6298 §5.4: retransmit the earliest unacknowledged segment; the rest follows

@@ -382,7 +382,7 @@ impl Connection {
         if !self.opts.sack || !left.lt(right) {
             return;
         }
-        self.sack_rx.on_duplicate((left, right));
+        self.sack_rx.make_mut().on_duplicate((left, right));
         if right.le(self.rcv.nxt) {
             self.events_mut().dsack_old_sent += 1;
         } else {
@@ -470,7 +470,9 @@ impl Connection {
             // What reached the receiver with this ACK: bytes SACKed before count when they
             // were SACKed, not again now (Linux grows cwnd by `acked_sacked`).
             let sacked_before = self.scoreboard.sacked_bytes();
-            self.scoreboard.on_ack(seg.ack);
+            if let Some(sb) = self.scoreboard.existing_mut() {
+                sb.on_ack(seg.ack);
+            }
             let was_sacked = sacked_before.saturating_sub(self.scoreboard.sacked_bytes());
             cum_delivered = acked.saturating_sub(was_sacked);
             // RFC 3522: was the recovery or the timeout spurious? (Before the ACK ends it.)
@@ -500,9 +502,16 @@ impl Connection {
                 *slot = (b.left, b.right);
                 n += 1;
             }
-            update =
-                self.scoreboard
-                    .on_sack(self.snd.una, self.snd.nxt, blocks.get(..n).unwrap_or(&[]));
+            let (una, nxt, blocks) = (self.snd.una, self.snd.nxt, blocks.get(..n).unwrap_or(&[]));
+            // Without a block, an empty scoreboard learns nothing: it stays unallocated.
+            let sb = if n > 0 {
+                Some(self.scoreboard.make_mut())
+            } else {
+                self.scoreboard.existing_mut()
+            };
+            if let Some(sb) = sb {
+                update = sb.on_sack(una, nxt, blocks);
+            }
             if n > 0 && seg.ack == self.snd.una {
                 duplicate = update.newly_sacked > 0 && self.in_flight();
             }
@@ -628,7 +637,9 @@ impl Connection {
         } else if ack.ge(self.recover) {
             // A full ACK: recovery ends.
             self.cc.on_recovery_exit(now);
-            self.scoreboard.end_recovery();
+            if let Some(sb) = self.scoreboard.existing_mut() {
+                sb.end_recovery();
+            }
             self.rack_on_recovery_exit();
             if let Some(st) = self.rec.st.as_mut() {
                 st.rack.on_recovery_exit();
@@ -673,7 +684,7 @@ impl Connection {
             self.cc.enter_recovery(now, flight.min(prior_cwnd));
             self.prr_start(prior_cwnd);
             if self.opts.sack {
-                self.scoreboard.start_recovery(self.snd.una);
+                self.scoreboard.make_mut().start_recovery(self.snd.una);
                 self.events_mut().sack_recovery += 1;
             } else {
                 // The duplicate ACKs before this one left the network (RFC 9937 §6);
@@ -836,7 +847,7 @@ impl Connection {
         if let Some(block) = outcome.block
             && self.opts.sack
         {
-            self.sack_rx.on_out_of_order(block);
+            self.sack_rx.make_mut().on_out_of_order(block);
         }
         if seg.flags.fin() && data.len() == seg.payload.len() && !outcome.dropped {
             // A FIN beyond a hole: remembered, and processed once the hole is filled.

@@ -150,6 +150,8 @@ impl Connection {
             .saturating_add(self.send_straddle.capacity())
             .saturating_add(self.recv_buf.capacity())
             .saturating_add(self.reasm.allocated())
+            .saturating_add(self.scoreboard.allocated())
+            .saturating_add(self.sack_rx.allocated())
     }
 
     /// Set the most this connection may hold (its share of `--max-buffer-memory`) and
@@ -473,7 +475,13 @@ impl Connection {
             self.trace.shrink();
         }
         self.reasm.release();
-        self.scoreboard.release();
+        if let Some(sb) = self.scoreboard.existing_mut() {
+            sb.release();
+        }
+        self.scoreboard.free_if_empty();
+        if self.reasm.is_empty() {
+            self.sack_rx.free_if_empty();
+        }
         if matches!(self.state, State::TimeWait | State::Closed) {
             // Nothing is or will be in flight: what RACK-TLP learnt about the path is of no
             // more use (TIME-WAIT keeps what RFC 9293 §3.6 needs, nothing else).

@@ -13,6 +13,7 @@ mod fastopen;
 mod input;
 mod keepalive;
 pub mod ladder;
+mod lazy;
 mod memory;
 mod output;
 mod pmtu;

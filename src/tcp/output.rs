@@ -199,7 +199,7 @@ impl Connection {
                 // RFC 6675 §5 step 4.3 ("... and retransmit it"): the segment counts as
                 // retransmitted (HighRxt advances), so NextSeg() does not choose it again and
                 // SetPipe() counts it in flight (issue 19: each loss went out twice).
-                self.scoreboard.on_retransmit(una, len);
+                self.scoreboard.make_mut().on_retransmit(una, len);
             }
         }
         // RFC 8985 §7.3: a tail loss probe, when its timer fired.
@@ -255,12 +255,12 @@ impl Connection {
                 NextSeg::Retransmit { seq, len } => {
                     let len = len.min(mss).min(self.fin_seq().distance_from(seq));
                     self.retransmit(now, seq, len, Label::SackRetransmit, emit);
-                    self.scoreboard.on_retransmit(seq, len);
+                    self.scoreboard.make_mut().on_retransmit(seq, len);
                 }
                 NextSeg::Rescue { seq, len } => {
                     let len = len.min(mss).min(self.fin_seq().distance_from(seq));
                     self.retransmit(now, seq, len, Label::SackRetransmit, emit);
-                    self.scoreboard.on_rescue();
+                    self.scoreboard.make_mut().on_rescue();
                 }
                 NextSeg::NewData => {
                     if !self.send_new_segment(
@@ -679,9 +679,10 @@ impl Connection {
             ..TcpOptions::EMPTY
         };
         if self.opts.sack && (!self.reasm.is_empty() || self.sack_rx.dsack_pending()) {
-            let blocks = self
-                .sack_rx
-                .blocks(self.rcv.nxt, &self.reasm, max_blocks(self.opts.ts));
+            let blocks =
+                self.sack_rx
+                    .make_mut()
+                    .blocks(self.rcv.nxt, &self.reasm, max_blocks(self.opts.ts));
             for (slot, &(left, right)) in options.sack_blocks.iter_mut().zip(blocks.as_slice()) {
                 *slot = SackBlock { left, right };
                 options.sack_count += 1;

@@ -265,7 +265,7 @@ impl Connection {
             let nxt = self.snd.nxt;
             self.path_mut().pmtu_rtx_end = Some(nxt);
             self.tx_next = self.snd.una;
-            self.scoreboard.clear();
+            self.scoreboard.reset();
             self.dup_acks = 0;
             self.fast_rtx_due = false;
             // RFC 6298 §3 (Karn): what is sent again is not timed.

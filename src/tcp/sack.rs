@@ -94,7 +94,28 @@ impl SackReceiver {
     pub fn new() -> Self {
         SackReceiver::default()
     }
+}
 
+static NO_SACK_RECEIVED: std::sync::LazyLock<SackReceiver> =
+    std::sync::LazyLock::new(SackReceiver::default);
+
+/// Issue 23: a connection allocates its SACK receiver with its first out-of-order or
+/// duplicate segment ([`super::lazy::Lazy`]), and frees it once the queue is empty and no
+/// D-SACK waits. The blocks it last reported then describe data below RCV.NXT, which
+/// [`SackReceiver::blocks`] never reports again: forgetting them changes nothing.
+impl super::lazy::Empty for SackReceiver {
+    fn empty() -> &'static Self {
+        &NO_SACK_RECEIVED
+    }
+    fn new_empty() -> Self {
+        SackReceiver::default()
+    }
+    fn is_empty_state(&self) -> bool {
+        self.dsack.is_none()
+    }
+}
+
+impl SackReceiver {
     /// An out-of-order segment arrived and now lies in the queued block `block`.
     /// RFC 2018 §4: "The first SACK block ... MUST specify the contiguous block of data
     /// containing the segment which triggered this ACK".
@@ -253,7 +274,8 @@ pub struct Scoreboard {
     /// Sorted, disjoint, non-adjacent `[left, right)` ranges, all at or above SND.UNA.
     /// [`MAX_SCOREBOARD_RANGES`] slots, allocated on the first SACK block (a connection that
     /// never sees loss holds none).
-    ranges: Vec<(SeqNum, SeqNum)>,
+    /// (A boxed slice, not a `Vec`: all or nothing, and 8 bytes fewer in every connection.)
+    ranges: Box<[(SeqNum, SeqNum)]>,
     len: usize,
     /// HighRxt + 1: the end of what was retransmitted in this recovery (RFC 6675 §2);
     /// `None` outside recovery.
@@ -269,10 +291,27 @@ impl Default for Scoreboard {
     }
 }
 
+static NOTHING_SACKED: std::sync::LazyLock<Scoreboard> = std::sync::LazyLock::new(Scoreboard::new);
+
+/// Issue 23: a connection allocates its scoreboard with the first SACK block or recovery
+/// ([`super::lazy::Lazy`]) and frees it when nothing is SACKed and no recovery is under way.
+impl super::lazy::Empty for Scoreboard {
+    fn empty() -> &'static Self {
+        &NOTHING_SACKED
+    }
+    fn new_empty() -> Self {
+        Scoreboard::new()
+    }
+    fn is_empty_state(&self) -> bool {
+        // (`rescued` is read only in a recovery, which `start_recovery` begins afresh.)
+        self.len == 0 && self.rxt_end.is_none()
+    }
+}
+
 impl Scoreboard {
     pub fn new() -> Self {
         Scoreboard {
-            ranges: Vec::new(),
+            ranges: Box::default(),
             len: 0,
             rxt_end: None,
             rescued: false,
@@ -301,8 +340,8 @@ impl Scoreboard {
 
     /// Give the range table's memory back while nothing is SACKed.
     pub fn release(&mut self) {
-        if self.len == 0 && self.ranges.capacity() > 0 {
-            self.ranges = Vec::new();
+        if self.len == 0 && !self.ranges.is_empty() {
+            self.ranges = Box::default();
         }
     }
 
@@ -380,7 +419,8 @@ impl Scoreboard {
                 return None;
             }
             if self.ranges.len() != MAX_SCOREBOARD_RANGES {
-                self.ranges = vec![(SeqNum::new(0), SeqNum::new(0)); MAX_SCOREBOARD_RANGES];
+                self.ranges = vec![(SeqNum::new(0), SeqNum::new(0)); MAX_SCOREBOARD_RANGES]
+                    .into_boxed_slice();
             }
             let tail = self.ranges.get_mut(first..=self.len)?;
             tail.rotate_right(1);

@@ -246,7 +246,9 @@ impl Connection {
         st.frto = None;
         tracing::debug!(?how, "undo: the reduction was spurious");
         self.cc.undo(u.prior_cwnd, u.prior_ssthresh);
-        self.scoreboard.end_recovery();
+        if let Some(sb) = self.scoreboard.existing_mut() {
+            sb.end_recovery();
+        }
         self.samples.on_undo();
         let events = self.events.get_or_insert_with(Box::default);
         match how {
@@ -417,7 +419,7 @@ impl Connection {
             // recovery, from 34 segments to 137).
             self.cc.enter_recovery(now, base);
             self.prr_start(prior_cwnd);
-            self.scoreboard.start_recovery(self.snd.una);
+            self.scoreboard.make_mut().start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
         }
         marked
