@@ -80,6 +80,21 @@ pub struct Reassembly {
     dropped_segments: u64,
 }
 
+static NOTHING_QUEUED: std::sync::LazyLock<Reassembly> =
+    std::sync::LazyLock::new(|| Reassembly::new(0, DEFAULT_MAX_RANGES));
+
+/// Issue 23: a connection allocates its reassembly queue with the first out-of-order
+/// segment (or FIN), with the receive buffer's size as its capacity, and frees it when it
+/// holds nothing again (`super::lazy::Lazy`; `Connection::reasm_mut`).
+impl super::lazy::Empty for Reassembly {
+    fn empty() -> &'static Self {
+        &NOTHING_QUEUED
+    }
+    fn is_empty_state(&self) -> bool {
+        self.len == 0 && self.fin.is_none()
+    }
+}
+
 impl Reassembly {
     /// A queue of at most `capacity_bytes` beyond RCV.NXT (clamped to 2^30) in at most
     /// `max_ranges` disjoint blocks (clamped to 1..=[`MAX_RANGES`]).

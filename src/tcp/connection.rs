@@ -3,7 +3,7 @@
 //! Input processing lives in `input.rs`, output in `output.rs`; this file holds the TCB's
 //! data, state transitions, timers and the [`Socket`] implementation.
 
-use super::assembler::{DEFAULT_MAX_RANGES, Reassembly};
+use super::assembler::Reassembly;
 use super::cc::{CongestionControl, CwndUsage};
 use super::events::ConnEvents;
 use super::keepalive::KeepAliveState;
@@ -204,7 +204,8 @@ pub struct Connection {
     /// In-order bytes received and not yet read by the application.
     pub(super) recv_buf: VecDeque<u8>,
     /// Out-of-order bytes beyond RCV.NXT (SHLD-31), and the SACK blocks that report them.
-    pub(super) reasm: Reassembly,
+    /// (Allocated only while it holds something: `lazy.rs`, [`Connection::reasm_mut`].)
+    pub(super) reasm: super::lazy::Lazy<Reassembly>,
     /// (Both allocated only while in use: `lazy.rs`.)
     pub(super) sack_rx: super::lazy::Lazy<SackReceiver>,
     /// The sender's congestion state (RFC 5681, RFC 6582, RFC 9438) and its SACK scoreboard
@@ -408,7 +409,7 @@ impl Connection {
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),
-            reasm: Reassembly::new(cfg.rmem.default.min(cfg.rmem.max), DEFAULT_MAX_RANGES),
+            reasm: super::lazy::Lazy::new(),
             sack_rx: super::lazy::Lazy::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
             scoreboard: super::lazy::Lazy::new(),

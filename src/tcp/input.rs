@@ -755,7 +755,7 @@ impl Connection {
                 self.ack_due = AckDue::Now;
                 self.ack_reason = Label::DupAck(0);
                 if seg.seq.in_window(self.rcv.nxt, self.rcv.wnd().max(1)) {
-                    self.reasm.set_fin(seg.seq);
+                    self.reasm_mut().set_fin(seg.seq);
                 }
             }
             return seg.seq == self.rcv.nxt;
@@ -793,7 +793,7 @@ impl Connection {
         if seg.flags.fin() && take == fresh.len() {
             // §3.10.7.4 eighth step: the FIN takes the number after its segment's text and
             // ends the stream; queued bytes numbered after it are not part of it.
-            self.reasm.clear();
+            self.reasm.reset();
         }
         if n > 0 {
             // The receiver's RTT estimate, for receive-buffer autotuning (memory.rs).
@@ -804,10 +804,9 @@ impl Connection {
         }
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
         // (RFC 5681 §4.2).
-        let filled = if self.reasm.is_empty() {
-            0
-        } else {
-            self.reasm.take_ready(self.rcv.nxt, &mut self.recv_buf)
+        let filled = match self.reasm.existing_mut() {
+            Some(q) if !q.is_empty() => q.take_ready(self.rcv.nxt, &mut self.recv_buf),
+            _ => 0,
         };
         self.rcv.nxt = self.rcv.nxt.add(filled);
         if filled > 0 {
@@ -843,7 +842,8 @@ impl Connection {
         if let Some((l, r)) = queued {
             self.report_duplicate(l.max(seg.seq), r.min(end));
         }
-        let outcome = self.reasm.insert(self.rcv.nxt, seg.seq, data);
+        let rcv_nxt = self.rcv.nxt;
+        let outcome = self.reasm_mut().insert(rcv_nxt, seg.seq, data);
         if let Some(block) = outcome.block
             && self.opts.sack
         {
@@ -851,7 +851,7 @@ impl Connection {
         }
         if seg.flags.fin() && data.len() == seg.payload.len() && !outcome.dropped {
             // A FIN beyond a hole: remembered, and processed once the hole is filled.
-            self.reasm
+            self.reasm_mut()
                 .set_fin(seg.seq.add(u32::try_from(data.len()).unwrap_or(0)));
         }
     }
@@ -891,7 +891,7 @@ impl Connection {
         }
         self.fin_received = true;
         // Nothing numbered after the FIN is part of the stream (nor SACKed).
-        self.reasm.clear();
+        self.reasm.reset();
         // "advance RCV.NXT over the FIN, and send an acknowledgment for the FIN".
         self.rcv.nxt = self.rcv.nxt.add(1);
         self.rcv.right_edge = self.rcv.right_edge.max(self.rcv.nxt);

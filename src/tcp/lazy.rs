@@ -14,7 +14,6 @@ use std::ops::Deref;
 pub(super) trait Empty: Sized + 'static {
     /// The empty value, as a new connection has it (what an unallocated [`Lazy`] reads as).
     fn empty() -> &'static Self;
-    fn new_empty() -> Self;
     /// Nothing in it outlives this moment: freeing it and re-creating it empty later
     /// changes nothing.
     fn is_empty_state(&self) -> bool;
@@ -29,9 +28,9 @@ impl<T: Empty> Lazy<T> {
         Lazy(None)
     }
 
-    /// The value, allocated (empty) if it was not.
-    pub fn make_mut(&mut self) -> &mut T {
-        self.0.get_or_insert_with(|| Box::new(T::new_empty()))
+    /// The value, allocated (as `make` makes it) if it was not.
+    pub fn get_or_insert_with(&mut self, make: impl FnOnce() -> T) -> &mut T {
+        self.0.get_or_insert_with(|| Box::new(make()))
     }
 
     /// The value if it is allocated; `None` means it is empty.
@@ -52,8 +51,15 @@ impl<T: Empty> Lazy<T> {
     }
 
     /// The bytes it holds allocated (not counting what `T` allocates itself).
-    pub fn allocated(&self) -> usize {
+    pub fn box_bytes(&self) -> usize {
         self.0.as_ref().map_or(0, |_| std::mem::size_of::<T>())
+    }
+}
+
+impl<T: Empty + Default> Lazy<T> {
+    /// The value, allocated (empty: `T::default()`) if it was not.
+    pub fn make_mut(&mut self) -> &mut T {
+        self.get_or_insert_with(T::default)
     }
 }
 
@@ -74,15 +80,12 @@ impl<T: Empty> Deref for Lazy<T> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
+    #[derive(Debug, Default, PartialEq)]
     struct Counter(u32);
     static ZERO: Counter = Counter(0);
     impl Empty for Counter {
         fn empty() -> &'static Self {
             &ZERO
-        }
-        fn new_empty() -> Self {
-            Counter(0)
         }
         fn is_empty_state(&self) -> bool {
             self.0 == 0
@@ -95,15 +98,16 @@ mod tests {
         assert!(l.0.is_none());
         assert_eq!(*l, Counter(0));
         assert!(l.existing_mut().is_none());
-        assert_eq!(l.allocated(), 0);
+        assert_eq!(l.box_bytes(), 0);
         l.make_mut().0 = 3;
         assert_eq!(*l, Counter(3));
         l.free_if_empty();
-        assert_eq!(l.allocated(), 4, "not empty: kept");
+        assert_eq!(l.box_bytes(), 4, "not empty: kept");
         l.make_mut().0 = 0;
         l.free_if_empty();
-        assert_eq!(l.allocated(), 0, "empty: freed");
-        l.make_mut().0 = 5;
+        assert_eq!(l.box_bytes(), 0, "empty: freed");
+        l.get_or_insert_with(|| Counter(5));
+        assert_eq!(*l, Counter(5));
         l.reset();
         assert_eq!(*l, Counter(0));
         assert_eq!(std::mem::size_of::<Lazy<Counter>>(), 8);

@@ -150,8 +150,9 @@ impl Connection {
             .saturating_add(self.send_straddle.capacity())
             .saturating_add(self.recv_buf.capacity())
             .saturating_add(self.reasm.allocated())
-            .saturating_add(self.scoreboard.allocated())
-            .saturating_add(self.sack_rx.allocated())
+            .saturating_add(self.reasm.box_bytes())
+            .saturating_add(self.scoreboard.box_bytes())
+            .saturating_add(self.sack_rx.box_bytes())
     }
 
     /// Set the most this connection may hold (its share of `--max-buffer-memory`) and
@@ -390,7 +391,9 @@ impl Connection {
                 let rcvbuf = rcvwin.min(max);
                 if rcvbuf > self.buf.rcvbuf {
                     self.buf.rcvbuf = rcvbuf;
-                    self.reasm.set_capacity(rcvbuf);
+                    if let Some(q) = self.reasm.existing_mut() {
+                        q.set_capacity(rcvbuf);
+                    }
                 }
             }
             self.buf.space = copied;
@@ -452,6 +455,15 @@ impl Connection {
         }
     }
 
+    /// The reassembly queue, allocated if it was not, with the receive buffer's size as its
+    /// capacity (what it would have had all along: `set_capacity` follows `rcvbuf`).
+    pub(super) fn reasm_mut(&mut self) -> &mut super::Reassembly {
+        let capacity = self.buf.rcvbuf;
+        self.reasm.get_or_insert_with(|| {
+            super::Reassembly::new(capacity, super::assembler::DEFAULT_MAX_RANGES)
+        })
+    }
+
     /// Free the allocations of the queues that are empty (and of the send queue, which holds
     /// nothing the peer still needs once the connection is over). Received bytes are never
     /// thrown away here: an application may still read them (our own client reads what is
@@ -469,12 +481,15 @@ impl Connection {
         }
         if matches!(self.state, State::TimeWait | State::Closed) {
             // Out-of-order data can no longer be completed.
-            self.reasm.clear();
+            self.reasm.reset();
             // What is left to record is a re-ACK or two: TIME-WAIT costs its record and no
             // more (issue 22).
             self.trace.shrink();
         }
-        self.reasm.release();
+        if let Some(q) = self.reasm.existing_mut() {
+            q.release();
+        }
+        self.reasm.free_if_empty();
         if let Some(sb) = self.scoreboard.existing_mut() {
             sb.release();
         }

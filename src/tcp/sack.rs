@@ -107,9 +107,6 @@ impl super::lazy::Empty for SackReceiver {
     fn empty() -> &'static Self {
         &NO_SACK_RECEIVED
     }
-    fn new_empty() -> Self {
-        SackReceiver::default()
-    }
     fn is_empty_state(&self) -> bool {
         self.dsack.is_none()
     }
@@ -298,9 +295,6 @@ static NOTHING_SACKED: std::sync::LazyLock<Scoreboard> = std::sync::LazyLock::ne
 impl super::lazy::Empty for Scoreboard {
     fn empty() -> &'static Self {
         &NOTHING_SACKED
-    }
-    fn new_empty() -> Self {
-        Scoreboard::new()
     }
     fn is_empty_state(&self) -> bool {
         // (`rescued` is read only in a recovery, which `start_recovery` begins afresh.)

@@ -95,7 +95,9 @@ impl Connection {
             let n = n.max(1);
             std::sync::Arc::make_mut(&mut self.cfg).rmem = super::BufferSizes::fixed(n);
             self.buf.rcvbuf = n;
-            self.reasm.set_capacity(n);
+            if let Some(q) = self.reasm.existing_mut() {
+                q.set_capacity(n);
+            }
         }
         if let Some(n) = sndbuf {
             let n = n.max(1);
