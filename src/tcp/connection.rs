@@ -150,7 +150,8 @@ impl Timers {
 
 /// One TCP connection.
 pub struct Connection {
-    pub(super) quad: Quad,
+    /// (Packed: 38 bytes, not 64. `Connection::quad` unpacks it.)
+    pub(super) quad: crate::wire::PackedQuad,
     pub(super) state: State,
     /// Shared by every connection made with the same tunables; a socket option copies it
     /// first (`Arc::make_mut`, sockopt.rs). Issue 23: 224 bytes no longer per connection.
@@ -362,7 +363,7 @@ impl Connection {
         cfg: &std::sync::Arc<Config>,
     ) -> Connection {
         Connection {
-            quad,
+            quad: quad.into(),
             state: State::Closed,
             cfg: std::sync::Arc::clone(cfg),
             samples: Samples::default(),
@@ -500,7 +501,7 @@ impl Connection {
         self.send_mss = syn
             .options
             .mss
-            .unwrap_or(default_mss(&self.quad))
+            .unwrap_or(default_mss(&self.quad()))
             .clamp(64, self.local_mss.max(64))
             .min(self.mss_cap.max(64));
         // RFC 5681 §3.1: the initial window depends on the MSS, known only now.
@@ -660,8 +661,9 @@ impl Connection {
                 0
             },
             limited,
-            pmtu: (self.mss_cap < u16::MAX)
-                .then(|| u32::from(self.mss_cap) + if self.quad.local.is_ipv4() { 40 } else { 60 }),
+            pmtu: (self.mss_cap < u16::MAX).then(|| {
+                u32::from(self.mss_cap) + if self.quad().local.is_ipv4() { 40 } else { 60 }
+            }),
             last_error: self.soft_error().map(crate::wire::IcmpErrorKind::describe),
             ecn: self.ecn.ok,
             accecn: self.ecn.is_accecn(),
@@ -714,7 +716,7 @@ impl Connection {
     /// memory for every connection at the busiest moment, scattered through the heap, long
     /// after they were gone (issue 22). Disabled below `-v`, where it costs a level check.
     pub(super) fn span(&self) -> tracing::Span {
-        tracing::debug_span!("conn", local = %self.quad.local, remote = %self.quad.remote)
+        tracing::debug_span!("conn", local = %self.quad().local, remote = %self.quad().remote)
     }
 
     /// The one place every state transition passes through, and is logged.
@@ -744,7 +746,7 @@ impl Connection {
     }
 
     pub fn quad(&self) -> Quad {
-        self.quad
+        self.quad.get()
     }
 
     pub fn reset_cause(&self) -> Option<ResetCause> {
@@ -804,7 +806,7 @@ impl Connection {
     /// What the diagram needs besides the trace: the 4-tuple, the ISNs, the state now.
     pub fn ladder_view(&self) -> super::ladder::View {
         super::ladder::View {
-            quad: self.quad,
+            quad: self.quad(),
             iss: self.snd.iss,
             irs: self.rcv.irs,
             state: self.state,
@@ -1190,7 +1192,7 @@ impl Socket for Connection {
 
     fn info(&self) -> ConnInfo {
         ConnInfo {
-            quad: self.quad,
+            quad: self.quad(),
             state: self.state,
             iss: self.snd.iss,
             irs: self.rcv.irs,

@@ -114,8 +114,8 @@ impl Connection {
     /// The fields every segment of this connection shares.
     fn template(&self) -> TcpSegment<'static> {
         TcpSegment {
-            src_port: self.quad.local.port(),
-            dst_port: self.quad.remote.port(),
+            src_port: self.quad().local.port(),
+            dst_port: self.quad().remote.port(),
             ..SEGMENT_TEMPLATE
         }
     }

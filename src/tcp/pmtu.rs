@@ -127,7 +127,7 @@ impl Connection {
         if head < u32::from(self.eff_mss()) {
             return;
         }
-        let floor = super::default_mss(&self.quad);
+        let floor = super::default_mss(&self.quad());
         let target = if self.send_mss > BASE_MSS {
             BASE_MSS
         } else if self
@@ -244,7 +244,7 @@ impl Connection {
     /// without a congestion response (the data was not lost to congestion; Linux's
     /// `tcp_v4_mtu_reduced` → `tcp_simple_retransmit`). Returns whether the MSS fell.
     pub fn on_path_mtu(&mut self, now: Instant, mtu: u32) -> bool {
-        let headers = if self.quad.local.is_ipv4() { 40 } else { 60 };
+        let headers = if self.quad().local.is_ipv4() { 40 } else { 60 };
         let cap = u16::try_from(mtu.saturating_sub(headers))
             .unwrap_or(u16::MAX)
             .max(64);

@@ -179,7 +179,7 @@ impl Connection {
             last_data_sent: 0,
             last_data_recv: 0,
             last_ack_recv: 0,
-            pmtu: u32::from(self.local_mss) + if self.quad.local.is_ipv4() { 40 } else { 60 },
+            pmtu: u32::from(self.local_mss) + if self.quad().local.is_ipv4() { 40 } else { 60 },
             rcv_ssthresh: self.rcv.wnd(),
             rtt: self.rtt.srtt().map_or(0, us),
             rttvar: us(self.rtt.rttvar()),

@@ -43,6 +43,59 @@ pub struct Quad {
     pub remote: SocketAddr,
 }
 
+/// A [`Quad`] in 38 bytes instead of 64 (issue 23): the two addresses as 16 bytes each (an
+/// IPv4 address in the first 4) and the two ports. A `SocketAddrV6` also carries a flow
+/// label and a scope id, which a 4-tuple taken from a packet never sets; they pack as 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PackedQuad {
+    local_ip: [u8; 16],
+    remote_ip: [u8; 16],
+    local_port: u16,
+    remote_port: u16,
+    v4: bool,
+}
+
+fn pack_ip(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            [a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn unpack_ip(bytes: [u8; 16], v4: bool) -> IpAddr {
+    if v4 {
+        let [a, b, c, d, ..] = bytes;
+        IpAddr::from([a, b, c, d])
+    } else {
+        IpAddr::from(bytes)
+    }
+}
+
+impl PackedQuad {
+    pub fn get(&self) -> Quad {
+        Quad {
+            local: SocketAddr::new(unpack_ip(self.local_ip, self.v4), self.local_port),
+            remote: SocketAddr::new(unpack_ip(self.remote_ip, self.v4), self.remote_port),
+        }
+    }
+}
+
+impl From<Quad> for PackedQuad {
+    fn from(q: Quad) -> PackedQuad {
+        PackedQuad {
+            local_ip: pack_ip(q.local.ip()),
+            remote_ip: pack_ip(q.remote.ip()),
+            local_port: q.local.port(),
+            remote_port: q.remote.port(),
+            // A quad never mixes families (both ends of one packet).
+            v4: q.local.is_ipv4(),
+        }
+    }
+}
+
 impl fmt::Display for Quad {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} <-> {}", self.local, self.remote)
@@ -350,5 +403,40 @@ impl DropReason {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod packed_quad_tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_quad_is_the_quad_in_38_bytes() {
+        for (l, r) in [
+            ("198.18.0.2:80", "198.18.0.1:40000"),
+            ("[2001:2::2]:443", "[2001:2::1]:1"),
+            ("[::ffff:198.18.0.2]:7", "[::ffff:198.18.0.1]:65535"),
+            ("0.0.0.0:0", "255.255.255.255:65535"),
+        ] {
+            let q = Quad {
+                local: l.parse().unwrap(),
+                remote: r.parse().unwrap(),
+            };
+            assert_eq!(PackedQuad::from(q).get(), q);
+        }
+        let v4 = Quad {
+            local: "0.0.0.0:1".parse().unwrap(),
+            remote: "0.0.0.0:2".parse().unwrap(),
+        };
+        let v6 = Quad {
+            local: "[::]:1".parse().unwrap(),
+            remote: "[::]:2".parse().unwrap(),
+        };
+        assert_ne!(
+            PackedQuad::from(v4),
+            PackedQuad::from(v6),
+            "the family is kept"
+        );
+        assert_eq!(std::mem::size_of::<PackedQuad>(), 38);
     }
 }
