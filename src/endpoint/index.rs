@@ -3,7 +3,7 @@
 //! connection's `quad`, the record's key), and a lookup compares against it there, so a
 //! bucket costs 5 bytes (a `u32` and hashbrown's control byte) where a `HashMap<Quad, usize>`
 //! bucket cost 73 (two `SocketAddr`s, the slot, the control byte): at a million connections
-//! (2^21 buckets) about 10 MiB instead of 150. Linux's established hash is the same idea:
+//! (2^21 buckets) about 10 MB instead of 150. Linux's established hash is the same idea:
 //! an array of list heads, the 4-tuple in the socket.
 //!
 //! The hash is SipHash-1-3 (the function std's `HashMap` uses) under a key derived from the
