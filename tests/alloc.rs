@@ -288,7 +288,7 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 }
 
 /// The README's figure: an idle connection costs about 2.7 KiB of heap
-/// (table slot, 4-tuple map, timer, the trace's first events) whatever its service. Issue #20
+/// (table slot, 4-tuple index, timer, the trace's first events) whatever its service. Issue #20
 /// added 16 bytes to the connection (ECN state, the path MTU cap and the boxed path state,
 /// the TSval key in its configuration): 2823 then; Fast Open (its boxed state, the listener's
 /// switch in the configuration) 2855; AccECN (its counters, the trace's events 48 bytes with
@@ -298,17 +298,21 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// (40 bytes fewer): 2181 idle echo, 2221 idle http, 2351 in TIME-WAIT before the merge with
 /// Fast Open and AccECN; 2245, 2293 and 2439 after it (AccECN boxed); the pictures of issue
 /// 19 (the trace's notable and dropped slots, its middle list, samples of 64 bytes): 2437,
-/// 2485 and 2631. Issue 23 then kept TIME-WAIT as a record (below).
-const PER_CONNECTION: i64 = 2640;
+/// 2485 and 2631. Issue 23 then kept TIME-WAIT as a record (below), and the 4-tuple table
+/// became an index of slot numbers (endpoint/index.rs: 5 bytes a bucket, not 73): 2298 idle
+/// echo, 2346 idle http (2437 and 2485 with the `HashMap<Quad, usize>`; a bound that the
+/// old table would exceed).
+const PER_CONNECTION: i64 = 2360;
 
 /// The README's figure for a connection in TIME-WAIT: a record of what TIME-WAIT must
-/// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple map entry and timer
+/// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple index bucket and timer
 /// entry, and its share of the recently closed connections' traces: 251 bytes as the first
 /// record (its service's name and an `Option` timestamp in it, the 4-tuple's IPv6 form
 /// inline), 210 without them, 218 once it also follows the peer's window updates (SND.WL1,
-/// for RFC 5961's MAX.SND.WND). Was 2631 as a whole connection. Linux's tcp_timewait_sock:
-/// about 256 bytes.
-const PER_TIME_WAIT: i64 = 224;
+/// for RFC 5961's MAX.SND.WND), 193 once the 4-tuple map became an index of slot numbers
+/// (endpoint/index.rs, 5 bytes a bucket, not 17). Was 2631 as a whole connection. Linux's
+/// tcp_timewait_sock: about 256 bytes.
+const PER_TIME_WAIT: i64 = 200;
 
 /// The heap `N` connections still hold after each ran `exchange` (and sat idle, or closed),
 /// per connection. `exchange(rig, client port, our next seq, peer's next seq)`.
@@ -411,7 +415,7 @@ fn an_http_connection_in_time_wait_is_a_record_of_under_256_bytes() {
 #[test]
 fn an_idle_echo_connection_costs_little_heap() {
     // 4,000 connections each echo one line, the echo is acknowledged, and they sit idle:
-    // what is still allocated is the table (slab slot, 4-tuple map, timer heap) and the
+    // what is still allocated is the table (slab slot, 4-tuple index, timer heap) and the
     // trace's first events; every buffer was given back (tcp::memory).
     const N: u16 = 4000;
     let mut rig = Rig::new();

@@ -296,7 +296,7 @@ impl Endpoint {
                 outcome: Some(outcome),
             });
         }
-        let slot = self.table.get(&quad).copied()?;
+        let slot = super::lookup(&self.table, &self.slots, &quad)?;
         let entry = self
             .slots
             .get_mut(slot)

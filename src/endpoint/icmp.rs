@@ -66,7 +66,7 @@ impl Endpoint {
         self.count_icmp(src, error.kind);
         let quad = error.quad;
         // RFC 5927 §4.1: the quoted 4-tuple must be a connection of ours...
-        let Some(id) = self.table.get(&quad).copied() else {
+        let Some(id) = self.lookup(&quad) else {
             self.counters.icmp_no_connection += 1;
             return;
         };
@@ -112,14 +112,10 @@ impl Endpoint {
         self.pmtu.insert(now, dst, mtu);
         self.counters.pmtu_lowered += 1;
         // Every connection to that destination follows (rare: once per step down a path).
-        let ids: Vec<usize> = self
-            .table
-            .iter()
-            .filter(|(q, _)| q.remote.ip() == dst)
-            .map(|(_, id)| *id)
-            .collect();
-        for id in ids {
+        // The slab holds every connection of the table (the index keeps only slot numbers).
+        for id in 0..self.slots.len() {
             if let Some(entry) = entry_mut(&mut self.slots, id)
+                && entry.conn.quad().remote.ip() == dst
                 && entry.conn.on_path_mtu(now, mtu)
             {
                 self.mark_dirty(id);

@@ -57,10 +57,11 @@ fn write_ip(h: &mut SipHasher24, ip: IpAddr) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn quad(port: u16) -> Quad {
+    /// A 4-tuple to port 80 from the peer's `port` (the index's tests take it too).
+    pub(in crate::endpoint) fn quad(port: u16) -> Quad {
         Quad {
             local: "198.18.0.2:80".parse().unwrap(),
             remote: format!("198.18.0.1:{port}").parse().unwrap(),

@@ -9,6 +9,7 @@ mod cookie;
 mod counters;
 mod fastopen;
 mod icmp;
+mod index;
 mod isn;
 mod limiter;
 mod limits;
@@ -25,6 +26,7 @@ pub mod scenario;
 pub use client::{ClientEvents, ClientId, ClientOutcome, ConnectError};
 pub use cookie::{MSS_TABLE_V4, MSS_TABLE_V6, SpentCookies, SynCookies};
 pub use counters::Counters;
+use index::{QuadBytes, QuadIndex, slot_id};
 pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
 pub use limits::Limits;
@@ -314,7 +316,9 @@ pub struct Endpoint {
     mss_v6: u16,
     slots: Vec<Slot>,
     free: Vec<usize>,
-    table: HashMap<Quad, usize>,
+    /// The slot of each connection by its 4-tuple (index.rs: 5 bytes a bucket, the 4-tuple
+    /// compared in the connection itself).
+    table: QuadIndex,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     dirty: Vec<usize>,
     isn: IsnGenerator,
@@ -402,6 +406,8 @@ impl Endpoint {
             ..tcp::Config::default()
         });
         let listeners = config.listeners.len();
+        // One key for both 4-tuple indexes (connections, TIME-WAIT records): index.rs.
+        let index_key = isn::derive_key(&secret, b"4-tuple index");
         Endpoint {
             addrs: config.addrs,
             any_addr: config.any_addr,
@@ -416,7 +422,7 @@ impl Endpoint {
             mss_v6,
             slots: Vec::new(),
             free: Vec::new(),
-            table: HashMap::new(),
+            table: QuadIndex::new(index_key),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             isn: IsnGenerator::new(secret),
@@ -449,7 +455,7 @@ impl Endpoint {
             mem_peak: 0,
             mem_relieved: false,
             time_wait: 0,
-            time_waits: time_wait::TimeWaits::default(),
+            time_waits: time_wait::TimeWaits::new(index_key),
             sockets: sockets::SocketTable::default(),
             pmtu: icmp::PathMtuCache::default(),
             fastopen_cookies: fastopen::CookieCache::default(),
@@ -615,14 +621,14 @@ impl Endpoint {
         }
         let listener = self.listener_for(quad.local).filter(|_| self.accepting);
         // One table lookup per segment (hashing the 4-tuple is a visible part of its cost).
-        let mut found = self.table.get(&quad).copied();
+        let mut found = self.lookup(&quad);
         if let Some(id) = found
             && entry_mut(&mut self.slots, id).is_some_and(|e| e.conn.state() == State::Closed)
         {
             // The connection reached CLOSED earlier in this batch and is not reaped yet: the
             // segment is for no connection (RFC 9293 §3.10.7.1, or LISTEN, §3.10.7.2).
             self.reap(now, id);
-            found = self.table.get(&quad).copied();
+            found = self.lookup(&quad);
         }
         let mut reopen = None;
         if found.is_none()
@@ -1015,7 +1021,10 @@ impl Endpoint {
         if let Some(slot) = self.slots.get_mut(id) {
             slot.entry = Some(Box::new(entry));
         }
-        self.table.insert(quad, id);
+        let slots = &self.slots;
+        self.table.insert(&QuadBytes::of(&quad), slot_id(id), |id| {
+            conn_bytes(slots, id)
+        });
         id
     }
 
@@ -1032,7 +1041,8 @@ impl Endpoint {
     fn take_entry(&mut self, id: usize) -> Option<Entry> {
         let slot = self.slots.get_mut(id)?;
         let entry = slot.entry.take()?;
-        self.table.remove(&entry.conn.quad());
+        self.table
+            .remove(&QuadBytes::of(&entry.conn.quad()), slot_id(id));
         self.queues.moved(entry.queued, Queued::No);
         self.mem_used = self.mem_used.saturating_sub(entry.charged);
         slot.generation = slot.generation.wrapping_add(1);
@@ -1486,7 +1496,7 @@ impl Endpoint {
     }
 
     /// Give back what the tables kept for connections that are gone: after a burst the slab,
-    /// the 4-tuple map and the timer heap shrink to what the connections left need. O(slots
+    /// the 4-tuple index and the timer heap shrink to what the connections left need. O(slots
     /// + timers): the driver calls it only once the table has fallen well below its peak.
     pub fn release_memory(&mut self) {
         // Stale timer entries first, so that none names a slot about to go.
@@ -1504,7 +1514,8 @@ impl Endpoint {
         self.slots.shrink_to_fit();
         self.free.retain(|&id| id < used);
         self.free.shrink_to_fit();
-        self.table.shrink_to_fit();
+        let slots = &self.slots;
+        self.table.shrink(|id| conn_bytes(slots, id));
         self.pending.shrink_to_fit();
         self.dirty.shrink_to_fit();
         self.mem_waiters.shrink_to_fit();
@@ -1528,7 +1539,7 @@ impl Endpoint {
     pub fn shutdown(&mut self, now: Instant) {
         let _ = now;
         self.accepting = false;
-        let ids: Vec<usize> = self.table.values().copied().collect();
+        let ids: Vec<usize> = self.table.ids().map(|id| id as usize).collect();
         for id in ids {
             if let Some(entry) = entry_mut(&mut self.slots, id) {
                 entry.app_stopped = true;
@@ -1551,7 +1562,7 @@ impl Endpoint {
 
     /// Reset every remaining connection (used when the shutdown grace period ends).
     pub fn abort_all(&mut self, now: Instant, tx: &mut dyn Transmit) {
-        let ids: Vec<usize> = self.table.values().copied().collect();
+        let ids: Vec<usize> = self.table.ids().map(|id| id as usize).collect();
         for id in ids {
             if let Some(entry) = entry_mut(&mut self.slots, id) {
                 entry.app_stopped = true;
@@ -1592,7 +1603,7 @@ impl Endpoint {
 
     /// Whether a connection (or a TIME-WAIT record) holds this 4-tuple.
     fn quad_in_use(&self, quad: &Quad) -> bool {
-        self.table.contains_key(quad) || self.time_waits.contains(quad)
+        self.lookup(quad).is_some() || self.time_waits.contains(quad)
     }
 
     /// What the connection with this 4-tuple negotiated, if it exists.
@@ -1634,7 +1645,7 @@ impl Endpoint {
             };
             (quad, crate::tcp::trace::Direction::In)
         };
-        if let Some(id) = self.table.get(&quad).copied()
+        if let Some(id) = self.lookup(&quad)
             && let Some(entry) = entry_mut(&mut self.slots, id)
         {
             entry.conn.record_lost(direction, now, &seg);
@@ -1651,9 +1662,15 @@ impl Endpoint {
         }
     }
 
+    /// The slot of the connection with this 4-tuple: one hash, and the 4-tuple compared is
+    /// the one the connection keeps (index.rs). Nothing allocated: a lookup per segment.
+    fn lookup(&self, quad: &Quad) -> Option<usize> {
+        lookup(&self.table, &self.slots, quad)
+    }
+
     /// The entry of the connection with this 4-tuple.
     fn find(&self, quad: &Quad) -> Option<&Entry> {
-        let id = *self.table.get(quad)?;
+        let id = self.lookup(quad)?;
         self.slots.get(id)?.entry.as_deref()
     }
 }
@@ -1688,6 +1705,24 @@ fn accept_full(queues: &ListenQueues, listeners: &[Listener], backlog: usize, l:
 /// callers can go on using the endpoint's other fields while they hold it.
 fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
     slots.get_mut(id)?.entry.as_deref_mut()
+}
+
+/// `Endpoint::lookup`, for a caller that holds another field of the endpoint.
+fn lookup(table: &QuadIndex, slots: &[Slot], quad: &Quad) -> Option<usize> {
+    let id = table.find(&QuadBytes::of(quad), |id| {
+        slots
+            .get(id as usize)
+            .and_then(|s| s.entry.as_deref())
+            .is_some_and(|e| e.conn.quad() == *quad)
+    })?;
+    Some(id as usize)
+}
+
+/// The 4-tuple of the connection in slot `id`, as the index hashes it (when it grows or
+/// shrinks).
+fn conn_bytes(slots: &[Slot], id: u32) -> Option<QuadBytes> {
+    let entry = slots.get(id as usize)?.entry.as_deref()?;
+    Some(QuadBytes::of(&entry.conn.quad()))
 }
 
 #[cfg(test)]

@@ -529,11 +529,7 @@ impl Endpoint {
 
     /// The connection with this 4-tuple: open, or else the latest recently closed one.
     fn known(&self, quad: &Quad) -> Option<Known<'_>> {
-        match self
-            .table
-            .get(quad)
-            .and_then(|&id| self.slots.get(id)?.entry.as_deref())
-        {
+        match self.find(quad) {
             Some(e) => Some(Known::Open(e)),
             None => self.finished.find(quad).map(Known::Closed),
         }

@@ -45,7 +45,7 @@ impl Endpoint {
     /// the others have nothing to move (no allocation once `into` has grown).
     pub fn take_relay_ready(&mut self, into: &mut Vec<Quad>) {
         for quad in self.relay_ready.drain(..) {
-            if let Some(&id) = self.table.get(&quad)
+            if let Some(id) = super::lookup(&self.table, &self.slots, &quad)
                 && let Some(entry) = super::entry_mut(&mut self.slots, id)
             {
                 entry.relay_ready = false;
@@ -63,7 +63,7 @@ impl Endpoint {
     /// for the driver to move bytes between its queues and the peer stream. Call
     /// [`Endpoint::relay_changed`] after moving any.
     pub fn relay_io(&mut self, quad: &Quad) -> Option<RelayIo<'_>> {
-        let id = *self.table.get(quad)?;
+        let id = self.lookup(quad)?;
         let entry = super::entry_mut(&mut self.slots, id)?;
         let relay = entry.app.relay_mut()?;
         Some(RelayIo::new(relay, &mut entry.conn))
@@ -72,7 +72,7 @@ impl Endpoint {
     /// The driver moved bytes through `quad`'s relay (or told it of an end): run the
     /// connection at the next [`Endpoint::poll`].
     pub fn relay_changed(&mut self, quad: &Quad) {
-        if let Some(&id) = self.table.get(quad) {
+        if let Some(id) = self.lookup(quad) {
             self.mark_dirty(id);
         }
     }

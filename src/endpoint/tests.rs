@@ -1130,6 +1130,72 @@ fn after_a_burst_the_tables_shrink_to_what_is_left() {
     assert_eq!(net.ep.connection_count(), 0);
 }
 
+/// The 4-tuple of a connection to echo from the peer's `src_port`.
+fn echo_quad(src_port: u16) -> Quad {
+    Quad {
+        local: SocketAddr::new(ip(US4), 7),
+        remote: SocketAddr::new(ip(PEER4), src_port),
+    }
+}
+
+#[test]
+fn the_table_finds_each_connection_by_its_four_tuple_through_opens_and_closes() {
+    // Issue 23: the table keeps slot numbers only and compares the 4-tuple the connection
+    // itself holds (index.rs), so a freed slot must not answer for its old 4-tuple.
+    let mut net = Net::v4();
+    let ports: Vec<u16> = (10_000..11_000).collect();
+    let isses: Vec<SeqNum> = ports.iter().map(|&p| connect_from(&mut net, p)).collect();
+    let slots: Vec<usize> = ports
+        .iter()
+        .map(|&p| net.ep.lookup(&echo_quad(p)).expect("in the table"))
+        .collect();
+    // The peer resets every other connection.
+    for i in (0..ports.len()).step_by(2) {
+        net.send(&TcpSegment {
+            src_port: ports[i],
+            seq: PEER_ISN.add(1),
+            ack: isses[i].add(1),
+            flags: Flags::ACK | Flags::RST,
+            ..FROM_PEER
+        });
+    }
+    assert_eq!(net.ep.connection_count(), 500);
+    for (i, &p) in ports.iter().enumerate() {
+        let (state, slot) = if i % 2 == 1 {
+            (Some(State::Established), Some(slots[i]))
+        } else {
+            (None, None)
+        };
+        assert_eq!(net.ep.connection_state(&echo_quad(p)), state, "port {p}");
+        assert_eq!(net.ep.lookup(&echo_quad(p)), slot, "port {p}");
+    }
+    // A new connection takes a freed slot; the 4-tuple that held it before stays gone.
+    let reused = *net.ep.free.last().expect("free slots");
+    let old = ports[slots
+        .iter()
+        .position(|&s| s == reused)
+        .expect("a slot of the burst")];
+    connect_from(&mut net, 20_000);
+    assert_eq!(net.ep.lookup(&echo_quad(20_000)), Some(reused));
+    assert_eq!(net.ep.lookup(&echo_quad(old)), None);
+    assert_eq!(net.ep.connection_state(&echo_quad(old)), None);
+    // A segment for the old 4-tuple is for no connection: RFC 9293 §3.10.7.2, a RST.
+    let out = net.send(&TcpSegment {
+        src_port: old,
+        seq: PEER_ISN.add(1),
+        ack: SeqNum::new(12_345),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1);
+    assert!(out[0].flags.rst());
+    assert_eq!(out[0].seq, SeqNum::new(12_345));
+    assert_eq!(
+        net.ep.connection_state(&echo_quad(20_000)),
+        Some(State::Established)
+    );
+}
+
 #[test]
 fn a_paged_status_lists_every_connection_once() {
     let mut net = Net::v4();

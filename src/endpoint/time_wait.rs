@@ -1,80 +1,55 @@
 //! The connections in TIME-WAIT, as small records (issue 23; `tcp::TimeWait`): a slab of
-//! records, a map from 4-tuple to record, a heap of their deadlines, and the records with
-//! something to send at the next poll. Linux keeps its `tcp_timewait_sock`s in the
-//! established hash the same way, apart from the sockets they replaced.
+//! records, an index from 4-tuple to record (index.rs, shared with the connections), a heap
+//! of their deadlines, and the records with something to send at the next poll. Linux keeps
+//! its `tcp_timewait_sock`s in the established hash the same way, apart from the sockets
+//! they replaced.
 //!
 //! What one costs: the record (about 100 bytes, its 4-tuple in 12 bytes for IPv4, 36 for
-//! IPv6), its map entry (16 or 40 bytes) and a timer entry (16 bytes), against the 1.5–1.8
-//! KiB of a whole connection with its trace (tests/alloc.rs measures it).
+//! IPv6), its index bucket (5 bytes: the slot number and a control byte) and a timer entry
+//! (16 bytes), against the 1.5–1.8 KiB of a whole connection with its trace (tests/alloc.rs
+//! measures it).
 
+use super::index::{QuadBytes, QuadIndex};
 use super::{Endpoint, Transmit, entry_mut};
 use crate::tcp::trace::{Direction, Label};
 use crate::tcp::{ConnEvents, ResetCause, State, TimeWait};
 use crate::time::Instant;
 use crate::wire::{Quad, TcpSegment};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Stale heap entries (a restarted timer leaves its old deadline behind) tolerated beyond
 /// the number of records before the heap is compacted.
 const TIMER_SLACK: usize = 64;
 
-/// A 4-tuple in as few bytes as it takes: local address and port, then the peer's (an
-/// IPv6 one on the heap, so that the IPv4 records of a busy server stay small).
+/// A 4-tuple in as few bytes as it takes (`QuadBytes`), an IPv6 one on the heap, so that
+/// the IPv4 records of a busy server stay small.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Key {
     V4([u8; 12]),
     V6(Box<[u8; 36]>),
 }
 
-/// A 4-tuple's bytes as the maps take them (nothing allocated: a lookup per segment).
-enum Raw {
-    V4([u8; 12]),
-    V6([u8; 36]),
-}
-
 impl Key {
     fn of(quad: &Quad) -> Key {
-        match Key::raw(quad) {
-            Raw::V4(k) => Key::V4(k),
-            Raw::V6(k) => Key::V6(Box::new(k)),
+        match QuadBytes::of(quad) {
+            QuadBytes::V4(k) => Key::V4(k),
+            QuadBytes::V6(k) => Key::V6(Box::new(k)),
         }
     }
 
-    fn raw(quad: &Quad) -> Raw {
-        match (quad.local.ip(), quad.remote.ip()) {
-            (IpAddr::V4(l), IpAddr::V4(r)) => {
-                let mut k = [0; 12];
-                for (dst, src) in k.iter_mut().zip(
-                    l.octets()
-                        .into_iter()
-                        .chain(quad.local.port().to_be_bytes())
-                        .chain(r.octets())
-                        .chain(quad.remote.port().to_be_bytes()),
-                ) {
-                    *dst = src;
-                }
-                Raw::V4(k)
-            }
-            (l, r) => {
-                let v6 = |ip: IpAddr| match ip {
-                    IpAddr::V4(a) => a.to_ipv6_mapped(),
-                    IpAddr::V6(a) => a,
-                };
-                let mut k = [0; 36];
-                for (dst, src) in k.iter_mut().zip(
-                    v6(l)
-                        .octets()
-                        .into_iter()
-                        .chain(quad.local.port().to_be_bytes())
-                        .chain(v6(r).octets())
-                        .chain(quad.remote.port().to_be_bytes()),
-                ) {
-                    *dst = src;
-                }
-                Raw::V6(k)
-            }
+    fn bytes(&self) -> QuadBytes {
+        match self {
+            Key::V4(k) => QuadBytes::V4(*k),
+            Key::V6(k) => QuadBytes::V6(**k),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::V4(k) => k,
+            Key::V6(k) => &**k,
         }
     }
 
@@ -134,12 +109,12 @@ struct Slot {
 }
 
 /// The TIME-WAIT records; see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct TimeWaits {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    v4: HashMap<[u8; 12], u32>,
-    v6: HashMap<[u8; 36], u32>,
+    /// The slot of each record by its 4-tuple (index.rs: the key is compared in the record).
+    index: QuadIndex,
     /// (deadline, slot, generation); an entry is live while its record still has that
     /// deadline.
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -148,6 +123,18 @@ pub(super) struct TimeWaits {
 }
 
 impl TimeWaits {
+    /// `key` keys the 4-tuple index's hash (index.rs).
+    pub fn new(key: [u8; 16]) -> Self {
+        TimeWaits {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: QuadIndex::new(key),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
+            len: 0,
+        }
+    }
+
     /// How many connections are in TIME-WAIT as records.
     pub fn len(&self) -> usize {
         self.len
@@ -155,10 +142,11 @@ impl TimeWaits {
 
     /// The record of `quad`, by its slot.
     pub fn find(&self, quad: &Quad) -> Option<u32> {
-        match Key::raw(quad) {
-            Raw::V4(k) => self.v4.get(&k).copied(),
-            Raw::V6(k) => self.v6.get(&k).copied(),
-        }
+        let bytes = QuadBytes::of(quad);
+        self.index.find(&bytes, |id| {
+            self.get(id)
+                .is_some_and(|r| r.key.as_slice() == bytes.as_slice())
+        })
     }
 
     pub fn contains(&self, quad: &Quad) -> bool {
@@ -197,19 +185,19 @@ impl TimeWaits {
             }
         };
         let key = Key::of(quad);
-        match &key {
-            Key::V4(k) => self.v4.insert(*k, id),
-            Key::V6(k) => self.v6.insert(**k, id),
-        };
+        let bytes = key.bytes();
         let deadline = tw.deadline();
-        if let Some(slot) = self.slots.get_mut(id as usize) {
-            slot.record = Some(Record {
-                key,
-                tw,
-                dirty: false,
-            });
-            self.timers.push(Reverse((deadline, id, slot.generation)));
-        }
+        let Some(slot) = self.slots.get_mut(id as usize) else {
+            return;
+        };
+        slot.record = Some(Record {
+            key,
+            tw,
+            dirty: false,
+        });
+        self.timers.push(Reverse((deadline, id, slot.generation)));
+        let slots = &self.slots;
+        self.index.insert(&bytes, id, |id| bytes_of(slots, id));
         self.len += 1;
     }
 
@@ -218,10 +206,7 @@ impl TimeWaits {
         let slot = self.slots.get_mut(id as usize)?;
         let record = slot.record.take()?;
         slot.generation = slot.generation.wrapping_add(1);
-        match &record.key {
-            Key::V4(k) => self.v4.remove(k),
-            Key::V6(k) => self.v6.remove(&**k),
-        };
+        self.index.remove(&record.key.bytes(), id);
         self.free.push(id);
         self.len -= 1;
         Some(record)
@@ -324,8 +309,8 @@ impl TimeWaits {
         self.slots.shrink_to_fit();
         self.free.retain(|&id| (id as usize) < used);
         self.free.shrink_to_fit();
-        self.v4.shrink_to_fit();
-        self.v6.shrink_to_fit();
+        let slots = &self.slots;
+        self.index.shrink(|id| bytes_of(slots, id));
         self.dirty.shrink_to_fit();
     }
 }
@@ -443,6 +428,11 @@ fn conn_span(quad: &Quad) -> tracing::Span {
     tracing::debug_span!("conn", local = %quad.local, remote = %quad.remote)
 }
 
+/// The 4-tuple of the record in slot `id`, as the index hashes it.
+fn bytes_of(slots: &[Slot], id: u32) -> Option<QuadBytes> {
+    Some(slots.get(id as usize)?.record.as_ref()?.key.bytes())
+}
+
 /// Whether the heap entry `(at, id, generation)` is its record's deadline.
 fn timer_is_live(slots: &[Slot], at: Instant, id: u32, generation: u32) -> bool {
     slots.get(id as usize).is_some_and(|slot| {
@@ -477,13 +467,12 @@ mod tests {
 
     #[test]
     fn a_slot_of_the_table_stays_small() {
-        // Issue 23: a TIME-WAIT connection costs its slot, a map entry (16 bytes for IPv4)
-        // and a timer entry (16): well under Linux's 256-byte tcp_timewait_sock.
+        // Issue 23: a TIME-WAIT connection costs its slot, an index bucket (5 bytes,
+        // index.rs) and a timer entry (16): well under Linux's 256-byte tcp_timewait_sock.
         assert!(
             std::mem::size_of::<Slot>() <= 136,
             "{}",
             std::mem::size_of::<Slot>()
         );
-        assert_eq!(std::mem::size_of::<([u8; 12], u32)>(), 16);
     }
 }

@@ -16,23 +16,37 @@ fn quad80() -> Quad {
 /// its FIN, and synack's ACK of it leaves the connection in TIME-WAIT. Returns the client's
 /// FIN.
 fn into_time_wait(net: &mut Net) -> TcpSegment<'static> {
-    let iss = net.connect(80);
-    let out = net.send(&TcpSegment {
+    into_time_wait_from(net, FROM_PEER.src_port)
+}
+
+/// `into_time_wait` from the peer's `src_port`.
+fn into_time_wait_from(net: &mut Net, src_port: u16) -> TcpSegment<'static> {
+    let from = TcpSegment {
+        src_port,
         dst_port: 80,
+        ..FROM_PEER
+    };
+    let out = net.send(&TcpSegment {
+        flags: Flags::SYN,
+        ..from
+    });
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].flags, Flags::SYN | Flags::ACK);
+    let iss = out[0].seq;
+    let out = net.send(&TcpSegment {
         seq: PEER_ISN.add(1),
         ack: iss.add(1),
         flags: Flags::ACK | Flags::PSH,
         payload: REQUEST,
-        ..FROM_PEER
+        ..from
     });
     let fin = out.last().unwrap();
     assert!(fin.flags.fin(), "we close first");
     let fin = TcpSegment {
-        dst_port: 80,
         seq: PEER_ISN.add(1 + REQUEST.len() as u32),
         ack: fin.seq.add(fin.payload.len() as u32 + 1),
         flags: Flags::ACK | Flags::FIN,
-        ..FROM_PEER
+        ..from
     };
     let out = net.send(&fin);
     assert_eq!(out.len(), 1, "the FIN is ACKed");
@@ -109,6 +123,50 @@ fn a_connection_in_time_wait_becomes_a_record_that_status_lists() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].state, State::Closed);
     assert_eq!(net.ep.poll_timeout(), None, "nothing left to wake for");
+}
+
+#[test]
+fn records_are_found_by_their_four_tuple_as_the_index_grows_and_shrinks() {
+    // Issue 23: the TIME-WAIT index keeps slot numbers only (index.rs), so growing and
+    // shrinking it hash each record's own key again.
+    let mut net = Net::v4();
+    let quad = |port: u16| Quad {
+        remote: SocketAddr::new(ip(PEER4), port),
+        ..quad80()
+    };
+    let (early, late) = (30_000..30_300, 30_300..30_400);
+    for port in early.clone() {
+        into_time_wait_from(&mut net, port);
+    }
+    // Half of TIME-WAIT (1 s here) later, the last hundred.
+    net.now += Duration::from_millis(500);
+    for port in late.clone() {
+        into_time_wait_from(&mut net, port);
+    }
+    assert_eq!(net.ep.time_waits.len(), 400);
+    for port in early.clone().chain(late.clone()) {
+        assert_eq!(net.ep.connection_state(&quad(port)), Some(State::TimeWait));
+    }
+    assert_eq!(net.ep.connection_state(&quad(29_999)), None);
+    // The first 300 end; the index shrinks to the rest, which are still found.
+    net.now += Duration::from_millis(600);
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    assert_eq!(net.ep.time_waits.len(), 100);
+    net.ep.release_memory();
+    for port in early {
+        assert_eq!(net.ep.connection_state(&quad(port)), None, "{port}");
+    }
+    for port in late {
+        assert_eq!(net.ep.connection_state(&quad(port)), Some(State::TimeWait));
+    }
+    // A new record takes a freed slot and is found.
+    into_time_wait_from(&mut net, 31_000);
+    assert_eq!(
+        net.ep.connection_state(&quad(31_000)),
+        Some(State::TimeWait)
+    );
+    assert_eq!(net.ep.time_waits.len(), 101);
 }
 
 #[test]
