@@ -1709,11 +1709,13 @@ fn entry_mut(slots: &mut [Slot], id: usize) -> Option<&mut Entry> {
 
 /// `Endpoint::lookup`, for a caller that holds another field of the endpoint.
 fn lookup(table: &QuadIndex, slots: &[Slot], quad: &Quad) -> Option<usize> {
+    // Compared packed, as the connection keeps it: no unpacking per candidate.
+    let packed = crate::wire::PackedQuad::from(*quad);
     let id = table.find(&QuadBytes::of(quad), |id| {
         slots
             .get(id as usize)
             .and_then(|s| s.entry.as_deref())
-            .is_some_and(|e| e.conn.quad() == *quad)
+            .is_some_and(|e| *e.conn.packed_quad() == packed)
     })?;
     Some(id as usize)
 }

@@ -749,6 +749,11 @@ impl Connection {
         self.quad.get()
     }
 
+    /// The 4-tuple as the connection keeps it (what the endpoint's index compares).
+    pub fn packed_quad(&self) -> &crate::wire::PackedQuad {
+        &self.quad
+    }
+
     pub fn reset_cause(&self) -> Option<ResetCause> {
         self.reset
     }
