@@ -300,17 +300,17 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// 19 (the trace's notable and dropped slots, its middle list, samples of 64 bytes): 2437,
 /// 2485 and 2631. Issue 23 then kept TIME-WAIT as a record (below), and shrank the
 /// per-connection records: the trace 64 bytes inline (a long record's state boxed), its
-/// events 40 bytes, the graphs' samples 56 bytes and given back with the trace's room when
-/// idle: 1853 idle echo, 1949 idle http.
-const PER_CONNECTION: i64 = 1960;
+/// events 36 bytes, the graphs' samples 56 bytes and given back with the trace's room when
+/// idle: 1829 idle echo, 1921 idle http.
+const PER_CONNECTION: i64 = 1930;
 
 /// The README's figure for a connection in TIME-WAIT: a record of what TIME-WAIT must
 /// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple map entry and timer
 /// entry, and its share of the recently closed connections' traces: 251 bytes as the first
 /// record (its service's name and an `Option` timestamp in it, the 4-tuple's IPv6 form
 /// inline), 210 without them, 218 once it also follows the peer's window updates (SND.WL1,
-/// for RFC 5961's MAX.SND.WND), 210 with the traces' 40-byte events. Was 2631 as a whole connection. Linux's tcp_timewait_sock:
-/// about 256 bytes.
+/// for RFC 5961's MAX.SND.WND), 209 with the traces' 36-byte events. Was 2631 as a whole
+/// connection. Linux's tcp_timewait_sock: about 256 bytes.
 const PER_TIME_WAIT: i64 = 224;
 
 /// The heap `N` connections still hold after each ran `exchange` (and sat idle, or closed),

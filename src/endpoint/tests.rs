@@ -918,14 +918,15 @@ fn an_idle_established_connection_stays_small() {
     assert_eq!(entry.conn.allocated(), 0, "its buffers were given back");
     // The trace: inline, what a short record needs (its long record's state is allocated
     // when the ring is reached); on the heap, the six segments of the handshake and the echo
-    // and no room for more (an event is 40 bytes: its options packed, issue 23).
+    // and no room for more (an event is 36 bytes: its options packed, its time in 48 bits,
+    // issue 23).
     let inline = std::mem::size_of::<crate::tcp::trace::Trace>();
     assert!(inline <= 64, "a trace is {inline} bytes inline");
-    assert_eq!(std::mem::size_of::<crate::tcp::trace::Event>(), 40);
+    assert_eq!(std::mem::size_of::<crate::tcp::trace::Event>(), 36);
     let trace = entry.conn.trace().heap_bytes();
     assert_eq!(entry.conn.trace().total(), 6);
     assert!(
-        trace <= 6 * 40,
+        trace <= 6 * 36,
         "the trace holds {trace} bytes for 6 events"
     );
     // The graphs' record: the echo's two samples (issue 10), and no room for more once idle
