@@ -298,11 +298,15 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// (40 bytes fewer): 2181 idle echo, 2221 idle http, 2351 in TIME-WAIT before the merge with
 /// Fast Open and AccECN; 2245, 2293 and 2439 after it (AccECN boxed); the pictures of issue
 /// 19 (the trace's notable and dropped slots, its middle list, samples of 64 bytes): 2437,
-/// 2485 and 2631. Issue 23 then kept TIME-WAIT as a record (below), and the 4-tuple table
-/// became an index of slot numbers (endpoint/index.rs: 5 bytes a bucket, not 73): 2298 idle
-/// echo, 2346 idle http (2437 and 2485 with the `HashMap<Quad, usize>`; a bound that the
-/// old table would exceed).
-const PER_CONNECTION: i64 = 2360;
+/// 2485 and 2631. Issue 23 then kept TIME-WAIT as a record (below), made the 4-tuple table
+/// an index of slot numbers (endpoint/index.rs: 5 bytes a bucket, not 73; 2298 idle echo
+/// alone), shrank the per-connection records (the trace 64 bytes inline, a long record's
+/// state boxed, its events 36 bytes, the graphs' samples 56 bytes and given back with the
+/// trace's room when idle; 1829 alone), and the connection itself (an `Option<Instant>` in
+/// 8 bytes, the RTT estimator in 40, the 4-tuple packed, the SACK scoreboard, SACK receiver
+/// and reassembly queue allocated only while in use; 2077 alone): 1330 idle echo,
+/// 1422 idle http.
+const PER_CONNECTION: i64 = 1460;
 
 /// The README's figure for a connection in TIME-WAIT: a record of what TIME-WAIT must
 /// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple index bucket and timer
@@ -310,8 +314,8 @@ const PER_CONNECTION: i64 = 2360;
 /// record (its service's name and an `Option` timestamp in it, the 4-tuple's IPv6 form
 /// inline), 210 without them, 218 once it also follows the peer's window updates (SND.WL1,
 /// for RFC 5961's MAX.SND.WND), 193 once the 4-tuple map became an index of slot numbers
-/// (endpoint/index.rs, 5 bytes a bucket, not 17). Was 2631 as a whole connection. Linux's
-/// tcp_timewait_sock: about 256 bytes.
+/// (endpoint/index.rs, 5 bytes a bucket, not 17), 185 with the traces' 36-byte events too.
+/// Was 2631 as a whole connection. Linux's tcp_timewait_sock: about 256 bytes.
 const PER_TIME_WAIT: i64 = 200;
 
 /// The heap `N` connections still hold after each ran `exchange` (and sat idle, or closed),

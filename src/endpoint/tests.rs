@@ -916,19 +916,24 @@ fn an_idle_established_connection_stays_small() {
         .unwrap();
     assert_eq!(entry.conn.memory(), 0);
     assert_eq!(entry.conn.allocated(), 0, "its buffers were given back");
+    // The trace: inline, what a short record needs (its long record's state is allocated
+    // when the ring is reached); on the heap, the six segments of the handshake and the echo
+    // and no room for more (an event is 36 bytes: its options packed, its time in 48 bits,
+    // issue 23).
+    let inline = std::mem::size_of::<crate::tcp::trace::Trace>();
+    assert!(inline <= 64, "a trace is {inline} bytes inline");
+    assert_eq!(std::mem::size_of::<crate::tcp::trace::Event>(), 36);
     let trace = entry.conn.trace().heap_bytes();
-    // (An event is 48 bytes since the flags gained AE, RFC 9768, and the options Fast Open.)
+    assert_eq!(entry.conn.trace().total(), 6);
     assert!(
-        trace <= 8 * 48,
-        "the trace holds {trace} bytes for 5 events"
+        trace <= 6 * 36,
+        "the trace holds {trace} bytes for 6 events"
     );
-    // The graphs' record: the first few samples of the one echo (issue 10; a sample is 64
-    // bytes since it carries ECN marks and the recovery episode).
+    // The graphs' record: the echo's two samples (issue 10), and no room for more once idle
+    // (a sample is 56 bytes: its SACK block without an `Option`, issue 23).
     let samples = entry.conn.samples().heap_bytes();
-    assert!(
-        samples <= crate::tcp::samples::FIRST * 64,
-        "the samples hold {samples} bytes"
-    );
+    assert_eq!(entry.conn.samples().as_slice().len(), 2);
+    assert!(samples <= 2 * 56, "the samples hold {samples} bytes");
     assert_eq!(net.ep.memory_used(), 0);
 }
 

@@ -175,7 +175,7 @@ pub fn time_sequence(samples: &[Sample]) -> Option<String> {
             .ok()?;
         chart
             .draw_series(acks.iter().filter_map(|s| {
-                let (a, b) = s.sack?;
+                let (a, b) = s.sack.get()?;
                 let x = secs(s, t0);
                 Some(PathElement::new(
                     vec![(x, f64::from(a)), (x, f64::from(b))],
@@ -431,7 +431,9 @@ mod tests {
             seq,
             len,
             wnd: 65535,
-            sack: (kind == SampleKind::Ack && seq == 1001).then_some((2001, 3001)),
+            sack: crate::tcp::samples::SackBlock::new(
+                (kind == SampleKind::Ack && seq == 1001).then_some((2001, 3001)),
+            ),
             cwnd: 14600,
             ssthresh: if ms > 20 { 7300 } else { u32::MAX },
             flight: 2000,

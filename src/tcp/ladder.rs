@@ -162,27 +162,27 @@ pub fn describe(e: &Event, view: &View) -> String {
     if !e.flags.rst() && (e.flags.syn() || e.window == 0) {
         let _ = write!(s, " win={}", e.window);
     }
-    if !e.flags.syn() && e.options.sack_blocks > 0 {
-        let n = e.options.sack_blocks;
+    if !e.flags.syn() && e.options.sack_blocks() > 0 {
+        let n = e.options.sack_blocks();
         let _ = write!(s, " <SACK, {n} block{}>", if n == 1 { "" } else { "s" });
     }
     if e.flags.syn() && !e.options.is_empty() {
         let o = &e.options;
         let mut parts: Vec<String> = Vec::new();
-        if let Some(mss) = o.mss {
+        if let Some(mss) = o.mss() {
             parts.push(format!("mss {mss}"));
         }
-        if o.sack_permitted {
+        if o.sack_permitted() {
             parts.push("sackOK".into());
         }
-        if o.timestamps {
+        if o.timestamps() {
             parts.push("TS".into());
         }
-        if let Some(ws) = o.window_scale {
+        if let Some(ws) = o.window_scale() {
             parts.push(format!("wscale {ws}"));
         }
         // As tcpdump names the Fast Open option.
-        match o.fastopen {
+        match o.fastopen() {
             Some(0) => parts.push("tfo cookiereq".into()),
             Some(_) => parts.push("tfo cookie".into()),
             None => {}

@@ -450,8 +450,10 @@ impl Connection {
             self.release_buffers();
             // An idle connection keeps the events it recorded and not the room for more:
             // the room grows again, at most up to the trace's bound, when it is busy again
-            // (issue 23: 80 bytes of an idle echo connection's 2.3 KiB).
+            // (issue 23: 80 bytes of an idle echo connection's 2.3 KiB). So do the graphs'
+            // samples (an echo's 2 in room for 8: 400 bytes).
             self.trace.shrink();
+            self.samples.shrink();
         }
     }
 
@@ -485,6 +487,7 @@ impl Connection {
             // What is left to record is a re-ACK or two: TIME-WAIT costs its record and no
             // more (issue 22).
             self.trace.shrink();
+            self.samples.shrink();
         }
         if let Some(q) = self.reasm.existing_mut() {
             q.release();

@@ -11,7 +11,10 @@
 //! full it is decimated: every other sample is dropped (retransmissions are kept) and from then
 //! on only every `stride`-th ordinary sample is recorded, the stride doubling each time. So a
 //! long transfer keeps an even picture of its whole life in at most `CAPACITY` samples
-//! (56 KiB). Recording is a copy into that buffer; it allocates only when it doubles.
+//! (56 KiB). Recording is a copy into that buffer; it allocates only when it doubles. An idle
+//! connection gives back the room for samples it has not taken ([`Samples::shrink`], as its
+//! trace does): an echo keeps its 2 samples, not 8; the record doubles again from what it
+//! kept if the connection gets busy, still up to `CAPACITY`.
 
 use super::SeqNum;
 use crate::time::Instant;
@@ -43,8 +46,8 @@ pub struct Sample {
     pub len: u32,
     /// SND.WND, the peer's receive window in bytes.
     pub wnd: u32,
-    /// Ack: the highest SACK block it carried (start, end), if any.
-    pub sack: Option<(u32, u32)>,
+    /// Ack: the highest SACK block it carried, if any.
+    pub sack: SackBlock,
     pub cwnd: u32,
     /// `u32::MAX` until the first loss.
     pub ssthresh: u32,
@@ -58,6 +61,34 @@ pub struct Sample {
     pub episode: Episode,
     /// Undos so far (wrapping): where it changes between two samples, a reduction was undone.
     pub undos: u8,
+}
+
+/// The highest SACK block an ACK carried, relative to our ISS as the samples are, in 8
+/// bytes where an `Option<(u32, u32)>` takes 12: an empty block (`start == end`) stands for
+/// none, which loses nothing since an empty block covers no byte (RFC 2018 §3: a block's
+/// right edge is the sequence number *after* its last byte; a valid one is never empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SackBlock {
+    start: u32,
+    end: u32,
+}
+
+impl SackBlock {
+    /// No SACK block.
+    pub const NONE: SackBlock = SackBlock { start: 0, end: 0 };
+
+    /// A block `(start, end)` (an empty one is none), or none.
+    pub fn new(block: Option<(u32, u32)>) -> SackBlock {
+        match block {
+            Some((start, end)) => SackBlock { start, end },
+            None => SackBlock::NONE,
+        }
+    }
+
+    /// The block (start, end), if there was one.
+    pub fn get(self) -> Option<(u32, u32)> {
+        (self.start != self.end).then_some((self.start, self.end))
+    }
 }
 
 /// ECN on an arriving segment, for the congestion graph's marks.
@@ -123,6 +154,12 @@ impl Samples {
         self.samples.capacity() * std::mem::size_of::<Sample>()
     }
 
+    /// Give back the room kept for samples that have not come (an idle connection, see the
+    /// module docs): the record keeps what it has and grows again from there.
+    pub fn shrink(&mut self) {
+        self.samples.shrink_to_fit();
+    }
+
     /// A congestion response was undone (it proved spurious): the next sample carries it.
     pub fn on_undo(&mut self) {
         self.undos = self.undos.wrapping_add(1);
@@ -153,7 +190,7 @@ impl Samples {
             seq: start,
             len,
             wnd: s.wnd,
-            sack: None,
+            sack: SackBlock::NONE,
             cwnd: s.cwnd,
             ssthresh: s.ssthresh,
             flight,
@@ -184,7 +221,7 @@ impl Samples {
             seq: s.una.distance_from(iss),
             len: 0,
             wnd: s.wnd,
-            sack: sack.map(|(a, b)| (a.distance_from(iss), b.distance_from(iss))),
+            sack: SackBlock::new(sack.map(|(a, b)| (a.distance_from(iss), b.distance_from(iss)))),
             cwnd: s.cwnd,
             ssthresh: s.ssthresh,
             flight: s.flight,
@@ -277,7 +314,57 @@ mod tests {
         assert_eq!(got[0].kind, SampleKind::Sent);
         assert_eq!((got[0].seq, got[0].len, got[0].flight), (1, 100, 100));
         assert_eq!(got[1].kind, SampleKind::Ack);
-        assert_eq!((got[1].seq, got[1].sack), (101, Some((201, 301))));
+        assert_eq!((got[1].seq, got[1].sack.get()), (101, Some((201, 301))));
+    }
+
+    #[test]
+    fn an_idle_record_gives_back_its_room_and_grows_again_to_the_bound() {
+        let mut s = Samples::default();
+        s.shrink();
+        assert_eq!(s.heap_bytes(), 0, "nothing to give back before data");
+        s.on_sent(Instant::ZERO, ISS, ISS.add(1), 6, &state(1));
+        s.on_ack(Instant::ZERO, ISS, None, &state(7), SampleEcn::default());
+        assert_eq!(s.samples.capacity(), FIRST);
+        // The echo is acknowledged, the connection idles: 2 samples, room for 2.
+        s.shrink();
+        assert_eq!(s.heap_bytes(), 2 * std::mem::size_of::<Sample>());
+        // Busy again: the record doubles from what it kept, and a long transfer is bounded
+        // and decimated exactly as in a record that never shrank.
+        let mut never = Samples::default();
+        never.on_sent(Instant::ZERO, ISS, ISS.add(1), 6, &state(1));
+        never.on_ack(Instant::ZERO, ISS, None, &state(7), SampleEcn::default());
+        for i in 0..100_000u32 {
+            let t = Instant::from_micros(u64::from(i) * 100);
+            let seq = 7 + 1000 * i;
+            s.on_sent(t, ISS, ISS.add(seq), 1000, &state(seq));
+            never.on_sent(t, ISS, ISS.add(seq), 1000, &state(seq));
+            if i == 0 {
+                assert_eq!(s.samples.capacity(), 4, "doubled from 2");
+            }
+            if i == 3 || i == 50_000 {
+                // Shrunk part full, and after decimations (the stride is kept).
+                s.shrink();
+                assert_eq!(s.samples.capacity(), s.samples.len());
+            }
+            assert!(s.samples.capacity() <= CAPACITY, "{}", s.samples.capacity());
+        }
+        assert!(s.stride > 1);
+        assert_eq!(s.stride, never.stride);
+        assert_eq!(s.as_slice(), never.as_slice());
+        assert!(s.as_slice().len() > CAPACITY / 4);
+    }
+
+    #[test]
+    fn a_sample_is_56_bytes_and_an_empty_sack_block_is_none() {
+        assert_eq!(std::mem::size_of::<Sample>(), 56);
+        assert_eq!(SackBlock::new(Some((5, 9))).get(), Some((5, 9)));
+        assert_eq!(SackBlock::new(None).get(), None);
+        assert_eq!(SackBlock::new(Some((5, 5))).get(), None);
+        // Wrapping blocks are blocks.
+        assert_eq!(
+            SackBlock::new(Some((u32::MAX - 1, 3))).get(),
+            Some((u32::MAX - 1, 3))
+        );
     }
 
     #[test]

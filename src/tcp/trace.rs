@@ -10,9 +10,12 @@
 //! those are kept in order with the count of the plain run folded before each ([`Row`]), so
 //! a folded diagram still shows every retransmission, duplicate ACK and SACK (issue 19).
 //! The record grows on demand (doubling) up to that bound, so a short or idle connection
-//! holds room for the few events it had (a handshake and an echo: 8), not for 64, and the
-//! middle is allocated only when a notable event falls out of the ring; once full, recording
-//! a segment copies a few header fields and allocates nothing.
+//! holds room for the few events it had (a handshake and an echo: 8), not for 64; what only a
+//! long record needs (the ring's position, the counts of what was folded, the middle) is
+//! allocated when the first event goes past the head into the ring, and the middle's room
+//! when a notable event falls out of it; once full, recording a segment copies a few header
+//! fields and allocates nothing. Every connection carries a `Trace` (64 bytes inline) and an
+//! idle one keeps its few events (36 bytes each), so both are packed (issue 23).
 
 use super::{SeqNum, State};
 use crate::time::Instant;
@@ -33,24 +36,79 @@ pub enum Direction {
     Out,
 }
 
-/// The options a segment carried, as tcpdump would list them.
+/// The options a segment carried, as tcpdump would list them: 6 bytes, packed (an event is
+/// kept for each segment, see [`Event`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptionSummary {
-    pub mss: Option<u16>,
-    pub window_scale: Option<u8>,
-    pub sack_permitted: bool,
-    pub timestamps: bool,
+    mss: u16,
+    window_scale: u8,
     /// TCP Fast Open (RFC 7413): the cookie's length, 0 for a cookie request.
-    pub fastopen: Option<u8>,
-    /// SACK blocks carried (RFC 2018).
-    pub sack_blocks: u8,
+    fastopen: u8,
+    /// Which of the above are present ([`OptionSummary::MSS`] ...), SACK-permitted,
+    /// timestamps, and the number of SACK blocks in the top 3 bits.
+    bits: u8,
 }
 
 impl OptionSummary {
+    const MSS: u8 = 1;
+    const WINDOW_SCALE: u8 = 1 << 1;
+    const FASTOPEN: u8 = 1 << 2;
+    const SACK_PERMITTED: u8 = 1 << 3;
+    const TIMESTAMPS: u8 = 1 << 4;
+    const SACK_BLOCKS_SHIFT: u32 = 5;
+
+    /// What a segment's options say.
+    pub fn of(o: &crate::wire::TcpOptions) -> OptionSummary {
+        let fastopen = o
+            .fastopen
+            .map(|c| u8::try_from(c.as_bytes().len()).unwrap_or(u8::MAX));
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        OptionSummary {
+            mss: o.mss.unwrap_or(0),
+            window_scale: o.window_scale.unwrap_or(0),
+            fastopen: fastopen.unwrap_or(0),
+            // At most four blocks fit in the options (RFC 2018 §3): three bits hold them.
+            bits: flag(o.mss.is_some(), Self::MSS)
+                | flag(o.window_scale.is_some(), Self::WINDOW_SCALE)
+                | flag(fastopen.is_some(), Self::FASTOPEN)
+                | flag(o.sack_permitted, Self::SACK_PERMITTED)
+                | flag(o.timestamps.is_some(), Self::TIMESTAMPS)
+                | (o.sack_count.min(7) << Self::SACK_BLOCKS_SHIFT),
+        }
+    }
+
+    pub fn mss(&self) -> Option<u16> {
+        (self.bits & Self::MSS != 0).then_some(self.mss)
+    }
+
+    pub fn window_scale(&self) -> Option<u8> {
+        (self.bits & Self::WINDOW_SCALE != 0).then_some(self.window_scale)
+    }
+
+    pub fn sack_permitted(&self) -> bool {
+        self.bits & Self::SACK_PERMITTED != 0
+    }
+
+    pub fn timestamps(&self) -> bool {
+        self.bits & Self::TIMESTAMPS != 0
+    }
+
+    /// TCP Fast Open (RFC 7413): the cookie's length, 0 for a cookie request.
+    pub fn fastopen(&self) -> Option<u8> {
+        (self.bits & Self::FASTOPEN != 0).then_some(self.fastopen)
+    }
+
+    /// SACK blocks carried (RFC 2018).
+    pub fn sack_blocks(&self) -> u8 {
+        self.bits >> Self::SACK_BLOCKS_SHIFT
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == OptionSummary::default()
     }
 }
+
+const _: () = assert!(crate::wire::MAX_SACK_BLOCKS < 8);
 
 /// Why we sent a segment, where the TCP knows more than the wire shows: recorded where the
 /// output path decides to send (`tcp/output.rs`, `keepalive.rs`), drawn in the ladders.
@@ -137,7 +195,11 @@ impl Label {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     pub direction: Direction,
-    pub at: Instant,
+    /// When it was recorded ([`Event::at`]), in 48 bits of microseconds: the driver's clock
+    /// starts at 0 when the daemon does, so they last 8.9 years of uptime (then saturate),
+    /// in 4 bytes fewer per event than an [`Instant`].
+    at_low: u32,
+    at_high: u16,
     pub flags: Flags,
     pub seq: SeqNum,
     /// Meaningful only with the ACK flag.
@@ -154,6 +216,16 @@ pub struct Event {
     /// Why we sent it; on a segment from the peer, what the trace noticed (a duplicate ACK,
     /// a retransmission, out-of-order data, a window update).
     pub label: Label,
+}
+
+/// The latest time an event keeps (see [`Event::at`]): 2^48 - 1 µs, 8.9 years.
+const AT_MAX: u64 = (1 << 48) - 1;
+
+impl Event {
+    /// When the segment was recorded (sent or received).
+    pub fn at(&self) -> Instant {
+        Instant::from_micros(u64::from(self.at_high) << 32 | u64::from(self.at_low))
+    }
 }
 
 /// One row of a diagram, in order: a segment (and whether `--impair` dropped it), or a run of
@@ -182,15 +254,60 @@ pub struct Kept {
     pub lost: Lost,
 }
 
-/// What the trace remembers of the segments so far, to tell the notable ones.
+/// What the trace remembers of the segments so far, to tell the notable ones: 20 bytes,
+/// where three `Option`s took 28 (it is in every connection).
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
-    /// The end of the highest data each side sent (SYN and FIN counted).
-    peer_end: Option<SeqNum>,
-    our_end: Option<SeqNum>,
-    /// The peer's latest acknowledgment and window, and how many times in a row it repeated.
-    ack: Option<(SeqNum, u16)>,
+    /// The end of the highest data each side sent (SYN and FIN counted), valid with
+    /// [`Seen::PEER_END`] and [`Seen::OUR_END`].
+    peer_end: SeqNum,
+    our_end: SeqNum,
+    /// The peer's latest acknowledgment and window (valid with [`Seen::ACK`]), and how many
+    /// times in a row it repeated.
+    ack: SeqNum,
+    wnd: u16,
     dups: u16,
+    known: u8,
+}
+
+impl Seen {
+    const PEER_END: u8 = 1;
+    const OUR_END: u8 = 1 << 1;
+    const ACK: u8 = 1 << 2;
+
+    fn bit(direction: Direction) -> u8 {
+        match direction {
+            Direction::In => Seen::PEER_END,
+            Direction::Out => Seen::OUR_END,
+        }
+    }
+
+    /// The end of the highest data `direction` carried.
+    fn end(&self, direction: Direction) -> Option<SeqNum> {
+        let end = match direction {
+            Direction::In => self.peer_end,
+            Direction::Out => self.our_end,
+        };
+        (self.known & Seen::bit(direction) != 0).then_some(end)
+    }
+
+    fn set_end(&mut self, direction: Direction, end: SeqNum) {
+        match direction {
+            Direction::In => self.peer_end = end,
+            Direction::Out => self.our_end = end,
+        }
+        self.known |= Seen::bit(direction);
+    }
+
+    /// The peer's latest acknowledgment and window.
+    fn ack(&self) -> Option<(SeqNum, u16)> {
+        (self.known & Seen::ACK != 0).then_some((self.ack, self.wnd))
+    }
+
+    fn set_ack(&mut self, ack: SeqNum, wnd: u16) {
+        (self.ack, self.wnd) = (ack, wnd);
+        self.known |= Seen::ACK;
+    }
 }
 
 /// What was dropped from the middle of a long connection's record.
@@ -229,26 +346,41 @@ impl Folded {
 }
 
 /// The bounded record. See the module docs.
+///
+/// 64 bytes in every connection: what a short record needs (the events, the segments seen,
+/// the slots dropped by `--impair`) is inline; the machinery of a long one (the ring's
+/// position, the notable events that fell out of it, the counts of the folded ones) is
+/// [`Long`], allocated when the first event goes past the head into the ring (or when a
+/// trace without room first counts one).
 #[derive(Clone, Debug)]
 pub struct Trace {
     /// `events[..HEAD]` is the head; `events[HEAD..]` the ring, oldest at `HEAD + next` once
     /// full. A trace made with `Default` has no room: it only counts (folds) events.
     events: Vec<Event>,
+    long: Option<Box<Long>>,
+    /// One bit per slot of `events`: dropped by `--impair`.
+    lost: u64,
+    seen: Seen,
+    last_state: State,
     /// Events are kept (false: only counted).
     room: bool,
+}
+
+/// The state only a long record needs (see [`Trace`]).
+#[derive(Clone, Debug, Default)]
+struct Long {
+    /// The ring's oldest slot, once full, is `HEAD + next`.
     next: usize,
+    /// Everything that fell out of the ring and was not kept in the middle, or was only
+    /// counted.
     folded: Folded,
-    last_state: State,
-    /// Events recorded since creation, kept or folded.
-    total: u64,
-    /// One bit per slot of `events`: notable, and dropped by `--impair`.
+    /// One bit per slot of `events` in the ring: notable (kept in the middle when it falls
+    /// out).
     notable: u64,
-    lost: u64,
     /// Notable events that fell out of the ring (at most [`MIDDLE`]), allocated on the first.
     middle: Vec<Kept>,
     /// The plain events folded since the last one kept in the middle.
     run: Folded,
-    seen: Seen,
 }
 
 impl Default for Trace {
@@ -256,16 +388,11 @@ impl Default for Trace {
     fn default() -> Self {
         Trace {
             events: Vec::new(),
-            room: false,
-            next: 0,
-            folded: Folded::default(),
-            last_state: State::Closed,
-            total: 0,
-            notable: 0,
+            long: None,
             lost: 0,
-            middle: Vec::new(),
-            run: Folded::default(),
             seen: Seen::default(),
+            last_state: State::Closed,
+            room: false,
         }
     }
 }
@@ -284,13 +411,22 @@ impl Trace {
     /// little more (TIME-WAIT) keeps exactly what it recorded.
     pub fn shrink(&mut self) {
         self.events.shrink_to_fit();
-        self.middle.shrink_to_fit();
+        if let Some(long) = &mut self.long {
+            long.middle.shrink_to_fit();
+        }
     }
 
-    /// Bytes allocated for kept events.
+    /// Bytes allocated for kept events (and a long record's state).
     pub fn heap_bytes(&self) -> usize {
         self.events.capacity() * std::mem::size_of::<Event>()
-            + self.middle.capacity() * std::mem::size_of::<Kept>()
+            + self.long.as_ref().map_or(0, |long| {
+                std::mem::size_of::<Long>() + long.middle.capacity() * std::mem::size_of::<Kept>()
+            })
+    }
+
+    /// The state of a long record, allocated on first use.
+    fn long(&mut self) -> &mut Long {
+        self.long.get_or_insert_with(Box::default)
     }
 
     /// The state the next event starts from (LISTEN for a passive open).
@@ -305,11 +441,18 @@ impl Trace {
 
     /// How many events were recorded, kept or folded.
     pub fn total(&self) -> u64 {
-        self.total
+        let long = self.long.as_ref().map_or(0, |long| {
+            long.folded.segments() + u64::try_from(long.middle.len()).unwrap_or(u64::MAX)
+        });
+        u64::try_from(self.events.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(long)
     }
 
     pub fn folded(&self) -> Folded {
-        self.folded
+        self.long
+            .as_ref()
+            .map_or_else(Folded::default, |long| long.folded)
     }
 
     /// The first events of the connection, in order.
@@ -327,7 +470,8 @@ impl Trace {
     /// The ring's events oldest first, with their slots in `events`.
     fn recent_slots(&self) -> impl Iterator<Item = (usize, &Event)> {
         let ring = self.events.get(HEAD..).unwrap_or(&[]);
-        let split = if ring.len() == TAIL { self.next } else { 0 };
+        let next = self.long.as_ref().map_or(0, |long| long.next);
+        let split = if ring.len() == TAIL { next } else { 0 };
         let split = split.min(ring.len());
         let (older, newer) = ring.split_at(split);
         (HEAD + split..)
@@ -357,12 +501,16 @@ impl Trace {
         let head = (0..)
             .zip(self.head())
             .map(move |(i, e)| Row::Segment(e, lost(i)));
-        let middle = self.middle.iter().flat_map(|k| {
+        let middle = self.middle().iter().flat_map(|k| {
             let fold = (k.before.segments() > 0).then_some(Row::Fold(k.before));
             fold.into_iter()
                 .chain(std::iter::once(Row::Segment(&k.event, k.lost)))
         });
-        let run = (self.run.segments() > 0).then_some(Row::Fold(self.run));
+        let run = self
+            .long
+            .as_ref()
+            .filter(|long| long.run.segments() > 0)
+            .map(|long| Row::Fold(long.run));
         let ring = self
             .recent_slots()
             .map(move |(i, e)| Row::Segment(e, lost(i)));
@@ -371,7 +519,7 @@ impl Trace {
 
     /// The notable events kept from the middle.
     pub fn middle(&self) -> &[Kept] {
-        &self.middle
+        self.long.as_ref().map_or(&[], |long| &long.middle)
     }
 
     /// Record a segment; its `before` state is the previous event's `after`.
@@ -418,11 +566,11 @@ impl Trace {
                     .map(|(slot, _)| slot)
                     .last();
                 if let Some(slot) = newest {
-                    self.lost |= bit(slot);
-                    self.notable |= bit(slot);
+                    self.mark(slot, true, Lost::Impair);
                 } else if let Some(k) = self
-                    .middle
+                    .long
                     .iter_mut()
+                    .flat_map(|long| long.middle.iter_mut())
                     .rev()
                     .find(|k| same(&k.event) && k.lost == Lost::No)
                 {
@@ -461,14 +609,11 @@ impl Trace {
             || seg.options.sack_count > 0
             || (seg.window == 0 && !f.rst());
         let seen = &mut self.seen;
-        let high = match direction {
-            Direction::In => &mut seen.peer_end,
-            Direction::Out => &mut seen.our_end,
-        };
+        let high = seen.end(direction);
         let again = len > 0 && high.is_some_and(|h| seg.seq.lt(h));
         let gap = len > 0 && high.is_some_and(|h| seg.seq.gt(h));
         if high.is_none_or(|h| end.gt(h)) {
-            *high = Some(end);
+            seen.set_end(direction, end);
         }
         if direction == Direction::Out {
             return (label, special || again || label != Label::None);
@@ -483,8 +628,8 @@ impl Trace {
             label
         };
         if f.ack() && !f.syn() && !f.rst() {
-            let outstanding = seen.our_end.is_some_and(|e| e.gt(seg.ack));
-            match seen.ack {
+            let outstanding = seen.end(Direction::Out).is_some_and(|e| e.gt(seg.ack));
+            match seen.ack() {
                 Some((ack, wnd)) if ack == seg.ack && len == 0 && !f.fin() => {
                     if wnd != seg.window {
                         label = Label::WindowUpdate;
@@ -496,8 +641,8 @@ impl Trace {
                 Some((ack, _)) if ack == seg.ack => {}
                 _ => seen.dups = 0,
             }
-            if seen.ack.is_none_or(|(ack, _)| seg.ack.ge(ack)) {
-                seen.ack = Some((seg.ack, seg.window));
+            if seen.ack().is_none_or(|(ack, _)| seg.ack.ge(ack)) {
+                seen.set_ack(seg.ack, seg.window);
             }
         }
         (label, special || label != Label::None)
@@ -511,25 +656,18 @@ impl Trace {
         after: State,
         label: Label,
     ) -> Event {
-        let o = &seg.options;
+        let micros = at.as_micros().min(AT_MAX);
         Event {
             direction,
-            at,
+            // The low 32 and the next 16 bits (`as` keeps the low bits).
+            at_low: micros as u32,
+            at_high: (micros >> 32) as u16,
             flags: seg.flags,
             seq: seg.seq,
             ack: seg.ack,
             len: u32::try_from(seg.payload.len()).unwrap_or(u32::MAX),
             window: seg.window,
-            options: OptionSummary {
-                mss: o.mss,
-                window_scale: o.window_scale,
-                sack_permitted: o.sack_permitted,
-                timestamps: o.timestamps.is_some(),
-                fastopen: o
-                    .fastopen
-                    .map(|c| u8::try_from(c.as_bytes().len()).unwrap_or(u8::MAX)),
-                sack_blocks: o.sack_count,
-            },
+            options: OptionSummary::of(&seg.options),
             before: self.last_state,
             after,
             label,
@@ -537,39 +675,28 @@ impl Trace {
     }
 
     fn push(&mut self, event: Event, notable: bool, lost: Lost) {
-        self.total += 1;
         self.last_state = event.after;
-        let mark = |t: &mut Trace, slot: usize| {
-            let b = bit(slot);
-            t.notable = if notable {
-                t.notable | b
-            } else {
-                t.notable & !b
-            };
-            t.lost = if lost == Lost::Impair {
-                t.lost | b
-            } else {
-                t.lost & !b
-            };
-        };
         if self.events.len() < HEAD + TAIL && self.room {
             if self.events.len() == self.events.capacity() {
                 // Grow by doubling, but never beyond the bound.
                 let want = (self.events.len() * 2).clamp(8, HEAD + TAIL);
                 self.events.reserve_exact(want - self.events.len());
             }
-            mark(self, self.events.len());
+            self.mark(self.events.len(), notable, lost);
             self.events.push(event);
             return;
         }
         if self.events.len() < HEAD + TAIL {
             // No room was allocated: count only.
-            self.folded.add(&event);
-            self.run.add(&event);
+            let long = self.long();
+            long.folded.add(&event);
+            long.run.add(&event);
             return;
         }
-        let slot = HEAD + self.next;
-        let old_notable = self.notable & bit(slot) != 0;
+        let long = self.long();
+        let slot = HEAD + long.next;
+        long.next = (long.next + 1) % TAIL;
+        let old_notable = long.notable & bit(slot) != 0;
         let old_lost = if self.lost & bit(slot) != 0 {
             Lost::Impair
         } else {
@@ -579,29 +706,49 @@ impl Trace {
             let old = std::mem::replace(old, event);
             self.evict(old, old_notable, old_lost);
         }
-        mark(self, slot);
-        self.next = (self.next + 1) % TAIL;
+        self.mark(slot, notable, lost);
+    }
+
+    /// Mark a slot of `events` notable or not (only the ring's marks are kept: the head is
+    /// never evicted), dropped by `--impair` or not.
+    fn mark(&mut self, slot: usize, notable: bool, lost: Lost) {
+        let b = bit(slot);
+        self.lost = if lost == Lost::Impair {
+            self.lost | b
+        } else {
+            self.lost & !b
+        };
+        if slot >= HEAD {
+            let long = self.long();
+            long.notable = if notable {
+                long.notable | b
+            } else {
+                long.notable & !b
+            };
+        }
     }
 
     /// An event falls out of the ring: kept in the middle if notable (and there is room),
     /// else folded.
     fn evict(&mut self, old: Event, notable: bool, lost: Lost) {
-        if notable && self.middle.len() < MIDDLE {
-            if self.middle.len() == self.middle.capacity() {
-                let want = (self.middle.len() * 2).clamp(4, MIDDLE);
-                self.middle.reserve_exact(want - self.middle.len());
+        let long = self.long();
+        if notable && long.middle.len() < MIDDLE {
+            if long.middle.len() == long.middle.capacity() {
+                let want = (long.middle.len() * 2).clamp(4, MIDDLE);
+                long.middle.reserve_exact(want - long.middle.len());
             }
-            self.middle.push(Kept {
-                before: std::mem::take(&mut self.run),
+            let before = std::mem::take(&mut long.run);
+            long.middle.push(Kept {
+                before,
                 event: old,
                 lost,
             });
         } else if notable {
-            self.folded.add_notable(&old);
-            self.run.add_notable(&old);
+            long.folded.add_notable(&old);
+            long.run.add_notable(&old);
         } else {
-            self.folded.add(&old);
-            self.run.add(&old);
+            long.folded.add(&old);
+            long.run.add(&old);
         }
     }
 
@@ -610,7 +757,8 @@ impl Trace {
         if self.events.len() < HEAD + TAIL {
             return self.events.last_mut();
         }
-        let slot = HEAD + (self.next + TAIL - 1) % TAIL;
+        let next = self.long.as_ref().map_or(0, |long| long.next);
+        let slot = HEAD + (next + TAIL - 1) % TAIL;
         self.events.get_mut(slot)
     }
 
@@ -759,6 +907,174 @@ mod tests {
         let last = conn.trace().events().last().copied().unwrap();
         assert_eq!(last.direction, Direction::Out);
         assert_eq!(last.flags, Flags::RST);
+    }
+
+    /// A segment we sent: `len` bytes at `seq` (from ISS + 1), labelled when notable.
+    fn sent(seq: u32, len: usize, label: Label) -> (TcpSegment<'static>, Label) {
+        static DATA: [u8; 100] = [0; 100];
+        let seg = TcpSegment {
+            src_port: 80,
+            dst_port: 40000,
+            seq: ISS.add(1 + seq),
+            ack: IRS.add(1),
+            flags: Flags::ACK,
+            window: 64000,
+            payload: DATA.get(..len).unwrap_or(&DATA),
+            ..SEGMENT_TEMPLATE
+        };
+        (seg, label)
+    }
+
+    #[test]
+    fn a_short_record_has_no_long_state_and_allocates_it_past_the_head() {
+        assert!(std::mem::size_of::<Trace>() <= 64);
+        assert_eq!(std::mem::size_of::<Event>(), 36);
+        let mut t = Trace::new();
+        t.begin(State::Established);
+        for i in 0..HEAD {
+            let (seg, _) = sent(100 * i as u32, 100, Label::None);
+            t.record(Direction::Out, Instant::ZERO, &seg, State::Established);
+        }
+        assert!(t.long.is_none(), "the head needs no fold state");
+        assert_eq!(t.heap_bytes(), t.events.capacity() * 36);
+        assert_eq!(
+            (t.total(), t.folded(), t.middle().len()),
+            (HEAD as u64, Folded::default(), 0)
+        );
+        let (seg, _) = sent(100 * HEAD as u32, 100, Label::None);
+        t.record(Direction::Out, Instant::ZERO, &seg, State::Established);
+        assert!(t.long.is_some(), "the ring's first event");
+        assert_eq!(
+            t.heap_bytes(),
+            t.events.capacity() * 36 + std::mem::size_of::<Long>()
+        );
+        assert_eq!(t.total(), HEAD as u64 + 1);
+    }
+
+    #[test]
+    fn a_long_record_folds_as_the_head_the_middle_and_the_ring_say() {
+        // 1,000 segments, every 7th notable (a label) and one dropped on the link: checked
+        // against the record's definition (module docs), written out plainly.
+        let n = 1000usize;
+        let segs: Vec<(TcpSegment<'static>, Label)> = (0..n)
+            .map(|i| {
+                let label = if i % 7 == 3 { Label::Prr } else { Label::None };
+                sent(100 * i as u32, 100, label)
+            })
+            .collect();
+        let mut t = Trace::new();
+        t.begin(State::Established);
+        let mut expected: Vec<(Event, Lost)> = Vec::new();
+        for (i, (seg, label)) in segs.iter().enumerate() {
+            let at = Instant::from_micros(i as u64);
+            expected.push((
+                t.event(Direction::Out, at, seg, State::Established, *label),
+                Lost::No,
+            ));
+            t.record_labeled(Direction::Out, at, seg, State::Established, *label);
+            if i == 200 {
+                // Dropped: marked on its arrow, and so notable.
+                t.record_lost(Direction::Out, at, seg);
+                expected[i].1 = Lost::Impair;
+            }
+        }
+        let notable = |i: usize| i % 7 == 3 || i == 200;
+        // The definition: the head, then what fell out of the ring (notable ones kept in
+        // order up to MIDDLE, each after the run folded before it), the last run, the ring.
+        let mut rows: Vec<Result<(Event, Lost), Folded>> = Vec::new();
+        let (mut run, mut folded, mut kept) = (Folded::default(), Folded::default(), 0);
+        for (i, &(e, lost)) in expected.iter().enumerate().take(n - TAIL) {
+            if i < HEAD {
+                rows.push(Ok((e, lost)));
+            } else if notable(i) && kept < MIDDLE {
+                if run.segments() > 0 {
+                    rows.push(Err(std::mem::take(&mut run)));
+                }
+                rows.push(Ok((e, lost)));
+                kept += 1;
+            } else if notable(i) {
+                run.add_notable(&e);
+                folded.add_notable(&e);
+            } else {
+                run.add(&e);
+                folded.add(&e);
+            }
+        }
+        rows.push(Err(run));
+        rows.extend(expected[n - TAIL..].iter().map(|&r| Ok(r)));
+        let got: Vec<Result<(Event, Lost), Folded>> = t
+            .rows()
+            .map(|r| match r {
+                Row::Segment(e, lost) => Ok((*e, lost)),
+                Row::Fold(f) => Err(f),
+            })
+            .collect();
+        assert_eq!(got, rows);
+        assert_eq!(t.total(), n as u64);
+        assert_eq!(t.folded(), folded);
+        assert!(folded.notable > 0, "the middle overflowed");
+        assert_eq!(t.middle().len(), MIDDLE);
+        assert!(t.middle().iter().any(|k| k.lost == Lost::Impair));
+        // An idle long record keeps what it holds and still folds on.
+        t.shrink();
+        assert_eq!(t.middle().len(), MIDDLE);
+        let (seg, _) = sent(100 * n as u32, 100, Label::None);
+        t.record(Direction::Out, Instant::ZERO, &seg, State::Established);
+        assert_eq!(t.total(), n as u64 + 1);
+        assert_eq!(t.folded().segments(), folded.segments() + 1);
+    }
+
+    #[test]
+    fn an_event_keeps_its_time_to_the_microsecond_for_years() {
+        let mut t = Trace::new();
+        let years = Instant::from_micros(8 * 365 * 86_400 * 1_000_000 + 123_457);
+        for at in [
+            Instant::ZERO,
+            Instant::from_micros(u64::from(u32::MAX) + 1),
+            years,
+        ] {
+            t.record(Direction::In, at, &FROM_PEER, State::Established);
+            assert_eq!(t.events().last().unwrap().at(), at);
+        }
+        // Past 8.9 years of uptime it saturates rather than wraps.
+        t.record(
+            Direction::In,
+            Instant::from_micros(u64::MAX),
+            &FROM_PEER,
+            State::Established,
+        );
+        assert_eq!(
+            t.events().last().unwrap().at(),
+            Instant::from_micros(AT_MAX)
+        );
+    }
+
+    #[test]
+    fn options_are_summarised_without_loss() {
+        let cookie = crate::wire::FastOpenCookie::new(&[7; 16], false).unwrap();
+        let o = TcpOptions {
+            mss: Some(0),
+            window_scale: Some(255),
+            sack_permitted: true,
+            timestamps: Some((1, 2)),
+            fastopen: Some(cookie),
+            sack_count: 4,
+            ..TcpOptions::EMPTY
+        };
+        let s = OptionSummary::of(&o);
+        assert_eq!(s.mss(), Some(0));
+        assert_eq!(s.window_scale(), Some(255));
+        assert!(s.sack_permitted() && s.timestamps());
+        assert_eq!(s.fastopen(), Some(16));
+        assert_eq!(s.sack_blocks(), 4);
+        let none = OptionSummary::of(&TcpOptions::EMPTY);
+        assert!(none.is_empty());
+        assert_eq!(
+            (none.mss(), none.window_scale(), none.fastopen()),
+            (None, None, None)
+        );
+        assert!(!none.sack_permitted() && !none.timestamps());
+        assert_eq!(none.sack_blocks(), 0);
     }
 
     #[test]
