@@ -198,7 +198,8 @@ pub struct Connection {
     /// A copy of a segment's payload when it straddles the end of `send_buf`'s ring: copying
     /// at most one segment costs far less than rotating the whole queue contiguous (which
     /// moved the entire, autotuned, send buffer once per lap of the ring).
-    pub(super) send_straddle: Vec<u8>,
+    /// (Boxed: 8 bytes in a connection that never needs it, not 24.)
+    pub(super) send_straddle: Option<Box<Vec<u8>>>,
     pub(super) send_start: SeqNum,
     /// The end of the last less-than-MSS segment sent (Nagle, Minshall's variant).
     pub(super) small_end: Option<SeqNum>,
@@ -266,10 +267,6 @@ pub struct Connection {
     /// (RFC 9293 §3.8.3, R1/R2).
     pub(super) retries: u32,
     pub(super) first_timeout: Option<Instant>,
-    /// The RTO when the persist timer began probing a zero window with nothing in flight,
-    /// restored once the window opens: that backoff belongs to the persist timer (RFC 9293
-    /// §3.8.6.1), not to the retransmission timer. Linux's tcp_ack_probe clears it likewise.
-    pub(super) rto_before_probes: Option<crate::time::Duration>,
     pub(super) timers: Timers,
     /// Why the connection ended, if it did not close normally.
     pub(super) reset: Option<ResetCause>,
@@ -406,7 +403,7 @@ impl Connection {
             ecn: super::ecn::EcnState::default(),
             fastopen: None,
             send_buf: VecDeque::new(),
-            send_straddle: Vec::new(),
+            send_straddle: None,
             send_start: iss.add(1),
             small_end: None,
             recv_buf: VecDeque::new(),
@@ -440,7 +437,6 @@ impl Connection {
             rtt_probe: None,
             retries: 0,
             first_timeout: None,
-            rto_before_probes: None,
             timers: Timers::default(),
             reset: None,
             created: now,
@@ -1047,7 +1043,7 @@ impl Connection {
         } else if self.has_unsent() {
             // RFC 9293 §3.8.6.1 (MUST-35/36): probe the zero window, backing off each time.
             self.probe_due = true;
-            self.rto_before_probes.get_or_insert(self.rtt.rto());
+            self.rtt.save_rto_for_probes();
         } else {
             return;
         }

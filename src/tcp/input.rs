@@ -707,10 +707,9 @@ impl Connection {
         self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
         if self.snd.wnd > 0 {
             self.probe_due = false;
-            if let Some(rto) = self.rto_before_probes.take() {
+            if self.rtt.restore_rto_after_probes() {
                 // The window opened: the persist timer's backoff ends with it, and the timer
                 // is re-armed from the restored RTO when data goes out.
-                self.rtt.set_rto(rto);
                 self.timers.retransmit = None;
             }
         }

@@ -67,12 +67,13 @@ pub(super) struct Buffers {
     pub pressure: bool,
     /// DRS: the most bytes the application drained in one measured round trip, and where
     /// and when the current measurement began (Linux's `rcvq_space`).
-    pub space: usize,
+    /// (`u32`s here and below: at most 2^30 bytes, 71 minutes; issue 23.)
+    pub space: u32,
     pub space_seq: SeqNum,
     pub space_time: Option<Instant>,
     /// The receiver's RTT estimate in microseconds (0: none yet), and the window-based
     /// measurement in progress (Linux's `rcv_rtt_est`).
-    pub rcv_rtt_us: u64,
+    pub rcv_rtt_us: u32,
     pub rtt_seq: SeqNum,
     pub rtt_time: Option<Instant>,
     /// Send autotuning: the best delivery rate measured (bytes per second), and where and
@@ -87,7 +88,7 @@ pub(super) struct Buffers {
     /// The window was held back by memory at the last transmission, and the most it could
     /// then reach beyond RCV.NXT.
     pub held_back: bool,
-    pub last_limit: usize,
+    pub last_limit: u32,
     /// Memory freed after the window was held back: send a window update.
     pub room_opened: bool,
     /// New data arrived since the last `poll_transmit`.
@@ -147,7 +148,7 @@ impl Connection {
     pub fn allocated(&self) -> usize {
         self.send_buf
             .capacity()
-            .saturating_add(self.send_straddle.capacity())
+            .saturating_add(self.send_straddle.as_ref().map_or(0, |s| s.capacity()))
             .saturating_add(self.recv_buf.capacity())
             .saturating_add(self.reasm.allocated())
             .saturating_add(self.reasm.box_bytes())
@@ -302,6 +303,7 @@ impl Connection {
     /// Linux `tcp_rcv_rtt_update`: a window-based sample (`win_dep`) only ever lowers the
     /// estimate; a timestamp sample is smoothed with gain 1/8, and a lower one taken at once.
     fn rcv_rtt_update(&mut self, sample_us: u64, win_dep: bool) {
+        let sample_us = u32::try_from(sample_us).unwrap_or(u32::MAX);
         let old = self.buf.rcv_rtt_us;
         self.buf.rcv_rtt_us = if old == 0 || sample_us < old {
             sample_us
@@ -347,11 +349,11 @@ impl Connection {
         // Memory freed since a window was held back: a window update may be due, read or
         // no read (`window_update_due` decides whether it opened enough).
         let limit = usize::try_from(self.recv_space()).unwrap_or(usize::MAX);
-        if self.buf.held_back && limit > self.buf.last_limit {
+        if self.buf.held_back && limit > self.buf.last_limit as usize {
             self.buf.room_opened = true;
         }
         self.buf.held_back = held_back;
-        self.buf.last_limit = limit;
+        self.buf.last_limit = self.recv_space();
     }
 
     /// Linux `tcp_rcv_space_adjust` (see the module docs).
@@ -360,7 +362,8 @@ impl Connection {
         let Some(start) = self.buf.space_time else {
             self.buf.space_seq = copied_seq;
             self.buf.space_time = Some(now);
-            self.buf.space = self.buf.rcvbuf.min(10 * usize::from(self.local_mss)).max(1);
+            let space = self.buf.rcvbuf.min(10 * usize::from(self.local_mss)).max(1);
+            self.buf.space = u32::try_from(space).unwrap_or(u32::MAX);
             return;
         };
         let rtt_us = match self.buf.rcv_rtt_us {
@@ -368,7 +371,7 @@ impl Connection {
                 Some(srtt) => u64::try_from(srtt.as_micros()).unwrap_or(u64::MAX),
                 None => return,
             },
-            us => us,
+            us => u64::from(us),
         };
         if u64::try_from(now.saturating_since(start).as_micros()).unwrap_or(0) < rtt_us {
             return;
@@ -378,14 +381,14 @@ impl Connection {
         } else {
             0
         };
-        if copied > self.buf.space {
+        if copied > self.buf.space as usize {
             let max = self.cfg.rmem.max;
             if self.buf.rcvbuf < max {
                 let mss = usize::from(self.local_mss);
                 let mut rcvwin = copied.saturating_mul(2).saturating_add(16 * mss);
                 // While the sender is in slow start (what is drained grows from one RTT to
                 // the next), leave room for its growth: Linux 4.x.
-                let space = self.buf.space.max(1);
+                let space = (self.buf.space as usize).max(1);
                 let grow = rcvwin.saturating_mul(copied - space) / space;
                 rcvwin = rcvwin.saturating_add(grow.saturating_mul(2));
                 let rcvbuf = rcvwin.min(max);
@@ -396,7 +399,7 @@ impl Connection {
                     }
                 }
             }
-            self.buf.space = copied;
+            self.buf.space = u32::try_from(copied).unwrap_or(u32::MAX);
         }
         self.buf.space_seq = copied_seq;
         self.buf.space_time = Some(now);
@@ -475,8 +478,8 @@ impl Connection {
         {
             self.send_buf = VecDeque::new();
         }
-        if self.send_straddle.capacity() > 0 {
-            self.send_straddle = Vec::new();
+        if self.send_straddle.is_some() {
+            self.send_straddle = None;
         }
         if self.recv_buf.is_empty() && self.recv_buf.capacity() > 0 {
             self.recv_buf = VecDeque::new();

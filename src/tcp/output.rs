@@ -754,7 +754,7 @@ impl Connection {
 /// yield what exists.
 fn contiguous<'a>(
     buf: &'a std::collections::VecDeque<u8>,
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut Option<Box<Vec<u8>>>,
     offset: usize,
     len: usize,
 ) -> &'a [u8] {
@@ -768,6 +768,8 @@ fn contiguous<'a>(
     if start >= split {
         return back.get(start - split..end - split).unwrap_or(&[]);
     }
+    // Only a segment that straddles the ring's end allocates the copy (once: it is reused).
+    let scratch = scratch.get_or_insert_with(Box::default);
     scratch.clear();
     scratch.extend_from_slice(front.get(start..).unwrap_or(&[]));
     scratch.extend_from_slice(back.get(..end - split).unwrap_or(&[]));
@@ -800,12 +802,12 @@ mod tests {
         let buf = wrapped();
         let layout = (buf.as_slices().0.len(), buf.as_slices().1.len());
         let split = layout.0;
-        let mut scratch = Vec::new();
+        let mut scratch = None;
         let want: Vec<u8> = (split as u8 - 2..split as u8 + 3).collect();
         assert_eq!(contiguous(&buf, &mut scratch, split - 2, 5), &want[..]);
         // The queue keeps its layout: nothing but the segment's bytes was moved.
         assert_eq!((buf.as_slices().0.len(), buf.as_slices().1.len()), layout);
-        assert_eq!(scratch, want);
+        assert_eq!(scratch.as_deref(), Some(&want));
         // Ranges inside one part borrow the queue; out-of-range requests yield what exists.
         assert_eq!(contiguous(&buf, &mut scratch, 0, 2), &[0, 1]);
         assert_eq!(

@@ -16,6 +16,12 @@ pub struct RttEstimator {
     /// The smallest sample so far: the path's RTT without queueing (Linux keeps a windowed
     /// `tcp_min_rtt`), for send-buffer autotuning. [`NONE`] before the first.
     min_rtt: u64,
+    /// The RTO when the persist timer began probing a zero window with nothing in flight,
+    /// [`NONE`] when it is not probing: restored once the window opens, because that backoff
+    /// belongs to the persist timer (RFC 9293 §3.8.6.1), not to the retransmission timer.
+    /// Linux's tcp_ack_probe clears it likewise. (Kept here, not as an `Option<Duration>` in
+    /// the connection: 8 bytes, not 16.)
+    rto_before_probes: u64,
     /// The RTO's bounds, in microseconds.
     min_rto_us: u32,
     max_rto_us: u32,
@@ -54,6 +60,7 @@ impl RttEstimator {
             rttvar: 0,
             rto: 0,
             min_rtt: NONE,
+            rto_before_probes: NONE,
             min_rto_us: micros32(min_rto),
             max_rto_us: micros32(max_rto),
         };
@@ -99,6 +106,24 @@ impl RttEstimator {
     /// Set the RTO (within its bounds), e.g. RFC 6298 §5.7's 3 s after an untimed handshake.
     pub fn set_rto(&mut self, rto: Duration) {
         self.rto = nanos(self.clamp_rto(rto));
+    }
+
+    /// The persist timer begins probing: remember the RTO (the first time only).
+    pub fn save_rto_for_probes(&mut self) {
+        if self.rto_before_probes == NONE {
+            self.rto_before_probes = self.rto;
+        }
+    }
+
+    /// The window opened: restore the RTO saved when probing began. Whether one was saved.
+    pub fn restore_rto_after_probes(&mut self) -> bool {
+        match std::mem::replace(&mut self.rto_before_probes, NONE) {
+            NONE => false,
+            rto => {
+                self.rto = rto;
+                true
+            }
+        }
     }
 
     pub fn rto(&self) -> Duration {
@@ -164,12 +189,28 @@ mod tests {
 
     #[test]
     fn the_estimator_is_small() {
-        assert!(std::mem::size_of::<RttEstimator>() <= 40);
+        assert!(std::mem::size_of::<RttEstimator>() <= 48);
         assert_eq!(est().srtt(), None);
         assert_eq!(est().min_rtt(), None);
         let mut e = est();
         e.sample(Duration::ZERO);
         assert_eq!(e.srtt(), Some(Duration::ZERO), "a zero sample is a sample");
         assert_eq!(e.min_rtt(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_rto_before_zero_window_probes_is_restored_once() {
+        let mut e = est();
+        assert!(!e.restore_rto_after_probes(), "nothing saved");
+        e.save_rto_for_probes();
+        e.back_off();
+        e.save_rto_for_probes();
+        e.back_off();
+        assert_eq!(e.rto(), Duration::from_secs(4));
+        assert!(e.restore_rto_after_probes());
+        assert_eq!(e.rto(), Duration::from_secs(1), "the first one saved");
+        e.back_off();
+        assert!(!e.restore_rto_after_probes(), "restored once");
+        assert_eq!(e.rto(), Duration::from_secs(2));
     }
 }

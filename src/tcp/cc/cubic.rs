@@ -47,7 +47,9 @@ pub struct Cubic {
     w_max: f64,
     /// cwnd_prior, segments: the window when ssthresh was last set (RFC 9438 §4.3).
     cwnd_prior: f64,
-    epoch: Option<Epoch>,
+    /// Boxed: a connection that never leaves slow start (most short ones) or sits between
+    /// stages keeps 8 bytes, not 40 (issue 23); allocated once per stage.
+    epoch: Option<Box<Epoch>>,
     /// Fractional bytes of growth not yet added to cwnd.
     frac: f64,
 }
@@ -70,6 +72,7 @@ impl Cubic {
     /// The current K, if a congestion-avoidance stage is under way.
     pub fn k(&self) -> Option<Duration> {
         self.epoch
+            .as_deref()
             .map(|e| Duration::try_from_secs_f64(e.k).unwrap_or(Duration::MAX))
     }
 
@@ -100,18 +103,18 @@ impl Cubic {
             return;
         }
         let cwnd = self.segments(self.w.cwnd).max(1.0);
-        let epoch = *self.epoch.get_or_insert_with(|| {
+        let epoch = **self.epoch.get_or_insert_with(|| {
             // RFC 9438 §4.2: a new congestion-avoidance stage begins: t_epoch = now,
             // cwnd_epoch = cwnd; K from W_max, or 0 with the curve anchored at cwnd when
             // there is no larger W_max (the first stage, or after a timeout: §4.8).
             let k = k_seconds(self.w_max, cwnd);
-            Epoch {
+            Box::new(Epoch {
                 start: now,
                 last: now,
                 k,
                 origin: if k > 0.0 { self.w_max } else { cwnd },
                 w_est: cwnd,
-            }
+            })
         });
         let w_cubic = |t: f64| C * (t - epoch.k).powi(3) + epoch.origin;
         let t = now.saturating_since(epoch.start).as_secs_f64();
