@@ -752,6 +752,7 @@ impl Connection {
 /// ring is copied into `scratch` (reused, so no allocation once it has grown to a segment);
 /// the queue itself is never rotated, which would move all of it. Out-of-range requests
 /// yield what exists.
+#[allow(clippy::box_collection)] // The connection's boxed copy (connection.rs says why).
 fn contiguous<'a>(
     buf: &'a std::collections::VecDeque<u8>,
     scratch: &'a mut Option<Box<Vec<u8>>>,
