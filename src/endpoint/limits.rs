@@ -72,18 +72,19 @@ impl Default for Limits {
     }
 }
 
-/// Where a connection sits in its listener's queues.
+/// Where a connection sits in its listener's queues. (Listener indexes are `u32`s, as in
+/// `Entry::listener`: 8 bytes in every connection, not 16.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Queued {
     /// Not counted in any queue (accepted, or not from a listener).
     No,
     /// In listener `i`'s half-open queue (SYN-RECEIVED).
-    HalfOpen(usize),
+    HalfOpen(u32),
     /// In listener `i`'s accept queue (established, service not yet run).
-    Accept(usize),
+    Accept(u32),
     /// In SYN-RECEIVED after a Fast Open SYN (RFC 7413 §5.1: bounded per listener by its
     /// backlog); not in the half-open queue, as Linux queues such a connection for accept.
-    FastOpen(usize),
+    FastOpen(u32),
 }
 
 /// Per-listener queue lengths, indexed like the endpoint's listeners.
@@ -145,14 +146,14 @@ impl ListenQueues {
     }
 }
 
-fn inc(v: &mut [usize], i: usize) {
-    if let Some(n) = v.get_mut(i) {
+fn inc(v: &mut [usize], i: u32) {
+    if let Some(n) = v.get_mut(i as usize) {
         *n += 1;
     }
 }
 
-fn dec(v: &mut [usize], i: usize) {
-    if let Some(n) = v.get_mut(i) {
+fn dec(v: &mut [usize], i: u32) {
+    if let Some(n) = v.get_mut(i as usize) {
         *n = n.saturating_sub(1);
     }
 }

@@ -169,7 +169,9 @@ struct Entry {
     queued: Queued,
     /// The bytes it was last charged for against `--max-buffer-memory` (what it and its
     /// service hold: `Entry::held`).
-    charged: usize,
+    /// (A `u32`: a connection holds at most `--rmem` and `--wmem`'s maxima, far below
+    /// 4 GiB; with the `u32` listener index, the entry is 16 bytes smaller, issue 23.)
+    charged: u32,
     /// Memory held it back the last time it ran (`buffer_memory_limited` counts each time
     /// this becomes true).
     memory_limited: bool,
@@ -662,14 +664,19 @@ impl Endpoint {
                     && seg.flags.ack()
                     && !seg.flags.rst()
                     && !seg.flags.syn()
-                    && accept_full(&self.queues, &self.listeners, self.limits.backlog, l)
+                    && accept_full(
+                        &self.queues,
+                        &self.listeners,
+                        self.limits.backlog,
+                        l as usize,
+                    )
                 {
                     // Linux counts both ListenOverflows and ListenDrops here.
                     self.counters.accept_queue_full += 1;
                     self.counters.listen_drops += 1;
                     return;
                 }
-                let others = self.mem_used.saturating_sub(entry.charged);
+                let others = self.mem_used.saturating_sub(entry.charged as usize);
                 entry.conn.set_memory(
                     self.limits.max_buffer_memory.saturating_sub(others),
                     self.mem_pressure,
@@ -984,7 +991,7 @@ impl Endpoint {
             return;
         };
         let state = entry.conn.state();
-        let want = match entry.listener.map(|l| l as usize) {
+        let want = match entry.listener {
             Some(l) if state == State::SynReceived && entry.conn.is_fast_open() => {
                 Queued::FastOpen(l)
             }
@@ -1015,8 +1022,8 @@ impl Endpoint {
         let mut entry = entry;
         // RFC 1191 §5: a new connection starts from what was learned about its path.
         self.apply_path_mtu(now, &mut entry.conn);
-        entry.charged = entry.held();
-        self.mem_used = self.mem_used.saturating_add(entry.charged);
+        entry.charged = u32::try_from(entry.held()).unwrap_or(u32::MAX);
+        self.mem_used = self.mem_used.saturating_add(entry.charged as usize);
         self.update_pressure();
         if let Some(slot) = self.slots.get_mut(id) {
             slot.entry = Some(Box::new(entry));
@@ -1044,7 +1051,7 @@ impl Endpoint {
         self.table
             .remove(&QuadBytes::of(&entry.conn.quad()), slot_id(id));
         self.queues.moved(entry.queued, Queued::No);
-        self.mem_used = self.mem_used.saturating_sub(entry.charged);
+        self.mem_used = self.mem_used.saturating_sub(entry.charged as usize);
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id);
         Some(*entry)
@@ -1221,7 +1228,7 @@ impl Endpoint {
             self.relay_ready.push(entry.conn.quad());
         }
         // This connection's share of --max-buffer-memory: what the others leave.
-        let others = self.mem_used.saturating_sub(entry.charged);
+        let others = self.mem_used.saturating_sub(entry.charged as usize);
         entry.conn.set_memory(
             self.limits.max_buffer_memory.saturating_sub(others),
             self.mem_pressure,
@@ -1390,11 +1397,12 @@ impl Endpoint {
         let Some(entry) = slot.entry.as_deref_mut() else {
             return;
         };
-        let held = entry.held();
+        // (Charged as a `u32`, saturated the same way on both sides of the sum.)
+        let held = u32::try_from(entry.held()).unwrap_or(u32::MAX);
         self.mem_used = self
             .mem_used
-            .saturating_sub(entry.charged)
-            .saturating_add(held);
+            .saturating_sub(entry.charged as usize)
+            .saturating_add(held as usize);
         entry.charged = held;
         let starved = entry.conn.take_memory_starved();
         if starved && !entry.memory_limited {
