@@ -192,9 +192,8 @@ pub struct Connection {
     pub(super) ecn: super::ecn::EcnState,
     /// TCP Fast Open (RFC 7413, `fastopen.rs`): only on connections that use it.
     pub(super) fastopen: Option<Box<super::fastopen::FastOpenState>>,
-    /// Bytes queued by the application and not yet acknowledged; `send_buf[0]` has sequence
-    /// number `send_start`.
-    pub(super) send_buf: VecDeque<u8>,
+    /// The send and receive queues (`Queues`), allocated while either holds something.
+    pub(super) queues: super::lazy::Lazy<Queues>,
     /// A copy of a segment's payload when it straddles the end of `send_buf`'s ring: copying
     /// at most one segment costs far less than rotating the whole queue contiguous (which
     /// moved the entire, autotuned, send buffer once per lap of the ring).
@@ -205,8 +204,6 @@ pub struct Connection {
     pub(super) send_start: SeqNum,
     /// The end of the last less-than-MSS segment sent (Nagle, Minshall's variant).
     pub(super) small_end: Option<SeqNum>,
-    /// In-order bytes received and not yet read by the application.
-    pub(super) recv_buf: VecDeque<u8>,
     /// Out-of-order bytes beyond RCV.NXT (SHLD-31), and the SACK blocks that report them.
     /// (Allocated only while it holds something: `lazy.rs`, [`Connection::reasm_mut`].)
     pub(super) reasm: super::lazy::Lazy<Reassembly>,
@@ -281,6 +278,32 @@ pub struct Connection {
     pub(super) keepalive: KeepAliveState,
     /// Buffer sizes, autotuning and the share of `--max-buffer-memory` (`memory.rs`).
     pub(super) buf: Buffers,
+}
+
+/// A connection's two byte queues. Boxed together and allocated only while either holds
+/// something (`lazy.rs`): an idle connection keeps 8 bytes, not two `VecDeque`s' 64
+/// (issue 23). Their own allocations were already given back when idle (`memory.rs`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Queues {
+    /// Bytes queued by the application and not yet acknowledged; `send[0]` has sequence
+    /// number `send_start`.
+    pub send: VecDeque<u8>,
+    /// In-order bytes received and not yet read by the application.
+    pub recv: VecDeque<u8>,
+}
+
+static NO_QUEUES: Queues = Queues {
+    send: VecDeque::new(),
+    recv: VecDeque::new(),
+};
+
+impl super::lazy::Empty for Queues {
+    fn empty() -> &'static Self {
+        &NO_QUEUES
+    }
+    fn is_empty_state(&self) -> bool {
+        self.send.is_empty() && self.recv.is_empty()
+    }
 }
 
 /// How a connection ended abnormally (reported to the application, RFC 9293 MUST-12).
@@ -404,11 +427,10 @@ impl Connection {
             path: None,
             ecn: super::ecn::EcnState::default(),
             fastopen: None,
-            send_buf: VecDeque::new(),
+            queues: super::lazy::Lazy::new(),
             send_straddle: None,
             send_start: iss.add(1),
             small_end: None,
-            recv_buf: VecDeque::new(),
             reasm: super::lazy::Lazy::new(),
             sack_rx: super::lazy::Lazy::new(),
             cc: CongestionControl::new(cfg.cc, u32::from(default_mss(&quad).min(local_mss))),
@@ -615,7 +637,7 @@ impl Connection {
             .add(self.snd.wnd)
             .distance_from(self.snd.nxt)
             .min(self.snd.wnd);
-        let limited = if self.send_buf.len() <= sender.flight as usize {
+        let limited = if self.queues.send.len() <= sender.flight as usize {
             "application"
         } else if window_left < mss {
             "receive window"
@@ -692,7 +714,7 @@ impl Connection {
     /// Bytes queued for sending and not yet acknowledged (Send-Q), and received but not yet
     /// read (Recv-Q).
     pub fn send_queue(&self) -> usize {
-        self.send_buf.len()
+        self.queues.send.len()
     }
 
     /// The smallest shift that lets the window field cover `buffer` bytes (RFC 7323 §2.3).
@@ -831,7 +853,7 @@ impl Connection {
     }
 
     pub(super) fn send_buf_len(&self) -> u32 {
-        u32::try_from(self.send_buf.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.queues.send.len()).unwrap_or(u32::MAX)
     }
 
     /// Our FIN has been sent and acknowledged.
@@ -1071,9 +1093,13 @@ impl Connection {
 
 impl Socket for Connection {
     fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = buf.len().min(self.recv_buf.len());
+        let n = buf.len().min(self.queues.recv.len());
+        if n == 0 {
+            return 0;
+        }
+        let q = self.queues.make_mut();
         // Copy from the ring's (at most two) contiguous parts, then drop them.
-        let (front, back) = self.recv_buf.as_slices();
+        let (front, back) = q.recv.as_slices();
         let from_front = n.min(front.len());
         if let (Some(dst), Some(src)) = (buf.get_mut(..from_front), front.get(..from_front)) {
             dst.copy_from_slice(src);
@@ -1082,33 +1108,40 @@ impl Socket for Connection {
         if let (Some(dst), Some(src)) = (buf.get_mut(from_front..n), back.get(..from_back)) {
             dst.copy_from_slice(src);
         }
-        self.recv_buf.drain(..n);
-        self.app_read |= n > 0;
+        q.recv.drain(..n);
+        self.app_read = true;
         n
     }
 
     fn recv_queue(&self) -> usize {
-        self.recv_buf.len()
+        self.queues.recv.len()
     }
 
     fn recv_peek(&self) -> &[u8] {
-        self.recv_buf.as_slices().0
+        self.queues.recv.as_slices().0
     }
 
     fn recv_consume(&mut self, n: usize) {
-        let n = n.min(self.recv_buf.len());
-        self.recv_buf.drain(..n);
-        self.app_read |= n > 0;
+        let n = n.min(self.queues.recv.len());
+        if n > 0 {
+            self.queues.make_mut().recv.drain(..n);
+            self.app_read = true;
+        }
     }
 
     fn peer_closed(&self) -> bool {
-        self.fin_received && self.recv_buf.is_empty()
+        self.fin_received && self.queues.recv.is_empty()
     }
 
     fn send(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.send_capacity());
-        // Extending from a slice copies in bulk (not byte by byte).
-        self.send_buf.extend(data.get(..n).unwrap_or(&[]));
+        if n > 0 {
+            // Extending from a slice copies in bulk (not byte by byte).
+            self.queues
+                .make_mut()
+                .send
+                .extend(data.get(..n).unwrap_or(&[]));
+        }
         n
     }
 
@@ -1119,15 +1152,16 @@ impl Socket for Connection {
         }
         // The new bytes' place in the ring (zeroed: safe Rust has no uninitialised tail), of
         // which `fill` gets the first contiguous part; what it leaves unwritten goes again.
-        let old = self.send_buf.len();
-        self.send_buf.resize(old + n, 0);
-        let (front, back) = self.send_buf.as_mut_slices();
+        let send = &mut self.queues.make_mut().send;
+        let old = send.len();
+        send.resize(old + n, 0);
+        let (front, back) = send.as_mut_slices();
         let region = match old.checked_sub(front.len()) {
             Some(in_back) => back.get_mut(in_back..),
             None => front.get_mut(old..),
         };
         let got = region.map_or(0, |r| fill(r).min(r.len()));
-        self.send_buf.truncate(old + got);
+        send.truncate(old + got);
         got
     }
 
@@ -1148,7 +1182,7 @@ impl Socket for Connection {
             return;
         }
         // RFC 9293 §3.10.4 (SHLD-3): closing with unread data aborts with a RST, as Linux does.
-        if !self.recv_buf.is_empty() {
+        if !self.queues.recv.is_empty() {
             self.events_mut().aborts_on_data += 1;
             self.abort();
             return;

@@ -121,7 +121,12 @@ impl Connection {
         // data whole: it is at most one MSS).
         let room = usize::try_from(self.rcv.wnd()).unwrap_or(0);
         let take = self.memory_admit(syn.payload.len().min(room));
-        self.recv_buf.extend(syn.payload.get(..take).unwrap_or(&[]));
+        if take > 0 {
+            self.queues
+                .make_mut()
+                .recv
+                .extend(syn.payload.get(..take).unwrap_or(&[]));
+        }
         self.rcv.nxt = self.rcv.nxt.add(u32::try_from(take).unwrap_or(0));
         if take > 0 {
             Label::FastOpen
@@ -157,9 +162,14 @@ impl Connection {
             return 0;
         }
         fo.syn_data_max = usize::from(mss.min(local_mss)).saturating_sub(MAX_OPTIONS_LEN);
-        let room = self.buf.sndbuf.saturating_sub(self.send_buf.len());
+        let room = self.buf.sndbuf.saturating_sub(self.queues.send.len());
         let n = data.len().min(room);
-        self.send_buf.extend(data.get(..n).unwrap_or(&[]));
+        if n > 0 {
+            self.queues
+                .make_mut()
+                .send
+                .extend(data.get(..n).unwrap_or(&[]));
+        }
         n
     }
 
@@ -194,7 +204,7 @@ impl Connection {
         if self.state != State::SynSent || max == 0 {
             return &[];
         }
-        let front = self.send_buf.as_slices().0;
+        let front = self.queues.send.as_slices().0;
         front.get(..front.len().min(max)).unwrap_or(&[])
     }
 

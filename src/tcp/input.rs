@@ -721,7 +721,10 @@ impl Connection {
         if ack.gt(self.send_start) {
             let acked = ack.distance_from(self.send_start).min(self.send_buf_len());
             let n = usize::try_from(acked).unwrap_or(usize::MAX);
-            self.send_buf.drain(..n.min(self.send_buf.len()));
+            if let Some(q) = self.queues.existing_mut() {
+                let n = n.min(q.send.len());
+                q.send.drain(..n);
+            }
             self.send_start = self.send_start.add(acked);
         }
         self.snd.una = ack;
@@ -786,7 +789,9 @@ impl Connection {
         // right edge still never moves left.
         let take = self.memory_admit(fresh.len().min(room));
         let taken = fresh.get(..take).unwrap_or(&[]);
-        self.recv_buf.extend(taken);
+        if !taken.is_empty() {
+            self.queues.make_mut().recv.extend(taken);
+        }
         let n = u32::try_from(take).unwrap_or(0);
         self.rcv.nxt = self.rcv.nxt.add(n);
         if seg.flags.fin() && take == fresh.len() {
@@ -804,7 +809,9 @@ impl Connection {
         // Queued bytes that are now contiguous follow; an ACK that fills a hole goes at once
         // (RFC 5681 §4.2).
         let filled = match self.reasm.existing_mut() {
-            Some(q) if !q.is_empty() => q.take_ready(self.rcv.nxt, &mut self.recv_buf),
+            Some(q) if !q.is_empty() => {
+                q.take_ready(self.rcv.nxt, &mut self.queues.make_mut().recv)
+            }
             _ => 0,
         };
         self.rcv.nxt = self.rcv.nxt.add(filled);

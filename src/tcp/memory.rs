@@ -137,19 +137,21 @@ impl Connection {
     /// out-of-order data.
     pub fn memory(&self) -> usize {
         let reasm = usize::try_from(self.reasm.queued_bytes()).unwrap_or(usize::MAX);
-        self.send_buf
+        self.queues
+            .send
             .len()
-            .saturating_add(self.recv_buf.len())
+            .saturating_add(self.queues.recv.len())
             .saturating_add(reasm)
     }
 
     /// Bytes allocated for the queues (capacity, not length): what an idle connection
     /// should have given back.
     pub fn allocated(&self) -> usize {
-        self.send_buf
+        self.queues
+            .send
             .capacity()
             .saturating_add(self.send_straddle.as_ref().map_or(0, |s| s.capacity()))
-            .saturating_add(self.recv_buf.capacity())
+            .saturating_add(self.queues.recv.capacity())
             .saturating_add(self.reasm.allocated())
             .saturating_add(self.reasm.box_bytes())
             .saturating_add(self.scoreboard.box_bytes())
@@ -200,9 +202,9 @@ impl Connection {
     fn memory_window(&self) -> usize {
         self.buf
             .budget
-            .saturating_sub(self.send_buf.len())
-            .saturating_sub(self.recv_buf.len())
-            .max(self.cfg.rmem.min.saturating_sub(self.recv_buf.len()))
+            .saturating_sub(self.queues.send.len())
+            .saturating_sub(self.queues.recv.len())
+            .max(self.cfg.rmem.min.saturating_sub(self.queues.recv.len()))
     }
 
     /// Linux guarantees every socket `tcp_rmem[0]` of received data and `tcp_wmem[0]` of
@@ -213,13 +215,13 @@ impl Connection {
         self.cfg
             .rmem
             .min
-            .saturating_sub(self.recv_buf.len())
+            .saturating_sub(self.queues.recv.len())
             .saturating_sub(reasm)
     }
 
     /// The receive buffer's free space, before memory limits.
     fn buffer_free(&self) -> usize {
-        self.buf.rcvbuf.saturating_sub(self.recv_buf.len())
+        self.buf.rcvbuf.saturating_sub(self.queues.recv.len())
     }
 
     /// The window we may offer beyond RCV.NXT now: the receive buffer's free space, within
@@ -240,16 +242,16 @@ impl Connection {
         let reasm = usize::try_from(self.reasm.queued_bytes()).unwrap_or(usize::MAX);
         self.buf
             .budget
-            .saturating_sub(self.send_buf.len())
+            .saturating_sub(self.queues.send.len())
             .saturating_sub(reasm)
-            .max(self.cfg.wmem.min.saturating_sub(self.send_buf.len()))
+            .max(self.cfg.wmem.min.saturating_sub(self.queues.send.len()))
     }
 
     /// The send buffer's free space within the budget.
     pub(super) fn send_room(&self) -> usize {
         self.buf
             .sndbuf
-            .saturating_sub(self.send_buf.len())
+            .saturating_sub(self.queues.send.len())
             .min(self.send_budget())
     }
 
@@ -316,7 +318,7 @@ impl Connection {
 
     /// The bytes the application has read: RCV.NXT less what is queued (and the FIN).
     fn copied_seq(&self) -> SeqNum {
-        let queued = u32::try_from(self.recv_buf.len()).unwrap_or(u32::MAX);
+        let queued = u32::try_from(self.queues.recv.len()).unwrap_or(u32::MAX);
         self.rcv
             .nxt
             .sub(queued.saturating_add(u32::from(self.fin_received)))
@@ -342,7 +344,8 @@ impl Connection {
         }
         self.buf.clamped = clamped;
         let held_back = budgeted < unclamped || clamped;
-        let send_limited = self.send_budget() < self.buf.sndbuf.saturating_sub(self.send_buf.len());
+        let send_limited =
+            self.send_budget() < self.buf.sndbuf.saturating_sub(self.queues.send.len());
         if held_back || send_limited {
             self.buf.starved = true;
         }
@@ -446,8 +449,8 @@ impl Connection {
     /// module docs).
     pub(super) fn release_if_idle(&mut self) {
         if !std::mem::take(&mut self.buf.rx_since_poll)
-            && self.send_buf.is_empty()
-            && self.recv_buf.is_empty()
+            && self.queues.send.is_empty()
+            && self.queues.recv.is_empty()
             && self.reasm.is_empty()
         {
             self.release_buffers();
@@ -474,15 +477,18 @@ impl Connection {
     /// thrown away here: an application may still read them (our own client reads what is
     /// left when its connection is removed).
     pub(super) fn release_buffers(&mut self) {
-        if self.send_buf.capacity() > 0 && (self.send_buf.is_empty() || self.state == State::Closed)
-        {
-            self.send_buf = VecDeque::new();
+        let closed = self.state == State::Closed;
+        if let Some(q) = self.queues.existing_mut() {
+            if q.send.capacity() > 0 && (q.send.is_empty() || closed) {
+                q.send = VecDeque::new();
+            }
+            if q.recv.is_empty() && q.recv.capacity() > 0 {
+                q.recv = VecDeque::new();
+            }
         }
+        self.queues.free_if_empty();
         if self.send_straddle.is_some() {
             self.send_straddle = None;
-        }
-        if self.recv_buf.is_empty() && self.recv_buf.capacity() > 0 {
-            self.recv_buf = VecDeque::new();
         }
         if matches!(self.state, State::TimeWait | State::Closed) {
             // Out-of-order data can no longer be completed.

@@ -20,7 +20,7 @@ impl Connection {
         let mut samples = std::mem::take(&mut self.samples);
         let (state, recorded) = (self.state, trace.total());
         // Only a connection with data queued can send data: the others skip the snapshot.
-        let sender = (!self.send_buf.is_empty()).then(|| self.sender_state());
+        let sender = (!self.queues.send.is_empty()).then(|| self.sender_state());
         let iss = self.snd.iss;
         let (ecn_mode, mss) = (self.cfg.ecn, usize::from(self.eff_mss()));
         let mut ecn = self.ecn.lend();
@@ -543,7 +543,7 @@ impl Connection {
         let ack = self.rcv.nxt;
         // The payload borrows the send buffer until the segment is emitted.
         let payload = contiguous(
-            &self.send_buf,
+            &self.queues.send,
             &mut self.send_straddle,
             offset,
             usize::try_from(len).unwrap_or(0),

@@ -108,7 +108,7 @@ impl Connection {
 
     /// Copy up to `buf.len()` received bytes without taking them (`MSG_PEEK`).
     pub fn peek(&self, buf: &mut [u8]) -> usize {
-        let (front, back) = self.recv_buf.as_slices();
+        let (front, back) = self.queues.recv.as_slices();
         let mut n = 0;
         for part in [front, back] {
             let take = part.len().min(buf.len() - n);
@@ -199,7 +199,7 @@ impl Connection {
             bytes_received: info.bytes_received,
             segs_out: u32::try_from(info.segs_out).unwrap_or(u32::MAX),
             segs_in: u32::try_from(info.segs_in).unwrap_or(u32::MAX),
-            notsent_bytes: u32::try_from(self.send_buf.len())
+            notsent_bytes: u32::try_from(self.queues.send.len())
                 .unwrap_or(u32::MAX)
                 .saturating_sub(flight),
             min_rtt: self.rtt.min_rtt().map_or(0, us),
