@@ -125,10 +125,11 @@ pub(super) struct Timers {
     /// (RFC 9293 §3.8.6.1).
     pub retransmit: Option<Instant>,
     pub delayed_ack: Option<Instant>,
-    /// 2·MSL in TIME-WAIT (RFC 9293 §3.4.2).
-    pub time_wait: Option<Instant>,
-    /// How long FIN-WAIT-2 may wait for the peer's FIN (Linux's tcp_fin_timeout).
-    pub fin_wait_2: Option<Instant>,
+    /// The closing timer: 2·MSL in TIME-WAIT (RFC 9293 §3.4.2), or how long an orphaned
+    /// FIN-WAIT-2 may wait for the peer's FIN (Linux's tcp_fin_timeout). One timer, as the
+    /// two states never overlap (FIN-WAIT-2 → TIME-WAIT rearms it); 8 bytes fewer in every
+    /// connection (issue 23).
+    pub close: Option<Instant>,
     /// Keep-alive (RFC 9293 §3.8.4): the next check of the idle time, when enabled.
     pub keepalive: Option<Instant>,
 }
@@ -138,8 +139,7 @@ impl Timers {
         [
             self.retransmit,
             self.delayed_ack,
-            self.time_wait,
-            self.fin_wait_2,
+            self.close,
             self.keepalive,
         ]
         .into_iter()
@@ -178,7 +178,7 @@ pub struct Connection {
     /// Our TSval clock at the last retransmission timeout: older echoes are not samples.
     pub(super) ts_rto_floor: Option<u32>,
     /// Segments dropped by PAWS (RFC 7323 §5).
-    pub(super) paws_drops: u64,
+    pub(super) paws_drops: u32,
     pub(super) peer_mss: Option<u16>,
     pub(super) send_mss: u16,
     /// The largest send MSS the path takes (RFC 1191, RFC 8201: the path MTU less the IP
@@ -220,11 +220,12 @@ pub struct Connection {
     /// RFC 6582 `recover`: SND.NXT when loss recovery last began.
     pub(super) recover: SeqNum,
     /// Duplicate ACKs in a row (RFC 5681 §2).
-    pub(super) dup_acks: u32,
+    /// (`u16`s here and for `unacked_segments`: they saturate long before mattering.)
+    pub(super) dup_acks: u16,
     /// A fast retransmission of the segment at SND.UNA is due (RFC 5681 §3.2, RFC 6582 §3.2).
     pub(super) fast_rtx_due: bool,
     /// Segments retransmitted, for `status`.
-    pub(super) retransmits: u64,
+    pub(super) retransmits: u32,
     /// The application closed its side: a FIN follows the queued data.
     pub(super) fin_queued: bool,
     /// The peer's FIN has been received (it occupies RCV.NXT − 1).
@@ -250,7 +251,7 @@ pub struct Connection {
     /// `tp->last_oow_ack_time`): at most one per `input::OOW_ACK_INTERVAL`.
     pub(super) last_oow_ack: Option<Instant>,
     /// Full-sized segments received since we last sent an ACK (SHLD-19).
-    pub(super) unacked_segments: u32,
+    pub(super) unacked_segments: u16,
     /// The application has read since our last segment (a window update may be due).
     pub(super) app_read: bool,
     /// The largest segment the peer has sent us: what "full-sized" means for SHLD-19, since
@@ -669,7 +670,7 @@ impl Connection {
             bytes_received: data(self.rcv.irs, self.rcv.nxt),
             segs_out,
             segs_in,
-            retrans: self.retransmits,
+            retrans: u64::from(self.retransmits),
             lost_bytes,
             sacked_bytes: self.scoreboard.sacked_bytes(),
             rcv_space: self.recv_space(),
@@ -708,7 +709,7 @@ impl Connection {
 
     /// Segments retransmitted so far.
     pub fn retransmissions(&self) -> u64 {
-        self.retransmits
+        u64::from(self.retransmits)
     }
 
     /// Bytes queued for sending and not yet acknowledged (Send-Q), and received but not yet
@@ -898,8 +899,8 @@ impl Connection {
     }
 
     fn arm_orphan_timer(&mut self, now: Instant) {
-        if self.orphaned && self.state == State::FinWait2 && self.timers.fin_wait_2.is_none() {
-            self.timers.fin_wait_2 = Some(now + self.cfg.fin_wait_2_timeout);
+        if self.orphaned && self.state == State::FinWait2 && self.timers.close.is_none() {
+            self.timers.close = Some(now + self.cfg.fin_wait_2_timeout);
         }
     }
 
@@ -908,8 +909,7 @@ impl Connection {
         self.set_state(State::TimeWait);
         self.timers.retransmit = None;
         self.timers.delayed_ack = None;
-        self.timers.fin_wait_2 = None;
-        self.timers.time_wait = Some(now + self.cfg.time_wait);
+        self.timers.close = Some(now + self.cfg.time_wait);
         // Nothing reads or sends in TIME-WAIT: it holds no buffer memory (as Linux's
         // tcp_timewait_sock keeps no queues).
         self.release_buffers();
@@ -926,14 +926,14 @@ impl Connection {
     /// Handle every timer that is due at `now` (RFC 6298 §5, RFC 9293 §3.8.3, §3.10.8).
     pub fn handle_timeout(&mut self, now: Instant) {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
-        if due(self.timers.time_wait) {
+        if due(self.timers.close) && self.state == State::TimeWait {
             // RFC 9293 §3.10.8: when the time-wait timeout expires, delete the TCB.
-            self.timers.time_wait = None;
+            self.timers.close = None;
             self.set_state(State::Closed);
             return;
         }
-        if due(self.timers.fin_wait_2) {
-            self.timers.fin_wait_2 = None;
+        if due(self.timers.close) {
+            self.timers.close = None;
             if self.state == State::FinWait2 {
                 let span = self.span();
                 let _enter = span.enter();

@@ -120,7 +120,7 @@ impl Connection {
 
     /// Count one retransmitted segment, in the connection's total and its events.
     pub(super) fn count_retransmission(&mut self) {
-        self.retransmits += 1;
+        self.retransmits = self.retransmits.saturating_add(1);
         self.events_mut().retransmissions += 1;
     }
 

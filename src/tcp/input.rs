@@ -133,7 +133,7 @@ impl Connection {
         // RFC 7323 §5.3 R1 (PAWS): a segment whose TSval is older than TS.Recent is a
         // duplicate from an earlier wrap of the sequence space: ACK it and drop it.
         if self.paws_rejects(now, seg) {
-            self.paws_drops += 1;
+            self.paws_drops = self.paws_drops.saturating_add(1);
             self.events_mut().paws_rejected += 1;
             self.dup_ack(now, seg, OowAck::Paws);
             return None;
@@ -657,7 +657,7 @@ impl Connection {
     /// RFC 5681 §3.2 / RFC 6582 §3.2 / RFC 6675 §5: count duplicate ACKs and enter fast
     /// recovery on the third (or when the scoreboard deems SND.UNA lost).
     fn on_duplicate_ack(&mut self, now: Instant, flight: u32) {
-        self.dup_acks += 1;
+        self.dup_acks = self.dup_acks.saturating_add(1);
         if self.cc.in_recovery() {
             // PRR counts it (`prr_on_ack`); no window inflation (RFC 9937).
             return;
@@ -673,7 +673,7 @@ impl Connection {
         // sent then, i.e. SND.UNA ≥ `recover` (which holds SND.NXT, one past it). (A strict
         // `>` missed a loss of the first segment sent after the last recovery began: it
         // waited for the RTO. Issue 19.)
-        if (self.dup_acks >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
+        if (u32::from(self.dup_acks) >= DUP_THRESH || lost) && self.snd.una.ge(self.recover) {
             debug!(dup_acks = self.dup_acks, "fast retransmit");
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
@@ -690,7 +690,7 @@ impl Connection {
                 // The duplicate ACKs before this one left the network (RFC 9937 §6);
                 // `reno_delivered` counts this one.
                 let mss = u32::from(self.eff_mss());
-                let earlier = self.dup_acks.saturating_sub(1).saturating_mul(mss);
+                let earlier = u32::from(self.dup_acks.saturating_sub(1)).saturating_mul(mss);
                 super::recovery::state(&mut self.rec.st).reno_sacked =
                     earlier.min(flight.saturating_sub(mss));
                 self.events_mut().reno_recovery += 1;
@@ -870,7 +870,10 @@ impl Connection {
         if len >= self.rcv_mss {
             // A super-segment from a device with segmentation offload (or GRO) stands for
             // len / MSS segments, so it is ACKed at once, as Linux ACKs a GRO train.
-            self.unacked_segments += (len / self.rcv_mss.max(1)).max(1);
+            let full = (len / self.rcv_mss.max(1)).max(1);
+            self.unacked_segments = self
+                .unacked_segments
+                .saturating_add(u16::try_from(full).unwrap_or(u16::MAX));
         }
         if self.unacked_segments >= 2 || self.quick_ack.active() {
             self.ack_due = AckDue::Now;

@@ -505,7 +505,7 @@ impl Connection {
         if self.opts.sack {
             self.scoreboard.sacked_bytes()
         } else {
-            self.dup_acks.min(2) * u32::from(self.eff_mss())
+            u32::from(self.dup_acks.min(2)) * u32::from(self.eff_mss())
         }
     }
 

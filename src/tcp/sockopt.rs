@@ -194,7 +194,7 @@ impl Connection {
             reordering: 3,
             rcv_rtt: 0,
             rcv_space: self.recv_space(),
-            total_retrans: u32::try_from(self.retransmits).unwrap_or(u32::MAX),
+            total_retrans: self.retransmits,
             bytes_acked: info.bytes_acked,
             bytes_received: info.bytes_received,
             segs_out: u32::try_from(info.segs_out).unwrap_or(u32::MAX),

@@ -74,7 +74,7 @@ impl Connection {
     /// The record of this connection once it is in TIME-WAIT with nothing left to send:
     /// `None` in any other state, or while an ACK is still owed (it then stays whole).
     pub fn time_wait_record(&self) -> Option<TimeWait> {
-        let deadline = self.timers.time_wait?;
+        let deadline = self.timers.close?;
         if self.state != State::TimeWait
             || self.snd.una != self.snd.nxt
             || self.last_ack_sent != self.rcv.nxt
