@@ -228,7 +228,7 @@ impl Endpoint {
             };
         }
         self.counters.active_opens += 1;
-        let app = App::Client(Client::new(data).already_queued(queued));
+        let app = App::Client(Box::new(Client::new(data).already_queued(queued)));
         let id = self.insert(now, quad, Entry::new(conn, app));
         self.mark_dirty(id);
         let client = ClientId(self.clients.next_id);
