@@ -87,6 +87,26 @@ pub(super) enum Queued {
     FastOpen(u32),
 }
 
+/// Which queue, without the listener (an entry keeps its listener apart: `Entry::queued`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum QueueKind {
+    No,
+    HalfOpen,
+    Accept,
+    FastOpen,
+}
+
+impl QueueKind {
+    pub fn of(q: Queued) -> QueueKind {
+        match q {
+            Queued::No => QueueKind::No,
+            Queued::HalfOpen(_) => QueueKind::HalfOpen,
+            Queued::Accept(_) => QueueKind::Accept,
+            Queued::FastOpen(_) => QueueKind::FastOpen,
+        }
+    }
+}
+
 /// Per-listener queue lengths, indexed like the endpoint's listeners.
 #[derive(Debug, Default)]
 pub(super) struct ListenQueues {

@@ -30,7 +30,7 @@ use index::{QuadBytes, QuadIndex, slot_id};
 pub use isn::IsnGenerator;
 pub use limiter::ChallengeLimiter;
 pub use limits::Limits;
-use limits::{ListenQueues, Queued};
+use limits::{ListenQueues, QueueKind, Queued};
 pub use observe::{ConnStatus, StatusCursor};
 pub use relay::RelayEvent;
 pub use sockets::{
@@ -166,7 +166,9 @@ struct Entry {
     /// (A `u32`: eight bytes fewer per connection than an `Option<usize>`.)
     listener: Option<u32>,
     /// Where it is counted in its listener's queues.
-    queued: Queued,
+    /// (Only which queue: the listener is `listener`, set once. `Entry::queued` puts them
+    /// together; 7 bytes fewer in every connection, issue 23.)
+    queue_kind: QueueKind,
     /// The bytes it was last charged for against `--max-buffer-memory` (what it and its
     /// service hold: `Entry::held`).
     /// (A `u32`: a connection holds at most `--rmem` and `--wmem`'s maxima, far below
@@ -189,6 +191,16 @@ struct Entry {
 }
 
 impl Entry {
+    /// Where it is counted in its listener's queues.
+    fn queued(&self) -> Queued {
+        match (self.queue_kind, self.listener) {
+            (QueueKind::HalfOpen, Some(l)) => Queued::HalfOpen(l),
+            (QueueKind::Accept, Some(l)) => Queued::Accept(l),
+            (QueueKind::FastOpen, Some(l)) => Queued::FastOpen(l),
+            _ => Queued::No,
+        }
+    }
+
     /// The bytes it holds and is charged for: the connection's queues and what its service
     /// holds (`App::memory`).
     fn held(&self) -> usize {
@@ -223,7 +235,7 @@ impl Entry {
             relay_ready: false,
             awaiting_accept: false,
             listener: None,
-            queued: Queued::No,
+            queue_kind: QueueKind::No,
             charged: 0,
         }
     }
@@ -659,7 +671,7 @@ impl Endpoint {
             if !reopens {
                 // The accept queue is full: drop the handshake's final ACK, as Linux does on
                 // listen overflow; our SYN,ACK is retransmitted and the peer tries again.
-                if let Queued::HalfOpen(l) | Queued::FastOpen(l) = entry.queued
+                if let Queued::HalfOpen(l) | Queued::FastOpen(l) = entry.queued()
                     && entry.conn.state() == State::SynReceived
                     && seg.flags.ack()
                     && !seg.flags.rst()
@@ -1004,8 +1016,8 @@ impl Endpoint {
             }
             _ => Queued::No,
         };
-        self.queues.moved(entry.queued, want);
-        entry.queued = want;
+        self.queues.moved(entry.queued(), want);
+        entry.queue_kind = QueueKind::of(want);
     }
 
     fn insert(&mut self, now: Instant, quad: Quad, entry: Entry) -> usize {
@@ -1050,7 +1062,7 @@ impl Endpoint {
         let entry = slot.entry.take()?;
         self.table
             .remove(&QuadBytes::of(&entry.conn.quad()), slot_id(id));
-        self.queues.moved(entry.queued, Queued::No);
+        self.queues.moved(entry.queued(), Queued::No);
         self.mem_used = self.mem_used.saturating_sub(entry.charged as usize);
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id);

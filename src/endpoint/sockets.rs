@@ -1230,7 +1230,7 @@ impl Endpoint {
         if let Some(entry) = slot.entry.as_ref()
             && entry.awaiting_accept
             && let Some(listener) = entry.listener.map(|l| l as usize)
-            && entry.queued != Queued::No
+            && entry.queued() != Queued::No
         {
             self.sockets.enqueue_accept(listener, id, generation);
         }
