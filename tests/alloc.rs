@@ -306,9 +306,9 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// 8 bytes, the RTT estimator in 40, the 4-tuple packed, the SACK scoreboard, SACK receiver
 /// and reassembly queue allocated only while in use; 2077 alone): 1330 idle echo,
 /// 1422 idle http; an idle connection's short trace and samples packed (tcp/packed.rs: the
-/// echo's 6 events in 57 bytes, not 216, its 2 samples in 30, not 112): 1088 idle echo,
-/// 1109 idle http.
-const PER_CONNECTION: i64 = 1142;
+/// echo's 6 events in 56 bytes, not 216, its 2 samples in 29, not 112): 1086 idle echo,
+/// 1107 idle http.
+const PER_CONNECTION: i64 = 1140;
 
 /// The README's figure for a connection in TIME-WAIT: a record of what TIME-WAIT must
 /// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple index bucket and timer

@@ -166,7 +166,7 @@ impl Default for SampleContext {
 /// block and a new undo count follow; then the time since the previous sample, the
 /// sequence number from where the previous one ended, the length, and the sender's
 /// numbers as differences from the previous sample's (the first from 0, its ssthresh from
-/// "no loss yet"). An echo's 2 samples take 30 bytes.
+/// "no loss yet"). An echo's 2 samples take 29 bytes.
 impl Pack for Sample {
     type Context = SampleContext;
 
@@ -307,9 +307,12 @@ impl Samples {
 
     /// Give back the room kept for samples that have not come (an idle connection, see the
     /// module docs): the record keeps what it has and grows again from there. A short
-    /// record ([`PACKED_MAX`]) is packed: an echo's 2 samples in 30 bytes instead of
+    /// record ([`PACKED_MAX`]) is packed: an echo's 2 samples in 29 bytes instead of
     /// 112 (see `tcp::packed`); the next sample recorded unpacks it.
     pub fn shrink(&mut self) {
+        if self.samples.is_packed() {
+            return;
+        }
         if self.samples.len() <= PACKED_MAX {
             self.samples.pack();
         } else {

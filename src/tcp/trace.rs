@@ -680,7 +680,7 @@ impl Trace {
 
     /// Give back the room kept for events that have not come: a connection that will record
     /// little more (TIME-WAIT), or nothing for a while (idle), keeps exactly what it
-    /// recorded. A short record (no [`Long`]) is packed: an echo's 6 events in 57
+    /// recorded. A short record (no [`Long`]) is packed: an echo's 6 events in 56
     /// bytes instead of 216 (see `tcp::packed`); the next event recorded unpacks it.
     pub fn shrink(&mut self) {
         match &mut self.long {
