@@ -305,8 +305,10 @@ fn sending_super_segments_allocates_nothing_per_packet() {
 /// trace's room when idle; 1829 alone), and the connection itself (an `Option<Instant>` in
 /// 8 bytes, the RTT estimator in 40, the 4-tuple packed, the SACK scoreboard, SACK receiver
 /// and reassembly queue allocated only while in use; 2077 alone): 1330 idle echo,
-/// 1422 idle http.
-const PER_CONNECTION: i64 = 1460;
+/// 1422 idle http; an idle connection's short trace and samples packed (tcp/packed.rs: the
+/// echo's 6 events in 56 bytes, not 216, its 2 samples in 29, not 112): 1086 idle echo,
+/// 1107 idle http.
+const PER_CONNECTION: i64 = 1140;
 
 /// The README's figure for a connection in TIME-WAIT: a record of what TIME-WAIT must
 /// remember (`tcp::TimeWait`, endpoint/time_wait.rs), its slot, 4-tuple index bucket and timer
@@ -314,9 +316,10 @@ const PER_CONNECTION: i64 = 1460;
 /// record (its service's name and an `Option` timestamp in it, the 4-tuple's IPv6 form
 /// inline), 210 without them, 218 once it also follows the peer's window updates (SND.WL1,
 /// for RFC 5961's MAX.SND.WND), 193 once the 4-tuple map became an index of slot numbers
-/// (endpoint/index.rs, 5 bytes a bucket, not 17), 185 with the traces' 36-byte events too.
-/// Was 2631 as a whole connection. Linux's tcp_timewait_sock: about 256 bytes.
-const PER_TIME_WAIT: i64 = 200;
+/// (endpoint/index.rs, 5 bytes a bucket, not 17), 185 with the traces' 36-byte events too,
+/// 178 with the traces packed (tcp/packed.rs). Was 2631 as a whole connection. Linux's
+/// tcp_timewait_sock: about 256 bytes.
+const PER_TIME_WAIT: i64 = 184;
 
 /// The heap `N` connections still hold after each ran `exchange` (and sat idle, or closed),
 /// per connection. `exchange(rig, client port, our next seq, peer's next seq)`.

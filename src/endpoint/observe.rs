@@ -637,7 +637,7 @@ impl Endpoint {
             }
         );
         status_table(&mut out, std::slice::from_ref(&status), "this");
-        html::graphs(&mut out, samples.as_slice());
+        html::graphs(&mut out, &samples.read());
         out.push_str("<h2>Sequence diagram</h2>\n");
         html::diagram(&mut out, trace, &view);
         html::end(&mut out);

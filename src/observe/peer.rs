@@ -108,8 +108,8 @@ mod tests {
                 State::Established,
             );
         }
-        let mut peer = PeerState::new(t.events().next());
-        t.events().map(|e| peer.step(e)).collect()
+        let mut peer = PeerState::new(t.events().next().as_ref());
+        t.events().map(|e| peer.step(&e)).collect()
     }
 
     const SYN: Flags = Flags::SYN;

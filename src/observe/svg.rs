@@ -78,10 +78,10 @@ pub fn write_ladder(out: &mut String, trace: &Trace, view: &View) {
         local = escape(&view.quad.local.to_string()),
     );
     let mut y = TOP;
-    let mut peer = PeerState::new(trace.events().next());
+    let mut peer = PeerState::new(trace.events().next().as_ref());
     for row in trace.rows() {
         match row {
-            Row::Segment(e, lost) => arrow(out, e, lost, view, &mut peer, y),
+            Row::Segment(e, lost) => arrow(out, &e, lost, view, &mut peer, y),
             Row::Fold(folded) => {
                 let _ = writeln!(
                     out,

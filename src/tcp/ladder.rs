@@ -45,7 +45,7 @@ pub fn render(trace: &Trace, view: &View) -> String {
                 } else {
                     0
                 };
-                Some(describe(e, view).len() + extra)
+                Some(describe(&e, view).len() + extra)
             }
             _ => None,
         })
@@ -56,7 +56,7 @@ pub fn render(trace: &Trace, view: &View) -> String {
     let _ = writeln!(out, "{peer:<w$}{}", view.quad.local, w = width + 8);
     for row in trace.rows() {
         match row {
-            Row::Segment(e, lost) => line(&mut out, e, lost, view, width),
+            Row::Segment(e, lost) => line(&mut out, &e, lost, view, width),
             Row::Fold(folded) => {
                 let _ = writeln!(out, " ⋮ {}", fold_text(&folded, ARROW_IN, ARROW_OUT));
             }

@@ -16,6 +16,7 @@ pub mod ladder;
 mod lazy;
 mod memory;
 mod output;
+mod packed;
 mod pmtu;
 mod quickack;
 pub mod recovery;

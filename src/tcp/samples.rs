@@ -17,12 +17,18 @@
 //! kept if the connection gets busy, still up to `CAPACITY`.
 
 use super::SeqNum;
+use super::packed::{Pack, Reader, Record, put_delta32, put_signed, put_varint};
 use crate::time::Instant;
+use std::borrow::Cow;
 
 /// The room a connection's record starts with, at its first data segment.
 pub const FIRST: usize = 8;
 /// The most samples kept.
 pub const CAPACITY: usize = 1024;
+/// The most samples an idle connection's record packs ([`Samples::shrink`]): a short record
+/// is a few hundred bytes at most, decoded and packed again cheaply each time the connection
+/// wakes and idles; a longer one only gives back its spare room.
+pub const PACKED_MAX: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SampleKind {
@@ -127,10 +133,154 @@ pub struct SenderState {
     pub episode: Episode,
 }
 
+/// What the samples before the next one in a packed record tell of it: the previous one
+/// (see [`Pack`]).
+pub struct SampleContext(Sample);
+
+impl Default for SampleContext {
+    /// What the first sample is written against: time 0, sequence 0, no loss yet.
+    fn default() -> Self {
+        SampleContext(Sample {
+            at: Instant::ZERO,
+            kind: SampleKind::Sent,
+            seq: 0,
+            len: 0,
+            wnd: 0,
+            sack: SackBlock::NONE,
+            cwnd: 0,
+            ssthresh: u32::MAX,
+            flight: 0,
+            srtt_us: 0,
+            rto_us: 0,
+            ecn: SampleEcn {
+                ece: false,
+                ce: false,
+            },
+            episode: Episode::None,
+            undos: 0,
+        })
+    }
+}
+
+/// The packed form of a sample: a byte with its kind, ECN marks, episode and whether a SACK
+/// block and a new undo count follow; then the time since the previous sample, the
+/// sequence number from where the previous one ended, the length, and the sender's
+/// numbers as differences from the previous sample's (the first from 0, its ssthresh from
+/// "no loss yet"). An echo's 2 samples take 29 bytes.
+impl Pack for Sample {
+    type Context = SampleContext;
+
+    fn encode(&self, cx: &mut SampleContext, out: &mut Vec<u8>) {
+        let prev = cx.0;
+        let kind = match self.kind {
+            SampleKind::Sent => 0,
+            SampleKind::Retransmitted => 1,
+            SampleKind::Ack => 2,
+        };
+        let episode = match self.episode {
+            Episode::None => 0,
+            Episode::FastRecovery => 1,
+            Episode::RtoLoss => 2,
+        };
+        let sack = self.sack != SackBlock::NONE;
+        let undos = self.undos != prev.undos;
+        out.push(
+            kind | u8::from(self.ecn.ece) << 2
+                | u8::from(self.ecn.ce) << 3
+                | episode << 4
+                | u8::from(sack) << 6
+                | u8::from(undos) << 7,
+        );
+        put_signed(
+            out,
+            self.at.as_micros().wrapping_sub(prev.at.as_micros()) as i64,
+        );
+        put_delta32(out, self.seq, prev.seq.wrapping_add(prev.len));
+        put_varint(out, u64::from(self.len));
+        for (v, base) in sender(self).into_iter().zip(sender(&prev)) {
+            put_delta32(out, v, base);
+        }
+        if sack {
+            put_delta32(out, self.sack.start, self.seq);
+            put_delta32(out, self.sack.end, self.sack.start);
+        }
+        if undos {
+            out.push(self.undos);
+        }
+        cx.0 = *self;
+    }
+
+    fn decode(cx: &mut SampleContext, r: &mut Reader<'_>) -> Option<Sample> {
+        let prev = cx.0;
+        let bits = r.byte()?;
+        let kind = match bits & 3 {
+            0 => SampleKind::Sent,
+            1 => SampleKind::Retransmitted,
+            2 => SampleKind::Ack,
+            _ => return None,
+        };
+        let episode = match bits >> 4 & 3 {
+            0 => Episode::None,
+            1 => Episode::FastRecovery,
+            2 => Episode::RtoLoss,
+            _ => return None,
+        };
+        let at = Instant::from_micros(prev.at.as_micros().wrapping_add(r.signed()? as u64));
+        let seq = r.delta32(prev.seq.wrapping_add(prev.len))?;
+        let len = u32::try_from(r.varint()?).ok()?;
+        let mut numbers = sender(&prev);
+        for v in &mut numbers {
+            *v = r.delta32(*v)?;
+        }
+        let [wnd, cwnd, ssthresh, flight, srtt_us, rto_us] = numbers;
+        let sack = if bits & 1 << 6 != 0 {
+            let start = r.delta32(seq)?;
+            SackBlock {
+                start,
+                end: r.delta32(start)?,
+            }
+        } else {
+            SackBlock::NONE
+        };
+        let undos = if bits & 1 << 7 != 0 {
+            r.byte()?
+        } else {
+            prev.undos
+        };
+        let s = Sample {
+            at,
+            kind,
+            seq,
+            len,
+            wnd,
+            sack,
+            cwnd,
+            ssthresh,
+            flight,
+            srtt_us,
+            rto_us,
+            ecn: SampleEcn {
+                ece: bits & 1 << 2 != 0,
+                ce: bits & 1 << 3 != 0,
+            },
+            episode,
+            undos,
+        };
+        cx.0 = s;
+        Some(s)
+    }
+}
+
+/// The sender's numbers a sample carries, in the order they are packed.
+fn sender(s: &Sample) -> [u32; 6] {
+    [s.wnd, s.cwnd, s.ssthresh, s.flight, s.srtt_us, s.rto_us]
+}
+
 /// A connection's samples. See the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct Samples {
-    samples: Vec<Sample>,
+    /// Packed while the connection is idle, if short (see [`Samples::shrink`]).
+    samples: Record<Sample>,
     /// The highest sequence number sent (relative), to tell retransmissions from new data.
     high: u32,
     /// Record every `stride`-th ordinary sample (1 until the first decimation).
@@ -141,8 +291,9 @@ pub struct Samples {
 }
 
 impl Samples {
-    pub fn as_slice(&self) -> &[Sample] {
-        &self.samples
+    /// The samples in order (decoded into a temporary if the record is packed).
+    pub fn read(&self) -> Cow<'_, [Sample]> {
+        self.samples.items()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -151,13 +302,22 @@ impl Samples {
 
     /// Bytes allocated for samples.
     pub fn heap_bytes(&self) -> usize {
-        self.samples.capacity() * std::mem::size_of::<Sample>()
+        self.samples.heap_bytes()
     }
 
     /// Give back the room kept for samples that have not come (an idle connection, see the
-    /// module docs): the record keeps what it has and grows again from there.
+    /// module docs): the record keeps what it has and grows again from there. A short
+    /// record ([`PACKED_MAX`]) is packed: an echo's 2 samples in 29 bytes instead of
+    /// 112 (see `tcp::packed`); the next sample recorded unpacks it.
     pub fn shrink(&mut self) {
-        self.samples.shrink_to_fit();
+        if self.samples.is_packed() {
+            return;
+        }
+        if self.samples.len() <= PACKED_MAX {
+            self.samples.pack();
+        } else {
+            self.samples.live().shrink_to_fit();
+        }
     }
 
     /// A congestion response was undone (it proved spurious): the next sample carries it.
@@ -234,8 +394,10 @@ impl Samples {
     }
 
     fn push(&mut self, sample: Sample) {
-        if self.samples.capacity() == 0 {
-            self.samples.reserve_exact(FIRST);
+        // A packed record is unpacked with room for what it held, and grows from there.
+        let samples = self.samples.live();
+        if samples.capacity() == 0 {
+            samples.reserve_exact(FIRST);
             self.stride = 1;
         }
         // Retransmissions and ECN marks are kept whatever the stride: they are the events.
@@ -246,27 +408,29 @@ impl Samples {
             }
             self.skipped = 0;
         }
-        if self.samples.len() == CAPACITY {
+        if samples.len() == CAPACITY {
             self.decimate();
         }
-        if self.samples.len() == self.samples.capacity() {
-            let grow = self.samples.capacity().min(CAPACITY - self.samples.len());
-            self.samples.reserve_exact(grow);
+        let samples = self.samples.live();
+        if samples.len() == samples.capacity() {
+            let grow = samples.capacity().min(CAPACITY - samples.len());
+            samples.reserve_exact(grow);
         }
-        self.samples.push(sample);
+        samples.push(sample);
     }
 
     /// Halve the record: keep every retransmission and every other other sample.
     fn decimate(&mut self) {
+        let samples = self.samples.live();
         let mut i = 0usize;
-        self.samples.retain(|s| {
+        samples.retain(|s| {
             i += 1;
             s.kind == SampleKind::Retransmitted || i.is_multiple_of(2)
         });
-        if self.samples.len() > CAPACITY * 3 / 4 {
+        if samples.len() > CAPACITY * 3 / 4 {
             // Mostly retransmissions: drop every other one of everything.
             let mut j = 0usize;
-            self.samples.retain(|_| {
+            samples.retain(|_| {
                 j += 1;
                 j.is_multiple_of(2)
             });
@@ -277,7 +441,9 @@ impl Samples {
 
 #[cfg(test)]
 mod tests {
+    use super::super::packed::edgy32;
     use super::*;
+    use proptest::prelude::*;
 
     const ISS: SeqNum = SeqNum::new(u32::MAX - 10);
 
@@ -294,15 +460,23 @@ mod tests {
         }
     }
 
+    /// The room a live record has (a packed one has none).
+    fn room(s: &Samples) -> usize {
+        match &s.samples {
+            Record::Live(v) => v.capacity(),
+            Record::Packed(_) => 0,
+        }
+    }
+
     #[test]
     fn nothing_is_allocated_before_data_is_sent() {
         let mut s = Samples::default();
         s.on_ack(Instant::ZERO, ISS, None, &state(1), SampleEcn::default());
         s.on_sent(Instant::ZERO, ISS, ISS.add(1), 0, &state(1));
         assert!(s.is_empty());
-        assert_eq!(s.samples.capacity(), 0);
+        assert_eq!(room(&s), 0);
         s.on_sent(Instant::ZERO, ISS, ISS.add(1), 100, &state(1));
-        assert_eq!(s.samples.capacity(), FIRST);
+        assert_eq!(room(&s), FIRST);
         s.on_ack(
             Instant::ZERO,
             ISS,
@@ -310,7 +484,7 @@ mod tests {
             &state(101),
             SampleEcn::default(),
         );
-        let got = s.as_slice();
+        let got = s.read();
         assert_eq!(got[0].kind, SampleKind::Sent);
         assert_eq!((got[0].seq, got[0].len, got[0].flight), (1, 100, 100));
         assert_eq!(got[1].kind, SampleKind::Ack);
@@ -324,10 +498,14 @@ mod tests {
         assert_eq!(s.heap_bytes(), 0, "nothing to give back before data");
         s.on_sent(Instant::ZERO, ISS, ISS.add(1), 6, &state(1));
         s.on_ack(Instant::ZERO, ISS, None, &state(7), SampleEcn::default());
-        assert_eq!(s.samples.capacity(), FIRST);
-        // The echo is acknowledged, the connection idles: 2 samples, room for 2.
+        assert_eq!(room(&s), FIRST);
+        // The echo is acknowledged, the connection idles: 2 samples, packed (112 bytes as
+        // they were).
+        let echo = s.read().into_owned();
         s.shrink();
-        assert_eq!(s.heap_bytes(), 2 * std::mem::size_of::<Sample>());
+        assert!(s.samples.is_packed());
+        assert!(s.heap_bytes() <= 40, "{} bytes", s.heap_bytes());
+        assert_eq!(*s.read(), *echo);
         // Busy again: the record doubles from what it kept, and a long transfer is bounded
         // and decimated exactly as in a record that never shrank.
         let mut never = Samples::default();
@@ -339,19 +517,23 @@ mod tests {
             s.on_sent(t, ISS, ISS.add(seq), 1000, &state(seq));
             never.on_sent(t, ISS, ISS.add(seq), 1000, &state(seq));
             if i == 0 {
-                assert_eq!(s.samples.capacity(), 4, "doubled from 2");
+                assert_eq!(room(&s), 4, "doubled from 2");
             }
             if i == 3 || i == 50_000 {
-                // Shrunk part full, and after decimations (the stride is kept).
+                // Shrunk part full (packed), and after decimations (too long to pack: no
+                // room to spare; the stride is kept).
                 s.shrink();
-                assert_eq!(s.samples.capacity(), s.samples.len());
+                match &s.samples {
+                    Record::Packed(_) => assert!(i == 3 && s.samples.len() <= PACKED_MAX),
+                    Record::Live(v) => assert_eq!((i, v.capacity()), (50_000, v.len())),
+                }
             }
-            assert!(s.samples.capacity() <= CAPACITY, "{}", s.samples.capacity());
+            assert!(room(&s) <= CAPACITY, "{}", room(&s));
         }
         assert!(s.stride > 1);
         assert_eq!(s.stride, never.stride);
-        assert_eq!(s.as_slice(), never.as_slice());
-        assert!(s.as_slice().len() > CAPACITY / 4);
+        assert_eq!(s.read(), never.read());
+        assert!(s.read().len() > CAPACITY / 4);
     }
 
     #[test]
@@ -374,7 +556,7 @@ mod tests {
             s.on_sent(Instant::ZERO, ISS, ISS.add(1 + 100 * i), 100, &state(1));
         }
         s.on_sent(Instant::ZERO, ISS, ISS.add(101), 100, &state(1));
-        let kinds: Vec<SampleKind> = s.as_slice().iter().map(|x| x.kind).collect();
+        let kinds: Vec<SampleKind> = s.read().iter().map(|x| x.kind).collect();
         assert_eq!(kinds[..4], [SampleKind::Sent; 4]);
         assert_eq!(kinds[4], SampleKind::Retransmitted);
     }
@@ -389,13 +571,13 @@ mod tests {
                 s.on_sent(t, ISS, ISS.add(1), 1000, &state(1));
             }
         }
-        let got = s.as_slice();
+        let got = s.read();
         assert!(
             got.len() <= CAPACITY && got.len() > CAPACITY / 4,
             "{}",
             got.len()
         );
-        assert!(s.samples.capacity() <= CAPACITY);
+        assert!(room(&s) <= CAPACITY);
         assert_eq!(
             got.iter()
                 .filter(|x| x.kind == SampleKind::Retransmitted)
@@ -406,5 +588,120 @@ mod tests {
         assert!(got.first().unwrap().at < Instant::from_micros(1_000_000));
         assert!(got.last().unwrap().at > Instant::from_micros(9_000_000));
         assert!(got.windows(2).all(|w| w[0].at <= w[1].at));
+    }
+
+    fn sample() -> impl Strategy<Value = Sample> {
+        (
+            (
+                prop_oneof![any::<u64>(), Just(0), Just(u64::MAX), 0u64..10_000_000],
+                proptest::sample::select(vec![
+                    SampleKind::Sent,
+                    SampleKind::Retransmitted,
+                    SampleKind::Ack,
+                ]),
+                edgy32(),
+                edgy32(),
+                edgy32(),
+                (edgy32(), edgy32()),
+            ),
+            (
+                [edgy32(), edgy32(), edgy32(), edgy32(), edgy32()],
+                any::<(bool, bool)>(),
+                proptest::sample::select(vec![
+                    Episode::None,
+                    Episode::FastRecovery,
+                    Episode::RtoLoss,
+                ]),
+                any::<u8>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (at, kind, seq, len, wnd, (start, end)),
+                    ([cwnd, ssthresh, flight, srtt_us, rto_us], (ece, ce), episode, undos),
+                )| Sample {
+                    at: Instant::from_micros(at),
+                    kind,
+                    seq,
+                    len,
+                    wnd,
+                    sack: SackBlock { start, end },
+                    cwnd,
+                    ssthresh,
+                    flight,
+                    srtt_us,
+                    rto_us,
+                    ecn: SampleEcn { ece, ce },
+                    episode,
+                    undos,
+                },
+            )
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Sent(u64, u32, u32, u32),
+        Ack(u64, u32, Option<(u32, u32)>, bool),
+        Undo,
+        Idle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..1_000_000, edgy32(), 0u32..2000, edgy32())
+                .prop_map(|(at, seq, len, una)| Op::Sent(at, seq, len, una)),
+            4 => (0u64..1_000_000, edgy32(), any::<Option<(u32, u32)>>(), any::<bool>())
+                .prop_map(|(at, una, sack, ece)| Op::Ack(at, una, sack, ece)),
+            1 => Just(Op::Undo),
+            2 => Just(Op::Idle),
+        ]
+    }
+
+    /// Everything a record holds, its samples decoded.
+    fn whole(s: &Samples) -> String {
+        format!(
+            "{:?} {} {} {} {}",
+            s.read(),
+            s.high,
+            s.stride,
+            s.skipped,
+            s.undos
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn packed_samples_read_back_as_they_were(
+            samples in proptest::collection::vec(sample(), 0..40),
+        ) {
+            super::super::packed::round_trip(samples);
+        }
+
+        #[test]
+        fn a_record_packed_while_idle_is_the_record_that_never_was(
+            ops in proptest::collection::vec(op(), 0..200),
+        ) {
+            // Up to 200 samples: past what is packed (`PACKED_MAX`) too.
+            let apply = |s: &mut Samples, op: &Op| {
+                match *op {
+                    Op::Sent(at, seq, len, una) => s.on_sent(
+                        Instant::from_micros(at), ISS, ISS.add(seq), len, &state(una),
+                    ),
+                    Op::Ack(at, una, sack, ece) => s.on_ack(
+                        Instant::from_micros(at),
+                        ISS,
+                        sack.map(|(a, b)| (ISS.add(a), ISS.add(b))),
+                        &state(una),
+                        SampleEcn { ece, ce: false },
+                    ),
+                    Op::Undo => s.on_undo(),
+                    Op::Idle => return true,
+                }
+                false
+            };
+            super::super::packed::idle_is_never(
+                Samples::default(), &ops, apply, Samples::shrink, whole, Samples::heap_bytes,
+            );
+        }
     }
 }

@@ -15,8 +15,11 @@
 //! allocated when the first event goes past the head into the ring, and the middle's room
 //! when a notable event falls out of it; once full, recording a segment copies a few header
 //! fields and allocates nothing. Every connection carries a `Trace` (64 bytes inline) and an
-//! idle one keeps its few events (36 bytes each), so both are packed (issue 23).
+//! idle one keeps its few events (36 bytes each), so both are packed (issue 23); while the
+//! connection idles, a short record's events are packed further, as the differences from one
+//! to the next in a few bytes each ([`Trace::shrink`], `tcp::packed`).
 
+use super::packed::{Pack, Reader, Record, put_delta32, put_signed, put_varint};
 use super::{SeqNum, State};
 use crate::time::Instant;
 use crate::wire::{Flags, TcpSegment};
@@ -228,11 +231,278 @@ impl Event {
     }
 }
 
+/// What the events before the next one in a packed record tell of it (see [`Pack`]).
+#[derive(Default)]
+pub struct EventContext {
+    at: u64,
+    /// The state after the previous event.
+    after: Option<State>,
+    /// Per direction (in, out): where its last segment ended (its sequence number, length,
+    /// SYN and FIN), and its window.
+    end: [Option<SeqNum>; 2],
+    window: [Option<u16>; 2],
+}
+
+impl EventContext {
+    fn side(direction: Direction) -> usize {
+        match direction {
+            Direction::In => 0,
+            Direction::Out => 1,
+        }
+    }
+
+    /// The sequence number a segment is expected at, and the acknowledgment it is expected
+    /// to carry: where the last one its way ended, and where the last one the other way did.
+    fn expect(&self, direction: Direction) -> (Option<SeqNum>, SeqNum) {
+        let side = Self::side(direction);
+        let end = |i: usize| self.end.get(i).copied().flatten();
+        (end(side), end(1 - side).unwrap_or(SeqNum::new(0)))
+    }
+
+    fn window(&self, direction: Direction) -> Option<u16> {
+        self.window.get(Self::side(direction)).copied().flatten()
+    }
+
+    fn saw(&mut self, e: &Event) {
+        let side = Self::side(e.direction);
+        let end = e.seq.add(
+            e.len
+                .wrapping_add(u32::from(e.flags.syn()) + u32::from(e.flags.fin())),
+        );
+        if let Some(slot) = self.end.get_mut(side) {
+            *slot = Some(end);
+        }
+        if let Some(slot) = self.window.get_mut(side) {
+            *slot = Some(e.window);
+        }
+        self.at = e.at().as_micros();
+        self.after = Some(e.after);
+    }
+}
+
+/// The packed form of an event: a byte of [`EventBits`], the flags, the time since the
+/// previous event, the sequence number from where this direction's last segment ended (the
+/// first one whole, 4 bytes), the acknowledgment from where the other direction's ended, then
+/// only what the bits say is there: the length, the window (when it changed), the options,
+/// the label, the states (when they are not the previous event's `after` and no change).
+/// Plain data or its ACK takes 6 or 7 bytes, a SYN with options about 20.
+impl Pack for Event {
+    type Context = EventContext;
+
+    fn encode(&self, cx: &mut EventContext, out: &mut Vec<u8>) {
+        let (seq, ack) = cx.expect(self.direction);
+        let before = cx.after != Some(self.before);
+        let window = cx.window(self.direction) != Some(self.window);
+        let label = label_tag(self.label);
+        let mut bits = 0;
+        for (on, bit) in [
+            (self.direction == Direction::Out, EventBits::OUT),
+            (before, EventBits::BEFORE),
+            (self.after != self.before, EventBits::AFTER),
+            (!self.options.is_empty(), EventBits::OPTIONS),
+            (label.0 != 0, EventBits::LABEL),
+            (window, EventBits::WINDOW),
+            (seq.is_none(), EventBits::SEQ_WHOLE),
+            (self.len != 0, EventBits::LEN),
+        ] {
+            if on {
+                bits |= bit;
+            }
+        }
+        out.push(bits);
+        put_varint(out, u64::from(self.flags.0));
+        put_signed(out, self.at().as_micros().wrapping_sub(cx.at) as i64);
+        match seq {
+            Some(seq) => put_delta32(out, self.seq.raw(), seq.raw()),
+            None => out.extend_from_slice(&self.seq.raw().to_le_bytes()),
+        }
+        put_delta32(out, self.ack.raw(), ack.raw());
+        if self.len != 0 {
+            put_varint(out, u64::from(self.len));
+        }
+        if window {
+            out.extend_from_slice(&self.window.to_le_bytes());
+        }
+        if !self.options.is_empty() {
+            let o = &self.options;
+            out.push(o.bits);
+            if let Some(mss) = o.mss() {
+                put_varint(out, u64::from(mss));
+            }
+            out.extend(o.window_scale());
+            out.extend(o.fastopen());
+        }
+        if label.0 != 0 {
+            out.push(label.0);
+            if let Label::DupAck(n) = self.label {
+                put_varint(out, u64::from(n));
+            }
+        }
+        if before {
+            out.push(state_tag(self.before));
+        }
+        if self.after != self.before {
+            out.push(state_tag(self.after));
+        }
+        cx.saw(self);
+    }
+
+    fn decode(cx: &mut EventContext, r: &mut Reader<'_>) -> Option<Event> {
+        let bits = r.byte()?;
+        let has = |bit: u8| bits & bit != 0;
+        let direction = if has(EventBits::OUT) {
+            Direction::Out
+        } else {
+            Direction::In
+        };
+        let (seq, ack) = cx.expect(direction);
+        let flags = Flags(r.u16()?);
+        let micros = cx.at.wrapping_add(r.signed()? as u64);
+        let seq = match seq {
+            Some(seq) if !has(EventBits::SEQ_WHOLE) => r.delta32(seq.raw())?,
+            _ => u32::from_le_bytes([r.byte()?, r.byte()?, r.byte()?, r.byte()?]),
+        };
+        let ack = r.delta32(ack.raw())?;
+        let len = if has(EventBits::LEN) {
+            u32::try_from(r.varint()?).ok()?
+        } else {
+            0
+        };
+        let window = match cx.window(direction) {
+            Some(window) if !has(EventBits::WINDOW) => window,
+            _ => u16::from_le_bytes([r.byte()?, r.byte()?]),
+        };
+        let mut options = OptionSummary::default();
+        if has(EventBits::OPTIONS) {
+            options.bits = r.byte()?;
+            if options.bits & OptionSummary::MSS != 0 {
+                options.mss = r.u16()?;
+            }
+            if options.bits & OptionSummary::WINDOW_SCALE != 0 {
+                options.window_scale = r.byte()?;
+            }
+            if options.bits & OptionSummary::FASTOPEN != 0 {
+                options.fastopen = r.byte()?;
+            }
+        }
+        let label = if has(EventBits::LABEL) {
+            let tag = r.byte()?;
+            let n = if tag == label_tag(Label::DupAck(0)).0 {
+                r.u16()?
+            } else {
+                0
+            };
+            label_of(tag, n)?
+        } else {
+            Label::None
+        };
+        let before = match cx.after {
+            Some(after) if !has(EventBits::BEFORE) => after,
+            _ => state_of(r.byte()?)?,
+        };
+        let after = if has(EventBits::AFTER) {
+            state_of(r.byte()?)?
+        } else {
+            before
+        };
+        let e = Event {
+            direction,
+            at_low: micros as u32,
+            at_high: (micros >> 32) as u16,
+            flags,
+            seq: SeqNum::new(seq),
+            ack: SeqNum::new(ack),
+            len,
+            window,
+            options,
+            before,
+            after,
+            label,
+        };
+        cx.saw(&e);
+        Some(e)
+    }
+}
+
+/// The first byte of a packed event (see `impl Pack for Event`).
+struct EventBits;
+
+impl EventBits {
+    const OUT: u8 = 1;
+    /// Its `before` is not the previous event's `after`: written.
+    const BEFORE: u8 = 1 << 1;
+    /// Its `after` is not its `before`: written.
+    const AFTER: u8 = 1 << 2;
+    const OPTIONS: u8 = 1 << 3;
+    const LABEL: u8 = 1 << 4;
+    /// Its window is not the last one its way: written.
+    const WINDOW: u8 = 1 << 5;
+    /// The first segment its way: its sequence number is written whole.
+    const SEQ_WHOLE: u8 = 1 << 6;
+    const LEN: u8 = 1 << 7;
+}
+
+fn state_tag(state: State) -> u8 {
+    State::ALL
+        .iter()
+        .position(|&s| s == state)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(0)
+}
+
+fn state_of(tag: u8) -> Option<State> {
+    State::ALL.get(usize::from(tag)).copied()
+}
+
+/// Every label but `DupAck`'s count, in the order of their tags (0 is `Label::None`).
+const LABELS: [Label; 19] = [
+    Label::None,
+    Label::RtoRetransmit,
+    Label::FastRetransmit,
+    Label::SackRetransmit,
+    Label::Rack,
+    Label::Tlp,
+    Label::Dsack,
+    Label::Prr,
+    Label::DupAck(0),
+    Label::PeerRetransmit,
+    Label::OutOfOrder,
+    Label::ZeroWindowProbe,
+    Label::WindowUpdate,
+    Label::KeepAlive,
+    Label::ChallengeAck,
+    Label::TimeWaitReAck,
+    Label::SynCookie,
+    Label::Pmtu,
+    Label::FastOpen,
+];
+
+/// A label's tag in [`LABELS`] (and its count, for a duplicate ACK).
+fn label_tag(label: Label) -> (u8, u16) {
+    let (plain, n) = match label {
+        Label::DupAck(n) => (Label::DupAck(0), n),
+        other => (other, 0),
+    };
+    let tag = LABELS
+        .iter()
+        .position(|&l| l == plain)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(0);
+    (tag, n)
+}
+
+fn label_of(tag: u8, n: u16) -> Option<Label> {
+    match LABELS.get(usize::from(tag)).copied()? {
+        Label::DupAck(_) => Some(Label::DupAck(n)),
+        other => Some(other),
+    }
+}
+
 /// One row of a diagram, in order: a segment (and whether `--impair` dropped it), or a run of
 /// plain segments folded into one line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Row<'a> {
-    Segment(&'a Event, Lost),
+pub enum Row {
+    Segment(Event, Lost),
     Fold(Folded),
 }
 
@@ -355,8 +625,9 @@ impl Folded {
 #[derive(Clone, Debug)]
 pub struct Trace {
     /// `events[..HEAD]` is the head; `events[HEAD..]` the ring, oldest at `HEAD + next` once
-    /// full. A trace made with `Default` has no room: it only counts (folds) events.
-    events: Vec<Event>,
+    /// full. A trace made with `Default` has no room: it only counts (folds) events. Packed
+    /// while the connection is idle if it has no [`Long`] (see [`Trace::shrink`]).
+    events: Record<Event>,
     long: Option<Box<Long>>,
     /// One bit per slot of `events`: dropped by `--impair`.
     lost: u64,
@@ -387,7 +658,7 @@ impl Default for Trace {
     /// A record with no room, which only counts: what `std::mem::take` leaves behind.
     fn default() -> Self {
         Trace {
-            events: Vec::new(),
+            events: Record::default(),
             long: None,
             lost: 0,
             seen: Seen::default(),
@@ -408,17 +679,22 @@ impl Trace {
     }
 
     /// Give back the room kept for events that have not come: a connection that will record
-    /// little more (TIME-WAIT) keeps exactly what it recorded.
+    /// little more (TIME-WAIT), or nothing for a while (idle), keeps exactly what it
+    /// recorded. A short record (no [`Long`]) is packed: an echo's 6 events in 56
+    /// bytes instead of 216 (see `tcp::packed`); the next event recorded unpacks it.
     pub fn shrink(&mut self) {
-        self.events.shrink_to_fit();
-        if let Some(long) = &mut self.long {
-            long.middle.shrink_to_fit();
+        match &mut self.long {
+            None => self.events.pack(),
+            Some(long) => {
+                self.events.live().shrink_to_fit();
+                long.middle.shrink_to_fit();
+            }
         }
     }
 
     /// Bytes allocated for kept events (and a long record's state).
     pub fn heap_bytes(&self) -> usize {
-        self.events.capacity() * std::mem::size_of::<Event>()
+        self.events.heap_bytes()
             + self.long.as_ref().map_or(0, |long| {
                 std::mem::size_of::<Long>() + long.middle.capacity() * std::mem::size_of::<Kept>()
             })
@@ -455,33 +731,14 @@ impl Trace {
             .map_or_else(Folded::default, |long| long.folded)
     }
 
-    /// The first events of the connection, in order.
-    pub fn head(&self) -> &[Event] {
-        self.events
-            .get(..HEAD.min(self.events.len()))
-            .unwrap_or(&[])
-    }
-
-    /// The most recent events after the head, oldest first.
-    pub fn recent(&self) -> impl Iterator<Item = &Event> {
-        self.recent_slots().map(|(_, e)| e)
-    }
-
-    /// The ring's events oldest first, with their slots in `events`.
-    fn recent_slots(&self) -> impl Iterator<Item = (usize, &Event)> {
-        let ring = self.events.get(HEAD..).unwrap_or(&[]);
-        let next = self.long.as_ref().map_or(0, |long| long.next);
-        let split = if ring.len() == TAIL { next } else { 0 };
-        let split = split.min(ring.len());
-        let (older, newer) = ring.split_at(split);
-        (HEAD + split..)
-            .zip(newer)
-            .chain((HEAD..).zip(older.iter()))
+    /// The ring's oldest slot, once full.
+    fn next(&self) -> usize {
+        self.long.as_ref().map_or(0, |long| long.next)
     }
 
     /// Every kept event in order (the folded ones sit between the head and the rest), the
     /// notable ones kept from the middle included.
-    pub fn events(&self) -> impl Iterator<Item = &Event> {
+    pub fn events(&self) -> impl Iterator<Item = Event> {
         self.rows().filter_map(|r| match r {
             Row::Segment(e, _) => Some(e),
             Row::Fold(_) => None,
@@ -489,8 +746,10 @@ impl Trace {
     }
 
     /// The diagram's rows in order: the head, the notable events of the middle each after
-    /// the run folded before it, the last run folded, the ring.
-    pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+    /// the run folded before it, the last run folded, the ring. Gathered (and a packed
+    /// record decoded) into a temporary: this is for the diagrams, not the data path.
+    pub fn rows(&self) -> impl Iterator<Item = Row> {
+        let kept = self.events.items();
         let lost = |slot: usize| {
             if self.lost & bit(slot) != 0 {
                 Lost::Impair
@@ -498,23 +757,23 @@ impl Trace {
                 Lost::No
             }
         };
-        let head = (0..)
-            .zip(self.head())
-            .map(move |(i, e)| Row::Segment(e, lost(i)));
-        let middle = self.middle().iter().flat_map(|k| {
-            let fold = (k.before.segments() > 0).then_some(Row::Fold(k.before));
-            fold.into_iter()
-                .chain(std::iter::once(Row::Segment(&k.event, k.lost)))
-        });
-        let run = self
-            .long
-            .as_ref()
-            .filter(|long| long.run.segments() > 0)
-            .map(|long| Row::Fold(long.run));
-        let ring = self
-            .recent_slots()
-            .map(move |(i, e)| Row::Segment(e, lost(i)));
-        head.chain(middle).chain(run).chain(ring)
+        let mut rows = Vec::with_capacity(kept.len() + 2 * self.middle().len() + 1);
+        rows.extend(
+            (0..)
+                .zip(head(&kept))
+                .map(|(i, &e)| Row::Segment(e, lost(i))),
+        );
+        for k in self.middle() {
+            if k.before.segments() > 0 {
+                rows.push(Row::Fold(k.before));
+            }
+            rows.push(Row::Segment(k.event, k.lost));
+        }
+        if let Some(long) = self.long.as_ref().filter(|long| long.run.segments() > 0) {
+            rows.push(Row::Fold(long.run));
+        }
+        rows.extend(ring(&kept, self.next()).map(|(i, &e)| Row::Segment(e, lost(i))));
+        rows.into_iter()
     }
 
     /// The notable events kept from the middle.
@@ -560,11 +819,14 @@ impl Trace {
                         && e.len == len
                         && e.flags == seg.flags
                 };
-                let newest = self
-                    .rows_slots()
+                let kept = self.events.items();
+                let newest = (0..)
+                    .zip(head(&kept))
+                    .chain(ring(&kept, self.next()))
                     .filter(|&(slot, e)| same(e) && self.lost & bit(slot) == 0)
                     .map(|(slot, _)| slot)
                     .last();
+                drop(kept);
                 if let Some(slot) = newest {
                     self.mark(slot, true, Lost::Impair);
                 } else if let Some(k) = self
@@ -583,11 +845,6 @@ impl Trace {
                 self.push(event, true, Lost::Impair);
             }
         }
-    }
-
-    /// The kept events of the head and the ring with their slots, oldest first.
-    fn rows_slots(&self) -> impl Iterator<Item = (usize, &Event)> {
-        (0..).zip(self.head()).chain(self.recent_slots())
     }
 
     /// Whether a segment is notable (see the module docs), and the label of one from the
@@ -676,17 +933,20 @@ impl Trace {
 
     fn push(&mut self, event: Event, notable: bool, lost: Lost) {
         self.last_state = event.after;
-        if self.events.len() < HEAD + TAIL && self.room {
-            if self.events.len() == self.events.capacity() {
+        let len = self.events.len();
+        if len < HEAD + TAIL && self.room {
+            // An idle record was packed: unpacked with room for what it held, it grows again.
+            let events = self.events.live();
+            if len == events.capacity() {
                 // Grow by doubling, but never beyond the bound.
-                let want = (self.events.len() * 2).clamp(8, HEAD + TAIL);
-                self.events.reserve_exact(want - self.events.len());
+                let want = (len * 2).clamp(8, HEAD + TAIL);
+                events.reserve_exact(want - len);
             }
-            self.mark(self.events.len(), notable, lost);
-            self.events.push(event);
+            events.push(event);
+            self.mark(len, notable, lost);
             return;
         }
-        if self.events.len() < HEAD + TAIL {
+        if len < HEAD + TAIL {
             // No room was allocated: count only.
             let long = self.long();
             long.folded.add(&event);
@@ -702,7 +962,7 @@ impl Trace {
         } else {
             Lost::No
         };
-        if let Some(old) = self.events.get_mut(slot) {
+        if let Some(old) = self.events.live().get_mut(slot) {
             let old = std::mem::replace(old, event);
             self.evict(old, old_notable, old_lost);
         }
@@ -754,12 +1014,13 @@ impl Trace {
 
     /// The most recently recorded event, if it was kept.
     fn last_mut(&mut self) -> Option<&mut Event> {
-        if self.events.len() < HEAD + TAIL {
-            return self.events.last_mut();
+        let next = self.next();
+        let events = self.events.live();
+        if events.len() < HEAD + TAIL {
+            return events.last_mut();
         }
-        let next = self.long.as_ref().map_or(0, |long| long.next);
         let slot = HEAD + (next + TAIL - 1) % TAIL;
-        self.events.get_mut(slot)
+        events.get_mut(slot)
     }
 
     /// The state changed after the last event was recorded, as a consequence of it (a RST we
@@ -767,11 +1028,33 @@ impl Trace {
     pub(super) fn settle(&mut self, state: State) {
         if self.last_state != state {
             self.last_state = state;
+            // An idle record (packed) stays packed.
+            let packed = self.events.is_packed();
             if let Some(e) = self.last_mut() {
                 e.after = state;
             }
+            if packed {
+                self.events.pack();
+            }
         }
     }
+}
+
+/// The head of a record's events (see [`Trace::events`]).
+fn head(events: &[Event]) -> &[Event] {
+    events.get(..HEAD.min(events.len())).unwrap_or(&[])
+}
+
+/// The ring of a record's events, oldest first (`next` is its oldest slot once full), with
+/// their slots.
+fn ring(events: &[Event], next: usize) -> impl Iterator<Item = (usize, &Event)> {
+    let ring = events.get(HEAD..).unwrap_or(&[]);
+    let split = if ring.len() == TAIL { next } else { 0 };
+    let split = split.min(ring.len());
+    let (older, newer) = ring.split_at(split);
+    (HEAD + split..)
+        .zip(newer)
+        .chain((HEAD..).zip(older.iter()))
 }
 
 /// The bit of a slot of `events` (there are `HEAD + TAIL` = 64 of them).
@@ -785,8 +1068,10 @@ const _: () = assert!(HEAD + TAIL <= 64);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::packed::edgy32;
     use crate::tcp::{Config, Connection, Socket};
     use crate::wire::{Quad, SEGMENT_TEMPLATE, TcpOptions};
+    use proptest::prelude::*;
 
     const ISS: SeqNum = SeqNum::new(1_000_000);
     const IRS: SeqNum = SeqNum::new(u32::MAX - 5);
@@ -904,7 +1189,7 @@ mod tests {
             ..FROM_PEER
         };
         assert!(conn.on_segment(now, &bad).is_some());
-        let last = conn.trace().events().last().copied().unwrap();
+        let last = conn.trace().events().last().unwrap();
         assert_eq!(last.direction, Direction::Out);
         assert_eq!(last.flags, Flags::RST);
     }
@@ -936,7 +1221,7 @@ mod tests {
             t.record(Direction::Out, Instant::ZERO, &seg, State::Established);
         }
         assert!(t.long.is_none(), "the head needs no fold state");
-        assert_eq!(t.heap_bytes(), t.events.capacity() * 36);
+        assert_eq!(t.heap_bytes(), t.events.heap_bytes());
         assert_eq!(
             (t.total(), t.folded(), t.middle().len()),
             (HEAD as u64, Folded::default(), 0)
@@ -946,7 +1231,7 @@ mod tests {
         assert!(t.long.is_some(), "the ring's first event");
         assert_eq!(
             t.heap_bytes(),
-            t.events.capacity() * 36 + std::mem::size_of::<Long>()
+            t.events.heap_bytes() + std::mem::size_of::<Long>()
         );
         assert_eq!(t.total(), HEAD as u64 + 1);
     }
@@ -1005,7 +1290,7 @@ mod tests {
         let got: Vec<Result<(Event, Lost), Folded>> = t
             .rows()
             .map(|r| match r {
-                Row::Segment(e, lost) => Ok((*e, lost)),
+                Row::Segment(e, lost) => Ok((e, lost)),
                 Row::Fold(f) => Err(f),
             })
             .collect();
@@ -1086,5 +1371,222 @@ mod tests {
         assert_eq!(t.last_state(), State::Established);
         // Drawn as one fold.
         assert!(matches!(t.rows().collect::<Vec<_>>()[..], [Row::Fold(f)] if f.segments_in == 1));
+    }
+
+    /// Any summary `OptionSummary::of` can make (absent values are 0), with any Fast Open
+    /// cookie length and SACK block count the bits hold.
+    fn summary() -> impl Strategy<Value = OptionSummary> {
+        (
+            any::<Option<u16>>(),
+            any::<Option<u8>>(),
+            any::<Option<u8>>(),
+            any::<bool>(),
+            any::<bool>(),
+            0u8..8,
+        )
+            .prop_map(|(mss, ws, fo, sack_permitted, timestamps, blocks)| {
+                let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+                OptionSummary {
+                    mss: mss.unwrap_or(0),
+                    window_scale: ws.unwrap_or(0),
+                    fastopen: fo.unwrap_or(0),
+                    bits: flag(mss.is_some(), OptionSummary::MSS)
+                        | flag(ws.is_some(), OptionSummary::WINDOW_SCALE)
+                        | flag(fo.is_some(), OptionSummary::FASTOPEN)
+                        | flag(sack_permitted, OptionSummary::SACK_PERMITTED)
+                        | flag(timestamps, OptionSummary::TIMESTAMPS)
+                        | blocks << OptionSummary::SACK_BLOCKS_SHIFT,
+                }
+            })
+    }
+
+    fn state() -> impl Strategy<Value = State> {
+        proptest::sample::select(State::ALL.to_vec())
+    }
+
+    fn label() -> impl Strategy<Value = Label> {
+        (proptest::sample::select(LABELS.to_vec()), any::<u16>()).prop_map(|(l, n)| match l {
+            Label::DupAck(_) => Label::DupAck(n),
+            l => l,
+        })
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            (
+                any::<bool>(),
+                prop_oneof![Just(0), Just(AT_MAX), 0..=AT_MAX, 0u64..1_000_000],
+                any::<u16>(),
+                edgy32(),
+                edgy32(),
+                edgy32(),
+            ),
+            (
+                prop_oneof![any::<u16>(), Just(0), Just(u16::MAX)],
+                summary(),
+                state(),
+                state(),
+                label(),
+            ),
+        )
+            .prop_map(
+                |((out, at, flags, seq, ack, len), (window, options, before, after, label))| {
+                    let mut t = Trace::new();
+                    t.begin(before);
+                    let direction = if out { Direction::Out } else { Direction::In };
+                    let at = Instant::from_micros(at);
+                    let mut e = t.event(direction, at, &FROM_PEER, after, label);
+                    (e.flags, e.seq, e.ack) = (Flags(flags), SeqNum::new(seq), SeqNum::new(ack));
+                    (e.len, e.window, e.options) = (len, window, options);
+                    e
+                },
+            )
+    }
+
+    /// A segment for the records below: numbers near the wrap, any flags, a few options.
+    fn segment() -> impl Strategy<Value = TcpSegment<'static>> {
+        static DATA: [u8; 100] = [0; 100];
+        (
+            edgy32(),
+            edgy32(),
+            any::<u16>(),
+            // Often the same window as before (not written again).
+            prop_oneof![any::<u16>(), Just(0), Just(64000)],
+            0usize..=100,
+            any::<Option<u16>>(),
+            0u8..=4,
+        )
+            .prop_map(|(seq, ack, flags, window, len, mss, sacks)| TcpSegment {
+                seq: SeqNum::new(seq),
+                ack: SeqNum::new(ack),
+                // Only the TCP header's flags: `Flags` keeps what the wire gave.
+                flags: Flags(flags & 0x1ff),
+                window,
+                payload: DATA.get(..len).unwrap_or(&DATA),
+                options: TcpOptions {
+                    mss,
+                    sack_count: sacks,
+                    ..TcpOptions::EMPTY
+                },
+                ..SEGMENT_TEMPLATE
+            })
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Record(bool, u64, TcpSegment<'static>, State, Label),
+        Lost(bool, u64, TcpSegment<'static>),
+        Settle(State),
+        /// The connection idles: only the record under test is shrunk.
+        Idle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<bool>(), 0u64..2_000_000, segment(), state(), label())
+                .prop_map(|(out, at, seg, after, label)| Op::Record(out, at, seg, after, label)),
+            1 => (any::<bool>(), 0u64..2_000_000, segment())
+                .prop_map(|(out, at, seg)| Op::Lost(out, at, seg)),
+            1 => state().prop_map(Op::Settle),
+            2 => Just(Op::Idle),
+        ]
+    }
+
+    /// Everything a trace holds, its events decoded.
+    fn whole(t: &Trace) -> String {
+        format!(
+            "{} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            t.total(),
+            t.events.items(),
+            t.long,
+            t.lost,
+            t.seen,
+            t.last_state,
+            t.room,
+            t.rows().collect::<Vec<_>>()
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn packed_events_read_back_as_they_were(
+            events in proptest::collection::vec(event(), 0..40),
+        ) {
+            super::super::packed::round_trip(events);
+        }
+
+        #[test]
+        fn a_record_packed_while_idle_is_the_record_that_never_was(
+            ops in proptest::collection::vec(op(), 0..80),
+        ) {
+            // Past the head too (the long record's machinery starts from an unpacked one).
+            let mut start = Trace::new();
+            start.begin(State::Listen);
+            let dir = |out: bool| if out { Direction::Out } else { Direction::In };
+            let apply = |t: &mut Trace, op: &Op| {
+                match op {
+                    Op::Record(out, at, seg, after, label) => t.record_labeled(
+                        dir(*out), Instant::from_micros(*at), seg, *after, *label,
+                    ),
+                    Op::Lost(out, at, seg) => {
+                        t.record_lost(dir(*out), Instant::from_micros(*at), seg)
+                    }
+                    Op::Settle(state) => t.settle(*state),
+                    Op::Idle => return true,
+                }
+                false
+            };
+            super::super::packed::idle_is_never(
+                start, &ops, apply, Trace::shrink, whole, Trace::heap_bytes,
+            );
+        }
+    }
+
+    #[test]
+    fn an_idle_short_record_is_packed_and_a_long_one_is_not() {
+        let mut t = Trace::new();
+        t.begin(State::Listen);
+        let syn = TcpSegment {
+            seq: IRS,
+            flags: Flags::SYN,
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                ..TcpOptions::EMPTY
+            },
+            ..FROM_PEER
+        };
+        t.record(
+            Direction::In,
+            Instant::from_millis(100_000),
+            &syn,
+            State::SynReceived,
+        );
+        let (seg, _) = sent(0, 6, Label::None);
+        t.record(
+            Direction::Out,
+            Instant::from_millis(100_000),
+            &seg,
+            State::SynReceived,
+        );
+        let events: Vec<Event> = t.events().collect();
+        t.shrink();
+        assert!(t.events.is_packed());
+        assert!(t.heap_bytes() < 40, "{} bytes", t.heap_bytes());
+        assert_eq!(t.events().collect::<Vec<_>>(), events);
+        // A state change after the last event, while idle (the TIME-WAIT timer): it stays
+        // packed.
+        t.settle(State::Closed);
+        assert!(t.events.is_packed());
+        assert_eq!(t.events().last().map(|e| e.after), Some(State::Closed));
+        // Past the head: a long record, left as it is when idle (its room given back).
+        for i in 0..HEAD as u32 {
+            let (seg, _) = sent(6 + 100 * i, 100, Label::None);
+            t.record(Direction::Out, Instant::ZERO, &seg, State::Established);
+        }
+        assert!(t.long.is_some());
+        t.shrink();
+        assert!(!t.events.is_packed());
+        assert_eq!(t.events.heap_bytes(), (HEAD + 2) * 36);
     }
 }

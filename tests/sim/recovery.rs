@@ -767,13 +767,13 @@ fn a_spurious_timeout_is_detected_by_timestamps_and_undone() {
     assert!(ev.rto_expirations >= 1, "no timeout: {ev:?}");
     assert_eq!((ev.loss_undo, ev.spurious_rtos), (1, 1), "{ev:?}");
     // The congestion graph's record: a Loss-state episode, and one undo.
-    let samples = p.sender.samples().as_slice();
+    let samples = p.sender.samples().read();
     assert!(
         samples
             .iter()
             .any(|s| s.episode == synack::tcp::samples::Episode::RtoLoss)
     );
-    assert_eq!(synack::observe::graphs::undos(samples).len(), 1);
+    assert_eq!(synack::observe::graphs::undos(&samples).len(), 1);
     // Go-back-N stopped at the undo: only what went out before it was sent twice.
     assert!(
         p.resent().len() <= 2,

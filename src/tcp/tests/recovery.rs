@@ -115,7 +115,7 @@ fn status_info_shows_the_congestion_state_and_the_reordering_window() {
     sack_segments(&mut h, ISS.add(1), 1, 4);
     assert_eq!(info(&h).ca_state, "recovery");
     // The congestion graph shades it.
-    let episode = |h: &Harness| h.conn.samples().as_slice().last().map(|s| s.episode);
+    let episode = |h: &Harness| h.conn.samples().read().last().map(|s| s.episode);
     assert_eq!(episode(&h), Some(Episode::FastRecovery));
     let entries = info(&h).entries();
     assert!(entries.iter().any(|(k, _)| *k == "ca_state"));
