@@ -130,8 +130,8 @@ pub struct Args {
     pub backlog: usize,
 
     /// The most connections in any state but TIME-WAIT; past it new SYNs are dropped
-    /// silently. Each idle connection costs about 2.5 KiB (see docs/PERFORMANCE.md), so the
-    /// default table holds about 160 MiB of connections; buffers are counted apart
+    /// silently. Each idle connection costs about 1 KiB (see docs/PERFORMANCE.md), so the
+    /// default table holds about 64 MiB of connections; buffers are counted apart
     /// (--max-buffer-memory)
     #[arg(long = "max-connections", value_name = "N", default_value_t = 65536,
           value_parser = limits::parse_count)]
