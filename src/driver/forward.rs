@@ -12,7 +12,7 @@
 use crate::endpoint::{Endpoint, RelayEvent};
 use crate::services::{PeerId, Socks5Client, Socks5Outcome, UpstreamTarget};
 use crate::time::Instant;
-use crate::wire::{IcmpErrorKind, Quad};
+use crate::wire::{IcmpErrorKind, PackedQuad, Quad};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::collections::HashMap;
@@ -54,12 +54,16 @@ fn connect(addr: SocketAddr, opts: &UpstreamOptions) -> std::io::Result<TcpStrea
 }
 
 /// One upstream socket.
+///
+/// Issue 21 (and 23): 96 bytes, not 256 — the 4-tuple packed, the SOCKS5 exchange boxed and
+/// dropped once the proxy has connected — since every relayed connection keeps one, in a map
+/// whose buckets are this size.
 struct Upstream {
-    quad: Quad,
+    quad: PackedQuad,
     target: UpstreamTarget,
     stream: TcpStream,
     /// The SOCKS5 CONNECT under way (`socks5:`), between the TCP connect and the SYN,ACK.
-    socks: Option<Socks5Client>,
+    socks: Option<Box<Socks5Client>>,
     /// The connect finished and the endpoint answered the SYN.
     connected: bool,
     write_blocked: bool,
@@ -74,7 +78,7 @@ struct Upstream {
 #[derive(Default)]
 pub struct Upstreams {
     by_token: HashMap<usize, Upstream>,
-    by_quad: HashMap<Quad, usize>,
+    by_quad: HashMap<PackedQuad, usize>,
     next: usize,
     /// Connects that finished (their socket reported an event) and must be checked.
     ready: Vec<usize>,
@@ -121,13 +125,15 @@ impl Upstreams {
                             return;
                         }
                         let socks = match target {
-                            UpstreamTarget::Socks5(spec, dest) => Some(spec.client(dest)),
+                            UpstreamTarget::Socks5(spec, dest) => {
+                                Some(Box::new(spec.client(dest)))
+                            }
                             _ => None,
                         };
                         self.by_token.insert(
                             token,
                             Upstream {
-                                quad,
+                                quad: quad.into(),
                                 target,
                                 stream,
                                 socks,
@@ -138,13 +144,13 @@ impl Upstreams {
                                 done_reading: false,
                             },
                         );
-                        self.by_quad.insert(quad, token);
+                        self.by_quad.insert(quad.into(), token);
                     }
                     Err(e) => connect_failed(ep, &quad, &target, &e),
                 }
             }
             RelayEvent::End { quad, reset } => {
-                let Some(token) = self.by_quad.remove(&quad) else {
+                let Some(token) = self.by_quad.remove(&PackedQuad::from(quad)) else {
                     return;
                 };
                 if let Some(mut u) = self.by_token.remove(&token) {
@@ -163,7 +169,7 @@ impl Upstreams {
     /// those of the connections in `ran` (see `Endpoint::take_relay_ready`).
     pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant, ran: &[Quad]) {
         self.active
-            .extend(ran.iter().filter_map(|q| self.by_quad.get(q).copied()));
+            .extend(ran.iter().filter_map(|&q| self.by_quad.get(&q.into()).copied()));
         for token in std::mem::take(&mut self.ready) {
             let Some(u) = self.by_token.get_mut(&token) else {
                 continue;
@@ -171,7 +177,7 @@ impl Upstreams {
             if u.connected {
                 continue;
             }
-            let quad = u.quad;
+            let quad = u.quad.get();
             let error = match u.stream.take_error() {
                 Ok(Some(e)) | Err(e) => Some(e),
                 Ok(None) => None,
@@ -186,10 +192,14 @@ impl Upstreams {
                 },
             };
             // socks5: the proxy is connected; the CONNECT to the destination comes next.
-            let outcome = match (outcome, u.socks.as_mut()) {
+            let outcome = match (outcome, u.socks.as_deref_mut()) {
                 (Ok(()), Some(socks)) => match socks_step(&mut u.stream, socks) {
                     Ok(Socks5Outcome::Pending) => continue,
-                    Ok(Socks5Outcome::Connected) => Ok(()),
+                    Ok(Socks5Outcome::Connected) => {
+                        // The exchange is over: its state goes.
+                        u.socks = None;
+                        Ok(())
+                    }
                     Ok(Socks5Outcome::Refused(reply)) => {
                         info!(%quad, %reply, "{}: refused; resetting the client", u.target.describe());
                         ep.forward_refused(&quad);
@@ -260,7 +270,7 @@ impl Upstreams {
 
 impl Upstream {
     fn pump(&mut self, ep: &mut Endpoint) {
-        let quad = self.quad;
+        let quad = self.quad.get();
         let Some(mut relay) = ep.relay_io(&quad) else {
             return;
         };
