@@ -26,11 +26,12 @@ from harness import SYNACK4
 sys.path.insert(0, str(harness.REPO_ROOT / "scripts"))
 from echo_clients import EchoClients  # noqa: E402
 
-# README, "Buffers and memory": an idle connection costs about 2.6 KiB of heap (tests/alloc.rs
-# measures it for every service), and about 4 KiB of RSS right after a burst of requests (the
-# allocator keeps the space the requests' buffers used, for the next ones): 3.9 on a quiet
-# machine, 4.5 on one shared with builds, where the daemon read ACKs late and spurious
-# timeouts left event counts behind (CI saw 4.52 and 4.54). The README says at most 5.
+# README, "Buffers and memory": an idle connection costs about 0.9 KiB of heap (tests/alloc.rs
+# measures it for every service), and about 3 KiB of RSS right after a burst of requests (the
+# allocator keeps the space the requests' buffers used, for the next ones): 2.9 in CI after
+# issue 23's fourth session (3.9 before it); 4.5 was seen on a machine shared with builds,
+# where the daemon read ACKs late and spurious timeouts left event counts behind. The README
+# says at most 5.
 PER_CONNECTION_KIB = 5.0
 HTTP_CONNS = 10_000
 
