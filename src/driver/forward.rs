@@ -125,9 +125,7 @@ impl Upstreams {
                             return;
                         }
                         let socks = match target {
-                            UpstreamTarget::Socks5(spec, dest) => {
-                                Some(Box::new(spec.client(dest)))
-                            }
+                            UpstreamTarget::Socks5(spec, dest) => Some(Box::new(spec.client(dest))),
                             _ => None,
                         };
                         self.by_token.insert(
@@ -168,8 +166,10 @@ impl Upstreams {
     /// Finish connects, then move what can be moved for the upstreams that had an event and
     /// those of the connections in `ran` (see `Endpoint::take_relay_ready`).
     pub fn pump(&mut self, ep: &mut Endpoint, registry: &Registry, now: Instant, ran: &[Quad]) {
-        self.active
-            .extend(ran.iter().filter_map(|&q| self.by_quad.get(&q.into()).copied()));
+        self.active.extend(
+            ran.iter()
+                .filter_map(|&q| self.by_quad.get(&q.into()).copied()),
+        );
         for token in std::mem::take(&mut self.ready) {
             let Some(u) = self.by_token.get_mut(&token) else {
                 continue;
