@@ -596,26 +596,12 @@ mod tests {
 
     #[test]
     fn status_table_looks_like_ss() {
-        let listen = ConnStatus {
-            state: State::Listen,
-            recv_q: 0,
-            send_q: 0,
-            local: "198.18.0.2:80".parse().unwrap(),
-            peer: None,
-            app: "http",
-            rtt: None,
-            rto: None,
-            cwnd: None,
-            retransmissions: 0,
-            age: None,
-            relay_peer: None,
-            info: None,
-            rcv_wnd: 0,
-            rcv_space: 0,
-            snd_wnd: 0,
-            snd_buf: 0,
-            mem: 0,
-        };
+        let listen = ConnStatus::bare(
+            State::Listen,
+            "198.18.0.2:80".parse().unwrap(),
+            None,
+            "http",
+        );
         let conn = ConnStatus {
             state: State::TimeWait,
             recv_q: 0,

@@ -1293,7 +1293,8 @@ impl Endpoint {
                 self.counters.challenge_acks_limited += 1;
             }
         }
-        let (local, remote) = (conn.quad().local.ip(), conn.quad().remote.ip());
+        let quad = conn.quad();
+        let (local, remote) = (quad.local.ip(), quad.remote.ip());
         let (buf, counters) = (&mut self.tx_buf, &mut self.counters);
         let segment_size = conn.segment_size();
         conn.poll_transmit(now, &mut |seg| {

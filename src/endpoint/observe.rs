@@ -63,7 +63,12 @@ pub struct ConnStatus {
 impl ConnStatus {
     /// A row with no connection state behind it (a listener, a TIME-WAIT record): no
     /// queues, no RTT or window figures, no `--info`.
-    fn bare(state: State, local: SocketAddr, peer: Option<SocketAddr>, app: &'static str) -> Self {
+    pub(crate) fn bare(
+        state: State,
+        local: SocketAddr,
+        peer: Option<SocketAddr>,
+        app: &'static str,
+    ) -> Self {
         ConnStatus {
             state,
             recv_q: 0,

@@ -113,9 +113,10 @@ impl Connection {
 
     /// The fields every segment of this connection shares.
     fn template(&self) -> TcpSegment<'static> {
+        let (src_port, dst_port) = self.quad.ports();
         TcpSegment {
-            src_port: self.quad().local.port(),
-            dst_port: self.quad().remote.port(),
+            src_port,
+            dst_port,
             ..SEGMENT_TEMPLATE
         }
     }

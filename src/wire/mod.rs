@@ -75,6 +75,11 @@ fn unpack_ip(bytes: [u8; 16], v4: bool) -> IpAddr {
 }
 
 impl PackedQuad {
+    /// The local and remote ports, without unpacking the addresses (every segment's header).
+    pub fn ports(&self) -> (u16, u16) {
+        (self.local_port, self.remote_port)
+    }
+
     pub fn get(&self) -> Quad {
         Quad {
             local: SocketAddr::new(unpack_ip(self.local_ip, self.v4), self.local_port),
@@ -423,6 +428,10 @@ mod packed_quad_tests {
                 remote: r.parse().unwrap(),
             };
             assert_eq!(PackedQuad::from(q).get(), q);
+            assert_eq!(
+                PackedQuad::from(q).ports(),
+                (q.local.port(), q.remote.port())
+            );
         }
         let v4 = Quad {
             local: "0.0.0.0:1".parse().unwrap(),
