@@ -123,6 +123,13 @@ pub struct Args {
     #[arg(long = "no-offload")]
     pub no_offload: bool,
 
+    /// Microseconds to keep polling the TUN without sleeping after a packet, as Linux's
+    /// net.core.busy_poll: a request/response peer's next packet often comes sooner than a
+    /// sleep and wake-up would take; 0 sleeps at once (less CPU, more latency)
+    #[arg(long = "busy-poll", value_name = "USEC", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub busy_poll: u32,
+
     /// Per listener: the most half-open connections (beyond it SYNs get SYN cookies) and the
     /// most established ones not yet taken by their service
     #[arg(long = "backlog", value_name = "N", default_value_t = 1024,
@@ -536,6 +543,7 @@ impl Args {
             impair: self.impair.clone(),
             pcap: self.pcap.clone(),
             ladder: self.ladder,
+            busy_poll: std::time::Duration::from_micros(u64::from(self.busy_poll)),
             control: self.control_path(),
             upstream: driver::UpstreamOptions {
                 interface: self.upstream_interface.clone(),

@@ -84,6 +84,8 @@ pub struct DaemonConfig {
     pub pcap: Option<PathBuf>,
     /// Print each connection's sequence diagram when it closes.
     pub ladder: bool,
+    /// How long the event loop polls without sleeping after a packet (`--busy-poll`).
+    pub busy_poll: std::time::Duration,
     /// Where the control socket is bound.
     pub control: PathBuf,
     /// How relayed connections' upstream sockets leave the host (`--upstream-interface`,
@@ -120,6 +122,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), SetupError> {
 
     let event_loop = EventLoop::new(&tun, &[libc::SIGINT, libc::SIGTERM], SHUTDOWN_GRACE)?
         .upstream_options(config.upstream.clone())
+        .busy_poll(config.busy_poll)
         .observe(observers(config)?)?;
     let clock = Clock::start();
     let endpoint_config = EndpointConfig {

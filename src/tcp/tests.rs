@@ -620,6 +620,28 @@ fn unanswered_retransmissions_give_up_after_r2() {
 
 // ---- Closing ---------------------------------------------------------------------------
 
+/// An idle connection's record is packed (issue 23), but not in the states a round trip
+/// ends: there the next segment would unpack it at once (issue 21).
+#[test]
+fn the_record_is_packed_while_idle_but_not_while_a_handshake_or_close_ends() {
+    let mut h = Harness::syn_received();
+    assert_eq!(h.conn.state(), State::SynReceived);
+    assert!(!h.conn.trace().is_packed(), "SYN-RECEIVED");
+    h.input(&RECV);
+    assert!(h.output().is_empty());
+    assert!(h.conn.trace().is_packed(), "idle ESTABLISHED");
+    h.input(&TcpSegment {
+        flags: Flags::FIN | Flags::ACK,
+        ..RECV
+    });
+    h.output();
+    assert!(h.conn.trace().is_packed(), "idle CLOSE-WAIT");
+    h.conn.close();
+    h.output();
+    assert_eq!(h.conn.state(), State::LastAck);
+    assert!(!h.conn.trace().is_packed(), "LAST-ACK");
+}
+
 #[test]
 fn passive_close_goes_through_close_wait_and_last_ack() {
     let mut h = Harness::established();

@@ -692,6 +692,11 @@ impl Trace {
         }
     }
 
+    /// Whether the kept events are packed (an idle connection's short record).
+    pub fn is_packed(&self) -> bool {
+        self.events.is_packed()
+    }
+
     /// Bytes allocated for kept events (and a long record's state).
     pub fn heap_bytes(&self) -> usize {
         self.events.heap_bytes()

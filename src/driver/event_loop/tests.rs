@@ -209,3 +209,81 @@ fn timers_wait_behind_a_backlog_of_packets_for_at_most_the_hold() {
     assert_eq!(hold.timers_until(t(1_701), false), t(1_701));
     assert_eq!(hold.timers_until(t(1_702), true), t(1_702));
 }
+
+/// An IPv4 TCP segment with `flags` and `payload` bytes of data (only the fields
+/// `expects_answer` reads are filled).
+fn segment(flags: u8, payload: usize) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + payload];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+    p[9] = 6;
+    p[32] = 5 << 4;
+    p[33] = flags;
+    p
+}
+
+#[test]
+fn data_syns_and_fins_expect_an_answer_pure_acks_and_others_do_not() {
+    const ACK: u8 = 0x10;
+    assert!(expects_answer(&segment(0x02 | ACK, 0)), "SYN,ACK");
+    assert!(expects_answer(&segment(0x01 | ACK, 0)), "FIN");
+    assert!(expects_answer(&segment(ACK, 1)), "data");
+    assert!(!expects_answer(&segment(ACK, 0)), "pure ACK");
+    assert!(!expects_answer(&segment(0x04, 0)), "RST");
+    let mut icmp = segment(0x02, 0);
+    icmp[9] = 1;
+    assert!(!expects_answer(&icmp), "ICMP");
+    // IPv6: a 20-byte TCP header with 3 bytes of data, then a pure ACK.
+    let mut v6 = vec![0u8; 63];
+    v6[0] = 0x60;
+    v6[4..6].copy_from_slice(&23u16.to_be_bytes());
+    v6[6] = 6;
+    v6[52] = 5 << 4;
+    v6[53] = ACK;
+    assert!(expects_answer(&v6));
+    v6.truncate(60);
+    v6[4..6].copy_from_slice(&20u16.to_be_bytes());
+    assert!(!expects_answer(&v6));
+    // Truncated or empty: no answer, no panic.
+    assert!(!expects_answer(&[]));
+    assert!(!expects_answer(&[0x45]));
+}
+
+/// `--busy-poll`: after sending what the peer answers at once (here a SYN,ACK), the loop
+/// polls without sleeping; after a pure ACK, or with no window, it sleeps.
+#[test]
+fn the_loop_spins_after_a_reply_only_with_a_busy_poll_window() {
+    const ACK: u8 = 0x10;
+    for (window, flags, signal, spins) in [
+        (5_000, 0x02 | ACK, libc::SIGPWR, true),
+        (5_000, ACK, libc::SIGURG, false),
+        (0, 0x02 | ACK, libc::SIGXFSZ, false),
+    ] {
+        let (dev, peer) = pair();
+        let clock = Clock::start();
+        let mut core = Script {
+            drained_after_shutdown: true,
+            ..Script::default()
+        };
+        let event_loop = EventLoop::new(&dev, &[signal], Duration::from_secs(10))
+            .unwrap()
+            .busy_poll(Duration::from_millis(window));
+        let packet = segment(flags, 0);
+        let stats = std::thread::scope(|s| {
+            s.spawn(|| {
+                peer.send(&packet).unwrap();
+                let mut buf = [0u8; 64];
+                let n = peer.recv(&mut buf).expect("echo within 5 s");
+                assert_eq!(&buf[..n], &packet[..]);
+                raise(signal);
+            });
+            event_loop.run(&mut core, &clock).unwrap()
+        });
+        assert_eq!(
+            stats.spins > 0,
+            spins,
+            "window {window} ms, flags {flags:#x}: {stats:?}"
+        );
+        assert_eq!(stats.replies, u64::from(flags & 0x02 != 0));
+    }
+}
