@@ -240,6 +240,8 @@ counters! {
     spurious_rtos => "TcpExtTCPSpuriousRTOs",
     /// Slow starts left because the RTT rose (HyStart++, RFC 9406).
     hystart_delay_detect => "TcpExtTCPHystartDelayDetect",
+    /// Slow starts ended by an ACK train of half the minimum RTT (Linux's HyStart).
+    hystart_train_detect => "TcpExtTCPHystartTrainDetect",
     /// Connections closed at once instead of entering TIME-WAIT because `--max-time-wait`
     /// TIME-WAIT connections existed already (Linux: `TCPTimeWaitOverflow`, past
     /// `tcp_max_tw_buckets`).
@@ -364,6 +366,7 @@ impl Counters {
         self.loss_undo += u64::from(e.loss_undo);
         self.spurious_rtos += u64::from(e.spurious_rtos);
         self.hystart_delay_detect += u64::from(e.hystart_delay_detect);
+        self.hystart_train_detect += u64::from(e.hystart_train_detect);
         self.ecn_negotiated += u64::from(e.ecn_negotiated);
         self.accecn_negotiated += u64::from(e.accecn_negotiated);
         self.accecn_ace_failures += u64::from(e.accecn_ace_failures);

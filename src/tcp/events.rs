@@ -91,6 +91,9 @@ pub struct ConnEvents {
     /// HyStart++ (RFC 9406) found the RTT rising and left slow start (Linux's HyStart:
     /// `TCPHystartDelayDetect`).
     pub hystart_delay_detect: u32,
+    /// Slow start ended by an ACK train of half the minimum RTT (Linux's HyStart:
+    /// `TCPHystartTrainDetect`). Once per connection.
+    pub hystart_train_detect: u8,
     /// ECN (issue 20): connections that negotiated RFC 3168 ECN, and AccECN (RFC 9768);
     /// AccECN connections whose handshake ACK arrived with the ACE field zeroed (a
     /// middlebox: RFC 9768 §3.2.2.3, no ECT sent from then on); packets the peer reported

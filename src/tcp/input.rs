@@ -479,8 +479,8 @@ impl Connection {
             self.try_undo_on_ack(seg.ack, seg.options.timestamps.map(|(_, ecr)| ecr));
             // RFC 5682: F-RTO, when the timestamps could not tell.
             self.frto_on_ack(seg.ack, true);
-            // RFC 9406: leave slow start when the RTT rises.
-            self.hystart_on_ack(seg.ack, delivered.rtt_sample);
+            // RFC 9406: leave slow start when the RTT rises (or, as Linux, on an ACK train).
+            self.hystart_on_ack(now, seg.ack, delivered.rtt_sample);
             self.congestion_on_ack(now, seg.ack, cum_delivered, flight_before);
             if establishing {
                 self.rto_after_handshake();

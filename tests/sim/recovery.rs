@@ -983,3 +983,29 @@ fn random_loss_of_three_percent_backs_off_to_tcps_rate() {
         );
     }
 }
+
+/// Linux's ACK-train test beside HyStart++ (issue 19's bottleneck row): through 100 Mbit/s
+/// with a 100-packet queue (a third of the 333-segment BDP at 40 ms), the delay test alone
+/// left slow start late, and the overflow's loss then set ssthresh to 0.7 of a window below
+/// the BDP (237 segments). When a round's ACKs keep coming for half the minimum RTT, the
+/// bottleneck is full: slow start ends there, with cwnd at about the BDP.
+#[test]
+fn an_ack_train_of_half_a_round_trip_ends_slow_start_at_about_the_bdp() {
+    crate::init_logs();
+    let mut p =
+        Path::new(Config::default(), RTT / 2, 10_000_000, |_| false).bottleneck(100_000_000, 100);
+    let bdp = 100_000_000 / 8 * 40 / 1000 / 1500;
+    let mut waited = Duration::ZERO;
+    while p.sender.events().hystart_train_detect == 0 && waited < Duration::from_secs(2) {
+        p.run(Duration::from_millis(1));
+        waited += Duration::from_millis(1);
+    }
+    let ev = p.sender.events();
+    assert_eq!(ev.hystart_train_detect, 1, "{ev:?}");
+    let info = p.sender.tcp_info(Duration::ZERO);
+    let ssthresh = info.ssthresh.expect("slow start is over") / 1448;
+    assert!(
+        ssthresh * 10 >= bdp * 9 && ssthresh * 10 <= bdp * 12,
+        "ssthresh {ssthresh} segments at the train, BDP {bdp}"
+    );
+}

@@ -4,10 +4,24 @@
 //! start (RFC 9406 §4.2 allows it after a timeout too; we do not).
 //!
 //! Departure: Linux still uses the older HyStart (`tcp_cubic.c`: ACK trains and delay, and
-//! straight to congestion avoidance); we follow the RFC.
+//! straight to congestion avoidance); we follow the RFC for the delay, and add Linux's ACK
+//! train test beside it (below).
+//!
+//! The ACK train (departure from RFC 9406, as Linux's HyStart does it): when the ACKs of one
+//! round keep coming, each within [`ACK_TRAIN_GAP`] of the last, for half the path's minimum
+//! RTT, the bottleneck has been busy for half a round trip, so the window is about the path's
+//! BDP: slow start ends there (ssthresh = cwnd), before the queue overflows. RFC 9406's delay
+//! test alone does not catch a shallow queue: through 100 Mbit/s at 40 ms with a 100-packet
+//! queue (a third of the BDP) the RTT rise was found late, in CSS's quarter-speed growth,
+//! the overflow's losses came a round later, and ssthresh fell to 0.7 of a window smaller
+//! than the BDP plus the queue: 242 segments where the BDP is 333, and CUBIC took seconds to
+//! climb back (issue 19's bottleneck row, 1.6× Linux's time). Only from 16 segments
+//! (Linux's `hystart_low_window`) and on paths whose minimum RTT is at least
+//! [`ACK_TRAIN_MIN_RTT`]: below that the train's length is the event loop's batching, not
+//! the path (Linux has no such floor and leaves slow start early on short paths).
 
 use crate::seqnum::SeqNum;
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 
 /// RFC 9406 §4.3 constants.
 const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
@@ -17,6 +31,15 @@ const N_RTT_SAMPLE: u32 = 8;
 /// CSS grows cwnd by a quarter of what slow start would.
 pub const CSS_GROWTH_DIVISOR: u32 = 4;
 const CSS_ROUNDS: u32 = 5;
+/// ACK train: the largest gap between two ACKs of one train (Linux's `hystart_ack_delta`,
+/// 2 ms).
+const ACK_TRAIN_GAP: Duration = Duration::from_millis(2);
+/// ACK train: the smallest window it is tested at, in segments (Linux's
+/// `hystart_low_window`).
+const ACK_TRAIN_LOW_WINDOW: u32 = 16;
+/// ACK train: the shortest minimum RTT it is tested on (twice the gap: a train must be able
+/// to last longer than one gap).
+const ACK_TRAIN_MIN_RTT: Duration = Duration::from_millis(4);
 
 /// What an ACK tells the controller to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +52,24 @@ pub enum Step {
     ResumeSlowStart,
     /// CSS lasted CSS_ROUNDS rounds: congestion avoidance (ssthresh = cwnd).
     EnterCongestionAvoidance,
+    /// A round's ACK train lasted half the minimum RTT: congestion avoidance (ssthresh =
+    /// cwnd), as Linux's HyStart.
+    AckTrain,
+}
+
+/// What HyStart needs from one ACK.
+#[derive(Clone, Copy, Debug)]
+pub struct AckInfo {
+    /// The ACK field, and SND.NXT when it arrived.
+    pub ack: SeqNum,
+    pub snd_nxt: SeqNum,
+    /// An RTT sample from this ACK, if any.
+    pub rtt: Option<Duration>,
+    pub now: Instant,
+    /// The path's smallest RTT so far.
+    pub min_rtt: Option<Duration>,
+    /// cwnd in segments.
+    pub cwnd_segments: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,6 +82,13 @@ pub struct HyStart {
     /// cssBaselineMinRtt; `Some` while in CSS.
     css_baseline: Option<Duration>,
     css_rounds: u32,
+    /// The ACK train's round: it ends when an ACK goes past this (Linux's `end_seq`; not
+    /// RFC 9406's round, which ends with the ACK that covers its end, the last of a train:
+    /// this one starts with the first ACK of the next train).
+    train_end: Option<SeqNum>,
+    /// When this round's first ACK came, and the last ACK of its train.
+    round_start: Option<Instant>,
+    train_last: Option<Instant>,
     /// HyStart++ is over for this connection (congestion avoidance or a loss).
     pub done: bool,
 }
@@ -52,7 +100,10 @@ impl HyStart {
 
     /// RFC 9406 §4.2: an ACK in (initial) slow start or CSS: `ack` its ACK field, `snd_nxt`,
     /// `rtt` an RTT sample from it, if any.
-    pub fn on_ack(&mut self, ack: SeqNum, snd_nxt: SeqNum, rtt: Option<Duration>) -> Step {
+    pub fn on_ack(&mut self, a: AckInfo) -> Step {
+        let AckInfo {
+            ack, snd_nxt, rtt, ..
+        } = a;
         if self.done {
             return Step::Stay;
         }
@@ -78,6 +129,10 @@ impl HyStart {
             self.current_round_min = None;
             self.samples = 0;
         }
+        if self.ack_train(&a) {
+            self.done = true;
+            return Step::AckTrain;
+        }
         if let Some(r) = rtt {
             self.current_round_min = Some(self.current_round_min.map_or(r, |m| m.min(r)));
             self.samples += 1;
@@ -95,11 +150,47 @@ impl HyStart {
         }
         step
     }
+
+    /// Linux's ACK-train test (see the module docs): whether this ACK, within
+    /// [`ACK_TRAIN_GAP`] of the train's last, makes the round's train half a minimum RTT long.
+    fn ack_train(&mut self, a: &AckInfo) -> bool {
+        if self.train_end.is_none_or(|end| a.ack.gt(end)) {
+            self.train_end = Some(a.snd_nxt);
+            self.round_start = Some(a.now);
+            self.train_last = Some(a.now);
+            return false;
+        }
+        let (Some(start), Some(last), Some(min_rtt)) =
+            (self.round_start, self.train_last, a.min_rtt)
+        else {
+            return false;
+        };
+        if a.cwnd_segments < ACK_TRAIN_LOW_WINDOW
+            || min_rtt < ACK_TRAIN_MIN_RTT
+            || a.now.saturating_since(last) > ACK_TRAIN_GAP
+        {
+            return false;
+        }
+        self.train_last = Some(a.now);
+        a.now.saturating_since(start) >= min_rtt / 2
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ACK with an RTT sample, on a short path (no ACK train test) at a fixed time.
+    fn at(ack: SeqNum, snd_nxt: SeqNum, rtt: Duration) -> AckInfo {
+        AckInfo {
+            ack,
+            snd_nxt,
+            rtt: Some(rtt),
+            now: Instant::from_millis(1000),
+            min_rtt: Some(Duration::from_millis(1)),
+            cwnd_segments: 100,
+        }
+    }
 
     #[test]
     fn a_rising_rtt_leads_through_css_to_congestion_avoidance() {
@@ -107,17 +198,17 @@ mod tests {
         let ms = Duration::from_millis;
         let mut h = HyStart::default();
         // Round 1 (up to 100): 40 ms.
-        assert_eq!(h.on_ack(s(0), s(100), Some(ms(40))), Step::Stay);
+        assert_eq!(h.on_ack(at(s(0), s(100), ms(40))), Step::Stay);
         for k in 1..10 {
-            h.on_ack(s(k), s(100), Some(ms(40)));
+            h.on_ack(at(s(k), s(100), ms(40)));
         }
         // Round 2 (up to 300): 44 ms is within the threshold (40 / 8 = 5 ms).
         for k in 100..110 {
-            assert_eq!(h.on_ack(s(k), s(300), Some(ms(44))), Step::Stay);
+            assert_eq!(h.on_ack(at(s(k), s(300), ms(44))), Step::Stay);
         }
         // Round 3: 50 ms ≥ 44 + 5.5: CSS on the eighth sample.
         let steps: Vec<_> = (300..310)
-            .map(|k| h.on_ack(s(k), s(600), Some(ms(50))))
+            .map(|k| h.on_ack(at(s(k), s(600), ms(50))))
             .collect();
         assert_eq!(steps.iter().filter(|&&x| x == Step::EnterCss).count(), 1);
         assert!(h.in_css());
@@ -125,7 +216,7 @@ mod tests {
         let mut end = 600;
         let mut last = Step::Stay;
         for _ in 0..5 {
-            last = h.on_ack(s(end), s(end + 300), Some(ms(50)));
+            last = h.on_ack(at(s(end), s(end + 300), ms(50)));
             end += 300;
         }
         assert_eq!(last, Step::EnterCongestionAvoidance);
@@ -138,19 +229,63 @@ mod tests {
         let ms = Duration::from_millis;
         let mut h = HyStart::default();
         for k in 0..10 {
-            h.on_ack(s(k), s(100), Some(ms(40)));
+            h.on_ack(at(s(k), s(100), ms(40)));
         }
         for k in 100..110 {
-            h.on_ack(s(k), s(300), Some(ms(50)));
+            h.on_ack(at(s(k), s(300), ms(50)));
         }
         assert!(h.in_css());
         for k in 300..310 {
-            h.on_ack(s(k), s(600), Some(ms(41)));
+            h.on_ack(at(s(k), s(600), ms(41)));
         }
-        assert_eq!(
-            h.on_ack(s(600), s(900), Some(ms(41))),
-            Step::ResumeSlowStart
-        );
+        assert_eq!(h.on_ack(at(s(600), s(900), ms(41))), Step::ResumeSlowStart);
         assert!(!h.in_css());
+    }
+
+    /// Linux's ACK train: ACKs of one round each within 2 ms of the last, for half the
+    /// minimum RTT, end slow start; a gap breaks the train; not below 16 segments or on a
+    /// path shorter than 4 ms.
+    #[test]
+    fn an_ack_train_of_half_the_minimum_rtt_ends_slow_start() {
+        let s = |n: u32| SeqNum::new(1000).add(n);
+        let ack = |h: &mut HyStart, k: u32, us: u64, min_ms: u64, cwnd: u32| {
+            h.on_ack(AckInfo {
+                ack: s(k),
+                snd_nxt: s(100_000),
+                rtt: None,
+                now: Instant::from_millis(1000) + Duration::from_micros(us),
+                min_rtt: Some(Duration::from_millis(min_ms)),
+                cwnd_segments: cwnd,
+            })
+        };
+        // 40 ms path: ACKs every 1 ms; the 20th ms ends it.
+        let mut h = HyStart::default();
+        for k in 0..20 {
+            assert_eq!(
+                ack(&mut h, k, u64::from(k) * 1000, 40, 100),
+                Step::Stay,
+                "{k}"
+            );
+        }
+        assert_eq!(ack(&mut h, 20, 20_000, 40, 100), Step::AckTrain);
+        assert!(h.done);
+        // A 3 ms gap breaks the train: no exit in that round.
+        let mut h = HyStart::default();
+        for k in 0..10 {
+            ack(&mut h, k, u64::from(k) * 1000, 40, 100);
+        }
+        for k in 10..40 {
+            assert_eq!(
+                ack(&mut h, k, 3_000 + u64::from(k) * 1000, 40, 100),
+                Step::Stay
+            );
+        }
+        // A small window, or a short path: never.
+        for (min_ms, cwnd) in [(40, 15), (3, 100)] {
+            let mut h = HyStart::default();
+            for k in 0..100 {
+                assert_eq!(ack(&mut h, k, u64::from(k) * 100, min_ms, cwnd), Step::Stay);
+            }
+        }
     }
 }

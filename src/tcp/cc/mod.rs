@@ -258,7 +258,7 @@ impl CongestionControl {
             hystart::Step::Stay => {}
             hystart::Step::EnterCss => w.css = true,
             hystart::Step::ResumeSlowStart => w.css = false,
-            hystart::Step::EnterCongestionAvoidance => {
+            hystart::Step::EnterCongestionAvoidance | hystart::Step::AckTrain => {
                 // "ssthresh = cwnd": slow start (and CSS) end.
                 w.css = false;
                 w.ssthresh = w.cwnd;

@@ -272,6 +272,7 @@ impl Connection {
     /// this ACK's RTT sample.
     pub(in crate::tcp) fn hystart_on_ack(
         &mut self,
+        now: crate::time::Instant,
         ack: SeqNum,
         rtt: Option<crate::time::Duration>,
     ) {
@@ -279,16 +280,33 @@ impl Connection {
             return;
         }
         let initial = self.cc.ssthresh() == u32::MAX;
-        let nxt = self.snd.nxt;
+        let info = crate::tcp::cc::hystart::AckInfo {
+            ack,
+            snd_nxt: self.snd.nxt,
+            rtt,
+            now,
+            min_rtt: self.rtt.min_rtt(),
+            cwnd_segments: self.cc.cwnd() / u32::from(self.send_mss.max(1)),
+        };
         let st = state(&mut self.rec.st);
         if st.hystart.done || !(initial || st.hystart.in_css()) {
             st.hystart.done = true;
             return;
         }
-        let step = st.hystart.on_ack(ack, nxt, rtt);
-        if step == crate::tcp::cc::hystart::Step::EnterCss {
-            tracing::debug!("HyStart++: the RTT rose, conservative slow start");
-            self.events_mut().hystart_delay_detect += 1;
+        let step = st.hystart.on_ack(info);
+        match step {
+            crate::tcp::cc::hystart::Step::EnterCss => {
+                tracing::debug!("HyStart++: the RTT rose, conservative slow start");
+                self.events_mut().hystart_delay_detect += 1;
+            }
+            crate::tcp::cc::hystart::Step::AckTrain => {
+                tracing::debug!(
+                    cwnd = self.cc.cwnd(),
+                    "HyStart: an ACK train of half the minimum RTT, congestion avoidance"
+                );
+                self.events_mut().hystart_train_detect += 1;
+            }
+            _ => {}
         }
         self.cc.hystart(step);
     }
