@@ -88,6 +88,25 @@ transparent_suite() {
         log "transparent: tun2proxy-bin not found (cargo install tun2proxy --version 0.8.7): its figures are n/a"
     fi
     local run label ns pid conns dir port r
+    # RSS with 10,000 idle relayed connections, first, while each daemon is fresh: after the
+    # throughput runs a daemon's RSS holds what those transfers left in its allocator
+    # (tun2proxy buffers hundreds of megabytes of an upload), which says nothing about what an
+    # idle connection costs. rss0_kib is the RSS before the connections. tun2proxy's clients
+    # run as uid 1000, the only traffic its rule routes into tun0 (until 2026-12-07 they ran
+    # as root here and went around tun2proxy: its figure was its RSS after the throughput
+    # runs, not what 10,000 connections cost it).
+    local kib0 idle_user
+    for target in ${spid:+"synack $syn $spid"} ${tpid:+"tun2proxy $t2p $tpid"}; do
+        read -r label ns pid <<<"$target"
+        idle_user=()
+        [ "$label" = tun2proxy ] && idle_user=("${tuser[@]}")
+        kib0=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo null)
+        r=$(timeout 300 ip netns exec "$ns" ${idle_user[@]+"${idle_user[@]}"} "$PY" "$ROOT/scripts/echo_clients.py" \
+            --addr 198.19.1.11 --port 7 --stages 10000 --procs 2 --timeout 120 --rss-pid "$pid" \
+            2>>"$WORK/client.log" | grep '"step": "open"' | tail -1 || true)
+        printf '{"path":"%s","fig":"idle10k","run":1,"r":%s,"rss0_kib":%s}\n' "$label" "${r:-null}" "$kib0" >>"$tj"
+    done
+    log "transparent: idle connections measured"
     for run in $(seq 1 "$RUNS"); do
         for target in ${spid:+"synack $syn $spid 198.19.1.10 9 19"} ${ppid:+"socks5 $sp $ppid 198.19.1.10 9 19"} \
                       "direct $dc $upstream_pid 198.19.1.10 9 19" ${tpid:+"tun2proxy $t2p $tpid 198.19.1.10 9 19"}; do
@@ -103,17 +122,6 @@ transparent_suite() {
             printf '{"path":"%s","fig":"connrate","run":%s,"r":%s}\n' "$label" "$run" "${r:-null}" >>"$tj"
         done
         log "transparent: run $run/$RUNS done"
-    done
-    # RSS with 10,000 idle relayed connections (the same for tun2proxy).
-    for target in ${spid:+"synack $syn $spid"} ${tpid:+"tun2proxy $t2p $tpid"}; do
-        read -r label ns pid <<<"$target"
-        local kib0
-        kib0=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo null)
-        r=$(timeout 300 ip netns exec "$ns" ${tuser[@]+"${tuser[@]}"} "$PY" "$ROOT/scripts/echo_clients.py" \
-            --addr 198.19.1.11 --port 7 --stages 10000 --procs 2 --timeout 120 --rss-pid "$pid" \
-            2>>"$WORK/client.log" | grep '"step": "open"' | tail -1 || true)
-        [ "$label" = synack ] && tuser=()
-        printf '{"path":"%s","fig":"idle10k","run":1,"r":%s,"rss0_kib":%s}\n' "$label" "${r:-null}" "$kib0" >>"$tj"
     done
     cp "$tj" "$OUT/transparent.jsonl"
     "$PY" "$ROOT/bench/transparent_report.py" "$tj" "$OUT/transparent.md" "$BYTES" "$COUNT" \

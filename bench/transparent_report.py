@@ -44,14 +44,15 @@ lines.append("| new connections per second (sequential) | " + " | ".join(
 idle = {}
 for r in rows:
     if r["fig"] == "idle10k" and r.get("r"):
-        idle[r["path"]] = r["r"]
+        idle[r["path"]] = dict(r["r"], rss0_kib=r.get("rss0_kib"))
 cells = []
 for p in paths:
     r = idle.get(p)
     cells.append("n/a" if not r or r.get("rss_kib") is None
-                 else f"{r['rss_kib'] / 1024:,.0f} MiB ({r.get('conns', 0):,} open)")
+                 else f"{r['rss_kib'] / 1024:,.0f} MiB ({r.get('conns', 0):,} open"
+                 + (f"; {r['rss0_kib'] / 1024:,.0f} MiB before)" if r.get("rss0_kib") else ")"))
 rs, rt = idle.get("synack", {}).get("rss_kib"), idle.get("tun2proxy", {}).get("rss_kib")
-lines.append("| daemon RSS, 10,000 idle relayed connections | " + " | ".join(cells)
+lines.append("| daemon RSS, 10,000 idle relayed connections (fresh daemons) | " + " | ".join(cells)
              + f" | | {ratio(rs, rt)} (≤ 0.1) |")
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
