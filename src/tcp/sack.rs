@@ -231,8 +231,16 @@ impl SackReceiver {
 
 /// RFC 6675 §2: DupThresh, the number of duplicate ACKs (or SACKed segments) that signal loss.
 pub const DUP_THRESH: u32 = 3;
-/// Capacity of the scoreboard's range table.
-pub const MAX_SCOREBOARD_RANGES: usize = 32;
+/// The scoreboard's range table starts with room for this many ranges...
+pub const INITIAL_SCOREBOARD_RANGES: usize = 32;
+/// ...and doubles, up to this many. Issue 19: with 32 at most, slow start's overflow of a
+/// drop-tail queue (every other segment lost) filled the table, every range SACKed above it
+/// was refused, and for a round trip nothing counted as delivered: PRR sent nothing while
+/// the receiver SACKed 227 segments, then released them all in one burst when SND.UNA moved,
+/// into the still-full queue. Linux keeps no such table (SACK marks live on the skbs).
+/// 1,024 ranges (8 KiB, held only while something is SACKed) cover every other segment of a
+/// 2,048-segment flight.
+pub const MAX_SCOREBOARD_RANGES: usize = 1024;
 
 /// What one ACK's SACK blocks changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -269,8 +277,8 @@ pub enum NextSeg {
 #[derive(Clone, Debug)]
 pub struct Scoreboard {
     /// Sorted, disjoint, non-adjacent `[left, right)` ranges, all at or above SND.UNA.
-    /// [`MAX_SCOREBOARD_RANGES`] slots, allocated on the first SACK block (a connection that
-    /// never sees loss holds none).
+    /// [`INITIAL_SCOREBOARD_RANGES`] slots, allocated on the first SACK block (a connection
+    /// that never sees loss holds none), doubled when full up to [`MAX_SCOREBOARD_RANGES`].
     /// (A boxed slice, not a `Vec`: all or nothing, and 8 bytes fewer in every connection.)
     ranges: Box<[(SeqNum, SeqNum)]>,
     len: usize,
@@ -409,12 +417,18 @@ impl Scoreboard {
         let first = active.partition_point(|&(_, e)| e.lt(l));
         let last = active.partition_point(|&(s, _)| s.le(r));
         if first == last {
-            if self.len >= MAX_SCOREBOARD_RANGES {
-                return None;
-            }
-            if self.ranges.len() != MAX_SCOREBOARD_RANGES {
-                self.ranges = vec![(SeqNum::new(0), SeqNum::new(0)); MAX_SCOREBOARD_RANGES]
-                    .into_boxed_slice();
+            if self.len >= self.ranges.len() {
+                let room = (self.ranges.len() * 2).max(INITIAL_SCOREBOARD_RANGES);
+                if room > MAX_SCOREBOARD_RANGES {
+                    return None;
+                }
+                let mut grown = vec![(SeqNum::new(0), SeqNum::new(0)); room];
+                if let (Some(to), Some(from)) =
+                    (grown.get_mut(..self.len), self.ranges.get(..self.len))
+                {
+                    to.copy_from_slice(from);
+                }
+                self.ranges = grown.into_boxed_slice();
             }
             let tail = self.ranges.get_mut(first..=self.len)?;
             tail.rotate_right(1);
@@ -912,6 +926,28 @@ mod tests {
         sb.start_recovery(s(0));
         sb.on_retransmit(s(0), 1000);
         assert_eq!(sb.next_seg(s(0), s(4000), MSS, true), NextSeg::NewData);
+    }
+
+    /// Issue 19: slow start's overflow of a drop-tail queue loses every other segment; the
+    /// SACKed ranges above 32 holes are recorded (with a 32-range table they were refused,
+    /// and nothing counted as delivered for a round trip).
+    #[test]
+    fn every_other_segment_lost_past_32_holes_is_still_recorded() {
+        let mut sb = Scoreboard::new();
+        let mut newly = 0;
+        for i in 0..300u32 {
+            let l = (2 * i + 1) * MSS;
+            newly += sb
+                .on_sack(s(0), s(1_000_000), &[blk(l, l + MSS)])
+                .newly_sacked;
+        }
+        assert_eq!(newly, 300 * MSS);
+        assert_eq!(sb.sacked_bytes(), 300 * MSS);
+        // A block above them all, then its extension, count as delivered.
+        let up = sb.on_sack(s(0), s(1_000_000), &[blk(700_000, 720_000)]);
+        assert_eq!((up.overflow, up.newly_sacked), (0, 20_000));
+        let up = sb.on_sack(s(0), s(1_000_000), &[blk(700_000, 730_000)]);
+        assert_eq!(up.newly_sacked, 10_000);
     }
 
     #[test]
