@@ -123,9 +123,9 @@ pub struct Args {
     #[arg(long = "no-offload")]
     pub no_offload: bool,
 
-    /// Microseconds to keep polling the TUN without sleeping after a packet, as Linux's
-    /// net.core.busy_poll: a request/response peer's next packet often comes sooner than a
-    /// sleep and wake-up would take; 0 sleeps at once (less CPU, more latency)
+    /// Microseconds to keep polling the TUN without sleeping after sending data, a SYN or a
+    /// FIN, as Linux's net.core.busy_poll: the answer often comes sooner than a sleep and
+    /// wake-up would take; 0 sleeps at once (less CPU, more latency)
     #[arg(long = "busy-poll", value_name = "USEC", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub busy_poll: u32,

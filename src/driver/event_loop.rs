@@ -247,7 +247,8 @@ pub struct EventLoop<'d, D: Device> {
     obs: Observers,
     /// Memory given back after a burst (`trim.rs`).
     trim: super::trim::HeapTrim,
-    /// How long to keep polling without sleeping after the last packet read (`--busy-poll`).
+    /// How long to keep polling without sleeping after sending data, a SYN or a FIN
+    /// (`--busy-poll`).
     busy_poll: Duration,
 }
 
@@ -284,8 +285,8 @@ impl<'d, D: Device> EventLoop<'d, D> {
         })
     }
 
-    /// After reading packets, poll without sleeping for up to `window` before the next
-    /// packet (`--busy-poll`; zero sleeps at once).
+    /// After sending data, a SYN or a FIN, poll without sleeping for up to `window` for the
+    /// answer (`--busy-poll`; zero sleeps at once).
     #[must_use]
     pub fn busy_poll(mut self, window: Duration) -> Self {
         self.busy_poll = window;

@@ -84,7 +84,8 @@ pub struct DaemonConfig {
     pub pcap: Option<PathBuf>,
     /// Print each connection's sequence diagram when it closes.
     pub ladder: bool,
-    /// How long the event loop polls without sleeping after a packet (`--busy-poll`).
+    /// How long the event loop polls without sleeping after sending data, a SYN or a FIN
+    /// (`--busy-poll`).
     pub busy_poll: std::time::Duration,
     /// Where the control socket is bound.
     pub control: PathBuf,

@@ -280,20 +280,22 @@ impl Connection {
             return;
         }
         let initial = self.cc.ssthresh() == u32::MAX;
+        let st = state(&mut self.rec.st);
+        if st.hystart.done || !(initial || st.hystart.in_css()) {
+            st.hystart.done = true;
+            return;
+        }
         let info = crate::tcp::cc::hystart::AckInfo {
             ack,
             snd_nxt: self.snd.nxt,
             rtt,
             now,
             min_rtt: self.rtt.min_rtt(),
-            cwnd_segments: self.cc.cwnd() / u32::from(self.send_mss.max(1)),
+            // In segments of the effective MSS, as the recovery code counts them (and Linux
+            // its packets).
+            cwnd_segments: self.cc.cwnd() / u32::from(self.eff_mss().max(1)),
         };
-        let st = state(&mut self.rec.st);
-        if st.hystart.done || !(initial || st.hystart.in_css()) {
-            st.hystart.done = true;
-            return;
-        }
-        let step = st.hystart.on_ack(info);
+        let step = state(&mut self.rec.st).hystart.on_ack(info);
         match step {
             crate::tcp::cc::hystart::Step::EnterCss => {
                 tracing::debug!("HyStart++: the RTT rose, conservative slow start");
