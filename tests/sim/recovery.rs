@@ -985,12 +985,13 @@ fn random_loss_of_three_percent_backs_off_to_tcps_rate() {
 }
 
 /// Linux's ACK-train test beside HyStart++ (issue 19's bottleneck row): through 100 Mbit/s
-/// with a 100-packet queue (a third of the 333-segment BDP at 40 ms), the delay test alone
-/// left slow start late, and the overflow's loss then set ssthresh to 0.7 of a window below
-/// the BDP (237 segments). When a round's ACKs keep coming for half the minimum RTT, the
-/// bottleneck is full: slow start ends there, with cwnd at about the BDP.
+/// with a 100-packet queue (a third of the 333-segment BDP at 40 ms) the queue drains between
+/// flights, so the delay test never fires. When a round's ACKs keep coming for half the
+/// minimum RTT, the bottleneck is full: slow start ends there, half a round trip's growth
+/// past the window that filled it (Linux's `TCPHystartTrainCwnd` read 493 segments on the
+/// loss suite's path), so that the overflow's reduction (× 0.7) leaves about the BDP.
 #[test]
-fn an_ack_train_of_half_a_round_trip_ends_slow_start_at_about_the_bdp() {
+fn an_ack_train_of_half_a_round_trip_ends_slow_start_at_one_and_a_half_bdps() {
     crate::init_logs();
     let mut p =
         Path::new(Config::default(), RTT / 2, 10_000_000, |_| false).bottleneck(100_000_000, 100);
@@ -1002,10 +1003,11 @@ fn an_ack_train_of_half_a_round_trip_ends_slow_start_at_about_the_bdp() {
     }
     let ev = p.sender.events();
     assert_eq!(ev.hystart_train_detect, 1, "{ev:?}");
+    assert_eq!(ev.hystart_delay_detect, 0, "{ev:?}");
     let info = p.sender.tcp_info(Duration::ZERO);
     let ssthresh = info.ssthresh.expect("slow start is over") / 1448;
     assert!(
-        ssthresh * 10 >= bdp * 9 && ssthresh * 10 <= bdp * 12,
+        ssthresh * 10 >= bdp * 14 && ssthresh * 10 <= bdp * 16,
         "ssthresh {ssthresh} segments at the train, BDP {bdp}"
     );
 }

@@ -9,13 +9,13 @@
 //!
 //! The ACK train (departure from RFC 9406, as Linux's HyStart does it): when the ACKs of one
 //! round keep coming, each within [`ACK_TRAIN_GAP`] of the last, for half the path's minimum
-//! RTT, the bottleneck has been busy for half a round trip, so the window is about the path's
-//! BDP: slow start ends there (ssthresh = cwnd), before the queue overflows. RFC 9406's delay
-//! test alone does not catch a shallow queue: through 100 Mbit/s at 40 ms with a 100-packet
-//! queue (a third of the BDP) the RTT rise was found late, in CSS's quarter-speed growth,
-//! the overflow's losses came a round later, and ssthresh fell to 0.7 of a window smaller
-//! than the BDP plus the queue: 242 segments where the BDP is 333, and CUBIC took seconds to
-//! climb back (issue 19's bottleneck row, 1.6× Linux's time). Only from 16 segments
+//! RTT, the bottleneck has been busy for half a round trip: slow start ends there (ssthresh =
+//! cwnd). RFC 9406's delay test does not see a shallow queue that drains between flights:
+//! through 100 Mbit/s at 40 ms with a 100-packet queue (a third of the BDP), each round's
+//! first ACKs find the queue empty. The train ends slow start at about one and a half BDPs
+//! there (487 segments in the simulation, 489 through the loss suite's bridge, where Linux's
+//! `TCPHystartTrainCwnd` read 493), and the overflow's reduction leaves cwnd at about the
+//! BDP, as Linux's does (issue 19's bottleneck row). Only from 16 segments
 //! (Linux's `hystart_low_window`) and on paths whose minimum RTT is at least
 //! [`ACK_TRAIN_MIN_RTT`]: below that the train's length is the event loop's batching, not
 //! the path (Linux has no such floor and leaves slow start early on short paths).
@@ -74,7 +74,8 @@ pub struct AckInfo {
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HyStart {
-    /// windowEnd: the round ends when an ACK covers it.
+    /// windowEnd: SND.NXT when the round began; the round ends when the byte at windowEnd
+    /// (the first sent after the round began) is acknowledged.
     window_end: Option<SeqNum>,
     last_round_min: Option<Duration>,
     current_round_min: Option<Duration>,
@@ -82,10 +83,6 @@ pub struct HyStart {
     /// cssBaselineMinRtt; `Some` while in CSS.
     css_baseline: Option<Duration>,
     css_rounds: u32,
-    /// The ACK train's round: it ends when an ACK goes past this (Linux's `end_seq`; not
-    /// RFC 9406's round, which ends with the ACK that covers its end, the last of a train:
-    /// this one starts with the first ACK of the next train).
-    train_end: Option<SeqNum>,
     /// When this round's first ACK came, and the last ACK of its train.
     round_start: Option<Instant>,
     train_last: Option<Instant>,
@@ -102,15 +99,30 @@ impl HyStart {
     /// `rtt` an RTT sample from it, if any.
     pub fn on_ack(&mut self, a: AckInfo) -> Step {
         let AckInfo {
-            ack, snd_nxt, rtt, ..
+            ack,
+            snd_nxt,
+            rtt,
+            now,
+            ..
         } = a;
         if self.done {
             return Step::Stay;
         }
         let mut step = Step::Stay;
+        // RFC 9406 §4.2: "When windowEnd is ACKed, the current round ends and windowEnd is set
+        // to SND.NXT": the byte numbered windowEnd, the first sent after the round began, is
+        // acknowledged (SEG.ACK > windowEnd, as Linux's `after(snd_una, end_seq)`). So a round
+        // starts with the first ACK of a flight's train, whose RTT samples see the queue at
+        // its shortest. Not SEG.ACK >= windowEnd: that ACK covers data sent before the round
+        // began, and since SND.NXT is read before this ACK's own answer is sent (a batch of
+        // ACKs is read before anything is sent), each round began earlier in the previous
+        // train than the one before, the distance doubling every round: by the sixth round
+        // its first eight samples were the previous train's tail, queued behind a whole
+        // flight, and the delay test fired on a queue that drains every round (issue 19's
+        // bottleneck row: CSS at 270 segments where the BDP is 345).
         // A new round: "lastRoundMinRTT = currentRoundMinRTT; currentRoundMinRTT = infinity;
         // rttSampleCount = 0".
-        if self.window_end.is_none_or(|end| ack.ge(end)) {
+        if self.window_end.is_none_or(|end| ack.gt(end)) {
             if self.window_end.is_some() {
                 if let Some(baseline) = self.css_baseline {
                     self.css_rounds += 1;
@@ -128,8 +140,9 @@ impl HyStart {
             self.window_end = Some(snd_nxt);
             self.current_round_min = None;
             self.samples = 0;
-        }
-        if self.ack_train(&a) {
+            self.round_start = Some(now);
+            self.train_last = Some(now);
+        } else if self.ack_train(&a) {
             self.done = true;
             return Step::AckTrain;
         }
@@ -153,13 +166,9 @@ impl HyStart {
 
     /// Linux's ACK-train test (see the module docs): whether this ACK, within
     /// [`ACK_TRAIN_GAP`] of the train's last, makes the round's train half a minimum RTT long.
+    /// The round is RFC 9406's: it starts with the first ACK of a flight, as Linux's
+    /// `end_seq` round does.
     fn ack_train(&mut self, a: &AckInfo) -> bool {
-        if self.train_end.is_none_or(|end| a.ack.gt(end)) {
-            self.train_end = Some(a.snd_nxt);
-            self.round_start = Some(a.now);
-            self.train_last = Some(a.now);
-            return false;
-        }
         let (Some(start), Some(last), Some(min_rtt)) =
             (self.round_start, self.train_last, a.min_rtt)
         else {
@@ -216,7 +225,7 @@ mod tests {
         let mut end = 600;
         let mut last = Step::Stay;
         for _ in 0..5 {
-            last = h.on_ack(at(s(end), s(end + 300), ms(50)));
+            last = h.on_ack(at(s(end + 1), s(end + 300), ms(50)));
             end += 300;
         }
         assert_eq!(last, Step::EnterCongestionAvoidance);
@@ -235,10 +244,44 @@ mod tests {
             h.on_ack(at(s(k), s(300), ms(50)));
         }
         assert!(h.in_css());
-        for k in 300..310 {
+        // The round ends with the first ACK beyond 300.
+        assert_eq!(h.on_ack(at(s(300), s(600), ms(50))), Step::Stay);
+        for k in 301..310 {
             h.on_ack(at(s(k), s(600), ms(41)));
         }
-        assert_eq!(h.on_ack(at(s(600), s(900), ms(41))), Step::ResumeSlowStart);
+        assert_eq!(h.on_ack(at(s(601), s(900), ms(41))), Step::ResumeSlowStart);
+        assert!(!h.in_css());
+    }
+
+    /// Slow start through a queue that drains between flights: each flight's ACKs come as a
+    /// train whose RTT rises along it (40 ms, then 0.06 ms more per segment queued ahead)
+    /// and falls back to 40 ms at the next train's first ACK. ACKs are read two at a time
+    /// (within a train) before anything is sent, so SND.NXT lags two ACKs' answers. The
+    /// rounds must start with each train's first ACK; when they began with the ACK that
+    /// covers windowEnd, they slid back into the previous train's tail a little further
+    /// every round, and by the fifth the delay test saw only queued samples and entered CSS.
+    #[test]
+    fn rounds_start_with_a_train_s_first_ack_even_when_snd_nxt_lags() {
+        let s = |n: u32| SeqNum::new(1000).add(n);
+        // Trains of segments: 1..=10, 11..=30, 31..=70, ...: each ACK asks for two more.
+        let mut trains = vec![(1u32, 10u32)];
+        while trains.len() < 6 {
+            let &(start, end) = trains.last().unwrap_or(&(1, 10));
+            trains.push((end + 1, end + 2 * (end - start + 1)));
+        }
+        let mut h = HyStart::default();
+        let mut answered = 0; // ACKs whose answers have been sent
+        for &(start, end) in &trains {
+            for n in start..=end {
+                // A batch of two ACKs is read before the answers to either are sent.
+                if (n - start) % 2 == 0 {
+                    answered = n - 1;
+                }
+                let rtt = Duration::from_micros(40_000 + 60 * u64::from(n - start));
+                let step = h.on_ack(at(s(n), s(10 + 2 * answered), rtt));
+                assert_ne!(step, Step::EnterCss, "at the ACK of segment {n}");
+            }
+        }
         assert!(!h.in_css());
     }
 

@@ -298,7 +298,11 @@ impl Connection {
         let step = state(&mut self.rec.st).hystart.on_ack(info);
         match step {
             crate::tcp::cc::hystart::Step::EnterCss => {
-                tracing::debug!("HyStart++: the RTT rose, conservative slow start");
+                tracing::debug!(
+                    cwnd = self.cc.cwnd(),
+                    ?rtt,
+                    "HyStart++: the RTT rose, conservative slow start"
+                );
                 self.events_mut().hystart_delay_detect += 1;
             }
             crate::tcp::cc::hystart::Step::AckTrain => {
@@ -412,7 +416,12 @@ impl Connection {
         // Recovery takes over from the probe.
         st.tlp.deadline = None;
         if !in_recovery && self.snd.una.ge(self.recover) {
-            tracing::debug!(marked, outlived, "RACK: loss detected, fast recovery");
+            tracing::debug!(
+                marked,
+                outlived,
+                cwnd = self.cc.cwnd(),
+                "RACK: loss detected, fast recovery"
+            );
             self.recover = self.snd.nxt;
             let prior_cwnd = self.cc.cwnd();
             self.undo_start();
@@ -438,6 +447,11 @@ impl Connection {
             // was meant to reduce (issue 19: at 3 % loss ssthresh climbed recovery after
             // recovery, from 34 segments to 137).
             self.cc.enter_recovery(now, base);
+            tracing::debug!(
+                base,
+                ssthresh = self.cc.ssthresh(),
+                "recovery: the reduction"
+            );
             self.prr_start(prior_cwnd);
             self.scoreboard.make_mut().start_recovery(self.snd.una);
             self.events_mut().sack_recovery += 1;
