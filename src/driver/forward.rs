@@ -333,9 +333,10 @@ impl Upstream {
 
 /// Move the SOCKS5 CONNECT on: write what the client has to say, read what the proxy
 /// answered. `Pending` until the proxy's reply is complete (a `WouldBlock` waits for the next
-/// event). A proxy that sends more than its reply before we sent anything (the destination
-/// speaking first, in the same read) is not followed: the connect fails rather than losing
-/// those bytes.
+/// event). Each read takes only what the awaited message lacks ([`Socks5Client::wanted`]),
+/// so a destination that speaks first (its bytes right behind the reply) is read by the
+/// relay, after the client's handshake; a proxy that answers with more than a message before
+/// we asked (which `wanted` never reads) fails the connect rather than losing bytes.
 fn socks_step(stream: &mut TcpStream, socks: &mut Socks5Client) -> std::io::Result<Socks5Outcome> {
     loop {
         while !socks.to_send().is_empty() {
@@ -346,8 +347,10 @@ fn socks_step(stream: &mut TcpStream, socks: &mut Socks5Client) -> std::io::Resu
                 Err(e) => return Err(e),
             }
         }
+        // Only what the reply still lacks: the destination's first bytes may follow it.
         let mut buf = [0u8; 512];
-        match stream.read(&mut buf) {
+        let want = socks.wanted().clamp(1, buf.len());
+        match stream.read(buf.get_mut(..want).unwrap_or_default()) {
             Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
             Ok(n) => {
                 let (outcome, early) = socks.on_bytes(buf.get(..n).unwrap_or_default());

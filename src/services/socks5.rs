@@ -252,6 +252,28 @@ impl Socks5Client {
         self.out.drain(..n.min(self.out.len()));
     }
 
+    /// How many bytes to read from the proxy next: what the message awaited still lacks, so
+    /// that a read never takes bytes beyond it. After a successful CONNECT reply the proxy
+    /// relays the destination, and a destination that speaks first (an SSH banner, an SMTP
+    /// greeting, a source of data) sends its first bytes right behind the reply: read with
+    /// the reply, they were lost to the client, so the CONNECT had to fail (issue 21: ten
+    /// relayed downloads through microsocks all failed). 0 once the exchange is over.
+    pub fn wanted(&self) -> usize {
+        let need = match self.phase {
+            Phase::Method | Phase::Auth => 2,
+            // VER, REP, RSV, ATYP and the first byte of BND.ADDR (a domain's length), then
+            // the rest of BND.ADDR and BND.PORT.
+            Phase::Reply => match (self.inbuf.get(3), self.inbuf.get(4)) {
+                (Some(&ATYP_V4), Some(_)) => 4 + 4 + 2,
+                (Some(&ATYP_V6), Some(_)) => 4 + 16 + 2,
+                (Some(&ATYP_DOMAIN), Some(&len)) => 4 + 1 + usize::from(len) + 2,
+                _ => 5,
+            },
+            Phase::Done(_) => return 0,
+        };
+        need.saturating_sub(self.inbuf.len()).max(1)
+    }
+
     /// The outcome so far.
     pub fn outcome(&self) -> Socks5Outcome {
         match self.phase {
@@ -461,6 +483,37 @@ mod tests {
             assert_eq!(unreachable(code), None, "reply {code}");
         }
         assert_eq!(Socks5Failure::AuthRejected.unreachable(), None);
+    }
+
+    /// Reading only what [`Socks5Client::wanted`] asks for never takes the destination's
+    /// first bytes, which follow the reply on the same stream, whatever the reply's address
+    /// type.
+    #[test]
+    fn reads_of_what_is_wanted_stop_at_the_end_of_the_reply() {
+        let banner = b"SSH-2.0-upstream\r\n";
+        let v4 = [VERSION, 0, 0, ATYP_V4, 198, 19, 1, 10, 0, 22];
+        let mut v6 = vec![VERSION, 0, 0, ATYP_V6];
+        v6.extend([0x20, 1, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 22]);
+        let mut domain = vec![VERSION, 0, 0, ATYP_DOMAIN, 4];
+        domain.extend(b"host");
+        domain.extend([0, 22]);
+        for reply in [v4.to_vec(), v6, domain] {
+            let mut c = greeted();
+            // The reply, then the destination's banner: one stream.
+            let mut stream = reply.clone();
+            stream.extend(banner);
+            let mut at = 0;
+            while c.outcome() == Socks5Outcome::Pending {
+                let n = c.wanted().min(stream.len() - at);
+                assert!(n > 0, "{reply:?}: nothing left to read");
+                let (_, early) = c.on_bytes(&stream[at..at + n]);
+                assert!(early.is_empty(), "{reply:?}: read past the reply");
+                at += n;
+            }
+            assert_eq!(c.outcome(), Socks5Outcome::Connected, "{reply:?}");
+            assert_eq!(&stream[at..], banner, "{reply:?}");
+            assert_eq!(c.wanted(), 0);
+        }
     }
 
     #[test]

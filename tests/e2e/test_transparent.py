@@ -21,6 +21,7 @@ import struct
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -274,6 +275,23 @@ def test_through_a_socks5_proxy(upstream, tmp_path, request):
                 assert chunk
                 got += chunk
         assert got == b"via socks\n"
+        # A destination that speaks first (5004 sends its notes at once, as an SSH server its
+        # banner): its bytes come right behind the proxy's reply, often in the same read when
+        # several connect at once, and must reach the client, not fail the CONNECT.
+        def greeted(_):
+            with socket.create_connection((UP4, 5004), timeout=10) as s:
+                got = b""
+                while not got.endswith(b"\n"):
+                    chunk = s.recv(4096)
+                    assert chunk, got
+                    got += chunk
+            return json.loads(got)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            notes = list(pool.map(greeted, range(40)))
+        assert all(isinstance(n, list) for n in notes)
+        # Not one of them after its CONNECT failed and the client's SYN was sent again.
+        assert "the CONNECT failed" not in d.log()
         # The proxy refuses a closed port: the client is reset.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((UP4, 8), timeout=5)
