@@ -178,11 +178,14 @@ impl Recovery {
     }
 
     /// Give memory back while nothing is in flight: the ring, and the RACK-TLP state unless
-    /// it learnt something worth keeping (reordering seen, a widened window).
+    /// it learnt something worth keeping (reordering seen, a widened window) or a reduction
+    /// may still be undone (the D-SACKs of its retransmissions come after the ACK that left
+    /// nothing in flight).
     pub fn release(&mut self) {
         if self.st.as_ref().is_some_and(|st| {
             st.sent.is_empty()
                 && st.rack.pristine()
+                && !st.undo.active()
                 && st.tlp.end_seq.is_none()
                 && !st.in_loss
                 && !st.hystart.in_css()

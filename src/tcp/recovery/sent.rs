@@ -297,7 +297,12 @@ fn deliver(now: Instant, fack: Option<SeqNum>, s: &Sent, d: &mut Delivered) {
     {
         d.newest = Some((s.xmit, s.end, s.retransmitted));
     }
-    if fack.is_some_and(|f| s.end.lt(f)) {
+    // RFC 8985 §6.2 step 3: "Else if Segment.end_seq < RACK.fack AND Segment.retransmitted
+    // is FALSE: RACK.reordering_seen = TRUE" (Linux's `tcp_check_sack_reordering` skips
+    // retransmitted skbs too). A retransmission that fills a hole is always delivered below
+    // RACK.fack: counted, every recovery widened the reordering window to min_RTT / 4 for
+    // the rest of the connection, and the next loss waited 10 ms longer on a 40 ms path.
+    if !s.retransmitted && fack.is_some_and(|f| s.end.lt(f)) {
         d.reordered = true;
     }
     if !s.retransmitted {
@@ -369,6 +374,24 @@ mod tests {
             &mut fack,
         );
         assert!(d.reordered);
+    }
+
+    /// A retransmission that fills the hole below SACKed data is delivered below RACK.fack,
+    /// but it is not reordering (RFC 8985 §6.2 step 3): only a segment sent once is.
+    #[test]
+    fn a_retransmission_filling_a_hole_is_not_reordering() {
+        let mut log = SentLog::default();
+        for k in 0..4 {
+            log.on_send(s(k * 1000), s(k * 1000 + 1000), t(10));
+        }
+        let mut fack = None;
+        let sacked = |a: SeqNum, b: SeqNum| a.ge(s(1000)) && b.le(s(4000));
+        let d = log.on_ack(t(50), s(0), sacked, &mut fack);
+        assert!(!d.reordered);
+        // The first is retransmitted, and its ACK covers everything.
+        log.on_send(s(0), s(1000), t(51));
+        let d = log.on_ack(t(91), s(4000), sacked, &mut fack);
+        assert!(!d.reordered, "{d:?}");
     }
 
     #[test]
