@@ -350,12 +350,18 @@ mod tests {
         assert_eq!(log.iter().count(), 2);
     }
 
-    #[test]
-    fn sacks_mark_records_and_reveal_reordering() {
+    /// Four segments of 1,000 bytes, all sent at 10 ms.
+    fn four_sent_at_10_ms() -> SentLog {
         let mut log = SentLog::default();
         for k in 0..4 {
             log.on_send(s(k * 1000), s(k * 1000 + 1000), t(10));
         }
+        log
+    }
+
+    #[test]
+    fn sacks_mark_records_and_reveal_reordering() {
+        let mut log = four_sent_at_10_ms();
         let mut fack = None;
         let d = log.on_ack(
             t(30),
@@ -380,10 +386,7 @@ mod tests {
     /// but it is not reordering (RFC 8985 §6.2 step 3): only a segment sent once is.
     #[test]
     fn a_retransmission_filling_a_hole_is_not_reordering() {
-        let mut log = SentLog::default();
-        for k in 0..4 {
-            log.on_send(s(k * 1000), s(k * 1000 + 1000), t(10));
-        }
+        let mut log = four_sent_at_10_ms();
         let mut fack = None;
         let sacked = |a: SeqNum, b: SeqNum| a.ge(s(1000)) && b.le(s(4000));
         let d = log.on_ack(t(50), s(0), sacked, &mut fack);
