@@ -526,7 +526,17 @@ impl Connection {
         }
         if reo_due && self.rack_active() && self.in_flight() {
             let flight = self.snd.nxt.distance_from(self.snd.una);
+            let was_in_recovery = self.cc.in_recovery();
             self.rack_detect_loss(now, flight);
+            if !was_in_recovery && self.cc.in_recovery() {
+                // The timer, not an ACK, began the recovery: PRR has seen nothing delivered,
+                // and with the pipe above the new ssthresh it would send nothing, not even
+                // the fast retransmission, until the next ACK, a round trip later. Linux's
+                // `tcp_rack_reo_timeout` counts one segment delivered for it
+                // (`tcp_cwnd_reduction(sk, 1, 0)`); so do we.
+                let mss = u32::from(self.eff_mss()).max(1);
+                self.prr_on_ack(mss, false);
+            }
         }
         if tlp_due && self.rack_active() && self.in_flight() && self.ca_state() == CaState::Open {
             state(&mut self.rec.st).probe_due = true;
