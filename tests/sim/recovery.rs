@@ -672,14 +672,12 @@ fn a_lone_lost_segment_is_probed_when_the_rto_would_fire() {
 fn the_reordering_timer_retransmits_at_once() {
     crate::init_logs();
     // The eighth segment of the initial window is lost: two SACKed above it.
-    let mut p = Path::new(
+    let (_, p) = completion(Path::new(
         Config::default(),
         RTT / 2,
         40 * usize::from(MSS),
         first_copy_of(&[7]),
-    );
-    p.run(Duration::from_secs(30));
-    assert!(p.complete(), "transfer incomplete: {}", p.received);
+    ));
     let lost = dropped_offsets(&p);
     assert_eq!(lost.len(), 1);
     let copies: Vec<_> = p.sent.iter().filter(|s| s.offset == lost[0]).collect();
