@@ -334,9 +334,9 @@ impl Upstream {
 /// Move the SOCKS5 CONNECT on: write what the client has to say, read what the proxy
 /// answered. `Pending` until the proxy's reply is complete (a `WouldBlock` waits for the next
 /// event). Each read takes only what the awaited message lacks ([`Socks5Client::wanted`]),
-/// so a destination that speaks first (its bytes right behind the reply) is read by the
-/// relay, after the client's handshake; a proxy that answers with more than a message before
-/// we asked (which `wanted` never reads) fails the connect rather than losing bytes.
+/// so a destination that speaks first (its bytes right behind the reply) stays in the socket
+/// for the relay, which reads it after the client's handshake. `on_bytes` can then hand back
+/// nothing past the reply; should it, the connect fails rather than lose those bytes.
 fn socks_step(stream: &mut TcpStream, socks: &mut Socks5Client) -> std::io::Result<Socks5Outcome> {
     loop {
         while !socks.to_send().is_empty() {

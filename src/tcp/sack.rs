@@ -422,12 +422,9 @@ impl Scoreboard {
                 if room > MAX_SCOREBOARD_RANGES {
                     return None;
                 }
-                let mut grown = vec![(SeqNum::new(0), SeqNum::new(0)); room];
-                if let (Some(to), Some(from)) =
-                    (grown.get_mut(..self.len), self.ranges.get(..self.len))
-                {
-                    to.copy_from_slice(from);
-                }
+                // Full: every slot holds a range, so the copy is the ranges, then room.
+                let mut grown = self.ranges.to_vec();
+                grown.resize(room, (SeqNum::new(0), SeqNum::new(0)));
                 self.ranges = grown.into_boxed_slice();
             }
             let tail = self.ranges.get_mut(first..=self.len)?;
