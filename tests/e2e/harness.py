@@ -17,6 +17,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -33,6 +34,22 @@ DEFAULT_MSS = {4: 1460, 6: 1440}
 
 ETH_P_ALL, ETH_P_IP, ETH_P_IPV6 = 0x0003, 0x0800, 0x86DD
 PACKET_OUTGOING = 4
+# SO_TIMESTAMPNS on Linux (asm-generic/socket.h); Python's socket module does not name it.
+SO_TIMESTAMPNS = 35
+
+
+def _arrival(ancillary):
+    """When a packet reached the capture socket, on time.monotonic()'s scale: the kernel's
+    receive timestamp (SO_TIMESTAMPNS, wall clock) moved back by its age, or now without
+    one. Timing tests (probe and retransmission back-off) then measure the daemon, not how
+    late this process got to read."""
+    now = time.monotonic()
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            age = time.time() - (sec + nsec / 1e9)
+            return now - min(max(age, 0.0), 60.0)
+    return now
 
 # Oracle mode only: the veth MAC addresses (test side, oracle side).
 ORACLE_HOST_MAC = "02:00:5e:12:00:01"
@@ -459,6 +476,9 @@ class Peer:
         # (~270 small packets) with its own copies and lose the daemon's answers: give it room
         # (SO_RCVBUFFORCE: we are root).
         self.rx.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 16 << 20)
+        # The kernel's receive timestamp of each packet (see `_arrival`): on a machine busy
+        # with other tests this process may read a packet long after it came.
+        self.rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM)
 
     def close(self):
@@ -528,7 +548,7 @@ class Peer:
             ready, _, _ = select.select([self.rx], [], [], remaining)
             if not ready:
                 return None
-            data, addr = self.rx.recvfrom(65535)
+            data, ancillary, _, addr = self.rx.recvmsg(65535, socket.CMSG_SPACE(16))
             if addr[2] == PACKET_OUTGOING:
                 continue
             if addr[1] == ETH_P_IP:
@@ -539,7 +559,7 @@ class Peer:
                 continue
             if not self._from_daemon(pkt):
                 continue
-            pkt.time = time.monotonic()
+            pkt.time = _arrival(ancillary)
             if self.check_checksums:
                 assert checksums_ok(pkt), f"bad checksum from the daemon: {describe(pkt)}"
             return pkt
