@@ -137,6 +137,20 @@ def test_an_upstream_that_refuses_resets_the_client(relay):
 
 
 @pytest.mark.kernel_differs("synack's relay")
+def test_udp_is_not_relayed_and_is_counted(relay):
+    # DNS routed into synack0 with the rest: dropped (README), counted as udp_dropped.
+    for host, family in [(UP4, socket.AF_INET), (UP6, socket.AF_INET6)]:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.sendto(b"a DNS query", (host, 53))
+
+    def dropped():
+        m = re.search(r"udp_dropped\s+(\d+)", synack_cmd("stats").stdout.decode())
+        return int(m.group(1)) if m else 0
+
+    assert harness.wait_until(lambda: dropped() >= 2, 3), synack_cmd("stats").stdout.decode()
+
+
+@pytest.mark.kernel_differs("synack's relay")
 def test_an_unreachable_destination_fails_the_clients_connect_at_once(relay):
     """The host's own connect fails (nothing answers for these addresses on up0's link:
     neighbour discovery gives up after about 3 s, EHOSTUNREACH): the client gets the same

@@ -542,6 +542,46 @@ fn with_addr_any_pings_are_answered_only_for_our_own_addresses() {
     assert_eq!(plain.ep.stats().not_ours, 1);
 }
 
+/// A UDP datagram (DNS routed into the interface with the rest) is dropped and counted, with
+/// `--addr any` as without it: synack relays TCP only (issue 21, README).
+#[test]
+fn with_addr_any_udp_is_dropped_and_counted() {
+    let mut net = transparent_net();
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    let datagram = |src: [u8; 4], dst: [u8; 4]| {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4(src, dst, 64)
+            .udp(40000, 53)
+            .write(&mut p, b"a DNS query")
+            .unwrap();
+        p
+    };
+    net.ep.receive(
+        net.now,
+        &datagram([198, 18, 0, 1], [198, 19, 1, 10]),
+        &mut tx,
+    );
+    net.ep.receive(
+        net.now,
+        &datagram([198, 18, 0, 1], [198, 18, 0, 2]),
+        &mut tx,
+    );
+    let mut v6 = Vec::new();
+    let octets = |s: &str| match ip(s) {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+    };
+    etherparse::PacketBuilder::ipv6(octets(PEER6), octets("2001:2:1::10"), 64)
+        .udp(40000, 53)
+        .write(&mut v6, b"a DNS query")
+        .unwrap();
+    net.ep.receive(net.now, &v6, &mut tx);
+    net.ep.poll(net.now, &mut tx);
+    assert!(tx.is_empty(), "nothing answers a datagram: {tx:?}");
+    assert_eq!(net.ep.stats().udp_dropped, 3);
+    assert_eq!(net.ep.connection_count(), 0);
+}
+
 #[test]
 fn a_direct_destination_the_host_cannot_reach_answers_the_client_with_that_icmp_error() {
     for (kind, peer, dest) in [
