@@ -166,6 +166,10 @@ fn past_max_exec_syns_to_exec_ports_are_refused_and_counted() {
 const FWD_PORT: u16 = 8080;
 
 fn forward_net() -> Net {
+    forward_net_with(Limits::default())
+}
+
+fn forward_net_with(limits: Limits) -> Net {
     let mut net = Net::v4();
     let spec = crate::services::ForwardSpec::parse("127.0.0.1:8000")
         .unwrap()
@@ -179,7 +183,7 @@ fn forward_net() -> Net {
         time_wait: Duration::from_secs(1),
         ..EndpointConfig::default()
     };
-    net.ep = Endpoint::new(cfg, [3; 16], net.now);
+    net.ep = Endpoint::new(cfg, [3; 16], net.now).with_limits(limits);
     net
 }
 
@@ -291,6 +295,76 @@ fn forward_closed_by_upstream() -> (Net, SeqNum) {
     let fin = parse_out(tx.last().unwrap());
     assert!(fin.flags.fin(), "{fin:?}");
     (net, fin.seq.add(1))
+}
+
+/// An established `forward:` connection (the client's ACK of our SYN,ACK taken), with
+/// keep-alive after `keepalive` on its port if given.
+fn forward_established(keepalive: Option<Duration>) -> Net {
+    let mut net = forward_net_with(Limits {
+        keepalive_ports: keepalive.map(|idle| (FWD_PORT, idle)).into_iter().collect(),
+        ..Limits::default()
+    });
+    fwd_syn(&mut net);
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    net.ep.take_relay_events();
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    let iss = parse_out(&tx[0]).seq;
+    net.send(&TcpSegment {
+        dst_port: FWD_PORT,
+        seq: PEER_ISN.add(1),
+        ack: iss.add(1),
+        flags: Flags::ACK,
+        ..FROM_PEER
+    });
+    net
+}
+
+/// Run the endpoint's timers, the client silent, until the connection is gone (at most an
+/// hour of virtual time); the relay events it produced.
+fn until_gone(net: &mut Net) -> Vec<RelayEvent> {
+    let mut events = Vec::new();
+    let end = net.now + Duration::from_secs(3600);
+    while net.ep.connection_count() > 0 && net.now < end {
+        let Some(at) = net.ep.poll_timeout() else {
+            break;
+        };
+        net.now = at.max(net.now);
+        let mut tx: Vec<Vec<u8>> = Vec::new();
+        net.ep.poll(net.now, &mut tx);
+        events.extend(net.ep.take_relay_events());
+    }
+    events
+}
+
+/// Issue 21: "a client that disappears (reset, or timed out by keep-alive or R2) closes its
+/// upstream at once": the time-out ends the relay as a reset, so the driver aborts the
+/// upstream socket (SO_LINGER 0) rather than leaving it open.
+#[test]
+fn a_client_timed_out_by_keepalive_or_r2_aborts_its_upstream() {
+    // Keep-alive: nothing to send, the client answers no probe.
+    let mut net = forward_established(Some(Duration::from_secs(30)));
+    let events = until_gone(&mut net);
+    assert_eq!(net.ep.connection_count(), 0, "keep-alive gave up");
+    assert!(
+        matches!(&events[..], [RelayEvent::End { quad: q, reset: true }] if *q == quad(FWD_PORT)),
+        "{events:?}"
+    );
+    // R2: the upstream's bytes are never acknowledged.
+    let mut net = forward_established(None);
+    let mut relay = net.ep.relay_io(&quad(FWD_PORT)).unwrap();
+    let n = relay.peer_read_with(100, &mut |buf: &mut [u8]| {
+        buf.fill(b'u');
+        buf.len()
+    });
+    assert_eq!(n, 100);
+    net.ep.relay_changed(&quad(FWD_PORT));
+    let events = until_gone(&mut net);
+    assert_eq!(net.ep.connection_count(), 0, "retransmissions gave up");
+    assert!(
+        matches!(&events[..], [RelayEvent::End { quad: q, reset: true }] if *q == quad(FWD_PORT)),
+        "{events:?}"
+    );
 }
 
 #[test]
