@@ -274,20 +274,7 @@ fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
 /// An established `forward:` connection whose upstream ended its output: our FIN is sent
 /// (not yet acknowledged). Returns the net and the sequence number after our FIN.
 fn forward_closed_by_upstream() -> (Net, SeqNum) {
-    let mut net = forward_net();
-    fwd_syn(&mut net);
-    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
-    net.ep.take_relay_events();
-    let mut tx: Vec<Vec<u8>> = Vec::new();
-    net.ep.poll(net.now, &mut tx);
-    let iss = parse_out(&tx[0]).seq;
-    net.send(&TcpSegment {
-        dst_port: FWD_PORT,
-        seq: PEER_ISN.add(1),
-        ack: iss.add(1),
-        flags: Flags::ACK,
-        ..FROM_PEER
-    });
+    let mut net = forward_established(None);
     net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
     net.ep.relay_changed(&quad(FWD_PORT));
     let mut tx: Vec<Vec<u8>> = Vec::new();
