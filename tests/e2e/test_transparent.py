@@ -305,6 +305,31 @@ def test_through_a_socks5_proxy(upstream, tmp_path, request):
         assert d.terminate(timeout=5) == 0
 
 
+@pytest.mark.kernel_differs("synack's relay")
+def test_upstream_mark_and_a_routing_rule_keep_the_relay_off_synack0(upstream, tmp_path, request):
+    # The other loop guard: no --upstream-interface; the relay's sockets carry mark 7, and a
+    # rule of the user's own sends marked packets to table 100, where 198.19/16 is on up0.
+    d = Daemon(synack_binary(), ["-v", "--addr", "any", "-l", "9=discard", "-l", "*=direct",
+                                 "--upstream-mark", "7"], tmp_path / "synack.log")
+    request.node._synack_daemon = d
+    d.start()
+    try:
+        d.wait_ready(port=9)
+        harness.run(["ip", "route", "add", f"{UP4}/32", "dev", "synack0"], check=True)
+        harness.run(["ip", "rule", "add", "fwmark", "7", "lookup", "100"], check=True)
+        harness.run(["ip", "route", "add", "198.19.0.0/16", "dev", "up0", "table", "100"],
+                    check=True)
+        out = harness.run(["curl", "-sS", "--max-time", "10", f"http://{UP4}/"], timeout=15)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"upstream {UP4}\n"
+        # Relayed by synack, not by the kernel's own route.
+        status = synack_cmd("status").stdout.decode()
+        assert "direct" in status, status
+    finally:
+        harness.run(["ip", "rule", "del", "fwmark", "7", "lookup", "100"])
+        assert d.terminate(timeout=5) == 0
+
+
 @pytest.mark.kernel_differs("synack's own start-up check")
 def test_a_relay_that_would_loop_is_refused_at_start_up():
     out = harness.run([str(synack_binary()), "--addr", "any", "-l", "*=direct"], timeout=10)
