@@ -88,6 +88,12 @@ pub struct Upstreams {
     /// (the endpoint's `take_relay_ready`). The others have nothing to move: with thousands
     /// of idle forwarded connections a turn of the loop stays as cheap as with none.
     active: Vec<usize>,
+    /// The local addresses of the upstream sockets still connecting: a relayed SYN from one
+    /// of them is the relay looping into its own interface ([`Endpoint::relay_loop`]). Only
+    /// connects under way are here (at most `--backlog`), not every relayed connection.
+    connecting: HashMap<SocketAddr, usize>,
+    /// Loops seen, for the log (said at 1, 2, 4, 8, ...).
+    loops: u64,
 }
 
 impl Upstreams {
@@ -111,6 +117,28 @@ impl Upstreams {
     pub fn on_relay_event(&mut self, event: &RelayEvent, ep: &mut Endpoint, registry: &Registry) {
         match *event {
             RelayEvent::Connect { quad, target } => {
+                // Ours: from one of our connecting sockets, to where it connects (a client
+                // of the host may share its address and port towards another destination).
+                let looped = self
+                    .connecting
+                    .get(&quad.remote)
+                    .and_then(|t| self.by_token.get(t))
+                    .is_some_and(|u| u.target.connect_addr() == quad.local);
+                if looped {
+                    self.loops += 1;
+                    if self.loops.is_power_of_two() {
+                        warn!(
+                            %quad,
+                            loops = self.loops,
+                            "the relay loops: this SYN came from synack's own upstream socket, \
+                             routed back into its interface; refusing it. Bind the upstream \
+                             sockets with --upstream-interface IFACE, or give --upstream-mark N \
+                             a routing rule that matches it (ip rule add fwmark N lookup TABLE)"
+                        );
+                    }
+                    ep.relay_loop(&quad);
+                    return;
+                }
                 match connect(target.connect_addr(), &self.options) {
                     Ok(mut stream) => {
                         let token = FIRST_TOKEN + self.next;
@@ -143,6 +171,13 @@ impl Upstreams {
                             },
                         );
                         self.by_quad.insert(quad.into(), token);
+                        if let Some(local) = self
+                            .by_token
+                            .get(&token)
+                            .and_then(|u| u.stream.local_addr().ok())
+                        {
+                            self.connecting.insert(local, token);
+                        }
                     }
                     Err(e) => connect_failed(ep, &quad, &target, &e),
                 }
@@ -152,6 +187,7 @@ impl Upstreams {
                     return;
                 };
                 if let Some(mut u) = self.by_token.remove(&token) {
+                    forget_connecting(&mut self.connecting, &u);
                     if reset {
                         // The client reset: abort the upstream too (RST, not FIN).
                         abortive(&u.stream);
@@ -222,6 +258,7 @@ impl Upstreams {
             match outcome {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
+                        forget_connecting(&mut self.connecting, u);
                         u.connected = true;
                         // Its first bytes may already be waiting (an SSH banner).
                         self.active.push(token);
@@ -254,6 +291,7 @@ impl Upstreams {
 
     fn close(&mut self, registry: &Registry, token: usize) {
         if let Some(mut u) = self.by_token.remove(&token) {
+            forget_connecting(&mut self.connecting, &u);
             let _ = registry.deregister(&mut u.stream);
             if self.by_quad.get(&u.quad) == Some(&token) {
                 self.by_quad.remove(&u.quad);
@@ -265,6 +303,7 @@ impl Upstreams {
     pub fn stop_all(&mut self) {
         self.by_token.clear();
         self.by_quad.clear();
+        self.connecting.clear();
     }
 }
 
@@ -328,6 +367,15 @@ impl Upstream {
         if changed {
             ep.relay_changed(&quad);
         }
+    }
+}
+
+/// `u`'s connect is over (done, failed or closed): a SYN from its address is no loop.
+fn forget_connecting(connecting: &mut HashMap<SocketAddr, usize>, u: &Upstream) {
+    if !u.connected
+        && let Ok(local) = u.stream.local_addr()
+    {
+        connecting.remove(&local);
     }
 }
 

@@ -268,6 +268,11 @@ counters! {
     /// and those dropped because too many connects were under way (`--backlog`).
     forward_syn_absorbed,
     forward_pending_full,
+    /// Relayed SYNs that came from one of synack's own upstream sockets: a routing loop
+    /// (`--upstream-mark` without a rule that matches, a route into synack's interface that
+    /// `--upstream-interface` does not override). Refused with RST, so the looping connect
+    /// fails at once and its client is refused in turn.
+    relay_loops,
     /// ICMP and ICMPv6 errors quoting a TCP segment, by type, under Linux's names (Linux
     /// counts every such message received; so does synack, whether or not it matched).
     /// Fragmentation needed is a destination unreachable (IPv4); Packet Too Big has its own

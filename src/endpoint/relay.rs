@@ -157,6 +157,17 @@ impl Endpoint {
         }
     }
 
+    /// The SYN for `quad` came from one of synack's own upstream sockets, still connecting:
+    /// the relay loops back into its own interface. It is refused with RST, which fails that
+    /// upstream's connect (ECONNREFUSED), whose own client is then refused in turn, instead of
+    /// each looped SYN opening one more upstream until `--backlog` connects are pending.
+    pub fn relay_loop(&mut self, quad: &Quad) {
+        if let Some(p) = self.pending.remove(quad) {
+            self.counters.relay_loops += 1;
+            self.refusals.push((*quad, p.syn, None));
+        }
+    }
+
     /// The host could not reach the client's own destination (`direct`: the connect
     /// failed with EHOSTUNREACH or ENETUNREACH; `socks5:`: the proxy replied host or
     /// network unreachable, or TTL expired): the client's SYN is answered with the ICMP

@@ -305,17 +305,24 @@ def test_through_a_socks5_proxy(upstream, tmp_path, request):
         assert d.terminate(timeout=5) == 0
 
 
+def start_marked(tmp_path, request, mark):
+    """synack relaying `direct` with `--upstream-mark MARK` and no interface of its own: its
+    sockets go where the routing rules send that mark. UP4 is routed into synack0."""
+    d = Daemon(synack_binary(), ["-v", "--addr", "any", "-l", "9=discard", "-l", "*=direct",
+                                 "--upstream-mark", str(mark)], tmp_path / "synack.log")
+    request.node._synack_daemon = d
+    d.start()
+    d.wait_ready(port=9)
+    harness.run(["ip", "route", "add", f"{UP4}/32", "dev", "synack0"], check=True)
+    return d
+
+
 @pytest.mark.kernel_differs("synack's relay")
 def test_upstream_mark_and_a_routing_rule_keep_the_relay_off_synack0(upstream, tmp_path, request):
     # The other loop guard: no --upstream-interface; the relay's sockets carry mark 7, and a
     # rule of the user's own sends marked packets to table 100, where 198.19/16 is on up0.
-    d = Daemon(synack_binary(), ["-v", "--addr", "any", "-l", "9=discard", "-l", "*=direct",
-                                 "--upstream-mark", "7"], tmp_path / "synack.log")
-    request.node._synack_daemon = d
-    d.start()
+    d = start_marked(tmp_path, request, 7)
     try:
-        d.wait_ready(port=9)
-        harness.run(["ip", "route", "add", f"{UP4}/32", "dev", "synack0"], check=True)
         harness.run(["ip", "rule", "add", "fwmark", "7", "lookup", "100"], check=True)
         harness.run(["ip", "route", "add", "198.19.0.0/16", "dev", "up0", "table", "100"],
                     check=True)
@@ -327,6 +334,24 @@ def test_upstream_mark_and_a_routing_rule_keep_the_relay_off_synack0(upstream, t
         assert "direct" in status, status
     finally:
         harness.run(["ip", "rule", "del", "fwmark", "7", "lookup", "100"])
+        assert d.terminate(timeout=5) == 0
+
+
+@pytest.mark.kernel_differs("synack's relay")
+def test_a_relay_that_loops_at_run_time_refuses_at_once_and_says_why(upstream, tmp_path,
+                                                                      request):
+    # --upstream-mark with no rule for it: the relay's own connect comes back into synack0.
+    # Its SYN is refused, which refuses the client in turn; one upstream, not --backlog many.
+    d = start_marked(tmp_path, request, 8)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((UP4, 80), timeout=5)
+        assert time.monotonic() - started < 2, "refused at once"
+        stats = synack_cmd("stats").stdout.decode()
+        assert re.search(r"relay_loops\s+1\b", stats), stats
+        assert harness.log_has(d, "the relay loops.*--upstream-interface"), d.log_tail()
+    finally:
         assert d.terminate(timeout=5) == 0
 
 

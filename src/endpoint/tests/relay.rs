@@ -244,18 +244,23 @@ fn forward_syn_waits_for_the_upstream_and_retransmissions_are_absorbed() {
     );
 }
 
-#[test]
-fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
-    let mut net = forward_net();
-    fwd_syn(&mut net);
-    net.ep.forward_refused(&quad(FWD_PORT));
-    assert_eq!(net.ep.poll_timeout(), Some(Instant::ZERO));
+/// The next poll sends exactly one segment: RST,ACK to the held SYN.
+fn assert_the_syn_is_reset(net: &mut Net) {
     let mut tx: Vec<Vec<u8>> = Vec::new();
     net.ep.poll(net.now, &mut tx);
     let out: Vec<Out> = tx.iter().map(|p| parse_out(p)).collect();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].flags, Flags::RST | Flags::ACK);
     assert_eq!(out[0].ack, PEER_ISN.add(1));
+}
+
+#[test]
+fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
+    let mut net = forward_net();
+    fwd_syn(&mut net);
+    net.ep.forward_refused(&quad(FWD_PORT));
+    assert_eq!(net.ep.poll_timeout(), Some(Instant::ZERO));
+    assert_the_syn_is_reset(&mut net);
     assert_eq!(net.ep.stats().forward_refused, 1);
 
     net.ep.take_relay_events();
@@ -268,6 +273,21 @@ fn forward_refused_upstream_resets_the_client_and_unreachable_stays_silent() {
         "an unreachable upstream leaves the SYN unanswered"
     );
     assert_eq!(net.ep.stats().forward_connect_failures, 1);
+    assert_eq!(net.ep.connection_count(), 0);
+}
+
+#[test]
+fn a_relay_loop_refuses_the_looped_syn_and_counts_it() {
+    let mut net = forward_net();
+    fwd_syn(&mut net);
+    net.ep.relay_loop(&quad(FWD_PORT));
+    assert_the_syn_is_reset(&mut net);
+    assert_eq!(net.ep.stats().relay_loops, 1);
+    assert_eq!(
+        net.ep.stats().forward_refused,
+        0,
+        "counted as a loop, not a refusal"
+    );
     assert_eq!(net.ep.connection_count(), 0);
 }
 
