@@ -291,6 +291,31 @@ fn a_relay_loop_refuses_the_looped_syn_and_counts_it() {
     assert_eq!(net.ep.connection_count(), 0);
 }
 
+/// `--max-connections` holds for relayed connections too: past it, a SYN is dropped before
+/// any upstream is opened for it (no `Connect` for the driver), and counted.
+#[test]
+fn past_max_connections_a_relayed_syn_opens_no_upstream() {
+    let mut net = forward_net_with(Limits {
+        max_connections: 1,
+        ..Limits::default()
+    });
+    fwd_syn(&mut net);
+    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
+    net.ep.take_relay_events();
+    let mut tx: Vec<Vec<u8>> = Vec::new();
+    net.ep.poll(net.now, &mut tx);
+    assert_eq!(tx.len(), 1, "the first SYN,ACK");
+    let out = net.send(&TcpSegment {
+        src_port: 40001,
+        dst_port: FWD_PORT,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert!(out.is_empty(), "dropped silently: {out:?}");
+    assert!(net.ep.take_relay_events().is_empty(), "no upstream for it");
+    assert_eq!(net.ep.stats().connection_limit, 1);
+}
+
 /// An established `forward:` connection whose upstream ended its output: our FIN is sent
 /// (not yet acknowledged). Returns the net and the sequence number after our FIN.
 fn forward_closed_by_upstream() -> (Net, SeqNum) {
