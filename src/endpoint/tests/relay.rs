@@ -295,16 +295,10 @@ fn a_relay_loop_refuses_the_looped_syn_and_counts_it() {
 /// any upstream is opened for it (no `Connect` for the driver), and counted.
 #[test]
 fn past_max_connections_a_relayed_syn_opens_no_upstream() {
-    let mut net = forward_net_with(Limits {
+    let mut net = forward_established(Limits {
         max_connections: 1,
         ..Limits::default()
     });
-    fwd_syn(&mut net);
-    assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
-    net.ep.take_relay_events();
-    let mut tx: Vec<Vec<u8>> = Vec::new();
-    net.ep.poll(net.now, &mut tx);
-    assert_eq!(tx.len(), 1, "the first SYN,ACK");
     let out = net.send(&TcpSegment {
         src_port: 40001,
         dst_port: FWD_PORT,
@@ -319,7 +313,7 @@ fn past_max_connections_a_relayed_syn_opens_no_upstream() {
 /// An established `forward:` connection whose upstream ended its output: our FIN is sent
 /// (not yet acknowledged). Returns the net and the sequence number after our FIN.
 fn forward_closed_by_upstream() -> (Net, SeqNum) {
-    let mut net = forward_established(None);
+    let mut net = forward_established(Limits::default());
     net.ep.relay_io(&quad(FWD_PORT)).unwrap().peer_eof();
     net.ep.relay_changed(&quad(FWD_PORT));
     let mut tx: Vec<Vec<u8>> = Vec::new();
@@ -329,13 +323,10 @@ fn forward_closed_by_upstream() -> (Net, SeqNum) {
     (net, fin.seq.add(1))
 }
 
-/// An established `forward:` connection (the client's ACK of our SYN,ACK taken), with
-/// keep-alive after `keepalive` on its port if given.
-fn forward_established(keepalive: Option<Duration>) -> Net {
-    let mut net = forward_net_with(Limits {
-        keepalive_ports: keepalive.map(|idle| (FWD_PORT, idle)).into_iter().collect(),
-        ..Limits::default()
-    });
+/// An established `forward:` connection (the client's ACK of our SYN,ACK taken), under
+/// `limits`.
+fn forward_established(limits: Limits) -> Net {
+    let mut net = forward_net_with(limits);
     fwd_syn(&mut net);
     assert!(net.ep.forward_connected(net.now, &quad(FWD_PORT)));
     net.ep.take_relay_events();
@@ -375,7 +366,10 @@ fn until_gone(net: &mut Net) -> Vec<RelayEvent> {
 #[test]
 fn a_client_timed_out_by_keepalive_or_r2_aborts_its_upstream() {
     // Keep-alive: nothing to send, the client answers no probe.
-    let mut net = forward_established(Some(Duration::from_secs(30)));
+    let mut net = forward_established(Limits {
+        keepalive_ports: vec![(FWD_PORT, Duration::from_secs(30))],
+        ..Limits::default()
+    });
     let events = until_gone(&mut net);
     assert_eq!(net.ep.connection_count(), 0, "keep-alive gave up");
     assert!(
@@ -383,7 +377,7 @@ fn a_client_timed_out_by_keepalive_or_r2_aborts_its_upstream() {
         "{events:?}"
     );
     // R2: the upstream's bytes are never acknowledged.
-    let mut net = forward_established(None);
+    let mut net = forward_established(Limits::default());
     let mut relay = net.ep.relay_io(&quad(FWD_PORT)).unwrap();
     let n = relay.peer_read_with(100, &mut |buf: &mut [u8]| {
         buf.fill(b'u');
