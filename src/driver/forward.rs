@@ -92,6 +92,8 @@ pub struct Upstreams {
     /// of them is the relay looping into its own interface ([`Endpoint::relay_loop`]). Only
     /// connects under way are here (at most `--backlog`), not every relayed connection.
     connecting: HashMap<SocketAddr, usize>,
+    /// The same, by token: what to remove once the connect is over (no `getsockname`).
+    connecting_from: HashMap<usize, SocketAddr>,
     /// Loops seen, for the log (said at 1, 2, 4, 8, ...).
     loops: u64,
 }
@@ -177,6 +179,7 @@ impl Upstreams {
                             .and_then(|u| u.stream.local_addr().ok())
                         {
                             self.connecting.insert(local, token);
+                            self.connecting_from.insert(token, local);
                         }
                     }
                     Err(e) => connect_failed(ep, &quad, &target, &e),
@@ -187,7 +190,7 @@ impl Upstreams {
                     return;
                 };
                 if let Some(mut u) = self.by_token.remove(&token) {
-                    forget_connecting(&mut self.connecting, &u);
+                    self.forget_connecting(token);
                     if reset {
                         // The client reset: abort the upstream too (RST, not FIN).
                         abortive(&u.stream);
@@ -258,7 +261,7 @@ impl Upstreams {
             match outcome {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
-                        forget_connecting(&mut self.connecting, u);
+                        forget_connecting(&mut self.connecting, &mut self.connecting_from, token);
                         u.connected = true;
                         // Its first bytes may already be waiting (an SSH banner).
                         self.active.push(token);
@@ -291,7 +294,7 @@ impl Upstreams {
 
     fn close(&mut self, registry: &Registry, token: usize) {
         if let Some(mut u) = self.by_token.remove(&token) {
-            forget_connecting(&mut self.connecting, &u);
+            self.forget_connecting(token);
             let _ = registry.deregister(&mut u.stream);
             if self.by_quad.get(&u.quad) == Some(&token) {
                 self.by_quad.remove(&u.quad);
@@ -304,6 +307,12 @@ impl Upstreams {
         self.by_token.clear();
         self.by_quad.clear();
         self.connecting.clear();
+        self.connecting_from.clear();
+    }
+
+    /// `token`'s connect is over (done, failed or closed): a SYN from its address is no loop.
+    fn forget_connecting(&mut self, token: usize) {
+        forget_connecting(&mut self.connecting, &mut self.connecting_from, token);
     }
 }
 
@@ -370,11 +379,14 @@ impl Upstream {
     }
 }
 
-/// `u`'s connect is over (done, failed or closed): a SYN from its address is no loop.
-fn forget_connecting(connecting: &mut HashMap<SocketAddr, usize>, u: &Upstream) {
-    if !u.connected
-        && let Ok(local) = u.stream.local_addr()
-    {
+/// `token`'s connect is over (done, failed or closed): a SYN from its address is no loop.
+/// (A free function for [`Upstreams::pump`], which holds an upstream while it calls it.)
+fn forget_connecting(
+    connecting: &mut HashMap<SocketAddr, usize>,
+    connecting_from: &mut HashMap<usize, SocketAddr>,
+    token: usize,
+) {
+    if let Some(local) = connecting_from.remove(&token) {
         connecting.remove(&local);
     }
 }
