@@ -67,6 +67,11 @@ def upstream(tmp_path):
             procs.append(subprocess.Popen(
                 ["ip", "netns", "exec", NS, "microsocks", "-i", PROXY4, "-p", "1080"],
                 stdout=subprocess.DEVNULL, stderr=log))
+            # The same with RFC 1929's username and password.
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", NS, "microsocks", "-i", PROXY4, "-p", "1081",
+                 "-u", "synack", "-P", "secret"],
+                stdout=subprocess.DEVNULL, stderr=log))
         yield
     finally:
         for p in procs:
@@ -301,6 +306,26 @@ def test_through_a_socks5_proxy(upstream, tmp_path, request):
         # The proxy refuses a closed port: the client is reset.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((UP4, 8), timeout=5)
+    finally:
+        assert d.terminate(timeout=5) == 0
+
+
+@pytest.mark.kernel_differs("synack's relay")
+def test_through_a_socks5_proxy_with_a_username_and_password(upstream, tmp_path, request):
+    if not shutil.which("microsocks"):
+        pytest.fail("microsocks is missing: scripts/test.sh --deps-only installs it")
+    # Port 8 goes through the proxy with a wrong password, every other with the right one.
+    d = start_relay(tmp_path, "-l", f"*=socks5:synack:secret@{PROXY4}:1081",
+                    "-l", f"8=socks5:synack:wrong@{PROXY4}:1081")
+    request.node._synack_daemon = d
+    try:
+        out = harness.run(["curl", "-sS", "--max-time", "10", f"http://{UP4}/"], timeout=15)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == f"upstream {UP4}\n"
+        # Rejected credentials: the SYN stays unanswered (README) and the log says why.
+        with pytest.raises(TimeoutError):
+            socket.create_connection((UP4, 8), timeout=2)
+        assert harness.log_has(d, "the proxy rejected the user and password"), d.log_tail()
     finally:
         assert d.terminate(timeout=5) == 0
 
