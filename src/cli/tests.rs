@@ -370,6 +370,24 @@ fn startup_line_for_ipv6_only_and_http_on_another_port() {
 }
 
 #[test]
+fn startup_line_of_a_transparent_relay_suggests_no_port_zero() {
+    let a = parse(&[
+        "--addr",
+        "any",
+        "-l",
+        "*=direct",
+        "--upstream-interface",
+        "eth0",
+    ])
+    .unwrap();
+    assert_eq!(
+        driver::startup_line(&a.daemon_config().endpoint, "synack0"),
+        "synack listening on 198.18.0.2, 2001:2::2 and every address routed to it via \
+         synack0 (*=direct) — try: ping 198.18.0.2"
+    );
+}
+
+#[test]
 fn man_and_completions_parse() {
     use super::generate::Shell;
     let cmd = |extra: &[&str]| parse(extra).unwrap().command.unwrap();

@@ -269,15 +269,16 @@ pub fn startup_line(endpoint: &EndpointConfig, iface: &str) -> String {
         return line;
     };
     let mut tries = Vec::new();
+    // Not a listener for every port (port 0), nor one that relays to where the client asked
+    // (synack's own address is closed to it).
     let stream = endpoint
         .listeners
         .iter()
         .find(|(_, service)| *service == ServiceKind::Echo)
         .or_else(|| {
-            endpoint
-                .listeners
-                .iter()
-                .find(|(_, service)| *service != ServiceKind::Http)
+            endpoint.listeners.iter().find(|(port, service)| {
+                *service != ServiceKind::Http && *port != 0 && !service.relays_to_destination()
+            })
         });
     if let Some((port, _)) = stream {
         tries.push(format!("nc {addr} {port}"));
@@ -291,7 +292,8 @@ pub fn startup_line(endpoint: &EndpointConfig, iface: &str) -> String {
             IpAddr::V4(a) => a.to_string(),
             IpAddr::V6(a) => format!("[{a}]"),
         };
-        let port = if *port == 80 {
+        // `*=http` answers on port 80 too.
+        let port = if *port == 80 || *port == 0 {
             String::new()
         } else {
             format!(":{port}")

@@ -867,11 +867,19 @@ impl Endpoint {
 
     /// The open listener that takes segments to `local`: one bound to that address before
     /// one bound to all (as Linux's `__inet_lookup_listener` scores them).
-    /// A listener for every port (`-l '*=SERVICE'`) comes last.
+    /// A listener for every port (`-l '*=SERVICE'`) comes last. `direct` and `socks5:` never
+    /// take a connection to one of synack's own addresses: relayed to where the client asked,
+    /// it would come back to synack, or leave through the upstream interface for an address
+    /// that is ours; the port is closed to it instead, as to any port without a listener.
     fn listener_for(&self, local: SocketAddr) -> Option<usize> {
         let (mut best, mut wildcard) = (None, None);
+        let ours = self.is_local(local.ip());
         for (i, l) in self.listeners.iter().enumerate() {
-            if l.takes(local) {
+            if l.takes(local)
+                && !(ours
+                    && l.service_kind()
+                        .is_some_and(ServiceKind::relays_to_destination))
+            {
                 if l.port == 0 {
                     wildcard = wildcard.or(Some(i));
                 } else if l.addr.is_some() {

@@ -154,6 +154,12 @@ impl ServiceKind {
         )
     }
 
+    /// `direct` and `socks5:`: the connection goes to the address the client asked for, so a
+    /// connection to synack's own address has nowhere to go (see `Endpoint::listener_for`).
+    pub fn relays_to_destination(self) -> bool {
+        matches!(self, ServiceKind::Direct | ServiceKind::Socks5(_))
+    }
+
     /// The upstream of a connection to `local` (the address and port the client asked
     /// for), for a service that relays to one.
     pub fn upstream(self, local: std::net::SocketAddr) -> Option<UpstreamTarget> {

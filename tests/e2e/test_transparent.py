@@ -142,6 +142,18 @@ def test_an_upstream_that_refuses_resets_the_client(relay):
 
 
 @pytest.mark.kernel_differs("synack's relay")
+def test_a_connection_to_synacks_own_address_is_not_relayed(relay):
+    # 198.18.0.2 is synack's: `direct` would relay it to itself. The port is closed instead.
+    started = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("198.18.0.2", 5555), timeout=5)
+    assert time.monotonic() - started < 2
+    stats = json.loads(synack_cmd("stats", "--json").stdout)
+    # No upstream was tried (before, its connect through up0 failed: "network unreachable").
+    assert stats.get("forward_connect_failures", 0) == 0, stats
+
+
+@pytest.mark.kernel_differs("synack's relay")
 def test_udp_is_not_relayed_and_is_counted(relay):
     # DNS routed into synack0 with the rest: dropped (README), counted as udp_dropped.
     for host, family in [(UP4, socket.AF_INET), (UP6, socket.AF_INET6)]:

@@ -600,6 +600,33 @@ fn with_addr_any_a_syn_to_any_destination_is_held_for_a_direct_upstream() {
     );
 }
 
+/// `direct` relays a connection to where its client asked: to synack's own address that is
+/// synack itself (or, through `--upstream-interface`, an address of ours sent out of the
+/// machine). Such a SYN finds the port closed, as with no listener: RST, no upstream.
+#[test]
+fn direct_never_relays_a_connection_to_our_own_address() {
+    let mut net = transparent_net();
+    let out = net.send(&TcpSegment {
+        dst_port: 5555,
+        flags: Flags::SYN,
+        ..FROM_PEER
+    });
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].flags, Flags::RST | Flags::ACK);
+    assert!(net.ep.take_relay_events().is_empty(), "no upstream opened");
+    // The same port on a relayed destination is held for its upstream.
+    net.us = ip("198.19.1.10");
+    assert!(
+        net.send(&TcpSegment {
+            dst_port: 5555,
+            flags: Flags::SYN,
+            ..FROM_PEER
+        })
+        .is_empty()
+    );
+    assert_eq!(net.ep.take_relay_events().len(), 1);
+}
+
 #[test]
 fn with_addr_any_pings_are_answered_only_for_our_own_addresses() {
     let mut net = transparent_net();
