@@ -88,14 +88,44 @@ pub struct Upstreams {
     /// (the endpoint's `take_relay_ready`). The others have nothing to move: with thousands
     /// of idle forwarded connections a turn of the loop stays as cheap as with none.
     active: Vec<usize>,
-    /// The local addresses of the upstream sockets still connecting: a relayed SYN from one
-    /// of them is the relay looping into its own interface ([`Endpoint::relay_loop`]). Only
-    /// connects under way are here (at most `--backlog`), not every relayed connection.
-    connecting: HashMap<SocketAddr, usize>,
-    /// The same, by token: what to remove once the connect is over (no `getsockname`).
-    connecting_from: HashMap<usize, SocketAddr>,
+    /// The upstream sockets still connecting, by local address: a relayed SYN from one of
+    /// them is the relay looping into its own interface ([`Endpoint::relay_loop`]).
+    connecting: Connecting,
     /// Loops seen, for the log (said at 1, 2, 4, 8, ...).
     loops: u64,
+}
+
+/// The local addresses of the upstream sockets whose connect is under way (at most
+/// `--backlog` of them, not every relayed connection), both ways: by address for a SYN's
+/// source, by token to forget one once its connect is over (no `getsockname` then).
+#[derive(Default)]
+struct Connecting {
+    by_addr: HashMap<SocketAddr, usize>,
+    by_token: HashMap<usize, SocketAddr>,
+}
+
+impl Connecting {
+    fn insert(&mut self, local: SocketAddr, token: usize) {
+        self.by_addr.insert(local, token);
+        self.by_token.insert(token, local);
+    }
+
+    /// The socket connecting from `local`, if one is.
+    fn from(&self, local: &SocketAddr) -> Option<usize> {
+        self.by_addr.get(local).copied()
+    }
+
+    /// `token`'s connect is over (done, failed or closed): a SYN from its address is no loop.
+    fn forget(&mut self, token: usize) {
+        if let Some(local) = self.by_token.remove(&token) {
+            self.by_addr.remove(&local);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_addr.clear();
+        self.by_token.clear();
+    }
 }
 
 impl Upstreams {
@@ -123,8 +153,8 @@ impl Upstreams {
                 // of the host may share its address and port towards another destination).
                 let looped = self
                     .connecting
-                    .get(&quad.remote)
-                    .and_then(|t| self.by_token.get(t))
+                    .from(&quad.remote)
+                    .and_then(|t| self.by_token.get(&t))
                     .is_some_and(|u| u.target.connect_addr() == quad.local);
                 if looped {
                     self.loops += 1;
@@ -154,6 +184,10 @@ impl Upstreams {
                             ep.forward_failed(&quad);
                             return;
                         }
+                        // A nonblocking connect has its local address already.
+                        if let Ok(local) = stream.local_addr() {
+                            self.connecting.insert(local, token);
+                        }
                         let socks = match target {
                             UpstreamTarget::Socks5(spec, dest) => Some(Box::new(spec.client(dest))),
                             _ => None,
@@ -173,14 +207,6 @@ impl Upstreams {
                             },
                         );
                         self.by_quad.insert(quad.into(), token);
-                        if let Some(local) = self
-                            .by_token
-                            .get(&token)
-                            .and_then(|u| u.stream.local_addr().ok())
-                        {
-                            self.connecting.insert(local, token);
-                            self.connecting_from.insert(token, local);
-                        }
                     }
                     Err(e) => connect_failed(ep, &quad, &target, &e),
                 }
@@ -190,7 +216,7 @@ impl Upstreams {
                     return;
                 };
                 if let Some(mut u) = self.by_token.remove(&token) {
-                    self.forget_connecting(token);
+                    self.connecting.forget(token);
                     if reset {
                         // The client reset: abort the upstream too (RST, not FIN).
                         abortive(&u.stream);
@@ -261,7 +287,7 @@ impl Upstreams {
             match outcome {
                 Ok(()) => {
                     if ep.forward_connected(now, &quad) {
-                        forget_connecting(&mut self.connecting, &mut self.connecting_from, token);
+                        self.connecting.forget(token);
                         u.connected = true;
                         // Its first bytes may already be waiting (an SSH banner).
                         self.active.push(token);
@@ -294,7 +320,7 @@ impl Upstreams {
 
     fn close(&mut self, registry: &Registry, token: usize) {
         if let Some(mut u) = self.by_token.remove(&token) {
-            self.forget_connecting(token);
+            self.connecting.forget(token);
             let _ = registry.deregister(&mut u.stream);
             if self.by_quad.get(&u.quad) == Some(&token) {
                 self.by_quad.remove(&u.quad);
@@ -307,12 +333,6 @@ impl Upstreams {
         self.by_token.clear();
         self.by_quad.clear();
         self.connecting.clear();
-        self.connecting_from.clear();
-    }
-
-    /// `token`'s connect is over (done, failed or closed): a SYN from its address is no loop.
-    fn forget_connecting(&mut self, token: usize) {
-        forget_connecting(&mut self.connecting, &mut self.connecting_from, token);
     }
 }
 
@@ -376,18 +396,6 @@ impl Upstream {
         if changed {
             ep.relay_changed(&quad);
         }
-    }
-}
-
-/// `token`'s connect is over (done, failed or closed): a SYN from its address is no loop.
-/// (A free function for [`Upstreams::pump`], which holds an upstream while it calls it.)
-fn forget_connecting(
-    connecting: &mut HashMap<SocketAddr, usize>,
-    connecting_from: &mut HashMap<usize, SocketAddr>,
-    token: usize,
-) {
-    if let Some(local) = connecting_from.remove(&token) {
-        connecting.remove(&local);
     }
 }
 

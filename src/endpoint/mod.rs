@@ -298,6 +298,12 @@ impl Listener {
         }
     }
 
+    /// `direct` or `socks5:` (see [`ServiceKind::relays_to_destination`]).
+    fn relays_to_destination(&self) -> bool {
+        self.service_kind()
+            .is_some_and(ServiceKind::relays_to_destination)
+    }
+
     /// Whether it takes a segment to `local` (a wildcard listener, port 0, takes any port:
     /// `listener_for` asks the others first).
     fn takes(&self, local: SocketAddr) -> bool {
@@ -875,11 +881,7 @@ impl Endpoint {
         let (mut best, mut wildcard) = (None, None);
         let ours = self.is_local(local.ip());
         for (i, l) in self.listeners.iter().enumerate() {
-            if l.takes(local)
-                && !(ours
-                    && l.service_kind()
-                        .is_some_and(ServiceKind::relays_to_destination))
-            {
+            if l.takes(local) && !(ours && l.relays_to_destination()) {
                 if l.port == 0 {
                     wildcard = wildcard.or(Some(i));
                 } else if l.addr.is_some() {

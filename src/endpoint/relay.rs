@@ -151,10 +151,19 @@ impl Endpoint {
     /// The upstream refused (RST): the client's SYN is answered with RST, so it sees
     /// "connection refused" too. Sent at the next [`Endpoint::poll`].
     pub fn forward_refused(&mut self, quad: &Quad) {
-        if let Some(p) = self.pending.remove(quad) {
+        if self.refuse_held_syn(quad, None) {
             self.counters.forward_refused += 1;
-            self.refusals.push((*quad, p.syn, None));
         }
+    }
+
+    /// Answer the held SYN for `quad` at the next poll: RST, or the ICMP error `icmp`.
+    /// False if no SYN is held for it (answered, or given up, already).
+    fn refuse_held_syn(&mut self, quad: &Quad, icmp: Option<IcmpErrorKind>) -> bool {
+        let Some(p) = self.pending.remove(quad) else {
+            return false;
+        };
+        self.refusals.push((*quad, p.syn, icmp));
+        true
     }
 
     /// The SYN for `quad` came from one of synack's own upstream sockets, still connecting:
@@ -162,9 +171,8 @@ impl Endpoint {
     /// upstream's connect (ECONNREFUSED), whose own client is then refused in turn, instead of
     /// each looped SYN opening one more upstream until `--backlog` connects are pending.
     pub fn relay_loop(&mut self, quad: &Quad) {
-        if let Some(p) = self.pending.remove(quad) {
+        if self.refuse_held_syn(quad, None) {
             self.counters.relay_loops += 1;
-            self.refusals.push((*quad, p.syn, None));
         }
     }
 
@@ -177,10 +185,9 @@ impl Endpoint {
     /// keeps its SYN unanswered: its client asked for synack's own address, not for the
     /// host that failed. Sent at the next [`Endpoint::poll`].
     pub fn forward_unreachable(&mut self, quad: &Quad, kind: IcmpErrorKind) {
-        if let Some(p) = self.pending.remove(quad) {
+        if self.refuse_held_syn(quad, Some(kind)) {
             self.counters.forward_connect_failures += 1;
             self.counters.forward_unreachable += 1;
-            self.refusals.push((*quad, p.syn, Some(kind)));
         }
     }
 

@@ -15,6 +15,7 @@ oracle_server.py) to validate the harness; tests marked `kernel_differs` are exp
 there, and assertions on synack's log are not made.
 """
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -93,6 +94,13 @@ def synack_cmd(*args, input=None, timeout=10):
     """Run a synack subcommand (`stats`, `status`, `connect`, ...) and return its result."""
     return subprocess.run([str(synack_binary()), *args], input=input, capture_output=True,
                           timeout=timeout)
+
+
+def synack_stats() -> dict:
+    """The running daemon's counters, as `synack stats --json` prints them."""
+    out = synack_cmd("stats", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 @pytest.fixture

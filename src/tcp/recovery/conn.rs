@@ -529,9 +529,11 @@ impl Connection {
             let was_in_recovery = self.cc.in_recovery();
             self.rack_detect_loss(now, flight);
             if !was_in_recovery && self.cc.in_recovery() {
-                // The timer, not an ACK, began the recovery: PRR has seen nothing delivered,
-                // and with the pipe above the new ssthresh it would send nothing, not even
-                // the fast retransmission, until the next ACK, a round trip later. Linux's
+                // The timer, not an ACK, began the recovery: PRR (RFC 9937 §6 counts what
+                // each ACK delivers and is silent on a recovery begun without one) has seen
+                // nothing delivered, and with the pipe above the new ssthresh it would send
+                // nothing, not even the fast retransmission, until the next ACK, a round
+                // trip later. Linux's
                 // `tcp_rack_reo_timeout` counts one segment delivered for it
                 // (`tcp_cwnd_reduction(sk, 1, 0)`); so do we.
                 let mss = u32::from(self.eff_mss()).max(1);
